@@ -1,0 +1,45 @@
+import mongoose, { Schema, type InferSchemaType } from 'mongoose';
+
+export const ROLES = ['admin', 'investigator', 'customer'] as const;
+export type Role = (typeof ROLES)[number];
+
+const userSchema = new Schema(
+  {
+    email: { type: String, required: true, lowercase: true, trim: true, maxlength: 254 },
+    passwordHash: { type: String, required: true },
+    role: { type: String, enum: ROLES, required: true },
+    name: { type: String, required: true, trim: true, maxlength: 120 },
+    organisation: { type: String, trim: true, maxlength: 200, default: '' },
+    disabled: { type: Boolean, default: false },
+    createdAt: { type: Date, required: true },
+    lastLoginAt: { type: Date, default: null },
+  },
+  { versionKey: false },
+);
+
+// Users are a small collection; the unique index is what prevents duplicate sign-ups
+// under concurrent requests.
+userSchema.index({ email: 1 }, { unique: true });
+
+export type UserFields = InferSchemaType<typeof userSchema>;
+export const User = mongoose.model('User', userSchema);
+export type UserDoc = InstanceType<typeof User>;
+
+/**
+ * A server-side session, keyed by the JWT's `jti`: every authenticated request is one `_id`
+ * lookup, and logging out really ends the session instead of waiting for the token to expire.
+ */
+const sessionSchema = new Schema(
+  {
+    _id: { type: String, required: true },
+    userId: { type: Schema.Types.ObjectId, ref: 'User', required: true },
+    createdAt: { type: Date, required: true },
+    expiresAt: { type: Date, required: true },
+  },
+  { versionKey: false },
+);
+// FerretDB v1 has no TTL indexes: expired sessions are refused on read and purged by
+// the auth service (see purgeExpiredSessions).
+sessionSchema.index({ expiresAt: 1 });
+
+export const Session = mongoose.model('Session', sessionSchema);

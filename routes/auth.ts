@@ -1,0 +1,173 @@
+import { Router, type Request, type Response } from 'express';
+import { z } from 'zod';
+import { requireRole, requireSignedIn, safeNextPath, sessionCookieName, sessionCookieOptions } from '../server/middleware/auth';
+import { formAction } from '../server/middleware/forms';
+import { email, pagination, parseBody, parseQuery, password, requiredText, shortText, toPage } from '../server/middleware/validate';
+import type { UserDoc } from '../models/user';
+import type { RouteContext } from './context';
+
+export const signUpInput = z.object({
+  email,
+  password,
+  name: requiredText(120, 'Name'),
+  organisation: shortText(200, 'Organisation').optional(),
+});
+
+export const logInInput = z.object({
+  email: z.string().trim().min(1, 'Enter your e-mail address.').max(254),
+  password: z.string().min(1, 'Enter your password.').max(256),
+  next: z.string().max(500).optional(),
+});
+
+export const profileInput = z.object({
+  name: requiredText(120, 'Name').optional(),
+  organisation: shortText(200, 'Organisation').optional(),
+});
+
+export const staffUserInput = signUpInput.extend({
+  role: z.enum(['admin', 'investigator', 'customer'], 'Choose a role: admin, investigator or customer.'),
+});
+
+/** The public shape of an account; never the password hash. */
+export const publicUser = (u: Pick<UserDoc, 'email' | 'name' | 'role' | 'organisation' | 'createdAt'> & { _id: unknown }) => ({
+  id: String(u._id),
+  email: u.email,
+  name: u.name,
+  role: u.role,
+  organisation: u.organisation ?? '',
+  createdAt: u.createdAt,
+});
+
+export function authPages({ config, services, middleware }: RouteContext) {
+  const router = Router();
+  const cookie = sessionCookieName(config);
+
+  const startSession = async (res: Response, user: UserDoc) => {
+    const { token } = await services.auth.issueSession(user);
+    res.cookie(cookie, token, sessionCookieOptions(config, true));
+  };
+
+  router.get('/login', (req, res) => {
+    if (req.user) return res.redirect(303, '/account');
+    res.render('auth/login', { title: 'Sign in', values: { next: safeNextPath(req.query.next) ?? '' } });
+  });
+
+  router.post(
+    '/login',
+    middleware.limits.login,
+    formAction('auth/login', () => ({ title: 'Sign in' }), async (req, res) => {
+      const input = parseBody(logInInput, req);
+      const { token } = await services.auth.logIn(input.email, input.password);
+      // A fresh session id on every login: a planted cookie is never promoted (no fixation).
+      if (req.user) await services.auth.logOut(req.user.sessionId);
+      res.cookie(cookie, token, sessionCookieOptions(config, true));
+      res.redirect(303, safeNextPath(input.next) ?? '/account');
+    }),
+  );
+
+  router.get('/signup', (_req, res) => res.render('auth/signup', { title: 'Create an account' }));
+
+  router.post(
+    '/signup',
+    formAction('auth/signup', () => ({ title: 'Create an account' }), async (req, res) => {
+      const input = parseBody(signUpInput, req);
+      const user = await services.auth.signUp(input);
+      await startSession(res, user);
+      res.flash('Welcome to Downstream. Your account is ready.');
+      res.redirect(303, safeNextPath(req.query.next) ?? '/account');
+    }),
+  );
+
+  router.post('/logout', async (req, res) => {
+    if (req.user) await services.auth.logOut(req.user.sessionId);
+    res.clearCookie(cookie, sessionCookieOptions(config));
+    res.redirect(303, '/');
+  });
+
+  const accountPage = async (req: Request) => ({ title: 'Your account', account: await services.auth.getUser(req.user!.id) });
+
+  router.get('/account', requireSignedIn, async (req, res) => res.render('auth/account', await accountPage(req)));
+
+  router.post(
+    '/account',
+    requireSignedIn,
+    formAction('auth/account', accountPage, async (req, res) => {
+      await services.auth.updateProfile(req.user!.id, parseBody(profileInput, req));
+      res.flash('Your details were saved.');
+      res.redirect(303, '/account');
+    }),
+  );
+
+  // Account administration (admins only).
+  const admin = requireRole('admin');
+  const usersPage = async (req: Request) => {
+    const page = toPage(parseQuery(pagination, req));
+    const { items, total } = await services.auth.listUsers(page);
+    return { title: 'Accounts', users: items, total, page };
+  };
+
+  router.get('/admin/users', admin, async (req, res) => res.render('auth/users', await usersPage(req)));
+
+  router.post(
+    '/admin/users',
+    admin,
+    formAction('auth/users', usersPage, async (req, res) => {
+      const input = parseBody(staffUserInput, req);
+      await services.auth.createUser(input, input.role);
+      res.flash(`Account created for ${input.email}.`);
+      res.redirect(303, '/admin/users');
+    }),
+  );
+
+  return router;
+}
+
+export function authApi({ services, middleware }: RouteContext) {
+  const router = Router();
+
+  router.post('/signup', async (req, res) => {
+    const user = await services.auth.signUp(parseBody(signUpInput, req));
+    const { token, expiresAt } = await services.auth.issueSession(user);
+    res.status(201).json({ user: publicUser(user), token, expiresAt });
+  });
+
+  router.post('/token', middleware.limits.login, async (req, res) => {
+    const input = parseBody(logInInput, req);
+    const { user, token, expiresAt } = await services.auth.logIn(input.email, input.password);
+    res.json({ user: publicUser(user), token, expiresAt });
+  });
+
+  router.delete('/session', requireSignedIn, async (req, res) => {
+    await services.auth.logOut(req.user!.sessionId);
+    res.status(204).end();
+  });
+
+  router.get('/me', requireSignedIn, async (req, res) => {
+    res.json({ user: publicUser(await services.auth.getUser(req.user!.id)) });
+  });
+
+  router.patch('/me', requireSignedIn, async (req, res) => {
+    const user = await services.auth.updateProfile(req.user!.id, parseBody(profileInput.strict(), req));
+    res.json({ user: publicUser(user) });
+  });
+
+  return router;
+}
+
+export function usersApi({ services }: RouteContext) {
+  const router = Router();
+  router.use(requireRole('admin'));
+
+  router.get('/', async (req, res) => {
+    const page = toPage(parseQuery(pagination, req));
+    const { items, total } = await services.auth.listUsers(page);
+    res.json({ items: items.map(publicUser), total, page: page.page, perPage: page.perPage });
+  });
+
+  router.post('/', async (req, res) => {
+    const input = parseBody(staffUserInput, req);
+    res.status(201).json({ user: publicUser(await services.auth.createUser(input, input.role)) });
+  });
+
+  return router;
+}

@@ -1,0 +1,24 @@
+import { Router } from 'express';
+import type { RouteContext } from './context';
+
+/**
+ * Public URLs whose features arrive with their own modules. Until a module mounts its real
+ * page here, the URL answers honestly that the feature is not available yet.
+ */
+const UPCOMING: Record<string, string> = {
+  '/register': 'Product registration',
+  '/report': 'Report misuse',
+  '/follow-up': 'Follow up on a report',
+  '/cases': 'Investigation cases',
+  '/dashboard': 'Due-diligence dashboard',
+  '/transparency': 'Transparency report',
+};
+
+export function publicPages(_ctx: RouteContext) {
+  const router = Router();
+  router.get('/', (_req, res) => res.render('home', { title: 'Downstream' }));
+  for (const [path, title] of Object.entries(UPCOMING)) {
+    router.get(path, (_req, res) => res.status(503).render('upcoming', { title }));
+  }
+  return router;
+}

@@ -1,0 +1,99 @@
+import cookieParser from 'cookie-parser';
+import express, { type Express } from 'express';
+import helmet from 'helmet';
+import type { Clock } from './clock';
+import type { Config } from './config';
+import type { Database } from './db';
+import type { Logger } from './logger';
+import { loadUser } from './middleware/auth';
+import { createCsrf } from './middleware/csrf';
+import { errorHandler, notFound } from './middleware/errors';
+import { flash } from './middleware/flash';
+import { createRateLimits } from './middleware/rate-limit';
+import { rejectOperatorKeys } from './middleware/reject-operators';
+import { requestLog } from './middleware/request-log';
+import { publicDir, viewsDir } from './paths';
+import { createServices, type Services } from './services';
+import { mountRoutes } from '../routes';
+
+export interface AppDeps {
+  config: Config;
+  db: Pick<Database, 'ping'>;
+  clock: Clock;
+  logger: Logger;
+}
+
+export type AppMiddleware = {
+  csrf: ReturnType<typeof createCsrf>;
+  limits: ReturnType<typeof createRateLimits>;
+};
+
+/** Builds the portal from its dependencies. Does not listen: server/index.ts does. */
+export function createApp(deps: AppDeps): Express & { locals: { services: Services } } {
+  const { config, logger } = deps;
+  const services = createServices(deps);
+  const app = express();
+  app.locals.services = services;
+
+  app.disable('x-powered-by');
+  app.set('env', config.env);
+  app.set('trust proxy', config.trustProxy);
+  app.set('view engine', 'ejs');
+  app.set('views', viewsDir);
+
+  app.use(requestLog(logger));
+  app.use(
+    helmet({
+      contentSecurityPolicy: {
+        useDefaults: false,
+        directives: {
+          defaultSrc: ["'self'"],
+          scriptSrc: ["'self'"],
+          styleSrc: ["'self'"],
+          imgSrc: ["'self'", 'data:'],
+          fontSrc: ["'self'"],
+          connectSrc: ["'self'"],
+          formAction: ["'self'"],
+          frameAncestors: ["'none'"],
+          objectSrc: ["'none'"],
+          baseUri: ["'none'"],
+          ...(config.cookieSecure ? { upgradeInsecureRequests: [] } : {}),
+        },
+      },
+      referrerPolicy: { policy: 'no-referrer' },
+      strictTransportSecurity: config.cookieSecure,
+    }),
+  );
+  app.use('/static', express.static(publicDir, { maxAge: config.env === 'production' ? '1d' : 0, index: false }));
+
+  app.get('/healthz', (_req, res) => void res.json({ status: 'ok' }));
+  app.get('/readyz', async (_req, res) => {
+    const database = await deps.db.ping();
+    res.status(database ? 200 : 503).json({ ready: database, database });
+  });
+
+  const limit = `${config.bodyLimitKb}kb`;
+  app.use(express.json({ limit }));
+  app.use(express.urlencoded({ extended: false, limit, parameterLimit: 200 }));
+  app.use(cookieParser(config.jwt.secret));
+  app.use(rejectOperatorKeys);
+  app.use(loadUser(services.auth, config));
+
+  const middleware: AppMiddleware = { csrf: createCsrf(config), limits: createRateLimits(config) };
+  app.use(middleware.limits.publicPost);
+  app.use(middleware.csrf.middleware);
+  app.use(flash(config));
+  app.use((req, res, next) => {
+    res.locals.currentPath = req.path;
+    res.locals.user ??= req.user ?? null;
+    res.locals.values = {};
+    res.locals.errors = {};
+    next();
+  });
+
+  mountRoutes(app, { config, services, middleware, clock: deps.clock });
+
+  app.use(notFound);
+  app.use(errorHandler(logger));
+  return app as Express & { locals: { services: Services } };
+}

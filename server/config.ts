@@ -1,0 +1,136 @@
+import crypto from 'node:crypto';
+import fs from 'node:fs';
+import path from 'node:path';
+import { z } from 'zod';
+import { projectRoot } from './paths';
+
+/**
+ * The one place that reads the environment. Every variable is documented in the README's
+ * "Configuration" table; keep the two in step.
+ */
+
+const bool = z
+  .enum(['true', 'false', '1', '0', 'yes', 'no'])
+  .transform((v) => v === 'true' || v === '1' || v === 'yes');
+
+const positiveInt = (fallback: number) => z.coerce.number().int().positive().default(fallback);
+
+const envSchema = z.object({
+  NODE_ENV: z.enum(['development', 'test', 'production']).default('development'),
+  HOST: z.string().min(1).default('127.0.0.1'),
+  PORT: z.coerce.number().int().min(0).max(65535).default(3000),
+  MONGODB_URI: z
+    .string()
+    .regex(/^mongodb(\+srv)?:\/\//, 'must start with mongodb:// or mongodb+srv://')
+    .optional(),
+  MONGODB_DB: z
+    .string()
+    .regex(/^[A-Za-z0-9_-]{1,63}$/, 'letters, digits, _ and - only (at most 63)')
+    .default('downstream'),
+  DATA_DIR: z.string().min(1).default('./data'),
+  JWT_SECRET: z.string().min(32, 'must be at least 32 characters').optional(),
+  JWT_TTL_MINUTES: positiveInt(480),
+  TRUST_PROXY: z
+    .string()
+    .default('false')
+    .transform((v, ctx): boolean | number | string => {
+      if (v === 'false') return false;
+      if (v === 'true') return true;
+      if (/^\d+$/.test(v)) return Number(v);
+      if (/^[\w.:/, -]+$/.test(v)) return v; // 'loopback', CIDR lists, …
+      ctx.addIssue({ code: 'custom', message: 'false, true, a hop count, or a list of subnets' });
+      return z.NEVER;
+    }),
+  LOG_LEVEL: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info'),
+  BODY_LIMIT_KB: positiveInt(100),
+  UPLOAD_MAX_FILE_MB: positiveInt(10),
+  UPLOAD_MAX_FILES: positiveInt(5),
+  RATE_LIMIT_LOGIN_PER_15MIN: positiveInt(10),
+  RATE_LIMIT_PUBLIC_POST_PER_MIN: positiveInt(20),
+  COOKIE_SECURE: bool.optional(),
+  FERRETDB_LOG_LEVEL: z.enum(['debug', 'info', 'warn', 'error']).default('warn'),
+});
+
+export type Env = Record<string, string | undefined>;
+
+export interface Config {
+  env: 'development' | 'test' | 'production';
+  host: string;
+  port: number;
+  /** null: start the embedded FerretDB under `dataDir/db`. */
+  mongodbUri: string | null;
+  databaseName: string;
+  dataDir: string;
+  jwt: { secret: string; ttlMinutes: number; issuer: string; audience: string };
+  trustProxy: boolean | number | string;
+  logLevel: string;
+  bodyLimitKb: number;
+  uploads: { maxFileBytes: number; maxFiles: number };
+  rateLimits: { loginPer15Min: number; publicPostPerMin: number };
+  cookieSecure: boolean;
+  ferretdbLogLevel: 'debug' | 'info' | 'warn' | 'error';
+}
+
+export class ConfigError extends Error {
+  constructor(readonly problems: string[]) {
+    super(`Invalid configuration:\n${problems.map((p) => `  - ${p}`).join('\n')}`);
+    this.name = 'ConfigError';
+  }
+}
+
+/**
+ * Development keeps a generated secret in the data directory so that sessions survive a
+ * restart; production must be given one, since a secret on local disk is not one to trust.
+ */
+function resolveJwtSecret(given: string | undefined, nodeEnv: string, dataDir: string): string {
+  if (given) return given;
+  if (nodeEnv === 'production') {
+    throw new ConfigError(['JWT_SECRET: required when NODE_ENV=production (at least 32 characters)']);
+  }
+  const file = path.join(dataDir, 'jwt-secret');
+  try {
+    const stored = fs.readFileSync(file, 'utf8').trim();
+    if (stored.length >= 32) return stored;
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code !== 'ENOENT') throw err;
+  }
+  const secret = crypto.randomBytes(48).toString('base64url');
+  fs.mkdirSync(dataDir, { recursive: true });
+  fs.writeFileSync(file, `${secret}\n`, { mode: 0o600 });
+  return secret;
+}
+
+export function loadConfig(env: Env = process.env): Config {
+  const parsed = envSchema.safeParse(env);
+  if (!parsed.success) {
+    throw new ConfigError(
+      parsed.error.issues.map((i) => `${i.path.join('.') || '(environment)'}: ${i.message}`),
+    );
+  }
+  const e = parsed.data;
+  const dataDir = path.resolve(projectRoot, e.DATA_DIR);
+  return {
+    env: e.NODE_ENV,
+    host: e.HOST,
+    port: e.PORT,
+    mongodbUri: e.MONGODB_URI ?? null,
+    databaseName: e.MONGODB_DB,
+    dataDir,
+    jwt: {
+      secret: resolveJwtSecret(e.JWT_SECRET, e.NODE_ENV, dataDir),
+      ttlMinutes: e.JWT_TTL_MINUTES,
+      issuer: 'downstream',
+      audience: 'downstream-portal',
+    },
+    trustProxy: e.TRUST_PROXY,
+    logLevel: e.LOG_LEVEL,
+    bodyLimitKb: e.BODY_LIMIT_KB,
+    uploads: { maxFileBytes: e.UPLOAD_MAX_FILE_MB * 1024 * 1024, maxFiles: e.UPLOAD_MAX_FILES },
+    rateLimits: {
+      loginPer15Min: e.RATE_LIMIT_LOGIN_PER_15MIN,
+      publicPostPerMin: e.RATE_LIMIT_PUBLIC_POST_PER_MIN,
+    },
+    cookieSecure: e.COOKIE_SECURE ?? e.NODE_ENV === 'production',
+    ferretdbLogLevel: e.FERRETDB_LOG_LEVEL,
+  };
+}

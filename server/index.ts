@@ -1,0 +1,60 @@
+import http from 'node:http';
+import { createApp } from './app';
+import { systemClock } from './clock';
+import { ConfigError, loadConfig } from './config';
+import { connectDatabase } from './db';
+import { EmbeddedDatabaseError } from './db/embedded';
+import { createLogger } from './logger';
+
+/** Starts the portal: config → database (embedded unless MONGODB_URI) → HTTP. */
+async function main() {
+  const config = loadConfig();
+  const logger = createLogger(config.logLevel);
+  const db = await connectDatabase(config, logger);
+  const app = createApp({ config, db, clock: systemClock, logger });
+
+  const server = http.createServer(app);
+  await new Promise<void>((resolve, reject) => {
+    server.once('error', reject);
+    server.listen(config.port, config.host, resolve);
+  });
+  const address = server.address();
+  const port = typeof address === 'object' && address ? address.port : config.port;
+  const shownHost = config.host === '0.0.0.0' || config.host === '127.0.0.1' ? 'localhost' : config.host;
+  process.stdout.write(
+    `\nDownstream is running at http://${shownHost}:${port}\n` +
+      `  database: ${db.describe()}\n  data directory: ${config.dataDir}\n  stop with Ctrl-C\n\n`,
+  );
+
+  let stopping = false;
+  const shutdown = async (signal: string) => {
+    if (stopping) return;
+    stopping = true;
+    logger.info({ signal }, 'shutting down');
+    // Stop accepting connections, let in-flight requests finish, then close the database.
+    const closed = new Promise<void>((resolve) => server.close(() => resolve()));
+    server.closeIdleConnections();
+    const force = setTimeout(() => server.closeAllConnections(), 10_000).unref();
+    await closed;
+    clearTimeout(force);
+    await db.close();
+    logger.info('stopped');
+    process.exit(0);
+  };
+  process.on('SIGINT', () => void shutdown('SIGINT'));
+  process.on('SIGTERM', () => void shutdown('SIGTERM'));
+}
+
+main().catch((err: unknown) => {
+  // Problems the user can fix get one clear message, not a stack trace.
+  if (err instanceof ConfigError || err instanceof EmbeddedDatabaseError) {
+    process.stderr.write(`\nDownstream could not start.\n${err.message}\n`);
+  } else if ((err as { code?: string }).code === 'EADDRINUSE') {
+    process.stderr.write(`\nDownstream could not start: the port is already in use. Set PORT to a free port.\n`);
+  } else if ((err as Error)?.name === 'MongooseServerSelectionError') {
+    process.stderr.write(`\nDownstream could not reach the database: ${(err as Error).message}\nCheck MONGODB_URI.\n`);
+  } else {
+    process.stderr.write(`\nDownstream could not start: ${(err as Error)?.stack ?? String(err)}\n`);
+  }
+  process.exit(1);
+});

@@ -1,0 +1,101 @@
+import type { ErrorRequestHandler, RequestHandler } from 'express';
+import jwt from 'jsonwebtoken';
+import mongoose from 'mongoose';
+import multer from 'multer';
+import { ZodError } from 'zod';
+import type { Logger } from '../logger';
+import { HttpError, type FieldErrors } from '../errors';
+import { isApiRequest } from './auth';
+import { fieldErrors } from './validate';
+
+const MULTER_MESSAGES: Record<string, [number, string]> = {
+  LIMIT_FILE_SIZE: [413, 'A file is larger than the allowed size.'],
+  LIMIT_FILE_COUNT: [413, 'Too many files.'],
+  LIMIT_FIELD_COUNT: [413, 'Too many form fields.'],
+  LIMIT_FIELD_VALUE: [413, 'A form field is too long.'],
+  LIMIT_PART_COUNT: [413, 'The form has too many parts.'],
+  LIMIT_UNEXPECTED_FILE: [400, 'A file was sent in a field that does not accept files.'],
+};
+
+/** Any thrown value → one HttpError. Unknown errors become a 500 that says nothing inside. */
+export function toHttpError(err: unknown): { error: HttpError; unexpected: boolean } {
+  if (err instanceof HttpError) return { error: err, unexpected: false };
+  if (err instanceof ZodError) {
+    return { error: new HttpError(400, 'validation_failed', 'Some fields are not valid.', fieldErrors(err)), unexpected: false };
+  }
+  if (err instanceof mongoose.Error.ValidationError) {
+    const fields: FieldErrors = {};
+    for (const [path, e] of Object.entries(err.errors)) fields[path] = e.message;
+    return { error: new HttpError(400, 'validation_failed', 'Some fields are not valid.', fields), unexpected: false };
+  }
+  if (err instanceof mongoose.Error.CastError) {
+    return { error: new HttpError(400, 'bad_value', `Invalid value for "${err.path}".`, { [err.path]: 'Invalid value.' }), unexpected: false };
+  }
+  if (err instanceof multer.MulterError) {
+    const [status, message] = MULTER_MESSAGES[err.code] ?? [400, 'The upload was not accepted.'];
+    const fields = err.field ? { [err.field]: message } : undefined;
+    return { error: new HttpError(status, `upload_${err.code.toLowerCase()}`, message, fields), unexpected: false };
+  }
+  if (err instanceof jwt.TokenExpiredError) {
+    return { error: new HttpError(401, 'token_expired', 'Your session has expired. Please sign in again.'), unexpected: false };
+  }
+  if (err instanceof jwt.JsonWebTokenError) {
+    return { error: new HttpError(401, 'invalid_token', 'The access token is not valid.'), unexpected: false };
+  }
+  if (err instanceof mongoose.Error.MongooseServerSelectionError || isConnectionError(err)) {
+    return { error: new HttpError(503, 'database_unavailable', 'The database is temporarily unavailable. Please try again shortly.'), unexpected: true };
+  }
+  const e = err as { code?: unknown; type?: unknown; status?: unknown };
+  if (e?.code === 'EBADCSRFTOKEN') {
+    return { error: new HttpError(403, 'csrf_failed', 'This form has expired or was not sent from this site. Reload the page and try again.'), unexpected: false };
+  }
+  // body-parser errors carry `type` and a 4xx `status`.
+  if (e?.type === 'entity.too.large') return { error: new HttpError(413, 'payload_too_large', 'The request body is too large.'), unexpected: false };
+  if (e?.type === 'entity.parse.failed') return { error: new HttpError(400, 'malformed_body', 'The request body is not valid JSON.'), unexpected: false };
+  if (typeof e?.status === 'number' && e.status >= 400 && e.status < 500 && typeof e.type === 'string') {
+    return { error: new HttpError(e.status, 'bad_request', 'The request could not be read.'), unexpected: false };
+  }
+  return { error: new HttpError(500, 'internal', 'Something went wrong on our side. Please try again.'), unexpected: true };
+}
+
+function isConnectionError(err: unknown): boolean {
+  const name = (err as { name?: string })?.name ?? '';
+  return ['MongoNetworkError', 'MongoServerSelectionError', 'MongoNotConnectedError', 'MongoTopologyClosedError', 'MongoPoolClearedError'].includes(name);
+}
+
+export function errorHandler(logger: Logger): ErrorRequestHandler {
+  return (err, req, res, _next) => {
+    const { error, unexpected } = toHttpError(err);
+    if (unexpected) logger.error({ err, path: req.path }, 'request failed');
+    if (res.headersSent) return void res.end();
+    res.status(error.status);
+    if (error.status === 503) res.setHeader('Retry-After', '5');
+    if (isApiRequest(req) || !req.accepts('html')) {
+      return void res.json({ error: { code: error.code, message: error.message, ...(error.fields ? { fields: error.fields } : {}) } });
+    }
+    // The error may come before the page locals were set: give the layout all it needs, and
+    // if rendering itself fails, answer in plain words rather than let Express print a stack.
+    const locals = {
+      title: error.status === 404 ? 'Page not found' : 'Something went wrong',
+      error,
+      user: req.user ?? null,
+      currentPath: req.path,
+      values: {},
+      errors: {},
+      flash: null,
+      csrfToken: typeof res.locals.csrfToken === 'function' ? res.locals.csrfToken : () => '',
+    };
+    res.render('error', locals, (renderErr: Error | null, html?: string) => {
+      if (renderErr) {
+        logger.error({ err: renderErr }, 'error page failed to render');
+        res.type('text/plain').send(error.message);
+        return;
+      }
+      res.send(html);
+    });
+  };
+}
+
+export const notFound: RequestHandler = (req, _res, next) => {
+  next(new HttpError(404, 'not_found', isApiRequest(req) ? `No route for ${req.method} ${req.path}.` : 'There is no page at this address.'));
+};

@@ -1,0 +1,35 @@
+import type { NextFunction, Request, Response } from 'express';
+import { BadRequestError } from '../errors';
+
+const FORBIDDEN_KEY = /\$|\.|^__proto__$|^constructor$|^prototype$/;
+
+function findForbiddenKey(value: unknown, path: string, depth = 0): string | null {
+  if (depth > 20) return path || '_';
+  if (Array.isArray(value)) {
+    for (let i = 0; i < value.length; i++) {
+      const hit = findForbiddenKey(value[i], `${path}[${i}]`, depth + 1);
+      if (hit) return hit;
+    }
+  } else if (value !== null && typeof value === 'object') {
+    for (const key of Object.keys(value)) {
+      const here = path ? `${path}.${key}` : key;
+      if (FORBIDDEN_KEY.test(key)) return here;
+      const hit = findForbiddenKey((value as Record<string, unknown>)[key], here, depth + 1);
+      if (hit) return hit;
+    }
+  }
+  return null;
+}
+
+/**
+ * NoSQL-injection guard at the edge: keys that are query operators (`$ne`, `$where`), dotted
+ * paths or prototype names never reach a service. Mongoose's sanitizeFilter is the second net.
+ */
+export function rejectOperatorKeys(req: Request, _res: Response, next: NextFunction) {
+  const hit = findForbiddenKey(req.body, '') ?? findForbiddenKey(req.query, '');
+  if (hit) {
+    next(new BadRequestError(`Field name not allowed: "${hit}".`, { [hit]: 'Field names must not start with $ or contain dots.' }, 'forbidden_key'));
+    return;
+  }
+  next();
+}

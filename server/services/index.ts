@@ -1,0 +1,21 @@
+import type { Clock } from '../clock';
+import type { Config } from '../config';
+import type { Logger } from '../logger';
+import { createAuthService } from './auth';
+
+export interface ServiceDeps {
+  config: Config;
+  clock: Clock;
+  logger: Logger;
+}
+
+/**
+ * Every domain service, built once per app from the same dependencies. Routes receive this
+ * object; services call each other through it, one explicit call per cross-module effect.
+ */
+export function createServices(deps: ServiceDeps) {
+  const auth = createAuthService(deps);
+  return { auth };
+}
+
+export type Services = ReturnType<typeof createServices>;

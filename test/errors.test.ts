@@ -1,0 +1,86 @@
+import request from 'supertest';
+import { User } from '../models/user';
+import { createTestContext, type TestContext } from './helpers/context';
+import { pageAgent, TEST_PASSWORD, unique } from './helpers/factories';
+
+describe('errors and request hygiene', () => {
+  let ctx: TestContext;
+  beforeAll(async () => {
+    ctx = await createTestContext({ BODY_LIMIT_KB: '2', RATE_LIMIT_PUBLIC_POST_PER_MIN: '1000' });
+  });
+  afterAll(() => ctx.close());
+
+  it('answers unknown API routes with the JSON error shape', async () => {
+    const res = await request(ctx.app).get('/api/v1/no-such-thing');
+    expect(res.status).toBe(404);
+    expect(res.body).toEqual({ error: { code: 'not_found', message: 'No route for GET /api/v1/no-such-thing.' } });
+  });
+
+  it('answers unknown pages with an HTML page', async () => {
+    const res = await request(ctx.app).get('/no-such-page').set('Accept', 'text/html');
+    expect(res.status).toBe(404);
+    expect(res.headers['content-type']).toMatch(/text\/html/);
+    expect(res.text).toContain('There is no page at this address.');
+  });
+
+  it('names each invalid field in a 400', async () => {
+    const res = await request(ctx.app).post('/api/v1/auth/signup').send({ email: 'nope', password: 'x' });
+    expect(res.status).toBe(400);
+    expect(res.body.error.code).toBe('validation_failed');
+    expect(res.body.error.fields).toEqual({
+      email: 'Enter a valid e-mail address.',
+      password: 'Use at least 12 characters.',
+      name: expect.stringMatching(/expected string/i),
+    });
+  });
+
+  it('answers malformed JSON with 400 and no parser internals', async () => {
+    const res = await request(ctx.app).post('/api/v1/auth/token').set('Content-Type', 'application/json').send('{"email": ');
+    expect(res.status).toBe(400);
+    expect(res.body).toEqual({ error: { code: 'malformed_body', message: 'The request body is not valid JSON.' } });
+  });
+
+  it('answers an oversized body with 413', async () => {
+    const res = await request(ctx.app).post('/api/v1/auth/signup').send({ email: 'a@example.test', password: TEST_PASSWORD, name: 'x'.repeat(5000) });
+    expect(res.status).toBe(413);
+    expect(res.body.error.code).toBe('payload_too_large');
+  });
+
+  it.each([
+    ['an operator object', { email: { $ne: null }, password: { $gt: '' } }, 'email'],
+    ['$where', { $where: 'sleep(1000)', email: 'a@example.test', password: 'x' }, '$where'],
+    ['a dotted key', { 'profile.role': 'admin', email: 'a@example.test', password: 'x' }, 'profile.role'],
+    ['__proto__', JSON.parse('{"__proto__": {"role": "admin"}, "email": "a@example.test", "password": "x"}'), '__proto__'],
+  ])('refuses %s in a body before it reaches a query', async (_label, body, field) => {
+    const res = await request(ctx.app).post('/api/v1/auth/token').send(body);
+    expect(res.status).toBe(400);
+    expect(Object.keys(res.body.error.fields)[0]).toContain(field.replace('email', 'email.$ne'));
+  });
+
+  it('refuses operator keys in a query string', async () => {
+    const res = await request(ctx.app).get('/api/v1/users?page[$gt]=1');
+    expect(res.status).toBe(400);
+  });
+
+  it('sends a strict CSP without inline scripts on every HTML page', async () => {
+    for (const path of ['/', '/login', '/signup', '/report', '/no-such-page']) {
+      const res = await request(ctx.app).get(path);
+      const csp = res.headers['content-security-policy'];
+      expect(csp).toContain("script-src 'self'");
+      expect(csp).toContain("frame-ancestors 'none'");
+      expect(csp).not.toContain('unsafe-inline');
+      expect(res.text).not.toMatch(/<script(?![^>]*\bsrc=)[^>]*>/);
+    }
+  });
+
+  it('escapes user-supplied text on pages', async () => {
+    const agent = pageAgent(ctx);
+    const email = `${unique('xss')}@example.test`;
+    const signup = await agent.form('/signup', { name: '<script>alert(1)</script>', email, password: TEST_PASSWORD });
+    expect(signup.status).toBe(303);
+    const page = await agent.get('/account');
+    expect(page.text).toContain('&lt;script&gt;alert(1)&lt;/script&gt;');
+    expect(page.text).not.toContain('<script>alert(1)</script>');
+    expect(await User.countDocuments({ email })).toBe(1);
+  });
+});

@@ -3,7 +3,7 @@ import { z } from 'zod';
 import { requireRole, requireSignedIn, safeNextPath, sessionCookieName, sessionCookieOptions } from '../server/middleware/auth';
 import { formAction } from '../server/middleware/forms';
 import { email, pagination, parseBody, parseQuery, password, requiredText, shortText, toPage } from '../server/middleware/validate';
-import type { UserDoc } from '../models/user';
+import type { UserDoc } from '../models/auth';
 import type { RouteContext } from './context';
 
 export const signUpInput = z.object({

@@ -48,6 +48,11 @@ const envSchema = z.object({
   RATE_LIMIT_LOGIN_PER_15MIN: positiveInt(10),
   RATE_LIMIT_PUBLIC_POST_PER_MIN: positiveInt(20),
   COOKIE_SECURE: bool.optional(),
+  RESTRICTED_COUNTRIES: z
+    .string()
+    .default('BY,CU,IR,KP,RU,SY')
+    .transform((v) => v.split(',').map((c) => c.trim().toUpperCase()).filter(Boolean))
+    .refine((list) => list.every((c) => /^[A-Z]{2}$/.test(c)), 'a comma-separated list of ISO 3166-1 alpha-2 codes'),
   FERRETDB_LOG_LEVEL: z.enum(['debug', 'info', 'warn', 'error']).default('warn'),
 });
 
@@ -68,6 +73,8 @@ export interface Config {
   uploads: { maxFileBytes: number; maxFiles: number };
   rateLimits: { loginPer15Min: number; publicPostPerMin: number };
   cookieSecure: boolean;
+  /** Initial restricted-country list; admins can change it at run time (flags settings). */
+  restrictedCountries: string[];
   ferretdbLogLevel: 'debug' | 'info' | 'warn' | 'error';
 }
 
@@ -131,6 +138,7 @@ export function loadConfig(env: Env = process.env): Config {
       publicPostPerMin: e.RATE_LIMIT_PUBLIC_POST_PER_MIN,
     },
     cookieSecure: e.COOKIE_SECURE ?? e.NODE_ENV === 'production',
+    restrictedCountries: e.RESTRICTED_COUNTRIES,
     ferretdbLogLevel: e.FERRETDB_LOG_LEVEL,
   };
 }

@@ -1,6 +1,6 @@
 import jwt from 'jsonwebtoken';
 import request from 'supertest';
-import { Session, User } from '../models/user';
+import { Session, User } from '../models/auth';
 import { createTestContext, type TestContext } from './helpers/context';
 import { apiUser, makeUser, pageAgent, signedInAgent, TEST_PASSWORD, unique } from './helpers/factories';
 

@@ -1,5 +1,5 @@
 import request from 'supertest';
-import { User } from '../models/user';
+import { User } from '../models/auth';
 import { createTestContext, type TestContext } from './helpers/context';
 import { pageAgent, TEST_PASSWORD, unique } from './helpers/factories';
 

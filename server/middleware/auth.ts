@@ -2,7 +2,7 @@ import type { NextFunction, Request, RequestHandler, Response } from 'express';
 import jwt from 'jsonwebtoken';
 import type { Config } from '../config';
 import { ForbiddenError, HttpError, UnauthorizedError } from '../errors';
-import type { Role } from '../../models/user';
+import type { Role } from '../../models/auth';
 import type { AuthService, AuthUser } from '../services/auth';
 
 declare module 'express-serve-static-core' {

@@ -5,7 +5,7 @@ import mongoose from 'mongoose';
 import type { Clock } from '../clock';
 import type { Config } from '../config';
 import { ConflictError, NotFoundError, UnauthorizedError } from '../errors';
-import { Session, User, type Role, type UserDoc } from '../../models/user';
+import { Session, User, type Role, type UserDoc } from '../../models/auth';
 
 /** What the rest of the app knows about the signed-in user. */
 export interface AuthUser {

@@ -2,6 +2,9 @@ import type { Clock } from '../clock';
 import type { Config } from '../config';
 import type { Logger } from '../logger';
 import { createAuthService } from './auth';
+import { createCasesService } from './cases';
+import { createFilesService } from './files';
+import { createFlagsService } from './flags';
 
 export interface ServiceDeps {
   config: Config;
@@ -15,7 +18,10 @@ export interface ServiceDeps {
  */
 export function createServices(deps: ServiceDeps) {
   const auth = createAuthService(deps);
-  return { auth };
+  const cases = createCasesService(deps);
+  const files = createFilesService(deps);
+  const flags = createFlagsService({ ...deps, cases });
+  return { auth, cases, files, flags };
 }
 
 export type Services = ReturnType<typeof createServices>;

@@ -1,6 +1,6 @@
 import crypto from 'node:crypto';
 import request from 'supertest';
-import type { Role } from '../../models/user';
+import type { Role } from '../../models/auth';
 import type { TestContext } from './context';
 
 export const TEST_PASSWORD = 'correct horse battery staple';

@@ -1,0 +1,137 @@
+import mongoose, { Schema } from 'mongoose';
+
+/**
+ * Catalogue: product models and their units.
+ *
+ * Access paths (FerretDB v1 pushes down only `_id` equality, see README "Database"):
+ *  - a product model by `_id` = its normalised SKU;
+ *  - a unit by `_id` = `unitId(sku, serial)`, i.e. `SKU:SERIAL`;
+ *  - a bare serial (from a report or a check-in without model) through `SerialIndex`,
+ *    `_id` = normalised serial → the unit ids carrying it.
+ * The unit document also carries the per-unit summary (owner, location, country history,
+ * check-in runs, controls) that pages read, updated atomically by `_id` on each write.
+ */
+
+export const RISK_LEVELS = ['low', 'elevated', 'high'] as const;
+export type RiskLevel = (typeof RISK_LEVELS)[number];
+
+export const CAPABILITIES = ['surveillance-capable', 'dual-use', 'export-controlled', 'lawful-intercept', 'encryption', 'uav'] as const;
+
+/** Trimmed, upper-cased, inner whitespace removed: how SKUs and serials are compared. */
+export const normaliseCode = (s: string) => s.trim().toUpperCase().replace(/\s+/g, '');
+export const unitId = (sku: string, serial: string) => `${normaliseCode(sku)}:${normaliseCode(serial)}`;
+
+const endUseTermsSchema = new Schema(
+  {
+    version: { type: Number, required: true, min: 1 },
+    text: { type: String, required: true, maxlength: 20_000 },
+    publishedAt: { type: Date, required: true },
+  },
+  { _id: false },
+);
+
+const productModelSchema = new Schema(
+  {
+    _id: { type: String, required: true }, // normalised SKU
+    sku: { type: String, required: true, maxlength: 64 }, // as the admin typed it
+    name: { type: String, required: true, trim: true, maxlength: 200 },
+    category: { type: String, required: true, trim: true, maxlength: 100 },
+    riskLevel: { type: String, enum: RISK_LEVELS, required: true },
+    capabilities: { type: [String], enum: CAPABILITIES, default: [] },
+    intendedUses: { type: [String], default: [] },
+    /** Every version ever published; the last one is current. Registrations keep the version they accepted. */
+    endUseTerms: { type: [endUseTermsSchema], default: [] },
+    /** Shown in the public report form's model picker. */
+    publicName: { type: String, trim: true, maxlength: 200 },
+    unitCount: { type: Number, default: 0 },
+    createdAt: { type: Date, required: true },
+    updatedAt: { type: Date, required: true },
+  },
+  { versionKey: false },
+);
+
+export const ProductModel = mongoose.model('ProductModel', productModelSchema);
+
+const countryVisitSchema = new Schema(
+  {
+    country: { type: String, required: true }, // ISO 3166-1 alpha-2
+    source: { type: String, enum: ['first-sale', 'registration', 'transfer', 'check-in'], required: true },
+    firstSeen: { type: Date, required: true },
+    lastSeen: { type: Date, required: true },
+  },
+  { _id: false },
+);
+
+/** Consecutive check-ins from one country, collapsed: "42 check-ins from KE, v2.1→v2.3, 3 Jan–9 Mar". */
+const checkInRunSchema = new Schema(
+  {
+    country: { type: String, required: true },
+    count: { type: Number, required: true },
+    firstAt: { type: Date, required: true },
+    lastAt: { type: Date, required: true },
+    firstFirmware: { type: String, default: '' },
+    lastFirmware: { type: String, default: '' },
+  },
+  { _id: false },
+);
+
+const unitSchema = new Schema(
+  {
+    _id: { type: String, required: true }, // unitId(sku, serial)
+    modelId: { type: String, required: true, ref: 'ProductModel' },
+    serial: { type: String, required: true, maxlength: 64 }, // normalised
+    manufacturedAt: { type: Date, default: null },
+    firstSale: {
+      channelPartner: { type: String, trim: true, maxlength: 200, default: '' },
+      shipToCountry: { type: String, default: null },
+      soldAt: { type: Date, default: null },
+    },
+    createdAt: { type: Date, required: true },
+
+    // ----- summary, maintained by the registrations and check-ins services -----
+    status: { type: String, enum: ['unregistered', 'registered', 'transfer-pending'], default: 'unregistered' },
+    /** The effective registration (owner) of the unit, if any. */
+    registrationId: { type: String, default: null },
+    ownerUserId: { type: Schema.Types.ObjectId, ref: 'User', default: null },
+    current: {
+      country: { type: String, default: null },
+      region: { type: String, default: '' },
+      owner: { type: String, default: '' },
+      endUserType: { type: String, default: null },
+      since: { type: Date, default: null },
+    },
+    countries: { type: [countryVisitSchema], default: [] },
+    checkIns: {
+      count: { type: Number, default: 0 },
+      lastAt: { type: Date, default: null },
+      lastCountry: { type: String, default: null },
+      lastFirmware: { type: String, default: null },
+      /** Most recent runs last; older runs beyond the cap are dropped (the log keeps them). */
+      runs: { type: [checkInRunSchema], default: [] },
+    },
+    /** Unit controls set by leverage actions: what a check-in is answered. */
+    controls: {
+      updates: { type: String, enum: ['allowed', 'withheld'], default: 'allowed' },
+      withheldByCaseIds: { type: [String], default: [] },
+      warranty: { type: String, enum: ['valid', 'limited', 'void'], default: 'valid' },
+    },
+  },
+  { versionKey: false },
+);
+// For MongoDB deployments; FerretDB v1 scans regardless (see README).
+unitSchema.index({ modelId: 1, serial: 1 }, { unique: true });
+unitSchema.index({ ownerUserId: 1 });
+unitSchema.index({ 'current.country': 1 });
+
+export const Unit = mongoose.model('Unit', unitSchema);
+export type UnitDoc = InstanceType<typeof Unit>;
+
+/** Bare serial → the units carrying it (serials are unique per model, not globally). */
+const serialIndexSchema = new Schema(
+  {
+    _id: { type: String, required: true }, // normalised serial
+    unitIds: { type: [String], default: [] },
+  },
+  { versionKey: false },
+);
+export const SerialIndex = mongoose.model('SerialIndex', serialIndexSchema);

@@ -1,0 +1,132 @@
+import crypto from 'node:crypto';
+import fs from 'node:fs';
+import path from 'node:path';
+import sharp from 'sharp';
+import type { Config } from '../config';
+import { BadRequestError, NotFoundError } from '../errors';
+
+/**
+ * Stored files (report evidence, proofs of purchase): type decided by content, never by name;
+ * images re-encoded so no EXIF/GPS/device metadata survives; kept under DATA_DIR/files with
+ * random names (never under public/), referenced by id and SHA-256.
+ */
+
+export const ACCEPTED_TYPES = ['image/jpeg', 'image/png', 'image/webp', 'application/pdf'] as const;
+export type AcceptedType = (typeof ACCEPTED_TYPES)[number];
+
+/** A decompression bomb is refused before decoding: at most ~40 megapixels. */
+export const MAX_IMAGE_PIXELS = 40_000_000;
+
+export interface StoredFile {
+  fileId: string;
+  sha256: string;
+  mediaType: AcceptedType;
+  size: number;
+  /** The name the uploader's device gave it, reduced to a safe display string. */
+  originalName: string;
+}
+
+export interface IncomingFile {
+  buffer: Buffer;
+  originalname: string;
+  fieldname?: string;
+}
+
+const FILE_ID = /^[a-f0-9]{32}$/;
+
+/** Display-safe: no path, no control characters, bounded length. */
+export function safeDisplayName(name: string): string {
+  const base = name.split(/[\\/]/).pop() ?? '';
+  const cleaned = base.replace(/[\u0000-\u001f\u007f<>:"|?*]/g, '').trim();
+  return (cleaned || 'file').slice(0, 120);
+}
+
+async function detectImage(buffer: Buffer): Promise<'jpeg' | 'png' | 'webp' | null> {
+  try {
+    const meta = await sharp(buffer, { limitInputPixels: MAX_IMAGE_PIXELS }).metadata();
+    return meta.format === 'jpeg' || meta.format === 'png' || meta.format === 'webp' ? meta.format : null;
+  } catch {
+    return null;
+  }
+}
+
+export function createFilesService(deps: { config: Pick<Config, 'dataDir'> }) {
+  const root = path.join(deps.config.dataDir, 'files');
+
+  const pathFor = (fileId: string) => {
+    if (!FILE_ID.test(fileId)) throw new NotFoundError('No such file.');
+    return path.join(root, fileId.slice(0, 2), fileId);
+  };
+
+  /**
+   * Checks and cleans one upload; throws a 400 naming `field` when the content is not an
+   * accepted type or the image cannot be decoded (truncated, bomb, disguised).
+   */
+  async function sanitise(file: IncomingFile, field: string): Promise<{ data: Buffer; mediaType: AcceptedType }> {
+    const label = safeDisplayName(file.originalname);
+    if (file.buffer.length === 0) throw new BadRequestError(`"${label}" is empty.`, { [field]: `"${label}" is empty.` }, 'file_rejected');
+    if (file.buffer.subarray(0, 5).toString('latin1') === '%PDF-') {
+      // PDFs are stored as given: their metadata cannot be stripped without a PDF rewriter,
+      // which the reporter is warned about on the form.
+      return { data: file.buffer, mediaType: 'application/pdf' };
+    }
+    const format = await detectImage(file.buffer);
+    if (!format) {
+      const message = `"${label}" is not a JPEG, PNG, WebP or PDF file (judged by its content, not its name), or it is damaged or too large to open.`;
+      throw new BadRequestError(message, { [field]: message }, 'file_rejected');
+    }
+    try {
+      // Decoding and re-encoding drops EXIF, GPS, XMP, ICC and maker notes; `rotate()` first
+      // applies the EXIF orientation so the picture still looks the right way up.
+      const pipeline = sharp(file.buffer, { limitInputPixels: MAX_IMAGE_PIXELS, failOn: 'error' }).rotate();
+      const data =
+        format === 'png' ? await pipeline.png().toBuffer() : format === 'webp' ? await pipeline.webp({ quality: 90 }).toBuffer() : await pipeline.jpeg({ quality: 90, mozjpeg: true }).toBuffer();
+      return { data, mediaType: `image/${format}` as AcceptedType };
+    } catch {
+      const message = `"${label}" could not be read as an image (it may be truncated or damaged).`;
+      throw new BadRequestError(message, { [field]: message }, 'file_rejected');
+    }
+  }
+
+  return {
+    sanitise,
+
+    /** Sanitises then writes atomically (temp file + rename): a failure leaves no partial file. */
+    async store(file: IncomingFile, field = file.fieldname ?? 'file'): Promise<StoredFile> {
+      const { data, mediaType } = await sanitise(file, field);
+      const fileId = crypto.randomBytes(16).toString('hex');
+      const target = pathFor(fileId);
+      await fs.promises.mkdir(path.dirname(target), { recursive: true });
+      const tmp = `${target}.tmp`;
+      try {
+        await fs.promises.writeFile(tmp, data, { mode: 0o600, flag: 'wx' });
+        await fs.promises.rename(tmp, target);
+      } catch (err) {
+        await fs.promises.rm(tmp, { force: true });
+        throw err;
+      }
+      return {
+        fileId,
+        sha256: crypto.createHash('sha256').update(data).digest('hex'),
+        mediaType,
+        size: data.length,
+        originalName: safeDisplayName(file.originalname),
+      };
+    },
+
+    /** Streams a stored file; callers check who may read it first. */
+    open(fileId: string): fs.ReadStream {
+      const file = pathFor(fileId);
+      if (!fs.existsSync(file)) throw new NotFoundError('No such file.');
+      return fs.createReadStream(file);
+    },
+
+    async remove(fileId: string): Promise<void> {
+      await fs.promises.rm(pathFor(fileId), { force: true });
+    },
+
+    exists: (fileId: string) => FILE_ID.test(fileId) && fs.existsSync(pathFor(fileId)),
+  };
+}
+
+export type FilesService = ReturnType<typeof createFilesService>;

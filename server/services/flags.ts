@@ -1,0 +1,115 @@
+import crypto from 'node:crypto';
+import type { Clock } from '../clock';
+import type { RiskLevel } from '../../models/catalogue';
+import { Flag, type FlagRule } from '../../models/flags';
+import { HIGH_RISK_END_USER_TYPES, type EndUserType } from '../../models/registrations';
+import type { CasesService } from './cases';
+
+/**
+ * Red-flag rules (domain primer) as pure functions: each takes the facts it needs and returns
+ * the hits with their evidence, or nothing. `raise` stores a hit and opens or updates the
+ * case for it: the one cross-module effect of a flag.
+ */
+
+export interface FlagHit {
+  rule: FlagRule;
+  evidence: Record<string, unknown>;
+}
+
+/** Consecutive check-ins from a new country before a move counts as settled (not travel). */
+export const SETTLED_AFTER_CHECK_INS = 3;
+
+export const rules = {
+  restrictedCountry(country: string | null | undefined, restricted: ReadonlySet<string>, where: 'registration' | 'transfer' | 'check-in'): FlagHit | null {
+    if (!country || !restricted.has(country)) return null;
+    return { rule: 'restricted-country', evidence: { country, where } };
+  },
+
+  highRiskEndUser(riskLevel: RiskLevel, endUserType: EndUserType | null | undefined): FlagHit | null {
+    if (riskLevel !== 'high' || !endUserType || !HIGH_RISK_END_USER_TYPES.includes(endUserType)) return null;
+    return { rule: 'high-risk-end-user', evidence: { riskLevel, endUserType } };
+  },
+
+  /**
+   * `intendedUse` is what the customer chose from the model's intended uses, or 'other'.
+   * Only models with a list of intended uses can be used outside it.
+   */
+  endUseOutsideIntended(intendedUses: readonly string[], intendedUse: string, declaredEndUse: string): FlagHit | null {
+    if (intendedUses.length === 0) return null;
+    const chosen = intendedUse.trim().toLowerCase();
+    if (intendedUses.some((u) => u.trim().toLowerCase() === chosen)) return null;
+    return { rule: 'end-use-outside-intended', evidence: { intendedUses: [...intendedUses], chosen: intendedUse, declaredEndUse: declaredEndUse.slice(0, 500) } };
+  },
+
+  /** A check-in from elsewhere than the country the unit is registered (or moved) to. */
+  countryMismatch(checkInCountry: string, currentCountry: string | null | undefined): FlagHit | null {
+    if (!currentCountry || checkInCountry === currentCountry) return null;
+    return { rule: 'country-mismatch', evidence: { checkInCountry, registeredCountry: currentCountry } };
+  },
+
+  /** A catalogued unit checking in with no registration; or a serial the catalogue lacks. */
+  unregisteredCheckIn(unit: { status: string } | null, serial: string, modelSku: string): FlagHit | null {
+    if (!unit) return { rule: 'unknown-serial', evidence: { serial, modelSku } };
+    if (unit.status === 'unregistered') return { rule: 'unregistered-check-in', evidence: { serial, modelSku } };
+    return null;
+  },
+
+  /**
+   * The unit's latest run of check-ins has settled in a country that no registration or
+   * transfer (effective or pending) told us about.
+   */
+  unnotifiedTransfer(
+    lastRun: { country: string; count: number; firstAt: Date } | null | undefined,
+    knownCountries: ReadonlySet<string>,
+  ): FlagHit | null {
+    if (!lastRun || lastRun.count < SETTLED_AFTER_CHECK_INS || knownCountries.has(lastRun.country)) return null;
+    return { rule: 'unnotified-transfer', evidence: { country: lastRun.country, checkIns: lastRun.count, since: lastRun.firstAt.toISOString() } };
+  },
+};
+
+export interface FlagSubject {
+  unitId?: string | null;
+  modelId?: string | null;
+  serial?: string | null;
+  country?: string | null;
+}
+
+export function createFlagsService(deps: { clock: Clock; cases: CasesService }) {
+  const { clock, cases } = deps;
+
+  return {
+    rules,
+
+    /** Stores a hit and opens or updates its case (one open case per unit and rule). */
+    async raise(hit: FlagHit, subject: FlagSubject, source: { kind: 'registration' | 'transfer' | 'check-in' | 'report'; id: string }) {
+      const id = `flg_${crypto.randomBytes(10).toString('hex')}`;
+      const { caseId } = await cases.openOrUpdateForFlag({ id, rule: hit.rule, ...subject });
+      await Flag.create({
+        _id: id,
+        rule: hit.rule,
+        unitId: subject.unitId ?? null,
+        modelId: subject.modelId ?? null,
+        serial: subject.serial ?? null,
+        country: subject.country ?? null,
+        evidence: hit.evidence,
+        source,
+        caseId,
+        raisedAt: clock.now(),
+      });
+      return { flagId: id, caseId };
+    },
+
+    /** Raises every non-null hit; returns the rules that fired. */
+    async raiseAll(hits: Array<FlagHit | null>, subject: FlagSubject, source: { kind: 'registration' | 'transfer' | 'check-in' | 'report'; id: string }) {
+      const fired: FlagRule[] = [];
+      for (const hit of hits) {
+        if (!hit) continue;
+        await this.raise(hit, subject, source);
+        fired.push(hit.rule);
+      }
+      return fired;
+    },
+  };
+}
+
+export type FlagsService = ReturnType<typeof createFlagsService>;

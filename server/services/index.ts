@@ -1,6 +1,7 @@
 import type { Clock } from '../clock';
 import type { Config } from '../config';
 import type { Logger } from '../logger';
+import { createAuditService } from './audit';
 import { createAuthService } from './auth';
 import { createCasesService } from './cases';
 import { createFilesService } from './files';
@@ -17,11 +18,12 @@ export interface ServiceDeps {
  * object; services call each other through it, one explicit call per cross-module effect.
  */
 export function createServices(deps: ServiceDeps) {
+  const audit = createAuditService(deps);
   const auth = createAuthService(deps);
   const cases = createCasesService(deps);
   const files = createFilesService(deps);
   const flags = createFlagsService({ ...deps, cases });
-  return { auth, cases, files, flags };
+  return { audit, auth, cases, files, flags };
 }
 
 export type Services = ReturnType<typeof createServices>;

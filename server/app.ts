@@ -29,7 +29,7 @@ export type AppMiddleware = {
 };
 
 /** Builds the portal from its dependencies. Does not listen: server/index.ts does. */
-export function createApp(deps: AppDeps): Express & { locals: { services: Services } } {
+export function createApp(deps: AppDeps): Express & { locals: { services: Services; middleware: AppMiddleware } } {
   const { config, logger } = deps;
   const services = createServices(deps);
   const app = express();
@@ -80,6 +80,7 @@ export function createApp(deps: AppDeps): Express & { locals: { services: Servic
   app.use(loadUser(services.auth, config));
 
   const middleware: AppMiddleware = { csrf: createCsrf(config), limits: createRateLimits(config) };
+  app.locals.middleware = middleware;
   app.use(middleware.limits.publicPost);
   app.use(middleware.csrf.middleware);
   app.use(flash(config));
@@ -95,5 +96,5 @@ export function createApp(deps: AppDeps): Express & { locals: { services: Servic
 
   app.use(notFound);
   app.use(errorHandler(logger));
-  return app as Express & { locals: { services: Services } };
+  return app as Express & { locals: { services: Services; middleware: AppMiddleware } };
 }

@@ -37,3 +37,15 @@ flagSchema.index({ rule: 1, raisedAt: 1 });
 
 export const Flag = mongoose.model('Flag', flagSchema);
 export type FlagDoc = InstanceType<typeof Flag>;
+
+/** Run-time settings of the flags module, one document each (`_id` = setting name). */
+const flagSettingSchema = new Schema(
+  {
+    _id: { type: String, required: true }, // 'restricted-countries'
+    countries: { type: [String], default: [] },
+    updatedAt: { type: Date, required: true },
+    updatedByUserId: { type: Schema.Types.ObjectId, ref: 'User', default: null },
+  },
+  { versionKey: false },
+);
+export const FlagSetting = mongoose.model('FlagSetting', flagSettingSchema);

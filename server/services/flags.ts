@@ -1,7 +1,8 @@
 import crypto from 'node:crypto';
 import type { Clock } from '../clock';
+import type { Config } from '../config';
 import type { RiskLevel } from '../../models/catalogue';
-import { Flag, type FlagRule } from '../../models/flags';
+import { Flag, FlagSetting, type FlagRule } from '../../models/flags';
 import { HIGH_RISK_END_USER_TYPES, type EndUserType } from '../../models/registrations';
 import type { CasesService } from './cases';
 
@@ -74,11 +75,36 @@ export interface FlagSubject {
   country?: string | null;
 }
 
-export function createFlagsService(deps: { clock: Clock; cases: CasesService }) {
-  const { clock, cases } = deps;
+export function createFlagsService(deps: { clock: Clock; config: Config; cases: CasesService }) {
+  const { clock, config, cases } = deps;
+  // Read on every registration, transfer and check-in: cached, refreshed on change.
+  let restricted: Promise<Set<string>> | null = null;
 
   return {
     rules,
+
+    /** The restricted-country list: the admin's setting, or RESTRICTED_COUNTRIES until one is saved. */
+    restrictedCountries(): Promise<Set<string>> {
+      restricted ??= FlagSetting.findById('restricted-countries')
+        .lean()
+        .then((s) => new Set(s ? s.countries : config.restrictedCountries))
+        .catch((err: unknown) => {
+          restricted = null;
+          throw err;
+        });
+      return restricted;
+    },
+
+    async setRestrictedCountries(countries: string[], byUserId: string | null) {
+      const list = [...new Set(countries.map((c) => c.trim().toUpperCase()))].sort();
+      await FlagSetting.updateOne(
+        { _id: 'restricted-countries' },
+        { $set: { countries: list, updatedAt: clock.now(), updatedByUserId: byUserId } },
+        { upsert: true },
+      );
+      restricted = null;
+      return list;
+    },
 
     /** Stores a hit and opens or updates its case (one open case per unit and rule). */
     async raise(hit: FlagHit, subject: FlagSubject, source: { kind: 'registration' | 'transfer' | 'check-in' | 'report'; id: string }) {

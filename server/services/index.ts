@@ -4,6 +4,7 @@ import type { Logger } from '../logger';
 import { createAuditService } from './audit';
 import { createAuthService } from './auth';
 import { createCasesService } from './cases';
+import { createCheckInsService } from './check-ins';
 import { createFilesService } from './files';
 import { createFlagsService } from './flags';
 
@@ -23,7 +24,8 @@ export function createServices(deps: ServiceDeps) {
   const cases = createCasesService(deps);
   const files = createFilesService(deps);
   const flags = createFlagsService({ ...deps, cases });
-  return { audit, auth, cases, files, flags };
+  const checkIns = createCheckInsService();
+  return { audit, auth, cases, checkIns, files, flags };
 }
 
 export type Services = ReturnType<typeof createServices>;

@@ -47,6 +47,11 @@ const envSchema = z.object({
   UPLOAD_MAX_FILES: positiveInt(5),
   RATE_LIMIT_LOGIN_PER_15MIN: positiveInt(10),
   RATE_LIMIT_PUBLIC_POST_PER_MIN: positiveInt(20),
+  /** Anti-spam on the public report form: seconds a form must be open before it is accepted without proof of work. */
+  REPORT_MIN_FILL_SECONDS: z.coerce.number().int().min(0).max(600).default(5),
+  /** Leading zero bits the report form's proof of work must reach (0 turns the fast path into "always"). */
+  REPORT_POW_BITS: z.coerce.number().int().min(0).max(28).default(16),
+  REPORT_SUBMISSIONS_PER_10MIN: positiveInt(5),
   COOKIE_SECURE: bool.optional(),
   RESTRICTED_COUNTRIES: z
     .string()
@@ -54,6 +59,8 @@ const envSchema = z.object({
     .transform((v) => v.split(',').map((c) => c.trim().toUpperCase()).filter(Boolean))
     .refine((list) => list.every((c) => /^[A-Z]{2}$/.test(c)), 'a comma-separated list of ISO 3166-1 alpha-2 codes'),
   FERRETDB_LOG_LEVEL: z.enum(['debug', 'info', 'warn', 'error']).default('warn'),
+  /** Months after a case closes before reporter data (contact, messages, evidence) is deleted. */
+  RETENTION_MONTHS: z.coerce.number().int().min(1, 'must be at least 1 month').max(1200).default(24),
 });
 
 export type Env = Record<string, string | undefined>;
@@ -72,10 +79,14 @@ export interface Config {
   bodyLimitKb: number;
   uploads: { maxFileBytes: number; maxFiles: number };
   rateLimits: { loginPer15Min: number; publicPostPerMin: number };
+  /** Anti-spam for the anonymous report channel (in memory only, on the injected clock). */
+  reports: { minFillSeconds: number; powBits: number; submissionsPer10Min: number };
   cookieSecure: boolean;
   /** Initial restricted-country list; admins can change it at run time (flags settings). */
   restrictedCountries: string[];
   ferretdbLogLevel: 'debug' | 'info' | 'warn' | 'error';
+  /** Months after closure before a case's reporter data is deleted (legal hold suspends it). */
+  retentionMonths: number;
 }
 
 export class ConfigError extends Error {
@@ -105,6 +116,11 @@ function resolveJwtSecret(given: string | undefined, nodeEnv: string, dataDir: s
   fs.mkdirSync(dataDir, { recursive: true });
   fs.writeFileSync(file, `${secret}\n`, { mode: 0o600 });
   return secret;
+}
+
+/** For set-up scripts that only need to know whether the embedded database will be used. */
+export function usesEmbeddedDatabase(env: Env = process.env): boolean {
+  return !env.MONGODB_URI;
 }
 
 export function loadConfig(env: Env = process.env): Config {
@@ -139,6 +155,12 @@ export function loadConfig(env: Env = process.env): Config {
     },
     cookieSecure: e.COOKIE_SECURE ?? e.NODE_ENV === 'production',
     restrictedCountries: e.RESTRICTED_COUNTRIES,
+    reports: {
+      minFillSeconds: e.REPORT_MIN_FILL_SECONDS,
+      powBits: e.REPORT_POW_BITS,
+      submissionsPer10Min: e.REPORT_SUBMISSIONS_PER_10MIN,
+    },
     ferretdbLogLevel: e.FERRETDB_LOG_LEVEL,
+    retentionMonths: e.RETENTION_MONTHS,
   };
 }

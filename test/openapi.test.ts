@@ -1,4 +1,3 @@
-import type { Router } from 'express';
 import request from 'supertest';
 import { loadOpenApi } from '../server/openapi';
 import { apiModules } from '../routes';

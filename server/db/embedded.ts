@@ -107,6 +107,8 @@ export interface StartOptions {
   /** Lines FerretDB writes to stderr (its own log). */
   onLog?: (line: string) => void;
   startTimeoutMs?: number;
+  /** Progress of the one-time build, for the console. */
+  onBuildProgress?: (line: string) => void;
 }
 
 /**
@@ -115,7 +117,7 @@ export interface StartOptions {
  * what to do, nothing is restarted behind its back.
  */
 export async function startEmbedded(opts: StartOptions): Promise<EmbeddedServer> {
-  const binary = await ensureFerretDB();
+  const binary = await ensureFerretDB(opts.onBuildProgress);
   try {
     fs.mkdirSync(opts.dir, { recursive: true });
     fs.accessSync(opts.dir, fs.constants.W_OK);
@@ -163,27 +165,25 @@ export async function startEmbedded(opts: StartOptions): Promise<EmbeddedServer>
     });
   });
 
-  let running = true;
   let stopping = false;
-  const server = Object.assign(new EventEmitter(), {
-    uri,
-    pid: child.pid ?? -1,
+  const server = new (class extends EventEmitter implements EmbeddedServer {
+    readonly uri = uri;
+    readonly pid = child.pid ?? -1;
     get running() {
-      return running;
-    },
+      return child.exitCode === null && child.signalCode === null;
+    }
     async stop() {
-      if (!running) return;
+      if (!this.running) return;
       stopping = true;
       const exited = new Promise<void>((resolve) => child.once('exit', () => resolve()));
       child.kill('SIGTERM');
       const timer = setTimeout(() => child.kill('SIGKILL'), 5_000);
       await exited;
       clearTimeout(timer);
-    },
-  }) as EmbeddedServer;
+    }
+  })();
 
   child.on('exit', (code, signal) => {
-    running = false;
     child.stdin.destroy();
     if (!stopping) server.emit('exit', code, signal, stderrTail.slice());
   });

@@ -29,6 +29,7 @@ export async function connectDatabase(config: Config, logger: Logger): Promise<D
       dir: dbDir,
       logLevel: config.ferretdbLogLevel,
       onLog: (line) => logger.debug({ ferretdb: line }, 'ferretdb'),
+      onBuildProgress: (line) => process.stdout.write(`${line}\n`),
     });
     embedded.on('exit', (code: number | null, signal: string | null, tail: string[]) => {
       logger.error({ code, signal, tail }, 'embedded FerretDB exited unexpectedly');

@@ -37,16 +37,20 @@ const FILE_ID = /^[a-f0-9]{32}$/;
 /** Display-safe: no path, no control characters, bounded length. */
 export function safeDisplayName(name: string): string {
   const base = name.split(/[\\/]/).pop() ?? '';
+  // Control characters are exactly what this strips.
+  // eslint-disable-next-line no-control-regex
   const cleaned = base.replace(/[\u0000-\u001f\u007f<>:"|?*]/g, '').trim();
   return (cleaned || 'file').slice(0, 120);
 }
 
-async function detectImage(buffer: Buffer): Promise<'jpeg' | 'png' | 'webp' | null> {
+/** 'too-large' for a decompression bomb (few bytes, huge canvas), so the refusal says why. */
+async function detectImage(buffer: Buffer): Promise<'jpeg' | 'png' | 'webp' | 'too-large' | null> {
   try {
     const meta = await sharp(buffer, { limitInputPixels: MAX_IMAGE_PIXELS }).metadata();
+    if ((meta.width ?? 0) * (meta.height ?? 0) > MAX_IMAGE_PIXELS) return 'too-large';
     return meta.format === 'jpeg' || meta.format === 'png' || meta.format === 'webp' ? meta.format : null;
-  } catch {
-    return null;
+  } catch (err) {
+    return /pixel limit/i.test((err as Error).message) ? 'too-large' : null;
   }
 }
 
@@ -71,6 +75,10 @@ export function createFilesService(deps: { config: Pick<Config, 'dataDir'> }) {
       return { data: file.buffer, mediaType: 'application/pdf' };
     }
     const format = await detectImage(file.buffer);
+    if (format === 'too-large') {
+      const message = `"${label}" has too many pixels to open safely (at most ${MAX_IMAGE_PIXELS / 1_000_000} megapixels).`;
+      throw new BadRequestError(message, { [field]: message }, 'file_rejected');
+    }
     if (!format) {
       const message = `"${label}" is not a JPEG, PNG, WebP or PDF file (judged by its content, not its name), or it is damaged or too large to open.`;
       throw new BadRequestError(message, { [field]: message }, 'file_rejected');

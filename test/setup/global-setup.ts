@@ -4,7 +4,6 @@ import path from 'node:path';
 import { ensureFerretDB, startEmbedded, type EmbeddedServer } from '../../server/db/embedded';
 
 declare global {
-  // eslint-disable-next-line no-var
   var __downstreamTestDb: { server: EmbeddedServer; dir: string } | undefined;
 }
 

@@ -1,0 +1,59 @@
+import fs from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import mongoose from 'mongoose';
+import { startEmbedded } from '../server/db/embedded';
+import { exitOf, isAlive, killSpawned, runTs, waitFor } from './helpers/processes';
+
+const tmpDir = () => fs.mkdtempSync(path.join(os.tmpdir(), 'downstream-embedded-'));
+
+describe('embedded FerretDB', () => {
+  afterEach(killSpawned);
+  it('serves on loopback, keeps data across a stop and a restart, and leaves no process behind', async () => {
+    const dir = tmpDir();
+    const first = await startEmbedded({ dir });
+    expect(first.uri).toMatch(/^mongodb:\/\/127\.0\.0\.1:\d+\/$/);
+    expect(isAlive(first.pid)).toBe(true);
+
+    const conn = await mongoose.createConnection(first.uri, { dbName: 'persist' }).asPromise();
+    const hello = await conn.db!.admin().command({ hello: 1 });
+    expect(hello.isWritablePrimary).toBe(true);
+    await conn.collection('things').insertOne({ _id: 'kept' as never, n: 42 });
+    await conn.close();
+
+    await first.stop();
+    expect(first.running).toBe(false);
+    expect(isAlive(first.pid)).toBe(false);
+    expect(fs.readdirSync(dir)).toContain('persist.sqlite');
+
+    const second = await startEmbedded({ dir });
+    try {
+      const again = await mongoose.createConnection(second.uri, { dbName: 'persist' }).asPromise();
+      expect(await again.collection('things').findOne({ _id: 'kept' as never })).toEqual({ _id: 'kept', n: 42 });
+      await again.close();
+    } finally {
+      await second.stop();
+    }
+    expect(isAlive(second.pid)).toBe(false);
+  });
+
+  it('exits by itself when its parent is killed without warning (no orphan)', async () => {
+    const parent = runTs('test/fixtures/embedded-parent.ts', [tmpDir()], {});
+    await waitFor(() => /^\d+\n/.test(parent.output()), 20_000);
+    const ferretPid = Number(parent.output().trim().split('\n')[0]);
+    expect(isAlive(ferretPid)).toBe(true);
+
+    parent.kill('SIGKILL');
+    await exitOf(parent);
+    expect(await waitFor(() => !isAlive(ferretPid), 5_000)).toBe(true);
+  });
+
+  it('reports an unexpected exit instead of restarting silently', async () => {
+    const server = await startEmbedded({ dir: tmpDir() });
+    const exited = new Promise<number | null>((resolve) => server.on('exit', (code: number | null) => resolve(code)));
+    process.kill(server.pid, 'SIGKILL');
+    await exited;
+    expect(server.running).toBe(false);
+    expect(isAlive(server.pid)).toBe(false);
+  });
+});

@@ -20,7 +20,7 @@ function ensureChromium() {
   }
   say("Installing Debian's chromium package for the browser tests (first run only)…");
   const env = { ...process.env, DEBIAN_FRONTEND: 'noninteractive' };
-  for (const args of [['update', '-qq'], ['install', '-y', '-qq', '--no-install-recommends', 'chromium']]) {
+  for (const args of [['update', '-qq'], ['install', '-y', '-qq', 'chromium']]) {
     const run = spawnSync('apt-get', args, { stdio: ['ignore', 'inherit', 'inherit'], env });
     if (run.status !== 0) throw new Error(`apt-get ${args.join(' ')} failed (exit ${run.status}).`);
   }

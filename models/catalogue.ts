@@ -87,6 +87,7 @@ const unitSchema = new Schema(
       soldAt: { type: Date, default: null },
     },
     createdAt: { type: Date, required: true },
+    updatedAt: { type: Date, default: null },
 
     // ----- summary, maintained by the registrations and check-ins services -----
     status: { type: String, enum: ['unregistered', 'registered', 'transfer-pending'], default: 'unregistered' },
@@ -101,6 +102,9 @@ const unitSchema = new Schema(
       since: { type: Date, default: null },
     },
     countries: { type: [countryVisitSchema], default: [] },
+    /** Every registration and transfer of the unit, oldest first: the timeline reads them by `_id`. */
+    registrationIds: { type: [String], default: [] },
+    transferIds: { type: [String], default: [] },
     checkIns: {
       count: { type: Number, default: 0 },
       lastAt: { type: Date, default: null },
@@ -135,3 +139,39 @@ const serialIndexSchema = new Schema(
   { versionKey: false },
 );
 export const SerialIndex = mongoose.model('SerialIndex', serialIndexSchema);
+
+export const IMPORT_STATUSES = ['running', 'done', 'failed'] as const;
+/** Row errors kept on the job for display; further ones are only counted. */
+export const IMPORT_ERRORS_KEPT = 500;
+
+/**
+ * One bulk CSV import of units, updated after every batch so its page can show progress.
+ * `rowErrors` holds the first rows that were refused, each with its line number in the file.
+ */
+const importJobSchema = new Schema(
+  {
+    _id: { type: String, required: true }, // imp_…
+    fileName: { type: String, default: '' },
+    status: { type: String, enum: IMPORT_STATUSES, required: true },
+    createdByUserId: { type: Schema.Types.ObjectId, ref: 'User', default: null },
+    counts: {
+      rows: { type: Number, default: 0 },
+      imported: { type: Number, default: 0 },
+      skipped: { type: Number, default: 0 },
+      rejected: { type: Number, default: 0 },
+    },
+    rowErrors: {
+      type: [new Schema({ line: Number, field: String, message: String }, { _id: false })],
+      default: [],
+    },
+    /** Why the whole file stopped (unreadable CSV, missing columns); rows before it stay imported. */
+    failure: { type: String, default: null },
+    startedAt: { type: Date, required: true },
+    finishedAt: { type: Date, default: null },
+  },
+  { versionKey: false },
+);
+importJobSchema.index({ startedAt: -1 });
+
+export const ImportJob = mongoose.model('ImportJob', importJobSchema);
+export type ImportJobDoc = InstanceType<typeof ImportJob>;

@@ -105,3 +105,35 @@ transferSchema.index({ unitId: 1 });
 
 export const Transfer = mongoose.model('Transfer', transferSchema);
 export type TransferDoc = InstanceType<typeof Transfer>;
+
+/**
+ * A customer's registrations, newest last, keyed by the user id: "my products" and
+ * `GET /registrations` read one document by `_id` instead of scanning registrations.
+ */
+const customerRegistrationsSchema = new Schema(
+  {
+    _id: { type: String, required: true }, // the customer's user id
+    registrationIds: { type: [String], default: [] },
+  },
+  { versionKey: false },
+);
+export const CustomerRegistrations = mongoose.model('CustomerRegistrations', customerRegistrationsSchema);
+
+/**
+ * Unique keys that decide races. FerretDB v1 applies a conditional `updateOne` as read, change,
+ * write back, so two concurrent "set if still null" updates can both succeed (measured: 5 of 5
+ * did); a duplicate `_id` insert is refused reliably on both FerretDB and MongoDB. So whoever
+ * inserts the key first wins:
+ *  - `registration:<unitId>|<n>`: the unit's n-th registration (n = registrations so far);
+ *  - `transfer:<unitId>|<n>`: the unit's n-th transfer;
+ *  - `decision:<transferId>`: the one decision on a pending transfer.
+ */
+const claimKeySchema = new Schema(
+  {
+    _id: { type: String, required: true },
+    ref: { type: String, required: true }, // the registration, transfer or deciding user it went to
+    at: { type: Date, required: true },
+  },
+  { versionKey: false },
+);
+export const ClaimKey = mongoose.model('ClaimKey', claimKeySchema);

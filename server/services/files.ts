@@ -3,7 +3,7 @@ import fs from 'node:fs';
 import path from 'node:path';
 import sharp from 'sharp';
 import type { Config } from '../config';
-import { BadRequestError, NotFoundError } from '../errors';
+import { BadRequestError, HttpError, NotFoundError } from '../errors';
 
 /**
  * Stored files (report evidence, proofs of purchase): type decided by content, never by name;
@@ -33,6 +33,14 @@ export interface IncomingFile {
 }
 
 const FILE_ID = /^[a-f0-9]{32}$/;
+
+/** The disk is full or the data directory cannot be written: the uploader is told so, not "something went wrong". */
+const STORAGE_ERRORS = new Set(['ENOSPC', 'EDQUOT', 'EROFS', 'EACCES', 'EPERM', 'ENOTDIR']);
+function storageError(err: unknown, field: string): unknown {
+  if (!STORAGE_ERRORS.has((err as NodeJS.ErrnoException)?.code ?? '')) return err;
+  const message = 'The file could not be saved: the server has no room to store files right now. Nothing was saved; please try again later.';
+  return new HttpError(507, 'storage_unavailable', message, { [field]: message });
+}
 
 /** Display-safe: no path, no control characters, bounded length. */
 export function safeDisplayName(name: string): string {
@@ -104,14 +112,15 @@ export function createFilesService(deps: { config: Pick<Config, 'dataDir'> }) {
       const { data, mediaType } = await sanitise(file, field);
       const fileId = crypto.randomBytes(16).toString('hex');
       const target = pathFor(fileId);
-      await fs.promises.mkdir(path.dirname(target), { recursive: true });
       const tmp = `${target}.tmp`;
       try {
+        await fs.promises.mkdir(path.dirname(target), { recursive: true });
         await fs.promises.writeFile(tmp, data, { mode: 0o600, flag: 'wx' });
         await fs.promises.rename(tmp, target);
       } catch (err) {
-        await fs.promises.rm(tmp, { force: true });
-        throw err;
+        // Best effort: where the directory itself is unusable there is no temp file to remove.
+        await fs.promises.rm(tmp, { force: true }).catch(() => {});
+        throw storageError(err, field);
       }
       return {
         fileId,

@@ -1,0 +1,147 @@
+import mongoose, { Schema } from 'mongoose';
+import { HARM_CATEGORIES, type HarmCategory } from './cases';
+
+/**
+ * Misuse reports from the public channel.
+ *
+ * `_id` is derived from the receipt by a slow keyed KDF (server/services/reports.ts
+ * `reportIdFor`): follow-up is one `_id` lookup, and what is stored cannot be turned back into
+ * the receipt without the server secret and ~10^16 slow hashes.
+ *
+ * Messages and evidence are embedded rather than kept in their own collections: a follow-up
+ * page is then one `_id` read (FerretDB v1 scans on any other filter), every change is one
+ * atomic `$push`/`$set` on one document without transactions, and retention wipes a
+ * reporter's data in one update. Both arrays are capped (MAX_MESSAGES, MAX_EVIDENCE), which
+ * keeps the document far below the 16 MB limit.
+ *
+ * Nothing here identifies the sender's connection: no IP address, user agent or fingerprint.
+ */
+
+export const REPORTER_KINDS = ['ngo', 'journalist', 'employee', 'affected-person', 'other'] as const;
+export type ReporterKind = (typeof REPORTER_KINDS)[number];
+
+// Harm categories are the primer's, shared with cases (models/cases.ts owns the list).
+export { HARM_CATEGORIES, type HarmCategory };
+
+export const REPORT_STATUSES = ['received', 'acknowledged', 'under-investigation', 'closed'] as const;
+export type ReportStatus = (typeof REPORT_STATUSES)[number];
+
+export const ONGOING = ['yes', 'no', 'unknown'] as const;
+
+export const LINK_KINDS = ['unit', 'model', 'registration', 'country'] as const;
+export type LinkKind = (typeof LINK_KINDS)[number];
+export const CONFIDENCES = ['high', 'medium', 'low'] as const;
+export type Confidence = (typeof CONFIDENCES)[number];
+
+export const MAX_MESSAGES = 500;
+export const MAX_EVIDENCE = 20;
+
+const evidenceSchema = new Schema(
+  {
+    fileId: { type: String, required: true },
+    sha256: { type: String, required: true },
+    mediaType: { type: String, required: true },
+    size: { type: Number, required: true },
+    originalName: { type: String, required: true },
+    addedAt: { type: Date, required: true },
+    addedBy: { type: String, enum: ['reporter', 'investigator'], required: true },
+    addedByUserId: { type: String, default: null },
+  },
+  { _id: false },
+);
+
+const linkSchema = new Schema(
+  {
+    kind: { type: String, enum: LINK_KINDS, required: true },
+    targetId: { type: String, required: true },
+    confidence: { type: String, enum: CONFIDENCES, required: true },
+    /** Why the linker proposed it, in words an investigator can check. */
+    reason: { type: String, default: '' },
+    /** null: not yet reviewed; true/false: an investigator confirmed or rejected it. */
+    confirmed: { type: Boolean, default: null },
+    confirmedBy: { type: String, default: null },
+    confirmedAt: { type: Date, default: null },
+  },
+  { _id: false },
+);
+
+const messageSchema = new Schema(
+  {
+    _id: { type: String, required: true }, // random, so a message can be referred to
+    from: { type: String, enum: ['reporter', 'investigator'], required: true },
+    userId: { type: String, default: null }, // the investigator; never anything about the reporter
+    text: { type: String, required: true, maxlength: 5000 },
+    at: { type: Date, required: true },
+  },
+  { versionKey: false },
+);
+
+const reportSchema = new Schema(
+  {
+    _id: { type: String, required: true }, // rpt_ + keyed slow hash of the receipt
+    reporterKind: { type: String, enum: REPORTER_KINDS, required: true },
+    anonymous: { type: Boolean, required: true },
+    /** Shown only to investigators assigned to the case; null when anonymous or erased. */
+    contact: {
+      type: new Schema(
+        {
+          name: { type: String, default: '' },
+          organisation: { type: String, default: '' },
+          email: { type: String, default: '' },
+        },
+        { _id: false },
+      ),
+      default: null,
+    },
+    product: {
+      serials: { type: [String], default: [] },
+      modelText: { type: String, default: '' },
+      deviceDescription: { type: String, default: '' },
+    },
+    where: {
+      country: { type: String, required: true, match: /^[A-Z]{2}$/ },
+      place: { type: String, default: '' },
+    },
+    when: {
+      from: { type: Date, default: null },
+      until: { type: Date, default: null },
+    },
+    what: {
+      harmCategories: { type: [String], enum: HARM_CATEGORIES, default: [] },
+      description: { type: String, required: true, maxlength: 10_000 },
+      affected: { type: String, default: '' },
+      ongoing: { type: String, enum: ONGOING, default: 'unknown' },
+    },
+    evidence: { type: [evidenceSchema], default: [] },
+    links: { type: [linkSchema], default: [] },
+    caseId: { type: String, default: null },
+    status: { type: String, enum: REPORT_STATUSES, default: 'received' },
+    /** What investigators chose to share with the reporter. */
+    feedback: {
+      text: { type: String, default: '' },
+      at: { type: Date, default: null },
+      byUserId: { type: String, default: null },
+    },
+    messages: { type: [messageSchema], default: [] },
+    /** Kept beside the array so the cap is one atomic filter (`$lt`) on the `$push`. */
+    messageCount: { type: Number, default: 0 },
+    /** Set when retention removed the reporter's data; the report keeps only this trace. */
+    erased: {
+      type: new Schema(
+        { at: Date, evidenceFiles: Number, messages: Number, evidenceSha256: [String] },
+        { _id: false },
+      ),
+      default: null,
+    },
+    receivedAt: { type: Date, required: true },
+    updatedAt: { type: Date, required: true },
+  },
+  { versionKey: false, minimize: false },
+);
+// For MongoDB deployments (and staff lists); FerretDB v1 scans regardless.
+reportSchema.index({ caseId: 1 });
+reportSchema.index({ status: 1, receivedAt: -1 });
+
+export const Report = mongoose.model('Report', reportSchema);
+export type ReportDoc = InstanceType<typeof Report>;
+export type ReportRecord = mongoose.InferSchemaType<typeof reportSchema> & { _id: string };

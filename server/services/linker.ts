@@ -1,0 +1,175 @@
+import { normaliseCode, ProductModel, SerialIndex, Unit } from '../../models/catalogue';
+import { Registration } from '../../models/registrations';
+import type { Confidence, LinkKind } from '../../models/reports';
+
+/**
+ * Matches what a reporter wrote to the catalogue: exact serial → unit (and its current
+ * registration), model name or SKU → model, country → registrations of those models there.
+ * The rules are pure functions over plain facts; `linkReport` is the one function that reads
+ * the database, by `_id` wherever the hot path allows.
+ */
+
+export interface LinkProposal {
+  kind: LinkKind;
+  targetId: string;
+  confidence: Confidence;
+  reason: string;
+}
+
+export interface ModelFacts {
+  _id: string;
+  name: string;
+  publicName?: string | null;
+}
+
+export interface UnitFacts {
+  _id: string;
+  modelId: string;
+  serial: string;
+  registrationId?: string | null;
+  countries?: Array<{ country: string }>;
+  current?: { country?: string | null } | null;
+}
+
+/** How many of each the linker proposes at most: a vague report must not link half the catalogue. */
+export const MAX_SERIALS = 20;
+export const MAX_MODEL_LINKS = 5;
+export const MAX_REGISTRATION_LINKS = 20;
+/** The models collection is small; this only bounds a runaway catalogue. */
+export const MAX_MODELS_SCANNED = 5000;
+
+const RANK: Record<Confidence, number> = { high: 3, medium: 2, low: 1 };
+const comparable = (s: string) => s.trim().toLowerCase().replace(/\s+/g, ' ');
+
+/** Model links from the reporter's free text: SKU or exact name first, then a resemblance. */
+export function matchModels(modelText: string, models: readonly ModelFacts[]): LinkProposal[] {
+  const text = comparable(modelText);
+  if (!text) return [];
+  const sku = normaliseCode(modelText);
+  const found = new Map<string, LinkProposal>();
+  const add = (id: string, confidence: Confidence, reason: string) => {
+    const had = found.get(id);
+    if (!had || RANK[confidence] > RANK[had.confidence]) found.set(id, { kind: 'model', targetId: id, confidence, reason });
+  };
+  for (const m of models) {
+    const names = [m.name, m.publicName ?? ''].map(comparable).filter(Boolean);
+    if (m._id === sku) add(m._id, 'high', `SKU "${m._id}" named in the report`);
+    else if (names.includes(text)) add(m._id, 'high', `model name "${modelText.trim()}" named in the report`);
+    else if (text.length >= 3 && names.some((n) => n.includes(text) || text.includes(n))) add(m._id, 'low', `model name resembles "${modelText.trim()}"`);
+  }
+  return [...found.values()].sort((a, b) => RANK[b.confidence] - RANK[a.confidence]).slice(0, MAX_MODEL_LINKS);
+}
+
+/**
+ * Unit links for one exact serial. Serials are unique per model only, so a serial carried by
+ * several units is certain only where the reported model agrees; the report's country in the
+ * unit's history is given as a reason an investigator can weigh.
+ */
+export function matchUnits(serial: string, units: readonly UnitFacts[], reportedModelIds: ReadonlySet<string>, country: string): LinkProposal[] {
+  const links: LinkProposal[] = [];
+  for (const unit of units) {
+    const modelAgrees = reportedModelIds.has(unit.modelId);
+    const confidence: Confidence =
+      modelAgrees || (units.length === 1 && reportedModelIds.size === 0) ? 'high' : units.length === 1 ? 'medium' : 'low';
+    const seenThere = (unit.countries ?? []).some((c) => c.country === country) || unit.current?.country === country;
+    const why = [`serial ${serial} matches exactly`, modelAgrees ? 'model agrees' : null, seenThere ? `unit known in ${country}` : null].filter(Boolean).join('; ');
+    links.push({ kind: 'unit', targetId: unit._id, confidence, reason: why });
+    if (unit.registrationId) {
+      links.push({ kind: 'registration', targetId: unit.registrationId, confidence, reason: `current registration of unit ${unit._id}` });
+    }
+  }
+  return links;
+}
+
+/** Registrations of the reported models in the report's country: weak, but worth a look. */
+export function matchCountryRegistrations(
+  registrations: ReadonlyArray<{ _id: string; modelId: string; unitId: string }>,
+  country: string,
+): LinkProposal[] {
+  return registrations.map((r) => ({
+    kind: 'registration' as const,
+    targetId: r._id,
+    confidence: 'low' as const,
+    reason: `unit ${r.unitId} of model ${r.modelId} is registered in ${country}`,
+  }));
+}
+
+/** One link per (kind, target), keeping the most confident. */
+export function mergeLinks(links: readonly LinkProposal[]): LinkProposal[] {
+  const byKey = new Map<string, LinkProposal>();
+  for (const link of links) {
+    const key = `${link.kind}|${link.targetId}`;
+    const had = byKey.get(key);
+    if (!had || RANK[link.confidence] > RANK[had.confidence]) byKey.set(key, link);
+  }
+  return [...byKey.values()];
+}
+
+/**
+ * What the case is about: the unit when exactly one unit is the most confident match (two
+ * equally likely units would attach the report to the wrong unit's case), and its model or
+ * the best model link.
+ */
+export function caseSubject(links: readonly Pick<LinkProposal, 'kind' | 'targetId' | 'confidence'>[], unitModel: (unitId: string) => string | undefined) {
+  const best = (kind: LinkKind) => {
+    const of = links.filter((l) => l.kind === kind);
+    const top = Math.max(0, ...of.map((l) => RANK[l.confidence]));
+    const atTop = of.filter((l) => RANK[l.confidence] === top);
+    return atTop.length === 1 ? atTop[0]!.targetId : null;
+  };
+  const unitId = best('unit');
+  const modelId = (unitId ? unitModel(unitId) : undefined) ?? best('model');
+  return { unitId, modelId: modelId ?? null };
+}
+
+export interface LinkInput {
+  serials: readonly string[];
+  modelText: string;
+  country: string;
+}
+
+export interface LinkResult {
+  links: LinkProposal[];
+  unitId: string | null;
+  modelId: string | null;
+}
+
+/** Reads what the rules need and applies them. Serial and unit reads are `_id` lookups. */
+export async function linkReport(input: LinkInput): Promise<LinkResult> {
+  const { country } = input;
+  const modelText = input.modelText.trim();
+  const models: ModelFacts[] = modelText
+    ? await ProductModel.find({}, { name: 1, publicName: 1 }).limit(MAX_MODELS_SCANNED).lean<ModelFacts[]>()
+    : [];
+  const modelLinks = matchModels(modelText, models);
+  const reportedModelIds = new Set(modelLinks.filter((l) => l.confidence === 'high').map((l) => l.targetId));
+
+  const unitLinks: LinkProposal[] = [];
+  const unitModels = new Map<string, string>();
+  for (const serial of [...new Set(input.serials.map(normaliseCode))].filter(Boolean).slice(0, MAX_SERIALS)) {
+    const index = await SerialIndex.findById(serial).lean();
+    const units: UnitFacts[] = [];
+    for (const id of index?.unitIds ?? []) {
+      const unit = await Unit.findById(id, { modelId: 1, serial: 1, registrationId: 1, countries: 1, current: 1 }).lean<UnitFacts>();
+      if (unit) units.push(unit);
+    }
+    for (const u of units) unitModels.set(u._id, u.modelId);
+    unitLinks.push(...matchUnits(serial, units, reportedModelIds, country));
+  }
+
+  const modelIds = [...new Set([...modelLinks.filter((l) => l.confidence !== 'low').map((l) => l.targetId), ...unitModels.values()])];
+  const registrations = modelIds.length
+    ? await Registration.find({ modelId: { $in: modelIds }, country, status: 'active' }, { modelId: 1, unitId: 1 })
+        .limit(MAX_REGISTRATION_LINKS)
+        .lean<Array<{ _id: string; modelId: string; unitId: string }>>()
+    : [];
+
+  const links = mergeLinks([
+    ...unitLinks,
+    ...modelLinks,
+    ...[...unitModels.values()].map((m) => ({ kind: 'model' as const, targetId: m, confidence: 'medium' as const, reason: 'model of a unit whose serial matches' })),
+    ...matchCountryRegistrations(registrations, country),
+    { kind: 'country', targetId: country, confidence: 'high', reason: 'country where the reporter says it happened' },
+  ]);
+  return { links, ...caseSubject(links, (id) => unitModels.get(id)) };
+}

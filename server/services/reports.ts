@@ -1,0 +1,549 @@
+import crypto from 'node:crypto';
+import { hashRaw } from '@node-rs/argon2';
+import type { Clock } from '../clock';
+import type { Config } from '../config';
+import { BadRequestError, HttpError, NotFoundError, TooManyRequestsError, ValidationError } from '../errors';
+import { MAX_EVIDENCE, MAX_MESSAGES, Report, type HarmCategory, type ReportRecord, type ReportStatus, type ReporterKind } from '../../models/reports';
+import type { AuditService } from './audit';
+import type { CasesService } from './cases';
+import type { CatalogueService } from './catalogue';
+import type { FilesService, IncomingFile, StoredFile } from './files';
+import { linkReport } from './linker';
+
+/**
+ * The public misuse-reporting channel: anonymous reports, evidence, receipts, follow-up.
+ *
+ * Called by the cases module (investigators; the caller checks access and audits reads):
+ *   getReportForStaff(reportId): Promise<ReportRecord>            full report incl. contact, links, messages
+ *   listMessages(reportId): Promise<Message[]>                     oldest first
+ *   postInvestigatorMessage(reportId, userId, text): Promise<Message>
+ *   setFeedback(reportId, text, userId): Promise<void>             what the reporter is shown
+ *   setStatus(reportId, status, userId?): Promise<void>            received|acknowledged|under-investigation|closed
+ *   addInvestigatorEvidence(reportId, file, userId): Promise<EvidenceRef>
+ *   openEvidence(reportId, fileId): { stream, mediaType, size, originalName, sha256 }
+ *   confirmLink(reportId, linkIndex, confirmed, userId): Promise<void>
+ *   deleteReporterData(reportId): Promise<{ evidenceFiles, messages }>   retention: contact,
+ *       messages and evidence files really removed; the report keeps a trace (`erased`).
+ *
+ * Privacy: nothing about the sender's connection is stored. Rate limits and the receipt guard
+ * are kept in process memory for minutes, keyed by an HMAC of the client address under a key
+ * that lives only as long as the process.
+ */
+
+const MINUTE = 60_000;
+/** A report form older than this is refused (and shown again with a fresh challenge). */
+export const CHALLENGE_MAX_AGE_MS = 24 * 60 * MINUTE;
+export const RECEIPT_FAILURES_PER_WINDOW = 10;
+export const RECEIPT_WINDOW_MS = 15 * MINUTE;
+export const RECEIPT_BASE_DELAY_MS = 1000;
+export const RECEIPT_MAX_DELAY_MS = 60_000;
+export const MESSAGES_PER_PAGE = 20;
+const MEMORY_KEYS_MAX = 50_000;
+
+export type EvidenceRef = StoredFile & { addedAt: Date; addedBy: 'reporter' | 'investigator'; addedByUserId: string | null };
+export type Message = ReportRecord['messages'][number];
+
+export interface ReportInput {
+  reporterKind: ReporterKind;
+  contactName?: string;
+  contactOrganisation?: string;
+  contactEmail?: string;
+  serials: string[];
+  modelText?: string;
+  deviceDescription?: string;
+  country: string;
+  place?: string;
+  from?: Date | null;
+  until?: Date | null;
+  harmCategories: HarmCategory[];
+  description: string;
+  affected?: string;
+  ongoing: 'yes' | 'no' | 'unknown';
+}
+
+// ---------------------------------------------------------------- receipts
+
+/** 16 random digits, shown in groups of four. */
+export function newReceipt(): string {
+  let digits = '';
+  for (let i = 0; i < 16; i++) digits += String(crypto.randomInt(10));
+  return digits;
+}
+
+export const formatReceipt = (digits: string) => digits.replace(/(\d{4})(?=\d)/g, '$1 ');
+
+/** What people type: spaces, dashes, dots between groups are fine; anything else is not a receipt. */
+export function parseReceipt(input: unknown): string | null {
+  if (typeof input !== 'string' || input.length > 64) return null;
+  const digits = input.replace(/[\s.-]/g, '');
+  return /^\d{16}$/.test(digits) ? digits : null;
+}
+
+const hmac = (key: crypto.BinaryLike, data: string) => crypto.createHmac('sha256', key).update(data).digest();
+
+/**
+ * Receipt → report `_id` with argon2id keyed by the server secret. The salt is fixed (derived
+ * from the secret) because the result must be found again by `_id`; the per-receipt entropy
+ * (10^16) and the key stand in for a random salt.
+ */
+export function createReceiptHasher(secret: string) {
+  const salt = hmac(secret, 'downstream/report-receipt/salt').subarray(0, 16);
+  const key = hmac(secret, 'downstream/report-receipt/key');
+  return async (digits: string) => {
+    // argon2id is the library's default algorithm (its enum is a const enum, not importable here).
+    const raw = await hashRaw(digits, { memoryCost: 19_456, timeCost: 2, parallelism: 1, outputLen: 20, salt, secret: key });
+    return `rpt_${raw.toString('hex')}`;
+  };
+}
+
+// ---------------------------------------------------------------- in-memory limits
+
+/** Forget-after-the-window counters on the injected clock, keyed by an HMAC of the client. */
+export function createWindowCounter(clock: Clock, windowMs: number) {
+  const hits = new Map<string, number[]>();
+  const recent = (key: string, now: number) => (hits.get(key) ?? []).filter((t) => t > now - windowMs);
+  const sweep = (now: number) => {
+    if (hits.size < MEMORY_KEYS_MAX) return;
+    for (const [key, times] of hits) if (!times.some((t) => t > now - windowMs)) hits.delete(key);
+  };
+  return {
+    count: (key: string) => recent(key, clock.now().getTime()).length,
+    recent: (key: string) => recent(key, clock.now().getTime()),
+    hit(key: string) {
+      const now = clock.now().getTime();
+      sweep(now);
+      hits.set(key, [...recent(key, now), now]);
+    },
+  };
+}
+
+/**
+ * Receipt guessing: each failure doubles the wait before the next try (1 s, 2 s, 4 s … 60 s),
+ * and RECEIPT_FAILURES_PER_WINDOW failures in RECEIPT_WINDOW_MS stop all tries until the oldest
+ * falls out of the window. Successes do not reset it (an attacker holding one real receipt
+ * could otherwise interleave it), so a real reporter waits at most the window.
+ */
+export function createReceiptGuard(clock: Clock) {
+  const failures = createWindowCounter(clock, RECEIPT_WINDOW_MS);
+  return {
+    check(client: string) {
+      const times = failures.recent(client);
+      if (times.length >= RECEIPT_FAILURES_PER_WINDOW) {
+        throw new TooManyRequestsError('Too many receipt codes were tried from here. Please wait 15 minutes and try again.');
+      }
+      const last = times[times.length - 1];
+      if (last !== undefined) {
+        const delay = Math.min(RECEIPT_BASE_DELAY_MS * 2 ** (times.length - 1), RECEIPT_MAX_DELAY_MS);
+        const wait = last + delay - clock.now().getTime();
+        if (wait > 0) throw new TooManyRequestsError(`Please wait ${Math.ceil(wait / 1000)} seconds before trying another receipt code.`);
+      }
+    },
+    fail: (client: string) => failures.hit(client),
+  };
+}
+
+// ---------------------------------------------------------------- anti-spam challenge
+
+const leadingZeroBits = (buf: Buffer) => {
+  let bits = 0;
+  for (const byte of buf) {
+    if (byte === 0) {
+      bits += 8;
+      continue;
+    }
+    return bits + Math.clz32(byte) - 24;
+  }
+  return bits;
+};
+
+/** The hashcash check `public/js/report-pow.js` solves: sha256(`token:counter`) starts with `bits` zero bits. */
+export function powSolves(token: string, pow: unknown, bits: number): boolean {
+  if (bits === 0) return true;
+  if (typeof pow !== 'string' || !/^\d{1,16}$/.test(pow)) return false;
+  return leadingZeroBits(crypto.createHash('sha256').update(`${token}:${pow}`).digest()) >= bits;
+}
+
+/**
+ * A signed, time-stamped form token. Accepted once, and only after `minFillSeconds` (the slow
+ * path that needs no JavaScript) or with a valid proof of work (the fast path). Used nonces are
+ * remembered in memory until the token could no longer be accepted anyway.
+ */
+export function createChallenge(deps: { clock: Clock; secret: string; minFillSeconds: number; powBits: number }) {
+  const key = hmac(deps.secret, 'downstream/report-challenge');
+  const used = new Map<string, number>();
+  const sign = (body: string) => hmac(key, body).toString('base64url').slice(0, 27);
+
+  const read = (token: unknown): { issuedAt: number; nonce: string } | null => {
+    if (typeof token !== 'string' || token.length > 100) return null;
+    const [t, nonce, mac] = token.split('.');
+    if (!t || !nonce || !mac || !crypto.timingSafeEqual(Buffer.from(sign(`${t}.${nonce}`)), Buffer.from(mac.padEnd(27).slice(0, 27)))) return null;
+    const issuedAt = parseInt(t, 36);
+    const age = deps.clock.now().getTime() - issuedAt;
+    if (!Number.isFinite(issuedAt) || age < 0 || age > CHALLENGE_MAX_AGE_MS || used.has(nonce)) return null;
+    return { issuedAt, nonce };
+  };
+
+  const issue = () => {
+    const body = `${deps.clock.now().getTime().toString(36)}.${crypto.randomBytes(12).toString('base64url')}`;
+    return `${body}.${sign(body)}`;
+  };
+
+  return {
+    issue,
+    powBits: deps.powBits,
+    nonceOf: (token: unknown) => read(token)?.nonce ?? null,
+    /** The same token while it can still be used (its wait keeps counting), else a new one. */
+    reuse: (token: unknown) => (read(token) ? (token as string) : issue()),
+    /** Throws a 400 (expired or forged) or 429 (sent too soon) naming the `challenge` field. */
+    verify(token: unknown, pow: unknown) {
+      const parsed = read(token);
+      if (!parsed) {
+        const message = 'This form has expired. Your entries are kept: please check them and send the form again.';
+        throw new BadRequestError(message, { challenge: message }, 'challenge_invalid');
+      }
+      if (powSolves(token as string, pow, deps.powBits)) return;
+      if (deps.clock.now().getTime() - parsed.issuedAt >= deps.minFillSeconds * 1000) return;
+      const message = `This form was sent within ${deps.minFillSeconds} seconds of opening it, which is how automated spam behaves. Your entries are kept: please wait a few seconds and send it again.`;
+      throw new HttpError(429, 'sent_too_soon', message, { challenge: message });
+    },
+    consume(token: string) {
+      const nonce = read(token)?.nonce;
+      if (!nonce) throw new BadRequestError('This form was already sent.', { challenge: 'This form was already sent.' }, 'challenge_invalid');
+      const now = deps.clock.now().getTime();
+      if (used.size >= MEMORY_KEYS_MAX) for (const [n, until] of used) if (until < now) used.delete(n);
+      used.set(nonce, now + CHALLENGE_MAX_AGE_MS);
+    },
+  };
+}
+
+// ---------------------------------------------------------------- the service
+
+export function createReportsService(deps: {
+  config: Config;
+  clock: Clock;
+  files: FilesService;
+  cases: CasesService;
+  audit: AuditService;
+  catalogue: Pick<CatalogueService, 'searchPublicModels'>;
+}) {
+  const { config, clock, files, cases, audit, catalogue } = deps;
+  const reportIdFor = createReceiptHasher(config.jwt.secret);
+  const challenge = createChallenge({ clock, secret: config.jwt.secret, ...config.reports });
+  const receiptGuard = createReceiptGuard(clock);
+  const submissions = createWindowCounter(clock, 10 * MINUTE);
+  const uploadBatches = createWindowCounter(clock, 10 * MINUTE);
+  // Rotates with the process: memory never holds a client address, only this keyed digest.
+  const clientKeyKey = crypto.randomBytes(32);
+  const clientKey = (client: string) => hmac(clientKeyKey, client).toString('base64url');
+  const keptKey = hmac(config.jwt.secret, 'downstream/report-kept-evidence');
+
+  // -- evidence carried between attempts of one form, signed and bound to its challenge nonce
+
+  const signKept = (list: StoredFile[], nonce: string | null) => {
+    if (!list.length || !nonce) return '';
+    const body = Buffer.from(JSON.stringify(list)).toString('base64url');
+    return `${body}.${hmac(keptKey, `${nonce}.${body}`).toString('base64url')}`;
+  };
+
+  const readKept = (token: unknown, nonce: string | null): StoredFile[] => {
+    if (typeof token !== 'string' || !token || !nonce) return [];
+    const [body, mac] = token.split('.');
+    if (!body || !mac) return [];
+    const expected = hmac(keptKey, `${nonce}.${body}`).toString('base64url');
+    if (mac.length !== expected.length || !crypto.timingSafeEqual(Buffer.from(mac), Buffer.from(expected))) return [];
+    const list = JSON.parse(Buffer.from(body, 'base64url').toString('utf8')) as StoredFile[];
+    return list.filter((f) => files.exists(f.fileId)).slice(0, MAX_EVIDENCE);
+  };
+
+  /** Stores each file; a refused one is named, the others are kept. `strict` undoes all on a refusal. */
+  async function storeAll(incoming: IncomingFile[], field: string, strict: boolean): Promise<{ stored: StoredFile[]; problems: string[] }> {
+    const stored: StoredFile[] = [];
+    const problems: string[] = [];
+    for (const file of incoming) {
+      try {
+        stored.push(await files.store(file, field));
+      } catch (err) {
+        if (!(err instanceof HttpError) || err.status !== 400) {
+          // e.g. the disk is full: the files of this batch already written must not stay behind.
+          await Promise.all(stored.map((f) => files.remove(f.fileId)));
+          throw err;
+        }
+        problems.push(err.message);
+      }
+    }
+    if (strict && problems.length) {
+      await Promise.all(stored.map((f) => files.remove(f.fileId)));
+      throw new ValidationError({ [field]: problems.join(' ') }, problems.join(' '));
+    }
+    return { stored, problems };
+  }
+
+  const evidenceRefs = (list: StoredFile[], addedBy: 'reporter' | 'investigator', userId: string | null): EvidenceRef[] =>
+    list.map((f) => ({ fileId: f.fileId, sha256: f.sha256, mediaType: f.mediaType, size: f.size, originalName: f.originalName, addedAt: clock.now(), addedBy, addedByUserId: userId }));
+
+  async function findReport(reportId: string): Promise<ReportRecord> {
+    const report = await Report.findById(reportId).lean<ReportRecord>();
+    if (!report) throw new NotFoundError('No such report.');
+    return report;
+  }
+
+  /** The only way in for a reporter: the guard first (before any slow hash), then an `_id` lookup. */
+  async function openByReceipt(receipt: unknown, client: string): Promise<ReportRecord> {
+    const key = clientKey(client);
+    receiptGuard.check(key);
+    const digits = parseReceipt(receipt);
+    if (!digits) throw new ValidationError({ receipt: 'Enter the 16 digits of your receipt code.' });
+    const report = await Report.findById(await reportIdFor(digits)).lean<ReportRecord>();
+    if (!report) {
+      receiptGuard.fail(key);
+      throw new ValidationError({ receipt: 'No report has this receipt code. Check the digits and try again.' });
+    }
+    return report;
+  }
+
+  /** What a reporter may see: never links, case, registrations, customers, contact or other reports. */
+  function reporterView(report: ReportRecord, page = 1) {
+    const messages = report.messages ?? [];
+    const pages = Math.max(1, Math.ceil(messages.length / MESSAGES_PER_PAGE));
+    const current = Math.min(Math.max(1, page), pages);
+    const end = messages.length - (current - 1) * MESSAGES_PER_PAGE;
+    return {
+      receivedAt: report.receivedAt,
+      status: report.status as ReportStatus,
+      feedback: report.feedback?.text ? { text: report.feedback.text, at: report.feedback.at } : null,
+      // Newest page first; within a page, oldest first, as a conversation reads.
+      messages: messages.slice(Math.max(0, end - MESSAGES_PER_PAGE), end).map((m) => ({ from: m.from, text: m.text, at: m.at })),
+      messagePage: { page: current, pages, total: messages.length },
+      evidence: (report.evidence ?? []).filter((e) => e.addedBy === 'reporter').map((e) => ({ originalName: e.originalName, mediaType: e.mediaType, size: e.size, addedAt: e.addedAt })),
+      canAddEvidence: (report.evidence ?? []).length < MAX_EVIDENCE && !report.erased,
+    };
+  }
+
+  async function pushMessage(reportId: string, from: 'reporter' | 'investigator', userId: string | null, text: string) {
+    const message = { _id: `msg_${crypto.randomBytes(10).toString('hex')}`, from, userId, text, at: clock.now() };
+    const updated = await Report.updateOne(
+      { _id: reportId, messageCount: { $lt: MAX_MESSAGES } },
+      { $push: { messages: message }, $inc: { messageCount: 1 }, $set: { updatedAt: message.at } },
+    );
+    if (updated.matchedCount === 0) {
+      await findReport(reportId); // 404 if it is gone
+      throw new ValidationError({ text: `This conversation has reached ${MAX_MESSAGES} messages.` });
+    }
+    await audit.record({ actorKind: from === 'reporter' ? 'reporter' : 'user', actorId: userId, action: 'report.message-added', subjectKind: 'report', subjectId: reportId, detail: { from } });
+    return message;
+  }
+
+  /** Appends evidence while the report stays under MAX_EVIDENCE, atomically by `_id`. */
+  async function pushEvidence(reportId: string, refs: EvidenceRef[], actor: { kind: 'reporter' | 'user'; id: string | null }) {
+    const updated = await Report.updateOne(
+      { _id: reportId, erased: null, [`evidence.${MAX_EVIDENCE - refs.length}`]: { $exists: false } },
+      { $push: { evidence: { $each: refs } }, $set: { updatedAt: clock.now() } },
+    );
+    if (updated.matchedCount === 0) {
+      await Promise.all(refs.map((r) => files.remove(r.fileId)));
+      await findReport(reportId);
+      throw new ValidationError({ evidence: `A report can hold at most ${MAX_EVIDENCE} files.` });
+    }
+    await audit.record({ actorKind: actor.kind, actorId: actor.id, action: 'report.evidence-added', subjectKind: 'report', subjectId: reportId, detail: { files: refs.map((r) => r.sha256) } });
+  }
+
+  const harmTitle = (input: ReportInput) => (input.harmCategories.length ? input.harmCategories.join(', ') : 'misuse');
+
+  function checkDates(input: ReportInput) {
+    const today = clock.now();
+    if (input.from && input.from > today) throw new ValidationError({ from: 'The date cannot be in the future.' });
+    if (input.until && input.until > today) throw new ValidationError({ until: 'The date cannot be in the future.' });
+    if (input.from && input.until && input.until < input.from) throw new ValidationError({ until: 'The end of the period must be after its start.' });
+  }
+
+  return {
+    /** A fresh form token for the report form (page or API). */
+    newChallenge: () => ({ token: challenge.issue(), powBits: config.reports.powBits, minFillSeconds: config.reports.minFillSeconds }),
+
+    /**
+     * What the report form carries between attempts: the challenge (kept while valid, so the
+     * wait keeps counting) and the evidence already accepted, re-signed for that challenge.
+     */
+    formState(body: { challenge?: unknown; keptEvidence?: unknown } | undefined, accepted?: StoredFile[]) {
+      const kept = accepted ?? readKept(body?.keptEvidence, challenge.nonceOf(body?.challenge));
+      const token = challenge.reuse(body?.challenge);
+      return { challenge: token, powBits: config.reports.powBits, kept, keptEvidence: signKept(kept, challenge.nonceOf(token)) };
+    },
+
+    /**
+     * Step one of a submission: passes the challenge, then stores the new files next to those
+     * an earlier attempt of the same form accepted. Refused files are named in `problems`
+     * (page) or refuse the whole request (`strict`, API), but never lose the accepted ones.
+     */
+    async acceptEvidence(args: { challenge: unknown; pow: unknown; keptEvidence?: unknown; files: IncomingFile[]; client: string; strict?: boolean }) {
+      challenge.verify(args.challenge, args.pow);
+      const kept = readKept(args.keptEvidence, challenge.nonceOf(args.challenge));
+      const max = config.uploads.maxFiles;
+      if (kept.length + args.files.length > max) {
+        throw new HttpError(413, 'upload_limit_file_count', `A report can carry at most ${max} files; ${kept.length} already attached.`, {
+          evidence: `Send at most ${max - kept.length} more file(s): at most ${max} per report.`,
+        });
+      }
+      if (args.files.length) {
+        const key = clientKey(args.client);
+        if (uploadBatches.count(key) >= config.reports.submissionsPer10Min * 4) throw new TooManyRequestsError();
+        uploadBatches.hit(key);
+      }
+      const { stored, problems } = await storeAll(args.files, 'evidence', args.strict ?? false);
+      return { files: [...kept, ...stored], problems };
+    },
+
+    /**
+     * Step two: files a validated report with the evidence of step one; links it, opens or
+     * attaches its case; returns the receipt, the only time it exists outside a hash.
+     */
+    async submit(input: ReportInput, evidence: { files: StoredFile[]; problems: string[] }, args: { challenge: string; client: string }) {
+      if (evidence.problems.length) throw new ValidationError({ evidence: evidence.problems.join(' ') }, evidence.problems.join(' '));
+      checkDates(input);
+      const key = clientKey(args.client);
+      if (submissions.count(key) >= config.reports.submissionsPer10Min) throw new TooManyRequestsError('Too many reports were sent from here in the last minutes. Please try again in 10 minutes.');
+      challenge.consume(args.challenge);
+      submissions.hit(key);
+
+      const now = clock.now();
+      const contact = { name: input.contactName ?? '', organisation: input.contactOrganisation ?? '', email: input.contactEmail ?? '' };
+      const anonymous = !contact.name && !contact.organisation && !contact.email;
+      const linked = await linkReport({ serials: input.serials, modelText: input.modelText ?? '', country: input.country });
+
+      let receipt = '';
+      let reportId = '';
+      for (let attempt = 0; !reportId && attempt < 3; attempt++) {
+        receipt = newReceipt();
+        const id = await reportIdFor(receipt);
+        try {
+          await Report.create({
+            _id: id,
+            reporterKind: input.reporterKind,
+            anonymous,
+            contact: anonymous ? null : contact,
+            product: { serials: input.serials, modelText: input.modelText ?? '', deviceDescription: input.deviceDescription ?? '' },
+            where: { country: input.country, place: input.place ?? '' },
+            when: { from: input.from ?? null, until: input.until ?? null },
+            what: { harmCategories: input.harmCategories, description: input.description, affected: input.affected ?? '', ongoing: input.ongoing },
+            evidence: evidenceRefs(evidence.files, 'reporter', null),
+            links: linked.links,
+            status: 'received',
+            receivedAt: now,
+            updatedAt: now,
+          });
+          reportId = id;
+        } catch (err) {
+          if ((err as { code?: number }).code !== 11000) throw err; // a receipt collision: draw again
+        }
+      }
+      if (!reportId) throw new Error('could not draw a free receipt');
+
+      const where = [linked.unitId ?? linked.modelId, input.country].filter(Boolean).join(', ');
+      const { caseId } = await cases.openOrAttachForReport({
+        id: reportId,
+        receivedAt: now,
+        title: `Misuse report (${harmTitle(input)}): ${where}`.slice(0, 300),
+        unitId: linked.unitId,
+        modelId: linked.modelId,
+        serial: input.serials[0] ?? null,
+        country: input.country,
+      });
+      await Report.updateOne({ _id: reportId }, { $set: { caseId } });
+      await audit.record({
+        actorKind: 'reporter',
+        action: 'report.received',
+        subjectKind: 'report',
+        subjectId: reportId,
+        detail: { caseId, evidenceFiles: evidence.files.length, links: linked.links.length },
+      });
+      return { receipt: formatReceipt(receipt), reportId, caseId, receivedAt: now };
+    },
+
+    /** Public model names (and SKUs) for the report form's picker. */
+    async publicModels(q = '', limit = 500) {
+      return catalogue.searchPublicModels(q, limit);
+    },
+
+    // -- the reporter, with a receipt
+
+    async followUp(receipt: unknown, client: string, page = 1) {
+      return reporterView(await openByReceipt(receipt, client), page);
+    },
+
+    async reporterMessage(receipt: unknown, client: string, text: string) {
+      const report = await openByReceipt(receipt, client);
+      await pushMessage(report._id, 'reporter', null, text);
+      return reporterView(await findReport(report._id));
+    },
+
+    async reporterEvidence(receipt: unknown, client: string, incoming: IncomingFile[]) {
+      const report = await openByReceipt(receipt, client);
+      if (!incoming.length) throw new ValidationError({ evidence: 'Choose at least one file to add.' });
+      const { stored } = await storeAll(incoming, 'evidence', true);
+      await pushEvidence(report._id, evidenceRefs(stored, 'reporter', null), { kind: 'reporter', id: null });
+      return reporterView(await findReport(report._id));
+    },
+
+    // -- investigators (the cases module checks access and audits reads)
+
+    getReportForStaff: findReport,
+
+    async listMessages(reportId: string): Promise<Message[]> {
+      return (await findReport(reportId)).messages ?? [];
+    },
+
+    postInvestigatorMessage: (reportId: string, userId: string, text: string) => pushMessage(reportId, 'investigator', userId, text),
+
+    async setFeedback(reportId: string, text: string, userId: string) {
+      const updated = await Report.updateOne({ _id: reportId }, { $set: { feedback: { text, at: clock.now(), byUserId: userId }, updatedAt: clock.now() } });
+      if (updated.matchedCount === 0) throw new NotFoundError('No such report.');
+      await audit.record({ actorKind: 'user', actorId: userId, action: 'report.feedback-shared', subjectKind: 'report', subjectId: reportId });
+    },
+
+    async setStatus(reportId: string, status: ReportStatus, userId: string | null = null) {
+      const before = await findReport(reportId);
+      if (before.status === status) return;
+      await Report.updateOne({ _id: reportId }, { $set: { status, updatedAt: clock.now() } });
+      await audit.record({ actorKind: userId ? 'user' : 'system', actorId: userId, action: 'report.status-changed', subjectKind: 'report', subjectId: reportId, detail: { from: before.status, to: status } });
+    },
+
+    async addInvestigatorEvidence(reportId: string, file: IncomingFile, userId: string): Promise<EvidenceRef> {
+      await findReport(reportId);
+      const { stored } = await storeAll([file], 'evidence', true);
+      const [ref] = evidenceRefs(stored, 'investigator', userId);
+      await pushEvidence(reportId, [ref!], { kind: 'user', id: userId });
+      return ref!;
+    },
+
+    async openEvidence(reportId: string, fileId: string) {
+      const report = await findReport(reportId);
+      const ref = (report.evidence ?? []).find((e) => e.fileId === fileId);
+      if (!ref) throw new NotFoundError('No such file in this report.');
+      return { stream: files.open(fileId), mediaType: ref.mediaType, size: ref.size, originalName: ref.originalName, sha256: ref.sha256 };
+    },
+
+    async confirmLink(reportId: string, linkIndex: number, confirmed: boolean, userId: string) {
+      const report = await findReport(reportId);
+      const link = (report.links ?? [])[linkIndex];
+      if (!Number.isInteger(linkIndex) || !link) throw new ValidationError({ linkIndex: 'No such link on this report.' });
+      await Report.updateOne(
+        { _id: reportId },
+        { $set: { [`links.${linkIndex}.confirmed`]: confirmed, [`links.${linkIndex}.confirmedBy`]: userId, [`links.${linkIndex}.confirmedAt`]: clock.now(), updatedAt: clock.now() } },
+      );
+      await audit.record({ actorKind: 'user', actorId: userId, action: confirmed ? 'report.link-confirmed' : 'report.link-rejected', subjectKind: 'report', subjectId: reportId, detail: { kind: link.kind, targetId: link.targetId } });
+    },
+
+    /** Retention: the reporter's contact, messages and evidence files go; a trace stays. */
+    async deleteReporterData(reportId: string) {
+      const report = await findReport(reportId);
+      const evidence = report.evidence ?? [];
+      await Promise.all(evidence.map((e) => files.remove(e.fileId)));
+      const erased = { at: clock.now(), evidenceFiles: evidence.length, messages: (report.messages ?? []).length, evidenceSha256: evidence.map((e) => e.sha256) };
+      await Report.updateOne({ _id: reportId }, { $set: { contact: null, messages: [], messageCount: 0, evidence: [], erased, updatedAt: erased.at } });
+      await audit.record({ actorKind: 'system', action: 'report.reporter-data-deleted', subjectKind: 'report', subjectId: reportId, detail: { evidenceFiles: erased.evidenceFiles, messages: erased.messages } });
+      return { evidenceFiles: erased.evidenceFiles, messages: erased.messages };
+    },
+  };
+}
+
+export type ReportsService = ReturnType<typeof createReportsService>;

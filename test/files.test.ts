@@ -1,0 +1,82 @@
+import fs from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import sharp from 'sharp';
+import { createFilesService, type FilesService } from '../server/services/files';
+import { jpegWithGps, notAnImage, pdfDocument, pixelBombPng, pngImage, sha256, svgWithScript, truncatedJpeg } from './helpers/reports';
+
+/** The files service touches only the disk: a temporary data directory per test file. */
+describe('stored files (evidence and proofs)', () => {
+  let dataDir: string;
+  let files: FilesService;
+  beforeAll(() => {
+    dataDir = fs.mkdtempSync(path.join(os.tmpdir(), 'downstream-files-'));
+    files = createFilesService({ config: { dataDir } });
+  });
+  afterAll(() => fs.rmSync(dataDir, { recursive: true, force: true }));
+
+  const onDisk = (fileId: string) => path.join(dataDir, 'files', fileId.slice(0, 2), fileId);
+  const storedNames = () => fs.readdirSync(path.join(dataDir, 'files'), { recursive: true }).map(String);
+
+  it('strips EXIF, GPS and camera data from a JPEG, under a random name, with the SHA-256 of what is stored', async () => {
+    const photo = await jpegWithGps();
+    const original = await sharp(photo).metadata();
+    expect(original.exif).toBeDefined(); // the fixture really carries metadata
+    expect(photo.toString('latin1')).toContain('SpyPhone');
+
+    const stored = await files.store({ buffer: photo, originalname: 'C:\\Users\\amina\\DCIM\\IMG_2201.jpg' }, 'evidence');
+    expect(stored).toMatchObject({ mediaType: 'image/jpeg', originalName: 'IMG_2201.jpg' });
+    expect(stored.fileId).toMatch(/^[a-f0-9]{32}$/);
+    const data = fs.readFileSync(onDisk(stored.fileId));
+    const meta = await sharp(data).metadata();
+    expect(meta.exif).toBeUndefined();
+    expect(meta.xmp).toBeUndefined();
+    expect(meta.icc).toBeUndefined();
+    expect(meta).toMatchObject({ format: 'jpeg', width: 320, height: 240 });
+    expect(data.toString('latin1')).not.toMatch(/SpyPhone|Tracker X1|SpyOS/);
+    expect(sha256(data)).toBe(stored.sha256);
+    expect(stored.size).toBe(data.length);
+    expect(storedNames().join('\n')).not.toContain('IMG_2201');
+    expect(fs.statSync(onDisk(stored.fileId)).mode & 0o077).toBe(0);
+  });
+
+  it('re-encodes a PNG and keeps a PDF as given', async () => {
+    const png = await files.store({ buffer: await pngImage(), originalname: 'map.png' }, 'evidence');
+    expect(png.mediaType).toBe('image/png');
+    expect((await sharp(fs.readFileSync(onDisk(png.fileId))).metadata()).format).toBe('png');
+    const pdf = await files.store({ buffer: pdfDocument(), originalname: 'invoice.pdf' }, 'evidence');
+    expect(pdf.mediaType).toBe('application/pdf');
+    expect(fs.readFileSync(onDisk(pdf.fileId))).toEqual(pdfDocument());
+  });
+
+  it.each([
+    ['a shell script renamed to .jpg', () => notAnImage(), 'holiday.jpg', 'is not a JPEG, PNG, WebP or PDF file (judged by its content, not its name)'],
+    ['an SVG with a script in it', () => svgWithScript(), 'logo.jpg', 'is not a JPEG, PNG, WebP or PDF file'],
+    ['a truncated JPEG', () => truncatedJpeg(), 'cut.jpg', 'could not be read as an image (it may be truncated or damaged)'],
+    ['an empty file', () => Buffer.alloc(0), 'empty.jpg', 'is empty'],
+    ['a pixel bomb (20000×20000 PNG in ~50 KB)', () => pixelBombPng(), 'bomb.png', 'has too many pixels to open safely'],
+  ])('refuses %s with a 400 naming the field and the file, and writes nothing', async (_what, make, name, message) => {
+    const before = fs.existsSync(path.join(dataDir, 'files')) ? storedNames().length : 0;
+    const buffer = await make();
+    await expect(files.store({ buffer, originalname: name }, 'evidence')).rejects.toMatchObject({
+      status: 400,
+      code: 'file_rejected',
+      fields: { evidence: expect.stringContaining(`"${name}" ${message}`) },
+    });
+    const after = fs.existsSync(path.join(dataDir, 'files')) ? storedNames().length : 0;
+    expect(after).toBe(before);
+  });
+
+  it('opens and removes a stored file, and refuses ids that are not file ids', async () => {
+    const stored = await files.store({ buffer: await pngImage(), originalname: 'x.png' }, 'evidence');
+    expect(files.exists(stored.fileId)).toBe(true);
+    const chunks: Buffer[] = [];
+    for await (const chunk of files.open(stored.fileId)) chunks.push(chunk as Buffer);
+    expect(sha256(Buffer.concat(chunks))).toBe(stored.sha256);
+    await files.remove(stored.fileId);
+    expect(fs.existsSync(onDisk(stored.fileId))).toBe(false);
+    expect(() => files.open(stored.fileId)).toThrow(expect.objectContaining({ status: 404 }));
+    expect(() => files.open('../../etc/passwd')).toThrow(expect.objectContaining({ status: 404 }));
+    expect(files.exists('../x')).toBe(false);
+  });
+});

@@ -1,0 +1,138 @@
+import request from 'supertest';
+import { Case } from '../models/cases';
+import { Report } from '../models/reports';
+import { caseSubject, linkReport, matchModels, matchUnits, MAX_REGISTRATION_LINKS, mergeLinks } from '../server/services/linker';
+import { createReceiptHasher } from '../server/services/reports';
+import { makeModel, makeRegistration, makeUnit } from './helpers/catalogue';
+import { createTestContext, type TestContext } from './helpers/context';
+import { unique } from './helpers/factories';
+import { digitsOf, fileReport } from './helpers/reports';
+
+describe('linker rules (pure)', () => {
+  const models = [
+    { _id: 'CAM-4K', name: 'Skyline Camera 4K', publicName: 'Skyline 4K' },
+    { _id: 'CAM-HD', name: 'Skyline Camera HD', publicName: null },
+    { _id: 'RTR-1', name: 'Office Router', publicName: 'Router One' },
+  ];
+
+  it('links a model by SKU (any case and spacing) or exact name with high confidence', () => {
+    expect(matchModels(' cam-4k ', models)).toEqual([expect.objectContaining({ kind: 'model', targetId: 'CAM-4K', confidence: 'high' })]);
+    expect(matchModels('router ONE', models)).toEqual([expect.objectContaining({ targetId: 'RTR-1', confidence: 'high' })]);
+    expect(matchModels('Skyline Camera HD', models)[0]).toMatchObject({ targetId: 'CAM-HD', confidence: 'high' });
+  });
+
+  it('links a resembling name with low confidence only, and nothing for an empty text', () => {
+    const links = matchModels('skyline', models);
+    expect(links.map((l) => [l.targetId, l.confidence])).toEqual([
+      ['CAM-4K', 'low'],
+      ['CAM-HD', 'low'],
+    ]);
+    expect(matchModels('   ', models)).toEqual([]);
+    expect(matchModels('zz', models)).toEqual([]);
+  });
+
+  const unit = (id: string, modelId: string, extra = {}) => ({ _id: id, modelId, serial: 'SN1', registrationId: null, countries: [], ...extra });
+
+  it('links the one unit carrying a serial with high confidence, with its registration, and says where it was seen', () => {
+    const links = matchUnits('SN1', [unit('CAM-4K:SN1', 'CAM-4K', { registrationId: 'reg_1', countries: [{ country: 'KE' }] })], new Set(), 'KE');
+    expect(links).toEqual([
+      { kind: 'unit', targetId: 'CAM-4K:SN1', confidence: 'high', reason: 'serial SN1 matches exactly; unit known in KE' },
+      { kind: 'registration', targetId: 'reg_1', confidence: 'high', reason: 'current registration of unit CAM-4K:SN1' },
+    ]);
+  });
+
+  it('lowers confidence when the reported model disagrees, or the serial is shared between models', () => {
+    expect(matchUnits('SN1', [unit('CAM-4K:SN1', 'CAM-4K')], new Set(['RTR-1']), 'KE')[0]!.confidence).toBe('medium');
+    const shared = matchUnits('SN1', [unit('CAM-4K:SN1', 'CAM-4K'), unit('RTR-1:SN1', 'RTR-1')], new Set(['RTR-1']), 'KE');
+    expect(shared.map((l) => [l.targetId, l.confidence])).toEqual([
+      ['CAM-4K:SN1', 'low'],
+      ['RTR-1:SN1', 'high'],
+    ]);
+    expect(matchUnits('SN1', [], new Set(), 'KE')).toEqual([]);
+  });
+
+  it('names the case subject only when one unit is the best match', () => {
+    const models = new Map([['A:1', 'A'], ['B:1', 'B']]);
+    expect(caseSubject([{ kind: 'unit', targetId: 'A:1', confidence: 'high' }, { kind: 'unit', targetId: 'B:1', confidence: 'low' }], (id) => models.get(id))).toEqual({ unitId: 'A:1', modelId: 'A' });
+    expect(caseSubject([{ kind: 'unit', targetId: 'A:1', confidence: 'low' }, { kind: 'unit', targetId: 'B:1', confidence: 'low' }, { kind: 'model', targetId: 'M', confidence: 'high' }], (id) => models.get(id))).toEqual({ unitId: null, modelId: 'M' });
+    expect(caseSubject([], () => undefined)).toEqual({ unitId: null, modelId: null });
+  });
+
+  it('keeps the most confident of duplicate links', () => {
+    expect(mergeLinks([
+      { kind: 'model', targetId: 'M', confidence: 'medium', reason: 'a' },
+      { kind: 'model', targetId: 'M', confidence: 'high', reason: 'b' },
+      { kind: 'unit', targetId: 'M', confidence: 'low', reason: 'c' },
+    ])).toEqual([
+      { kind: 'model', targetId: 'M', confidence: 'high', reason: 'b' },
+      { kind: 'unit', targetId: 'M', confidence: 'low', reason: 'c' },
+    ]);
+  });
+});
+
+describe('linking reports to the catalogue (database)', () => {
+  let ctx: TestContext;
+  beforeAll(async () => {
+    ctx = await createTestContext({ RATE_LIMIT_PUBLIC_POST_PER_MIN: '10000', REPORT_SUBMISSIONS_PER_10MIN: '1000', REPORT_POW_BITS: '0' });
+  });
+  afterAll(() => ctx.close());
+
+  const reportIdOf = (receipt: string) => createReceiptHasher(ctx.config.jwt.secret)(digitsOf(receipt));
+
+  it('links an exact serial to its unit, registration and model, and registrations of that model in the country', async () => {
+    const model = await makeModel(ctx, { sku: unique('LNK').toUpperCase(), name: 'Linked Camera', publicName: 'Linked Cam' });
+    const { registration, unit } = await makeRegistration(ctx, { model, country: 'KE' });
+    const neighbour = await makeRegistration(ctx, { model, country: 'KE' });
+    const abroad = await makeRegistration(ctx, { model, country: 'TZ' });
+
+    const result = await linkReport({ serials: [` ${unit.serial.toLowerCase()} `], modelText: '', country: 'KE' });
+    const byKind = (kind: string) => result.links.filter((l) => l.kind === kind).map((l) => [l.targetId, l.confidence]);
+    expect(byKind('unit')).toEqual([[unit._id, 'high']]);
+    expect(byKind('model')).toEqual([[model._id, 'medium']]);
+    expect(byKind('registration')).toEqual(expect.arrayContaining([[registration._id, 'high'], [neighbour.registration._id, 'low']]));
+    expect(byKind('registration').map(([id]) => id)).not.toContain(abroad.registration._id);
+    expect(byKind('country')).toEqual([['KE', 'high']]);
+    expect(result).toMatchObject({ unitId: unit._id, modelId: model._id });
+  });
+
+  it('links by model name when no serial is known, and bounds the registrations it proposes', async () => {
+    const model = await makeModel(ctx, { sku: unique('MNY').toUpperCase(), name: 'Crowd Scanner', publicName: 'CrowdScan Pro' });
+    for (let i = 0; i < MAX_REGISTRATION_LINKS + 2; i++) await makeRegistration(ctx, { model, country: 'UG' });
+    const result = await linkReport({ serials: [], modelText: 'crowdscan pro', country: 'UG' });
+    expect(result.links.filter((l) => l.kind === 'model')).toEqual([expect.objectContaining({ targetId: model._id, confidence: 'high' })]);
+    expect(result.links.filter((l) => l.kind === 'registration')).toHaveLength(MAX_REGISTRATION_LINKS);
+    expect(result).toMatchObject({ unitId: null, modelId: model._id });
+  });
+
+  it('proposes only the country for a serial the catalogue does not know', async () => {
+    const result = await linkReport({ serials: ['NO-SUCH-SERIAL-1'], modelText: '', country: 'SD' });
+    expect(result.links).toEqual([expect.objectContaining({ kind: 'country', targetId: 'SD' })]);
+    expect(result).toEqual(expect.objectContaining({ unitId: null, modelId: null }));
+  });
+
+  it('attaches a second report on the same unit to the open case of the first, and stores the links and case on each', async () => {
+    const { unit, model } = await makeUnit(ctx);
+    const first = await fileReport(ctx, { serials: [unit.serial], modelText: model._id });
+    const second = await fileReport(ctx, { serials: [unit.serial], country: 'ET' });
+    const other = await fileReport(ctx, { serials: ['UNKNOWN-77'] });
+    expect([first.status, second.status, other.status]).toEqual([201, 201, 201]);
+
+    const [a, b, c] = await Promise.all([first, second, other].map(async (r) => (await Report.findById(await reportIdOf(r.body.receipt)).lean())!));
+    expect(a!.caseId).toBeTruthy();
+    expect(b!.caseId).toBe(a!.caseId);
+    expect(c!.caseId).not.toBe(a!.caseId);
+    expect(a!.links).toEqual(expect.arrayContaining([expect.objectContaining({ kind: 'unit', targetId: unit._id, confidence: 'high', confirmed: null })]));
+    const kase = (await Case.findById(a!.caseId).lean())!;
+    expect(kase.sources.map((s) => s.id)).toEqual([a!._id, b!._id]);
+    expect(kase.unitIds).toEqual([unit._id]);
+    expect(kase.countries).toEqual(expect.arrayContaining(['KE', 'ET']));
+  });
+
+  it('never shows the reporter what the report was linked to', async () => {
+    const { unit } = await makeRegistration(ctx, { ownerOrganisation: 'Hidden Owner Ltd' });
+    const filed = await fileReport(ctx, { serials: [unit.serial] });
+    const view = await request(ctx.app).post('/api/v1/follow-up').send({ receipt: filed.body.receipt });
+    expect(view.status).toBe(200);
+    expect(JSON.stringify(view.body)).not.toMatch(new RegExp(`${unit._id}|Hidden Owner|reg_|links|caseId`));
+  });
+});

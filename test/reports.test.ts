@@ -1,0 +1,494 @@
+import fs from 'node:fs';
+import path from 'node:path';
+import ejs from 'ejs';
+import sharp from 'sharp';
+import request from 'supertest';
+import { AuditEntry } from '../models/audit';
+import { Case } from '../models/cases';
+import { MAX_EVIDENCE, Report, type ReportRecord } from '../models/reports';
+import { viewsDir } from '../server/paths';
+import { createReceiptHasher, RECEIPT_FAILURES_PER_WINDOW, RECEIPT_WINDOW_MS } from '../server/services/reports';
+import { LABELS } from '../routes/reports';
+import { makeModel, makeRegistration } from './helpers/catalogue';
+import { createTestContext, type TestContext } from './helpers/context';
+import { csrfFrom, makeUser, unique } from './helpers/factories';
+import {
+  digitsOf,
+  fileReport,
+  formFields,
+  jpegWithGps,
+  notAnImage,
+  pngImage,
+  receiptFrom,
+  reportAgent,
+  reportFields,
+  sha256,
+  solvedChallenge,
+} from './helpers/reports';
+
+const USER_AGENT = 'DownstreamTestPhone/7.1 (identifying-user-agent)';
+const DAY = 86_400_000;
+
+/** Everything stored about a report, as one string to search for what must not be there. */
+const storedText = async (reportId: string) =>
+  JSON.stringify([await Report.findById(reportId).lean(), await AuditEntry.find({ subjectId: reportId }).lean()]);
+
+const expectNoConnectionData = (text: string) => {
+  expect(text).not.toContain('127.0.0.1');
+  expect(text).not.toContain('::ffff');
+  expect(text).not.toMatch(/10\.\d+\.\d+\.\d+/);
+  expect(text).not.toContain('DownstreamTestPhone');
+  expect(text).not.toMatch(/user-?agent/i);
+};
+
+let ipCounter = 0;
+const nextIp = () => `10.1.${Math.floor(++ipCounter / 250)}.${ipCounter % 250}`;
+
+async function reportIdOf(ctx: TestContext, receipt: string) {
+  return createReceiptHasher(ctx.config.jwt.secret)(digitsOf(receipt));
+}
+
+describe('public misuse reports', () => {
+  let ctx: TestContext;
+  beforeAll(async () => {
+    ctx = await createTestContext({
+      TRUST_PROXY: '1', // one proxy hop: tests speak for several clients through X-Forwarded-For
+      RATE_LIMIT_PUBLIC_POST_PER_MIN: '10000',
+      REPORT_SUBMISSIONS_PER_10MIN: '1000',
+      REPORT_MIN_FILL_SECONDS: '5',
+      REPORT_POW_BITS: '8',
+      UPLOAD_MAX_FILE_MB: '1',
+      UPLOAD_MAX_FILES: '3',
+    });
+  });
+  afterAll(() => ctx.close());
+
+  describe('the report form', () => {
+    it('works without JavaScript: a plain multipart form with a server-filled model picker and a challenge', async () => {
+      await makeModel(ctx, { sku: unique('PICK').toUpperCase(), name: 'Internal name', publicName: 'Skyline Camera 4K' });
+      const res = await request(ctx.app).get('/report');
+      expect(res.status).toBe(200);
+      expect(res.headers['cache-control']).toBe('no-store');
+      expect(res.text).toContain('<form method="post" action="/report" enctype="multipart/form-data"');
+      expect(res.text).toMatch(/<datalist id="model-names">[\s\S]*<option value="Skyline Camera 4K">/);
+      expect(res.text).toContain('<option value="KE">Kenya</option>');
+      expect(res.text).toMatch(/name="challenge" value="[^"]+"/);
+      expect(res.text).toContain('<script src="/static/js/report-pow.js" defer></script>');
+      expect(res.text).not.toMatch(/<script>(?!<\/script>)/); // no inline script (CSP)
+    });
+
+    it('files a report with two photos, shows a receipt once, and stores it under a slow hash of that receipt', async () => {
+      const agent = reportAgent(ctx, nextIp());
+      const photos = [
+        { name: 'IMG_0001.jpg', data: await jpegWithGps() },
+        { name: 'IMG_0002.jpg', data: await jpegWithGps({ r: 20, g: 200, b: 90 }) },
+      ];
+      const res = await agent.file(reportFields({ serials: 'XYZ-1\nXYZ-2', modelText: 'Some camera' }), photos, { userAgent: USER_AGENT });
+      expect(res.status).toBe(200);
+      expect(res.headers['cache-control']).toBe('no-store');
+      const receipt = receiptFrom(res.text);
+      expect(receipt).toMatch(/^\d{4} \d{4} \d{4} \d{4}$/);
+      expect(res.text).toContain('it is shown only this once');
+
+      const reportId = await reportIdOf(ctx, receipt!);
+      expect(reportId).toMatch(/^rpt_[0-9a-f]{40}$/);
+      const report = await Report.findById(reportId).lean<ReportRecord>();
+      expect(report).toMatchObject({
+        reporterKind: 'ngo',
+        anonymous: true,
+        contact: null,
+        status: 'received',
+        product: { serials: ['XYZ-1', 'XYZ-2'], modelText: 'Some camera' },
+        where: { country: 'KE', place: 'Nairobi' },
+        what: { harmCategories: ['privacy-surveillance'], ongoing: 'yes' },
+      });
+      expect(report!.evidence).toHaveLength(2);
+      for (const e of report!.evidence) {
+        const onDisk = fs.readFileSync(path.join(ctx.config.dataDir, 'files', e.fileId.slice(0, 2), e.fileId));
+        expect(sha256(onDisk)).toBe(e.sha256);
+        expect((await sharp(onDisk).metadata()).exif).toBeUndefined();
+        expect(onDisk.toString('latin1')).not.toContain('SpyPhone');
+        expect(e).toMatchObject({ addedBy: 'reporter', mediaType: 'image/jpeg' });
+      }
+      expect(report!.evidence.map((e) => e.originalName)).toEqual(['IMG_0001.jpg', 'IMG_0002.jpg']);
+
+      // The receipt exists nowhere in the database; the case carries the deadlines.
+      const all = await storedText(reportId);
+      expect(all).not.toContain(digitsOf(receipt!));
+      expect(all).not.toContain(receipt!);
+      expectNoConnectionData(all);
+      const kase = (await Case.findById(report!.caseId).lean())!;
+      expect(kase.sources).toEqual([expect.objectContaining({ kind: 'report', id: reportId })]);
+      expect(kase.deadlines!.acknowledgeBy!.getTime()).toBe(report!.receivedAt.getTime() + 7 * DAY);
+      expect(kase.deadlines!.feedbackBy!.getTime()).toBeGreaterThan(kase.deadlines!.acknowledgeBy!.getTime() + 89 * DAY);
+      expect(await AuditEntry.countDocuments({ action: 'report.received', subjectId: reportId, actorKind: 'reporter', actorId: null })).toBe(1);
+    });
+
+    it('keeps contact details only when given, and then the report is not anonymous', async () => {
+      const res = await fileReport(ctx, { contactName: 'Achieng O.', contactOrganisation: 'Haki Watch', contactEmail: 'Achieng@Haki.example' }, { 'X-Forwarded-For': nextIp() });
+      expect(res.status).toBe(201);
+      const report = await Report.findById(await reportIdOf(ctx, res.body.receipt)).lean();
+      expect(report).toMatchObject({ anonymous: false, contact: { name: 'Achieng O.', organisation: 'Haki Watch', email: 'achieng@haki.example' } });
+    });
+
+    it('shows the form again after a mistake with the description and the photo already accepted, and files it with that photo', async () => {
+      const agent = reportAgent(ctx, nextIp());
+      const hidden = await agent.openForm();
+      ctx.clock.advance(6000); // a person without JavaScript: the slow path
+      const photo = await jpegWithGps();
+      const description = 'The <b>second</b> floor camera films the union meeting room.';
+      const first = await agent.postForm(hidden, reportFields({ country: '', description, harmCategories: [] }), [{ name: 'meeting-room.jpg', data: photo }]);
+      expect(first.status).toBe(400);
+      expect(first.text).toContain('Choose the country where it happened.');
+      expect(first.text).toContain('Choose at least one kind of harm');
+      expect(first.text).toContain('The &lt;b&gt;second&lt;/b&gt; floor camera films the union meeting room.');
+      expect(first.text).toMatch(/<ul id="kept-evidence"><li>meeting-room\.jpg/);
+      const again = formFields(first.text);
+      expect(again.keptEvidence).not.toBe('');
+      expect(again.challenge).toBe(hidden.challenge);
+      expect(await Report.countDocuments({ 'what.description': description })).toBe(0);
+
+      const second = await agent.postForm(again, reportFields({ description, harmCategories: ['labour-rights'] }));
+      expect(second.status).toBe(200);
+      const report = (await Report.findById(await reportIdOf(ctx, receiptFrom(second.text)!)).lean())!;
+      expect(report.what!.description).toBe(description);
+      expect(report.evidence.map((e) => e.originalName)).toEqual(['meeting-room.jpg']);
+    });
+
+    it('refuses a file renamed to .jpg that is not an image, naming it, and keeps the good photo and the text', async () => {
+      const agent = reportAgent(ctx, nextIp());
+      const res = await agent.file(reportFields({ description: 'Kept description 41' }), [
+        { name: 'good.jpg', data: await jpegWithGps() },
+        { name: 'holiday.jpg', data: notAnImage() },
+      ]);
+      expect(res.status).toBe(400);
+      expect(res.text).toContain('&#34;holiday.jpg&#34; is not a JPEG, PNG, WebP or PDF file (judged by its content, not its name)');
+      expect(res.text).toContain('Kept description 41');
+      expect(res.text).toMatch(/<ul id="kept-evidence"><li>good\.jpg/);
+      expect(await Report.countDocuments({ 'what.description': 'Kept description 41' })).toBe(0);
+    });
+
+    it('refuses an oversize file with a clear message and shows what was typed', async () => {
+      const agent = reportAgent(ctx, nextIp());
+      const before = await Report.countDocuments();
+      const big = Buffer.concat([await jpegWithGps(), Buffer.alloc(1.5 * 1024 * 1024)]);
+      const res = await agent.file(reportFields({ description: 'Typed before the big file', place: 'Mombasa port' }), [{ name: 'huge.jpg', data: big }]);
+      expect(res.status).toBe(413);
+      expect(res.text).toContain('Each file can be at most 1 MB.');
+      expect(res.text).toContain('Typed before the big file');
+      expect(res.text).toContain('value="Mombasa port"');
+      expect(await Report.countDocuments()).toBe(before);
+    });
+
+    it('refuses too many files with a clear message', async () => {
+      const agent = reportAgent(ctx, nextIp());
+      const png = await pngImage();
+      const res = await agent.file(reportFields({ description: 'Four files' }), [1, 2, 3, 4].map((i) => ({ name: `p${i}.png`, data: png })));
+      expect(res.status).toBe(413);
+      expect(res.text).toContain('Send at most 3 files at a time.');
+      expect(res.text).toContain('Four files');
+
+      const api = await request(ctx.app)
+        .post('/api/v1/reports')
+        .field('challenge', (await solvedChallenge(ctx)).challenge)
+        .attach('evidence', png, 'a.png').attach('evidence', png, 'b.png').attach('evidence', png, 'c.png').attach('evidence', png, 'd.png');
+      expect(api.status).toBe(413);
+      expect(api.body.error.code).toMatch(/^upload_limit_/);
+    });
+
+    it('holds a form sent too fast without proof of work, keeps what was typed, and accepts it after the minimum time', async () => {
+      const agent = reportAgent(ctx, nextIp());
+      const hidden = await agent.openForm();
+      const tooSoon = await agent.postForm(hidden, reportFields({ description: 'Sent by a quick hand' }));
+      expect(tooSoon.status).toBe(429);
+      expect(tooSoon.text).toContain('please wait a few seconds and send it again');
+      expect(tooSoon.text).toContain('Sent by a quick hand');
+
+      ctx.clock.advance(5000);
+      const later = await agent.postForm(hidden, reportFields({ description: 'Sent by a quick hand' }));
+      expect(later.status).toBe(200);
+      expect(receiptFrom(later.text)).not.toBeNull();
+
+      const replay = await agent.postForm(hidden, reportFields({ description: 'Sent by a quick hand' }));
+      expect(replay.status).toBe(400);
+      expect(replay.text).toContain('This form has expired');
+      expect(await Report.countDocuments({ 'what.description': 'Sent by a quick hand' })).toBe(1);
+    });
+
+    it('refuses a wrong proof of work and a forged token', async () => {
+      const { challenge } = await solvedChallenge(ctx);
+      const wrong = await request(ctx.app).post('/api/v1/reports').send({ ...reportFields(), challenge, pow: 'not-a-number' });
+      expect(wrong.status).toBe(429);
+      expect(wrong.body.error.fields).toHaveProperty('challenge');
+      const forged = await request(ctx.app).post('/api/v1/reports').send({ ...reportFields(), challenge: `${challenge.slice(0, -3)}AAA`, pow: '1' });
+      expect(forged.status).toBe(400);
+      expect(forged.body.error.code).toBe('challenge_invalid');
+    });
+  });
+
+  describe('the reports API', () => {
+    it('files a JSON report and returns the receipt once', async () => {
+      const res = await fileReport(ctx, { serials: ['A-1', 'B-2'], from: '2026-01-01', until: '2026-01-10' });
+      expect(res.status).toBe(201);
+      expect(res.body).toMatchObject({ status: 'received', evidence: [] });
+      expect(res.body.receipt).toMatch(/^\d{4} \d{4} \d{4} \d{4}$/);
+      const report = (await Report.findById(await reportIdOf(ctx, res.body.receipt)).lean())!;
+      expect(report.product!.serials).toEqual(['A-1', 'B-2']);
+      expect(report.when!.from!.toISOString()).toBe('2026-01-01T00:00:00.000Z');
+    });
+
+    it('files a multipart report with evidence', async () => {
+      const { challenge, pow } = await solvedChallenge(ctx);
+      const fields = reportFields({ description: 'Multipart report 7' });
+      const req = request(ctx.app).post('/api/v1/reports').set('User-Agent', USER_AGENT).field('challenge', challenge).field('pow', pow);
+      for (const [k, v] of Object.entries(fields)) for (const item of [v].flat()) req.field(k, String(item));
+      const res = await req.attach('evidence', await jpegWithGps(), 'scene.jpg');
+      expect(res.status).toBe(201);
+      expect(res.body.evidence).toEqual([expect.objectContaining({ originalName: 'scene.jpg', mediaType: 'image/jpeg' })]);
+      const reportId = await reportIdOf(ctx, res.body.receipt);
+      expect((await Report.findById(reportId).lean())!.evidence[0]!.sha256).toBe(res.body.evidence[0].sha256);
+      expectNoConnectionData(await storedText(reportId));
+    });
+
+    it.each([
+      ['reporterKind', { reporterKind: 'spy' }, 'Choose who you are'],
+      ['country', { country: 'XX' }, 'Choose the country'],
+      ['country', { country: undefined }, 'Choose the country'],
+      ['description', { description: '   ' }, 'Description is required.'],
+      ['description', { description: 'x'.repeat(10_001) }, 'at most 10000 characters'],
+      ['harmCategories', { harmCategories: [] }, 'Choose at least one kind of harm'],
+      ['harmCategories.0', { harmCategories: ['bad-vibes'] }, 'Choose from the list.'],
+      ['contactEmail', { contactEmail: 'not-an-email' }, 'Enter a valid e-mail address.'],
+      ['serials', { serials: Array.from({ length: 21 }, (_, i) => `S${i}`) }, 'at most 20 serial numbers'],
+      ['from', { from: 'last tuesday' }, 'enter a date as YYYY-MM-DD'],
+      ['from', { from: '2030-01-01' }, 'cannot be in the future'],
+      ['until', { from: '2026-01-10', until: '2026-01-01' }, 'after its start'],
+      ['ongoing', { ongoing: 'maybe' }, 'Choose yes, no'],
+    ])('refuses a bad %s with a 400 naming it, and saves nothing', async (field, fields, message) => {
+      const before = await Report.countDocuments();
+      const res = await fileReport(ctx, fields);
+      expect(res.status).toBe(400);
+      expect(res.body.error.fields[field]).toContain(message);
+      expect(await Report.countDocuments()).toBe(before);
+    });
+
+    it('lists public model names for the picker, paginated', async () => {
+      const tag = unique('Picker').toLowerCase();
+      for (const n of [1, 2, 3]) await makeModel(ctx, { sku: unique('PK').toUpperCase(), publicName: `${tag} model ${n}` });
+      const res = await request(ctx.app).get('/api/v1/reports/models').query({ q: tag, perPage: 2 });
+      expect(res.status).toBe(200);
+      expect(res.body).toMatchObject({ total: 3, page: 1, perPage: 2 });
+      expect(res.body.items.map((m: { publicName: string }) => m.publicName)).toEqual([`${tag} model 1`, `${tag} model 2`]);
+    });
+  });
+
+  describe('follow-up with the receipt', () => {
+    it('shows status, shared feedback and the conversation, and nothing about customers, registrations or cases', async () => {
+      const { registration, unit, model } = await makeRegistration(ctx, { ownerOrganisation: 'Secret Customer Holdings' });
+      const filed = await fileReport(ctx, { serials: [unit.serial], modelText: model._id, country: 'KE' });
+      const reportId = await reportIdOf(ctx, filed.body.receipt);
+      const report = await Report.findById(reportId).lean();
+      expect(report!.links.map((l) => l.kind)).toEqual(expect.arrayContaining(['unit', 'registration']));
+      const investigator = await makeUser(ctx, 'investigator');
+      await ctx.services.reports.setStatus(reportId, 'acknowledged', String(investigator.user._id));
+      await ctx.services.reports.setFeedback(reportId, 'We contacted the <i>owner</i>.', String(investigator.user._id));
+      await ctx.services.reports.postInvestigatorMessage(reportId, String(investigator.user._id), 'Which floor? <script>alert(1)</script>');
+
+      const agent = reportAgent(ctx, nextIp());
+      const res = await agent.followUp(filed.body.receipt.replace(/ /g, '-'));
+      expect(res.status).toBe(200);
+      expect(res.headers['cache-control']).toBe('no-store');
+      expect(res.text).toContain('Acknowledged: an investigator has read it');
+      expect(res.text).toContain('We contacted the &lt;i&gt;owner&lt;/i&gt;.');
+      expect(res.text).toContain('Which floor? &lt;script&gt;alert(1)&lt;/script&gt;');
+      expect(res.text).not.toContain('<script>alert(1)');
+      for (const secret of ['Secret Customer Holdings', registration._id, unit._id, report!.caseId!, reportId, investigator.email]) {
+        expect(res.text).not.toContain(secret);
+      }
+
+      const api = await request(ctx.app).post('/api/v1/follow-up').set('X-Forwarded-For', nextIp()).send({ receipt: filed.body.receipt });
+      expect(api.status).toBe(200);
+      expect(api.body).toMatchObject({ status: 'acknowledged', feedback: { text: 'We contacted the <i>owner</i>.' }, messages: [{ from: 'investigator' }] });
+      expect(Object.keys(api.body).sort()).toEqual(['canAddEvidence', 'evidence', 'feedback', 'messagePage', 'messages', 'receivedAt', 'status']);
+      expect(JSON.stringify(api.body)).not.toMatch(/Secret Customer|reg_|caseId|links|C-20\d\d/);
+    });
+
+    it('lets the reporter answer and add a file, keeping the receipt out of every URL', async () => {
+      const filed = await fileReport(ctx);
+      const reportId = await reportIdOf(ctx, filed.body.receipt);
+      const agent = reportAgent(ctx, nextIp());
+      const page = await agent.followUp(filed.body.receipt);
+      expect(page.text).toMatch(/<input type="hidden" name="receipt" value="[\d ]+">/);
+      expect(page.text).not.toMatch(/action="[^"]*\d{4}/);
+
+      const empty = await agent.post('/follow-up/messages').set('X-Forwarded-For', agent.ip).type('form').send({ _csrf: csrfFrom(page.text), receipt: filed.body.receipt, text: ' ' });
+      expect(empty.status).toBe(400);
+      expect(empty.text).toContain('Message is required.');
+
+      const sent = await agent
+        .post('/follow-up/messages')
+        .set('X-Forwarded-For', agent.ip)
+        .set('User-Agent', USER_AGENT)
+        .type('form')
+        .send({ _csrf: csrfFrom(page.text), receipt: filed.body.receipt, text: 'It is the third floor.' });
+      expect(sent.status).toBe(200);
+      expect(sent.text).toContain('Your message was sent to the investigators.');
+      expect(sent.text).toContain('It is the third floor.');
+
+      const added = await agent
+        .post('/follow-up/evidence')
+        .set('X-Forwarded-For', agent.ip)
+        .field('_csrf', csrfFrom(sent.text))
+        .field('receipt', filed.body.receipt)
+        .attach('evidence', await jpegWithGps(), 'third-floor.jpg');
+      expect(added.status).toBe(200);
+      expect(added.text).toContain('third-floor.jpg');
+
+      const report = await Report.findById(reportId).lean();
+      expect(report!.messages).toEqual([expect.objectContaining({ from: 'reporter', userId: null, text: 'It is the third floor.' })]);
+      expect(report!.messageCount).toBe(1);
+      expect(report!.evidence).toEqual([expect.objectContaining({ originalName: 'third-floor.jpg', addedBy: 'reporter' })]);
+      expectNoConnectionData(await storedText(reportId));
+    });
+
+    it('refuses a bad file added at follow-up, naming it, and stores nothing', async () => {
+      const filed = await fileReport(ctx);
+      const res = await request(ctx.app)
+        .post('/api/v1/follow-up/evidence')
+        .set('X-Forwarded-For', nextIp())
+        .field('receipt', filed.body.receipt)
+        .attach('evidence', notAnImage(), 'photo.jpg');
+      expect(res.status).toBe(400);
+      expect(res.body.error.fields.evidence).toContain('"photo.jpg" is not a JPEG');
+      expect((await Report.findById(await reportIdOf(ctx, filed.body.receipt)).lean())!.evidence).toEqual([]);
+    });
+
+    it('throttles receipt guessing with a growing delay and a cap, and lets the reporter in again after the window', async () => {
+      const filed = await fileReport(ctx);
+      const ip = nextIp();
+      const attempt = (receipt: string) => request(ctx.app).post('/api/v1/follow-up').set('X-Forwarded-For', ip).send({ receipt });
+      const guess = (i: number) => `0000 0000 0000 ${String(1000 + i)}`;
+
+      const first = await attempt(guess(0));
+      expect(first.status).toBe(400);
+      expect(first.body.error.fields.receipt).toContain('No report has this receipt code');
+      const tooQuick = await attempt(filed.body.receipt);
+      expect(tooQuick.status).toBe(429); // the delay after a failure applies to every code
+      expect(tooQuick.body.error.message).toMatch(/wait \d+ seconds/);
+
+      for (let i = 1; i < RECEIPT_FAILURES_PER_WINDOW; i++) {
+        ctx.clock.advance(61_000);
+        expect((await attempt(guess(i))).status).toBe(400);
+      }
+      ctx.clock.advance(61_000);
+      const capped = await attempt(filed.body.receipt);
+      expect(capped.status).toBe(429);
+      expect(capped.body.error.code).toBe('rate_limited');
+      const elsewhere = await request(ctx.app).post('/api/v1/follow-up').set('X-Forwarded-For', nextIp()).send({ receipt: filed.body.receipt });
+      expect(elsewhere.status).toBe(200);
+
+      ctx.clock.advance(RECEIPT_WINDOW_MS);
+      const back = await attempt(filed.body.receipt);
+      expect(back.status).toBe(200);
+      expect(back.body.status).toBe('received');
+    });
+
+    it('does not count a malformed code as a guess, and says what a code looks like', async () => {
+      const res = await request(ctx.app).post('/api/v1/follow-up').set('X-Forwarded-For', nextIp()).send({ receipt: '12345' });
+      expect(res.status).toBe(400);
+      expect(res.body.error.fields).toEqual({ receipt: 'Enter the 16 digits of your receipt code.' });
+    });
+  });
+
+  describe('for investigators', () => {
+    it('renders HTML in a description as text in the staff partial', async () => {
+      const filed = await fileReport(ctx, { description: '<img src=x onerror=alert(1)>Soldiers used it\n<script>steal()</script>', contactName: '<b>Name</b>' });
+      const report = await ctx.services.reports.getReportForStaff(await reportIdOf(ctx, filed.body.receipt));
+      const html = await ejs.renderFile(path.join(viewsDir, 'reports/_report.ejs'), { report, labels: LABELS, evidenceHref: (id: string) => `/cases/x/evidence/${id}` });
+      expect(html).toContain('<p>&lt;img src=x onerror=alert(1)&gt;Soldiers used it</p>');
+      expect(html).toContain('<p>&lt;script&gt;steal()&lt;/script&gt;</p>');
+      expect(html).toContain('&lt;b&gt;Name&lt;/b&gt;');
+      expect(html).not.toMatch(/<script>|<img src=x/);
+      expect(html).toContain('Privacy and surveillance');
+    });
+
+    it('opens evidence for the caller to stream, only for files of that report', async () => {
+      const photo = await jpegWithGps();
+      const { challenge, pow } = await solvedChallenge(ctx);
+      const req = request(ctx.app).post('/api/v1/reports').field('challenge', challenge).field('pow', pow);
+      for (const [k, v] of Object.entries(reportFields())) for (const item of [v].flat()) req.field(k, String(item));
+      const filed = await req.attach('evidence', photo, 'x.jpg');
+      const reportId = await reportIdOf(ctx, filed.body.receipt);
+      const [ref] = (await ctx.services.reports.getReportForStaff(reportId)).evidence;
+      const opened = await ctx.services.reports.openEvidence(reportId, ref!.fileId);
+      const chunks: Buffer[] = [];
+      for await (const chunk of opened.stream) chunks.push(chunk as Buffer);
+      expect(sha256(Buffer.concat(chunks))).toBe(opened.sha256);
+      expect(opened).toMatchObject({ mediaType: 'image/jpeg', originalName: 'x.jpg' });
+      await expect(ctx.services.reports.openEvidence(reportId, 'f'.repeat(32))).rejects.toMatchObject({ status: 404 });
+    });
+
+    it('confirms and rejects links, recording who did it', async () => {
+      const filed = await fileReport(ctx, { country: 'UG' });
+      const reportId = await reportIdOf(ctx, filed.body.receipt);
+      const { user } = await makeUser(ctx, 'investigator');
+      const before = await Report.findById(reportId).lean();
+      const countryIndex = before!.links.findIndex((l) => l.kind === 'country');
+      expect(countryIndex).toBeGreaterThanOrEqual(0);
+      await ctx.services.reports.confirmLink(reportId, countryIndex, false, String(user._id));
+      const after = await Report.findById(reportId).lean();
+      expect(after!.links[countryIndex]).toMatchObject({ kind: 'country', targetId: 'UG', confirmed: false, confirmedBy: String(user._id) });
+      expect(await AuditEntry.countDocuments({ action: 'report.link-rejected', subjectId: reportId })).toBe(1);
+      await expect(ctx.services.reports.confirmLink(reportId, 99, true, String(user._id))).rejects.toMatchObject({ status: 400, fields: { linkIndex: expect.any(String) } });
+    });
+
+    it('adds investigator evidence, which the reporter does not see', async () => {
+      const filed = await fileReport(ctx);
+      const reportId = await reportIdOf(ctx, filed.body.receipt);
+      const { user } = await makeUser(ctx, 'investigator');
+      const ref = await ctx.services.reports.addInvestigatorEvidence(reportId, { buffer: await pngImage(), originalname: 'satellite.png' }, String(user._id));
+      expect(ref).toMatchObject({ addedBy: 'investigator', addedByUserId: String(user._id), mediaType: 'image/png' });
+      const view = await ctx.services.reports.followUp(filed.body.receipt, nextIp());
+      expect(view.evidence).toEqual([]);
+    });
+
+    it('stops adding evidence at the per-report cap, and removes the file it refused', async () => {
+      const filed = await fileReport(ctx);
+      const reportId = await reportIdOf(ctx, filed.body.receipt);
+      const { user } = await makeUser(ctx, 'investigator');
+      const png = await pngImage();
+      for (let i = 0; i < MAX_EVIDENCE; i++) await ctx.services.reports.addInvestigatorEvidence(reportId, { buffer: png, originalname: `p${i}.png` }, String(user._id));
+      const storedFiles = () => fs.readdirSync(path.join(ctx.config.dataDir, 'files'), { recursive: true }).filter((f) => /[a-f0-9]{32}$/.test(String(f))).length;
+      const filesBefore = storedFiles();
+      const res = await request(ctx.app)
+        .post('/api/v1/follow-up/evidence')
+        .set('X-Forwarded-For', nextIp())
+        .field('receipt', filed.body.receipt)
+        .attach('evidence', png, 'one-too-many.png');
+      expect(res.status).toBe(400);
+      expect(res.body.error.fields.evidence).toBe(`A report can hold at most ${MAX_EVIDENCE} files.`);
+      expect((await Report.findById(reportId).lean())!.evidence).toHaveLength(MAX_EVIDENCE);
+      expect(storedFiles()).toBe(filesBefore);
+    });
+
+    it('deletes the reporter data for retention: contact, messages and files really gone, a trace kept', async () => {
+      const photo = await jpegWithGps();
+      const { challenge, pow } = await solvedChallenge(ctx);
+      const req = request(ctx.app).post('/api/v1/reports').field('challenge', challenge).field('pow', pow);
+      for (const [k, v] of Object.entries(reportFields({ contactName: 'To be erased' }))) for (const item of [v].flat()) req.field(k, String(item));
+      const filed = await req.attach('evidence', photo, 'erase-me.jpg');
+      const reportId = await reportIdOf(ctx, filed.body.receipt);
+      await ctx.services.reports.reporterMessage(filed.body.receipt, nextIp(), 'A message to erase');
+      const before = (await Report.findById(reportId).lean())!;
+      const file = path.join(ctx.config.dataDir, 'files', before.evidence[0]!.fileId.slice(0, 2), before.evidence[0]!.fileId);
+      expect(fs.existsSync(file)).toBe(true);
+
+      expect(await ctx.services.reports.deleteReporterData(reportId)).toEqual({ evidenceFiles: 1, messages: 1 });
+      expect(fs.existsSync(file)).toBe(false);
+      const after = (await Report.findById(reportId).lean())!;
+      expect(after).toMatchObject({ contact: null, messages: [], evidence: [], erased: { evidenceFiles: 1, messages: 1, evidenceSha256: [before.evidence[0]!.sha256] } });
+      expect(JSON.stringify(after)).not.toContain('To be erased');
+      expect(await AuditEntry.countDocuments({ action: 'report.reporter-data-deleted', subjectId: reportId })).toBe(1);
+    });
+  });
+});

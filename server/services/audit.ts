@@ -103,6 +103,18 @@ export function createAuditService(deps: { clock: Clock }) {
       return result;
     },
 
+    /**
+     * A page of entries, newest first. The head says how many there are, and entry ids are
+     * their sequence numbers, so a page is a handful of `_id` lookups however long the log.
+     */
+    async list(page: { skip: number; limit: number }) {
+      const total = (await head()).seq;
+      const top = total - page.skip;
+      const seqs = Array.from({ length: Math.max(0, Math.min(page.limit, top)) }, (_, i) => top - i);
+      const items = (await Promise.all(seqs.map((seq) => AuditEntry.findById(seqId(seq)).lean()))).filter((e) => e !== null);
+      return { items, total };
+    },
+
     /** Walks the whole chain in order (streamed), checking every hash and link. */
     async verify(onProgress?: (checked: number) => void): Promise<VerifyResult> {
       let prevHash = GENESIS_HASH;

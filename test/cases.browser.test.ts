@@ -1,0 +1,137 @@
+import request from 'supertest';
+import type { Browser, Page } from 'playwright-core';
+import { AuditEntry } from '../models/audit';
+import { Case } from '../models/cases';
+import { Unit } from '../models/catalogue';
+import { Report } from '../models/reports';
+import { launchBrowser, screenshot, serve } from './helpers/browser';
+import { makeReportCase } from './helpers/cases';
+import { makeUnit } from './helpers/catalogue';
+import { checkInItem, makeApiKey } from './helpers/check-ins';
+import { createTestContext, type TestContext } from './helpers/context';
+import { makeUser } from './helpers/factories';
+
+describe('an investigator works a case from new to closed (headless Chromium)', () => {
+  let ctx: TestContext;
+  let browser: Browser;
+  let site: { url: string; close(): Promise<void> };
+  beforeAll(async () => {
+    ctx = await createTestContext();
+    browser = await launchBrowser();
+    site = await serve(ctx);
+  }, 60_000);
+  afterAll(async () => {
+    await browser?.close();
+    await site?.close();
+    await ctx?.close();
+  });
+
+  /** Submits the form whose action ends with `action` and waits for the page it leads to. */
+  async function submit(page: Page, action: string) {
+    await Promise.all([page.waitForNavigation(), page.click(`form[action$="${action}"] button[type="submit"]`)]);
+    const notice = await page.textContent('.notice, .error-summary');
+    return notice?.trim() ?? '';
+  }
+
+  async function moveTo(page: Page, to: string, reason: string, closureReason = '') {
+    await page.selectOption('#f-to', to);
+    if (closureReason) await page.selectOption('#f-closureReason', closureReason);
+    await page.fill('#f-reason', reason);
+    return submit(page, '/transition');
+  }
+
+  it('triages, investigates, withholds the unit’s updates, remediates and closes; the unit answers withheld, and allowed once lifted', async () => {
+    const { unit } = await makeUnit(ctx);
+    const { caseId, reportId } = await makeReportCase(ctx, { unitId: unit._id, modelId: unit.modelId });
+    const { user, email, password } = await makeUser(ctx, 'investigator', { name: 'Imani Njoroge' });
+
+    const page = await (await browser.newContext({ viewport: { width: 1280, height: 900 } })).newPage();
+    await page.goto(`${site.url}/login?next=/cases`);
+    await page.fill('#f-email', email);
+    await page.fill('#f-password', password);
+    await Promise.all([page.waitForNavigation(), page.click('form[action="/login"] button[type="submit"]')]);
+    expect(new URL(page.url()).pathname).toBe('/cases');
+    await Promise.all([page.waitForNavigation(), page.click(`a[href="/cases/${caseId}"]`)]);
+    expect(await page.textContent('h1')).toContain(caseId);
+
+    // Take the case, acknowledge the report, triage.
+    await page.selectOption('#f-userId', String(user._id));
+    expect(await submit(page, '/assignees')).toBe('Investigator assigned.');
+    expect(await submit(page, '/acknowledge')).toContain('Receipt acknowledged');
+    await page.check('input[name="harmCategories"][value="privacy-surveillance"]');
+    await page.check('input[name="harmCategories"][value="life-liberty-security"]');
+    await page.selectOption('#f-scale', '4');
+    await page.selectOption('#f-scope', '2');
+    await page.selectOption('#f-irremediable', '3');
+    await page.selectOption('#f-likelihood', '3');
+    await page.selectOption('#f-involvement', 'directly-linked');
+    await page.fill('#f-involvementRationale', 'A third party uses our camera to watch a clinic entrance.');
+    expect(await submit(page, '/triage')).toBe('Triage saved: priority high.');
+
+    // A refused move keeps what was typed and says why.
+    await page.selectOption('#f-to', 'closed');
+    await page.fill('#f-reason', 'Kept while the closure reason is missing');
+    await Promise.all([page.waitForNavigation(), page.click('form[action$="/transition"] button[type="submit"]')]);
+    expect(await page.textContent('#f-closureReason-error')).toBe('Choose why the case is closed.');
+    expect(await page.inputValue('#f-reason')).toBe('Kept while the closure reason is missing');
+
+    expect(await moveTo(page, 'investigating', 'Asking the customer about the installation')).toBe('The case is now investigating.');
+
+    // Leverage: withhold firmware updates for the unit.
+    await page.selectOption('#f-kind', 'withhold-updates');
+    await page.check(`input[name="unitIds"][value="${unit._id}"]`);
+    await page.fill('#f-customer', 'Clinic Security Ltd');
+    await page.fill('#f-dueBy', '2026-02-28');
+    await page.fill('#f-description', 'Until the cameras are moved away from the clinic entrance.');
+    expect(await submit(page, '/actions')).toBe('Action recorded.');
+    expect(await page.textContent('#units')).toContain('withheld');
+    expect(await moveTo(page, 'action', 'Updates withheld; waiting for the customer')).toBe('The case is now action.');
+
+    await page.fill('#f-message', 'Thank you. We have acted on the device you reported.');
+    expect(await submit(page, '/messages')).toBe('Message sent to the reporter.');
+    await page.fill('#f-note', 'Customer confirmed by phone that the cameras will be moved.');
+    expect(await submit(page, '/notes')).toBe('Note added.');
+
+    expect(await moveTo(page, 'remediation', 'Cameras moved; remedy for patients')).toBe('The case is now remediation.');
+    await page.fill('#f-provided', 'Deletion of recordings verified by an auditor');
+    await page.fill('#f-toWhom', 'Patients of the clinic');
+    await page.fill('#f-reporterFeedback', 'The recordings were deleted and the cameras moved.');
+    expect(await submit(page, '/remediation')).toBe('Remediation recorded.');
+    expect(await moveTo(page, 'closed', 'Remedy delivered and verified', 'substantiated')).toBe('The case is now closed.');
+
+    const shot = await screenshot(page, 'case-closed');
+    expect(shot).toMatch(/case-closed\.png$/);
+
+    // What the database now holds.
+    const stored = (await Case.findById(caseId).lean())!;
+    expect(stored).toMatchObject({ status: 'closed', closureReason: 'substantiated', priorityLevel: 'high' });
+    expect(stored.history.filter((h) => h.action === 'status-changed').map((h) => h.detail.split(':')[0])).toEqual([
+      'triaged → investigating',
+      'investigating → action',
+      'action → remediation',
+      'remediation → closed (substantiated)',
+    ]);
+    expect(stored.actions).toEqual([expect.objectContaining({ kind: 'withhold-updates', status: 'open', target: expect.objectContaining({ unitIds: [unit._id] }) })]);
+    expect((await Report.findById(reportId).lean())!.messages.at(-1)).toMatchObject({ from: 'investigator', userId: String(user._id) });
+    const audited = (await AuditEntry.find({ subjectKind: 'case', subjectId: caseId }).sort({ seq: 1 }).lean()).map((e) => e.action);
+    expect(audited).toEqual(expect.arrayContaining(['case.assigned', 'case.acknowledged', 'case.triaged', 'case.action-added', 'case.message-posted', 'case.remediation-recorded', 'case.status-changed']));
+    expect((await ctx.services.audit.verify()).ok).toBe(true);
+
+    // The unit's next check-in is answered "withheld".
+    const unitNow = (await Unit.findById(unit._id).lean())!;
+    expect(unitNow.controls).toMatchObject({ updates: 'withheld', withheldByCaseIds: [caseId] });
+    const device = await makeApiKey(ctx);
+    const checkIn = await request(ctx.app).post('/api/v1/check-ins').set(device.auth).send(checkInItem(unit, { observedAt: ctx.clock.now().toISOString() }));
+    expect(checkIn.status).toBe(200);
+    expect(checkIn.body).toMatchObject({ serial: unit.serial, answer: 'withheld' });
+
+    // Lifting the withholding from the case page restores updates at the next check-in.
+    const actionId = stored.actions[0]!._id;
+    await page.selectOption(`#s-${actionId}`, 'lifted');
+    await page.fill(`#o-${actionId}`, 'Cameras moved; updates may resume.');
+    expect(await submit(page, `/actions/${actionId}`)).toBe('Action updated.');
+    ctx.clock.advance(60_000);
+    const after = await request(ctx.app).post('/api/v1/check-ins').set(device.auth).send(checkInItem(unit, { observedAt: ctx.clock.now().toISOString() }));
+    expect(after.body).toMatchObject({ serial: unit.serial, answer: 'allowed' });
+  });
+});

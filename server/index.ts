@@ -5,6 +5,7 @@ import { ConfigError, loadConfig } from './config';
 import { connectDatabase } from './db';
 import { EmbeddedDatabaseError } from './db/embedded';
 import { createLogger } from './logger';
+import { startRetentionSchedule } from './services/cases';
 
 /** Starts the portal: config → database (embedded unless MONGODB_URI) → HTTP. */
 async function main() {
@@ -12,6 +13,9 @@ async function main() {
   const logger = createLogger(config.logLevel);
   const db = await connectDatabase(config, logger);
   const app = createApp({ config, db, clock: systemClock, logger });
+
+  // Hourly: reporter data of cases closed longer than RETENTION_MONTHS is deleted.
+  const stopRetention = startRetentionSchedule(app.locals.services, logger);
 
   const server = http.createServer(app);
   await new Promise<void>((resolve, reject) => {
@@ -31,6 +35,7 @@ async function main() {
     if (stopping) return;
     stopping = true;
     logger.info({ signal }, 'shutting down');
+    stopRetention();
     // Stop accepting connections, let in-flight requests finish, then close the database.
     const closed = new Promise<void>((resolve) => server.close(() => resolve()));
     server.closeIdleConnections();

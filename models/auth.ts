@@ -43,3 +43,30 @@ const sessionSchema = new Schema(
 sessionSchema.index({ expiresAt: 1 });
 
 export const Session = mongoose.model('Session', sessionSchema);
+
+export const API_KEY_SCOPES = ['check-ins'] as const;
+export type ApiKeyScope = (typeof API_KEY_SCOPES)[number];
+
+/**
+ * A per-client API key for update servers and devices. `_id` is the public key id carried in
+ * the key itself (`dsk_<id>_<secret>`), so authenticating is one `_id` lookup; only the
+ * SHA-256 of the 256-bit random secret is stored (a slow hash adds nothing at that entropy).
+ */
+const apiKeySchema = new Schema(
+  {
+    _id: { type: String, required: true },
+    name: { type: String, required: true, trim: true, maxlength: 120 },
+    secretHash: { type: String, required: true },
+    scopes: { type: [String], enum: API_KEY_SCOPES, default: [] },
+    createdByUserId: { type: Schema.Types.ObjectId, ref: 'User', default: null },
+    createdAt: { type: Date, required: true },
+    revokedAt: { type: Date, default: null },
+    /** Refreshed at most once a minute, so a busy key does not write on every request. */
+    lastUsedAt: { type: Date, default: null },
+  },
+  { versionKey: false },
+);
+apiKeySchema.index({ createdAt: -1 });
+
+export const ApiKey = mongoose.model('ApiKey', apiKeySchema);
+export type ApiKeyDoc = InstanceType<typeof ApiKey>;

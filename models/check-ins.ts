@@ -27,3 +27,24 @@ const checkInSchema = new Schema(
 checkInSchema.index({ unitId: 1, observedAt: 1 });
 
 export const CheckIn = mongoose.model('CheckIn', checkInSchema);
+
+/**
+ * A serial that checks in but is not in the catalogue: its own small summary (by `_id`), so
+ * `unknown-serial` is raised when a run of its check-ins starts, not on every check-in.
+ */
+const unknownSerialSchema = new Schema(
+  {
+    _id: { type: String, required: true }, // `${SKU or '-'}:${SERIAL}`, normalised
+    modelSku: { type: String, default: '' },
+    serial: { type: String, required: true },
+    count: { type: Number, default: 0 },
+    firstAt: { type: Date, required: true },
+    lastAt: { type: Date, required: true },
+    lastCountry: { type: String, required: true },
+    lastFirmware: { type: String, default: '' },
+  },
+  { versionKey: false },
+);
+unknownSerialSchema.index({ lastAt: -1 });
+
+export const UnknownSerial = mongoose.model('UnknownSerial', unknownSerialSchema);

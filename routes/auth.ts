@@ -2,8 +2,8 @@ import { Router, type Request, type Response } from 'express';
 import { z } from 'zod';
 import { requireRole, requireSignedIn, safeNextPath, sessionCookieName, sessionCookieOptions } from '../server/middleware/auth';
 import { formAction } from '../server/middleware/forms';
-import { email, pagination, parseBody, parseQuery, password, requiredText, shortText, toPage } from '../server/middleware/validate';
-import type { UserDoc } from '../models/auth';
+import { email, pagination, parse, parseBody, parseQuery, password, requiredText, shortText, toPage } from '../server/middleware/validate';
+import { API_KEY_SCOPES, type ApiKeyDoc, type UserDoc } from '../models/auth';
 import type { RouteContext } from './context';
 
 export const signUpInput = z.object({
@@ -36,6 +36,26 @@ export const publicUser = (u: Pick<UserDoc, 'email' | 'name' | 'role' | 'organis
   role: u.role,
   organisation: u.organisation ?? '',
   createdAt: u.createdAt,
+});
+
+export const apiKeyInput = z.object({
+  name: requiredText(120, 'Name'),
+  // A form sends one checkbox as a string; the API sends a list.
+  scopes: z
+    .preprocess((v) => (typeof v === 'string' ? [v] : v), z.array(z.enum(API_KEY_SCOPES, `Scopes: choose from ${API_KEY_SCOPES.join(', ')}.`)).min(1, 'Choose at least one scope.'))
+    .default(['check-ins']),
+});
+
+export const apiKeyId = z.object({ id: z.string().regex(/^[a-f0-9]{16}$/, 'Not an API key id.') });
+
+/** The public shape of an API key: never its hash. */
+export const publicApiKey = (k: Pick<ApiKeyDoc, 'name' | 'scopes' | 'createdAt' | 'revokedAt' | 'lastUsedAt'> & { _id: string }) => ({
+  id: k._id,
+  name: k.name,
+  scopes: k.scopes,
+  createdAt: k.createdAt,
+  revokedAt: k.revokedAt ?? null,
+  lastUsedAt: k.lastUsedAt ?? null,
 });
 
 export function authPages({ config, services, middleware }: RouteContext) {
@@ -119,6 +139,32 @@ export function authPages({ config, services, middleware }: RouteContext) {
     }),
   );
 
+  // API keys for update servers (admins only). The new key is shown once, on the response to
+  // the form that made it, and never stored or shown again.
+  const apiKeysPage = async (req: Request) => {
+    const page = toPage(parseQuery(pagination, req));
+    const { items, total } = await services.auth.listApiKeys(page);
+    return { title: 'API keys', apiKeys: items.map(publicApiKey), total, page, newKey: null };
+  };
+
+  router.get('/admin/api-keys', admin, async (req, res) => res.render('auth/api-keys', await apiKeysPage(req)));
+
+  router.post(
+    '/admin/api-keys',
+    admin,
+    formAction('auth/api-keys', apiKeysPage, async (req, res) => {
+      const { key, apiKey } = await services.auth.createApiKey(parseBody(apiKeyInput, req), req.user!.id);
+      res.set('Cache-Control', 'no-store');
+      res.status(201).render('auth/api-keys', { ...(await apiKeysPage(req)), newKey: { key, name: apiKey.name } });
+    }),
+  );
+
+  router.post('/admin/api-keys/:id/revoke', admin, async (req, res) => {
+    const revoked = await services.auth.revokeApiKey(parse(apiKeyId, req.params).id, req.user!.id);
+    res.flash(`API key "${revoked.name}" revoked: update servers using it are refused from now on.`);
+    res.redirect(303, '/admin/api-keys');
+  });
+
   return router;
 }
 
@@ -167,6 +213,29 @@ export function usersApi({ services }: RouteContext) {
   router.post('/', async (req, res) => {
     const input = parseBody(staffUserInput, req);
     res.status(201).json({ user: publicUser(await services.auth.createUser(input, input.role)) });
+  });
+
+  return router;
+}
+
+export function apiKeysApi({ services }: RouteContext) {
+  const router = Router();
+  router.use(requireRole('admin'));
+
+  router.get('/', async (req, res) => {
+    const page = toPage(parseQuery(pagination, req));
+    const { items, total } = await services.auth.listApiKeys(page);
+    res.json({ items: items.map(publicApiKey), total, page: page.page, perPage: page.perPage });
+  });
+
+  router.post('/', async (req, res) => {
+    const { apiKey, key } = await services.auth.createApiKey(parseBody(apiKeyInput.strict(), req), req.user!.id);
+    res.set('Cache-Control', 'no-store');
+    res.status(201).json({ apiKey: publicApiKey(apiKey), key });
+  });
+
+  router.delete('/:id', async (req, res) => {
+    res.json({ apiKey: publicApiKey(await services.auth.revokeApiKey(parse(apiKeyId, req.params).id, req.user!.id)) });
   });
 
   return router;

@@ -39,7 +39,8 @@ export function loadUser(auth: AuthService, config: Config): RequestHandler {
   return async (req: Request, res: Response, next: NextFunction) => {
     if (isApiRequest(req)) {
       const header = req.headers.authorization;
-      if (header?.startsWith('Bearer ')) req.user = await auth.authenticate(header.slice(7).trim());
+      // `dsk_…` bearer tokens are API keys, checked by requireApiKey on the routes that take them.
+      if (header?.startsWith('Bearer ') && !header.slice(7).trim().startsWith('dsk_')) req.user = await auth.authenticate(header.slice(7).trim());
       return next();
     }
     const token: unknown = req.cookies?.[cookieName];

@@ -30,7 +30,7 @@ export function createRateLimits(config: Config) {
       ...base,
       windowMs: 60_000,
       limit: config.rateLimits.publicPostPerMin,
-      skip: (req) => req.method === 'GET' || req.method === 'HEAD' || Boolean(req.user) || Boolean(req.headers.authorization),
+      skip: (req) => req.method === 'GET' || req.method === 'HEAD' || Boolean(req.user) || Boolean(req.headers.authorization) || Boolean(req.headers['x-api-key']),
     }),
   };
 }

@@ -4,8 +4,9 @@ import jwt from 'jsonwebtoken';
 import mongoose from 'mongoose';
 import type { Clock } from '../clock';
 import type { Config } from '../config';
-import { ConflictError, NotFoundError, UnauthorizedError } from '../errors';
-import { Session, User, type Role, type UserDoc } from '../../models/auth';
+import type { AuditService } from './audit';
+import { ConflictError, ForbiddenError, NotFoundError, UnauthorizedError } from '../errors';
+import { ApiKey, Session, User, type ApiKeyScope, type Role, type UserDoc } from '../../models/auth';
 
 /** What the rest of the app knows about the signed-in user. */
 export interface AuthUser {
@@ -36,7 +37,7 @@ let dummyHash: Promise<string> | null = null;
 
 export const INVALID_LOGIN = 'E-mail or password is incorrect.';
 
-export function createAuthService(deps: { config: Config; clock: Clock }) {
+export function createAuthService(deps: { config: Config; clock: Clock; audit: AuditService }) {
   const { config, clock } = deps;
 
   async function createUser(input: NewUser, role: Role): Promise<UserDoc> {
@@ -58,6 +59,8 @@ export function createAuthService(deps: { config: Config; clock: Clock }) {
       throw err;
     }
   }
+
+  const apiKeys = createApiKeyFunctions(clock, deps.audit);
 
   let lastPurge = 0;
   /** At most hourly, on login: a scan of a small collection, never on a request path. */
@@ -166,7 +169,85 @@ export function createAuthService(deps: { config: Config; clock: Clock }) {
       if (!user) throw new NotFoundError('No such user.');
       return user;
     },
+
+    ...apiKeys,
   };
 }
 
 export type AuthService = ReturnType<typeof createAuthService>;
+
+// ----- API keys (update servers and devices) -----
+
+/** What a request authenticated by an API key knows about its caller. */
+export interface AuthApiKey {
+  id: string;
+  name: string;
+  scopes: ApiKeyScope[];
+}
+
+const API_KEY_FORMAT = /^dsk_([a-f0-9]{16})_([A-Za-z0-9_-]{43})$/;
+const LAST_USED_EVERY_MS = 60_000;
+
+const sha256 = (secret: string) => crypto.createHash('sha256').update(secret).digest();
+
+export const INVALID_API_KEY = 'The API key is not valid or has been revoked.';
+
+function createApiKeyFunctions(clock: Clock, audit: AuditService) {
+  return {
+    /** The full key is returned here and never again: only its secret's hash is stored. */
+    async createApiKey(input: { name: string; scopes: ApiKeyScope[] }, byUserId: string | null) {
+      const id = crypto.randomBytes(8).toString('hex');
+      const secret = crypto.randomBytes(32).toString('base64url');
+      const apiKey = await ApiKey.create({
+        _id: id,
+        name: input.name,
+        secretHash: sha256(secret).toString('hex'),
+        scopes: input.scopes,
+        createdByUserId: byUserId,
+        createdAt: clock.now(),
+      });
+      await audit.record({ actorKind: 'user', actorId: byUserId, action: 'api-key.created', subjectKind: 'api-key', subjectId: id, detail: { name: input.name, scopes: input.scopes } });
+      return { apiKey: apiKey.toObject(), key: `dsk_${id}_${secret}` };
+    },
+
+    async listApiKeys(page: { skip: number; limit: number }) {
+      const [items, total] = await Promise.all([
+        ApiKey.find({}, { secretHash: 0 }).sort({ createdAt: -1 }).skip(page.skip).limit(page.limit).lean(),
+        ApiKey.countDocuments({}),
+      ]);
+      return { items, total };
+    },
+
+    /** Revoking twice keeps the first revocation time. */
+    async revokeApiKey(id: string, byUserId: string | null) {
+      const found = await ApiKey.findById(id, { secretHash: 0 }).lean();
+      if (!found) throw new NotFoundError('No such API key.');
+      if (found.revokedAt) return found;
+      const revokedAt = clock.now();
+      await ApiKey.updateOne({ _id: id }, { $set: { revokedAt } });
+      await audit.record({ actorKind: 'user', actorId: byUserId, action: 'api-key.revoked', subjectKind: 'api-key', subjectId: id, detail: { name: found.name } });
+      return { ...found, revokedAt };
+    },
+
+    /**
+     * `dsk_<id>_<secret>` → the key, by one `_id` lookup and a constant-time comparison of the
+     * secret's hash. Unknown, malformed and revoked keys get the same 401; a key without
+     * `scope` a 403.
+     */
+    async authenticateApiKey(key: string, scope: ApiKeyScope): Promise<AuthApiKey> {
+      const match = API_KEY_FORMAT.exec(key);
+      const found = match ? await ApiKey.findById(match[1]).lean() : null;
+      const given = sha256(match?.[2] ?? key);
+      const stored = found ? Buffer.from(found.secretHash, 'hex') : crypto.randomBytes(32);
+      if (!found || !crypto.timingSafeEqual(given, stored) || found.revokedAt) {
+        throw new UnauthorizedError(INVALID_API_KEY, 'invalid_api_key');
+      }
+      if (!found.scopes.includes(scope)) throw new ForbiddenError(`This API key is not allowed to use ${scope}.`, 'scope_missing');
+      const now = clock.now();
+      if (!found.lastUsedAt || now.getTime() - found.lastUsedAt.getTime() >= LAST_USED_EVERY_MS) {
+        await ApiKey.updateOne({ _id: found._id }, { $set: { lastUsedAt: now } });
+      }
+      return { id: found._id, name: found.name, scopes: found.scopes as ApiKeyScope[] };
+    },
+  };
+}

@@ -4,6 +4,7 @@ import type { Config } from '../config';
 import type { RiskLevel } from '../../models/catalogue';
 import { Flag, FlagSetting, type FlagRule } from '../../models/flags';
 import { HIGH_RISK_END_USER_TYPES, type EndUserType } from '../../models/registrations';
+import type { AuditService } from './audit';
 import type { CasesService } from './cases';
 
 /**
@@ -68,6 +69,15 @@ export const rules = {
   },
 };
 
+/** Where the unit was told to be: by its first sale, registrations, transfers (effective or pending). */
+export function knownCountries(
+  unit: { current?: { country?: string | null } | null; countries?: ReadonlyArray<{ country: string; source: string }> },
+  pendingTransferCountries: readonly string[],
+): Set<string> {
+  const told = (unit.countries ?? []).filter((c) => c.source !== 'check-in').map((c) => c.country);
+  return new Set([...told, ...(unit.current?.country ? [unit.current.country] : []), ...pendingTransferCountries]);
+}
+
 export interface FlagSubject {
   unitId?: string | null;
   modelId?: string | null;
@@ -75,8 +85,8 @@ export interface FlagSubject {
   country?: string | null;
 }
 
-export function createFlagsService(deps: { clock: Clock; config: Config; cases: CasesService }) {
-  const { clock, config, cases } = deps;
+export function createFlagsService(deps: { clock: Clock; config: Config; cases: CasesService; audit: AuditService }) {
+  const { clock, config, cases, audit } = deps;
   // Read on every registration, transfer and check-in: cached, refreshed on change.
   let restricted: Promise<Set<string>> | null = null;
 
@@ -103,6 +113,7 @@ export function createFlagsService(deps: { clock: Clock; config: Config; cases: 
         { upsert: true },
       );
       restricted = null;
+      await audit.record({ actorKind: byUserId ? 'user' : 'system', actorId: byUserId, action: 'restricted-countries.changed', subjectKind: 'setting', subjectId: 'restricted-countries', detail: { countries: list } });
       return list;
     },
 

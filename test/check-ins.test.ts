@@ -1,0 +1,267 @@
+import request from 'supertest';
+import { Unit } from '../models/catalogue';
+import { CheckIn, UnknownSerial } from '../models/check-ins';
+import { foldRuns, MAX_RUNS, type CheckInRun } from '../server/services/check-ins';
+import { createTestContext, type TestContext } from './helpers/context';
+import { checkInItem, hoursAgo, makeApiKey, makeCheckInUnit, sendBatch } from './helpers/check-ins';
+
+const at = (iso: string) => new Date(iso);
+
+describe('folding check-ins into runs (pure)', () => {
+  const ci = (country: string, iso: string, firmware = '1.0') => ({ country, observedAt: at(iso), firmware });
+
+  it('collapses consecutive check-ins from one country and starts a run on each change', () => {
+    const { runs, started } = foldRuns([], [ci('KE', '2026-01-01T00:00:00Z', '2.1'), ci('KE', '2026-01-02T00:00:00Z', '2.3'), ci('UG', '2026-01-03T00:00:00Z'), ci('KE', '2026-01-04T00:00:00Z')], 3);
+    expect(runs).toEqual([
+      { country: 'KE', count: 2, firstAt: at('2026-01-01T00:00:00Z'), lastAt: at('2026-01-02T00:00:00Z'), firstFirmware: '2.1', lastFirmware: '2.3' },
+      { country: 'UG', count: 1, firstAt: at('2026-01-03T00:00:00Z'), lastAt: at('2026-01-03T00:00:00Z'), firstFirmware: '1.0', lastFirmware: '1.0' },
+      { country: 'KE', count: 1, firstAt: at('2026-01-04T00:00:00Z'), lastAt: at('2026-01-04T00:00:00Z'), firstFirmware: '1.0', lastFirmware: '1.0' },
+    ]);
+    expect(started.map((s) => s.run.country)).toEqual(['KE', 'UG', 'KE']);
+  });
+
+  it('orders a batch by observed time, and continues the last stored run', () => {
+    const previous: CheckInRun[] = [{ country: 'KE', count: 2, firstAt: at('2026-01-01T00:00:00Z'), lastAt: at('2026-01-02T00:00:00Z'), firstFirmware: '1', lastFirmware: '1' }];
+    const { runs, started, settled } = foldRuns(previous, [ci('KE', '2026-01-05T00:00:00Z', '2'), ci('KE', '2026-01-04T00:00:00Z', '1.5')], 3);
+    expect(runs).toHaveLength(1);
+    expect(runs[0]).toMatchObject({ count: 4, lastAt: at('2026-01-05T00:00:00Z'), lastFirmware: '2' });
+    expect(started).toEqual([]);
+    expect(settled.map((s) => s.checkIn.observedAt)).toEqual([at('2026-01-04T00:00:00Z')]);
+    expect(previous[0]!.count).toBe(2);
+  });
+
+  it('reports a run as settled only when it reaches the threshold, not after', () => {
+    const previous: CheckInRun[] = [{ country: 'TZ', count: 3, firstAt: at('2026-01-01T00:00:00Z'), lastAt: at('2026-01-01T00:00:00Z'), firstFirmware: '1', lastFirmware: '1' }];
+    expect(foldRuns(previous, [ci('TZ', '2026-01-02T00:00:00Z')], 3).settled).toEqual([]);
+  });
+
+  it(`keeps at most ${MAX_RUNS} runs, dropping the oldest`, () => {
+    const many = Array.from({ length: MAX_RUNS + 5 }, (_, i) => ci(i % 2 ? 'KE' : 'UG', new Date(Date.UTC(2026, 0, 1, i)).toISOString()));
+    const { runs } = foldRuns([], many, 3);
+    expect(runs).toHaveLength(MAX_RUNS);
+    expect(runs.at(-1)!.firstAt).toEqual(many.at(-1)!.observedAt);
+    expect(runs[0]!.firstAt).toEqual(many[5]!.observedAt);
+  });
+});
+
+describe('check-in ingest', () => {
+  let ctx: TestContext;
+  let device: Awaited<ReturnType<typeof makeApiKey>>;
+  beforeAll(async () => {
+    ctx = await createTestContext({ RESTRICTED_COUNTRIES: 'KP' });
+    device = await makeApiKey(ctx);
+  });
+  afterAll(() => ctx.close());
+
+  it('answers a single check-in and stores it with the unit summary', async () => {
+    const unit = await makeCheckInUnit(ctx);
+    const item = checkInItem(unit, { serial: ` ${unit.serial.toLowerCase()} `, firmware: '2.1.0', observedAt: '2026-01-15T09:00:00+03:00' });
+    const res = await request(ctx.app).post('/api/v1/check-ins').set(device.auth).send(item);
+    expect(res.status).toBe(200);
+    expect(res.body).toEqual({ serial: unit.serial, model: unit.modelId, answer: 'allowed' });
+
+    const stored = await CheckIn.findById(`${device.id}:${item.eventId}`).lean();
+    expect(stored).toMatchObject({ unitId: unit._id, serial: unit.serial, firmware: '2.1.0', country: 'KE', apiKeyId: device.id, answer: 'allowed', observedAt: at('2026-01-15T06:00:00Z'), receivedAt: ctx.clock.now() });
+    const after = await Unit.findById(unit._id).lean();
+    expect(after!.checkIns).toMatchObject({ count: 1, lastAt: at('2026-01-15T06:00:00Z'), lastCountry: 'KE', lastFirmware: '2.1.0' });
+    expect(after!.checkIns!.runs).toEqual([{ country: 'KE', count: 1, firstAt: at('2026-01-15T06:00:00Z'), lastAt: at('2026-01-15T06:00:00Z'), firstFirmware: '2.1.0', lastFirmware: '2.1.0' }]);
+  });
+
+  it('answers a batch in input order and folds each unit’s check-ins into runs with one summary each', async () => {
+    const a = await makeCheckInUnit(ctx);
+    const b = await makeCheckInUnit(ctx);
+    const items = [
+      checkInItem(a, { observedAt: hoursAgo(ctx, 50), firmware: '2.1' }),
+      checkInItem(b, { observedAt: hoursAgo(ctx, 40) }),
+      checkInItem(a, { observedAt: hoursAgo(ctx, 30), firmware: '2.3' }),
+      checkInItem(a, { observedAt: hoursAgo(ctx, 20), country: 'UG', firmware: '2.3' }),
+      checkInItem(a, { observedAt: hoursAgo(ctx, 10), country: 'UG', firmware: '2.4' }),
+    ];
+    const res = await sendBatch(ctx, device.auth, items);
+    expect(res.status).toBe(200);
+    expect(res.body.items.map((r: { serial: string }) => r.serial)).toEqual([a.serial, b.serial, a.serial, a.serial, a.serial]);
+    expect(res.body.items.every((r: { answer: string; duplicate?: boolean }) => r.answer === 'allowed' && !r.duplicate)).toBe(true);
+
+    const unitA = (await Unit.findById(a._id).lean())!;
+    expect(unitA.checkIns!).toMatchObject({ count: 4, lastCountry: 'UG', lastFirmware: '2.4' });
+    expect(unitA.checkIns!.runs.map((r) => [r.country, r.count, r.firstFirmware, r.lastFirmware])).toEqual([
+      ['KE', 2, '2.1', '2.3'],
+      ['UG', 2, '2.3', '2.4'],
+    ]);
+    expect((await Unit.findById(b._id).lean())!.checkIns!.count).toBe(1);
+    expect(await CheckIn.countDocuments({ unitId: a._id })).toBe(4);
+  });
+
+  it('stores a retried batch once and does not count it twice', async () => {
+    const unit = await makeCheckInUnit(ctx);
+    const items = [checkInItem(unit, { observedAt: hoursAgo(ctx, 3) }), checkInItem(unit, { observedAt: hoursAgo(ctx, 2) })];
+    expect((await sendBatch(ctx, device.auth, items)).status).toBe(200);
+    const retry = await sendBatch(ctx, device.auth, [...items, checkInItem(unit, { observedAt: hoursAgo(ctx, 1) })]);
+    expect(retry.status).toBe(200);
+    expect(retry.body.items.map((r: { duplicate?: boolean }) => r.duplicate ?? false)).toEqual([true, true, false]);
+    expect(await CheckIn.countDocuments({ unitId: unit._id })).toBe(3);
+    const after = (await Unit.findById(unit._id).lean())!;
+    expect(after.checkIns!.count).toBe(3);
+    expect(after.checkIns!.runs).toHaveLength(1);
+    expect(after.checkIns!.runs[0]!.count).toBe(3);
+  });
+
+  it('counts an event id repeated within one batch once', async () => {
+    const unit = await makeCheckInUnit(ctx);
+    const item = checkInItem(unit);
+    const res = await sendBatch(ctx, device.auth, [item, item]);
+    expect(res.status).toBe(200);
+    expect(res.body.items).toEqual([
+      { serial: unit.serial, model: unit.modelId, answer: 'allowed' },
+      { serial: unit.serial, model: unit.modelId, answer: 'allowed', duplicate: true },
+    ]);
+    expect((await Unit.findById(unit._id).lean())!.checkIns!.count).toBe(1);
+  });
+
+  it('keeps event ids per API key: another key with the same event id is another check-in', async () => {
+    const unit = await makeCheckInUnit(ctx);
+    const other = await makeApiKey(ctx);
+    const item = checkInItem(unit);
+    expect((await sendBatch(ctx, device.auth, [item])).body.items[0].duplicate).toBeUndefined();
+    expect((await sendBatch(ctx, other.auth, [item])).body.items[0].duplicate).toBeUndefined();
+    expect(await CheckIn.countDocuments({ unitId: unit._id })).toBe(2);
+  });
+
+  it('stores every check-in sent without an event id', async () => {
+    const unit = await makeCheckInUnit(ctx);
+    const item = checkInItem(unit, { eventId: undefined });
+    await sendBatch(ctx, device.auth, [item]);
+    await sendBatch(ctx, device.auth, [item]);
+    expect(await CheckIn.countDocuments({ unitId: unit._id })).toBe(2);
+    expect((await Unit.findById(unit._id).lean())!.checkIns!.count).toBe(2);
+  });
+
+  it('finds the unit by serial alone when the model is missing', async () => {
+    const unit = await makeCheckInUnit(ctx);
+    const res = await request(ctx.app).post('/api/v1/check-ins').set(device.auth).send(checkInItem(unit, { model: undefined }));
+    expect(res.status).toBe(200);
+    expect(res.body).toEqual({ serial: unit.serial, model: unit.modelId, answer: 'allowed' });
+    expect((await Unit.findById(unit._id).lean())!.checkIns!.count).toBe(1);
+  });
+
+  it('accepts a full batch of 1,000 check-ins (larger than the default body limit)', async () => {
+    const units = await Promise.all(Array.from({ length: 20 }, () => makeCheckInUnit(ctx)));
+    const items = Array.from({ length: 1000 }, (_, i) => checkInItem(units[i % 20]!, { observedAt: hoursAgo(ctx, 1000 - i), eventId: `full-${i}-${'x'.repeat(40)}` }));
+    expect(JSON.stringify({ items }).length).toBeGreaterThan(ctx.config.bodyLimitKb * 1024);
+    const res = await sendBatch(ctx, device.auth, items);
+    expect(res.status).toBe(200);
+    expect(res.body.items).toHaveLength(1000);
+    expect((await Unit.findById(units[7]!._id).lean())!.checkIns!.count).toBe(50);
+  });
+
+  it('keeps the summary exact when two batches for one unit arrive at once', async () => {
+    const unit = await makeCheckInUnit(ctx);
+    const batch = (country: string, from: number) => Array.from({ length: 10 }, (_, i) => checkInItem(unit, { country, observedAt: hoursAgo(ctx, from - i) }));
+    const [r1, r2] = await Promise.all([sendBatch(ctx, device.auth, batch('KE', 100)), sendBatch(ctx, device.auth, batch('UG', 50))]);
+    expect([r1.status, r2.status]).toEqual([200, 200]);
+    const after = (await Unit.findById(unit._id).lean())!;
+    expect(after.checkIns!.count).toBe(20);
+    expect(after.checkIns!.runs.reduce((n, r) => n + r.count, 0)).toBe(20);
+  });
+
+  describe('bad input: the whole batch is refused, naming each field, and nothing is stored', () => {
+    const refused = async (items: unknown[], fields: Record<string, unknown>) => {
+      const before = await CheckIn.countDocuments({});
+      const res = await sendBatch(ctx, device.auth, items);
+      expect(res.status).toBe(400);
+      expect(res.body.error.fields).toMatchObject(fields);
+      expect(await CheckIn.countDocuments({})).toBe(before);
+    };
+
+    it('refuses 1,001 items', async () => {
+      const unit = await makeCheckInUnit(ctx);
+      await refused(Array.from({ length: 1001 }, () => checkInItem(unit, { eventId: undefined })), { items: 'At most 1,000 check-ins per batch.' });
+    });
+
+    it('refuses an empty batch or a body without items', async () => {
+      await refused([], { items: 'Send at least one check-in.' });
+      const res = await request(ctx.app).post('/api/v1/check-ins/batch').set(device.auth).send({ checkIns: [] });
+      expect(res.status).toBe(400);
+      expect(Object.keys(res.body.error.fields)).toEqual(expect.arrayContaining(['items', 'checkIns']));
+    });
+
+    it('names the index and field of each bad item', async () => {
+      const unit = await makeCheckInUnit(ctx);
+      await refused(
+        [
+          checkInItem(unit),
+          checkInItem(unit, { country: 'XX' }),
+          checkInItem(unit, { observedAt: '2026-01-15T09:00:00' }),
+          checkInItem(unit, { country: 'Kenya', serial: '' }),
+          checkInItem(unit, { observedAt: '2026-01-17T09:00:00Z' }),
+          checkInItem(unit, { firmware: undefined, eventId: 'a:b' }),
+          checkInItem(unit, { colour: 'red' }),
+        ],
+        {
+          'items.1.country': 'Use an ISO 3166-1 alpha-2 country code, e.g. KE.',
+          'items.2.observedAt': expect.stringContaining('ISO 8601 with a time zone'),
+          'items.3.country': expect.any(String),
+          'items.3.serial': 'Serial is required.',
+          'items.4.observedAt': 'The observed time is more than a day in the future.',
+          'items.5.firmware': 'Firmware version is required.',
+          'items.5.eventId': expect.stringContaining('Event id'),
+          'items.6.colour': 'This field is not accepted here.',
+        },
+      );
+      expect((await Unit.findById(unit._id).lean())!.checkIns!.count).toBe(0);
+    });
+
+    it('names the field for a single check-in', async () => {
+      const unit = await makeCheckInUnit(ctx);
+      const res = await request(ctx.app).post('/api/v1/check-ins').set(device.auth).send(checkInItem(unit, { country: 'ZZ' }));
+      expect(res.status).toBe(400);
+      expect(res.body.error.fields).toEqual({ country: 'Use an ISO 3166-1 alpha-2 country code, e.g. KE.' });
+      expect(await CheckIn.countDocuments({ unitId: unit._id })).toBe(0);
+    });
+  });
+
+  describe('unknown serials', () => {
+    it('answers allowed, logs the check-in without a unit and keeps one small summary', async () => {
+      const items = [checkInItem(null, { serial: 'GHOST-1', model: 'NOPE-1', observedAt: hoursAgo(ctx, 2) }), checkInItem(null, { serial: 'GHOST-1', model: 'NOPE-1', observedAt: hoursAgo(ctx, 1), firmware: '3.0' })];
+      const res = await sendBatch(ctx, device.auth, items);
+      expect(res.status).toBe(200);
+      expect(res.body.items[0]).toEqual({ serial: 'GHOST-1', model: 'NOPE-1', answer: 'allowed' });
+      expect(await CheckIn.countDocuments({ serial: 'GHOST-1', unitId: null })).toBe(2);
+      expect(await UnknownSerial.findById('NOPE-1:GHOST-1').lean()).toMatchObject({ count: 2, lastCountry: 'KE', lastFirmware: '3.0', modelSku: 'NOPE-1' });
+    });
+  });
+
+  describe('withholding updates reaches the device', () => {
+    it('answers withheld at the next check-in, and allowed once every withholding case lifts it', async () => {
+      const unit = await makeCheckInUnit(ctx);
+      const ask = async () => {
+        const item = checkInItem(unit);
+        const res = await request(ctx.app).post('/api/v1/check-ins').set(device.auth).send(item);
+        expect(res.status).toBe(200);
+        expect((await CheckIn.findById(`${device.id}:${item.eventId}`).lean())!.answer).toBe(res.body.answer);
+        return res.body.answer as string;
+      };
+      expect(await ask()).toBe('allowed');
+
+      expect(await ctx.services.checkIns.withholdUpdates([unit._id], 'C-2026-000901')).toBe(1);
+      expect(await ask()).toBe('withheld');
+      await ctx.services.checkIns.withholdUpdates([unit._id], 'C-2026-000902');
+
+      await ctx.services.checkIns.liftWithholding([unit._id], 'C-2026-000901');
+      expect(await ask()).toBe('withheld');
+      expect((await Unit.findById(unit._id).lean())!.controls!.withheldByCaseIds).toEqual(['C-2026-000902']);
+
+      await ctx.services.checkIns.liftWithholding([unit._id], 'C-2026-000902');
+      expect(await ask()).toBe('allowed');
+      expect((await Unit.findById(unit._id).lean())!.controls!).toMatchObject({ updates: 'allowed', withheldByCaseIds: [] });
+    });
+
+    it('answers each serial of a batch by its own controls', async () => {
+      const held = await makeCheckInUnit(ctx);
+      const free = await makeCheckInUnit(ctx);
+      await ctx.services.checkIns.withholdUpdates([held._id], 'C-2026-000903');
+      const res = await sendBatch(ctx, device.auth, [checkInItem(free), checkInItem(held), checkInItem(null)]);
+      expect(res.body.items.map((r: { answer: string }) => r.answer)).toEqual(['allowed', 'withheld', 'allowed']);
+    });
+  });
+});

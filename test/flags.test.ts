@@ -1,0 +1,281 @@
+import request from 'supertest';
+import { Case, OpenCaseKey } from '../models/cases';
+import { CheckIn } from '../models/check-ins';
+import { Flag, FlagSetting } from '../models/flags';
+import { Transfer } from '../models/registrations';
+import { AuditEntry } from '../models/audit';
+import { knownCountries, rules, SETTLED_AFTER_CHECK_INS } from '../server/services/flags';
+import { createTestContext, type TestContext } from './helpers/context';
+import { checkInItem, hoursAgo, makeApiKey, makeCheckInUnit, sendBatch } from './helpers/check-ins';
+import { apiUser, signedInAgent } from './helpers/factories';
+
+describe('red-flag rules (pure)', () => {
+  describe('restrictedCountry', () => {
+    const restricted = new Set(['KP', 'IR']);
+    it('holds for a country on the list, naming where it was seen', () => {
+      expect(rules.restrictedCountry('KP', restricted, 'check-in')).toEqual({ rule: 'restricted-country', evidence: { country: 'KP', where: 'check-in' } });
+    });
+    it('does not hold for other countries, a missing country or an empty list', () => {
+      expect(rules.restrictedCountry('KE', restricted, 'registration')).toBeNull();
+      expect(rules.restrictedCountry(null, restricted, 'transfer')).toBeNull();
+      expect(rules.restrictedCountry(undefined, restricted, 'transfer')).toBeNull();
+      expect(rules.restrictedCountry('KP', new Set(), 'check-in')).toBeNull();
+    });
+  });
+
+  describe('highRiskEndUser', () => {
+    it('holds for a high-risk model with police, military or unknown end users', () => {
+      for (const type of ['police-security', 'military', 'unknown'] as const) {
+        expect(rules.highRiskEndUser('high', type)).toEqual({ rule: 'high-risk-end-user', evidence: { riskLevel: 'high', endUserType: type } });
+      }
+    });
+    it('does not hold for lower risk levels or other end users', () => {
+      expect(rules.highRiskEndUser('elevated', 'military')).toBeNull();
+      expect(rules.highRiskEndUser('low', 'unknown')).toBeNull();
+      expect(rules.highRiskEndUser('high', 'commercial-company')).toBeNull();
+      expect(rules.highRiskEndUser('high', null)).toBeNull();
+    });
+  });
+
+  describe('endUseOutsideIntended', () => {
+    const intended = ['Office networking', 'Home networking'];
+    it('does not hold for an intended use, whatever its case or spacing', () => {
+      expect(rules.endUseOutsideIntended(intended, '  office NETWORKING ', 'our office')).toBeNull();
+    });
+    it('does not hold when the model lists no intended uses', () => {
+      expect(rules.endUseOutsideIntended([], 'other', 'anything')).toBeNull();
+    });
+    it('holds for other uses, keeping at most 500 characters of the declaration', () => {
+      const hit = rules.endUseOutsideIntended(intended, 'other', 'x'.repeat(600));
+      expect(hit?.rule).toBe('end-use-outside-intended');
+      expect(hit?.evidence).toMatchObject({ intendedUses: intended, chosen: 'other' });
+      expect((hit?.evidence.declaredEndUse as string).length).toBe(500);
+    });
+  });
+
+  describe('countryMismatch', () => {
+    it('holds when a check-in comes from elsewhere than the registered country', () => {
+      expect(rules.countryMismatch('UG', 'KE')).toEqual({ rule: 'country-mismatch', evidence: { checkInCountry: 'UG', registeredCountry: 'KE' } });
+    });
+    it('does not hold in the registered country, or when no country is registered', () => {
+      expect(rules.countryMismatch('KE', 'KE')).toBeNull();
+      expect(rules.countryMismatch('KE', null)).toBeNull();
+      expect(rules.countryMismatch('KE', undefined)).toBeNull();
+    });
+  });
+
+  describe('unregisteredCheckIn', () => {
+    it('tells a serial the catalogue lacks from a catalogued unit never registered', () => {
+      expect(rules.unregisteredCheckIn(null, 'SN1', 'M1')).toEqual({ rule: 'unknown-serial', evidence: { serial: 'SN1', modelSku: 'M1' } });
+      expect(rules.unregisteredCheckIn({ status: 'unregistered' }, 'SN1', 'M1')).toEqual({ rule: 'unregistered-check-in', evidence: { serial: 'SN1', modelSku: 'M1' } });
+    });
+    it('does not hold for a registered unit or one with a transfer pending', () => {
+      expect(rules.unregisteredCheckIn({ status: 'registered' }, 'SN1', 'M1')).toBeNull();
+      expect(rules.unregisteredCheckIn({ status: 'transfer-pending' }, 'SN1', 'M1')).toBeNull();
+    });
+  });
+
+  describe('unnotifiedTransfer', () => {
+    const run = (country: string, count: number) => ({ country, count, firstAt: new Date('2026-02-01T00:00:00Z') });
+    it(`holds once a run of ${SETTLED_AFTER_CHECK_INS} check-ins settles in a country nobody told us about`, () => {
+      expect(rules.unnotifiedTransfer(run('TZ', SETTLED_AFTER_CHECK_INS), new Set(['KE']))).toEqual({
+        rule: 'unnotified-transfer',
+        evidence: { country: 'TZ', checkIns: SETTLED_AFTER_CHECK_INS, since: '2026-02-01T00:00:00.000Z' },
+      });
+    });
+    it('does not hold for a short trip, a known country or no run', () => {
+      expect(rules.unnotifiedTransfer(run('TZ', SETTLED_AFTER_CHECK_INS - 1), new Set(['KE']))).toBeNull();
+      expect(rules.unnotifiedTransfer(run('TZ', 40), new Set(['KE', 'TZ']))).toBeNull();
+      expect(rules.unnotifiedTransfer(null, new Set())).toBeNull();
+      expect(rules.unnotifiedTransfer(undefined, new Set())).toBeNull();
+    });
+  });
+
+  describe('knownCountries', () => {
+    it('counts first sale, registrations, transfers, the current country and pending transfers, not check-ins', () => {
+      const unit = {
+        current: { country: 'UG' },
+        countries: [
+          { country: 'KE', source: 'first-sale' },
+          { country: 'RW', source: 'registration' },
+          { country: 'ET', source: 'transfer' },
+          { country: 'SO', source: 'check-in' },
+        ],
+      };
+      expect([...knownCountries(unit, ['TZ'])].sort()).toEqual(['ET', 'KE', 'RW', 'TZ', 'UG']);
+      expect([...knownCountries({}, [])]).toEqual([]);
+    });
+  });
+});
+
+describe('with the database', () => {
+  let ctx: TestContext;
+  beforeAll(async () => {
+    ctx = await createTestContext({ RESTRICTED_COUNTRIES: 'KP,IR' });
+  });
+  afterAll(() => ctx.close());
+
+  describe('red flags raised by check-ins', () => {
+    let device: Awaited<ReturnType<typeof makeApiKey>>;
+    beforeAll(async () => {
+      device = await makeApiKey(ctx);
+    });
+
+    const flagsOf = (unitId: string) => Flag.find({ unitId }).sort({ raisedAt: 1, _id: 1 }).lean();
+    const rulesOf = async (unitId: string) => (await flagsOf(unitId)).map((f) => f.rule).sort();
+    /** `n` hourly check-ins from `country`, the last one `endHoursAgo` before the clock. */
+    const visit = (unit: { modelId: string; serial: string }, country: string, n: number, endHoursAgo: number) =>
+      Array.from({ length: n }, (_, i) => checkInItem(unit, { country, observedAt: hoursAgo(ctx, endHoursAgo + n - 1 - i) }));
+
+    it('raises restricted-country and country-mismatch once when a run starts, not on every check-in', async () => {
+      const unit = await makeCheckInUnit(ctx, { country: 'KE', countries: [{ country: 'KE', source: 'registration' }, { country: 'IR', source: 'transfer' }] });
+      const res = await sendBatch(ctx, device.auth, visit(unit, 'IR', 5, 100));
+      expect(res.status).toBe(200);
+      expect(await rulesOf(unit._id)).toEqual(['country-mismatch', 'restricted-country']);
+      const [flag] = (await flagsOf(unit._id)).filter((f) => f.rule === 'restricted-country');
+      expect(flag).toMatchObject({ unitId: unit._id, modelId: unit.modelId, serial: unit.serial, country: 'IR', evidence: { country: 'IR', where: 'check-in' }, source: { kind: 'check-in' } });
+
+      const caseDoc = await Case.findById(flag!.caseId).lean();
+      expect(caseDoc).toMatchObject({ rules: ['restricted-country'], unitIds: [unit._id], countries: ['IR'] });
+      const first = await CheckIn.findById(flag!.source!.id).lean();
+      expect(first!.flags.sort()).toEqual(['country-mismatch', 'restricted-country']);
+      expect(first!.observedAt).toEqual(new Date(hoursAgo(ctx, 104)));
+
+      // More check-ins in the same run: nothing new.
+      await sendBatch(ctx, device.auth, visit(unit, 'IR', 3, 90));
+      expect(await Flag.countDocuments({ unitId: unit._id })).toBe(2);
+    });
+
+    it('adds a later hit of the same rule to the open case instead of opening another', async () => {
+      const unit = await makeCheckInUnit(ctx, { country: 'KE' });
+      await sendBatch(ctx, device.auth, [...visit(unit, 'KP', 1, 60), ...visit(unit, 'KE', 1, 50), ...visit(unit, 'KP', 1, 40)]);
+      const restricted = (await flagsOf(unit._id)).filter((f) => f.rule === 'restricted-country');
+      expect(restricted).toHaveLength(2);
+      expect(restricted[0]!.caseId).toBe(restricted[1]!.caseId);
+      const caseDoc = await Case.findById(restricted[0]!.caseId).lean();
+      expect(caseDoc!.sources.filter((s) => s.kind === 'flag')).toHaveLength(2);
+      expect(await OpenCaseKey.findById(`unit:${unit._id}|restricted-country`).lean()).toMatchObject({ caseId: restricted[0]!.caseId });
+    });
+
+    it('raises country-mismatch for a registered unit seen abroad, and nothing at home', async () => {
+      const home = await makeCheckInUnit(ctx, { country: 'KE' });
+      await sendBatch(ctx, device.auth, visit(home, 'KE', 4, 10));
+      expect(await Flag.countDocuments({ unitId: home._id })).toBe(0);
+
+      const abroad = await makeCheckInUnit(ctx, { country: 'KE' });
+      await sendBatch(ctx, device.auth, visit(abroad, 'UG', 1, 10));
+      const [flag] = await flagsOf(abroad._id);
+      expect(flag).toMatchObject({ rule: 'country-mismatch', evidence: { checkInCountry: 'UG', registeredCountry: 'KE' } });
+    });
+
+    it('raises unregistered-check-in when a catalogued but unregistered unit checks in', async () => {
+      const unit = await makeCheckInUnit(ctx, { status: 'unregistered' });
+      await sendBatch(ctx, device.auth, visit(unit, 'KE', 2, 10));
+      expect(await rulesOf(unit._id)).toEqual(['unregistered-check-in']);
+      expect((await Case.findById((await flagsOf(unit._id))[0]!.caseId).lean())!.rules).toEqual(['unregistered-check-in']);
+    });
+
+    it('raises unknown-serial once per run for a serial the catalogue lacks, on one case', async () => {
+      const ghost = { modelId: 'NOPE-9', serial: 'GHOST-77' };
+      await sendBatch(ctx, device.auth, visit(ghost, 'KE', 3, 30));
+      await sendBatch(ctx, device.auth, visit(ghost, 'KE', 2, 20));
+      expect(await Flag.countDocuments({ serial: 'GHOST-77' })).toBe(1);
+      await sendBatch(ctx, device.auth, visit(ghost, 'IR', 1, 10));
+      const flags = await Flag.find({ serial: 'GHOST-77' }).lean();
+      expect(flags.map((f) => f.rule).sort()).toEqual(['restricted-country', 'unknown-serial', 'unknown-serial']);
+      const unknown = flags.filter((f) => f.rule === 'unknown-serial');
+      expect(unknown[0]!.caseId).toBe(unknown[1]!.caseId);
+      expect(unknown[0]).toMatchObject({ unitId: null, modelId: 'NOPE-9', evidence: { serial: 'GHOST-77', modelSku: 'NOPE-9' } });
+      expect(await OpenCaseKey.findById('serial:GHOST-77|unknown-serial').lean()).toMatchObject({ caseId: unknown[0]!.caseId });
+    });
+
+    it(`raises unnotified-transfer when a run settles (${SETTLED_AFTER_CHECK_INS} check-ins) in a country nobody announced, once`, async () => {
+      const unit = await makeCheckInUnit(ctx, { country: 'KE' });
+      await sendBatch(ctx, device.auth, visit(unit, 'TZ', SETTLED_AFTER_CHECK_INS - 1, 30));
+      expect(await rulesOf(unit._id)).toEqual(['country-mismatch']);
+      await sendBatch(ctx, device.auth, visit(unit, 'TZ', 3, 20));
+      expect(await rulesOf(unit._id)).toEqual(['country-mismatch', 'unnotified-transfer']);
+      const flag = (await flagsOf(unit._id)).find((f) => f.rule === 'unnotified-transfer');
+      expect(flag!.evidence).toMatchObject({ country: 'TZ', checkIns: SETTLED_AFTER_CHECK_INS });
+    });
+
+    it('does not raise unnotified-transfer for a country a transfer announced, even one still pending', async () => {
+      const moved = await makeCheckInUnit(ctx, { country: 'UG', countries: [{ country: 'KE', source: 'registration' }, { country: 'UG', source: 'transfer' }] });
+      await sendBatch(ctx, device.auth, visit(moved, 'UG', 4, 10));
+      expect(await Flag.countDocuments({ unitId: moved._id })).toBe(0);
+
+      const pending = await makeCheckInUnit(ctx, { country: 'KE', status: 'transfer-pending' });
+      const { user } = await apiUser(ctx, 'customer');
+      await Transfer.create({
+        _id: `trf_${pending.serial}`, unitId: pending._id, registrationId: 'reg_x', requestedByUserId: user._id, kind: 'relocation',
+        newLocation: { country: 'RW' }, reason: 'Office move', effectiveDate: ctx.clock.now(), status: 'pending', createdAt: ctx.clock.now(),
+      });
+      await sendBatch(ctx, device.auth, visit(pending, 'RW', 4, 10));
+      expect(await rulesOf(pending._id)).toEqual(['country-mismatch']);
+    });
+  });
+
+  describe('restricted countries (admin)', () => {
+
+    it('reads and replaces the list through the API, normalised, audited, and used by the rules at once', async () => {
+      const admin = await apiUser(ctx, 'admin');
+      const read = await request(ctx.app).get('/api/v1/restricted-countries').set(admin.auth);
+      expect(read.status).toBe(200);
+      expect(read.body).toEqual({ countries: ['IR', 'KP'] });
+
+      const put = await request(ctx.app).put('/api/v1/restricted-countries').set(admin.auth).send({ countries: ['sy', 'IR', 'ir'] });
+      expect(put.status).toBe(200);
+      expect(put.body).toEqual({ countries: ['IR', 'SY'] });
+      expect(await FlagSetting.findById('restricted-countries').lean()).toMatchObject({ countries: ['IR', 'SY'] });
+      expect(await AuditEntry.countDocuments({ action: 'restricted-countries.changed' })).toBe(1);
+
+      const device = await makeApiKey(ctx);
+      const unit = await makeCheckInUnit(ctx, { country: 'SY' });
+      await sendBatch(ctx, device.auth, [checkInItem(unit, { country: 'SY' })]);
+      expect((await Flag.find({ unitId: unit._id }).lean()).map((f) => f.rule)).toEqual(['restricted-country']);
+    });
+
+    it('refuses codes that are not ISO 3166-1 alpha-2, naming each by its index, and keeps the list', async () => {
+      const admin = await apiUser(ctx, 'admin');
+      const before = (await request(ctx.app).get('/api/v1/restricted-countries').set(admin.auth)).body.countries;
+      const res = await request(ctx.app).put('/api/v1/restricted-countries').set(admin.auth).send({ countries: ['KP', 'XX', 'Iran', 7] });
+      expect(res.status).toBe(400);
+      expect(Object.keys(res.body.error.fields).sort()).toEqual(['countries.1', 'countries.2', 'countries.3']);
+      expect((await request(ctx.app).get('/api/v1/restricted-countries').set(admin.auth)).body.countries).toEqual(before);
+      const missing = await request(ctx.app).put('/api/v1/restricted-countries').set(admin.auth).send({});
+      expect(missing.status).toBe(400);
+      expect(missing.body.error.fields).toHaveProperty('countries');
+    });
+
+    it('is for admins only', async () => {
+      const investigator = await apiUser(ctx, 'investigator');
+      expect((await request(ctx.app).get('/api/v1/restricted-countries').set(investigator.auth)).status).toBe(403);
+      expect((await request(ctx.app).put('/api/v1/restricted-countries').set(investigator.auth).send({ countries: [] })).status).toBe(403);
+      expect((await request(ctx.app).get('/api/v1/restricted-countries')).status).toBe(401);
+      const { agent } = await signedInAgent(ctx, 'customer');
+      expect((await agent.get('/admin/restricted-countries')).status).toBe(403);
+    });
+
+    it('changes the list from the admin page, and shows the form again with bad codes named and the text kept', async () => {
+      const { agent } = await signedInAgent(ctx, 'admin');
+      const page = await agent.get('/admin/restricted-countries');
+      expect(page.status).toBe(200);
+
+      const bad = await agent.form('/admin/restricted-countries', { countries: 'BY, QQ, cuba' });
+      expect(bad.status).toBe(400);
+      expect(bad.text).toContain('Not ISO 3166-1 alpha-2 country codes: QQ, CUBA.');
+      expect(bad.text).toContain('BY, QQ, cuba');
+      expect(await FlagSetting.findById('restricted-countries').lean()).not.toMatchObject({ countries: ['BY'] });
+
+      const ok = await agent.form('/admin/restricted-countries', { countries: 'by cu, kp' });
+      expect(ok.status).toBe(303);
+      expect((await FlagSetting.findById('restricted-countries').lean())!.countries).toEqual(['BY', 'CU', 'KP']);
+      const after = await agent.get('/admin/restricted-countries');
+      expect(after.text).toContain('Restricted countries saved: BY, CU, KP.');
+      expect(after.text).toContain('Belarus');
+
+      expect((await agent.form('/admin/restricted-countries', { countries: '' })).status).toBe(303);
+      expect((await FlagSetting.findById('restricted-countries').lean())!.countries).toEqual([]);
+    });
+  });
+});

@@ -1,0 +1,184 @@
+import { Router, type Request, type Response } from 'express';
+import { pipeline } from 'node:stream/promises';
+import { z } from 'zod';
+import { ACTION_STATUSES, CASE_STATUSES } from '../models/cases';
+import { RISK_LEVELS } from '../models/catalogue';
+import { FLAG_RULES } from '../models/flags';
+import { ServiceUnavailableError } from '../server/errors';
+import { requireRole } from '../server/middleware/auth';
+import { formAction } from '../server/middleware/forms';
+import { parse, parseQuery } from '../server/middleware/validate';
+import { barRows, choropleth, humanDuration, stackedColumns } from '../server/insight-charts';
+import { EXPORT_KINDS, type ExportKind } from '../server/services/insight';
+import type { RouteContext } from './context';
+
+const staff = requireRole('investigator', 'admin');
+
+// ----- input at the edge -----
+
+const blank = (v: unknown) => (v === '' ? undefined : v);
+const optional = <T extends z.ZodType>(schema: T) => z.preprocess(blank, schema.optional());
+const day = (label: string) => optional(z.iso.date(`${label}: use a date like 2026-03-31.`).transform((d) => new Date(`${d}T00:00:00Z`)));
+
+export const dashboardQuery = z.object({
+  model: optional(z.string().trim().toUpperCase().max(64, 'A model SKU is at most 64 characters.')),
+  risk: optional(z.enum(RISK_LEVELS, 'Choose low, elevated or high.')),
+  map: optional(z.enum(['registered', 'check-in'], 'Choose registered or check-in.')),
+});
+
+export const transparencyQuery = z.object({ from: day('From'), to: day('To') });
+
+const EXPORT_STATUSES: Record<ExportKind, readonly string[] | null> = {
+  units: ['unregistered', 'registered', 'transfer-pending'],
+  registrations: ['active', 'superseded'],
+  'check-ins': null,
+  cases: CASE_STATUSES,
+  actions: ACTION_STATUSES,
+};
+
+const exportQuery = (kind: ExportKind) => {
+  const statuses = EXPORT_STATUSES[kind];
+  return dashboardQuery.omit({ map: true }).extend({
+    format: z.preprocess(blank, z.enum(['csv', 'json'], 'Choose csv or json.').default('csv')),
+    country: optional(z.string().trim().toUpperCase().regex(/^[A-Z]{2}$/, 'Use a two-letter ISO country code, e.g. KE.')),
+    status: statuses ? optional(z.enum(statuses as [string, ...string[]], `Choose one of: ${statuses.join(', ')}.`)) : z.never({ error: 'This export has no status filter.' }).optional(),
+  });
+};
+
+const unitIdParam = z.object({ unitId: z.string().min(3).max(140).regex(/^[A-Za-z0-9._-]+:[A-Za-z0-9._-]+$/, 'Use a unit id like SKU:SERIAL.') });
+const modelIdParam = z.object({ modelId: z.string().min(1).max(64).regex(/^[A-Za-z0-9._-]+$/, 'Use a model SKU.') });
+
+const actorOf = (req: Request) => ({ userId: req.user!.id });
+
+/** Sends a streamed export as a download; the stream ends the response (or aborts it on error). */
+async function sendDownload(res: Response, file: { fileName: string; contentType: string; body: NodeJS.ReadableStream }) {
+  res.setHeader('Content-Type', file.contentType);
+  res.setHeader('Content-Disposition', `attachment; filename="${file.fileName}"`);
+  res.setHeader('Cache-Control', 'no-store');
+  await pipeline(file.body, res);
+}
+
+// ----- view models: numbers → chart geometry (pure, the service owns the numbers) -----
+
+const words = (code: string) => code.replace(/-/g, ' ');
+
+function dashboardView(snapshot: NonNullable<Awaited<ReturnType<RouteContext['services']['insight']['dashboard']>>>, mapKind: 'registered' | 'check-in') {
+  const countries = mapKind === 'registered' ? snapshot.units.byRegisteredCountry : snapshot.units.byCheckInCountry;
+  const ruleCls = (rule: string) => `rule-${FLAG_RULES.indexOf(rule as (typeof FLAG_RULES)[number])}`;
+  const priorities = snapshot.cases.priorities;
+  const times = snapshot.cases.times;
+  const hours = (ms: number | null) => (ms === null ? 0 : ms / 3_600_000);
+  return {
+    map: choropleth(countries),
+    countries,
+    flagChart: stackedColumns(snapshot.flags.months, snapshot.flags.series.map((s) => ({ key: words(s.rule), cls: ruleCls(s.rule), counts: s.counts }))),
+    ruleCls,
+    harmChart: barRows(snapshot.reports.byHarm.map((h) => ({ label: words(h.category), segments: [{ n: h.n, cls: 'bar' }] }))),
+    reportCountryChart: barRows(snapshot.reports.byCountry.slice(0, 10).map((c) => ({ label: c.name, segments: [{ n: c.n, cls: 'bar' }] }))),
+    caseChart: barRows(snapshot.cases.byStatus.map((s) => ({ label: words(s.status), segments: priorities.map((p) => ({ n: s.byPriority[p], cls: `prio-${p}`, title: `${words(s.status)} · ${p}: ${s.byPriority[p]}` })) }))),
+    timeChart: barRows(
+      (['acknowledge', 'firstAction', 'close'] as const).flatMap((k) => [
+        { label: `${k === 'firstAction' ? 'first action' : k}: median`, segments: [{ n: hours(times[k].medianMs), cls: 'bar', title: humanDuration(times[k].medianMs) }] },
+        { label: `${k === 'firstAction' ? 'first action' : k}: 90th pct`, segments: [{ n: hours(times[k].p90Ms), cls: 'bar-dark', title: humanDuration(times[k].p90Ms) }] },
+      ]),
+    ),
+  };
+}
+
+const DASHBOARD_EMPTY = { snapshot: null, view: null };
+
+export function insightPages({ services }: RouteContext) {
+  const router = Router();
+
+  const dashboardLocals = async (req: Request) => ({
+    title: 'Due-diligence dashboard',
+    models: await services.insight.modelChoices(),
+    riskLevels: RISK_LEVELS,
+    exportKinds: EXPORT_KINDS,
+    filters: req.query,
+    query: '',
+    mapKind: 'registered',
+    humanDuration,
+    words,
+    preparing: false,
+    ...DASHBOARD_EMPTY,
+  });
+
+  router.get(
+    '/dashboard',
+    staff,
+    formAction('insight/dashboard', dashboardLocals, async (req, res) => {
+      const q = parseQuery(dashboardQuery, req);
+      const snapshot = await services.insight.dashboard({ model: q.model, risk: q.risk });
+      const mapKind = q.map ?? 'registered';
+      const query = new URLSearchParams(Object.entries({ model: q.model, risk: q.risk }).filter((e): e is [string, string] => Boolean(e[1]))).toString();
+      // Still null on a very large data set's first view: the page says the figures are on their way.
+      res.render('insight/dashboard', { ...(await dashboardLocals(req)), filters: q, query, mapKind, snapshot, preparing: !snapshot, view: snapshot && dashboardView(snapshot, mapKind) });
+    }),
+  );
+
+  // The dashboard's download links: cookie-authenticated like the page (the API takes Bearer tokens only).
+  router.get('/dashboard/exports/:kind', staff, async (req, res) => {
+    const { kind } = parse(z.object({ kind: z.enum(EXPORT_KINDS, 'Choose an export from the list.') }), req.params);
+    const q = parseQuery(exportQuery(kind), req);
+    const { format, ...filters } = q;
+    await sendDownload(res, await services.insight.exportStream(kind, format, filters, actorOf(req)));
+  });
+
+  const transparencyLocals = (req: Request) => ({ title: 'Transparency report', report: null, typed: req.query, words });
+
+  router.get(
+    '/transparency',
+    formAction('insight/transparency', transparencyLocals, async (req, res) => {
+      const q = parseQuery(transparencyQuery, req);
+      const report = await services.insight.transparency(q);
+      res.render('insight/transparency', { ...transparencyLocals(req), report, values: { from: report.period.from, to: report.period.to } });
+    }),
+  );
+
+  return router;
+}
+
+export function transparencyApi({ services }: RouteContext) {
+  const router = Router();
+  router.get('/', async (req, res) => {
+    res.json(await services.insight.transparency(parseQuery(transparencyQuery, req)));
+  });
+  return router;
+}
+
+export function dashboardApi({ services }: RouteContext) {
+  const router = Router();
+  router.get('/', staff, async (req, res) => {
+    const { model, risk } = parseQuery(dashboardQuery, req);
+    const figures = await services.insight.dashboard({ model, risk });
+    if (!figures) throw new ServiceUnavailableError('The figures are being computed for the first time; try again in a minute.');
+    res.json(figures);
+  });
+  return router;
+}
+
+export function exportsApi({ services }: RouteContext) {
+  const router = Router();
+  router.use(staff);
+
+  for (const kind of EXPORT_KINDS) {
+    router.get(`/${kind}`, async (req, res) => {
+      const { format, ...filters } = parseQuery(exportQuery(kind), req);
+      await sendDownload(res, await services.insight.exportStream(kind, format, filters, actorOf(req)));
+    });
+  }
+
+  router.get('/epcis/units/:unitId', async (req, res) => {
+    const { unitId } = parse(unitIdParam, req.params);
+    res.type('application/ld+json').json(await services.insight.epcisUnit(unitId, actorOf(req)));
+  });
+
+  router.get('/epcis/models/:modelId', async (req, res) => {
+    const { modelId } = parse(modelIdParam, req.params);
+    const file = await services.insight.epcisModel(modelId, actorOf(req));
+    await sendDownload(res, { ...file, contentType: 'application/ld+json; charset=utf-8' });
+  });
+
+  return router;
+}

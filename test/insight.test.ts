@@ -1,0 +1,419 @@
+import request from 'supertest';
+import { AuditEntry } from '../models/audit';
+import { Case } from '../models/cases';
+import { Unit } from '../models/catalogue';
+import { createLogger } from '../server/logger';
+import { SNAPSHOT_TTL_MS, createInsightService, csvCell, durationStats, percentile, unitEpcisEvents } from '../server/services/insight';
+import { logBreaks, shadeOf } from '../server/insight-charts';
+import { freshAuth, makeFlagCase, makeReportCase, makeStaff, triageFields } from './helpers/cases';
+import { makeModel, makeRegistration, makeUnit } from './helpers/catalogue';
+import { createTestContext, type TestContext } from './helpers/context';
+import { apiUser, signedInAgent } from './helpers/factories';
+import { bulkUnits, epcisSchema, lineCounter, unitsIn } from './helpers/insight';
+
+const DAY = 86_400_000;
+const HOUR = 3_600_000;
+
+let ctx: TestContext;
+let investigator: Awaited<ReturnType<typeof makeStaff>>;
+let admin: Awaited<ReturnType<typeof makeStaff>>;
+
+beforeAll(async () => {
+  ctx = await createTestContext();
+  investigator = await makeStaff(ctx, 'investigator');
+  admin = await makeStaff(ctx, 'admin');
+});
+afterAll(() => ctx.close());
+
+/** Tests move the clock (deadlines, periods): each starts with sessions valid at its own time. */
+async function refreshSessions() {
+  investigator.auth = await freshAuth(ctx, investigator.user);
+  admin.auth = await freshAuth(ctx, admin.user);
+}
+beforeEach(refreshSessions);
+
+const exportAudits = (subjectId: string) => AuditEntry.find({ action: 'export.downloaded', subjectId }).lean();
+
+describe('figures as pure functions', () => {
+  it('takes nearest-rank percentiles and ignores negative durations', () => {
+    expect(percentile([], 0.5)).toBeNull();
+    expect(percentile([10], 0.9)).toBe(10);
+    expect(percentile([1, 2, 3, 4, 5, 6, 7, 8, 9, 10], 0.5)).toBe(5);
+    expect(percentile([1, 2, 3, 4, 5, 6, 7, 8, 9, 10], 0.9)).toBe(9);
+    expect(durationStats([30, -5, 10, 20])).toEqual({ n: 3, medianMs: 20, p90Ms: 30 });
+  });
+
+  it('shades the map on a log scale so a handful of units still shows', () => {
+    const breaks = logBreaks(1000);
+    expect(breaks).toEqual([3, 10, 32, 100, 316, 1000]);
+    expect(shadeOf(0, breaks)).toBe(0);
+    expect(shadeOf(2, breaks)).toBe(1);
+    expect(shadeOf(1000, breaks)).toBe(6);
+    expect(logBreaks(0)).toEqual([]);
+  });
+
+  it('quotes CSV cells and defuses spreadsheet formulas', () => {
+    expect(csvCell('plain')).toBe('plain');
+    expect(csvCell('a,b')).toBe('"a,b"');
+    expect(csvCell('say "hi"')).toBe('"say ""hi"""');
+    expect(csvCell('=HYPERLINK("http://x")')).toBe('"\'=HYPERLINK(""http://x"")"');
+    expect(csvCell('-1')).toBe("'-1");
+    expect(csvCell(null)).toBe('');
+    expect(csvCell(['KE', 'UG'])).toBe('KE;UG');
+  });
+});
+
+describe('dashboard', () => {
+  it('shows investigators where units are, on a map and in a table, filtered by model', async () => {
+    const model = await unitsIn(ctx, { KE: 5, UG: 2 }, { riskLevel: 'high', name: 'Mapped camera' });
+    const { agent } = await signedInAgent(ctx, 'investigator');
+    await ctx.services.insight.refreshDashboard();
+
+    const res = await agent.get(`/dashboard?model=${model._id}`);
+    expect(res.status).toBe(200);
+    expect(res.text).toContain('<svg class="world"');
+    expect(res.text).toMatch(/<title>Kenya: 5<\/title>/);
+    expect(res.text).toMatch(/Uganda <span class="muted">UG<\/span><\/td><td class="num">2<\/td>/);
+    expect(res.text).not.toMatch(/<script/i);
+
+    const byCheckIn = await agent.get(`/dashboard?model=${model._id}&map=check-in`);
+    expect(byCheckIn.text).toMatch(/<title>Syria: 1<\/title>/);
+    expect(byCheckIn.text).toMatch(/<tr class="attention"><td>Syria/); // checks in where none is registered
+  });
+
+  it('counts units, registrations, flags, reports and cases by database aggregation', async () => {
+    const { unit, model } = await makeRegistration(ctx, { riskLevel: 'high', endUserType: 'military', country: 'KE' });
+    await makeUnit(ctx, { model });
+    await makeFlagCase(ctx, { unitId: unit._id, modelId: model._id, country: 'SY' });
+    const { caseId } = await makeReportCase(ctx, { unitId: unit._id, modelId: model._id, country: 'KE', withEvidence: false });
+    await ctx.services.insight.refreshDashboard();
+
+    const res = await request(ctx.app).get(`/api/v1/dashboard?model=${model._id}`).set(investigator.auth);
+    expect(res.status).toBe(200);
+    expect(res.body.units.totals).toEqual({ units: 2, registered: 1, withCheckIns: 0, transferPending: 0 });
+    expect(res.body.units.byRegisteredCountry).toEqual([{ country: 'KE', name: 'Kenya', n: 1 }]);
+    const rules = Object.fromEntries(res.body.flags.series.map((s: { rule: string; total: number }) => [s.rule, s.total]));
+    expect(rules).toMatchObject({ 'high-risk-end-user': 1, 'country-mismatch': 1, 'restricted-country': 0 });
+    expect(res.body.flags.months).toHaveLength(12);
+    expect(res.body.flags.months.at(-1)).toBe(ctx.clock.now().toISOString().slice(0, 7));
+    expect(res.body.cases.total).toBe(await Case.countDocuments({ modelIds: model._id }));
+    expect(res.body.cases.byStatus.find((s: { status: string }) => s.status === 'new').n).toBe(3);
+    expect(res.body.reports.byCountry.find((c: { country: string }) => c.country === 'KE').n).toBeGreaterThanOrEqual(1);
+    expect(res.body.reports.byHarm.find((h: { category: string }) => h.category === 'privacy-surveillance').n).toBeGreaterThanOrEqual(1);
+    expect(res.body.reports.byHarm.find((h: { category: string }) => h.category === 'labour-rights').n).toBe(0);
+    expect(caseId).toMatch(/^C-/);
+  });
+
+  it('measures median and 90th-percentile time to acknowledge, first action and close, and counts overdue cases', async () => {
+    const model = await makeModel(ctx, { riskLevel: 'elevated' });
+    const caseIds: string[] = [];
+    for (let i = 0; i < 3; i++) caseIds.push((await makeReportCase(ctx, { modelId: model._id, withEvidence: false })).caseId);
+    const [a, b, c] = caseIds as [string, string, string];
+    await Case.updateMany({ _id: { $in: caseIds } }, { $set: { modelIds: [model._id] } });
+
+    ctx.clock.advance(2 * HOUR);
+    await ctx.services.cases.acknowledge(a, admin.actor);
+    ctx.clock.advance(2 * HOUR);
+    await ctx.services.cases.acknowledge(b, admin.actor);
+    await ctx.services.cases.triage(b, triageFields(), admin.actor);
+    await ctx.services.cases.addAction(b, { kind: 'request-information', customer: 'Clinic' }, admin.actor);
+    await ctx.services.cases.transition(b, { to: 'closed', reason: 'Customer answered.', closureReason: 'unsubstantiated' }, admin.actor);
+    ctx.clock.advance(8 * DAY); // c is now past its 7-day acknowledgement deadline
+    await refreshSessions();
+    await ctx.services.insight.refreshDashboard();
+
+    const res = await request(ctx.app).get(`/api/v1/dashboard?model=${model._id}`).set(investigator.auth);
+    expect(res.status).toBe(200);
+    expect(res.body.cases.times.acknowledge).toEqual({ n: 2, medianMs: 2 * HOUR, p90Ms: 4 * HOUR });
+    expect(res.body.cases.times.firstAction).toEqual({ n: 1, medianMs: 4 * HOUR, p90Ms: 4 * HOUR });
+    expect(res.body.cases.times.close).toEqual({ n: 1, medianMs: 4 * HOUR, p90Ms: 4 * HOUR });
+    expect(res.body.cases.overdue).toMatchObject({ acknowledge: 1, any: 1 });
+    expect(c).toBeDefined();
+
+    const page = await (await signedInAgent(ctx, 'admin')).agent.get(`/dashboard?model=${model._id}`);
+    expect(page.status).toBe(200);
+    expect(page.text).toContain('first leverage action');
+    expect(page.text).toMatch(/any deadline<\/a><\/td><td class="num"><strong>1<\/strong>/);
+  });
+
+  it('filters by risk level', async () => {
+    const low = await unitsIn(ctx, { PE: 4 }, { riskLevel: 'low' });
+    await unitsIn(ctx, { PE: 3 }, { riskLevel: 'elevated' });
+    await ctx.services.insight.refreshDashboard();
+    const res = await request(ctx.app).get('/api/v1/dashboard?risk=low').set(investigator.auth);
+    expect(res.status).toBe(200);
+    expect(res.body.units.byRegisteredCountry.find((c: { country: string }) => c.country === 'PE').n).toBe(4);
+    expect(await Unit.countDocuments({ modelId: low._id })).toBe(4);
+  });
+
+  it('serves one snapshot for five minutes, then refreshes it in the background', async () => {
+    const model = await unitsIn(ctx, { NA: 2 });
+    await ctx.services.insight.refreshDashboard();
+    const first = (await ctx.services.insight.dashboard({ model: model._id }))!;
+    await Unit.updateOne({ _id: `${model._id}:B0000001` }, { $set: { 'current.country': 'BW' } });
+
+    ctx.clock.advance(SNAPSHOT_TTL_MS - 1);
+    const same = (await ctx.services.insight.dashboard({ model: model._id }))!;
+    expect(same.asOf).toEqual(first.asOf);
+    expect(same.units.byRegisteredCountry).toEqual([{ country: 'NA', name: 'Namibia', n: 2 }]);
+    ctx.clock.advance(1);
+    const stale = (await ctx.services.insight.dashboard({ model: model._id }))!; // served at once; the refresh starts
+    expect(stale.asOf).toEqual(first.asOf);
+    let fresh = stale;
+    for (let waited = 0; fresh.asOf === first.asOf && waited < 10_000; waited += 50) {
+      await new Promise((r) => setTimeout(r, 50));
+      fresh = (await ctx.services.insight.dashboard({ model: model._id }))!;
+    }
+    expect(fresh.asOf.getTime()).toBe(ctx.clock.now().getTime());
+    expect(fresh.units.byRegisteredCountry.map((c) => c.country).sort()).toEqual(['BW', 'NA']);
+  });
+
+  it('says the figures are on their way when the first snapshot takes longer than the wait', async () => {
+    const insight = createInsightService({ clock: ctx.clock, config: ctx.config, audit: ctx.services.audit, logger: createLogger('silent') });
+    expect(await insight.dashboard({}, 0)).toBeNull();
+    const later = await insight.dashboard({}, 10_000);
+    expect(later!.units.totals.units).toBe(await Unit.countDocuments({}));
+  });
+
+  it('is for investigators and admins only', async () => {
+    const customer = await apiUser(ctx, 'customer');
+    expect((await request(ctx.app).get('/api/v1/dashboard').set(customer.auth)).status).toBe(403);
+    expect((await request(ctx.app).get('/api/v1/dashboard')).status).toBe(401);
+    const anonymous = await request(ctx.app).get('/dashboard');
+    expect(anonymous.status).toBe(303);
+    expect(anonymous.headers.location).toBe('/login?next=%2Fdashboard');
+    const { agent } = await signedInAgent(ctx, 'customer');
+    expect((await agent.get('/dashboard')).status).toBe(403);
+  });
+
+  it('refuses a bad filter with 400 naming the field, and shows the form again', async () => {
+    const api = await request(ctx.app).get('/api/v1/dashboard?risk=extreme&map=globe').set(investigator.auth);
+    expect(api.status).toBe(400);
+    expect(api.body.error.fields).toEqual({ risk: 'Choose low, elevated or high.', map: 'Choose registered or check-in.' });
+    const unknown = await request(ctx.app).get('/api/v1/dashboard?model=NO-SUCH-MODEL').set(investigator.auth);
+    expect(unknown.status).toBe(400);
+    expect(unknown.body.error.fields).toEqual({ model: 'No product model with this SKU.' });
+
+    const { agent } = await signedInAgent(ctx, 'investigator');
+    const page = await agent.get('/dashboard?risk=extreme');
+    expect(page.status).toBe(400);
+    expect(page.text).toContain('Choose low, elevated or high.');
+    expect(page.text).toContain('<form method="get" action="/dashboard"');
+  });
+});
+
+describe('transparency report', () => {
+  // These tests go back in time to have periods of their own; later tests continue after them.
+  afterAll(() => ctx.clock.set('2026-06-01T10:00:00Z'));
+
+  /** `n` reports (each with its case) received on `day`. */
+  async function reportsOn(day: string, n: number) {
+    ctx.clock.set(`${day}T09:00:00Z`);
+    const caseIds: string[] = [];
+    for (let i = 0; i < n; i++) caseIds.push((await makeReportCase(ctx, { country: 'KE', withEvidence: false, contact: { name: 'Achieng Otieno', email: 'achieng@haki.example' } })).caseId);
+    return caseIds;
+  }
+
+  it('publishes counts at or above the threshold and hides smaller ones as "fewer than 5"', async () => {
+    const caseIds = await reportsOn('2025-03-10', 6);
+    ctx.clock.advance(DAY);
+    for (const id of caseIds) {
+      await ctx.services.cases.acknowledge(id, admin.actor);
+      await ctx.services.cases.triage(id, triageFields({ harmCategories: ['privacy-surveillance'] }), admin.actor);
+    }
+    for (const id of caseIds) await ctx.services.cases.addAction(id, { kind: 'request-information', customer: 'Clinic' }, admin.actor);
+    for (const id of caseIds.slice(0, 2)) await ctx.services.cases.addAction(id, { kind: 'audit-visit' }, admin.actor);
+
+    const res = await request(ctx.app).get('/api/v1/transparency?from=2025-03-01&to=2025-03-31');
+    expect(res.status).toBe(200);
+    expect(res.body.period).toEqual({ from: '2025-03-01', to: '2025-03-31' });
+    expect(res.body.threshold).toBe(5);
+    expect(res.body.reports.received).toBe(6);
+    expect(res.body.reports.byStatus).toContainEqual({ status: 'acknowledged', count: 6 });
+    expect(res.body.reports.byStatus).toContainEqual({ status: 'received', count: { lessThan: 5 } }); // none left unacknowledged
+    expect(res.body.cases.byHarmCategory).toContainEqual({ category: 'privacy-surveillance', count: 6 });
+    expect(res.body.cases.byHarmCategory).toContainEqual({ category: 'labour-rights', count: { lessThan: 5 } });
+    expect(res.body.leverageActions).toContainEqual({ kind: 'audit-visit', count: { lessThan: 5 } }); // 2 taken
+    expect(res.body.responseTimes.acknowledge).toEqual({ cases: 6, medianDays: 1 });
+    expect(res.body.leverageActions).toContainEqual({ kind: 'request-information', count: 6 });
+    expect(res.body.responseTimes.firstAction).toEqual({ cases: 6, medianDays: 1 });
+    expect(res.body.responseTimes.close).toEqual({ cases: { lessThan: 5 }, medianDays: null }); // none closed
+
+    const text = JSON.stringify(res.body);
+    expect(text).not.toMatch(/Achieng|haki\.example|C-20\d\d-|rpt_/);
+    expect(await Case.countDocuments({ _id: { $in: caseIds }, status: 'triaged' })).toBe(6);
+  });
+
+  it('shows the public page without signing in, with small counts hidden', async () => {
+    await reportsOn('2024-05-02', 3);
+    const res = await request(ctx.app).get('/transparency?from=2024-05-01&to=2024-05-31');
+    expect(res.status).toBe(200);
+    expect(res.text).toMatch(/<strong>fewer than 5<\/strong> reports received/);
+    expect(res.text).not.toMatch(/<strong>3<\/strong>/);
+    expect(res.text).not.toContain('Achieng');
+    expect(res.text).toContain('value="2024-05-01"');
+  });
+
+  it('follows TRANSPARENCY_MIN_COUNT', async () => {
+    const { audit } = ctx.services;
+    const insight = createInsightService({ clock: ctx.clock, config: { transparencyMinCount: 2 }, audit, logger: createLogger('silent') });
+    ctx.clock.set('2024-07-01T09:00:00Z');
+    for (let i = 0; i < 3; i++) await makeReportCase(ctx, { withEvidence: false });
+    const report = await insight.transparency({ from: new Date('2024-07-01T00:00:00Z'), to: new Date('2024-07-01T00:00:00Z') });
+    expect(report.reports.received).toBe(3);
+    expect(report.cases.byOutcome).toContainEqual({ outcome: 'open', count: 3 });
+    expect(report.cases.byOutcome).toContainEqual({ outcome: 'substantiated', count: { lessThan: 2 } });
+    expect(await Case.countDocuments({ openedAt: new Date('2024-07-01T09:00:00Z') })).toBe(3);
+  });
+
+  it('refuses a bad period with 400 naming the field, on the page and in the API', async () => {
+    const bad = await request(ctx.app).get('/api/v1/transparency?from=2025-13-01');
+    expect(bad.status).toBe(400);
+    expect(bad.body.error.fields).toEqual({ from: 'From: use a date like 2026-03-31.' });
+    const reversed = await request(ctx.app).get('/api/v1/transparency?from=2025-03-02&to=2025-03-01');
+    expect(reversed.status).toBe(400);
+    expect(reversed.body.error.fields).toEqual({ to: 'The end of the period must be on or after its start.' });
+    const page = await request(ctx.app).get('/transparency?from=2025-03-02&to=2025-03-01');
+    expect(page.status).toBe(400);
+    expect(page.text).toContain('The end of the period must be on or after its start.');
+    expect(page.text).toContain('value="2025-03-02"'); // what was typed is kept
+  });
+});
+
+describe('exports', () => {
+  it('streams units as CSV with the page filters, and writes the export to the audit log', async () => {
+    const model = await unitsIn(ctx, { KE: 3, UG: 2 });
+    const before = (await exportAudits('units.csv')).length;
+    const res = await request(ctx.app).get(`/api/v1/exports/units?model=${model._id}&country=KE`).set(investigator.auth);
+    expect(res.status).toBe(200);
+    expect(res.headers['content-type']).toBe('text/csv; charset=utf-8');
+    expect(res.headers['content-disposition']).toMatch(/^attachment; filename="downstream-units-\d{8}-\d{6}\.csv"$/);
+    const lines = res.text.trim().split('\r\n');
+    expect(lines[0]).toBe('unitId,modelId,serial,status,currentCountry,currentOwner,endUserType,registrationId,firstSaleCountry,channelPartner,soldAt,checkIns,lastCheckInCountry,updates,warranty');
+    expect(lines).toHaveLength(4);
+    expect(lines.slice(1).every((l) => l.startsWith(`${model._id}:`) && l.includes(',KE,'))).toBe(true);
+
+    const audits = await exportAudits('units.csv');
+    expect(audits).toHaveLength(before + 1);
+    expect(audits.at(-1)).toMatchObject({ actorKind: 'user', actorId: String(investigator.user._id), detail: { kind: 'units', format: 'csv', filters: { model: model._id, country: 'KE' } } });
+  });
+
+  it('exports JSON arrays of registrations, check-in summaries, cases and actions', async () => {
+    const { unit, model, registration } = await makeRegistration(ctx, { riskLevel: 'high', country: 'GH', endUserType: 'police-security' });
+    await Unit.updateOne({ _id: unit._id }, { $set: { checkIns: { count: 4, lastAt: ctx.clock.now(), lastCountry: 'TG', lastFirmware: '3.0', runs: [{ country: 'TG', count: 4, firstAt: ctx.clock.now(), lastAt: ctx.clock.now(), firstFirmware: '3.0', lastFirmware: '3.0' }] } } });
+    const { caseId } = await makeReportCase(ctx, { unitId: unit._id, modelId: model._id, withEvidence: false });
+    await ctx.services.cases.addAction(caseId, { kind: 'withhold-updates', unitIds: [unit._id] }, admin.actor);
+
+    const get = (kind: string, query = '') => request(ctx.app).get(`/api/v1/exports/${kind}?format=json&model=${model._id}${query}`).set(admin.auth);
+    const regs = await get('registrations');
+    expect(regs.status).toBe(200);
+    expect(regs.headers['content-type']).toBe('application/json; charset=utf-8');
+    expect(regs.body).toEqual([expect.objectContaining({ registrationId: registration._id, country: 'GH', endUserType: 'police-security' })]);
+    expect(JSON.stringify(regs.body)).not.toContain('it@clinic.example'); // contact details stay out
+
+    expect((await get('check-ins')).body).toEqual([expect.objectContaining({ unitId: unit._id, checkIns: 4, lastCountry: 'TG', registeredCountry: 'GH', countries: ['TG'] })]);
+    const cases = (await get('cases')).body as Array<{ caseId: string; actions: number }>;
+    expect(cases.find((c) => c.caseId === caseId)).toMatchObject({ actions: 1, status: 'new' });
+    expect((await get('actions', '&status=open')).body).toEqual([expect.objectContaining({ caseId, kind: 'withhold-updates', status: 'open', units: 1 })]);
+    expect((await get('actions', '&status=done')).body).toEqual([]);
+    expect((await exportAudits('actions.json')).length).toBe(2);
+  });
+
+  it('is for staff only and refuses bad filters naming the field', async () => {
+    const customer = await apiUser(ctx, 'customer');
+    expect((await request(ctx.app).get('/api/v1/exports/units').set(customer.auth)).status).toBe(403);
+    expect((await request(ctx.app).get('/api/v1/exports/cases')).status).toBe(401);
+    const bad = await request(ctx.app).get('/api/v1/exports/units?format=xlsx&country=Kenya&status=lost').set(investigator.auth);
+    expect(bad.status).toBe(400);
+    expect(bad.body.error.fields).toEqual({ format: 'Choose csv or json.', country: 'Use a two-letter ISO country code, e.g. KE.', status: 'Choose one of: unregistered, registered, transfer-pending.' });
+    const noStatus = await request(ctx.app).get('/api/v1/exports/check-ins?status=open').set(investigator.auth);
+    expect(noStatus.status).toBe(400);
+    expect(noStatus.body.error.fields).toEqual({ status: 'This export has no status filter.' });
+  });
+
+  it('offers the same exports from the dashboard with the page session', async () => {
+    const model = await unitsIn(ctx, { CL: 2 });
+    const { agent } = await signedInAgent(ctx, 'investigator');
+    await ctx.services.insight.refreshDashboard();
+    const page = await agent.get(`/dashboard?model=${model._id}`);
+    expect(page.text).toContain(`href="/dashboard/exports/units?model=${model._id}&amp;format=csv"`);
+    const csv = await agent.get(`/dashboard/exports/units?model=${model._id}&format=csv`);
+    expect(csv.status).toBe(200);
+    expect(csv.text.trim().split('\r\n')).toHaveLength(3);
+  });
+});
+
+describe('EPCIS 2.0', () => {
+  it("exports a unit's first sale, registration, transfer and check-ins as ObjectEvents that validate against the EPCIS 2.0 schema", async () => {
+    const { unit, model, user } = await makeRegistration(ctx, { country: 'KE' });
+    await ctx.services.catalogue.updateUnit(unit._id, { firstSale: { channelPartner: 'Savannah Distribution', shipToCountry: 'KE', soldAt: new Date('2025-12-01T00:00:00Z') } }, { userId: null });
+    ctx.clock.advance(DAY);
+    await ctx.services.registrations.requestTransfer(unit._id, { kind: 'relocation', country: 'UG', reason: 'New branch office', effectiveDate: ctx.clock.now() }, String(user._id));
+    const key = await ctx.services.auth.createApiKey({ name: 'updates', scopes: ['check-ins'] }, null);
+    await ctx.services.checkIns.ingest(String(key.apiKey._id), [1, 2, 3].map((h) => ({ serial: unit.serial, model: model._id, firmware: `2.${h}`, observedAt: new Date(ctx.clock.now().getTime() + h * HOUR), country: 'UG' })));
+    await refreshSessions();
+
+    const res = await request(ctx.app).get(`/api/v1/exports/epcis/units/${unit._id}`).set(investigator.auth);
+    expect(res.status).toBe(200);
+    expect(res.headers['content-type']).toMatch(/^application\/ld\+json/);
+    const validate = epcisSchema();
+    expect(validate.errors ?? []).toEqual([]);
+    const valid = validate(res.body);
+    expect(validate.errors ?? []).toEqual([]);
+    expect(valid).toBe(true);
+    // The schema has teeth: an event without its time zone offset is refused.
+    const broken = structuredClone(res.body);
+    delete broken.epcisBody.eventList[0].eventTimeZoneOffset;
+    expect(validate(broken)).toBe(false);
+
+    const events = res.body.epcisBody.eventList as Array<Record<string, unknown>>;
+    expect(events.map((e) => e.bizStep)).toEqual(['shipping', 'accepting', 'transporting', 'urn:downstream:bizstep:firmware-check-in']);
+    expect(events.every((e) => e.type === 'ObjectEvent' && (e.epcList as string[])[0] === `urn:downstream:unit:${unit._id}` && e.eventTimeZoneOffset === '+00:00')).toBe(true);
+    expect(events[1]).toMatchObject({ bizLocation: { id: 'urn:downstream:location:country:KE' }, disposition: 'in_progress' });
+    expect(events[2]).toMatchObject({ destinationList: [{ type: 'location', destination: 'urn:downstream:location:country:UG' }] });
+    expect(events[3]).toMatchObject({ readPoint: { id: 'urn:downstream:location:country:UG' }, 'downstream:checkInCount': 3, 'downstream:lastFirmware': '2.3' });
+    expect(JSON.stringify(res.body)).not.toContain('Wanjiru'); // parties by id, never by name
+    expect(await exportAudits(`epcis:unit:${unit._id}`)).toHaveLength(1);
+  });
+
+  it("streams a model's units as one EPCIS document that validates", async () => {
+    const model = await makeModel(ctx);
+    for (let i = 0; i < 3; i++) await makeRegistration(ctx, { model, country: 'RW' });
+    const res = await request(ctx.app).get(`/api/v1/exports/epcis/models/${model._id}`).set(investigator.auth).buffer(true).parse((r, cb) => {
+      let text = '';
+      r.on('data', (c: Buffer) => (text += c.toString('utf8')));
+      r.on('end', () => cb(null, JSON.parse(text)));
+    });
+    expect(res.status).toBe(200);
+    expect(res.headers['content-disposition']).toBe(`attachment; filename="downstream-epcis-${model._id}.jsonld"`);
+    expect(epcisSchema()(res.body)).toBe(true);
+    expect(res.body.epcisBody.eventList).toHaveLength(3);
+  });
+
+  it('answers 404 for an unknown unit or model and 400 for a malformed id', async () => {
+    expect((await request(ctx.app).get('/api/v1/exports/epcis/units/NOPE:NOTHING').set(investigator.auth)).status).toBe(404);
+    expect((await request(ctx.app).get('/api/v1/exports/epcis/models/NOPE').set(investigator.auth)).status).toBe(404);
+    const bad = await request(ctx.app).get('/api/v1/exports/epcis/units/no-colon').set(investigator.auth);
+    expect(bad.status).toBe(400);
+    expect(bad.body.error.fields).toEqual({ unitId: 'Use a unit id like SKU:SERIAL.' });
+  });
+
+  it('leaves out transfers that did not happen', () => {
+    const at = new Date('2026-01-01T00:00:00Z');
+    const events = unitEpcisEvents({ _id: 'M:1', modelId: 'M', createdAt: at }, [], [{ _id: 'trf_1', registrationId: 'reg_1', kind: 'resale', status: 'pending', newLocation: { country: 'KE' }, effectiveDate: at, createdAt: at }]);
+    expect(events).toEqual([]);
+  });
+});
+
+// Last: 100,000 units make every later scan slow (FerretDB v1 scans on any filter but `_id`).
+describe('a large export', () => {
+  it('streams 100,000 units without holding them: every row arrives', async () => {
+    const model = await makeModel(ctx, { riskLevel: 'low' });
+    await bulkUnits(ctx, model._id, 100_000, (i) => ({ country: i % 2 ? 'KE' : 'TZ' }));
+    const res = await request(ctx.app).get(`/api/v1/exports/units?model=${model._id}`).set(investigator.auth).buffer(true).parse(lineCounter as never);
+    expect(res.status).toBe(200);
+    const body = res.body as { lines: number; bytes: number; head: string };
+    expect(body.lines).toBe(100_001); // header + one line per unit
+    expect(body.head.split('\r\n')[1]).toMatch(new RegExp(`^${model._id}:B\\d{7},`));
+  }, 600_000);
+});

@@ -1,0 +1,45 @@
+import { AuditEntry } from '../models/audit';
+import { Case } from '../models/cases';
+import { FLAG_RULES } from '../models/flags';
+import { Transfer } from '../models/registrations';
+import { seedDemo, DEMO_ACCOUNTS } from '../server/seed';
+import { createTestContext, type TestContext } from './helpers/context';
+
+/** The demo seed: through the services, every red flag the code raises, and idempotent. */
+describe('demo seed', () => {
+  let ctx: TestContext;
+  beforeAll(async () => {
+    ctx = await createTestContext();
+  });
+  afterAll(() => ctx.close());
+
+  it('creates a demo portal once, and nothing new on a second run', async () => {
+    const lines: string[] = [];
+    ctx.clock.set('2026-06-30T12:00:00Z');
+    const first = await seedDemo(ctx.services, { units: 60, clock: ctx.clock, log: (l) => lines.push(l) });
+
+    expect(first.accounts.map((a) => [a.role, a.email])).toEqual(DEMO_ACCOUNTS.map((a) => [a.role, a.email]));
+    expect(first.accounts.every((a) => typeof a.password === 'string' && a.password.length >= 12)).toBe(true);
+    expect(first.counts).toMatchObject({ models: 4, units: 60, users: 3 });
+    expect(first.counts.registrations).toBeGreaterThan(30);
+    expect(first.counts.checkIns).toBeGreaterThan(500);
+    expect(first.counts.reports).toBe(8);
+    expect(first.counts.cases).toBeGreaterThan(8);
+    // Every rule the code raises (a report opens its case directly, without a `misuse-report` flag).
+    expect(FLAG_RULES.filter((r) => r !== 'misuse-report' && !((first.flagsByRule[r] ?? 0) > 0))).toEqual([]);
+    expect(await Transfer.countDocuments({ status: 'pending' })).toBe(1);
+    expect(lines.some((l) => l.startsWith('check-ins: round 16/16'))).toBe(true);
+    expect(ctx.clock.now().toISOString()).toBe('2026-06-30T12:00:00.000Z'); // the seed's walk through time ends where it began
+
+    const audited = await AuditEntry.countDocuments({});
+    const statuses = await Case.aggregate([{ $group: { _id: '$status', n: { $sum: 1 } } }]);
+    expect(statuses.find((g) => g._id === 'closed')?.n).toBeGreaterThan(0);
+
+    const second = await seedDemo(ctx.services, { units: 60, clock: ctx.clock, log: () => {} });
+    expect(second.counts).toEqual(first.counts);
+    expect(second.flagsByRule).toEqual(first.flagsByRule);
+    expect(second.accounts.every((a) => a.password === null)).toBe(true);
+    expect(await AuditEntry.countDocuments({})).toBe(audited);
+    expect(await Case.aggregate([{ $group: { _id: '$status', n: { $sum: 1 } } }])).toEqual(expect.arrayContaining(statuses));
+  }, 300_000);
+});

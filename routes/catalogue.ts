@@ -9,6 +9,7 @@ import { ValidationError } from '../server/errors';
 import { requireRole } from '../server/middleware/auth';
 import { formAction } from '../server/middleware/forms';
 import { pagination, parseBody, parseQuery, requiredText, shortText, toPage } from '../server/middleware/validate';
+import { multipart } from '../server/middleware/uploads';
 import { IMPORT_HEADER, parseDay } from '../server/services/catalogue';
 import type { RouteContext } from './context';
 
@@ -162,7 +163,7 @@ function csvUpload(ctx: RouteContext, opts: { csrf: boolean }): RequestHandler[]
     });
     fs.promises.mkdir(dir, { recursive: true }).then(() => next(), next);
   };
-  return opts.csrf ? [cleanUp, parser, ctx.middleware.csrf.protect] : [cleanUp, parser];
+  return opts.csrf ? [cleanUp, ...multipart(parser), ctx.middleware.csrf.protect] : [cleanUp, ...multipart(parser)];
 }
 
 const uploadedCsv = (req: Request) => {

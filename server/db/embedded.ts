@@ -103,6 +103,8 @@ export interface EmbeddedServer extends EventEmitter {
 
 export interface StartOptions {
   dir: string;
+  /** Loopback port to listen on; 0 (the default) picks a free one. A restart reuses the port so the driver reconnects by itself. */
+  port?: number;
   logLevel?: 'debug' | 'info' | 'warn' | 'error';
   /** Lines FerretDB writes to stderr (its own log). */
   onLog?: (line: string) => void;
@@ -129,7 +131,7 @@ export async function startEmbedded(opts: StartOptions): Promise<EmbeddedServer>
 
   const child: ChildProcessWithoutNullStreams = spawn(
     binary,
-    ['-dir', opts.dir, '-listen', '127.0.0.1:0', '-log-level', opts.logLevel ?? 'warn'],
+    ['-dir', opts.dir, '-listen', `127.0.0.1:${opts.port ?? 0}`, '-log-level', opts.logLevel ?? 'warn'],
     // stdin stays open as a lifeline: the launcher exits when it closes, so a parent killed
     // with SIGKILL leaves no orphan.
     { stdio: ['pipe', 'pipe', 'pipe'] },

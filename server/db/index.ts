@@ -2,7 +2,9 @@ import path from 'node:path';
 import mongoose from 'mongoose';
 import type { Config } from '../config';
 import type { Logger } from '../logger';
-import { startEmbedded, type EmbeddedServer } from './embedded';
+import { type EmbeddedServer } from './embedded';
+import { isFerretDB, serialiseUpdatesPerCollection } from './ferretdb-updates';
+import { superviseEmbedded } from './supervisor';
 
 // Operator injection is stopped at the edge (reject-operators middleware + zod schemas that
 // only produce strings, numbers and dates). Mongoose's global sanitizeFilter is not used: it
@@ -25,30 +27,25 @@ export async function connectDatabase(config: Config, logger: Logger): Promise<D
   let uri = config.mongodbUri;
   const dbDir = path.join(config.dataDir, 'db');
   if (!uri) {
-    embedded = await startEmbedded({
-      dir: dbDir,
-      logLevel: config.ferretdbLogLevel,
-      onLog: (line) => logger.debug({ ferretdb: line }, 'ferretdb'),
-      onBuildProgress: (line) => process.stdout.write(`${line}\n`),
-    });
-    embedded.on('exit', (code: number | null, signal: string | null, tail: string[]) => {
-      logger.error({ code, signal, tail }, 'embedded FerretDB exited unexpectedly');
-    });
+    // Supervised: if FerretDB dies it is restarted on the same port (and the restart logged).
+    embedded = await superviseEmbedded(
+      {
+        dir: dbDir,
+        logLevel: config.ferretdbLogLevel,
+        onLog: (line) => logger.debug({ ferretdb: line }, 'ferretdb'),
+        onBuildProgress: (line) => process.stdout.write(`${line}\n`),
+      },
+      logger,
+    );
     uri = embedded.uri;
   }
 
-  const connection = await mongoose
-    .connect(uri, {
-      dbName: config.databaseName,
-      serverSelectionTimeoutMS: 5_000,
-      // Fail fast while the database is down instead of queueing requests for minutes.
-      bufferCommands: false,
-    })
-    .then((m) => m.connection)
-    .catch(async (err: Error) => {
-      await embedded?.stop();
-      throw err;
-    });
+  const connection = await connectWithRetry(uri, config.databaseName).catch(async (err: Error) => {
+    await embedded?.stop();
+    throw err;
+  });
+
+  if (await isFerretDB(connection)) serialiseUpdatesPerCollection();
 
   // Declared indexes exist before the first request; uniqueness carries correctness here.
   await Promise.all(Object.values(connection.models).map((model) => model.init()));
@@ -75,6 +72,35 @@ export async function connectDatabase(config: Config, logger: Logger): Promise<D
       await embedded?.stop();
     },
   };
+}
+
+/**
+ * While the database is down every query fails after `serverSelectionTimeoutMS`, which the
+ * error middleware turns into a 503: it must stay well under the 2 s a client waits for an
+ * answer. A remote MongoDB may need longer for its first handshake, hence the retries at start.
+ */
+const SERVER_SELECTION_TIMEOUT_MS = 1_000;
+const CONNECT_ATTEMPTS = 10;
+
+async function connectWithRetry(uri: string, dbName: string): Promise<mongoose.Connection> {
+  for (let attempt = 1; ; attempt++) {
+    try {
+      const m = await mongoose.connect(uri, {
+        dbName,
+        serverSelectionTimeoutMS: SERVER_SELECTION_TIMEOUT_MS,
+        // Notice a restarted server quickly instead of after the default 10 s.
+        heartbeatFrequencyMS: 1_000,
+        // A hung (not dead) server must not hold a request forever either.
+        socketTimeoutMS: 60_000,
+        // Fail fast while the database is down instead of queueing requests for minutes.
+        bufferCommands: false,
+      });
+      return m.connection;
+    } catch (err) {
+      if (attempt >= CONNECT_ATTEMPTS || (err as Error).name !== 'MongooseServerSelectionError') throw err;
+      await mongoose.disconnect().catch(() => {});
+    }
+  }
 }
 
 export function redactUri(uri: string): string {

@@ -58,9 +58,19 @@ export function toHttpError(err: unknown): { error: HttpError; unexpected: boole
   return { error: new HttpError(500, 'internal', 'Something went wrong on our side. Please try again.'), unexpected: true };
 }
 
+const CONNECTION_ERRORS = ['MongoNetworkError', 'MongoNetworkTimeoutError', 'MongoServerSelectionError', 'MongoNotConnectedError', 'MongoTopologyClosedError', 'MongoPoolClearedError'];
+
+/**
+ * The database went away mid-operation. A bulk write (insertMany) wraps the network error in a
+ * MongoBulkWriteError that keeps only its message, so that is recognised too: found by the
+ * soak test killing the database under check-in batches (it answered 500, not 503).
+ */
 function isConnectionError(err: unknown): boolean {
-  const name = (err as { name?: string })?.name ?? '';
-  return ['MongoNetworkError', 'MongoServerSelectionError', 'MongoNotConnectedError', 'MongoTopologyClosedError', 'MongoPoolClearedError'].includes(name);
+  const e = err as { name?: string; message?: string; cause?: unknown } | null;
+  if (!e) return false;
+  if (CONNECTION_ERRORS.includes(e.name ?? '')) return true;
+  if (e.name === 'MongoBulkWriteError' && /^connection \d+ to .* closed$|ECONNRESET|ECONNREFUSED|EPIPE/.test(e.message ?? '')) return true;
+  return e.cause !== undefined && e.cause !== err && isConnectionError(e.cause);
 }
 
 export function errorHandler(logger: Logger): ErrorRequestHandler {

@@ -1,7 +1,9 @@
 import type { NextFunction, Request, Response } from 'express';
 import { BadRequestError } from '../errors';
 
-const FORBIDDEN_KEY = /\$|\.|^__proto__$|^constructor$|^prototype$/;
+// Brackets too: the query and form parsers are flat, so `__proto__[x]` or `a[$ne]` arrive as
+// literal keys that no form of ours ever sends (and that a nested parser would expand).
+const FORBIDDEN_KEY = /\$|\.|\[|\]|^__proto__$|^constructor$|^prototype$/;
 
 function findForbiddenKey(value: unknown, path: string, depth = 0): string | null {
   if (depth > 20) return path || '_';

@@ -94,9 +94,11 @@ export function createFilesService(deps: { config: Pick<Config, 'dataDir'> }) {
     try {
       // Decoding and re-encoding drops EXIF, GPS, XMP, ICC and maker notes; `rotate()` first
       // applies the EXIF orientation so the picture still looks the right way up.
+      // Plain libjpeg-turbo, not mozjpeg: measured by bench/ (issue 7) on a 2 MB photo, 0.13 s
+      // against 2.9 s of CPU for files a few percent smaller, on the public report path.
       const pipeline = sharp(file.buffer, { limitInputPixels: MAX_IMAGE_PIXELS, failOn: 'error' }).rotate();
       const data =
-        format === 'png' ? await pipeline.png().toBuffer() : format === 'webp' ? await pipeline.webp({ quality: 90 }).toBuffer() : await pipeline.jpeg({ quality: 90, mozjpeg: true }).toBuffer();
+        format === 'png' ? await pipeline.png().toBuffer() : format === 'webp' ? await pipeline.webp({ quality: 90 }).toBuffer() : await pipeline.jpeg({ quality: 90 }).toBuffer();
       return { data, mediaType: `image/${format}` as AcceptedType };
     } catch {
       const message = `"${label}" could not be read as an image (it may be truncated or damaged).`;

@@ -160,7 +160,11 @@ export function createRegistrationsService(deps: { clock: Clock; audit: AuditSer
     const customerUserId = knownUserId ?? String(user!._id);
 
     const now = clock.now();
-    const id = randomId('reg');
+    // The id is decided by the unit and its registration count, so a retry after a failure
+    // half-way (database gone after the insert) finds its own document instead of leaving an
+    // orphan next to a second one; found by the soak test killing the database (test/soak).
+    const claimKey = `registration:${unit._id}|${unit.registrationIds?.length ?? 0}`;
+    const id = `reg_${crypto.createHash('sha256').update(claimKey).digest('hex').slice(0, 20)}`;
     const registration = await Registration.create({
       _id: id,
       unitId: unit._id,
@@ -180,10 +184,20 @@ export function createRegistrationsService(deps: { clock: Clock; audit: AuditSer
       termsAccepted: { version: terms.version, acceptedAt: now },
       proofOfPurchase: proof,
       createdAt: now,
-    });
+    }).then(
+      () => Registration.findById(id).lean().orFail(),
+      async (err: { code?: number }) => {
+        if (err.code !== 11000) throw err;
+        // An earlier attempt of this same registration got this far (or someone else just won).
+        if (proof) await files.remove(proof.fileId);
+        const earlier = await Registration.findById(id).lean();
+        if (!earlier || String(earlier.customerUserId) !== customerUserId) throw takenError();
+        return earlier;
+      },
+    );
 
-    const winner = await claim(`registration:${unit._id}|${unit.registrationIds?.length ?? 0}`, id);
-    if (winner) {
+    const winner = await claim(claimKey, id);
+    if (winner && winner !== id) {
       // Someone registered the unit between our read and our claim: ours never takes effect.
       await Registration.deleteOne({ _id: id });
       if (proof) await files.remove(proof.fileId);
@@ -192,15 +206,17 @@ export function createRegistrationsService(deps: { clock: Clock; audit: AuditSer
       throw takenError();
     }
     const current = { country: input.country, region: [input.city, input.region].filter(Boolean).join(', '), owner: input.ownerOrganisation, endUserType: input.endUserType, since: now };
-    await writeLocked([`unit:${unit._id}`], () =>
+    const applied = await writeLocked([`unit:${unit._id}`], () =>
       Unit.updateOne(
-        { _id: unit._id },
+        // Once only: a concurrent submission of this same registration may have applied it already.
+        { _id: unit._id, registrationId: { $ne: id } },
         {
           $set: { status: 'registered', registrationId: id, ownerUserId: customerUserId, current, updatedAt: now },
           $push: { countries: { country: input.country, source: 'registration', firstSeen: now, lastSeen: now }, registrationIds: id },
         },
       ),
     );
+    if (applied.matchedCount === 0) return { registration, created: false, user, flags: [] as string[] };
     await addToCustomerIndex(customerUserId, id);
     await audit.record({ actorKind: 'user', actorId: customerUserId, action: 'registration.created', subjectKind: 'registration', subjectId: id, detail: { unitId: unit._id, country: input.country, endUserType: input.endUserType, termsVersion: terms.version } });
 

@@ -1,9 +1,17 @@
 import express, { type Express, type Router } from 'express';
 import type { RouteContext } from './context';
 import { adminPages } from './admin';
-import { authApi, authPages, usersApi } from './auth';
+import { auditApi, auditPages } from './audit';
+import { apiKeysApi, authApi, authPages, usersApi } from './auth';
+import { casePages, casesApi } from './cases';
+import { cataloguePages, importsApi, modelsApi, unitsApi } from './catalogue';
+import { checkInsApi } from './check-ins';
+import { flagPages, restrictedCountriesApi } from './flags';
+import { dashboardApi, exportsApi, insightPages, transparencyApi } from './insight';
 import { openapiApi } from './openapi';
 import { publicPages } from './pages';
+import { followUpApi, reportPages, reportsApi } from './reports';
+import { registrationPages, registrationsApi, transfersApi, unitTimelineApi } from './registrations';
 
 /**
  * The API's modules and their prefixes under /api/v1. The OpenAPI test walks this list, so
@@ -14,6 +22,22 @@ export function apiModules(ctx: RouteContext): Array<{ prefix: string; router: R
     { prefix: '', router: openapiApi() },
     { prefix: '/auth', router: authApi(ctx) },
     { prefix: '/users', router: usersApi(ctx) },
+    { prefix: '/api-keys', router: apiKeysApi(ctx) },
+    { prefix: '/check-ins', router: checkInsApi(ctx) },
+    { prefix: '/restricted-countries', router: restrictedCountriesApi(ctx) },
+    { prefix: '/cases', router: casesApi(ctx) },
+    { prefix: '/audit', router: auditApi(ctx) },
+    { prefix: '/reports', router: reportsApi(ctx) },
+    { prefix: '/follow-up', router: followUpApi(ctx) },
+    { prefix: '/models', router: modelsApi(ctx) },
+    { prefix: '/units', router: unitsApi(ctx) },
+    { prefix: '/units', router: unitTimelineApi(ctx) },
+    { prefix: '/imports', router: importsApi(ctx) },
+    { prefix: '/registrations', router: registrationsApi(ctx) },
+    { prefix: '/transfers', router: transfersApi(ctx) },
+    { prefix: '/transparency', router: transparencyApi(ctx) },
+    { prefix: '/dashboard', router: dashboardApi(ctx) },
+    { prefix: '/exports', router: exportsApi(ctx) },
   ];
 }
 
@@ -21,6 +45,13 @@ export function mountRoutes(app: Express, ctx: RouteContext) {
   app.use(publicPages(ctx));
   app.use(authPages(ctx));
   app.use(adminPages(ctx));
+  app.use(flagPages(ctx));
+  app.use(casePages(ctx));
+  app.use(auditPages(ctx));
+  app.use(reportPages(ctx));
+  app.use(cataloguePages(ctx));
+  app.use(registrationPages(ctx));
+  app.use(insightPages(ctx));
 
   const api = express.Router();
   for (const { prefix, router } of apiModules(ctx)) api.use(prefix || '/', router);

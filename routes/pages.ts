@@ -5,14 +5,7 @@ import type { RouteContext } from './context';
  * Public URLs whose features arrive with their own modules. Until a module mounts its real
  * page here, the URL answers honestly that the feature is not available yet.
  */
-const UPCOMING: Record<string, string> = {
-  '/register': 'Product registration',
-  '/report': 'Report misuse',
-  '/follow-up': 'Follow up on a report',
-  '/cases': 'Investigation cases',
-  '/dashboard': 'Due-diligence dashboard',
-  '/transparency': 'Transparency report',
-};
+const UPCOMING: Record<string, string> = {};
 
 export function publicPages(_ctx: RouteContext) {
   const router = Router();

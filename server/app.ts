@@ -15,6 +15,7 @@ import { requestLog } from './middleware/request-log';
 import { publicDir, viewsDir } from './paths';
 import { createServices, type Services } from './services';
 import { mountRoutes } from '../routes';
+import { CHECK_IN_BATCH_PATH, checkInBatchBodyParser } from '../routes/check-ins';
 
 export interface AppDeps {
   config: Config;
@@ -73,6 +74,8 @@ export function createApp(deps: AppDeps): Express & { locals: { services: Servic
   });
 
   const limit = `${config.bodyLimitKb}kb`;
+  // A 1,000-item check-in batch needs more room than forms: its own parser runs first.
+  app.use(CHECK_IN_BATCH_PATH, checkInBatchBodyParser);
   app.use(express.json({ limit }));
   app.use(express.urlencoded({ extended: false, limit, parameterLimit: 200 }));
   app.use(cookieParser(config.jwt.secret));

@@ -61,6 +61,8 @@ const envSchema = z.object({
   FERRETDB_LOG_LEVEL: z.enum(['debug', 'info', 'warn', 'error']).default('warn'),
   /** Months after a case closes before reporter data (contact, messages, evidence) is deleted. */
   RETENTION_MONTHS: z.coerce.number().int().min(1, 'must be at least 1 month').max(1200).default(24),
+  /** Public transparency report: any count below this is shown as "fewer than N". */
+  TRANSPARENCY_MIN_COUNT: z.coerce.number().int().min(1, 'must be at least 1').max(1000).default(5),
 });
 
 export type Env = Record<string, string | undefined>;
@@ -87,6 +89,8 @@ export interface Config {
   ferretdbLogLevel: 'debug' | 'info' | 'warn' | 'error';
   /** Months after closure before a case's reporter data is deleted (legal hold suspends it). */
   retentionMonths: number;
+  /** Counts below this are hidden on the public transparency report (small numbers can identify people). */
+  transparencyMinCount: number;
 }
 
 export class ConfigError extends Error {
@@ -106,15 +110,22 @@ function resolveJwtSecret(given: string | undefined, nodeEnv: string, dataDir: s
     throw new ConfigError(['JWT_SECRET: required when NODE_ENV=production (at least 32 characters)']);
   }
   const file = path.join(dataDir, 'jwt-secret');
+  // An unreadable or unwritable data directory is a configuration problem: one message, no stack.
+  const unusable = (err: unknown) =>
+    new ConfigError([`DATA_DIR: ${dataDir} cannot be used (${(err as Error).message}); give a writable directory, or set JWT_SECRET`]);
   try {
     const stored = fs.readFileSync(file, 'utf8').trim();
     if (stored.length >= 32) return stored;
   } catch (err) {
-    if ((err as NodeJS.ErrnoException).code !== 'ENOENT') throw err;
+    if ((err as NodeJS.ErrnoException).code !== 'ENOENT') throw unusable(err);
   }
   const secret = crypto.randomBytes(48).toString('base64url');
-  fs.mkdirSync(dataDir, { recursive: true });
-  fs.writeFileSync(file, `${secret}\n`, { mode: 0o600 });
+  try {
+    fs.mkdirSync(dataDir, { recursive: true });
+    fs.writeFileSync(file, `${secret}\n`, { mode: 0o600 });
+  } catch (err) {
+    throw unusable(err);
+  }
   return secret;
 }
 
@@ -162,5 +173,6 @@ export function loadConfig(env: Env = process.env): Config {
     },
     ferretdbLogLevel: e.FERRETDB_LOG_LEVEL,
     retentionMonths: e.RETENTION_MONTHS,
+    transparencyMinCount: e.TRANSPARENCY_MIN_COUNT,
   };
 }

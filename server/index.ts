@@ -46,6 +46,9 @@ async function main() {
     logger.info('stopped');
     process.exit(0);
   };
+  // A stray rejected promise is a bug to log and fix, not a reason to drop every request in
+  // flight: the soak test found one when the database died mid check-in batch.
+  process.on('unhandledRejection', (err) => logger.error({ err }, 'unhandled promise rejection'));
   process.on('SIGINT', () => void shutdown('SIGINT'));
   process.on('SIGTERM', () => void shutdown('SIGTERM'));
 }

@@ -4,9 +4,13 @@ import type { Logger } from '../logger';
 import { createAuditService } from './audit';
 import { createAuthService } from './auth';
 import { createCasesService } from './cases';
+import { createCatalogueService } from './catalogue';
 import { createCheckInsService } from './check-ins';
 import { createFilesService } from './files';
 import { createFlagsService } from './flags';
+import { createInsightService } from './insight';
+import { createRegistrationsService } from './registrations';
+import { createReportsService } from './reports';
 
 export interface ServiceDeps {
   config: Config;
@@ -20,12 +24,18 @@ export interface ServiceDeps {
  */
 export function createServices(deps: ServiceDeps) {
   const audit = createAuditService(deps);
-  const auth = createAuthService(deps);
-  const cases = createCasesService(deps);
+  const auth = createAuthService({ ...deps, audit });
+  // Cases act on check-ins, reports and registrations, which are built later (they open cases):
+  // the peers are looked up when an action runs.
+  const cases = createCasesService({ ...deps, audit, peers: () => ({ checkIns, reports, registrations }) });
   const files = createFilesService(deps);
-  const flags = createFlagsService({ ...deps, cases });
-  const checkIns = createCheckInsService();
-  return { audit, auth, cases, checkIns, files, flags };
+  const flags = createFlagsService({ ...deps, cases, audit });
+  const checkIns = createCheckInsService({ ...deps, flags });
+  const catalogue = createCatalogueService({ ...deps, audit });
+  const registrations = createRegistrationsService({ ...deps, audit, auth, files, flags });
+  const reports = createReportsService({ ...deps, files, cases, audit, catalogue });
+  const insight = createInsightService({ ...deps, audit });
+  return { audit, auth, cases, catalogue, checkIns, files, flags, insight, registrations, reports };
 }
 
 export type Services = ReturnType<typeof createServices>;

@@ -1,0 +1,64 @@
+/**
+ * Builds the benchmark's data set:
+ *   npm run bench:data -- --scale 1 [--seed 7]
+ * into the embedded FerretDB under bench/data (or MONGODB_URI when set), replacing what was
+ * there, and writes bench/data/manifest.json for `npm run bench`.
+ */
+import crypto from 'node:crypto';
+import { parseArgs } from 'node:util';
+import { systemClock } from '../server/clock';
+import { loadConfig } from '../server/config';
+import { connectDatabase } from '../server/db';
+import { createLogger } from '../server/logger';
+import { createServices } from '../server/services';
+import { generateDataset } from './dataset';
+import { benchEnv, inheritedEnv, newSecret, writeManifest } from './lib/target';
+
+const INVESTIGATORS = 5;
+
+async function main() {
+  const { values } = parseArgs({ options: { scale: { type: 'string', default: '1' }, seed: { type: 'string', default: '7' } } });
+  const scale = Number(values.scale);
+  const seed = Number(values.seed);
+  if (!(scale > 0 && scale <= 16)) throw new Error('--scale must be a number in (0, 16], e.g. 0.25, 1 or 4');
+  if (!Number.isInteger(seed)) throw new Error('--seed must be an integer');
+
+  const jwtSecret = newSecret();
+  const config = loadConfig(benchEnv(inheritedEnv(), jwtSecret));
+  const logger = createLogger('warn');
+  const db = await connectDatabase(config, logger);
+  try {
+    const started = Date.now();
+    process.stdout.write(`database: ${db.describe()}\n`);
+    await db.connection.dropDatabase();
+    await Promise.all(Object.values(db.connection.models).map((model) => model.createIndexes()));
+
+    const services = createServices({ config, clock: systemClock, logger });
+    const password = () => crypto.randomBytes(18).toString('base64url');
+    const admin = { email: 'bench-admin@example.org', password: password() };
+    const investigator = { email: 'bench-investigator-1@example.org', password: password() };
+    const adminUser = await services.auth.createUser({ ...admin, name: 'Bench Admin' }, 'admin');
+    const investigatorIds: string[] = [];
+    for (let i = 1; i <= INVESTIGATORS; i++) {
+      const user = await services.auth.createUser({ email: `bench-investigator-${i}@example.org`, password: i === 1 ? investigator.password : password(), name: `Bench Investigator ${i}` }, 'investigator');
+      investigatorIds.push(String(user._id));
+    }
+    const { key } = await services.auth.createApiKey({ name: 'bench update server', scopes: ['check-ins'] }, String(adminUser._id));
+
+    const dataset = await generateDataset({ scale, seed, investigatorIds, progress: (line) => process.stdout.write(`${line}\n`) });
+    writeManifest({ dataset, database: db.describe(), generatedAt: new Date().toISOString(), jwtSecret, admin, investigator, apiKey: key });
+    const seconds = (Date.now() - started) / 1000;
+    process.stdout.write(
+      `done in ${seconds.toFixed(1)} s: ${Object.entries(dataset.counts).map(([k, v]) => `${v.toLocaleString('en')} ${k}`).join(', ')}\n` +
+        `heavy unit ${dataset.heavyUnit.id} (${dataset.heavyUnit.checkIns} check-ins), typical unit ${dataset.typicalUnit.id} (${dataset.typicalUnit.checkIns})\n` +
+        `now run: npm run bench\n`,
+    );
+  } finally {
+    await db.close();
+  }
+}
+
+main().catch((err: unknown) => {
+  process.stderr.write(`bench:data: ${(err as Error)?.stack ?? String(err)}\n`);
+  process.exit(1);
+});

@@ -1,0 +1,62 @@
+import crypto from 'node:crypto';
+import fs from 'node:fs';
+import path from 'node:path';
+import type { Env } from '../../server/config';
+import { projectRoot } from '../../server/paths';
+import type { DatasetSummary } from '../dataset';
+
+/** Where the benchmark keeps its database (git-ignored), its manifest and its results. */
+export const benchDataDir = path.join(projectRoot, 'bench', 'data');
+export const resultsDir = path.join(projectRoot, 'bench', 'results');
+export const manifestFile = path.join(benchDataDir, 'manifest.json');
+export const BENCH_DB_NAME = 'downstream_bench';
+
+/** What the generator leaves for the runner: the data set's facts and how to sign in. */
+export interface Manifest {
+  dataset: DatasetSummary;
+  database: string;
+  generatedAt: string;
+  jwtSecret: string;
+  admin: { email: string; password: string };
+  investigator: { email: string; password: string };
+  apiKey: string;
+}
+
+/**
+ * The bench's own data directory and database name; MONGODB_URI, when set, is kept (the
+ * benchmark then runs against that MongoDB). The JWT secret is the manifest's, so the
+ * generator and the server agree on it.
+ */
+export function benchEnv(base: Env, jwtSecret: string, overrides: Env = {}): Env {
+  return {
+    ...base,
+    NODE_ENV: 'production',
+    DATA_DIR: benchDataDir,
+    MONGODB_DB: BENCH_DB_NAME,
+    JWT_SECRET: jwtSecret,
+    LOG_LEVEL: 'warn',
+    ...overrides,
+  };
+}
+
+/**
+ * The environment the bench was started with: passed on to the server it starts as a child
+ * (MONGODB_URI, PATH…), as the test harness does. The server itself still reads it only
+ * through server/config.ts.
+ */
+// eslint-disable-next-line no-restricted-properties -- a harness that starts the server, like test/
+export const inheritedEnv = (): Env => ({ ...process.env });
+
+export const newSecret = () => crypto.randomBytes(36).toString('base64url');
+
+export function readManifest(): Manifest {
+  if (!fs.existsSync(manifestFile)) {
+    throw new Error(`No benchmark data in ${path.relative(projectRoot, benchDataDir)}: run \`npm run bench:data -- --scale 1\` first.`);
+  }
+  return JSON.parse(fs.readFileSync(manifestFile, 'utf8')) as Manifest;
+}
+
+export function writeManifest(manifest: Manifest) {
+  fs.mkdirSync(benchDataDir, { recursive: true });
+  fs.writeFileSync(manifestFile, `${JSON.stringify(manifest, null, 2)}\n`, { mode: 0o600 });
+}

@@ -1,6 +1,6 @@
 import { Router, type Request } from 'express';
 import { requireRole } from '../server/middleware/auth';
-import { pagination, parseQuery, toPage } from '../server/middleware/validate';
+import { pagination, parseQuery, toPage, pageBody } from '../server/middleware/validate';
 import type { VerifyResult } from '../server/services/audit';
 import type { RouteContext } from './context';
 
@@ -33,7 +33,7 @@ export function auditApi({ services }: RouteContext) {
   router.get('/', async (req, res) => {
     const page = toPage(parseQuery(pagination, req));
     const { items, total } = await services.audit.list(page);
-    res.json({ items, total, page: page.page, perPage: page.perPage });
+    res.json(pageBody(items, total, page));
   });
 
   router.post('/verify', async (_req, res) => {

@@ -2,7 +2,7 @@ import { Router, type Request, type Response } from 'express';
 import { z } from 'zod';
 import { requireRole, requireSignedIn, safeNextPath, sessionCookieName, sessionCookieOptions } from '../server/middleware/auth';
 import { formAction } from '../server/middleware/forms';
-import { email, pagination, parse, parseBody, parseQuery, password, requiredText, shortText, toPage } from '../server/middleware/validate';
+import { email, pagination, parse, parseBody, parseQuery, password, requiredText, shortText, toPage, pageBody } from '../server/middleware/validate';
 import { API_KEY_SCOPES, type ApiKeyDoc, type UserDoc } from '../models/auth';
 import type { RouteContext } from './context';
 
@@ -207,7 +207,7 @@ export function usersApi({ services }: RouteContext) {
   router.get('/', async (req, res) => {
     const page = toPage(parseQuery(pagination, req));
     const { items, total } = await services.auth.listUsers(page);
-    res.json({ items: items.map(publicUser), total, page: page.page, perPage: page.perPage });
+    res.json(pageBody(items.map(publicUser), total, page));
   });
 
   router.post('/', async (req, res) => {
@@ -225,7 +225,7 @@ export function apiKeysApi({ services }: RouteContext) {
   router.get('/', async (req, res) => {
     const page = toPage(parseQuery(pagination, req));
     const { items, total } = await services.auth.listApiKeys(page);
-    res.json({ items: items.map(publicApiKey), total, page: page.page, perPage: page.perPage });
+    res.json(pageBody(items.map(publicApiKey), total, page));
   });
 
   router.post('/', async (req, res) => {

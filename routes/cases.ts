@@ -3,7 +3,7 @@ import { z } from 'zod';
 import { requireRole } from '../server/middleware/auth';
 import { formAction } from '../server/middleware/forms';
 import { uploads } from '../server/middleware/uploads';
-import { pagination, parseBody, parseQuery, requiredText, shortText, toPage } from '../server/middleware/validate';
+import { pagination, parseBody, parseQuery, requiredText, shortText, toPage, pageBody } from '../server/middleware/validate';
 import { ACTION_STATUSES, CASE_STATUSES, CLOSURE_REASONS, HARM_CATEGORIES, INVOLVEMENTS, LEVERAGE_ACTIONS, PRIORITY_LEVELS } from '../models/cases';
 import { overdueOf, type Actor, type EvidenceFile } from '../server/services/cases';
 import type { RouteContext } from './context';
@@ -283,7 +283,7 @@ export function casesApi(ctx: RouteContext) {
     const filters = parseQuery(queueQuery, req);
     const page = toPage(filters);
     const { items, total, counts } = await cases.queue(filters, page, actorOf(req));
-    res.json({ items, total, counts, page: page.page, perPage: page.perPage });
+    res.json({ ...pageBody(items, total, page), counts });
   });
 
   router.get('/:id', async (req, res) => {

@@ -8,7 +8,7 @@ import { COUNTRY_OPTIONS, isCountryCode } from '../server/countries';
 import { ValidationError } from '../server/errors';
 import { requireRole } from '../server/middleware/auth';
 import { formAction } from '../server/middleware/forms';
-import { pagination, parseBody, parseQuery, requiredText, shortText, toPage } from '../server/middleware/validate';
+import { pagination, parseBody, parseQuery, requiredText, shortText, toPage, pageBody } from '../server/middleware/validate';
 import { multipart } from '../server/middleware/uploads';
 import { IMPORT_HEADER, parseDay } from '../server/services/catalogue';
 import type { RouteContext } from './context';
@@ -309,7 +309,7 @@ export function modelsApi({ services }: RouteContext) {
   router.get('/', staff, async (req, res) => {
     const page = toPage(parseQuery(pagination, req));
     const { items, total } = await catalogue.listModels(page);
-    res.json({ items: items.map(publicModel), total, page: page.page, perPage: page.perPage });
+    res.json(pageBody(items.map(publicModel), total, page));
   });
 
   router.post('/', adminOnly, async (req, res) => {
@@ -331,7 +331,7 @@ export function modelsApi({ services }: RouteContext) {
   router.get('/:modelId/units', staff, async (req, res) => {
     const page = toPage(parseQuery(pagination, req));
     const { items, total } = await catalogue.listUnits(String(req.params.modelId), page);
-    res.json({ items: items.map(publicUnit), total, page: page.page, perPage: page.perPage });
+    res.json(pageBody(items.map(publicUnit), total, page));
   });
 
   return router;
@@ -376,7 +376,7 @@ export function importsApi(ctx: RouteContext) {
   router.get('/', adminOnly, async (req, res) => {
     const page = toPage(parseQuery(pagination, req));
     const { items, total } = await catalogue.listImports(page);
-    res.json({ items: items.map(publicJob), total, page: page.page, perPage: page.perPage });
+    res.json(pageBody(items.map(publicJob), total, page));
   });
 
   router.get('/:importId', adminOnly, async (req, res) => {

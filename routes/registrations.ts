@@ -6,7 +6,7 @@ import { COUNTRY_OPTIONS, countryName } from '../server/countries';
 import { requireRole, requireSignedIn, sessionCookieName, sessionCookieOptions } from '../server/middleware/auth';
 import { formAction } from '../server/middleware/forms';
 import { uploads } from '../server/middleware/uploads';
-import { email, pagination, parseBody, parseQuery, requiredText, shortText, toPage } from '../server/middleware/validate';
+import { email, pagination, parseBody, parseQuery, requiredText, shortText, toPage, pageBody } from '../server/middleware/validate';
 import type { NewUser } from '../server/services/auth';
 import type { RegistrationInput, TransferInput } from '../server/services/registrations';
 import { signUpInput } from './auth';
@@ -239,7 +239,7 @@ export function registrationsApi(ctx: RouteContext) {
   router.get('/', requireSignedIn, async (req, res) => {
     const page = toPage(parseQuery(pagination, req));
     const { items, total } = await registrations.listMine(req.user!.id, page);
-    res.json({ items: items.map(publicRegistration), total, page: page.page, perPage: page.perPage });
+    res.json(pageBody(items.map(publicRegistration), total, page));
   });
 
   router.get('/:registrationId', requireSignedIn, async (req, res) => {
@@ -263,7 +263,7 @@ export function transfersApi({ services }: RouteContext) {
   router.get('/', staff, async (req, res) => {
     const page = toPage(parseQuery(pagination, req));
     const { items, total } = await registrations.listPendingTransfers(page);
-    res.json({ items: items.map(publicTransfer), total, page: page.page, perPage: page.perPage });
+    res.json(pageBody(items.map(publicTransfer), total, page));
   });
 
   router.get('/:transferId', requireSignedIn, async (req, res) => {

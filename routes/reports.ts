@@ -6,7 +6,7 @@ import { COUNTRY_OPTIONS, isCountryCode } from '../server/countries';
 import { HttpError } from '../server/errors';
 import { formAction } from '../server/middleware/forms';
 import { uploads } from '../server/middleware/uploads';
-import { email, pagination, parseBody, parseQuery, requiredText, shortText, toPage } from '../server/middleware/validate';
+import { email, pagination, parseBody, parseQuery, requiredText, shortText, toPage, pageBody } from '../server/middleware/validate';
 import type { IncomingFile } from '../server/services/files';
 import { HARM_CATEGORIES, ONGOING, REPORTER_KINDS } from '../models/reports';
 import type { RouteContext } from './context';
@@ -203,7 +203,7 @@ export function reportsApi(ctx: RouteContext) {
     const query = parseQuery(pagination.extend({ q: shortText(200).default('') }), req);
     const page = toPage(query);
     const models = await services.reports.publicModels(query.q);
-    res.json({ items: models.slice(page.skip, page.skip + page.limit), total: models.length, page: page.page, perPage: page.perPage });
+    res.json(pageBody(models.slice(page.skip, page.skip + page.limit), models.length, page));
   });
 
   router.post('/', ...uploads(ctx, [{ name: 'evidence' }], { csrf: false }), async (req, res) => {

@@ -45,3 +45,8 @@ export type Page = { page: number; perPage: number; skip: number; limit: number 
 export function toPage(p: z.infer<typeof pagination>): Page {
   return { ...p, skip: (p.page - 1) * p.perPage, limit: p.perPage };
 }
+
+/** The one JSON shape of a page of results (`Pagination` in openapi/openapi.yaml). */
+export function pageBody<T>(items: T[], total: number, page: Pick<Page, 'page' | 'perPage'>) {
+  return { items, total, page: page.page, perPage: page.perPage };
+}

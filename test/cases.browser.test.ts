@@ -1,30 +1,17 @@
 import request from 'supertest';
-import type { Browser, Page } from 'playwright-core';
+import type { Page } from 'playwright-core';
 import { AuditEntry } from '../models/audit';
 import { Case } from '../models/cases';
 import { Unit } from '../models/catalogue';
 import { Report } from '../models/reports';
-import { launchBrowser, screenshot, serve } from './helpers/browser';
+import { browserSuite, screenshot } from './helpers/browser';
 import { makeReportCase } from './helpers/cases';
 import { makeUnit } from './helpers/catalogue';
 import { checkInItem, makeApiKey } from './helpers/check-ins';
-import { createTestContext, type TestContext } from './helpers/context';
 import { makeUser } from './helpers/factories';
 
 describe('an investigator works a case from new to closed (headless Chromium)', () => {
-  let ctx: TestContext;
-  let browser: Browser;
-  let site: { url: string; close(): Promise<void> };
-  beforeAll(async () => {
-    ctx = await createTestContext();
-    browser = await launchBrowser();
-    site = await serve(ctx);
-  }, 60_000);
-  afterAll(async () => {
-    await browser?.close();
-    await site?.close();
-    await ctx?.close();
-  });
+  const suite = browserSuite();
 
   /** Submits the form whose action ends with `action` and waits for the page it leads to. */
   async function submit(page: Page, action: string) {
@@ -41,12 +28,12 @@ describe('an investigator works a case from new to closed (headless Chromium)', 
   }
 
   it('triages, investigates, withholds the unit’s updates, remediates and closes; the unit answers withheld, and allowed once lifted', async () => {
-    const { unit } = await makeUnit(ctx);
-    const { caseId, reportId } = await makeReportCase(ctx, { unitId: unit._id, modelId: unit.modelId });
-    const { user, email, password } = await makeUser(ctx, 'investigator', { name: 'Imani Njoroge' });
+    const { unit } = await makeUnit(suite.ctx);
+    const { caseId, reportId } = await makeReportCase(suite.ctx, { unitId: unit._id, modelId: unit.modelId });
+    const { user, email, password } = await makeUser(suite.ctx, 'investigator', { name: 'Imani Njoroge' });
 
-    const page = await (await browser.newContext({ viewport: { width: 1280, height: 900 } })).newPage();
-    await page.goto(`${site.url}/login?next=/cases`);
+    const page = await (await suite.browser.newContext({ viewport: { width: 1280, height: 900 } })).newPage();
+    await page.goto(`${suite.site.url}/login?next=/cases`);
     await page.fill('#f-email', email);
     await page.fill('#f-password', password);
     await Promise.all([page.waitForNavigation(), page.click('form[action="/login"] button[type="submit"]')]);
@@ -115,13 +102,13 @@ describe('an investigator works a case from new to closed (headless Chromium)', 
     expect((await Report.findById(reportId).lean())!.messages.at(-1)).toMatchObject({ from: 'investigator', userId: String(user._id) });
     const audited = (await AuditEntry.find({ subjectKind: 'case', subjectId: caseId }).sort({ seq: 1 }).lean()).map((e) => e.action);
     expect(audited).toEqual(expect.arrayContaining(['case.assigned', 'case.acknowledged', 'case.triaged', 'case.action-added', 'case.message-posted', 'case.remediation-recorded', 'case.status-changed']));
-    expect((await ctx.services.audit.verify()).ok).toBe(true);
+    expect((await suite.ctx.services.audit.verify()).ok).toBe(true);
 
     // The unit's next check-in is answered "withheld".
     const unitNow = (await Unit.findById(unit._id).lean())!;
     expect(unitNow.controls).toMatchObject({ updates: 'withheld', withheldByCaseIds: [caseId] });
-    const device = await makeApiKey(ctx);
-    const checkIn = await request(ctx.app).post('/api/v1/check-ins').set(device.auth).send(checkInItem(unit, { observedAt: ctx.clock.now().toISOString() }));
+    const device = await makeApiKey(suite.ctx);
+    const checkIn = await request(suite.ctx.app).post('/api/v1/check-ins').set(device.auth).send(checkInItem(unit, { observedAt: suite.ctx.clock.now().toISOString() }));
     expect(checkIn.status).toBe(200);
     expect(checkIn.body).toMatchObject({ serial: unit.serial, answer: 'withheld' });
 
@@ -130,8 +117,8 @@ describe('an investigator works a case from new to closed (headless Chromium)', 
     await page.selectOption(`#s-${actionId}`, 'lifted');
     await page.fill(`#o-${actionId}`, 'Cameras moved; updates may resume.');
     expect(await submit(page, `/actions/${actionId}`)).toBe('Action updated.');
-    ctx.clock.advance(60_000);
-    const after = await request(ctx.app).post('/api/v1/check-ins').set(device.auth).send(checkInItem(unit, { observedAt: ctx.clock.now().toISOString() }));
+    suite.ctx.clock.advance(60_000);
+    const after = await request(suite.ctx.app).post('/api/v1/check-ins').set(device.auth).send(checkInItem(unit, { observedAt: suite.ctx.clock.now().toISOString() }));
     expect(after.body).toMatchObject({ serial: unit.serial, answer: 'allowed' });
   });
 });

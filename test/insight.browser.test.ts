@@ -1,37 +1,28 @@
-import type { Browser } from 'playwright-core';
 import { seedDemo } from '../server/seed';
-import { launchBrowser, screenshot, serve } from './helpers/browser';
-import { createTestContext, type TestContext } from './helpers/context';
+import { browserSuite, screenshot } from './helpers/browser';
 import { makeUser } from './helpers/factories';
 
 describe('the dashboard on seeded data (headless Chromium)', () => {
-  let ctx: TestContext;
-  let browser: Browser;
-  let site: { url: string; close(): Promise<void> };
-  beforeAll(async () => {
-    ctx = await createTestContext();
-    ctx.clock.set('2026-06-30T12:00:00Z');
-    await seedDemo(ctx.services, { units: 300, clock: ctx.clock });
-    await ctx.services.insight.refreshDashboard();
-    browser = await launchBrowser();
-    site = await serve(ctx);
-  }, 300_000);
-  afterAll(async () => {
-    await browser?.close();
-    await site?.close();
-    await ctx?.close();
-  });
+  const suite = browserSuite(
+    {},
+    async (ctx) => {
+      ctx.clock.set('2026-06-30T12:00:00Z');
+      await seedDemo(ctx.services, { units: 300, clock: ctx.clock });
+      await ctx.services.insight.refreshDashboard();
+    },
+    300_000,
+  );
 
   it('draws the world map, the charts and their tables, with no script and no CSP complaint', async () => {
-    const { email, password } = await makeUser(ctx, 'investigator');
-    const page = await (await browser.newContext({ viewport: { width: 1366, height: 900 } })).newPage();
+    const { email, password } = await makeUser(suite.ctx, 'investigator');
+    const page = await (await suite.browser.newContext({ viewport: { width: 1366, height: 900 } })).newPage();
     const problems: string[] = [];
     // Console errors other than failed loads (those are checked by URL below: the favicon may be missing).
     page.on('console', (m) => m.type() === 'error' && !m.text().startsWith('Failed to load resource') && problems.push(m.text()));
     page.on('response', (r) => r.status() >= 400 && !r.url().endsWith('/favicon.ico') && problems.push(`${r.status()} ${r.url()}`));
     page.on('pageerror', (e) => problems.push(e.message));
 
-    await page.goto(`${site.url}/login?next=/dashboard`);
+    await page.goto(`${suite.site.url}/login?next=/dashboard`);
     await page.fill('#f-email', email);
     await page.fill('#f-password', password);
     await Promise.all([page.waitForNavigation(), page.click('form[action="/login"] button[type="submit"]')]);
@@ -53,7 +44,7 @@ describe('the dashboard on seeded data (headless Chromium)', () => {
     await page.locator('#where').scrollIntoViewIfNeeded();
     await screenshot(page, 'insight-dashboard-check-ins');
 
-    await page.goto(`${site.url}/transparency?from=2026-01-01&to=2026-06-30`);
+    await page.goto(`${suite.site.url}/transparency?from=2026-01-01&to=2026-06-30`);
     expect(await page.textContent('h1')).toBe('Transparency report');
     expect(await page.textContent('main')).toContain('fewer than 5');
     await screenshot(page, 'insight-transparency');

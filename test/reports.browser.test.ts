@@ -1,45 +1,31 @@
 import fs from 'node:fs';
 import path from 'node:path';
 import sharp from 'sharp';
-import type { Browser } from 'playwright-core';
 import { AuditEntry } from '../models/audit';
 import { Report, type ReportRecord } from '../models/reports';
 import { createReceiptHasher } from '../server/services/reports';
-import { launchBrowser, phonePage, screenshot, serve, tmpFile } from './helpers/browser';
+import { browserSuite, phonePage, screenshot, tmpFile } from './helpers/browser';
 import { makeModel } from './helpers/catalogue';
-import { createTestContext, type TestContext } from './helpers/context';
 import { makeUser, unique } from './helpers/factories';
 import { digitsOf, jpegWithGps } from './helpers/reports';
 
 const WEEK = 7 * 86_400_000;
 
 describe('reporting misuse from a phone (headless Chromium)', () => {
-  let ctx: TestContext;
-  let browser: Browser;
-  let site: { url: string; close(): Promise<void> };
-  beforeAll(async () => {
-    // The test clock does not move while the person types, so the form only goes through if
-    // public/js/report-pow.js solved the proof of work in the browser.
-    ctx = await createTestContext({ REPORT_MIN_FILL_SECONDS: '30', REPORT_POW_BITS: '12' });
-    browser = await launchBrowser();
-    site = await serve(ctx);
-  }, 60_000);
-  afterAll(async () => {
-    await browser?.close();
-    await site?.close();
-    await ctx?.close();
-  });
+  // The test clock does not move while the person types, so the form only goes through if
+  // public/js/report-pow.js solved the proof of work in the browser.
+  const suite = browserSuite({ REPORT_MIN_FILL_SECONDS: '30', REPORT_POW_BITS: '12' });
 
   it('files a report with two photos, gets a receipt, and a week later reads a question, answers it and adds a file', async () => {
-    const model = await makeModel(ctx, { sku: unique('PHN').toUpperCase(), name: 'Street camera', publicName: 'StreetEye 360' });
+    const model = await makeModel(suite.ctx, { sku: unique('PHN').toUpperCase(), name: 'Street camera', publicName: 'StreetEye 360' });
     const photoWithGps = tmpFile('IMG_4031.jpg', await jpegWithGps());
     const secondPhoto = tmpFile('IMG_4032.jpg', await jpegWithGps({ r: 30, g: 30, b: 160 }));
     const laterPhoto = tmpFile('IMG_5100.jpg', await jpegWithGps({ r: 240, g: 200, b: 10 }));
 
     // --- filing the report
-    const page = await phonePage(browser);
+    const page = await phonePage(suite.browser);
     const userAgent = await page.evaluate<string>('navigator.userAgent');
-    await page.goto(`${site.url}/report`);
+    await page.goto(`${suite.site.url}/report`);
     await page.selectOption('#f-reporterKind', 'journalist');
     await page.fill('#f-serials', 'SE360-000123');
     await page.fill('#f-modelText', 'StreetEye 360');
@@ -59,24 +45,24 @@ describe('reporting misuse from a phone (headless Chromium)', () => {
     await page.waitForSelector('#receipt');
     const receipt = (await page.textContent('#receipt'))!.trim().replace(/\s+/g, ' ');
     expect(receipt).toMatch(/^\d{4} \d{4} \d{4} \d{4}$/);
-    expect(page.url()).toBe(`${site.url}/report`); // the receipt is never in a URL
+    expect(page.url()).toBe(`${suite.site.url}/report`); // the receipt is never in a URL
     await screenshot(page, 'report-2-receipt');
     await page.context().close();
 
-    const reportId = await createReceiptHasher(ctx.config.jwt.secret)(digitsOf(receipt));
+    const reportId = await createReceiptHasher(suite.ctx.config.jwt.secret)(digitsOf(receipt));
     const filed = (await Report.findById(reportId).lean<ReportRecord>())!;
     expect(filed.evidence.map((e) => e.originalName)).toEqual(['IMG_4031.jpg', 'IMG_4032.jpg']);
     expect(filed.links).toEqual(expect.arrayContaining([expect.objectContaining({ kind: 'model', targetId: model._id, confidence: 'high' })]));
 
     // --- a week later an investigator asks a question
-    ctx.clock.advance(WEEK);
-    const { user: investigator } = await makeUser(ctx, 'investigator');
-    await ctx.services.reports.setStatus(reportId, 'acknowledged', String(investigator._id));
-    await ctx.services.reports.postInvestigatorMessage(reportId, String(investigator._id), 'Thank you. Which day was the protest, and how many cameras did you see?');
+    suite.ctx.clock.advance(WEEK);
+    const { user: investigator } = await makeUser(suite.ctx, 'investigator');
+    await suite.ctx.services.reports.setStatus(reportId, 'acknowledged', String(investigator._id));
+    await suite.ctx.services.reports.postInvestigatorMessage(reportId, String(investigator._id), 'Thank you. Which day was the protest, and how many cameras did you see?');
 
-    // --- the reporter comes back with the receipt, on a fresh browser
-    const back = await phonePage(browser);
-    await back.goto(`${site.url}/follow-up`);
+    // --- the reporter comes back with the receipt, on a fresh suite.browser
+    const back = await phonePage(suite.browser);
+    await back.goto(`${suite.site.url}/follow-up`);
     await back.fill('#f-receipt', receipt);
     await back.click('form[action="/follow-up"] button[type="submit"]');
     await back.waitForSelector('#messages');
@@ -93,7 +79,7 @@ describe('reporting misuse from a phone (headless Chromium)', () => {
     await back.click('form[action="/follow-up/evidence"] button[type="submit"]');
     await back.waitForSelector('text=Your files were added to the report.');
     expect(await back.textContent('#evidence')).toContain('IMG_5100.jpg');
-    expect(back.url()).toBe(`${site.url}/follow-up/evidence`);
+    expect(back.url()).toBe(`${suite.site.url}/follow-up/evidence`);
     await screenshot(back, 'report-4-answered-and-file-added');
     await back.context().close();
 
@@ -111,7 +97,7 @@ describe('reporting misuse from a phone (headless Chromium)', () => {
     ]);
     expect(report.evidence[2]!.addedAt.getTime()).toBe(report.receivedAt.getTime() + WEEK);
     for (const e of report.evidence) {
-      const data = fs.readFileSync(path.join(ctx.config.dataDir, 'files', e.fileId.slice(0, 2), e.fileId));
+      const data = fs.readFileSync(path.join(suite.ctx.config.dataDir, 'files', e.fileId.slice(0, 2), e.fileId));
       expect((await sharp(data).metadata()).exif).toBeUndefined();
     }
     expect(report.what!.description).toBe('Police use the camera to identify people at a peaceful protest. <b>not bold</b>');

@@ -4,7 +4,8 @@ import type { AddressInfo } from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
 import { chromium, type Browser, type Page } from 'playwright-core';
-import type { TestContext } from './context';
+import type { Env } from '../../server/config';
+import { createTestContext, type TestContext } from './context';
 
 export const CHROMIUM = '/usr/bin/chromium';
 
@@ -58,3 +59,30 @@ export const tmpFile = (name: string, data: Buffer) => {
   fs.writeFileSync(file, data);
   return file;
 };
+
+export interface BrowserSuite {
+  ctx: TestContext;
+  browser: Browser;
+  site: { url: string; close(): Promise<void> };
+}
+
+/**
+ * The set-up every browser test file shares: an app on its own database (with `env`
+ * overrides), `prepare` for the file's own data, Chromium, and the app served on loopback;
+ * all closed after the file. Fields are filled in `beforeAll`.
+ */
+export function browserSuite(env: Env = {}, prepare: (ctx: TestContext) => Promise<void> = async () => {}, timeoutMs = 60_000): BrowserSuite {
+  const suite = {} as BrowserSuite;
+  beforeAll(async () => {
+    suite.ctx = await createTestContext(env);
+    await prepare(suite.ctx);
+    suite.browser = await launchBrowser();
+    suite.site = await serve(suite.ctx);
+  }, timeoutMs);
+  afterAll(async () => {
+    await suite.browser?.close();
+    await suite.site?.close();
+    await suite.ctx?.close();
+  });
+  return suite;
+}

@@ -5,8 +5,12 @@ import type { Env } from '../../server/config';
 import { projectRoot } from '../../server/paths';
 import type { DatasetSummary } from '../dataset';
 
-/** Where the benchmark keeps its database (git-ignored), its manifest and its results. */
-export const benchDataDir = path.join(projectRoot, 'bench', 'data');
+/**
+ * Where the benchmark keeps its database and manifest (git-ignored): bench/data, or
+ * BENCH_DATA_DIR to keep several data sets (e.g. scale 4 beside scale 1) or profile on a copy.
+ */
+// eslint-disable-next-line no-restricted-properties -- a harness setting, read once like test/'s
+export const benchDataDir = path.resolve(process.env.BENCH_DATA_DIR || path.join(projectRoot, 'bench', 'data'));
 export const resultsDir = path.join(projectRoot, 'bench', 'results');
 export const manifestFile = path.join(benchDataDir, 'manifest.json');
 export const BENCH_DB_NAME = 'downstream_bench';

@@ -31,6 +31,8 @@ const PHOTO_BYTES = 2 * 1024 * 1024;
 const IMPORT_ROWS = 100_000;
 const EXPORT_LIMIT_S = 120;
 const DASHBOARD_WAIT_S = 150;
+/** How long the bench waits for check-in summaries to catch up after the ingest load. */
+const SUMMARY_WAIT_S = 600;
 
 const log = (line: string) => process.stdout.write(`${line}\n`);
 
@@ -225,14 +227,42 @@ async function ingest(server: RunningServer, manifest: Manifest): Promise<{ figu
   const perSecond = (r.ok * BATCH) / r.seconds;
   log(`  API: ${Math.round(perSecond).toLocaleString('en')} check-ins/s (${r.ok} batches, median ${r.median} ms)`);
   if (r.failures) notes.push(`Check-in ingest: ${r.failures} batches failed (${r.firstFailure}).`);
+  const catchUp = await summariesCaughtUp(server);
   return {
     figures: [
+      ...catchUp,
       { id: 'ingest.raw', label: 'Raw insertMany ceiling (driver, batches of 1,000, 4 in parallel)', value: raw, unit: 'docs/s', target: null },
       { id: 'ingest.api', label: 'Check-in batch API (1,000 per batch, flags + idempotency, 4 clients)', value: perSecond, unit: 'check-ins/s', target: null, note: `median batch ${r.median} ms, p95 ${r.p95} ms${r.failures ? `; ${r.failures} failed: ${r.firstFailure}` : ''}` },
       { id: 'ingest.ratio', label: 'API throughput / raw ceiling', value: !raw ? null : (perSecond / raw) * 100, unit: '%', target: { kind: 'min', value: 50 } },
     ],
     notes,
   };
+}
+
+/**
+ * Unit summaries and red flags follow ingest in the background (server/services/check-ins.ts):
+ * how long after the load they caught up, and how fast they were folded, from /readyz.
+ */
+async function summariesCaughtUp(server: RunningServer): Promise<Figure[]> {
+  type Backlog = { batches: number; checkIns: number; folded: number };
+  const backlog = async () => (await api<{ checkInSummaries: Backlog }>(server, 'GET', '/readyz')).body.checkInSummaries;
+  const started = Date.now();
+  const first = await backlog();
+  let last = first;
+  while (last.batches > 0 && Date.now() - started < SUMMARY_WAIT_S * 1000) {
+    await new Promise((resolve) => setTimeout(resolve, 2_000));
+    last = await backlog();
+    log(`  summaries: ${last.checkIns.toLocaleString('en')} check-ins in ${last.batches} batches still to fold`);
+  }
+  const seconds = (Date.now() - started) / 1000;
+  const rate = (last.folded - first.folded) / seconds;
+  const label = 'Unit summaries and red flags caught up after the load';
+  return [
+    last.batches > 0
+      ? { id: 'ingest.summaries', label, value: null, unit: 's', target: null, note: `${last.checkIns.toLocaleString('en')} check-ins still unfolded after ${SUMMARY_WAIT_S} s (${first.checkIns.toLocaleString('en')} at the end of the load)` }
+      : { id: 'ingest.summaries', label, value: seconds, unit: 's', target: null, note: `${first.checkIns.toLocaleString('en')} check-ins were waiting at the end of the load` },
+    { id: 'ingest.fold', label: 'Summariser rate after the load (check-ins folded into unit summaries)', value: rate, unit: 'check-ins/s', target: null },
+  ];
 }
 
 /** A JPEG of noise (which barely compresses) of about `bytes`. */

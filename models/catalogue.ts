@@ -112,6 +112,8 @@ const unitSchema = new Schema(
       lastFirmware: { type: String, default: null },
       /** Most recent runs last; older runs beyond the cap are dropped (the log keeps them). */
       runs: { type: [checkInRunSchema], default: [] },
+      /** The latest ingest batches folded in (see CheckInBatch): a batch folded again after a crash is skipped. */
+      batchIds: { type: [String], default: [] },
     },
     /** Unit controls set by leverage actions: what a check-in is answered. */
     controls: {

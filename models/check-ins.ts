@@ -21,6 +21,8 @@ const checkInSchema = new Schema(
     apiKeyId: { type: String, required: true },
     answer: { type: String, enum: ['allowed', 'withheld'], required: true },
     flags: { type: [String], default: [] },
+    /** The ingest batch that stored it: how a recovering summariser tells its own entries from older duplicates. */
+    batchId: { type: String, default: null },
   },
   { versionKey: false },
 );
@@ -42,9 +44,70 @@ const unknownSerialSchema = new Schema(
     lastAt: { type: Date, required: true },
     lastCountry: { type: String, required: true },
     lastFirmware: { type: String, default: '' },
+    /** The latest ingest batches folded in: a batch folded again after a crash is skipped. */
+    batchIds: { type: [String], default: [] },
   },
   { versionKey: false },
 );
 unknownSerialSchema.index({ lastAt: -1 });
 
 export const UnknownSerial = mongoose.model('UnknownSerial', unknownSerialSchema);
+
+/**
+ * The summariser's outbox: one document per ingested batch, written before the log entries
+ * and deleted once every unit summary, unknown-serial summary and red flag of the batch is
+ * done. Ingest then only appends (the log and this document), and the per-unit summary
+ * writes, which cost milliseconds each on FerretDB v1, happen in the background where many
+ * batches are folded together. A batch that is still here after a crash is folded again;
+ * the fold is idempotent (units remember the batches they hold, flags have ids derived from
+ * the check-in and rule).
+ *
+ * `state`: `writing` until the log insert has returned (then `duplicates` lists the entries
+ * that were already stored, by index), `stored` after. Kept small on purpose: pending
+ * batches are listed by a scan of this collection.
+ */
+const checkInBatchSchema = new Schema(
+  {
+    _id: { type: String, required: true }, // cib_<random>
+    apiKeyId: { type: String, required: true },
+    receivedAt: { type: Date, required: true },
+    state: { type: String, enum: ['writing', 'stored'], required: true },
+    duplicates: { type: [Number], default: [] },
+    entries: [
+      new Schema(
+        {
+          id: { type: String, required: true }, // the log entry's _id
+          serial: { type: String, required: true },
+          model: { type: String, default: null },
+          /** The unit the entry was logged under at ingest (unit id from SKU and serial), or null. */
+          unitId: { type: String, default: null },
+          firmware: { type: String, default: '' },
+          observedAt: { type: Date, required: true },
+          country: { type: String, required: true },
+        },
+        { _id: false },
+      ),
+    ],
+  },
+  { versionKey: false },
+);
+
+export const CheckInBatch = mongoose.model('CheckInBatch', checkInBatchSchema);
+
+/**
+ * The units whose firmware updates are withheld, in one document read by `_id` per ingest
+ * batch: the answer to a check-in then needs no read of the unit. Written by the check-ins
+ * service's `withholdUpdates`/`liftWithholding` (the only writers of `controls.updates`):
+ * added before the unit is marked, removed after the unit is cleared, so a crash in between
+ * errs on the side of withholding.
+ */
+const withheldUnitsSchema = new Schema(
+  {
+    _id: { type: String, required: true }, // always WITHHELD_UNITS_ID
+    unitIds: { type: [String], default: [] },
+  },
+  { versionKey: false },
+);
+
+export const WITHHELD_UNITS_ID = 'withheld-units';
+export const WithheldUnits = mongoose.model('WithheldUnits', withheldUnitsSchema);

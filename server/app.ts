@@ -70,7 +70,8 @@ export function createApp(deps: AppDeps): Express & { locals: { services: Servic
   app.get('/healthz', (_req, res) => void res.json({ status: 'ok' }));
   app.get('/readyz', async (_req, res) => {
     const database = await deps.db.ping();
-    res.status(database ? 200 : 503).json({ ready: database, database });
+    // How far check-in summaries (and their red flags) trail the log: the summariser's progress.
+    res.status(database ? 200 : 503).json({ ready: database, database, checkInSummaries: services.checkIns.backlog() });
   });
 
   const limit = `${config.bodyLimitKb}kb`;

@@ -6,6 +6,7 @@ import { connectDatabase } from './db';
 import { EmbeddedDatabaseError } from './db/embedded';
 import { createLogger } from './logger';
 import { startRetentionSchedule } from './services/cases';
+import { startCheckInSummariser } from './services/check-ins';
 
 /** Starts the portal: config → database (embedded unless MONGODB_URI) → HTTP. */
 async function main() {
@@ -16,6 +17,8 @@ async function main() {
 
   // Hourly: reporter data of cases closed longer than RETENTION_MONTHS is deleted.
   const stopRetention = startRetentionSchedule(app.locals.services, logger);
+  // Check-in batches left unsummarised by an earlier run (or another process) are folded.
+  const stopSummariser = startCheckInSummariser(app.locals.services, logger);
 
   const server = http.createServer(app);
   await new Promise<void>((resolve, reject) => {
@@ -36,6 +39,7 @@ async function main() {
     stopping = true;
     logger.info({ signal }, 'shutting down');
     stopRetention();
+    stopSummariser();
     // Stop accepting connections, let in-flight requests finish, then close the database.
     const closed = new Promise<void>((resolve) => server.close(() => resolve()));
     server.closeIdleConnections();

@@ -254,6 +254,8 @@ export async function seedDemo(services: Services, options: SeedOptions): Promis
       const answers = await services.checkIns.ingest(apiKeyId, items.slice(b, b + INGEST_BATCH));
       stored += answers.filter((a) => !a.duplicate).length;
     }
+    // Summaries and red flags follow ingest in the background: fold them while the demo clock is on this round.
+    await services.checkIns.settled();
     log(`check-ins: round ${round + 1}/${CHECK_IN_ROUNDS}, ${items.length} sent`);
   }
   log(`check-ins: ${stored} new`);

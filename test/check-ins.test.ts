@@ -1,9 +1,11 @@
 import request from 'supertest';
 import { Unit } from '../models/catalogue';
-import { CheckIn, UnknownSerial } from '../models/check-ins';
-import { foldRuns, MAX_RUNS, type CheckInRun } from '../server/services/check-ins';
+import { CheckIn, CheckInBatch, UnknownSerial, WITHHELD_UNITS_ID, WithheldUnits } from '../models/check-ins';
+import { Flag } from '../models/flags';
+import { ABANDONED_WRITE_MS, foldRuns, MAX_RUNS, type CheckInRun } from '../server/services/check-ins';
 import { createTestContext, type TestContext } from './helpers/context';
-import { checkInItem, hoursAgo, makeApiKey, makeCheckInUnit, sendBatch } from './helpers/check-ins';
+import { checkInItem, hoursAgo, makeApiKey, makeCheckInUnit, sendBatch, sendCheckIn } from './helpers/check-ins';
+import { unique } from './helpers/factories';
 
 const at = (iso: string) => new Date(iso);
 
@@ -56,7 +58,7 @@ describe('check-in ingest', () => {
   it('answers a single check-in and stores it with the unit summary', async () => {
     const unit = await makeCheckInUnit(ctx);
     const item = checkInItem(unit, { serial: ` ${unit.serial.toLowerCase()} `, firmware: '2.1.0', observedAt: '2026-01-15T09:00:00+03:00' });
-    const res = await request(ctx.app).post('/api/v1/check-ins').set(device.auth).send(item);
+    const res = await sendCheckIn(ctx, device.auth, item);
     expect(res.status).toBe(200);
     expect(res.body).toEqual({ serial: unit.serial, model: unit.modelId, answer: 'allowed' });
 
@@ -138,7 +140,7 @@ describe('check-in ingest', () => {
 
   it('finds the unit by serial alone when the model is missing', async () => {
     const unit = await makeCheckInUnit(ctx);
-    const res = await request(ctx.app).post('/api/v1/check-ins').set(device.auth).send(checkInItem(unit, { model: undefined }));
+    const res = await sendCheckIn(ctx, device.auth, checkInItem(unit, { model: undefined }));
     expect(res.status).toBe(200);
     expect(res.body).toEqual({ serial: unit.serial, model: unit.modelId, answer: 'allowed' });
     expect((await Unit.findById(unit._id).lean())!.checkIns!.count).toBe(1);
@@ -213,7 +215,7 @@ describe('check-in ingest', () => {
 
     it('names the field for a single check-in', async () => {
       const unit = await makeCheckInUnit(ctx);
-      const res = await request(ctx.app).post('/api/v1/check-ins').set(device.auth).send(checkInItem(unit, { country: 'ZZ' }));
+      const res = await sendCheckIn(ctx, device.auth, checkInItem(unit, { country: 'ZZ' }));
       expect(res.status).toBe(400);
       expect(res.body.error.fields).toEqual({ country: 'Use an ISO 3166-1 alpha-2 country code, e.g. KE.' });
       expect(await CheckIn.countDocuments({ unitId: unit._id })).toBe(0);
@@ -236,7 +238,7 @@ describe('check-in ingest', () => {
       const unit = await makeCheckInUnit(ctx);
       const ask = async () => {
         const item = checkInItem(unit);
-        const res = await request(ctx.app).post('/api/v1/check-ins').set(device.auth).send(item);
+        const res = await sendCheckIn(ctx, device.auth, item);
         expect(res.status).toBe(200);
         expect((await CheckIn.findById(`${device.id}:${item.eventId}`).lean())!.answer).toBe(res.body.answer);
         return res.body.answer as string;
@@ -262,6 +264,107 @@ describe('check-in ingest', () => {
       await ctx.services.checkIns.withholdUpdates([held._id], 'C-2026-000903');
       const res = await sendBatch(ctx, device.auth, [checkInItem(free), checkInItem(held), checkInItem(null)]);
       expect(res.body.items.map((r: { answer: string }) => r.answer)).toEqual(['allowed', 'withheld', 'allowed']);
+    });
+
+    it('answers withheld to a bare serial or a wrong model whose serial is the withheld unit’s, and keeps the registry in step', async () => {
+      const held = await makeCheckInUnit(ctx);
+      await ctx.services.checkIns.withholdUpdates([held._id, 'NOPE-9:NO-SUCH-SERIAL'], 'C-2026-000904');
+      const registry = async () => (await WithheldUnits.findById(WITHHELD_UNITS_ID).lean())!.unitIds;
+      expect(await registry()).toContain(held._id);
+      expect(await registry()).not.toContain('NOPE-9:NO-SUCH-SERIAL');
+
+      const res = await sendBatch(ctx, device.auth, [checkInItem(held, { model: undefined }), checkInItem(held, { model: 'WRONG-1' })]);
+      expect(res.body.items).toEqual([
+        { serial: held.serial, model: held.modelId, answer: 'withheld' },
+        { serial: held.serial, model: held.modelId, answer: 'withheld' },
+      ]);
+
+      await ctx.services.checkIns.liftWithholding([held._id], 'C-2026-000904');
+      expect(await registry()).not.toContain(held._id);
+      expect((await sendCheckIn(ctx, device.auth, checkInItem(held))).body.answer).toBe('allowed');
+    });
+  });
+
+  describe('the summariser (summaries and red flags follow ingest in the background)', () => {
+    const outboxDoc = async (checkInIds: string[]) => {
+      const logged = await Promise.all(checkInIds.map((id) => CheckIn.findById(id).lean()));
+      return {
+        _id: logged[0]!.batchId!,
+        apiKeyId: device.id,
+        receivedAt: logged[0]!.receivedAt,
+        state: 'stored',
+        duplicates: [],
+        entries: logged.map((c) => ({ id: c!._id, serial: c!.serial, model: c!.modelSku, unitId: c!.unitId, firmware: c!.firmware, observedAt: c!.observedAt, country: c!.country })),
+      };
+    };
+
+    it('answers at once, shows the batch as backlog until it is folded, then empties the outbox', async () => {
+      const unit = await makeCheckInUnit(ctx);
+      const items = [1, 2, 3].map((h) => ({ serial: unit.serial, model: unit.modelId, firmware: '2.0', observedAt: new Date(ctx.clock.now().getTime() - h * 3_600_000), country: 'KE', eventId: unique('bg') }));
+      const answers = await ctx.services.checkIns.ingest(device.id, items);
+      expect(answers.map((a) => a.answer)).toEqual(['allowed', 'allowed', 'allowed']);
+      const batchId = (await CheckIn.findById(`${device.id}:${items[0]!.eventId}`).lean())!.batchId!;
+      expect(ctx.services.checkIns.backlog()).toMatchObject({ batches: 1, checkIns: 3 });
+
+      await ctx.services.checkIns.settled();
+      expect(ctx.services.checkIns.backlog()).toMatchObject({ batches: 0, checkIns: 0, oldestReceivedAt: null });
+      expect(await CheckInBatch.findById(batchId).lean()).toBeNull();
+      expect((await Unit.findById(unit._id).lean())!.checkIns).toMatchObject({ count: 3, batchIds: [batchId] });
+      const ready = await request(ctx.app).get('/readyz');
+      expect(ready.body.checkInSummaries).toMatchObject({ batches: 0, checkIns: 0 });
+      expect(ready.body.checkInSummaries.folded).toBeGreaterThanOrEqual(3);
+    });
+
+    it('corrects the log when the named model is wrong but the serial is a known unit’s', async () => {
+      const unit = await makeCheckInUnit(ctx);
+      const item = checkInItem(unit, { model: 'WRONG-2' });
+      await sendCheckIn(ctx, device.auth, item);
+      expect(await CheckIn.findById(`${device.id}:${item.eventId}`).lean()).toMatchObject({ unitId: unit._id, modelSku: unit.modelId });
+      expect((await Unit.findById(unit._id).lean())!.checkIns!.count).toBe(1);
+    });
+
+    it('folds the stored part of a batch whose writer died, once it is clearly abandoned', async () => {
+      const unit = await makeCheckInUnit(ctx);
+      const batchId = `cib_${unique('abandoned')}`;
+      const now = ctx.clock.now();
+      const entries = [3, 2, 1].map((h) => ({ id: `${device.id}:${unique('lost')}`, serial: unit.serial, model: unit.modelId, unitId: unit._id, firmware: '1.0', observedAt: new Date(now.getTime() - h * 3_600_000), country: 'KE' }));
+      await CheckInBatch.collection.insertOne({ _id: batchId, apiKeyId: device.id, receivedAt: now, state: 'writing', duplicates: [], entries } as never);
+      // The writer stored two of the three log entries, then the process died.
+      await CheckIn.collection.insertMany(entries.slice(0, 2).map((e) => ({ _id: e.id, unitId: e.unitId, modelSku: e.model, serial: e.serial, firmware: e.firmware, observedAt: e.observedAt, receivedAt: now, country: e.country, apiKeyId: device.id, answer: 'allowed', flags: [], batchId })) as never[]);
+
+      await ctx.services.checkIns.sweep();
+      expect((await Unit.findById(unit._id).lean())!.checkIns!.count).toBe(0); // its writer may still be at work
+      expect(await CheckInBatch.findById(batchId).lean()).not.toBeNull();
+
+      ctx.clock.advance(ABANDONED_WRITE_MS + 1_000);
+      await ctx.services.checkIns.sweep();
+      expect((await Unit.findById(unit._id).lean())!.checkIns).toMatchObject({ count: 2, lastAt: entries[1]!.observedAt, batchIds: [batchId] });
+      expect(await CheckInBatch.findById(batchId).lean()).toBeNull();
+    });
+
+    it('counts nothing twice and raises no flag twice when a batch is folded again after a crash', async () => {
+      const unit = await makeCheckInUnit(ctx, { country: 'KE' });
+      const before = (await Unit.findById(unit._id).lean())!.checkIns;
+      const item = checkInItem(unit, { country: 'KP', observedAt: hoursAgo(ctx, 1) });
+      const id = `${device.id}:${item.eventId}`;
+      await sendBatch(ctx, device.auth, [item]);
+      const raised = await Flag.find({ unitId: unit._id }, { rule: 1 }).lean();
+      expect(raised.map((f) => f.rule).sort()).toEqual(['country-mismatch', 'restricted-country']);
+      const replay = await outboxDoc([id]);
+
+      // Crashed after raising the flags, before the summary and the outbox clean-up.
+      await Unit.updateOne({ _id: unit._id }, { $set: { checkIns: before } });
+      await CheckInBatch.collection.insertOne(replay as never);
+      await ctx.services.checkIns.sweep();
+      expect((await Unit.findById(unit._id).lean())!.checkIns).toMatchObject({ count: 1, lastCountry: 'KP' });
+      expect(await Flag.countDocuments({ unitId: unit._id })).toBe(2);
+
+      // Crashed after the summary, before the outbox clean-up.
+      await CheckInBatch.collection.insertOne(replay as never);
+      await ctx.services.checkIns.sweep();
+      expect((await Unit.findById(unit._id).lean())!.checkIns).toMatchObject({ count: 1, lastCountry: 'KP' });
+      expect(await Flag.countDocuments({ unitId: unit._id })).toBe(2);
+      expect(await CheckInBatch.findById(replay._id).lean()).toBeNull();
     });
   });
 });

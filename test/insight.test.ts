@@ -351,6 +351,7 @@ describe('EPCIS 2.0', () => {
     await ctx.services.registrations.requestTransfer(unit._id, { kind: 'relocation', country: 'UG', reason: 'New branch office', effectiveDate: ctx.clock.now() }, String(user._id));
     const key = await ctx.services.auth.createApiKey({ name: 'updates', scopes: ['check-ins'] }, null);
     await ctx.services.checkIns.ingest(String(key.apiKey._id), [1, 2, 3].map((h) => ({ serial: unit.serial, model: model._id, firmware: `2.${h}`, observedAt: new Date(ctx.clock.now().getTime() + h * HOUR), country: 'UG' })));
+    await ctx.services.checkIns.settled();
     await refreshSessions();
 
     const res = await request(ctx.app).get(`/api/v1/exports/epcis/units/${unit._id}`).set(investigator.auth);

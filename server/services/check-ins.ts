@@ -1,31 +1,45 @@
 import crypto from 'node:crypto';
 import type { AnyBulkWriteOperation } from 'mongoose';
 import type { Clock } from '../clock';
-import { CheckIn, UnknownSerial } from '../../models/check-ins';
+import type { Logger } from '../logger';
+import { CheckIn, CheckInBatch, UnknownSerial, WITHHELD_UNITS_ID, WithheldUnits } from '../../models/check-ins';
 import { normaliseCode, SerialIndex, Unit, unitId } from '../../models/catalogue';
 import { Transfer } from '../../models/registrations';
 import type { FlagRule } from '../../models/flags';
 import { knownCountries, SETTLED_AFTER_CHECK_INS, type FlagHit, type FlagsService } from './flags';
 
 /**
- * Check-ins: ingest from update servers and devices, and the unit controls that decide what a
- * check-in is answered (`allowed` / `withheld`).
+ * Check-ins: ingest from update servers and devices, the per-unit summaries they feed, and the
+ * unit controls that decide what a check-in is answered (`allowed` / `withheld`).
  *
  * The control functions are the one way leverage actions reach units: a case's "withhold
  * firmware updates" action calls `withholdUpdates`, lifting it calls `liftWithholding`.
  * Several cases may withhold the same unit; updates resume only when none does.
  *
- * Ingest is the hot path (tens of millions of check-ins). Per batch: every unit is read by
- * `_id` (never a scan), the log is written with one unordered `insertMany` whose `_id`s carry
- * idempotency, and each unit's summary gets ONE update by `_id` (FerretDB v1 only pushes
- * down a filter that is `_id` alone, so no optimistic filter on other fields).
+ * Ingest is the hot path (tens of millions of check-ins) and only appends: one outbox
+ * document for the batch (CheckInBatch), the log with one unordered `insertMany` whose `_id`s
+ * carry idempotency, and the answers from the one withheld-units document. No unit is read
+ * or written per check-in: profiled at scale 1 on FerretDB v1, a unit summary update costs
+ * 5-10 ms, so a batch of 1,000 took 17 s while its `insertMany` took ~90 ms.
+ *
+ * The summariser folds the outbox in the background, several batches at a time so a unit
+ * seen in many batches is written once: each unit's summary gets ONE update by `_id`
+ * (FerretDB v1 only pushes down a filter that is `_id` alone), red flags are raised, and the
+ * batch is deleted. Summaries and flags therefore trail the log by the summariser's backlog
+ * (`backlog()`, shown on /readyz); on MongoDB that is milliseconds.
  */
 
 export const MAX_BATCH = 1_000;
 /** Runs kept on the unit; older ones stay in the check-in log. */
 export const MAX_RUNS = 50;
-/** Unit summary updates per bulkWrite command (see ingest: FerretDB v1 deadlocks above ~100). */
+/** Unit summary updates per bulkWrite command (see fold: FerretDB v1 deadlocks above ~100). */
 export const SUMMARY_WRITES_PER_COMMAND = 50;
+/** At most this many check-ins are folded together (bounds the summariser's memory). */
+export const FOLD_MAX_CHECK_INS = 10_000;
+/** Batch ids a unit remembers: more than a fold can hold, so a fold run again always sees its own. */
+const BATCH_IDS_KEPT = 32;
+/** A batch still `writing` after this long lost its writer (crash): its stored entries are folded. */
+export const ABANDONED_WRITE_MS = 60_000;
 
 export type UpdateAnswer = 'allowed' | 'withheld';
 
@@ -64,13 +78,23 @@ interface UnitFacts {
   status: string;
   current?: { country?: string | null } | null;
   countries?: Array<{ country: string; source: string }>;
-  checkIns?: { count?: number; lastAt?: Date | null; lastCountry?: string | null; lastFirmware?: string | null; runs?: CheckInRun[] } | null;
+  checkIns?: { count?: number; lastAt?: Date | null; lastCountry?: string | null; lastFirmware?: string | null; runs?: CheckInRun[]; batchIds?: string[] } | null;
   controls?: { updates?: UpdateAnswer } | null;
 }
 
 const UNIT_FIELDS = { modelId: 1, serial: 1, status: 1, current: 1, countries: 1, checkIns: 1, controls: 1 } as const;
 
-type Entry = CheckInItem & { id: string };
+/** A stored check-in as the summariser folds it. */
+interface Entry {
+  id: string;
+  batchId: string;
+  serial: string;
+  model: string | null;
+  unitId: string | null;
+  firmware: string;
+  observedAt: Date;
+  country: string;
+}
 type Fold = ReturnType<typeof foldRuns<Entry>>;
 
 /**
@@ -106,39 +130,31 @@ export function foldRuns<T extends { observedAt: Date; country: string; firmware
   return { runs: runs.slice(-MAX_RUNS), started, settled };
 }
 
-/**
- * Serialises summary writes per unit within this process: a batch registers on all its
- * units at once (synchronously), then waits for the batches registered before it, so two
- * batches never interleave read-compute-write on one unit and cannot deadlock.
- */
-function createKeyedLock() {
-  const tails = new Map<string, Promise<void>>();
-  return async function lockAll(keys: Iterable<string>): Promise<() => void> {
-    const mine = [...new Set(keys)];
-    let release!: () => void;
-    const held = new Promise<void>((resolve) => (release = resolve));
-    const before: Promise<void>[] = [];
-    for (const key of mine) {
-      const tail = tails.get(key);
-      if (tail) before.push(tail);
-      tails.set(key, held);
-    }
-    await Promise.all(before);
-    return () => {
-      for (const key of mine) if (tails.get(key) === held) tails.delete(key);
-      release();
-    };
-  };
-}
 
 const isDuplicateKey = (e: { code?: number }) => e.code === 11000;
+const newBatchId = () => `cib_${crypto.randomBytes(12).toString('hex')}`;
+/** A flag's id from the check-in that showed it and the rule: a batch folded twice raises nothing twice. */
+export const checkInFlagId = (checkInId: string, rule: string) => `flg_${crypto.createHash('sha256').update(`${checkInId}|${rule}`).digest('hex').slice(0, 20)}`;
+/** The serial part of a unit id (`SKU:SERIAL`; codes hold no colon). */
+const serialOf = (id: string) => id.slice(id.indexOf(':') + 1);
 
-export function createCheckInsService(deps: { clock: Clock; flags: FlagsService }) {
-  const { clock, flags } = deps;
-  const lockAll = createKeyedLock();
+type Hit = { hit: FlagHit; checkInId: string; country: string };
+type BatchDoc = { _id: string; receivedAt: Date; state: 'writing' | 'stored'; duplicates: number[]; entries: Array<Omit<Entry, 'batchId'>> };
+
+export interface SummaryBacklog {
+  /** Batches this process knows to be waiting for the summariser, and their check-ins. */
+  batches: number;
+  checkIns: number;
+  oldestReceivedAt: Date | null;
+  /** Check-ins folded into summaries by this process since it started. */
+  folded: number;
+}
+
+export function createCheckInsService(deps: { clock: Clock; flags: FlagsService; logger?: Pick<Logger, 'error' | 'info'> }) {
+  const { clock, flags, logger } = deps;
 
   /** Units by `_id` (in parallel: FerretDB runs `$in` as a scan), then bare serials by SerialIndex. */
-  async function resolveUnits(items: readonly CheckInItem[]): Promise<Array<UnitFacts | null>> {
+  async function resolveUnits(items: ReadonlyArray<{ model?: string | null; serial: string }>): Promise<Array<UnitFacts | null>> {
     const byId = new Map<string, Promise<UnitFacts | null>>();
     const read = (id: string) => {
       let found = byId.get(id);
@@ -152,7 +168,7 @@ export function createCheckInsService(deps: { clock: Clock; flags: FlagsService 
     const bySerial = (serial: string) => {
       let found = serials.get(serial);
       if (!found) {
-        found = SerialIndex.findById(serial)
+        found = SerialIndex.findById(normaliseCode(serial))
           .lean()
           .then((index) => (index?.unitIds.length === 1 ? read(index.unitIds[0]!) : null));
         serials.set(serial, found);
@@ -160,6 +176,26 @@ export function createCheckInsService(deps: { clock: Clock; flags: FlagsService 
       return found;
     };
     return Promise.all(items.map(async (item) => (item.model ? await read(unitId(item.model, item.serial)) : null) ?? bySerial(item.serial)));
+  }
+
+  /**
+   * What each item is answered, and the unit it is logged under, without reading units: an item
+   * naming its model is logged under that unit id (the summariser corrects the rare entry whose
+   * unit turns out to be another or none); bare serials, and serials some withheld unit has, are
+   * resolved exactly, so `withheld` is answered exactly when the unit the item resolves to is.
+   */
+  async function answersFor(items: readonly CheckInItem[]): Promise<Array<{ answer: UpdateAnswer; model: string | null; unitId: string | null }>> {
+    const withheld = new Set((await WithheldUnits.findById(WITHHELD_UNITS_ID).lean())?.unitIds ?? []);
+    const withheldSerials = new Set([...withheld].map(serialOf));
+    const exact = items.map((item) => !item.model || withheldSerials.has(normaliseCode(item.serial)));
+    const resolved = await resolveUnits(items.filter((_, i) => exact[i]));
+    let next = 0;
+    return items.map((item, i) => {
+      if (!exact[i]) return { answer: 'allowed' as const, model: item.model!, unitId: unitId(item.model!, item.serial) };
+      const unit = resolved[next++];
+      if (!unit) return { answer: 'allowed' as const, model: item.model ?? null, unitId: null };
+      return { answer: withheld.has(unit._id) ? ('withheld' as const) : ('allowed' as const), model: unit.modelId, unitId: unit._id };
+    });
   }
 
   /** Inserts the log entries; returns, per entry, whether it was new (the rest were already stored). */
@@ -178,16 +214,23 @@ export function createCheckInsService(deps: { clock: Clock; flags: FlagsService 
     return inserted;
   }
 
+  // ----- the summariser -----
+
+  /** Pending batches this process knows of, in arrival order. */
+  const pending = new Map<string, { receivedAt: Date; size: number }>();
+  let draining: Promise<void> | null = null;
+  let folded = 0;
+
   /** Pending transfers' countries are only looked for when a run has already settled somewhere unannounced. */
   async function pendingTransferCountries(unit: UnitFacts): Promise<string[]> {
     if (unit.status !== 'transfer-pending') return [];
-    const pending = await Transfer.find({ unitId: unit._id, status: 'pending' }, { 'newLocation.country': 1 }).lean();
-    return pending.flatMap((t) => (t.newLocation?.country ? [t.newLocation.country] : []));
+    const transfers = await Transfer.find({ unitId: unit._id, status: 'pending' }, { 'newLocation.country': 1 }).lean();
+    return transfers.flatMap((t) => (t.newLocation?.country ? [t.newLocation.country] : []));
   }
 
   /** The rules a unit's new check-ins make start to hold, each with the check-in that showed it. */
   async function unitHits(unit: UnitFacts, fold: Fold, restricted: ReadonlySet<string>) {
-    const hits: Array<{ hit: FlagHit; checkInId: string; country: string }> = [];
+    const hits: Hit[] = [];
     const add = (hit: FlagHit | null, checkIn: { id: string; country: string }) => hit && hits.push({ hit, checkInId: checkIn.id, country: checkIn.country });
     for (const { checkIn } of fold.started) {
       add(flags.rules.restrictedCountry(checkIn.country, restricted, 'check-in'), checkIn);
@@ -201,7 +244,13 @@ export function createCheckInsService(deps: { clock: Clock; flags: FlagsService 
     return hits;
   }
 
-  /** One `_id` update per unit: counters, last seen, and the recomputed runs. */
+  const batchIdsAfter = (before: readonly string[] | undefined, entries: readonly Entry[]) => [...new Set([...(before ?? []), ...entries.map((e) => e.batchId)])].slice(-BATCH_IDS_KEPT);
+
+  /**
+   * One `_id` update per unit: counters, last seen, the recomputed runs and the batches now
+   * folded in. Absolute values, not `$inc`: the summariser is the one writer of these fields
+   * and has just read them, and a fold repeated after a crash must not count twice.
+   */
   function summaryUpdate(unit: UnitFacts, entries: Entry[], fold: { runs: CheckInRun[] }): AnyBulkWriteOperation {
     const latest = entries.reduce((a, b) => (b.observedAt > a.observedAt ? b : a));
     const newer = !unit.checkIns?.lastAt || latest.observedAt >= unit.checkIns.lastAt;
@@ -209,9 +258,10 @@ export function createCheckInsService(deps: { clock: Clock; flags: FlagsService 
       updateOne: {
         filter: { _id: unit._id },
         update: {
-          $inc: { 'checkIns.count': entries.length },
           $set: {
+            'checkIns.count': (unit.checkIns?.count ?? 0) + entries.length,
             'checkIns.runs': fold.runs,
+            'checkIns.batchIds': batchIdsAfter(unit.checkIns?.batchIds, entries),
             ...(newer ? { 'checkIns.lastAt': latest.observedAt, 'checkIns.lastCountry': latest.country, 'checkIns.lastFirmware': latest.firmware } : {}),
           },
         },
@@ -220,38 +270,145 @@ export function createCheckInsService(deps: { clock: Clock; flags: FlagsService 
   }
 
   /** Unknown serials: one small summary each; a hit when a run of them starts (first or new country). */
-  async function recordUnknown(key: string, entries: Entry[], restricted: ReadonlySet<string>) {
+  async function unknownFold(key: string, all: Entry[], restricted: ReadonlySet<string>): Promise<{ hits: Hit[]; write: AnyBulkWriteOperation | null }> {
     const known = await UnknownSerial.findById(key).lean();
+    const entries = all.filter((e) => !known?.batchIds?.includes(e.batchId));
+    if (!entries.length) return { hits: [], write: null };
     const sample = entries[0]!;
     const fold = foldRuns(known ? [{ country: known.lastCountry, count: known.count, firstAt: known.firstAt, lastAt: known.lastAt, firstFirmware: '', lastFirmware: known.lastFirmware }] : [], entries, Infinity);
     const latest = entries.reduce((a, b) => (b.observedAt > a.observedAt ? b : a));
     const newer = !known || latest.observedAt >= known.lastAt;
-    await UnknownSerial.updateOne(
-      { _id: key },
-      {
-        $inc: { count: entries.length },
-        $setOnInsert: { modelSku: sample.model ?? '', serial: sample.serial, firstAt: latest.observedAt },
-        ...(newer ? { $set: { lastAt: latest.observedAt, lastCountry: latest.country, lastFirmware: latest.firmware } } : {}),
-      },
-      { upsert: true },
-    );
-    const hits: Array<{ hit: FlagHit; checkInId: string; country: string }> = [];
+    const hits: Hit[] = [];
     for (const { checkIn } of fold.started) {
       for (const hit of [flags.rules.unregisteredCheckIn(null, checkIn.serial, checkIn.model ?? ''), flags.rules.restrictedCountry(checkIn.country, restricted, 'check-in')]) {
         if (hit) hits.push({ hit, checkInId: checkIn.id, country: checkIn.country });
       }
     }
-    return hits;
+    const write = {
+      updateOne: {
+        filter: { _id: key },
+        update: {
+          $set: {
+            count: (known?.count ?? 0) + entries.length,
+            batchIds: batchIdsAfter(known?.batchIds, entries),
+            ...(newer ? { lastAt: latest.observedAt, lastCountry: latest.country, lastFirmware: latest.firmware } : {}),
+          },
+          $setOnInsert: { modelSku: sample.model ?? '', serial: sample.serial, firstAt: latest.observedAt },
+        },
+        upsert: true,
+      },
+    };
+    return { hits, write };
   }
 
-  async function raise(hits: Array<{ hit: FlagHit; checkInId: string; country: string }>, subject: { unitId: string | null; modelId: string | null; serial: string }) {
+  async function raise(hits: Hit[], subject: { unitId: string | null; modelId: string | null; serial: string }) {
     const fired = new Map<string, FlagRule[]>();
     for (const { hit, checkInId, country } of hits) {
-      await flags.raise(hit, { ...subject, country }, { kind: 'check-in', id: checkInId });
+      await flags.raise(hit, { ...subject, country }, { kind: 'check-in', id: checkInId }, { id: checkInFlagId(checkInId, hit.rule) });
       fired.set(checkInId, [...(fired.get(checkInId) ?? []), hit.rule]);
     }
     // Rare (rules fire when they start to hold): the log entry records what it raised.
     await Promise.all([...fired].map(([id, rules]) => CheckIn.updateOne({ _id: id }, { $set: { flags: rules } })));
+  }
+
+  /** Update commands of at most SUMMARY_WRITES_PER_COMMAND statements (FerretDB v1 hangs on ~100). */
+  async function writeChunked(model: { bulkWrite(ops: never, opts: { ordered: false }): Promise<unknown> }, writes: AnyBulkWriteOperation[]) {
+    for (let i = 0; i < writes.length; i += SUMMARY_WRITES_PER_COMMAND) {
+      await model.bulkWrite(writes.slice(i, i + SUMMARY_WRITES_PER_COMMAND) as never, { ordered: false });
+    }
+  }
+
+  /** The entries of a batch whose writer died: those the log holds under this batch. */
+  async function storedEntriesOf(batch: BatchDoc): Promise<Entry[]> {
+    const logged = await Promise.all(batch.entries.map((e) => CheckIn.findById(e.id, { batchId: 1 }).lean()));
+    return batch.entries.flatMap((e, i) => (logged[i]?.batchId === batch._id ? [{ ...e, batchId: batch._id }] : []));
+  }
+
+  /** Folds stored batches into unit and unknown-serial summaries, raises their flags, then deletes them. */
+  async function fold(batches: BatchDoc[]) {
+    const entries: Entry[] = [];
+    for (const batch of batches) {
+      if (batch.state === 'writing') {
+        entries.push(...(await storedEntriesOf(batch)));
+        continue;
+      }
+      const duplicate = new Set(batch.duplicates);
+      batch.entries.forEach((e, i) => duplicate.has(i) || entries.push({ ...e, observedAt: new Date(e.observedAt), batchId: batch._id }));
+    }
+
+    const units = await resolveUnits(entries);
+    // The log names the unit ingest guessed from SKU and serial; correct the few it got wrong.
+    const corrections: AnyBulkWriteOperation[] = [];
+    entries.forEach((e, i) => {
+      const unit = units[i];
+      if ((unit?._id ?? null) !== e.unitId) corrections.push({ updateOne: { filter: { _id: e.id }, update: { $set: { unitId: unit?._id ?? null, modelSku: unit?.modelId ?? e.model ?? '' } } } });
+    });
+    await writeChunked(CheckIn, corrections);
+
+    const perUnit = new Map<string, { unit: UnitFacts; entries: Entry[] }>();
+    const perUnknown = new Map<string, Entry[]>();
+    entries.forEach((e, i) => {
+      const unit = units[i];
+      if (!unit) {
+        const key = unitId(e.model || '-', e.serial);
+        perUnknown.set(key, [...(perUnknown.get(key) ?? []), e]);
+      } else if (!unit.checkIns?.batchIds?.includes(e.batchId)) {
+        const group = perUnit.get(unit._id) ?? { unit, entries: [] };
+        group.entries.push(e);
+        perUnit.set(unit._id, group);
+      }
+    });
+
+    const restricted = await flags.restrictedCountries();
+    const unitWrites: AnyBulkWriteOperation[] = [];
+    const unknownWrites: AnyBulkWriteOperation[] = [];
+    const raises: Array<{ hits: Hit[]; subject: { unitId: string | null; modelId: string | null; serial: string } }> = [];
+    for (const { unit, entries: mine } of perUnit.values()) {
+      const runs = foldRuns(unit.checkIns?.runs ?? [], mine, SETTLED_AFTER_CHECK_INS);
+      unitWrites.push(summaryUpdate(unit, mine, runs));
+      const hits = await unitHits(unit, runs, restricted);
+      if (hits.length) raises.push({ hits, subject: { unitId: unit._id, modelId: unit.modelId, serial: unit.serial } });
+    }
+    for (const [key, mine] of perUnknown) {
+      const { hits, write } = await unknownFold(key, mine, restricted);
+      if (write) unknownWrites.push(write);
+      if (hits.length) raises.push({ hits, subject: { unitId: null, modelId: mine[0]!.model || null, serial: mine[0]!.serial } });
+    }
+    // Flags before summaries: a crash in between folds the batch again, and the flags' ids make
+    // raising them again a no-op, whereas a summary written first would hide the hit for good.
+    for (const { hits, subject } of raises) await raise(hits, subject);
+    await writeChunked(Unit, unitWrites);
+    await writeChunked(UnknownSerial, unknownWrites);
+    await Promise.all(batches.map((b) => CheckInBatch.deleteOne({ _id: b._id })));
+    folded += entries.length;
+  }
+
+  /** Folds what is pending, up to FOLD_MAX_CHECK_INS check-ins at a time, oldest first. */
+  async function drain() {
+    while (pending.size) {
+      const take: string[] = [];
+      let size = 0;
+      for (const [id, p] of pending) {
+        if (take.length && size + p.size > FOLD_MAX_CHECK_INS) break;
+        take.push(id);
+        size += p.size;
+      }
+      const docs = (await Promise.all(take.map((id) => CheckInBatch.findById(id).lean()))) as Array<BatchDoc | null>;
+      const now = clock.now().getTime();
+      // A batch still being written is its writer's to finish, unless the writer is long gone.
+      const ready = docs.filter((b): b is BatchDoc => !!b && (b.state === 'stored' || now - b.receivedAt.getTime() > ABANDONED_WRITE_MS));
+      if (ready.length) await fold(ready);
+      for (const id of take) pending.delete(id);
+    }
+  }
+
+  function kick(): Promise<void> {
+    draining ??= drain()
+      .catch((err: unknown) => logger?.error({ err }, 'check-in summaries: fold failed; the batches stay in the outbox for the next sweep'))
+      .finally(() => {
+        draining = null;
+      });
+    return draining;
   }
 
   return {
@@ -259,102 +416,141 @@ export function createCheckInsService(deps: { clock: Clock; flags: FlagsService 
      * Stores a batch of check-ins and answers each, in input order, whether an update may be
      * served. Retried items (same API key and event id) are answered again, marked
      * `duplicate`, and change nothing. Items must already be validated and normalised.
+     * Unit summaries and red flags follow in the background (`settled()` waits for them).
      */
     async ingest(apiKeyId: string, items: readonly CheckInItem[]): Promise<CheckInAnswer[]> {
       const receivedAt = clock.now();
-      const unknownKey = (item: CheckInItem) => unitId(item.model || '-', item.serial);
-      // By serial: it covers the unit whether the caller named the model or not.
-      const release = await lockAll(items.map((item) => normaliseCode(item.serial)));
-      try {
-        const units = await resolveUnits(items);
-        const entries = items.map((item, i) => ({
-          ...item,
-          id: item.eventId ? `${apiKeyId}:${item.eventId}` : `ci_${crypto.randomBytes(12).toString('hex')}`,
-          unit: units[i] ?? null,
-        }));
-        const inserted = await insertLog(
-          entries.map((e) => ({
-            _id: e.id,
-            unitId: e.unit?._id ?? null,
-            modelSku: e.unit?.modelId ?? e.model ?? '',
-            serial: e.serial,
-            firmware: e.firmware,
-            observedAt: e.observedAt,
-            receivedAt,
-            country: e.country,
-            apiKeyId,
-            answer: e.unit?.controls?.updates ?? 'allowed',
-            flags: [],
-          })),
-        );
+      const answers = await answersFor(items);
+      const batchId = newBatchId();
+      const entries = items.map((item, i) => ({
+        id: item.eventId ? `${apiKeyId}:${item.eventId}` : `ci_${crypto.randomBytes(12).toString('hex')}`,
+        serial: item.serial,
+        model: item.model ?? null,
+        unitId: answers[i]!.unitId,
+        firmware: item.firmware,
+        observedAt: item.observedAt,
+        country: item.country,
+      }));
+      // Outbox first: whatever part of the log gets written, the summariser will find it.
+      await CheckInBatch.collection.insertOne({ _id: batchId, apiKeyId, receivedAt, state: 'writing', duplicates: [], entries } as never);
+      const inserted = await insertLog(
+        entries.map((e, i) => ({
+          _id: e.id,
+          unitId: e.unitId,
+          modelSku: answers[i]!.model ?? '',
+          serial: e.serial,
+          firmware: e.firmware,
+          observedAt: e.observedAt,
+          receivedAt,
+          country: e.country,
+          apiKeyId,
+          answer: answers[i]!.answer,
+          flags: [],
+          batchId,
+        })),
+      );
+      const duplicates = inserted.flatMap((isNew, i) => (isNew ? [] : [i]));
+      await CheckInBatch.collection.updateOne({ _id: batchId as never }, { $set: { state: 'stored', duplicates } });
+      pending.set(batchId, { receivedAt, size: items.length - duplicates.length });
+      void kick();
+      return items.map((item, i) => ({
+        serial: item.serial,
+        model: answers[i]!.model,
+        answer: answers[i]!.answer,
+        ...(inserted[i] ? {} : { duplicate: true as const }),
+      }));
+    },
 
-        // Group the new check-ins by unit (or unknown serial), once per unit however often it appears.
-        const perUnit = new Map<string, { unit: UnitFacts; entries: typeof entries }>();
-        const perUnknown = new Map<string, typeof entries>();
-        for (const [i, e] of entries.entries()) {
-          if (!inserted[i]) continue;
-          if (e.unit) {
-            const group = perUnit.get(e.unit._id) ?? { unit: e.unit, entries: [] };
-            group.entries.push(e);
-            perUnit.set(e.unit._id, group);
-          } else {
-            perUnknown.set(unknownKey(e), [...(perUnknown.get(unknownKey(e)) ?? []), e]);
+    /**
+     * Picks up batches this process did not ingest: left by an earlier run or another process,
+     * or still `writing` long after their writer died. The outbox is drained continuously, so
+     * this scan of it stays small. Run at start and then periodically (startCheckInSummariser).
+     */
+    async sweep(): Promise<void> {
+      const rows = await CheckInBatch.find({}, { receivedAt: 1, state: 1 }).sort({ receivedAt: 1 }).lean();
+      for (const row of rows) if (!pending.has(row._id)) pending.set(row._id, { receivedAt: row.receivedAt, size: 0 });
+      await kick();
+    },
+
+    /** Resolves once every batch this process knows of is folded (or a fold failed: see the log). */
+    async settled(): Promise<void> {
+      while (pending.size) {
+        const before = pending.size;
+        await kick();
+        if (pending.size >= before) return;
+      }
+      await draining;
+    },
+
+    /** How far summaries trail the log, as this process sees it (shown on /readyz). */
+    backlog(): SummaryBacklog {
+      let checkIns = 0;
+      let oldest: Date | null = null;
+      for (const p of pending.values()) {
+        checkIns += p.size;
+        if (!oldest || p.receivedAt < oldest) oldest = p.receivedAt;
+      }
+      return { batches: pending.size, checkIns, oldestReceivedAt: oldest, folded };
+    },
+
+    ...createControls(),
+  };
+}
+
+/**
+ * Withholding and lifting, one change at a time in this process (a lift reads the unit, then
+ * clears it: a withhold slipping in between must not be undone).
+ */
+function createControls() {
+  let tail: Promise<unknown> = Promise.resolve();
+  const serially = <T>(fn: () => Promise<T>): Promise<T> => {
+    const run = tail.then(fn, fn);
+    tail = run.catch(() => undefined);
+    return run;
+  };
+  return {
+    withholdUpdates(unitIds: string[], caseId: string): Promise<number> {
+      return serially(async () => {
+        // The registry first: a crash before the units are marked errs on the side of withholding.
+        await WithheldUnits.updateOne({ _id: WITHHELD_UNITS_ID }, { $addToSet: { unitIds: { $each: unitIds } } }, { upsert: true });
+        const missing: string[] = [];
+        for (const _id of unitIds) {
+          const res = await Unit.updateOne({ _id }, { $addToSet: { 'controls.withheldByCaseIds': caseId }, $set: { 'controls.updates': 'withheld' } });
+          if (!res.matchedCount) missing.push(_id);
+        }
+        if (missing.length) await WithheldUnits.updateOne({ _id: WITHHELD_UNITS_ID }, { $pullAll: { unitIds: missing } });
+        return unitIds.length - missing.length;
+      });
+    },
+
+    liftWithholding(unitIds: string[], caseId: string): Promise<number> {
+      return serially(async () => {
+        let changed = 0;
+        const cleared: string[] = [];
+        for (const _id of unitIds) {
+          const res = await Unit.updateOne({ _id }, { $pull: { 'controls.withheldByCaseIds': caseId } });
+          changed += res.matchedCount;
+          // Allowed again only once no other case withholds it.
+          const unit = await Unit.findById(_id, { 'controls.withheldByCaseIds': 1 }).lean();
+          if (unit && !unit.controls?.withheldByCaseIds?.length) {
+            await Unit.updateOne({ _id }, { $set: { 'controls.updates': 'allowed' } });
+            cleared.push(_id);
           }
         }
-
-        const restricted = await flags.restrictedCountries();
-        const writes: AnyBulkWriteOperation[] = [];
-        const toRaise: Array<Promise<void>> = [];
-        for (const { unit, entries: mine } of perUnit.values()) {
-          const fold = foldRuns(unit.checkIns?.runs ?? [], mine, SETTLED_AFTER_CHECK_INS);
-          writes.push(summaryUpdate(unit, mine, fold));
-          toRaise.push(unitHits(unit, fold, restricted).then((hits) => raise(hits, { unitId: unit._id, modelId: unit.modelId, serial: unit.serial })));
-        }
-        // If the summary write fails (database gone) the flag work already started must not become
-        // an unhandled rejection, which ends the process: found by the soak test (test/soak).
-        for (const pending of toRaise) pending.catch(() => {});
-        // FerretDB v1.24 holds a pooled connection per statement until an `update` command ends
-        // (its pool has 100): one command of more than ~100 statements never returns. Measured
-        // by bench/ (issue 7), hence chunks.
-        for (let i = 0; i < writes.length; i += SUMMARY_WRITES_PER_COMMAND) {
-          await Unit.bulkWrite(writes.slice(i, i + SUMMARY_WRITES_PER_COMMAND) as never, { ordered: false });
-        }
-        for (const [key, mine] of perUnknown) {
-          toRaise.push(recordUnknown(key, mine, restricted).then((hits) => raise(hits, { unitId: null, modelId: mine[0]!.model || null, serial: mine[0]!.serial })));
-        }
-        await Promise.all(toRaise);
-
-        return entries.map((e, i) => ({
-          serial: e.serial,
-          model: e.unit?.modelId ?? e.model ?? null,
-          answer: e.unit?.controls?.updates ?? 'allowed',
-          ...(inserted[i] ? {} : { duplicate: true as const }),
-        }));
-      } finally {
-        release();
-      }
-    },
-
-    async withholdUpdates(unitIds: string[], caseId: string): Promise<number> {
-      let changed = 0;
-      for (const _id of unitIds) {
-        const res = await Unit.updateOne({ _id }, { $addToSet: { 'controls.withheldByCaseIds': caseId }, $set: { 'controls.updates': 'withheld' } });
-        changed += res.matchedCount;
-      }
-      return changed;
-    },
-
-    async liftWithholding(unitIds: string[], caseId: string): Promise<number> {
-      let changed = 0;
-      for (const _id of unitIds) {
-        const res = await Unit.updateOne({ _id }, { $pull: { 'controls.withheldByCaseIds': caseId } });
-        changed += res.matchedCount;
-        // Allowed again only once no other case withholds it (second update keeps it atomic per step).
-        await Unit.updateOne({ _id, 'controls.withheldByCaseIds': { $size: 0 } }, { $set: { 'controls.updates': 'allowed' } });
-      }
-      return changed;
+        if (cleared.length) await WithheldUnits.updateOne({ _id: WITHHELD_UNITS_ID }, { $pullAll: { unitIds: cleared } });
+        return changed;
+      });
     },
   };
 }
 
 export type CheckInsService = ReturnType<typeof createCheckInsService>;
+
+/** Sweeps the summariser's outbox at start and every `everyMs`; returns a stop function. */
+export function startCheckInSummariser(services: { checkIns: CheckInsService }, logger: Pick<Logger, 'error'>, everyMs = 30_000) {
+  const sweep = () => services.checkIns.sweep().catch((err: unknown) => logger.error({ err }, 'check-in summaries: sweep failed'));
+  void sweep();
+  const timer = setInterval(() => void sweep(), everyMs);
+  timer.unref();
+  return () => clearInterval(timer);
+}

@@ -118,8 +118,18 @@ export function createFlagsService(deps: { clock: Clock; config: Config; cases: 
     },
 
     /** Stores a hit and opens or updates its case (one open case per unit and rule). */
-    async raise(hit: FlagHit, subject: FlagSubject, source: { kind: 'registration' | 'transfer' | 'check-in' | 'report'; id: string }) {
-      const id = `flg_${crypto.randomBytes(10).toString('hex')}`;
+    /**
+     * `id`, when given, makes raising idempotent: a flag with that id already raised is
+     * returned as it is (the check-in summariser derives it from the check-in and the rule,
+     * so folding a batch again after a crash raises nothing twice).
+     */
+    async raise(hit: FlagHit, subject: FlagSubject, source: { kind: 'registration' | 'transfer' | 'check-in' | 'report'; id: string }, given?: { id: string }) {
+      if (given) {
+        const existing = await Flag.findById(given.id, { caseId: 1 }).lean();
+        // A flag is stored only after its case is opened, so a stored flag has its case.
+        if (existing) return { flagId: given.id, caseId: existing.caseId as string };
+      }
+      const id = given?.id ?? `flg_${crypto.randomBytes(10).toString('hex')}`;
       const { caseId } = await cases.openOrUpdateForFlag({ id, rule: hit.rule, ...subject });
       await Flag.create({
         _id: id,

@@ -60,5 +60,19 @@ export function checkInItem(unit: { modelId: string; serial: string } | null, fi
 /** Hours after the test clock's start, as an ISO time with an offset (observed times are in the past). */
 export const hoursAgo = (ctx: TestContext, h: number) => new Date(ctx.clock.now().getTime() - h * 3_600_000).toISOString().replace('Z', '+00:00');
 
-export const sendBatch = (ctx: TestContext, auth: Record<string, string>, items: unknown[]) =>
-  request(ctx.app).post('/api/v1/check-ins/batch').set(auth).send({ items });
+/**
+ * Posts a batch and waits for the summariser to fold it, so a test can then read unit
+ * summaries and red flags (they follow ingest in the background).
+ */
+export async function sendBatch(ctx: TestContext, auth: Record<string, string>, items: unknown[]) {
+  const res = await request(ctx.app).post('/api/v1/check-ins/batch').set(auth).send({ items });
+  await ctx.services.checkIns.settled();
+  return res;
+}
+
+/** One check-in, as a device sends it; waits for its summary like `sendBatch`. */
+export async function sendCheckIn(ctx: TestContext, auth: Record<string, string>, item: unknown) {
+  const res = await request(ctx.app).post('/api/v1/check-ins').set(auth).send(item as object);
+  await ctx.services.checkIns.settled();
+  return res;
+}

@@ -81,8 +81,7 @@ const runId = crypto.randomBytes(3).toString('hex');
 
 /** One check-in batch of `size` events, each with its own eventId; retried whole (the ids make that safe). */
 export async function checkInBatch(srv: RunningServer, fx: Fixtures, size = 5): Promise<WriteRecord[]> {
-  // Round robin over the units, as update servers report different devices: batches that
-  // share serials wait for each other by design (per-serial lock), which is not what is measured.
+  // Round robin over the units, as update servers report different devices.
   const items = Array.from({ length: size }, () => {
     const unit = fx.units[nextUnit++ % fx.units.length]!;
     return { serial: unit.serial, model: unit.modelId, firmware: '2.1.0', observedAt: new Date(Date.now() - 60_000).toISOString(), country: 'KE', eventId: `soak-${runId}-${++seq}` };

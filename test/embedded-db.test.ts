@@ -37,6 +37,37 @@ describe('embedded FerretDB', () => {
     expect(isAlive(second.pid)).toBe(false);
   });
 
+  it('looks a document up by `_id` when the filter has other conditions too, and still applies them (patched FerretDB)', async () => {
+    const server = await startEmbedded({ dir: tmpDir() });
+    const conn = await mongoose.createConnection(server.uri, { dbName: 'pushdown' }).asPromise();
+    try {
+      const things = conn.collection<{ _id: string; status: string; n: number }>('things');
+      await things.insertMany([
+        { _id: 'a', status: 'open', n: 1 },
+        { _id: 'b', status: 'closed', n: 2 },
+      ]);
+      const plan = async (filter: object) => (await conn.db!.command({ explain: { find: 'things', filter } })).filterPushdown as boolean;
+      expect(await plan({ _id: 'a', status: 'open' })).toBe(true);
+      expect(await plan({ _id: 'a' })).toBe(true);
+      expect(await plan({ status: 'open' })).toBe(false);
+
+      expect(await things.findOne({ _id: 'a', status: 'open' })).toEqual({ _id: 'a', status: 'open', n: 1 });
+      expect(await things.findOne({ _id: 'a', status: 'closed' })).toBeNull();
+      expect(await things.countDocuments({ _id: 'a', n: { $gt: 5 } })).toBe(0);
+      expect((await things.updateOne({ _id: 'b', status: { $ne: 'closed' } }, { $set: { n: 9 } })).matchedCount).toBe(0);
+      expect((await things.updateOne({ _id: 'b', status: 'closed' }, { $set: { n: 3 } })).modifiedCount).toBe(1);
+      expect((await things.deleteOne({ _id: 'a', status: 'closed' })).deletedCount).toBe(0);
+      expect(await things.aggregate([{ $match: { _id: 'b', status: 'open' } }]).toArray()).toEqual([]);
+      expect(await things.find({}).sort({ _id: 1 }).toArray()).toEqual([
+        { _id: 'a', status: 'open', n: 1 },
+        { _id: 'b', status: 'closed', n: 3 },
+      ]);
+    } finally {
+      await conn.close();
+      await server.stop();
+    }
+  });
+
   it('exits by itself when its parent is killed without warning (no orphan)', async () => {
     const parent = runTs('test/fixtures/embedded-parent.ts', [tmpDir()], {});
     await waitFor(() => /^\d+\n/.test(parent.output()), 20_000);

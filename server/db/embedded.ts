@@ -5,6 +5,7 @@ import fs from 'node:fs';
 import path from 'node:path';
 import readline from 'node:readline';
 import { projectRoot, toolsDir } from '../paths';
+import { FERRETDB_PATCHES, prepareFerretDBBuild } from './ferretdb-patch';
 
 /**
  * The embedded database: FerretDB v1 (SQLite backend) built from the Go module proxy by the
@@ -24,10 +25,11 @@ export class EmbeddedDatabaseError extends Error {
   }
 }
 
-/** Rebuild when the launcher's sources or pinned modules change. */
+/** Rebuild when the launcher's sources, pinned modules or patches change. */
 function sourceStamp(): string {
   const hash = crypto.createHash('sha256');
   hash.update(FERRETDB_VERSION);
+  hash.update(JSON.stringify(FERRETDB_PATCHES));
   for (const file of ['main.go', 'go.mod', 'go.sum']) {
     hash.update(fs.readFileSync(path.join(sourceDir, file)));
   }
@@ -59,10 +61,17 @@ export async function ensureFerretDB(progress: (line: string) => void = () => {}
   progress(`Building embedded FerretDB ${FERRETDB_VERSION} with ${goVersion.stdout.trim()} (first run only)…`);
   const started = Date.now();
   const output: string[] = [];
+  const env = { ...process.env, CGO_ENABLED: '0' };
+  let buildIn: string;
+  try {
+    buildIn = prepareFerretDBBuild(sourceDir, path.join(toolsDir, 'ferretdb-build'), env);
+  } catch (err) {
+    throw new EmbeddedDatabaseError(`Preparing the embedded FerretDB build failed: ${(err as Error).message}\nCheck that the Go module proxy is reachable, or set MONGODB_URI to use an existing MongoDB.`);
+  }
   const code = await new Promise<number | null>((resolve) => {
     const child = spawn('go', ['build', '-trimpath', '-o', tmp, '.'], {
-      cwd: sourceDir,
-      env: { ...process.env, CGO_ENABLED: '0' },
+      cwd: buildIn,
+      env,
       stdio: ['ignore', 'pipe', 'pipe'],
     });
     const collect = (chunk: Buffer) => output.push(chunk.toString());

@@ -56,38 +56,28 @@ export const UnknownSerial = mongoose.model('UnknownSerial', unknownSerialSchema
 /**
  * The summariser's outbox: one document per ingested batch, written before the log entries
  * and deleted once every unit summary, unknown-serial summary and red flag of the batch is
- * done. Ingest then only appends (the log and this document), and the per-unit summary
+ * done. Ingest then only appends (this document and the log), and the per-unit summary
  * writes, which cost milliseconds each on FerretDB v1, happen in the background where many
- * batches are folded together. A batch that is still here after a crash is folded again;
- * the fold is idempotent (units remember the batches they hold, flags have ids derived from
- * the check-in and rule).
+ * batches are folded together. The fold is idempotent (units remember the batches they
+ * hold, flags have ids derived from the check-in and rule), so a batch still here after a
+ * crash is simply folded again.
  *
- * `state`: `writing` until the log insert has returned (then `duplicates` lists the entries
- * that were already stored, by index), `stored` after. Kept small on purpose: pending
- * batches are listed by a scan of this collection.
+ * The entries are one JSON string (`payload`), written once and read once: FerretDB v1 turns
+ * every field of every subdocument into its own value on each write (see the README's
+ * "Performance" for the measured difference). Which entries were duplicates (already
+ * in the log from an earlier batch) the ingesting process tells its summariser in memory;
+ * after a crash the summariser asks the log instead (entries stored by THIS batch carry its
+ * `batchId`).
  */
 const checkInBatchSchema = new Schema(
   {
     _id: { type: String, required: true }, // cib_<random>
     apiKeyId: { type: String, required: true },
     receivedAt: { type: Date, required: true },
-    state: { type: String, enum: ['writing', 'stored'], required: true },
-    duplicates: { type: [Number], default: [] },
-    entries: [
-      new Schema(
-        {
-          id: { type: String, required: true }, // the log entry's _id
-          serial: { type: String, required: true },
-          model: { type: String, default: null },
-          /** The unit the entry was logged under at ingest (unit id from SKU and serial), or null. */
-          unitId: { type: String, default: null },
-          firmware: { type: String, default: '' },
-          observedAt: { type: Date, required: true },
-          country: { type: String, required: true },
-        },
-        { _id: false },
-      ),
-    ],
+    /** Entries in the batch: the summariser sizes its folds by it without reading them. */
+    size: { type: Number, required: true },
+    /** JSON: [[logId, serial, model|null, unitId|null, firmware, observedAt ISO, country], …] */
+    payload: { type: String, required: true },
   },
   { versionKey: false },
 );

@@ -286,16 +286,11 @@ describe('check-in ingest', () => {
   });
 
   describe('the summariser (summaries and red flags follow ingest in the background)', () => {
+    /** The outbox document of a batch, rebuilt from the log (as ingest wrote it). */
     const outboxDoc = async (checkInIds: string[]) => {
-      const logged = await Promise.all(checkInIds.map((id) => CheckIn.findById(id).lean()));
-      return {
-        _id: logged[0]!.batchId!,
-        apiKeyId: device.id,
-        receivedAt: logged[0]!.receivedAt,
-        state: 'stored',
-        duplicates: [],
-        entries: logged.map((c) => ({ id: c!._id, serial: c!.serial, model: c!.modelSku, unitId: c!.unitId, firmware: c!.firmware, observedAt: c!.observedAt, country: c!.country })),
-      };
+      const logged = (await Promise.all(checkInIds.map((id) => CheckIn.findById(id).lean()))).map((c) => c!);
+      const payload = JSON.stringify(logged.map((c) => [c._id, c.serial, c.modelSku, c.unitId, c.firmware, c.observedAt.toISOString(), c.country]));
+      return { _id: logged[0]!.batchId!, apiKeyId: device.id, receivedAt: logged[0]!.receivedAt, size: logged.length, payload };
     };
 
     it('answers at once, shows the batch as backlog until it is folded, then empties the outbox', async () => {
@@ -328,7 +323,8 @@ describe('check-in ingest', () => {
       const batchId = `cib_${unique('abandoned')}`;
       const now = ctx.clock.now();
       const entries = [3, 2, 1].map((h) => ({ id: `${device.id}:${unique('lost')}`, serial: unit.serial, model: unit.modelId, unitId: unit._id, firmware: '1.0', observedAt: new Date(now.getTime() - h * 3_600_000), country: 'KE' }));
-      await CheckInBatch.collection.insertOne({ _id: batchId, apiKeyId: device.id, receivedAt: now, state: 'writing', duplicates: [], entries } as never);
+      const payload = JSON.stringify(entries.map((e) => [e.id, e.serial, e.model, e.unitId, e.firmware, e.observedAt.toISOString(), e.country]));
+      await CheckInBatch.collection.insertOne({ _id: batchId, apiKeyId: device.id, receivedAt: now, size: entries.length, payload } as never);
       // The writer stored two of the three log entries, then the process died.
       await CheckIn.collection.insertMany(entries.slice(0, 2).map((e) => ({ _id: e.id, unitId: e.unitId, modelSku: e.model, serial: e.serial, firmware: e.firmware, observedAt: e.observedAt, receivedAt: now, country: e.country, apiKeyId: device.id, answer: 'allowed', flags: [], batchId })) as never[]);
 
@@ -352,15 +348,17 @@ describe('check-in ingest', () => {
       expect(raised.map((f) => f.rule).sort()).toEqual(['country-mismatch', 'restricted-country']);
       const replay = await outboxDoc([id]);
 
-      // Crashed after raising the flags, before the summary and the outbox clean-up.
+      // Crashed after raising the flags, before the summary and the outbox clean-up; restarted a minute later.
       await Unit.updateOne({ _id: unit._id }, { $set: { checkIns: before } });
       await CheckInBatch.collection.insertOne(replay as never);
+      ctx.clock.advance(ABANDONED_WRITE_MS + 1_000);
       await ctx.services.checkIns.sweep();
       expect((await Unit.findById(unit._id).lean())!.checkIns).toMatchObject({ count: 1, lastCountry: 'KP' });
       expect(await Flag.countDocuments({ unitId: unit._id })).toBe(2);
 
       // Crashed after the summary, before the outbox clean-up.
       await CheckInBatch.collection.insertOne(replay as never);
+      ctx.clock.advance(ABANDONED_WRITE_MS + 1_000);
       await ctx.services.checkIns.sweep();
       expect((await Unit.findById(unit._id).lean())!.checkIns).toMatchObject({ count: 1, lastCountry: 'KP' });
       expect(await Flag.countDocuments({ unitId: unit._id })).toBe(2);

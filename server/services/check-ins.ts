@@ -35,11 +35,15 @@ export const MAX_RUNS = 50;
 /** Unit summary updates per bulkWrite command (see fold: FerretDB v1 deadlocks above ~100). */
 export const SUMMARY_WRITES_PER_COMMAND = 50;
 /** At most this many check-ins are folded together (bounds the summariser's memory). */
-export const FOLD_MAX_CHECK_INS = 10_000;
+export const FOLD_MAX_CHECK_INS = 25_000;
 /** Batch ids a unit remembers: more than a fold can hold, so a fold run again always sees its own. */
 const BATCH_IDS_KEPT = 32;
-/** A batch still `writing` after this long lost its writer (crash): its stored entries are folded. */
+/** A batch not ingested by this process is folded once this old (its writer may still be at work before). */
 export const ABANDONED_WRITE_MS = 60_000;
+/** Folding waits for this long without ingest… */
+const INGEST_QUIET_MS = 200;
+/** …unless the oldest pending batch has waited this long. */
+export const SUMMARY_MAX_LAG_MS = 60_000;
 
 export type UpdateAnswer = 'allowed' | 'withheld';
 
@@ -139,7 +143,12 @@ export const checkInFlagId = (checkInId: string, rule: string) => `flg_${crypto.
 const serialOf = (id: string) => id.slice(id.indexOf(':') + 1);
 
 type Hit = { hit: FlagHit; checkInId: string; country: string };
-type BatchDoc = { _id: string; receivedAt: Date; state: 'writing' | 'stored'; duplicates: number[]; entries: Array<Omit<Entry, 'batchId'>> };
+type BatchDoc = { _id: string; receivedAt: Date; size: number; payload: string };
+type PayloadRow = [id: string, serial: string, model: string | null, unitId: string | null, firmware: string, observedAt: string, country: string];
+
+const toPayload = (entries: ReadonlyArray<Omit<Entry, 'batchId'>>) => JSON.stringify(entries.map((e): PayloadRow => [e.id, e.serial, e.model, e.unitId, e.firmware, e.observedAt.toISOString(), e.country]));
+const fromPayload = (batch: BatchDoc): Entry[] =>
+  (JSON.parse(batch.payload) as PayloadRow[]).map(([id, serial, model, unitIdValue, firmware, observedAt, country]) => ({ id, batchId: batch._id, serial, model, unitId: unitIdValue, firmware, observedAt: new Date(observedAt), country }));
 
 export interface SummaryBacklog {
   /** Batches this process knows to be waiting for the summariser, and their check-ins. */
@@ -216,10 +225,17 @@ export function createCheckInsService(deps: { clock: Clock; flags: FlagsService;
 
   // ----- the summariser -----
 
-  /** Pending batches this process knows of, in arrival order. */
-  const pending = new Map<string, { receivedAt: Date; size: number }>();
+  /**
+   * Batches waiting to be folded, in arrival order. `duplicates` (indexes of entries the log
+   * already held) is known for batches this process ingested; for others the log is asked.
+   */
+  const pending = new Map<string, { receivedAt: Date; size: number; duplicates?: number[] }>();
   let draining: Promise<void> | null = null;
   let folded = 0;
+  /** Ingest calls in flight and when the last one ended: folding gives way to them (see drain). */
+  let ingesting = 0;
+  let lastIngestEnded = 0;
+  let urgent = false;
 
   /** Pending transfers' countries are only looked for when a run has already settled somewhere unannounced. */
   async function pendingTransferCountries(unit: UnitFacts): Promise<string[]> {
@@ -318,25 +334,32 @@ export function createCheckInsService(deps: { clock: Clock; flags: FlagsService;
     }
   }
 
-  /** The entries of a batch whose writer died: those the log holds under this batch. */
-  async function storedEntriesOf(batch: BatchDoc): Promise<Entry[]> {
-    const logged = await Promise.all(batch.entries.map((e) => CheckIn.findById(e.id, { batchId: 1 }).lean()));
-    return batch.entries.flatMap((e, i) => (logged[i]?.batchId === batch._id ? [{ ...e, batchId: batch._id }] : []));
+  /** The entries of a batch ingested elsewhere (or before a restart): those the log holds under this batch. */
+  async function storedEntriesOf(entries: Entry[]): Promise<Entry[]> {
+    const logged = await Promise.all(entries.map((e) => CheckIn.findById(e.id, { batchId: 1 }).lean()));
+    return entries.filter((e, i) => logged[i]?.batchId === e.batchId);
   }
 
   /** Folds stored batches into unit and unknown-serial summaries, raises their flags, then deletes them. */
   async function fold(batches: BatchDoc[]) {
+    const started = Date.now();
+    const phases: Record<string, number> = {};
+    const lap = (name: string) => (phases[name] = Date.now() - started - Object.values(phases).reduce((a, b) => a + b, 0));
     const entries: Entry[] = [];
     for (const batch of batches) {
-      if (batch.state === 'writing') {
-        entries.push(...(await storedEntriesOf(batch)));
-        continue;
+      const all = fromPayload(batch);
+      const duplicates = pending.get(batch._id)?.duplicates;
+      if (duplicates) {
+        const duplicate = new Set(duplicates);
+        entries.push(...all.filter((_, i) => !duplicate.has(i)));
+      } else {
+        entries.push(...(await storedEntriesOf(all)));
       }
-      const duplicate = new Set(batch.duplicates);
-      batch.entries.forEach((e, i) => duplicate.has(i) || entries.push({ ...e, observedAt: new Date(e.observedAt), batchId: batch._id }));
     }
 
+    lap('batches');
     const units = await resolveUnits(entries);
+    lap('units');
     // The log names the unit ingest guessed from SKU and serial; correct the few it got wrong.
     const corrections: AnyBulkWriteOperation[] = [];
     entries.forEach((e, i) => {
@@ -344,6 +367,7 @@ export function createCheckInsService(deps: { clock: Clock; flags: FlagsService;
       if ((unit?._id ?? null) !== e.unitId) corrections.push({ updateOne: { filter: { _id: e.id }, update: { $set: { unitId: unit?._id ?? null, modelSku: unit?.modelId ?? e.model ?? '' } } } });
     });
     await writeChunked(CheckIn, corrections);
+    lap('corrections');
 
     const perUnit = new Map<string, { unit: UnitFacts; entries: Entry[] }>();
     const perUnknown = new Map<string, Entry[]>();
@@ -376,16 +400,35 @@ export function createCheckInsService(deps: { clock: Clock; flags: FlagsService;
     }
     // Flags before summaries: a crash in between folds the batch again, and the flags' ids make
     // raising them again a no-op, whereas a summary written first would hide the hit for good.
+    lap('rules');
     for (const { hits, subject } of raises) await raise(hits, subject);
+    lap('flags');
     await writeChunked(Unit, unitWrites);
     await writeChunked(UnknownSerial, unknownWrites);
+    lap('summaries');
     await Promise.all(batches.map((b) => CheckInBatch.deleteOne({ _id: b._id })));
     folded += entries.length;
+    logger?.info({ batches: batches.length, checkIns: entries.length, units: unitWrites.length, unknown: unknownWrites.length, corrections: corrections.length, flags: raises.reduce((n, r) => n + r.hits.length, 0), ms: Date.now() - started, phases }, 'check-in summaries: folded');
+  }
+
+  /**
+   * Ingest first: while batches keep arriving, folding waits (the devices are waiting for their
+   * answers, the summaries are not), unless the oldest pending batch has waited
+   * SUMMARY_MAX_LAG_MS. On a shared 2-core machine a fold competing with ingest halves both.
+   */
+  async function giveWayToIngest() {
+    for (;;) {
+      const oldest = pending.values().next().value;
+      const quiet = ingesting === 0 && performance.now() - lastIngestEnded >= INGEST_QUIET_MS;
+      if (urgent || quiet || !oldest || clock.now().getTime() - oldest.receivedAt.getTime() >= SUMMARY_MAX_LAG_MS) return;
+      await new Promise((resolve) => setTimeout(resolve, INGEST_QUIET_MS));
+    }
   }
 
   /** Folds what is pending, up to FOLD_MAX_CHECK_INS check-ins at a time, oldest first. */
   async function drain() {
     while (pending.size) {
+      await giveWayToIngest();
       const take: string[] = [];
       let size = 0;
       for (const [id, p] of pending) {
@@ -395,8 +438,8 @@ export function createCheckInsService(deps: { clock: Clock; flags: FlagsService;
       }
       const docs = (await Promise.all(take.map((id) => CheckInBatch.findById(id).lean()))) as Array<BatchDoc | null>;
       const now = clock.now().getTime();
-      // A batch still being written is its writer's to finish, unless the writer is long gone.
-      const ready = docs.filter((b): b is BatchDoc => !!b && (b.state === 'stored' || now - b.receivedAt.getTime() > ABANDONED_WRITE_MS));
+      // A batch from elsewhere may still be being written: its writer's to finish, unless long gone.
+      const ready = docs.filter((b): b is BatchDoc => !!b && (!!pending.get(b._id)?.duplicates || now - b.receivedAt.getTime() > ABANDONED_WRITE_MS));
       if (ready.length) await fold(ready);
       for (const id of take) pending.delete(id);
     }
@@ -419,67 +462,40 @@ export function createCheckInsService(deps: { clock: Clock; flags: FlagsService;
      * Unit summaries and red flags follow in the background (`settled()` waits for them).
      */
     async ingest(apiKeyId: string, items: readonly CheckInItem[]): Promise<CheckInAnswer[]> {
-      const receivedAt = clock.now();
-      const answers = await answersFor(items);
-      const batchId = newBatchId();
-      const entries = items.map((item, i) => ({
-        id: item.eventId ? `${apiKeyId}:${item.eventId}` : `ci_${crypto.randomBytes(12).toString('hex')}`,
-        serial: item.serial,
-        model: item.model ?? null,
-        unitId: answers[i]!.unitId,
-        firmware: item.firmware,
-        observedAt: item.observedAt,
-        country: item.country,
-      }));
-      // Outbox first: whatever part of the log gets written, the summariser will find it.
-      await CheckInBatch.collection.insertOne({ _id: batchId, apiKeyId, receivedAt, state: 'writing', duplicates: [], entries } as never);
-      const inserted = await insertLog(
-        entries.map((e, i) => ({
-          _id: e.id,
-          unitId: e.unitId,
-          modelSku: answers[i]!.model ?? '',
-          serial: e.serial,
-          firmware: e.firmware,
-          observedAt: e.observedAt,
-          receivedAt,
-          country: e.country,
-          apiKeyId,
-          answer: answers[i]!.answer,
-          flags: [],
-          batchId,
-        })),
-      );
-      const duplicates = inserted.flatMap((isNew, i) => (isNew ? [] : [i]));
-      await CheckInBatch.collection.updateOne({ _id: batchId as never }, { $set: { state: 'stored', duplicates } });
-      pending.set(batchId, { receivedAt, size: items.length - duplicates.length });
-      void kick();
-      return items.map((item, i) => ({
-        serial: item.serial,
-        model: answers[i]!.model,
-        answer: answers[i]!.answer,
-        ...(inserted[i] ? {} : { duplicate: true as const }),
-      }));
+      ingesting++;
+      try {
+        return await ingestBatch(apiKeyId, items);
+      } finally {
+        ingesting--;
+        lastIngestEnded = performance.now();
+      }
     },
 
     /**
      * Picks up batches this process did not ingest: left by an earlier run or another process,
-     * or still `writing` long after their writer died. The outbox is drained continuously, so
-     * this scan of it stays small. Run at start and then periodically (startCheckInSummariser).
+     * folded once they are ABANDONED_WRITE_MS old (their writer may still be at work before).
+     * The outbox is drained continuously, so this scan of it stays small. Run at start and then
+     * periodically (startCheckInSummariser).
      */
     async sweep(): Promise<void> {
-      const rows = await CheckInBatch.find({}, { receivedAt: 1, state: 1 }).sort({ receivedAt: 1 }).lean();
-      for (const row of rows) if (!pending.has(row._id)) pending.set(row._id, { receivedAt: row.receivedAt, size: 0 });
+      const rows = await CheckInBatch.find({}, { receivedAt: 1, size: 1 }).sort({ receivedAt: 1 }).lean();
+      for (const row of rows) if (!pending.has(row._id)) pending.set(row._id, { receivedAt: row.receivedAt, size: row.size ?? MAX_BATCH });
       await kick();
     },
 
-    /** Resolves once every batch this process knows of is folded (or a fold failed: see the log). */
+    /** Folds everything this process knows of now, without giving way to ingest; resolves when done (or a fold failed: see the log). */
     async settled(): Promise<void> {
-      while (pending.size) {
-        const before = pending.size;
-        await kick();
-        if (pending.size >= before) return;
+      urgent = true;
+      try {
+        while (pending.size) {
+          const before = pending.size;
+          await kick();
+          if (pending.size >= before) return;
+        }
+        await draining;
+      } finally {
+        urgent = false;
       }
-      await draining;
     },
 
     /** How far summaries trail the log, as this process sees it (shown on /readyz). */
@@ -495,6 +511,48 @@ export function createCheckInsService(deps: { clock: Clock; flags: FlagsService;
 
     ...createControls(),
   };
+
+  async function ingestBatch(apiKeyId: string, items: readonly CheckInItem[]): Promise<CheckInAnswer[]> {
+    const receivedAt = clock.now();
+    const answers = await answersFor(items);
+    const batchId = newBatchId();
+    const entries = items.map((item, i) => ({
+      id: item.eventId ? `${apiKeyId}:${item.eventId}` : `ci_${crypto.randomBytes(12).toString('hex')}`,
+      serial: item.serial,
+      model: item.model ?? null,
+      unitId: answers[i]!.unitId,
+      firmware: item.firmware,
+      observedAt: item.observedAt,
+      country: item.country,
+    }));
+    // Outbox first: whatever part of the log gets written, the summariser will find it.
+    await CheckInBatch.collection.insertOne({ _id: batchId, apiKeyId, receivedAt, size: entries.length, payload: toPayload(entries) } as never);
+    const inserted = await insertLog(
+      entries.map((e, i) => ({
+        _id: e.id,
+        unitId: e.unitId,
+        modelSku: answers[i]!.model ?? '',
+        serial: e.serial,
+        firmware: e.firmware,
+        observedAt: e.observedAt,
+        receivedAt,
+        country: e.country,
+        apiKeyId,
+        answer: answers[i]!.answer,
+        flags: [],
+        batchId,
+      })),
+    );
+    const duplicates = inserted.flatMap((isNew, i) => (isNew ? [] : [i]));
+    pending.set(batchId, { receivedAt, size: items.length - duplicates.length, duplicates });
+    void kick();
+    return items.map((item, i) => ({
+      serial: item.serial,
+      model: answers[i]!.model,
+      answer: answers[i]!.answer,
+      ...(inserted[i] ? {} : { duplicate: true as const }),
+    }));
+  }
 }
 
 /**

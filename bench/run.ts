@@ -232,7 +232,7 @@ async function ingest(server: RunningServer, manifest: Manifest): Promise<{ figu
     figures: [
       ...catchUp,
       { id: 'ingest.raw', label: 'Raw insertMany ceiling (driver, batches of 1,000, 4 in parallel)', value: raw, unit: 'docs/s', target: null },
-      { id: 'ingest.api', label: 'Check-in batch API (1,000 per batch, flags + idempotency, 4 clients)', value: perSecond, unit: 'check-ins/s', target: null, note: `median batch ${r.median} ms, p95 ${r.p95} ms${r.failures ? `; ${r.failures} failed: ${r.firstFailure}` : ''}` },
+      { id: 'ingest.api', label: 'Check-in batch API (1,000 per batch, flags + idempotency, 4 clients)', value: perSecond, unit: 'check-ins/s', target: null, note: `median batch ${Math.round(r.median ?? 0)} ms, p95 ${Math.round(r.p95 ?? 0)} ms${r.failures ? `; ${r.failures} failed: ${r.firstFailure}` : ''}` },
       { id: 'ingest.ratio', label: 'API throughput / raw ceiling', value: !raw ? null : (perSecond / raw) * 100, unit: '%', target: { kind: 'min', value: 50 } },
     ],
     notes,

@@ -338,6 +338,18 @@ describe('check-in ingest', () => {
       expect(await CheckInBatch.findById(batchId).lean()).toBeNull();
     });
 
+    it('leaves a batch it cannot fold in the outbox and goes on with the batches behind it', async () => {
+      const poisoned = `cib_${unique('poisoned')}`;
+      await CheckInBatch.collection.insertOne({ _id: poisoned, apiKeyId: device.id, receivedAt: new Date(ctx.clock.now().getTime() - ABANDONED_WRITE_MS - 1_000), size: 1, payload: '[["half a row"' } as never);
+      await ctx.services.checkIns.sweep();
+      const unit = await makeCheckInUnit(ctx);
+      await sendCheckIn(ctx, device.auth, checkInItem(unit));
+      expect((await Unit.findById(unit._id).lean())!.checkIns!.count).toBe(1);
+      expect(await CheckInBatch.findById(poisoned).lean()).not.toBeNull();
+      expect(ctx.services.checkIns.backlog().batches).toBe(0);
+      await CheckInBatch.deleteOne({ _id: poisoned });
+    });
+
     it('counts nothing twice and raises no flag twice when a batch is folded again after a crash', async () => {
       const unit = await makeCheckInUnit(ctx, { country: 'KE' });
       const before = (await Unit.findById(unit._id).lean())!.checkIns;

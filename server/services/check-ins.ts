@@ -440,14 +440,20 @@ export function createCheckInsService(deps: { clock: Clock; flags: FlagsService;
       const now = clock.now().getTime();
       // A batch from elsewhere may still be being written: its writer's to finish, unless long gone.
       const ready = docs.filter((b): b is BatchDoc => !!b && (!!pending.get(b._id)?.duplicates || now - b.receivedAt.getTime() > ABANDONED_WRITE_MS));
-      if (ready.length) await fold(ready);
+      try {
+        if (ready.length) await fold(ready);
+      } catch (err) {
+        // They stay in the outbox and the next sweep folds them again; one bad batch must not
+        // hold up the batches behind it.
+        logger?.error({ err, batchIds: take }, 'check-in summaries: fold failed; the batches stay in the outbox for the next sweep');
+      }
       for (const id of take) pending.delete(id);
     }
   }
 
   function kick(): Promise<void> {
     draining ??= drain()
-      .catch((err: unknown) => logger?.error({ err }, 'check-in summaries: fold failed; the batches stay in the outbox for the next sweep'))
+      .catch((err: unknown) => logger?.error({ err }, 'check-in summaries: outbox unreadable; retried at the next ingest or sweep'))
       .finally(() => {
         draining = null;
       });

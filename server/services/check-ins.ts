@@ -36,8 +36,10 @@ export const MAX_RUNS = 50;
 export const SUMMARY_WRITES_PER_COMMAND = 50;
 /** At most this many check-ins are folded together (bounds the summariser's memory). */
 export const FOLD_MAX_CHECK_INS = 25_000;
+/** …and at most this many batches (each unit keeps the ids of the batches folded into it). */
+const FOLD_MAX_BATCHES = 32;
 /** Batch ids a unit remembers: more than a fold can hold, so a fold run again always sees its own. */
-const BATCH_IDS_KEPT = 32;
+const BATCH_IDS_KEPT = 2 * FOLD_MAX_BATCHES;
 /** A batch not ingested by this process is folded once this old (its writer may still be at work before). */
 export const ABANDONED_WRITE_MS = 60_000;
 /** Folding waits for this long without ingest… */
@@ -432,7 +434,7 @@ export function createCheckInsService(deps: { clock: Clock; flags: FlagsService;
       const take: string[] = [];
       let size = 0;
       for (const [id, p] of pending) {
-        if (take.length && size + p.size > FOLD_MAX_CHECK_INS) break;
+        if (take.length && (size + p.size > FOLD_MAX_CHECK_INS || take.length >= FOLD_MAX_BATCHES)) break;
         take.push(id);
         size += p.size;
       }

@@ -2,6 +2,8 @@ import request from 'supertest';
 import { Unit } from '../models/catalogue';
 import { CheckIn, CheckInBatch, UnknownSerial, WITHHELD_UNITS_ID, WithheldUnits } from '../models/check-ins';
 import { Flag } from '../models/flags';
+import { createLogger } from '../server/logger';
+import { createServices } from '../server/services';
 import { ABANDONED_WRITE_MS, foldRuns, MAX_RUNS, type CheckInRun } from '../server/services/check-ins';
 import { createTestContext, type TestContext } from './helpers/context';
 import { checkInItem, hoursAgo, makeApiKey, makeCheckInUnit, sendBatch, sendCheckIn } from './helpers/check-ins';
@@ -336,6 +338,19 @@ describe('check-in ingest', () => {
       await ctx.services.checkIns.sweep();
       expect((await Unit.findById(unit._id).lean())!.checkIns).toMatchObject({ count: 2, lastAt: entries[1]!.observedAt, batchIds: [batchId] });
       expect(await CheckInBatch.findById(batchId).lean()).toBeNull();
+    });
+
+    it('keeps every check-in when two app processes fold into the same unit at once', async () => {
+      const other = createServices({ config: ctx.config, clock: ctx.clock, logger: createLogger('silent') });
+      const unit = await makeCheckInUnit(ctx);
+      const items = (h: number) => [{ serial: unit.serial, model: unit.modelId, firmware: '2.0', observedAt: new Date(ctx.clock.now().getTime() - h * 3_600_000), country: 'KE', eventId: unique('two') }];
+      // Both ingest (their folds start once ingest is quiet), then both fold at the same moment.
+      await Promise.all([ctx.services.checkIns.ingest(device.id, items(2)), other.checkIns.ingest(device.id, items(1))]);
+      await Promise.all([ctx.services.checkIns.settled(), other.checkIns.settled()]);
+      const summary = (await Unit.findById(unit._id).lean())!.checkIns!;
+      expect(summary.count).toBe(2);
+      expect(summary.batchIds).toHaveLength(2);
+      expect(summary.runs).toEqual([expect.objectContaining({ country: 'KE', count: 2 })]);
     });
 
     it('leaves a batch it cannot fold in the outbox and goes on with the batches behind it', async () => {

@@ -38,6 +38,8 @@ export const SUMMARY_WRITES_PER_COMMAND = 50;
 export const FOLD_MAX_CHECK_INS = 25_000;
 /** …and at most this many batches (each unit keeps the ids of the batches folded into it). */
 const FOLD_MAX_BATCHES = 32;
+/** A fold gives up (its batches stay in the outbox) when units keep changing under it this often. */
+const FOLD_ATTEMPTS = 3;
 /** Batch ids a unit remembers: more than a fold can hold, so a fold run again always sees its own. */
 const BATCH_IDS_KEPT = 2 * FOLD_MAX_BATCHES;
 /** A batch not ingested by this process is folded once this old (its writer may still be at work before). */
@@ -145,6 +147,7 @@ export const checkInFlagId = (checkInId: string, rule: string) => `flg_${crypto.
 const serialOf = (id: string) => id.slice(id.indexOf(':') + 1);
 
 type Hit = { hit: FlagHit; checkInId: string; country: string };
+type Raise = { hits: Hit[]; subject: { unitId: string | null; modelId: string | null; serial: string } };
 type BatchDoc = { _id: string; receivedAt: Date; size: number; payload: string };
 type PayloadRow = [id: string, serial: string, model: string | null, unitId: string | null, firmware: string, observedAt: string, country: string];
 
@@ -272,9 +275,10 @@ export function createCheckInsService(deps: { clock: Clock; flags: FlagsService;
   function summaryUpdate(unit: UnitFacts, entries: Entry[], fold: { runs: CheckInRun[] }): AnyBulkWriteOperation {
     const latest = entries.reduce((a, b) => (b.observedAt > a.observedAt ? b : a));
     const newer = !unit.checkIns?.lastAt || latest.observedAt >= unit.checkIns.lastAt;
+    const count = unit.checkIns?.count ?? 0;
     return {
       updateOne: {
-        filter: { _id: unit._id },
+        filter: { _id: unit._id, 'checkIns.count': count ? count : { $in: [0, null] } },
         update: {
           $set: {
             'checkIns.count': (unit.checkIns?.count ?? 0) + entries.length,
@@ -329,11 +333,52 @@ export function createCheckInsService(deps: { clock: Clock; flags: FlagsService;
     await Promise.all([...fired].map(([id, rules]) => CheckIn.updateOne({ _id: id }, { $set: { flags: rules } })));
   }
 
-  /** Update commands of at most SUMMARY_WRITES_PER_COMMAND statements (FerretDB v1 hangs on ~100). */
-  async function writeChunked(model: { bulkWrite(ops: never, opts: { ordered: false }): Promise<unknown> }, writes: AnyBulkWriteOperation[]) {
+  /** Update commands of at most SUMMARY_WRITES_PER_COMMAND statements (FerretDB v1 hangs on ~100); returns how many matched. */
+  async function writeChunked(model: { bulkWrite(ops: never, opts: { ordered: false }): Promise<{ matchedCount: number; upsertedCount: number }> }, writes: AnyBulkWriteOperation[]) {
+    let matched = 0;
     for (let i = 0; i < writes.length; i += SUMMARY_WRITES_PER_COMMAND) {
-      await model.bulkWrite(writes.slice(i, i + SUMMARY_WRITES_PER_COMMAND) as never, { ordered: false });
+      const res = await model.bulkWrite(writes.slice(i, i + SUMMARY_WRITES_PER_COMMAND) as never, { ordered: false });
+      matched += res.matchedCount + res.upsertedCount;
     }
+    return matched;
+  }
+
+  /**
+   * Folds each unit's new check-ins into its summary and raises what they show. Each write is
+   * guarded by the check-in count it was computed from (an `_id` lookup on the patched
+   * embedded FerretDB too), so a unit that another process folded into meanwhile is re-read
+   * and folded again rather than overwritten. Flags go before summaries: a crash in between
+   * folds the batch again, and the flags' ids make raising them again a no-op, whereas a
+   * summary written first would hide the hit for good.
+   */
+  async function foldUnits(groups: Array<{ unit: UnitFacts; entries: Entry[] }>, restricted: ReadonlySet<string>) {
+    let todo = groups;
+    let written = 0;
+    let refolded = 0;
+    let flagged = 0;
+    for (let attempt = 0; todo.length; attempt++) {
+      if (attempt === FOLD_ATTEMPTS) throw new Error(`check-in summaries: ${todo.length} units kept changing during the fold`);
+      if (attempt) refolded += todo.length;
+      const writes: AnyBulkWriteOperation[] = [];
+      for (const { unit, entries } of todo) {
+        const runs = foldRuns(unit.checkIns?.runs ?? [], entries, SETTLED_AFTER_CHECK_INS);
+        writes.push(summaryUpdate(unit, entries, runs));
+        const hits = await unitHits(unit, runs, restricted);
+        if (hits.length) await raise(hits, { unitId: unit._id, modelId: unit.modelId, serial: unit.serial });
+        flagged += hits.length;
+      }
+      const matched = await writeChunked(Unit, writes);
+      written += matched;
+      if (matched === writes.length) break;
+      // Someone else folded into some of these units: fold again what each still lacks.
+      const fresh = await Promise.all(todo.map(({ unit }) => Unit.collection.findOne({ _id: unit._id as never }, { projection: UNIT_FIELDS }) as Promise<UnitFacts | null>));
+      todo = todo.flatMap(({ entries }, i) => {
+        const unit = fresh[i];
+        const missing = unit ? entries.filter((e) => !unit.checkIns?.batchIds?.includes(e.batchId)) : [];
+        return unit && missing.length ? [{ unit, entries: missing }] : [];
+      });
+    }
+    return { written, refolded, flags: flagged };
   }
 
   /** The entries of a batch ingested elsewhere (or before a restart): those the log holds under this batch. */
@@ -360,12 +405,12 @@ export function createCheckInsService(deps: { clock: Clock; flags: FlagsService;
     }
 
     lap('batches');
-    const units = await resolveUnits(entries);
-    lap('units');
+    const resolved = await resolveUnits(entries);
+    lap('read');
     // The log names the unit ingest guessed from SKU and serial; correct the few it got wrong.
     const corrections: AnyBulkWriteOperation[] = [];
     entries.forEach((e, i) => {
-      const unit = units[i];
+      const unit = resolved[i];
       if ((unit?._id ?? null) !== e.unitId) corrections.push({ updateOne: { filter: { _id: e.id }, update: { $set: { unitId: unit?._id ?? null, modelSku: unit?.modelId ?? e.model ?? '' } } } });
     });
     await writeChunked(CheckIn, corrections);
@@ -374,7 +419,7 @@ export function createCheckInsService(deps: { clock: Clock; flags: FlagsService;
     const perUnit = new Map<string, { unit: UnitFacts; entries: Entry[] }>();
     const perUnknown = new Map<string, Entry[]>();
     entries.forEach((e, i) => {
-      const unit = units[i];
+      const unit = resolved[i];
       if (!unit) {
         const key = unitId(e.model || '-', e.serial);
         perUnknown.set(key, [...(perUnknown.get(key) ?? []), e]);
@@ -386,31 +431,22 @@ export function createCheckInsService(deps: { clock: Clock; flags: FlagsService;
     });
 
     const restricted = await flags.restrictedCountries();
-    const unitWrites: AnyBulkWriteOperation[] = [];
     const unknownWrites: AnyBulkWriteOperation[] = [];
-    const raises: Array<{ hits: Hit[]; subject: { unitId: string | null; modelId: string | null; serial: string } }> = [];
-    for (const { unit, entries: mine } of perUnit.values()) {
-      const runs = foldRuns(unit.checkIns?.runs ?? [], mine, SETTLED_AFTER_CHECK_INS);
-      unitWrites.push(summaryUpdate(unit, mine, runs));
-      const hits = await unitHits(unit, runs, restricted);
-      if (hits.length) raises.push({ hits, subject: { unitId: unit._id, modelId: unit.modelId, serial: unit.serial } });
-    }
+    const unknownRaises: Raise[] = [];
     for (const [key, mine] of perUnknown) {
       const { hits, write } = await unknownFold(key, mine, restricted);
       if (write) unknownWrites.push(write);
-      if (hits.length) raises.push({ hits, subject: { unitId: null, modelId: mine[0]!.model || null, serial: mine[0]!.serial } });
+      if (hits.length) unknownRaises.push({ hits, subject: { unitId: null, modelId: mine[0]!.model || null, serial: mine[0]!.serial } });
     }
-    // Flags before summaries: a crash in between folds the batch again, and the flags' ids make
-    // raising them again a no-op, whereas a summary written first would hide the hit for good.
     lap('rules');
-    for (const { hits, subject } of raises) await raise(hits, subject);
-    lap('flags');
-    await writeChunked(Unit, unitWrites);
+    const units = await foldUnits([...perUnit.values()], restricted);
+    lap('units');
+    for (const { hits, subject } of unknownRaises) await raise(hits, subject);
     await writeChunked(UnknownSerial, unknownWrites);
-    lap('summaries');
+    lap('unknown');
     await Promise.all(batches.map((b) => CheckInBatch.deleteOne({ _id: b._id })));
     folded += entries.length;
-    logger?.info({ batches: batches.length, checkIns: entries.length, units: unitWrites.length, unknown: unknownWrites.length, corrections: corrections.length, flags: raises.reduce((n, r) => n + r.hits.length, 0), ms: Date.now() - started, phases }, 'check-in summaries: folded');
+    logger?.info({ batches: batches.length, checkIns: entries.length, units: units.written, refolded: units.refolded, unknown: unknownWrites.length, corrections: corrections.length, flags: units.flags + unknownRaises.reduce((n, r) => n + r.hits.length, 0), ms: Date.now() - started, phases }, 'check-in summaries: folded');
   }
 
   /**

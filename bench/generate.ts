@@ -10,6 +10,7 @@ import { systemClock } from '../server/clock';
 import { loadConfig } from '../server/config';
 import { connectDatabase } from '../server/db';
 import { createLogger } from '../server/logger';
+import { rebuildUnitTallies } from '../models/insight';
 import { createServices } from '../server/services';
 import { generateDataset } from './dataset';
 import { benchEnv, inheritedEnv, newSecret, writeManifest } from './lib/target';
@@ -46,6 +47,9 @@ async function main() {
     const { key } = await services.auth.createApiKey({ name: 'bench update server', scopes: ['check-ins'] }, String(adminUser._id));
 
     const dataset = await generateDataset({ scale, seed, investigatorIds, progress: (line) => process.stdout.write(`${line}\n`) });
+    // Units went straight into their collection: the dashboard's tallies are built from them, as `npm run insight:rebuild` does.
+    const tallied = await rebuildUnitTallies({ now: new Date(), progress: (n) => process.stdout.write(`unit tallies: ${n.toLocaleString('en')} units read\n`), progressEvery: 50_000 });
+    process.stdout.write(`unit tallies rebuilt in ${(tallied.ms / 1000).toFixed(1)} s\n`);
     writeManifest({ dataset, database: db.describe(), generatedAt: new Date().toISOString(), jwtSecret, admin, investigator, apiKey: key });
     const seconds = (Date.now() - started) / 1000;
     process.stdout.write(

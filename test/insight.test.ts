@@ -1,9 +1,13 @@
+import { Readable } from 'node:stream';
 import request from 'supertest';
 import { AuditEntry } from '../models/audit';
 import { Case } from '../models/cases';
 import { Unit } from '../models/catalogue';
+import { Flag } from '../models/flags';
+import { InsightState, UNIT_TALLIES, UnitTally, readUnitTallies, rebuildUnitTallies, tallyUnits, unitCheckInChange } from '../models/insight';
+import { Report } from '../models/reports';
 import { createLogger } from '../server/logger';
-import { SNAPSHOT_TTL_MS, createInsightService, csvCell, durationStats, percentile, unitEpcisEvents } from '../server/services/insight';
+import { SNAPSHOT_TTL_MS, createInsightService, csvCell, durationStats, percentile, publicPartition, unitEpcisEvents } from '../server/services/insight';
 import { logBreaks, shadeOf } from '../server/insight-charts';
 import { freshAuth, makeFlagCase, makeReportCase, makeStaff, triageFields } from './helpers/cases';
 import { makeModel, makeRegistration, makeUnit } from './helpers/catalogue';
@@ -146,16 +150,20 @@ describe('dashboard', () => {
     expect(await Unit.countDocuments({ modelId: low._id })).toBe(4);
   });
 
-  it('serves one snapshot for five minutes, then refreshes it in the background', async () => {
-    const model = await unitsIn(ctx, { NA: 2 });
+  it('serves one snapshot of flags, reports and cases for five minutes, then refreshes it in the background', async () => {
+    const { unit, model } = await makeUnit(ctx);
+    await makeFlagCase(ctx, { unitId: unit._id, modelId: model._id, country: 'SY' });
     await ctx.services.insight.refreshDashboard();
     const first = (await ctx.services.insight.dashboard({ model: model._id }))!;
-    await Unit.updateOne({ _id: `${model._id}:B0000001` }, { $set: { 'current.country': 'BW' } });
+    const flagsOf = (d: typeof first) => d.flags.series.find((x) => x.rule === 'country-mismatch')!.total;
+    expect(flagsOf(first)).toBe(1);
+    await makeFlagCase(ctx, { unitId: unit._id, modelId: model._id, country: 'IR' }, 'restricted-country');
+    expect(await Flag.countDocuments({ modelId: model._id })).toBe(2);
 
     ctx.clock.advance(SNAPSHOT_TTL_MS - 1);
     const same = (await ctx.services.insight.dashboard({ model: model._id }))!;
     expect(same.asOf).toEqual(first.asOf);
-    expect(same.units.byRegisteredCountry).toEqual([{ country: 'NA', name: 'Namibia', n: 2 }]);
+    expect(same.flags.series.find((x) => x.rule === 'restricted-country')!.total).toBe(0);
     ctx.clock.advance(1);
     const stale = (await ctx.services.insight.dashboard({ model: model._id }))!; // served at once; the refresh starts
     expect(stale.asOf).toEqual(first.asOf);
@@ -165,7 +173,7 @@ describe('dashboard', () => {
       fresh = (await ctx.services.insight.dashboard({ model: model._id }))!;
     }
     expect(fresh.asOf.getTime()).toBe(ctx.clock.now().getTime());
-    expect(fresh.units.byRegisteredCountry.map((c) => c.country).sort()).toEqual(['BW', 'NA']);
+    expect(fresh.flags.series.find((x) => x.rule === 'restricted-country')!.total).toBe(1);
   });
 
   it('says the figures are on their way when the first snapshot takes longer than the wait', async () => {
@@ -199,6 +207,112 @@ describe('dashboard', () => {
     expect(page.status).toBe(400);
     expect(page.text).toContain('Choose low, elevated or high.');
     expect(page.text).toContain('<form method="get" action="/dashboard"');
+  });
+});
+
+describe('unit tallies kept on write', () => {
+  const tallyOf = async (modelId: string) => (await readUnitTallies()).find((t) => t.modelId === modelId);
+  const nonZero = (counts: Record<string, number>) => Object.fromEntries(Object.entries(counts).filter(([, n]) => n !== 0));
+
+  it('follow unit creation, CSV import, registration, relocation, transfer approval and refusal, and resale, and the dashboard shows them at once', async () => {
+    const model = await makeModel(ctx, { riskLevel: 'high' });
+    const { agent } = await signedInAgent(ctx, 'investigator');
+    await ctx.services.insight.refreshDashboard();
+    const totals = async () => (await request(ctx.app).get(`/api/v1/dashboard?model=${model._id}`).set(investigator.auth)).body.units;
+
+    // Created one by one and imported from CSV: units, none registered.
+    await makeUnit(ctx, { model });
+    const csv = `sku,serial\n${model._id},IMP-1\n${model._id},IMP-2\n${model._id},IMP-3\n`;
+    const { done } = await ctx.services.catalogue.startImport(Readable.from([csv]), 'units.csv', { userId: String(admin.user._id) });
+    await done;
+    expect(await Unit.countDocuments({ modelId: model._id })).toBe(4);
+    expect((await totals()).totals).toEqual({ units: 4, registered: 0, withCheckIns: 0, transferPending: 0 });
+
+    // Registered in KE and GH.
+    const { unit: kenyan, user } = await makeRegistration(ctx, { model, country: 'KE' });
+    await makeRegistration(ctx, { model, country: 'GH' });
+    let units = await totals();
+    expect(units.totals).toEqual({ units: 6, registered: 2, withCheckIns: 0, transferPending: 0 });
+    expect(units.byRegisteredCountry).toEqual([{ country: 'GH', name: 'Ghana', n: 1 }, { country: 'KE', name: 'Kenya', n: 1 }]);
+
+    // A high-risk model's relocation waits for approval (transfer pending), then moves the unit KE → UG.
+    const asked = await ctx.services.registrations.requestTransfer(kenyan._id, { kind: 'relocation', country: 'UG', reason: 'New branch office', effectiveDate: ctx.clock.now() }, String(user._id));
+    expect((await totals()).totals).toMatchObject({ registered: 2, transferPending: 1 });
+    await ctx.services.registrations.decideTransfer(asked.transfer._id, 'approve', 'Same customer, new site.', String(admin.user._id));
+    units = await totals();
+    expect(units.totals).toMatchObject({ registered: 2, transferPending: 0 });
+    expect(units.byRegisteredCountry).toEqual([{ country: 'GH', name: 'Ghana', n: 1 }, { country: 'UG', name: 'Uganda', n: 1 }]);
+
+    // A refused transfer leaves the unit where it was.
+    const refused = await ctx.services.registrations.requestTransfer(kenyan._id, { kind: 'relocation', country: 'TZ', reason: 'Project moved', effectiveDate: ctx.clock.now() }, String(user._id));
+    expect((await totals()).totals.transferPending).toBe(1);
+    await ctx.services.registrations.decideTransfer(refused.transfer._id, 'refuse', 'Not cleared.', String(admin.user._id));
+    expect((await totals()).totals).toMatchObject({ registered: 2, transferPending: 0 });
+
+    // A resale: the unit is unregistered again, at the place the seller named (as the unit summary says).
+    const resale = await ctx.services.registrations.requestTransfer(kenyan._id, { kind: 'resale', newOwner: { organisation: 'Lake Hotels', endUserType: 'commercial-company' }, country: 'RW', reason: 'Sold on', effectiveDate: ctx.clock.now() }, String(user._id));
+    await ctx.services.registrations.decideTransfer(resale.transfer._id, 'approve', 'Buyer checked.', String(admin.user._id));
+    units = await totals();
+    expect(units.totals).toEqual({ units: 6, registered: 1, withCheckIns: 0, transferPending: 0 });
+    expect(units.byRegisteredCountry).toEqual([{ country: 'GH', name: 'Ghana', n: 1 }, { country: 'RW', name: 'Rwanda', n: 1 }]);
+    expect(await Unit.findById(kenyan._id, { status: 1, current: 1 }).lean()).toMatchObject({ status: 'unregistered', current: { country: 'RW' } });
+
+    // What the database holds: one tally document for the model, the page shows it without a refresh.
+    const doc = await UnitTally.findById(model._id).lean();
+    expect(doc).toMatchObject({ units: 6, registered: 1, transferPending: 0 });
+    const page = await agent.get(`/dashboard?model=${model._id}`);
+    expect(page.status).toBe(200);
+    expect(page.text).toMatch(/<strong>6<\/strong> units/);
+    expect(page.text).toMatch(/<title>Rwanda: 1<\/title>/);
+    expect(page.text).toMatch(/Rwanda <span class="muted">RW<\/span><\/td><td class="num">1<\/td>/);
+  });
+
+  it('count a first check-in as a unit checking in and later ones as moves between countries (the check-ins contract)', async () => {
+    const { unit, model } = await makeUnit(ctx);
+    // What the check-ins service does per unit and batch: the summary by `_id`, then the tally.
+    await Unit.updateOne({ _id: unit._id }, { $set: { 'checkIns.count': 2, 'checkIns.lastCountry': 'KE' } });
+    await tallyUnits([unitCheckInChange(model._id, null, 'KE')]);
+    expect(await tallyOf(model._id)).toMatchObject({ units: 1, withCheckIns: 1, byCheckInCountry: { KE: 1 } });
+    await Unit.updateOne({ _id: unit._id }, { $set: { 'checkIns.count': 3, 'checkIns.lastCountry': 'SO' } });
+    await tallyUnits([unitCheckInChange(model._id, 'KE', 'SO'), unitCheckInChange(model._id, 'SO', 'SO')]);
+    const kept = (await tallyOf(model._id))!;
+    expect(kept).toMatchObject({ units: 1, withCheckIns: 1 });
+    expect(nonZero(kept.byCheckInCountry)).toEqual({ SO: 1 });
+    const res = await request(ctx.app).get(`/api/v1/dashboard?model=${model._id}`).set(investigator.auth);
+    expect(res.body.units.byCheckInCountry).toEqual([{ country: 'SO', name: 'Somalia', n: 1 }]);
+    await rebuildUnitTallies({ now: ctx.clock.now() });
+    expect(await tallyOf(model._id)).toMatchObject({ withCheckIns: 1, byCheckInCountry: { SO: 1 } });
+  });
+
+  it('are rebuilt from the units with the same figures as kept on write, and rebuilt by the app when never built', async () => {
+    const model = await makeModel(ctx, { riskLevel: 'elevated' });
+    for (const country of ['KE', 'KE', 'NG']) await makeRegistration(ctx, { model, country });
+    await makeUnit(ctx, { model });
+    await bulkUnits(ctx, model._id, 5, (i) => ({ country: i < 2 ? 'NG' : null, checkInCountry: i % 2 ? 'BJ' : null }));
+    const kept = await tallyOf(model._id);
+    expect(kept).toMatchObject({ units: 9, registered: 5, withCheckIns: 2, transferPending: 0 });
+
+    await UnitTally.updateOne({ _id: model._id }, { $set: { units: 1000, 'byRegisteredCountry.KE': 7 } }); // drifted
+    const done = await rebuildUnitTallies({ now: ctx.clock.now() });
+    expect(done.units).toBe(await Unit.countDocuments({}));
+    const rebuilt = (await tallyOf(model._id))!;
+    expect({ ...rebuilt, byRegisteredCountry: nonZero(rebuilt.byRegisteredCountry), byCheckInCountry: nonZero(rebuilt.byCheckInCountry) }).toEqual({
+      ...kept!,
+      byRegisteredCountry: nonZero(kept!.byRegisteredCountry),
+      byCheckInCountry: nonZero(kept!.byCheckInCountry),
+    });
+    expect(rebuilt.byRegisteredCountry).toEqual({ KE: 2, NG: 3 });
+    expect(rebuilt.byCheckInCountry).toEqual({ BJ: 2 });
+    expect(await InsightState.findById(UNIT_TALLIES).lean()).toMatchObject({ units: done.units, rebuiltAt: ctx.clock.now() });
+
+    // A database that never had a rebuild (first start of this version): the dashboard builds the tallies itself.
+    await InsightState.deleteMany({});
+    await UnitTally.deleteMany({});
+    const insight = createInsightService({ clock: ctx.clock, config: ctx.config, audit: ctx.services.audit, logger: createLogger('silent') });
+    const figures = (await insight.dashboard({ model: model._id }, 10_000))!;
+    expect(figures.units.totals).toEqual({ units: 9, registered: 5, withCheckIns: 2, transferPending: 0 });
+    expect(await InsightState.findById(UNIT_TALLIES).lean()).not.toBeNull();
+    expect(await UnitTally.countDocuments({ _id: model._id })).toBe(1);
   });
 });
 
@@ -264,6 +378,33 @@ describe('transparency report', () => {
     expect(report.cases.byOutcome).toContainEqual({ outcome: 'open', count: 3 });
     expect(report.cases.byOutcome).toContainEqual({ outcome: 'substantiated', count: { lessThan: 2 } });
     expect(await Case.countDocuments({ openedAt: new Date('2024-07-01T09:00:00Z') })).toBe(3);
+  });
+
+  it('withholds a second count when a single hidden part could be worked out from its total', async () => {
+    // Pure rule: 12 = 10 + one hidden part → the next smallest part is withheld too.
+    expect(publicPartition(12, [10, 2], 5)).toEqual({ total: 12, parts: [{ withheld: true }, { lessThan: 5 }] });
+    expect(publicPartition(12, [6, 5, 1], 5)).toEqual({ total: 12, parts: [6, { withheld: true }, { lessThan: 5 }] });
+    expect(publicPartition(3, [3], 5)).toEqual({ total: { lessThan: 5 }, parts: [{ lessThan: 5 }] });
+    expect(publicPartition(12, [6, 3, 3], 5)).toEqual({ total: 12, parts: [6, { lessThan: 5 }, { lessThan: 5 }] }); // two hidden: 6 of which neither is known
+    expect(publicPartition(12, [10, 2], 5, false)).toEqual({ total: 12, parts: [10, { lessThan: 5 }] });
+
+    // Through the API: threshold 2, reports by status 2 + 2 + 2 + 1 = 7 received.
+    const { audit } = ctx.services;
+    const insight = createInsightService({ clock: ctx.clock, config: { transparencyMinCount: 2 }, audit, logger: createLogger('silent') });
+    ctx.clock.set('2023-02-10T09:00:00Z');
+    const made = [];
+    for (let i = 0; i < 7; i++) made.push(await makeReportCase(ctx, { withEvidence: false }));
+    const statuses = ['received', 'received', 'acknowledged', 'acknowledged', 'under-investigation', 'under-investigation', 'closed'];
+    for (const [i, m] of made.entries()) await Report.updateOne({ _id: m.reportId }, { $set: { status: statuses[i] } });
+    const report = await insight.transparency({ from: new Date('2023-02-01T00:00:00Z'), to: new Date('2023-02-28T00:00:00Z') });
+    expect(report.reports.received).toBe(7);
+    expect(report.reports.byStatus).toEqual([
+      { status: 'received', count: { withheld: true } },
+      { status: 'acknowledged', count: 2 },
+      { status: 'under-investigation', count: 2 },
+      { status: 'closed', count: { lessThan: 2 } },
+    ]);
+    expect(await Report.countDocuments({ receivedAt: { $gte: new Date('2023-02-01T00:00:00Z'), $lt: new Date('2023-03-01T00:00:00Z') } })).toBe(7);
   });
 
   it('refuses a bad period with 400 naming the field, on the page and in the API', async () => {

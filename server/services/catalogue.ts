@@ -17,12 +17,14 @@ import {
   unitId,
   type RiskLevel,
 } from '../../models/catalogue';
+import { tallyUnits } from '../../models/insight';
 import type { AuditService } from './audit';
 
 /**
  * Catalogue: product models (with versioned end-use terms) and their units, created one by
- * one or imported in bulk from CSV. A unit's `_id` is `SKU:SERIAL`; `SerialIndex` and the
- * model's `unitCount` are kept in step on every insert.
+ * one or imported in bulk from CSV. A unit's `_id` is `SKU:SERIAL`; `SerialIndex`, the
+ * model's `unitCount` and the dashboard's unit tally (models/insight.ts) are kept in step on
+ * every insert.
  */
 
 /**
@@ -211,6 +213,8 @@ export function createCatalogueService(deps: { clock: Clock; logger: Logger; aud
     const perModel = new Map<string, number>();
     for (const u of units) perModel.set(u.modelId, (perModel.get(u.modelId) ?? 0) + 1);
     for (const [modelId, n] of perModel) await writeLocked([`model:${modelId}`], () => ProductModel.updateOne({ _id: modelId }, { $inc: { unitCount: n } }));
+    // The dashboard's tallies (models/insight.ts): new units are unregistered, never checked in.
+    await tallyUnits([...perModel].map(([modelId, n]) => ({ modelId, units: n })));
   }
 
   function checkCodes(sku: string, serial: string) {

@@ -8,6 +8,7 @@ import { Case, OpenCaseKey } from '../../models/cases';
 import { ProductModel, Unit, normaliseCode, unitId, type UnitDoc } from '../../models/catalogue';
 import { writeLocked } from './catalogue';
 import { FLAG_RULES, Flag } from '../../models/flags';
+import { tallyUnits, unitStateChange } from '../../models/insight';
 import { ClaimKey, CustomerRegistrations, Registration, Transfer, type EndUserType } from '../../models/registrations';
 import type { AuditService } from './audit';
 import type { AuthService, NewUser } from './auth';
@@ -22,6 +23,8 @@ import type { FlagsService } from './flags';
  * `_id` decides which of two concurrent writers wins, see models/registrations.ts), then the
  * winner updates the unit summary by `_id`. A crash between the key and the unit update leaves
  * that registration slot taken without effect; an admin would clear the key (not automated).
+ * Every change of a unit's status or `current.country` is then passed on to the dashboard's
+ * tallies (`tallyUnits`, models/insight.ts) with the values the write replaced.
  */
 
 export interface RegistrationInput {
@@ -206,17 +209,20 @@ export function createRegistrationsService(deps: { clock: Clock; audit: AuditSer
       throw takenError();
     }
     const current = { country: input.country, region: [input.city, input.region].filter(Boolean).join(', '), owner: input.ownerOrganisation, endUserType: input.endUserType, since: now };
-    const applied = await writeLocked([`unit:${unit._id}`], () =>
-      Unit.updateOne(
+    const before = await writeLocked([`unit:${unit._id}`], () =>
+      Unit.findOneAndUpdate(
         // Once only: a concurrent submission of this same registration may have applied it already.
         { _id: unit._id, registrationId: { $ne: id } },
         {
           $set: { status: 'registered', registrationId: id, ownerUserId: customerUserId, current, updatedAt: now },
           $push: { countries: { country: input.country, source: 'registration', firstSeen: now, lastSeen: now }, registrationIds: id },
         },
-      ),
+        // The unit as it was: the values replaced, for the dashboard's tallies (FerretDB v1 has no projection here).
+        { new: false },
+      ).lean(),
     );
-    if (applied.matchedCount === 0) return { registration, created: false, user, flags: [] as string[] };
+    if (!before) return { registration, created: false, user, flags: [] as string[] };
+    await tallyUnits([unitStateChange(unit.modelId, { status: before.status, country: before.current?.country }, { status: 'registered', country: input.country })]);
     await addToCustomerIndex(customerUserId, id);
     await audit.record({ actorKind: 'user', actorId: customerUserId, action: 'registration.created', subjectKind: 'registration', subjectId: id, detail: { unitId: unit._id, country: input.country, endUserType: input.endUserType, termsVersion: terms.version } });
 
@@ -265,13 +271,15 @@ export function createRegistrationsService(deps: { clock: Clock; audit: AuditSer
     const set = resale
       ? { ...where, status: 'unregistered', registrationId: null, ownerUserId: null, 'current.owner': transfer.newOwner?.organisation ?? '', 'current.endUserType': transfer.newOwner?.endUserType ?? null }
       : { ...where, status: 'registered' };
-    const res = await writeLocked([`unit:${transfer.unitId}`], () =>
-      Unit.updateOne(
+    const before = await writeLocked([`unit:${transfer.unitId}`], () =>
+      Unit.findOneAndUpdate(
         { _id: transfer.unitId, registrationId: transfer.registrationId, status: expectStatus },
         { $set: { ...set, updatedAt: now }, $push: { countries: { country: loc.country, source: 'transfer', firstSeen: now, lastSeen: now } } },
-      ),
+        { new: false },
+      ).lean(),
     );
-    if (res.modifiedCount !== 1) throw new ConflictError('The unit changed while this transfer was processed; reload and try again.');
+    if (!before) throw new ConflictError('The unit changed while this transfer was processed; reload and try again.');
+    await tallyUnits([unitStateChange(before.modelId, { status: before.status, country: before.current?.country }, { status: set.status, country: loc.country })]);
     if (resale) await writeLocked([`registration:${transfer.registrationId}`], () => Registration.updateOne({ _id: transfer.registrationId }, { $set: { status: 'superseded' } }));
   }
 
@@ -307,7 +315,10 @@ export function createRegistrationsService(deps: { clock: Clock; audit: AuditSer
       await Transfer.deleteOne({ _id: id });
       throw new ConflictError('Another transfer of this unit was reported at the same time; reload and check before reporting again.');
     }
-    await writeLocked([`unit:${unit._id}`], () => Unit.updateOne({ _id: unit._id }, { $push: { transferIds: id }, ...(needsApproval ? { $set: { status: 'transfer-pending', updatedAt: now } } : {}) }));
+    const before = await writeLocked([`unit:${unit._id}`], () =>
+      Unit.findOneAndUpdate({ _id: unit._id }, { $push: { transferIds: id }, ...(needsApproval ? { $set: { status: 'transfer-pending', updatedAt: now } } : {}) }, { new: false }).lean(),
+    );
+    if (needsApproval && before) await tallyUnits([unitStateChange(unit.modelId, { status: before.status, country: before.current?.country }, { status: 'transfer-pending', country: before.current?.country ?? null })]);
     if (!needsApproval) await applyTransfer(transfer.toObject(), 'registered');
     await audit.record({ actorKind: 'user', actorId: userId, action: needsApproval ? 'transfer.requested' : 'transfer.effective', subjectKind: 'transfer', subjectId: id, detail: { unitId: unit._id, kind: input.kind, country: input.country } });
 
@@ -332,7 +343,10 @@ export function createRegistrationsService(deps: { clock: Clock; audit: AuditSer
       { new: true },
     ).lean())!;
     if (decision === 'approve') await applyTransfer(transfer, 'transfer-pending');
-    else await writeLocked([`unit:${transfer.unitId}`], () => Unit.updateOne({ _id: transfer.unitId, status: 'transfer-pending' }, { $set: { status: 'registered', updatedAt: now } }));
+    else {
+      const refused = await writeLocked([`unit:${transfer.unitId}`], () => Unit.findOneAndUpdate({ _id: transfer.unitId, status: 'transfer-pending' }, { $set: { status: 'registered', updatedAt: now } }, { new: false }).lean());
+      if (refused) await tallyUnits([{ modelId: refused.modelId, transferPending: -1 }]);
+    }
     await audit.record({ actorKind: 'user', actorId: staffUserId, action: decision === 'approve' ? 'transfer.approved' : 'transfer.refused', subjectKind: 'transfer', subjectId: id, detail: { unitId: transfer.unitId, reason } });
     return transfer;
   }

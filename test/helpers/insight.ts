@@ -4,6 +4,7 @@ import Ajv, { type ValidateFunction } from 'ajv';
 import addFormats from 'ajv-formats';
 import type { Response } from 'supertest';
 import { Unit } from '../../models/catalogue';
+import { tallyUnits, type UnitTallyChange } from '../../models/insight';
 import type { TestContext } from './context';
 import { makeModel } from './catalogue';
 
@@ -13,12 +14,16 @@ import { makeModel } from './catalogue';
  * about flags, cases and registrations is made through the services.
  */
 
-/** `n` units of `modelId` with a first sale and, for some, a registered and a check-in country. */
+/**
+ * `n` units of `modelId` with a first sale and, for some, a registered and a check-in country.
+ * Written straight to the collection, so the dashboard's tallies are told, as a writer must.
+ */
 export async function bulkUnits(ctx: TestContext, modelId: string, n: number, shape: (i: number) => { country?: string | null; checkInCountry?: string | null } = () => ({})) {
   const now = ctx.clock.now();
   const BATCH = 5000;
   for (let start = 0; start < n; start += BATCH) {
     const docs = [];
+    const changes: UnitTallyChange[] = [];
     for (let i = start; i < Math.min(n, start + BATCH); i++) {
       const serial = `B${String(i).padStart(7, '0')}`;
       const { country = null, checkInCountry = null } = shape(i);
@@ -34,8 +39,10 @@ export async function bulkUnits(ctx: TestContext, modelId: string, n: number, sh
           checkIns: checkInCountry ? { count: 3, lastAt: now, lastCountry: checkInCountry, lastFirmware: '2.1', runs: [] } : undefined,
         }).toObject(),
       );
+      changes.push({ modelId, units: 1, registered: country ? 1 : 0, withCheckIns: checkInCountry ? 1 : 0, registeredCountry: { from: null, to: country }, checkInCountry: { from: null, to: checkInCountry } });
     }
     await Unit.collection.insertMany(docs as never[], { ordered: false });
+    await tallyUnits(changes);
   }
 }
 

@@ -2,6 +2,7 @@ import request from 'supertest';
 import { Unit } from '../models/catalogue';
 import { CheckIn, CheckInBatch, UnknownSerial, WITHHELD_UNITS_ID, WithheldUnits } from '../models/check-ins';
 import { Flag } from '../models/flags';
+import { UnitTally } from '../models/insight';
 import { createLogger } from '../server/logger';
 import { createServices } from '../server/services';
 import { ABANDONED_WRITE_MS, foldRuns, MAX_RUNS, type CheckInRun } from '../server/services/check-ins';
@@ -310,6 +311,19 @@ describe('check-in ingest', () => {
       const ready = await request(ctx.app).get('/readyz');
       expect(ready.body.checkInSummaries).toMatchObject({ batches: 0, checkIns: 0 });
       expect(ready.body.checkInSummaries.folded).toBeGreaterThanOrEqual(3);
+    });
+
+    it('moves the unit between last-check-in countries in the dashboard’s tallies', async () => {
+      const unit = await makeCheckInUnit(ctx, { country: 'KE' });
+      const tally = async () => (await UnitTally.findById(unit.modelId).lean())!;
+      await sendCheckIn(ctx, device.auth, checkInItem(unit, { country: 'UG', observedAt: hoursAgo(ctx, 3) }));
+      expect(await tally()).toMatchObject({ withCheckIns: 1, byCheckInCountry: { UG: 1 } });
+      await sendBatch(ctx, device.auth, [checkInItem(unit, { country: 'UG', observedAt: hoursAgo(ctx, 2) }), checkInItem(unit, { country: 'KE', observedAt: hoursAgo(ctx, 1) })]);
+      expect(await tally()).toMatchObject({ withCheckIns: 1, byCheckInCountry: { UG: 0, KE: 1 } });
+      // An older check-in arriving late changes nothing: the last one is still from KE.
+      await sendCheckIn(ctx, device.auth, checkInItem(unit, { country: 'TZ', observedAt: hoursAgo(ctx, 5) }));
+      expect(await tally()).toMatchObject({ withCheckIns: 1, byCheckInCountry: { UG: 0, KE: 1 } });
+      expect((await tally()).byCheckInCountry).not.toHaveProperty('TZ');
     });
 
     it('corrects the log when the named model is wrong but the serial is a known unit’s', async () => {

@@ -4,6 +4,7 @@ import type { Clock } from '../clock';
 import type { Logger } from '../logger';
 import { CheckIn, CheckInBatch, UnknownSerial, WITHHELD_UNITS_ID, WithheldUnits } from '../../models/check-ins';
 import { normaliseCode, SerialIndex, Unit, unitId } from '../../models/catalogue';
+import { tallyUnits, unitCheckInChange, type UnitTallyChange } from '../../models/insight';
 import { Transfer } from '../../models/registrations';
 import type { FlagRule } from '../../models/flags';
 import { knownCountries, SETTLED_AFTER_CHECK_INS, type FlagHit, type FlagsService } from './flags';
@@ -269,27 +270,26 @@ export function createCheckInsService(deps: { clock: Clock; flags: FlagsService;
 
   /**
    * One `_id` update per unit: counters, last seen, the recomputed runs and the batches now
-   * folded in. Absolute values, not `$inc`: the summariser is the one writer of these fields
-   * and has just read them, and a fold repeated after a crash must not count twice.
+   * folded in. Absolute values, not `$inc`, guarded by the count they were computed from (see
+   * foldUnits): a fold repeated after a crash must not count twice. Also says the unit's new
+   * last check-in country (null: unchanged) for the dashboard's tallies.
    */
-  function summaryUpdate(unit: UnitFacts, entries: Entry[], fold: { runs: CheckInRun[] }): AnyBulkWriteOperation {
+  function summaryUpdate(unit: UnitFacts, entries: Entry[], fold: { runs: CheckInRun[] }): { write: AnyBulkWriteOperation; lastCountry: string | null } {
     const latest = entries.reduce((a, b) => (b.observedAt > a.observedAt ? b : a));
     const newer = !unit.checkIns?.lastAt || latest.observedAt >= unit.checkIns.lastAt;
     const count = unit.checkIns?.count ?? 0;
+    const $set = {
+      'checkIns.count': count + entries.length,
+      'checkIns.runs': fold.runs,
+      'checkIns.batchIds': batchIdsAfter(unit.checkIns?.batchIds, entries),
+      ...(newer ? { 'checkIns.lastAt': latest.observedAt, 'checkIns.lastCountry': latest.country, 'checkIns.lastFirmware': latest.firmware } : {}),
+    };
     return {
-      updateOne: {
-        filter: { _id: unit._id, 'checkIns.count': count ? count : { $in: [0, null] } },
-        update: {
-          $set: {
-            'checkIns.count': (unit.checkIns?.count ?? 0) + entries.length,
-            'checkIns.runs': fold.runs,
-            'checkIns.batchIds': batchIdsAfter(unit.checkIns?.batchIds, entries),
-            ...(newer ? { 'checkIns.lastAt': latest.observedAt, 'checkIns.lastCountry': latest.country, 'checkIns.lastFirmware': latest.firmware } : {}),
-          },
-        },
-      },
+      write: { updateOne: { filter: { _id: unit._id, 'checkIns.count': count ? count : { $in: [0, null] } }, update: { $set } } },
+      lastCountry: newer ? latest.country : null,
     };
   }
+
 
   /** Unknown serials: one small summary each; a hit when a run of them starts (first or new country). */
   async function unknownFold(key: string, all: Entry[], restricted: ReadonlySet<string>): Promise<{ hits: Hit[]; write: AnyBulkWriteOperation | null }> {
@@ -356,13 +356,18 @@ export function createCheckInsService(deps: { clock: Clock; flags: FlagsService;
     let written = 0;
     let refolded = 0;
     let flagged = 0;
+    // Per unit, the last check-in country's move for the dashboard (recomputed when a unit is refolded).
+    const moves = new Map<string, UnitTallyChange>();
     for (let attempt = 0; todo.length; attempt++) {
       if (attempt === FOLD_ATTEMPTS) throw new Error(`check-in summaries: ${todo.length} units kept changing during the fold`);
       if (attempt) refolded += todo.length;
       const writes: AnyBulkWriteOperation[] = [];
       for (const { unit, entries } of todo) {
         const runs = foldRuns(unit.checkIns?.runs ?? [], entries, SETTLED_AFTER_CHECK_INS);
-        writes.push(summaryUpdate(unit, entries, runs));
+        const update = summaryUpdate(unit, entries, runs);
+        writes.push(update.write);
+        moves.delete(unit._id);
+        if (update.lastCountry && update.lastCountry !== unit.checkIns?.lastCountry) moves.set(unit._id, unitCheckInChange(unit.modelId, unit.checkIns?.lastCountry, update.lastCountry));
         const hits = await unitHits(unit, runs, restricted);
         if (hits.length) await raise(hits, { unitId: unit._id, modelId: unit.modelId, serial: unit.serial });
         flagged += hits.length;
@@ -378,6 +383,7 @@ export function createCheckInsService(deps: { clock: Clock; flags: FlagsService;
         return unit && missing.length ? [{ unit, entries: missing }] : [];
       });
     }
+    await tallyUnits([...moves.values()]);
     return { written, refolded, flags: flagged };
   }
 

@@ -16,6 +16,8 @@ async function main() {
 
   // Hourly: reporter data of cases closed longer than RETENTION_MONTHS is deleted.
   const stopRetention = startRetentionSchedule(app.locals.services, logger);
+  // Reports a stopped process left with their background linking step pending are finished.
+  app.locals.services.reports.resumePendingLinks().catch((err: unknown) => logger.error({ err }, 'report linking at start failed'));
 
   const server = http.createServer(app);
   await new Promise<void>((resolve, reject) => {

@@ -114,6 +114,12 @@ const reportSchema = new Schema(
     },
     evidence: { type: [evidenceSchema], default: [] },
     links: { type: [linkSchema], default: [] },
+    /**
+     * 'pending' while the linker's second step (registrations of the linked models in the
+     * report's country) has not run yet; it runs in the background and then sets 'done'.
+     * Reports saved before this field existed read as done.
+     */
+    linking: { type: String, enum: ['pending', 'done'], default: 'done' },
     caseId: { type: String, default: null },
     status: { type: String, enum: REPORT_STATUSES, default: 'received' },
     /** What investigators chose to share with the reporter. */

@@ -19,6 +19,10 @@ async function main() {
   const stopRetention = startRetentionSchedule(app.locals.services, logger);
   // Check-in batches left unsummarised by an earlier run (or another process) are folded.
   const stopSummariser = startCheckInSummariser(app.locals.services, logger);
+  // Reports a stopped process left with their background linking step pending are finished.
+  app.locals.services.reports.resumePendingLinks().catch((err: unknown) => logger.error({ err }, 'report linking at start failed'));
+  // The dashboard's unit tallies, on a database that never had them (first start of this version).
+  app.locals.services.insight.ensureUnitTallies().catch((err: unknown) => logger.error({ err }, 'building the unit tallies at start failed'));
 
   const server = http.createServer(app);
   await new Promise<void>((resolve, reject) => {

@@ -297,5 +297,28 @@ describe('catalogue', () => {
       expect(units.body.total).toBe(20_000);
       expect(units.body.items.map((u: { serial: string }) => u.serial)).toEqual(['BULK-000005', 'BULK-000006', 'BULK-000007', 'BULK-000008', 'BULK-000009']);
     }, 120_000);
+
+    it('removes 1,200 imported units by id in chunks, keeping the serial lookup and the model count in step, and never a unit with a history', async () => {
+      const model = await makeModel(ctx);
+      const other = await makeModel(ctx);
+      const lines = ['sku,serial'];
+      for (let i = 0; i < 1_200; i++) lines.push(`${model._id},GONE-${String(i).padStart(5, '0')}`);
+      const res = await request(ctx.app).post('/api/v1/imports').set(admin.auth).attach('file', Buffer.from(lines.join('\n')), 'wrong.csv');
+      expect((await finishedImport(ctx, admin.auth, res.body.import.id)).counts.imported).toBe(1_200);
+      // The same serial on another model, and a registered unit of this import.
+      const shared = await makeUnit(ctx, { model: other, serial: 'GONE-00000' });
+      const { unit: registered } = await makeRegistration(ctx, { unit: (await Unit.findById(`${model._id}:GONE-00001`).lean())! });
+
+      const ids = Array.from({ length: 1_200 }, (_, i) => `${model._id}:GONE-${String(i).padStart(5, '0')}`);
+      const counts = await ctx.services.catalogue.removeUnits([...ids, `${model._id}:NEVER-THERE`], { userId: String(admin.user._id) });
+
+      expect(counts).toEqual({ removed: 1_199, kept: 1, missing: 1 });
+      expect(await Unit.find({ modelId: model._id }, { _id: 1 }).lean()).toEqual([{ _id: registered._id }]);
+      expect((await ProductModel.findById(model._id).lean())!.unitCount).toBe(1);
+      expect(await SerialIndex.findById('GONE-00000').lean()).toEqual({ _id: 'GONE-00000', unitIds: [shared.unit._id] });
+      expect((await SerialIndex.findById('GONE-00001').lean())!.unitIds).toEqual([registered._id]);
+      expect(await SerialIndex.findById('GONE-01199').lean()).toBeNull();
+      expect(await AuditEntry.findOne({ action: 'units.removed' }).lean()).toMatchObject({ actorId: String(admin.user._id), detail: counts });
+    }, 120_000);
   });
 });

@@ -2,7 +2,7 @@ import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import sharp from 'sharp';
-import { createFilesService, type FilesService } from '../server/services/files';
+import { createFilesService, IMAGE_SLOTS, type FilesService } from '../server/services/files';
 import { jpegWithGps, notAnImage, pdfDocument, pixelBombPng, pngImage, sha256, svgWithScript, truncatedJpeg } from './helpers/reports';
 
 /** The files service touches only the disk: a temporary data directory per test file. */
@@ -38,6 +38,16 @@ describe('stored files (evidence and proofs)', () => {
     expect(stored.size).toBe(data.length);
     expect(storedNames().join('\n')).not.toContain('IMG_2201');
     expect(fs.statSync(onDisk(stored.fileId)).mode & 0o077).toBe(0);
+  });
+
+  it('cleans many images sent at once, a few at a time, and a refused one does not hold up the others', async () => {
+    const [photo, broken, bad] = [await jpegWithGps(), await truncatedJpeg(), notAnImage()];
+    const uploads = Array.from({ length: IMAGE_SLOTS * 4 }, (_, i) => (i % 4 === 1 ? broken : i % 4 === 3 ? bad : photo));
+    const settled = await Promise.allSettled(uploads.map((buffer, i) => files.store({ buffer, originalname: `upload-${i}.jpg` }, 'evidence')));
+    expect(settled.map((r) => r.status)).toEqual(uploads.map((b) => (b === photo ? 'fulfilled' : 'rejected')));
+    for (const r of settled) if (r.status === 'fulfilled') expect(fs.existsSync(onDisk(r.value.fileId))).toBe(true);
+    // Every slot came back: one more image is cleaned at once.
+    await expect(files.store({ buffer: photo, originalname: 'after.jpg' }, 'evidence')).resolves.toMatchObject({ mediaType: 'image/jpeg' });
   });
 
   it('re-encodes a PNG and keeps a PDF as given', async () => {

@@ -7,7 +7,7 @@ import { AuditEntry } from '../models/audit';
 import { Case } from '../models/cases';
 import { MAX_EVIDENCE, Report, type ReportRecord } from '../models/reports';
 import { viewsDir } from '../server/paths';
-import { createReceiptHasher, RECEIPT_FAILURES_PER_WINDOW, RECEIPT_WINDOW_MS } from '../server/services/reports';
+import { createReceiptHasher, createReportsService, RECEIPT_FAILURES_PER_WINDOW, RECEIPT_WINDOW_MS } from '../server/services/reports';
 import { LABELS } from '../routes/reports';
 import { makeModel, makeRegistration } from './helpers/catalogue';
 import { createTestContext, type TestContext } from './helpers/context';
@@ -279,6 +279,74 @@ describe('public misuse reports', () => {
       expect(res.status).toBe(200);
       expect(res.body).toMatchObject({ total: 3, page: 1, perPage: 2 });
       expect(res.body.items.map((m: { publicName: string }) => m.publicName)).toEqual([`${tag} model 1`, `${tag} model 2`]);
+    });
+  });
+
+  describe('linking in two steps', () => {
+    const linksOf = async (reportId: string) => (await Report.findById(reportId).lean())!;
+
+    it('files at once with the unit, its registration and model, and adds registrations of that model in the country in a background step', async () => {
+      const model = await makeModel(ctx, { sku: unique('TWO').toUpperCase(), name: 'Two Step Camera' });
+      const { registration, unit } = await makeRegistration(ctx, { model, country: 'KE' });
+      const neighbour = await makeRegistration(ctx, { model, country: 'KE' });
+      const abroad = await makeRegistration(ctx, { model, country: 'TZ' });
+
+      const res = await fileReport(ctx, { serials: [unit.serial], country: 'KE' }, { 'X-Forwarded-For': nextIp() });
+      expect(res.status).toBe(201);
+      const reportId = await reportIdOf(ctx, res.body.receipt);
+      const filed = await linksOf(reportId);
+      // Saved and answered before the slow step: the report says it is still to come.
+      expect(filed.linking).toBe('pending');
+      expect(filed.caseId).toBeTruthy();
+      const first = filed.links.map((l) => [l.kind, l.targetId, l.confidence]);
+      expect(first).toEqual(expect.arrayContaining([['unit', unit._id, 'high'], ['registration', registration._id, 'high'], ['model', model._id, 'medium'], ['country', 'KE', 'high']]));
+      expect(first.map(([, id]) => id)).not.toContain(neighbour.registration._id);
+      const staffPage = async () => ejs.renderFile(path.join(viewsDir, 'reports/_report.ejs'), { report: await ctx.services.reports.getReportForStaff(reportId), labels: LABELS, evidenceHref: (id: string) => id });
+      expect(await staffPage()).toContain('still being looked up');
+      await ctx.services.reports.confirmLink(reportId, 0, true, 'user-1');
+
+      await ctx.services.reports.completePendingLinks();
+      const done = await linksOf(reportId);
+      expect(done.linking).toBe('done');
+      const after = done.links.map((l) => [l.kind, l.targetId, l.confidence]);
+      // Appended after the links investigators may already have reviewed, whose positions stay.
+      expect(after.slice(0, first.length)).toEqual(first);
+      expect(done.links[0]!.confirmed).toBe(true);
+      expect(after.slice(first.length)).toEqual([['registration', neighbour.registration._id, 'low']]);
+      expect(after.map(([, id]) => id)).not.toContain(abroad.registration._id);
+      expect(after.filter(([, id]) => id === registration._id)).toHaveLength(1);
+      expect(await staffPage()).not.toContain('still being looked up');
+    });
+
+    it('needs no background step when no model is linked', async () => {
+      const res = await fileReport(ctx, { serials: ['NOT-IN-ANY-CATALOGUE-9'] }, { 'X-Forwarded-For': nextIp() });
+      expect(res.status).toBe(201);
+      const report = await linksOf(await reportIdOf(ctx, res.body.receipt));
+      expect(report.linking).toBe('done');
+      expect(report.links.map((l) => l.kind)).toEqual(['country']);
+    });
+
+    it('runs the background step by itself after its delay, for every report waiting', async () => {
+      const model = await makeModel(ctx, { sku: unique('BGS').toUpperCase(), name: 'Background Sensor' });
+      const regs = [await makeRegistration(ctx, { model, country: 'UG' }), await makeRegistration(ctx, { model, country: 'RW' })];
+      const { files, cases, audit, catalogue } = ctx.services;
+      const service = createReportsService({ config: ctx.config, clock: ctx.clock, files, cases, audit, catalogue, linkPassDelayMs: 3_000 });
+      const file = (country: string) =>
+        service.submit(
+          { reporterKind: 'ngo', serials: [], modelText: model._id, country, harmCategories: ['other'], description: `Seen in ${country}.`, ongoing: 'unknown' },
+          { files: [], problems: [] },
+          { challenge: service.newChallenge().token, client: nextIp() },
+        );
+      const ug = await file('UG');
+      expect((await linksOf(ug.reportId)).linking).toBe('pending');
+      const rw = await file('RW');
+
+      const deadline = Date.now() + 20_000;
+      while (Date.now() < deadline && (await Report.countDocuments({ _id: { $in: [ug.reportId, rw.reportId] }, linking: 'done' })) < 2) await new Promise((r) => setTimeout(r, 100));
+      const [a, b] = [await linksOf(ug.reportId), await linksOf(rw.reportId)];
+      expect([a.linking, b.linking]).toEqual(['done', 'done']);
+      expect(a.links.filter((l) => l.kind === 'registration').map((l) => l.targetId)).toEqual([regs[0]!.registration._id]);
+      expect(b.links.filter((l) => l.kind === 'registration').map((l) => l.targetId)).toEqual([regs[1]!.registration._id]);
     });
   });
 

@@ -134,8 +134,28 @@ export interface LinkResult {
   modelId: string | null;
 }
 
-/** Reads what the rules need and applies them. Serial and unit reads are `_id` lookups. */
-export async function linkReport(input: LinkInput): Promise<LinkResult> {
+/**
+ * What the second, slower step still has to look up for a report: active registrations of
+ * these models in this country. Derived from the links alone (models linked with more than
+ * low confidence, which includes the model of every matched unit), so a report saved with
+ * this step pending carries everything needed to finish it, even after a restart.
+ */
+export interface CountryQuery {
+  modelIds: string[];
+  country: string;
+}
+
+export function countryQueryOf(links: readonly Pick<LinkProposal, 'kind' | 'targetId' | 'confidence'>[], country: string): CountryQuery | null {
+  const modelIds = [...new Set(links.filter((l) => l.kind === 'model' && l.confidence !== 'low').map((l) => l.targetId))];
+  return modelIds.length ? { modelIds, country } : null;
+}
+
+/**
+ * The first step, on the request path: serial → unit → registration by `_id`, and the model
+ * text against the small models collection. Decides the case subject, which the country step
+ * never changes (it adds only low-confidence registration links).
+ */
+export async function linkDirect(input: LinkInput): Promise<LinkResult & { pending: CountryQuery | null }> {
   const { country } = input;
   const modelText = input.modelText.trim();
   const models: ModelFacts[] = modelText
@@ -157,19 +177,51 @@ export async function linkReport(input: LinkInput): Promise<LinkResult> {
     unitLinks.push(...matchUnits(serial, units, reportedModelIds, country));
   }
 
-  const modelIds = [...new Set([...modelLinks.filter((l) => l.confidence !== 'low').map((l) => l.targetId), ...unitModels.values()])];
-  const registrations = modelIds.length
-    ? await Registration.find({ modelId: { $in: modelIds }, country, status: 'active' }, { modelId: 1, unitId: 1 })
-        .limit(MAX_REGISTRATION_LINKS)
-        .lean<Array<{ _id: string; modelId: string; unitId: string }>>()
-    : [];
-
   const links = mergeLinks([
     ...unitLinks,
     ...modelLinks,
     ...[...unitModels.values()].map((m) => ({ kind: 'model' as const, targetId: m, confidence: 'medium' as const, reason: 'model of a unit whose serial matches' })),
-    ...matchCountryRegistrations(registrations, country),
     { kind: 'country', targetId: country, confidence: 'high', reason: 'country where the reporter says it happened' },
   ]);
-  return { links, ...caseSubject(links, (id) => unitModels.get(id)) };
+  return { links, ...caseSubject(links, (id) => unitModels.get(id)), pending: countryQueryOf(links, country) };
+}
+
+/**
+ * The second step, for many reports at once: registrations of their models in their
+ * countries, at most MAX_REGISTRATION_LINKS each, as low-confidence links (`result[i]` for
+ * `queries[i]`). On FerretDB v1 any filter but `_id` scans the whole registrations collection
+ * (seconds at 150,000), so this runs off the request path and one pass serves every report
+ * waiting for it; on MongoDB the { country, modelId } index answers it.
+ */
+export async function registrationLinksFor(queries: readonly CountryQuery[]): Promise<LinkProposal[][]> {
+  const found: Array<Array<{ _id: string; modelId: string; unitId: string }>> = queries.map(() => []);
+  const open = new Set(queries.map((_, i) => i));
+  const countries = [...new Set(queries.map((q) => q.country))];
+  const modelIds = [...new Set(queries.flatMap((q) => q.modelIds))];
+  if (!queries.length || !modelIds.length) return found.map(() => []);
+  const cursor = Registration.find({ status: 'active', country: { $in: countries }, modelId: { $in: modelIds } }, { modelId: 1, unitId: 1, country: 1 })
+    .lean<Array<{ _id: string; modelId: string; unitId: string; country: string }>>()
+    .cursor();
+  try {
+    for await (const r of cursor) {
+      for (const i of open) {
+        const q = queries[i]!;
+        if (q.country !== r.country || !q.modelIds.includes(r.modelId)) continue;
+        found[i]!.push(r);
+        if (found[i]!.length >= MAX_REGISTRATION_LINKS) open.delete(i);
+      }
+      if (!open.size) break;
+    }
+  } finally {
+    await cursor.close();
+  }
+  return found.map((regs, i) => matchCountryRegistrations(regs, queries[i]!.country));
+}
+
+/** Both steps at once (scripts, tests): what a report ends up linked to. */
+export async function linkReport(input: LinkInput): Promise<LinkResult> {
+  const { pending, ...direct } = await linkDirect(input);
+  if (!pending) return direct;
+  const [extra] = await registrationLinksFor([pending]);
+  return { ...direct, links: mergeLinks([...direct.links, ...extra!]) };
 }

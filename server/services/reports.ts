@@ -8,7 +8,8 @@ import type { AuditService } from './audit';
 import type { CasesService } from './cases';
 import type { CatalogueService } from './catalogue';
 import type { FilesService, IncomingFile, StoredFile } from './files';
-import { linkReport } from './linker';
+import type { Logger } from '../logger';
+import { countryQueryOf, linkDirect, mergeLinks, registrationLinksFor } from './linker';
 
 /**
  * The public misuse-reporting channel: anonymous reports, evidence, receipts, follow-up.
@@ -39,6 +40,15 @@ export const RECEIPT_BASE_DELAY_MS = 1000;
 export const RECEIPT_MAX_DELAY_MS = 60_000;
 export const MESSAGES_PER_PAGE = 20;
 const MEMORY_KEYS_MAX = 50_000;
+/**
+ * The background linking step starts this long after a report starts waiting for it, and
+ * passes are at least this far apart: on FerretDB v1 a pass scans every registration (8.7 s
+ * measured at 150,000), which slows every other request while it runs, so under a
+ * burst of reports one scan serves all of them instead of one each.
+ */
+export const LINK_PASS_DELAY_MS = 60_000;
+/** Reports finished by one pass: bounds the `$in` lists of its one query. */
+export const LINK_PASS_MAX_REPORTS = 200;
 
 export type EvidenceRef = StoredFile & { addedAt: Date; addedBy: 'reporter' | 'investigator'; addedByUserId: string | null };
 export type Message = ReportRecord['messages'][number];
@@ -221,6 +231,9 @@ export function createChallenge(deps: { clock: Clock; secret: string; minFillSec
 export function createReportsService(deps: {
   config: Config;
   clock: Clock;
+  logger?: Pick<Logger, 'error'>;
+  /** LINK_PASS_DELAY_MS unless given (tests). */
+  linkPassDelayMs?: number;
   files: FilesService;
   cases: CasesService;
   audit: AuditService;
@@ -236,6 +249,58 @@ export function createReportsService(deps: {
   const clientKeyKey = crypto.randomBytes(32);
   const clientKey = (client: string) => hmac(clientKeyKey, client).toString('base64url');
   const keptKey = hmac(config.jwt.secret, 'downstream/report-kept-evidence');
+
+  // -- the linker's second step (registrations in the report's country), off the request path
+
+  const linkQueue = new Set<string>();
+  let linkPass: Promise<void> | null = null;
+  let linkTimer: NodeJS.Timeout | null = null;
+  let lastPassEnded = 0;
+  const linkDelay = deps.linkPassDelayMs ?? LINK_PASS_DELAY_MS;
+
+  /** One pass: every queued report (up to the bound) gets its country links from one query. */
+  async function runLinkPass(): Promise<void> {
+    const ids = [...linkQueue].slice(0, LINK_PASS_MAX_REPORTS);
+    const reports = (await Promise.all(ids.map((id) => Report.findById(id, { links: 1, where: 1, linking: 1 }).lean<ReportRecord>()))).filter(
+      (r): r is ReportRecord => r !== null && r.linking === 'pending',
+    );
+    for (const id of ids) if (!reports.some((r) => r._id === id)) linkQueue.delete(id); // gone, or done elsewhere
+    const queries = reports.map((r) => countryQueryOf(r.links ?? [], r.where?.country ?? ''));
+    const asked = reports.flatMap((r, i) => (queries[i] ? [i] : []));
+    const answers = await registrationLinksFor(asked.map((i) => queries[i]!));
+    for (const [n, i] of asked.entries()) await finishLinks(reports[i]!, answers[n]!);
+    for (const [i, r] of reports.entries()) if (!queries[i]) await finishLinks(r, []);
+  }
+
+  /**
+   * Appends only links the report does not have yet (indexes of existing links, which
+   * investigators confirm by, never move). By `_id` alone (any other filter is a scan of the
+   * reports on FerretDB); `$addToSet` of the same computed links makes a repeated pass harmless.
+   */
+  async function finishLinks(report: ReportRecord, found: ReturnType<typeof mergeLinks>) {
+    const have = new Set((report.links ?? []).map((l) => `${l.kind}|${l.targetId}`));
+    const fresh = mergeLinks(found).filter((l) => !have.has(`${l.kind}|${l.targetId}`));
+    await Report.updateOne({ _id: report._id }, { $addToSet: { links: { $each: fresh } }, $set: { linking: 'done', updatedAt: clock.now() } });
+    linkQueue.delete(report._id);
+  }
+
+  /** Starts a pass LINK_PASS_DELAY_MS from now or from the end of the last one, whichever is later; errors keep the reports queued for the next. */
+  function scheduleLinks() {
+    if (linkPass || linkTimer || !linkQueue.size) return;
+    const now = clock.now().getTime();
+    const wait = Math.max(linkDelay, lastPassEnded + linkDelay - now);
+    linkTimer = setTimeout(() => {
+      linkTimer = null;
+      linkPass = runLinkPass()
+        .catch((err: unknown) => deps.logger?.error({ err }, 'report linking pass failed; the reports stay pending'))
+        .finally(() => {
+          linkPass = null;
+          lastPassEnded = clock.now().getTime();
+          scheduleLinks();
+        });
+    }, wait);
+    linkTimer.unref();
+  }
 
   // -- evidence carried between attempts of one form, signed and bound to its challenge nonce
 
@@ -408,7 +473,9 @@ export function createReportsService(deps: {
       const now = clock.now();
       const contact = { name: input.contactName ?? '', organisation: input.contactOrganisation ?? '', email: input.contactEmail ?? '' };
       const anonymous = !contact.name && !contact.organisation && !contact.email;
-      const linked = await linkReport({ serials: input.serials, modelText: input.modelText ?? '', country: input.country });
+      // Unit, registration and model links now (`_id` lookups); registrations of those models
+      // in the country later, in the background (a scan on FerretDB): `linking` says which.
+      const linked = await linkDirect({ serials: input.serials, modelText: input.modelText ?? '', country: input.country });
 
       let receipt = '';
       let reportId = '';
@@ -427,11 +494,14 @@ export function createReportsService(deps: {
             what: { harmCategories: input.harmCategories, description: input.description, affected: input.affected ?? '', ongoing: input.ongoing },
             evidence: evidenceRefs(evidence.files, 'reporter', null),
             links: linked.links,
+            linking: linked.pending ? 'pending' : 'done',
             status: 'received',
             receivedAt: now,
             updatedAt: now,
           });
           reportId = id;
+          // Queued as soon as it is saved: the rest of this request failing must not strand it.
+          if (linked.pending) linkQueue.add(id);
         } catch (err) {
           if ((err as { code?: number }).code !== 11000) throw err; // a receipt collision: draw again
         }
@@ -456,7 +526,38 @@ export function createReportsService(deps: {
         subjectId: reportId,
         detail: { caseId, evidenceFiles: evidence.files.length, links: linked.links.length },
       });
+      scheduleLinks();
       return { receipt: formatReceipt(receipt), reportId, caseId, receivedAt: now };
+    },
+
+    /**
+     * At start: queues the reports a stopped process left with their linking step pending
+     * (found by a scan of the reports collection, which is small) for the background pass.
+     */
+    async resumePendingLinks() {
+      for (const r of await Report.find({ linking: 'pending' }, { _id: 1 }).lean()) linkQueue.add(r._id);
+      scheduleLinks();
+      return linkQueue.size;
+    },
+
+    /** Runs the background linking now for every report still pending; resolves when done (tests, scripts). */
+    async completePendingLinks() {
+      for (const r of await Report.find({ linking: 'pending' }, { _id: 1 }).lean()) linkQueue.add(r._id);
+      if (linkTimer) {
+        clearTimeout(linkTimer);
+        linkTimer = null;
+      }
+      while (linkQueue.size) {
+        if (linkPass) await linkPass;
+        else {
+          // A failure rejects here (the reports stay pending); each pass removes what it finished.
+          linkPass = runLinkPass().finally(() => {
+            linkPass = null;
+            lastPassEnded = clock.now().getTime();
+          });
+          await linkPass;
+        }
+      }
     },
 
     /** Public model names (and SKUs) for the report form's picker. */

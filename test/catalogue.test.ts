@@ -1,6 +1,7 @@
 import request from 'supertest';
 import { AuditEntry } from '../models/audit';
 import { ImportJob, ProductModel, SerialIndex, Unit } from '../models/catalogue';
+import { UnitTally } from '../models/insight';
 import { Registration } from '../models/registrations';
 import { createTestContext, type TestContext } from './helpers/context';
 import { DEFAULT_TERMS, makeModel, makeRegistration, makeUnit } from './helpers/catalogue';
@@ -315,6 +316,7 @@ describe('catalogue', () => {
       expect(counts).toEqual({ removed: 1_199, kept: 1, missing: 1 });
       expect(await Unit.find({ modelId: model._id }, { _id: 1 }).lean()).toEqual([{ _id: registered._id }]);
       expect((await ProductModel.findById(model._id).lean())!.unitCount).toBe(1);
+      expect(await UnitTally.findById(model._id).lean()).toMatchObject({ units: 1, registered: 1 });
       expect(await SerialIndex.findById('GONE-00000').lean()).toEqual({ _id: 'GONE-00000', unitIds: [shared.unit._id] });
       expect((await SerialIndex.findById('GONE-00001').lean())!.unitIds).toEqual([registered._id]);
       expect(await SerialIndex.findById('GONE-01199').lean()).toBeNull();

@@ -17,7 +17,7 @@ import {
   unitId,
   type RiskLevel,
 } from '../../models/catalogue';
-import { tallyUnits } from '../../models/insight';
+import { tallyUnits, unitStateChange } from '../../models/insight';
 import type { AuditService } from './audit';
 
 /**
@@ -506,9 +506,9 @@ export function createCatalogueService(deps: { clock: Clock; logger: Logger; aud
       const chunks = <T>(list: readonly T[]) => Array.from({ length: Math.ceil(list.length / REMOVE_CHUNK_SIZE) }, (_, i) => list.slice(i * REMOVE_CHUNK_SIZE, (i + 1) * REMOVE_CHUNK_SIZE));
       // Batches as the import inserts them: the model counts move once per batch, not per command.
       for (let at = 0; at < all.length; at += IMPORT_BATCH_SIZE) {
-        const gone: Array<{ _id: string; modelId: string; serial: string }> = [];
+        const gone: Array<{ _id: string; modelId: string; serial: string; status?: string | null; current?: { country?: string | null } | null }> = [];
         for (const chunk of chunks(all.slice(at, at + IMPORT_BATCH_SIZE))) {
-          const units = await Promise.all(chunk.map((id) => Unit.findById(id, { modelId: 1, serial: 1, registrationId: 1, ownerUserId: 1, registrationIds: 1, 'checkIns.count': 1 }).lean()));
+          const units = await Promise.all(chunk.map((id) => Unit.findById(id, { modelId: 1, serial: 1, status: 1, current: 1, registrationId: 1, ownerUserId: 1, registrationIds: 1, 'checkIns.count': 1 }).lean()));
           for (const u of units) {
             if (!u) counts.missing++;
             else if (u.registrationId || u.ownerUserId || u.registrationIds?.length || u.checkIns?.count) counts.kept++;
@@ -534,6 +534,8 @@ export function createCatalogueService(deps: { clock: Clock; logger: Logger; aud
         const perModel = new Map<string, number>();
         for (const u of gone) perModel.set(u.modelId, (perModel.get(u.modelId) ?? 0) + 1);
         for (const [modelId, n] of perModel) await writeLocked([`model:${modelId}`], () => ProductModel.updateOne({ _id: modelId }, { $inc: { unitCount: -n } }));
+        // The dashboard's tallies lose whatever each removed unit counted in.
+        await tallyUnits(gone.map((u) => ({ ...unitStateChange(u.modelId, { status: u.status, country: u.current?.country }, { status: 'unregistered', country: null }), units: -1 })));
       }
       await audit.record({ actorKind: actor.userId ? 'user' : 'system', actorId: actor.userId, action: 'units.removed', subjectKind: 'unit', subjectId: '*', detail: counts });
       return counts;

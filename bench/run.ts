@@ -414,13 +414,22 @@ async function exportUnits(server: RunningServer, adminToken: string, memory: Re
   ];
 }
 
-/** Scale 4 against scale 0.25 on the same database kind, from earlier results when both exist. */
+/**
+ * Scale 4 against scale 0.25 on the same database kind: this run's figure for its own scale,
+ * and for the other the newest result file (full or `--only`) that measured the timeline.
+ */
 function scalingFigure(report: BenchReport): Figure {
   const kind = report.database.startsWith('MongoDB') ? 'mongodb' : 'ferretdb';
+  const heavyP95 = (r: BenchReport) => r.figures.find((f) => f.id === 'timeline.heavy.p95')?.value ?? null;
   const p95At = (scale: number) => {
-    const file = path.join(resultsDir, `scale-${scale}-${kind}.json`);
-    const found = scale === report.scale ? report : fs.existsSync(file) ? (JSON.parse(fs.readFileSync(file, 'utf8')) as BenchReport) : null;
-    return found?.figures.find((f) => f.id === 'timeline.heavy.p95')?.value ?? null;
+    if (scale === report.scale && heavyP95(report) !== null) return heavyP95(report);
+    const pattern = new RegExp(`^scale-${scale.toString().replace('.', '\\.')}-${kind}(-only-[a-z-]+)?\\.json$`);
+    const measured = (fs.existsSync(resultsDir) ? fs.readdirSync(resultsDir) : [])
+      .filter((name) => pattern.test(name))
+      .map((name) => JSON.parse(fs.readFileSync(path.join(resultsDir, name), 'utf8')) as BenchReport)
+      .filter((r) => heavyP95(r) !== null)
+      .sort((a, b) => b.startedAt.localeCompare(a.startedAt));
+    return measured[0] ? heavyP95(measured[0]) : null;
   };
   const small = p95At(0.25);
   const large = p95At(4);

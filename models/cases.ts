@@ -4,7 +4,8 @@ import { FLAG_RULES } from './flags';
 /**
  * Investigation cases: opened by red flags and reports, worked by investigators (triage,
  * workflow, notes, leverage actions, remediation) and kept, after retention, as aggregate
- * facts plus a trace of what was deleted. Cases are a small collection: the queue scans it.
+ * facts plus a trace of what was deleted. Cases are a small collection, but a scan of it still
+ * costs seconds on FerretDB: the queue reads rows kept in memory (see CaseQueueStamp below).
  */
 
 export const CASE_STATUSES = ['new', 'triaged', 'investigating', 'action', 'remediation', 'closed'] as const;
@@ -213,6 +214,26 @@ const openCaseKeySchema = new Schema(
 );
 openCaseKeySchema.index({ caseId: 1 });
 export const OpenCaseKey = mongoose.model('OpenCaseKey', openCaseKeySchema);
+
+/**
+ * The case queue's version stamp (one document, `_id: 'cases'`), read by `_id` on every queue
+ * request. Each process keeps the queue rows in memory; every case write through the cases
+ * service increments `seq` and appends the case id to `recent` (the last RECENT_CASE_CHANGES),
+ * so another process re-reads just those cases by `_id`, or rebuilds from a scan when it fell
+ * further behind, when the stamp is missing (cases inserted straight into the collection, e.g.
+ * by the bench generator, which drops the database first) or when its `epoch` changed.
+ */
+export const RECENT_CASE_CHANGES = 128;
+const caseQueueStampSchema = new Schema(
+  {
+    _id: { type: String, required: true },
+    epoch: { type: String, required: true },
+    seq: { type: Number, default: 0 },
+    recent: { type: [String], default: [] },
+  },
+  { versionKey: false },
+);
+export const CaseQueueStamp = mongoose.model('CaseQueueStamp', caseQueueStampSchema);
 
 /** Sequences by `_id` (e.g. `case-2026`), incremented atomically. */
 const counterSchema = new Schema({ _id: { type: String, required: true }, seq: { type: Number, default: 0 } }, { versionKey: false });

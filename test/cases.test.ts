@@ -2,7 +2,7 @@ import fs from 'node:fs';
 import path from 'node:path';
 import request from 'supertest';
 import { AuditEntry } from '../models/audit';
-import { Case, OpenCaseKey } from '../models/cases';
+import { Case, CaseQueueStamp, OpenCaseKey, RECENT_CASE_CHANGES } from '../models/cases';
 import { Unit } from '../models/catalogue';
 import { Flag } from '../models/flags';
 import { Registration } from '../models/registrations';
@@ -12,6 +12,8 @@ import { actorOf, freshAuth, makeFlagCase, makeReportCase, makeStaff, triageFiel
 import { makeRegistration, makeUnit } from './helpers/catalogue';
 import { jpegWithGps, notAnImage, pngImage, sha256 } from './helpers/reports';
 import { loadConfig } from '../server/config';
+import { createLogger } from '../server/logger';
+import { createServices } from '../server/services';
 import { createTestContext, testEnv, type TestContext } from './helpers/context';
 import { apiUser, makeUser, signedInAgent } from './helpers/factories';
 
@@ -664,6 +666,132 @@ describe('investigation cases', () => {
       expect(sorted.body.items.map((x: { _id: string }) => x._id)).toEqual([a.caseId]);
       const second = await request(ctx.app).get('/api/v1/cases?country=MZ&sort=priority&perPage=1&page=3').set(lead.auth);
       expect(second.body.items).toHaveLength(1);
+    });
+
+    it('pages, counts and sorts exactly as the database sorts and counts the same cases', async () => {
+      const lead = await makeStaff(ctx);
+      const made: string[] = [];
+      const started = ctx.clock.now();
+      try {
+        // Distinct opening times (the database's order within equal times is unspecified), some untriaged (no priority).
+        for (let i = 0; i < 5; i++) {
+          ctx.clock.advance(60_000);
+          made.push((await makeReportCase(ctx, { country: 'MW', withEvidence: false })).caseId);
+        }
+        for (const id of made) await ctx.services.cases.assign(id, lead.actor.id, lead.actor);
+        ctx.clock.advance(60_000);
+        await ctx.services.cases.triage(made[1]!, triageFields({ scale: 2, scope: 2, irremediable: 2 }), lead.actor);
+        await ctx.services.cases.triage(made[3]!, triageFields({ scale: 4, scope: 4, irremediable: 4 }), lead.actor);
+        ctx.clock.advance(60_000);
+        await ctx.services.cases.triage(made[4]!, triageFields({ scale: 2, scope: 2, irremediable: 2, likelihood: 4 }), lead.actor);
+        await ctx.services.cases.transition(made[0]!, { to: 'closed', reason: 'handled', closureReason: 'out-of-scope' }, lead.actor);
+        ctx.clock.advance(60_000);
+        await ctx.services.cases.addNote(made[2]!, 'checked the serials', lead.actor); // most recently updated
+
+        const dbSorts = { opened: { openedAt: -1, _id: -1 }, priority: { priority: -1, openedAt: 1 }, updated: { updatedAt: -1, _id: -1 } } as const;
+        const dbStatus = { open: { status: { $ne: 'closed' } }, all: {}, triaged: { status: 'triaged' }, closed: { status: 'closed' } } as const;
+        for (const sort of ['opened', 'priority', 'updated'] as const) {
+          for (const status of ['open', 'all', 'triaged', 'closed'] as const) {
+            const expected = (await Case.find({ countries: 'MW', ...dbStatus[status] }, { _id: 1 }).sort(dbSorts[sort]).lean()).map((c) => c._id);
+            const shown: string[] = [];
+            for (const page of [1, 2, 3]) {
+              const res = await request(ctx.app).get(`/api/v1/cases?country=MW&sort=${sort}&status=${status}&perPage=2&page=${page}`).set(lead.auth);
+              expect(res.status).toBe(200);
+              expect(res.body.total).toBe(expected.length);
+              expect(res.body.counts).toEqual({ new: 1, triaged: 3, closed: 1 });
+              shown.push(...res.body.items.map((c: { _id: string }) => c._id));
+            }
+            expect({ sort, status, shown }).toEqual({ sort, status, shown: expected });
+          }
+        }
+        const grouped = await Case.aggregate<{ _id: string; n: number }>([{ $match: { countries: 'MW' } }, { $group: { _id: '$status', n: { $sum: 1 } } }]);
+        expect(Object.fromEntries(grouped.map((g) => [g._id, g.n]))).toEqual({ new: 1, triaged: 3, closed: 1 });
+      } finally {
+        ctx.clock.set(started);
+      }
+    });
+
+    it('shows a change made through the service at once: a triaged priority, a closed or reopened case, a declared conflict', async () => {
+      const lead = await makeStaff(ctx);
+      const colleague = await makeStaff(ctx);
+      const { caseId } = await makeReportCase(ctx, { country: 'LS' });
+      await ctx.services.cases.assign(caseId, lead.actor.id, lead.actor);
+      await ctx.services.cases.assign(caseId, colleague.actor.id, lead.actor);
+      const list = async (who: { auth: Record<string, string> }, qs: string) => {
+        const res = await request(ctx.app).get(`/api/v1/cases?country=LS&${qs}`).set(who.auth);
+        expect(res.status).toBe(200);
+        return { ids: res.body.items.map((c: { _id: string }) => c._id), items: res.body.items, counts: res.body.counts, total: res.body.total };
+      };
+      expect(await list(lead, 'priority=high')).toMatchObject({ ids: [], total: 0 }); // the queue is read before each change
+
+      await ctx.services.cases.triage(caseId, triageFields({ scale: 3, scope: 3, irremediable: 2 }), lead.actor);
+      expect((await Case.findById(caseId).lean())!).toMatchObject({ status: 'triaged', priorityLevel: 'high' });
+      const high = await list(lead, 'priority=high');
+      expect(high).toMatchObject({ ids: [caseId], total: 1, counts: { triaged: 1 } });
+      expect(high.items[0]).toMatchObject({ status: 'triaged', priorityLevel: 'high', harmCategories: ['privacy-surveillance'] });
+
+      await ctx.services.cases.transition(caseId, { to: 'closed', reason: 'handled', closureReason: 'referred' }, lead.actor);
+      expect((await Case.findById(caseId).lean())!.status).toBe('closed');
+      expect(await list(lead, '')).toMatchObject({ ids: [], total: 0, counts: { closed: 1 } });
+      expect((await list(lead, 'status=closed')).ids).toEqual([caseId]);
+
+      await ctx.services.cases.transition(caseId, { to: 'investigating', reason: 'new evidence' }, lead.actor);
+      expect((await list(lead, 'status=investigating')).ids).toEqual([caseId]);
+      expect((await list(colleague, 'mine=1')).ids).toEqual([caseId]);
+
+      await ctx.services.cases.declareConflict(caseId, colleague.actor.id, 'Knows the customer', lead.actor);
+      expect((await Case.findById(caseId).lean())!.conflictedUserIds.map(String)).toEqual([colleague.actor.id]);
+      expect(await list(colleague, 'status=all')).toMatchObject({ ids: [], total: 0, counts: {} });
+      expect((await list(lead, '')).items[0]).toMatchObject({ _id: caseId, assigneeIds: [lead.actor.id], conflictedUserIds: [colleague.actor.id] });
+    });
+
+    it('keeps two processes on one database in step: a write through either shows in the other’s queue on its next request', async () => {
+      // A second set of services has its own queue rows in memory, as another process would.
+      const other = createServices({ config: ctx.config, clock: ctx.clock, logger: createLogger('silent') });
+      const lead = await makeStaff(ctx);
+      const first = await makeReportCase(ctx, { country: 'SZ' });
+      const ids = async (services: typeof other, filters: Parameters<typeof other.cases.queue>[0] = {}) =>
+        (await services.cases.queue({ country: 'SZ', ...filters }, { skip: 0, limit: 50 }, lead.actor)).items.map((c) => c._id);
+      expect(await ids(other)).toEqual([first.caseId]);
+      expect(await ids(ctx.services, { priority: 'critical' })).toEqual([]);
+
+      await ctx.services.cases.assign(first.caseId, lead.actor.id, lead.actor);
+      await ctx.services.cases.triage(first.caseId, triageFields({ scale: 4, scope: 4, irremediable: 4 }), lead.actor);
+      expect(await ids(other, { priority: 'critical' })).toEqual([first.caseId]);
+      expect(await ids(other, { mine: true })).toEqual([first.caseId]);
+      const second = await makeReportCase(ctx, { country: 'SZ' }); // opened through the first process
+      expect(await ids(other)).toEqual([second.caseId, first.caseId]);
+
+      // The stamp remembers only the last changes (FerretDB ignores `$slice`: the service trims it).
+      const long = (await CaseQueueStamp.findById('cases').lean())!;
+      const filler = Array.from({ length: RECENT_CASE_CHANGES + 40 }, (_, i) => `C-2026-9${String(i).padStart(5, '0')}`);
+      await CaseQueueStamp.updateOne({ _id: 'cases' }, { $set: { recent: [...long.recent, ...filler], seq: long.seq + filler.length } });
+      await other.cases.transition(first.caseId, { to: 'closed', reason: 'handled', closureReason: 'substantiated' }, lead.actor);
+      const trimmed = (await CaseQueueStamp.findById('cases').lean())!;
+      expect(trimmed.seq).toBe(long.seq + filler.length + 1);
+      expect(trimmed.recent).toHaveLength(RECENT_CASE_CHANGES);
+      expect(trimmed.recent.at(-1)).toBe(first.caseId);
+      expect((await Case.findById(first.caseId).lean())!.status).toBe('closed');
+      expect(await ids(ctx.services)).toEqual([second.caseId]);
+      expect(await ids(ctx.services, { status: 'closed' })).toEqual([first.caseId]);
+      expect(await ids(other)).toEqual([second.caseId]);
+    });
+
+    it('rebuilds from the collection when its stamp is missing or remembers too few changes, so cases written elsewhere appear', async () => {
+      const lead = await makeStaff(ctx);
+      const ids = async () => (await ctx.services.cases.queue({ country: 'TZ', status: 'all' }, { skip: 0, limit: 50 }, lead.actor)).items.map((c) => c._id);
+      expect(await ids()).toEqual([]);
+      const now = ctx.clock.now();
+      // As the bench generator writes cases: straight into the collection (after dropping the database, stamp included).
+      await Case.create({ _id: 'C-2025-900001', title: 'Inserted directly', status: 'new', sourceKinds: ['flag'], countries: ['TZ'], openedAt: now, updatedAt: now });
+      await CaseQueueStamp.deleteOne({ _id: 'cases' });
+      expect(await ids()).toEqual(['C-2025-900001']);
+      expect(await CaseQueueStamp.findById('cases').lean()).toMatchObject({ seq: 0, recent: [] });
+
+      // Another process changed more cases than the stamp remembers: their ids are gone from `recent`.
+      await Case.updateOne({ _id: 'C-2025-900001' }, { $set: { countries: ['KE'] } });
+      await CaseQueueStamp.updateOne({ _id: 'cases' }, { $inc: { seq: RECENT_CASE_CHANGES + 1 } });
+      expect(await ids()).toEqual([]);
     });
 
     it('names each bad filter', async () => {

@@ -107,9 +107,8 @@ async function settle(server: RunningServer, manifest: Manifest, token: string, 
 }
 
 /**
- * The dashboard reads a snapshot computed in the background (all units, flags, cases and
- * reports aggregated); the page is measured once it exists, and last, because computing it
- * loads the database for minutes at scale 1.
+ * The dashboard reads unit tallies kept on write and a snapshot of flags, reports and cases
+ * computed in the background; the page is measured once both exist (seconds at scale 1).
  */
 async function dashboardSnapshot(server: RunningServer, token: string): Promise<Figure & { ready: boolean }> {
   const started = Date.now();

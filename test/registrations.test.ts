@@ -6,6 +6,7 @@ import { Case } from '../models/cases';
 import { ProductModel, Unit } from '../models/catalogue';
 import { Flag } from '../models/flags';
 import { CustomerRegistrations, Registration, Transfer } from '../models/registrations';
+import { makeFlagCase, makeStaff } from './helpers/cases';
 import { createTestContext, type TestContext } from './helpers/context';
 import { makeModel, makeRegistration, makeUnit, registrationInput } from './helpers/catalogue';
 import { apiUser, csrfFrom, makeUser, pageAgent, signedInAgent, TEST_PASSWORD, unique } from './helpers/factories';
@@ -461,6 +462,20 @@ describe('registrations, transfers and the unit timeline', () => {
   });
 
   describe('destination timeline', () => {
+    it('shows the unit’s closed cases too, not only the open ones', async () => {
+      const { unit } = await makeUnit(ctx);
+      const admin = await makeStaff(ctx, 'admin');
+      const { caseId } = await makeFlagCase(ctx, { unitId: unit._id, modelId: unit.modelId });
+      await ctx.services.cases.transition(caseId, { to: 'closed', reason: 'Checked: the unit was at a trade fair', closureReason: 'unsubstantiated' }, admin.actor);
+      expect((await Case.findById(caseId).lean())!.status).toBe('closed');
+
+      const res = await request(ctx.app).get(`/api/v1/units/${unit._id}/timeline`).set(admin.auth);
+      expect(res.status).toBe(200);
+      const cases = res.body.entries.filter((e: { kind: string }) => e.kind === 'case');
+      expect(cases).toEqual([expect.objectContaining({ title: `Case ${caseId} opened`, detail: expect.stringMatching(/· closed$/) })]);
+      expect(res.body.entries.filter((e: { kind: string }) => e.kind === 'flag')).toHaveLength(1);
+    });
+
     it('merges first sale, registration, transfers, check-in runs, flags and cases in time order', async () => {
       const owner = await makeUser(ctx, 'customer');
       const model = await makeModel(ctx, { riskLevel: 'high' });

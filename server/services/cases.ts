@@ -718,6 +718,16 @@ export function createCasesService(deps: { clock: Clock; config?: Pick<Config, '
     // ----- investigators -----
 
     /**
+     * Every case, open or closed, that names this unit, oldest first: from the queue's
+     * in-memory rows (see "the queue's read model" above), so a unit timeline needs no scan
+     * of the cases and no lookup per rule.
+     */
+    async casesOfUnit(unitIdValue: string) {
+      const rows = await queueRows();
+      return [...rows.values()].filter((c) => holds(c.unitIds, unitIdValue)).sort((a, b) => ascending(a.openedAt, b.openedAt) || byId(a, b));
+    },
+
+    /**
      * The queue: filters, counts per status, sorting and pages over the in-memory rows (see
      * "the queue's read model" above); the overdue badges are computed at `now`.
      */

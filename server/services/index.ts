@@ -32,7 +32,7 @@ export function createServices(deps: ServiceDeps) {
   const flags = createFlagsService({ ...deps, cases, audit });
   const checkIns = createCheckInsService({ ...deps, flags });
   const catalogue = createCatalogueService({ ...deps, audit });
-  const registrations = createRegistrationsService({ ...deps, audit, auth, files, flags });
+  const registrations = createRegistrationsService({ ...deps, audit, auth, files, flags, cases });
   const reports = createReportsService({ ...deps, files, cases, audit, catalogue });
   const insight = createInsightService({ ...deps, audit });
   return { audit, auth, cases, catalogue, checkIns, files, flags, insight, registrations, reports };

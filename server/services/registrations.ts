@@ -4,14 +4,14 @@ import { countryName, isCountryCode } from '../countries';
 import { ConflictError, NotFoundError, ValidationError } from '../errors';
 import type { Page } from '../middleware/validate';
 import type { Role, UserDoc } from '../../models/auth';
-import { Case, OpenCaseKey } from '../../models/cases';
 import { ProductModel, Unit, normaliseCode, unitId, type UnitDoc } from '../../models/catalogue';
 import { writeLocked } from './catalogue';
-import { FLAG_RULES, Flag } from '../../models/flags';
+import { Flag } from '../../models/flags';
 import { tallyUnits, unitStateChange } from '../../models/insight';
 import { ClaimKey, CustomerRegistrations, Registration, Transfer, type EndUserType } from '../../models/registrations';
 import type { AuditService } from './audit';
 import type { AuthService, NewUser } from './auth';
+import type { CasesService } from './cases';
 import type { FilesService, IncomingFile } from './files';
 import type { FlagsService } from './flags';
 
@@ -84,7 +84,7 @@ const shortDay = (d: Date) => d.toLocaleDateString('en-GB', { day: 'numeric', mo
 /** Flags read per open case on the timeline: enough to see the pattern, bounded. */
 const FLAGS_PER_CASE = 20;
 
-export function createRegistrationsService(deps: { clock: Clock; audit: AuditService; auth: AuthService; files: FilesService; flags: FlagsService }) {
+export function createRegistrationsService(deps: { clock: Clock; audit: AuditService; auth: AuthService; files: FilesService; flags: FlagsService; cases: CasesService }) {
   const { clock, audit, auth, files, flags } = deps;
 
   async function loadModelAndUnit(modelSku: string, serial: string) {
@@ -353,12 +353,8 @@ export function createRegistrationsService(deps: { clock: Clock; audit: AuditSer
 
   // ----- timeline -----
 
-  async function linkedCases(unitIdValue: string) {
-    // Open cases are found by their key documents (`_id` lookups), never by scanning cases.
-    const keys = await Promise.all([...FLAG_RULES.map((r) => `unit:${unitIdValue}|${r}`), `unit:${unitIdValue}|report`].map((k) => OpenCaseKey.findById(k).lean()));
-    const caseIds = [...new Set(keys.filter((k) => k !== null).map((k) => k.caseId))];
-    return (await Promise.all(caseIds.map((c) => Case.findById(c).lean()))).filter((c) => c !== null);
-  }
+  /** The unit's cases, open and closed, from the cases service's in-memory rows (no scan, no lookup per rule). */
+  const linkedCases = (unitIdValue: string) => deps.cases.casesOfUnit(unitIdValue);
 
   function checkInRunEntry(run: { country: string; count: number; firstAt: Date; lastAt: Date; firstFirmware?: string | null; lastFirmware?: string | null }): TimelineEntry {
     const firmware = run.firstFirmware && run.lastFirmware && run.firstFirmware !== run.lastFirmware ? `v${run.firstFirmware}→v${run.lastFirmware}` : run.lastFirmware ? `v${run.lastFirmware}` : '';

@@ -4,6 +4,7 @@ import type { Readable } from 'node:stream';
 import { parse as parseCsv } from 'csv-parse';
 import type { Clock } from '../clock';
 import type { Logger } from '../logger';
+import { chunksOf } from '../db/ferretdb-updates';
 import { isCountryCode } from '../countries';
 import { ConflictError, NotFoundError, ValidationError } from '../errors';
 import type { Page } from '../middleware/validate';
@@ -92,14 +93,6 @@ export type UnitChanges = Pick<UnitInput, 'manufacturedAt' | 'firstSale'>;
 
 /** Rows inserted per round trip: large enough to be fast, small enough to bound memory. */
 export const IMPORT_BATCH_SIZE = 1000;
-/**
- * Units removed per command by `removeUnits`, each by its own `_id` statement. FerretDB v1
- * pushes only `_id` equality down to SQLite: a `deleteMany` with any other filter (or `$in`)
- * scans the collection and then deletes every match in one SQL statement with one variable
- * per document, which fails past 32,766 ("too many SQL variables"); and a command with more
- * than about 100 statements hangs it.
- */
-export const REMOVE_CHUNK_SIZE = 50;
 
 const IMPORT_COLUMNS: Record<string, keyof ImportRow> = {
   sku: 'sku',
@@ -497,17 +490,18 @@ export function createCatalogueService(deps: { clock: Clock; logger: Logger; aud
     /**
      * Removes units that were never registered, owned or seen checking in (e.g. an import
      * that named the wrong units), keeping `SerialIndex` and each model's `unitCount` in step.
-     * Any number of ids: they go in chunks of REMOVE_CHUNK_SIZE, each unit by `_id`. Units
-     * with a history are kept and counted, never removed.
+     * Any number of ids: each unit goes by its own `_id` statement, in commands FerretDB v1 can
+     * finish (`chunksOf`): a `deleteMany` by any other filter or `$in` scans the units and then
+     * deletes every match in one SQL statement with a variable per document, which fails past
+     * 32,766 ("too many SQL variables"). Units with a history are kept and counted, never removed.
      */
     async removeUnits(ids: readonly string[], actor: Actor) {
       const counts = { removed: 0, kept: 0, missing: 0 };
       const all = [...new Set(ids)];
-      const chunks = <T>(list: readonly T[]) => Array.from({ length: Math.ceil(list.length / REMOVE_CHUNK_SIZE) }, (_, i) => list.slice(i * REMOVE_CHUNK_SIZE, (i + 1) * REMOVE_CHUNK_SIZE));
       // Batches as the import inserts them: the model counts move once per batch, not per command.
       for (let at = 0; at < all.length; at += IMPORT_BATCH_SIZE) {
         const gone: Array<{ _id: string; modelId: string; serial: string; status?: string | null; current?: { country?: string | null } | null }> = [];
-        for (const chunk of chunks(all.slice(at, at + IMPORT_BATCH_SIZE))) {
+        for (const chunk of chunksOf(all.slice(at, at + IMPORT_BATCH_SIZE))) {
           const units = await Promise.all(chunk.map((id) => Unit.findById(id, { modelId: 1, serial: 1, status: 1, current: 1, registrationId: 1, ownerUserId: 1, registrationIds: 1, 'checkIns.count': 1 }).lean()));
           for (const u of units) {
             if (!u) counts.missing++;
@@ -516,11 +510,11 @@ export function createCatalogueService(deps: { clock: Clock; logger: Logger; aud
           }
         }
         if (!gone.length) continue;
-        for (const chunk of chunks(gone)) counts.removed += (await Unit.bulkWrite(chunk.map((u) => ({ deleteOne: { filter: { _id: u._id } } })), { ordered: false })).deletedCount;
+        for (const chunk of chunksOf(gone)) counts.removed += (await Unit.bulkWrite(chunk.map((u) => ({ deleteOne: { filter: { _id: u._id } } })), { ordered: false })).deletedCount;
         // The serial lookup: the entry goes with its last unit, else loses this one.
         const bySerial = new Map<string, string[]>();
         for (const u of gone) bySerial.set(u.serial, [...(bySerial.get(u.serial) ?? []), u._id]);
-        for (const serials of chunks([...bySerial.keys()])) {
+        for (const serials of chunksOf([...bySerial.keys()])) {
           await writeLocked(serials.map((serial) => `serial:${serial}`), async () => {
             const entries = await Promise.all(serials.map((serial) => SerialIndex.findById(serial).lean()));
             const ops = entries.flatMap((entry) => {

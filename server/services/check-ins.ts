@@ -2,6 +2,7 @@ import crypto from 'node:crypto';
 import type { AnyBulkWriteOperation } from 'mongoose';
 import type { Clock } from '../clock';
 import type { Logger } from '../logger';
+import { chunksOf } from '../db/ferretdb-updates';
 import { CheckIn, CheckInBatch, UnknownSerial, WITHHELD_UNITS_ID, WithheldUnits } from '../../models/check-ins';
 import { normaliseCode, SerialIndex, Unit, unitId } from '../../models/catalogue';
 import { tallyUnits, unitCheckInChange, type UnitTallyChange } from '../../models/insight';
@@ -33,8 +34,6 @@ import { knownCountries, SETTLED_AFTER_CHECK_INS, type FlagHit, type FlagsServic
 export const MAX_BATCH = 1_000;
 /** Runs kept on the unit; older ones stay in the check-in log. */
 export const MAX_RUNS = 50;
-/** Unit summary updates per bulkWrite command (see fold: FerretDB v1 deadlocks above ~100). */
-export const SUMMARY_WRITES_PER_COMMAND = 50;
 /** At most this many check-ins are folded together (bounds the summariser's memory). */
 export const FOLD_MAX_CHECK_INS = 25_000;
 /** …and at most this many batches (each unit keeps the ids of the batches folded into it). */
@@ -333,11 +332,11 @@ export function createCheckInsService(deps: { clock: Clock; flags: FlagsService;
     await Promise.all([...fired].map(([id, rules]) => CheckIn.updateOne({ _id: id }, { $set: { flags: rules } })));
   }
 
-  /** Update commands of at most SUMMARY_WRITES_PER_COMMAND statements (FerretDB v1 hangs on ~100); returns how many matched. */
+  /** Bulk writes in commands FerretDB v1 can finish (see chunksOf); returns how many matched. */
   async function writeChunked(model: { bulkWrite(ops: never, opts: { ordered: false }): Promise<{ matchedCount: number; upsertedCount: number }> }, writes: AnyBulkWriteOperation[]) {
     let matched = 0;
-    for (let i = 0; i < writes.length; i += SUMMARY_WRITES_PER_COMMAND) {
-      const res = await model.bulkWrite(writes.slice(i, i + SUMMARY_WRITES_PER_COMMAND) as never, { ordered: false });
+    for (const chunk of chunksOf(writes)) {
+      const res = await model.bulkWrite(chunk as never, { ordered: false });
       matched += res.matchedCount + res.upsertedCount;
     }
     return matched;
@@ -428,7 +427,9 @@ export function createCheckInsService(deps: { clock: Clock; flags: FlagsService;
       const unit = resolved[i];
       if (!unit) {
         const key = unitId(e.model || '-', e.serial);
-        perUnknown.set(key, [...(perUnknown.get(key) ?? []), e]);
+        const group = perUnknown.get(key) ?? [];
+        group.push(e);
+        perUnknown.set(key, group);
       } else if (!unit.checkIns?.batchIds?.includes(e.batchId)) {
         const group = perUnit.get(unit._id) ?? { unit, entries: [] };
         group.entries.push(e);
@@ -439,8 +440,9 @@ export function createCheckInsService(deps: { clock: Clock; flags: FlagsService;
     const restricted = await flags.restrictedCountries();
     const unknownWrites: AnyBulkWriteOperation[] = [];
     const unknownRaises: Raise[] = [];
-    for (const [key, mine] of perUnknown) {
-      const { hits, write } = await unknownFold(key, mine, restricted);
+    // Each unknown serial reads its own summary: in parallel (one `_id` read each).
+    const unknown = await Promise.all([...perUnknown].map(async ([key, mine]) => ({ mine, ...(await unknownFold(key, mine, restricted)) })));
+    for (const { mine, hits, write } of unknown) {
       if (write) unknownWrites.push(write);
       if (hits.length) unknownRaises.push({ hits, subject: { unitId: null, modelId: mine[0]!.model || null, serial: mine[0]!.serial } });
     }

@@ -40,14 +40,38 @@ describe('stored files (evidence and proofs)', () => {
     expect(fs.statSync(onDisk(stored.fileId)).mode & 0o077).toBe(0);
   });
 
+  it('keeps a JPEG\'s pixels exactly and its orientation, and nothing else of its metadata or what follows the image', async () => {
+    const photo = await sharp({ create: { width: 64, height: 48, channels: 3, background: '#808080', noise: { type: 'gaussian', mean: 128, sigma: 40 } } })
+      .jpeg({ progressive: true })
+      .withMetadata({ orientation: 6, icc: 'srgb' })
+      .withExif({ IFD0: { Make: 'SpyPhone', Model: 'Tracker X1' }, IFD3: { GPSLatitudeRef: 'S', GPSLatitude: '1/1 17/1 0/1' } })
+      .toBuffer();
+    const comment = Buffer.from('shot by amina K.', 'latin1');
+    const withComment = Buffer.concat([photo.subarray(0, 2), Buffer.from([0xff, 0xfe, 0, comment.length + 2]), comment, photo.subarray(2)]);
+    const withTrailer = Buffer.concat([withComment, Buffer.from('PK\u0003\u0004<html>secret attachment</html>', 'latin1')]);
+    expect((await sharp(withTrailer).metadata()).icc).toBeDefined(); // the fixture really carries a profile
+
+    const stored = await files.store({ buffer: withTrailer, originalname: 'IMG_2202.jpg' }, 'evidence');
+    const data = fs.readFileSync(onDisk(stored.fileId));
+    const meta = await sharp(data).metadata();
+    expect(meta).toMatchObject({ format: 'jpeg', width: 64, height: 48, orientation: 6, isProgressive: true });
+    expect(meta.icc).toBeUndefined();
+    expect(meta.xmp).toBeUndefined();
+    expect(data.toString('latin1')).not.toMatch(/SpyPhone|Tracker X1|amina|secret|PK/);
+    expect(data.subarray(-2)).toEqual(Buffer.from([0xff, 0xd9])); // ends where the picture ends
+    const pixels = (b: Buffer) => sharp(b).raw().toBuffer();
+    expect(await pixels(data)).toEqual(await pixels(photo));
+    expect(sha256(data)).toBe(stored.sha256);
+  });
+
   it('cleans many images sent at once, a few at a time, and a refused one does not hold up the others', async () => {
-    const [photo, broken, bad] = [await jpegWithGps(), await truncatedJpeg(), notAnImage()];
+    const [photo, broken, bad] = [await pngImage(), await truncatedJpeg(), notAnImage()];
     const uploads = Array.from({ length: IMAGE_SLOTS * 4 }, (_, i) => (i % 4 === 1 ? broken : i % 4 === 3 ? bad : photo));
     const settled = await Promise.allSettled(uploads.map((buffer, i) => files.store({ buffer, originalname: `upload-${i}.jpg` }, 'evidence')));
     expect(settled.map((r) => r.status)).toEqual(uploads.map((b) => (b === photo ? 'fulfilled' : 'rejected')));
     for (const r of settled) if (r.status === 'fulfilled') expect(fs.existsSync(onDisk(r.value.fileId))).toBe(true);
     // Every slot came back: one more image is cleaned at once.
-    await expect(files.store({ buffer: photo, originalname: 'after.jpg' }, 'evidence')).resolves.toMatchObject({ mediaType: 'image/jpeg' });
+    await expect(files.store({ buffer: photo, originalname: 'after.png' }, 'evidence')).resolves.toMatchObject({ mediaType: 'image/png' });
   });
 
   it('re-encodes a PNG and keeps a PDF as given', async () => {
@@ -63,6 +87,7 @@ describe('stored files (evidence and proofs)', () => {
     ['a shell script renamed to .jpg', () => notAnImage(), 'holiday.jpg', 'is not a JPEG, PNG, WebP or PDF file (judged by its content, not its name)'],
     ['an SVG with a script in it', () => svgWithScript(), 'logo.jpg', 'is not a JPEG, PNG, WebP or PDF file'],
     ['a truncated JPEG', () => truncatedJpeg(), 'cut.jpg', 'could not be read as an image (it may be truncated or damaged)'],
+    ['a JPEG without its end-of-image marker', async () => (await jpegWithGps()).subarray(0, -2), 'cut.jpg', 'could not be read as an image (it may be truncated or damaged)'],
     ['an empty file', () => Buffer.alloc(0), 'empty.jpg', 'is empty'],
     ['a pixel bomb (20000×20000 PNG in ~50 KB)', () => pixelBombPng(), 'bomb.png', 'has too many pixels to open safely'],
   ])('refuses %s with a 400 naming the field and the file, and writes nothing', async (_what, make, name, message) => {

@@ -4,11 +4,13 @@ import path from 'node:path';
 import sharp from 'sharp';
 import type { Config } from '../config';
 import { BadRequestError, HttpError, NotFoundError } from '../errors';
+import { stripJpegMetadata } from './jpeg-metadata';
 
 /**
  * Stored files (report evidence, proofs of purchase): type decided by content, never by name;
- * images re-encoded so no EXIF/GPS/device metadata survives; kept under DATA_DIR/files with
- * random names (never under public/), referenced by id and SHA-256.
+ * no EXIF/GPS/device metadata survives in an image (JPEGs losslessly reduced to their decoding
+ * segments, PNG and WebP re-encoded); kept under DATA_DIR/files with random names (never
+ * under public/), referenced by id and SHA-256.
  */
 
 export const ACCEPTED_TYPES = ['image/jpeg', 'image/png', 'image/webp', 'application/pdf'] as const;
@@ -22,11 +24,12 @@ export type AcceptedType = (typeof ACCEPTED_TYPES)[number];
 sharp.cache(false);
 
 /**
- * Images decoded and re-encoded at once. The work is CPU-bound, so more at a time only holds
- * more decoded pixels and buffers in memory, which glibc then keeps. Measured by bench/
- * (issue 7, 20 concurrent reporters with two 2 MB photos each, 2 cores): server peak RSS
- * 549 MB with libuv's 4 threads all decoding, 434 MB with 2 slots, at the same throughput
- * within noise. Others wait their turn, first come first served.
+ * PNG and WebP images decoded and re-encoded at once (JPEGs are not decoded). The work is
+ * CPU-bound, so more at a time only holds more decoded pixels and buffers in memory, which
+ * glibc then keeps. Measured by bench/ (issue 7, 20 concurrent reporters with two 2 MB photos
+ * each, 2 cores, when JPEGs were still re-encoded): server peak RSS 549 MB with libuv's 4
+ * threads all decoding, 434 MB with 2 slots, at the same throughput within noise. Others
+ * wait their turn, first come first served.
  */
 export const IMAGE_SLOTS = 2;
 function createSlots(size: number) {
@@ -66,6 +69,11 @@ export interface IncomingFile {
 
 const FILE_ID = /^[a-f0-9]{32}$/;
 
+function unreadable(label: string, field: string) {
+  const message = `"${label}" could not be read as an image (it may be truncated or damaged).`;
+  return new BadRequestError(message, { [field]: message }, 'file_rejected');
+}
+
 /** The disk is full or the data directory cannot be written: the uploader is told so, not "something went wrong". */
 const STORAGE_ERRORS = new Set(['ENOSPC', 'EDQUOT', 'EROFS', 'EACCES', 'EPERM', 'ENOTDIR']);
 function storageError(err: unknown, field: string): unknown {
@@ -83,14 +91,21 @@ export function safeDisplayName(name: string): string {
   return (cleaned || 'file').slice(0, 120);
 }
 
-/** 'too-large' for a decompression bomb (few bytes, huge canvas), so the refusal says why. */
-async function detectImage(buffer: Buffer): Promise<'jpeg' | 'png' | 'webp' | 'too-large' | null> {
+interface Detected {
+  format: 'jpeg' | 'png' | 'webp' | 'too-large' | null;
+  /** EXIF orientation 1–8, when the image has one. */
+  orientation?: number;
+}
+
+/** 'too-large' for a decompression bomb (few bytes, huge canvas), so the refusal says why. Reads the header only. */
+async function detectImage(buffer: Buffer): Promise<Detected> {
   try {
     const meta = await sharp(buffer, { limitInputPixels: MAX_IMAGE_PIXELS }).metadata();
-    if ((meta.width ?? 0) * (meta.height ?? 0) > MAX_IMAGE_PIXELS) return 'too-large';
-    return meta.format === 'jpeg' || meta.format === 'png' || meta.format === 'webp' ? meta.format : null;
+    if ((meta.width ?? 0) * (meta.height ?? 0) > MAX_IMAGE_PIXELS) return { format: 'too-large' };
+    const format = meta.format === 'jpeg' || meta.format === 'png' || meta.format === 'webp' ? meta.format : null;
+    return { format, orientation: meta.orientation };
   } catch (err) {
-    return /pixel limit/i.test((err as Error).message) ? 'too-large' : null;
+    return { format: /pixel limit/i.test((err as Error).message) ? 'too-large' : null };
   }
 }
 
@@ -114,11 +129,7 @@ export function createFilesService(deps: { config: Pick<Config, 'dataDir'> }) {
       // which the reporter is warned about on the form.
       return { data: file.buffer, mediaType: 'application/pdf' };
     }
-    return imageSlot(() => sanitiseImage(file, field, label));
-  }
-
-  async function sanitiseImage(file: IncomingFile, field: string, label: string): Promise<{ data: Buffer; mediaType: AcceptedType }> {
-    const format = await detectImage(file.buffer);
+    const { format, orientation } = await detectImage(file.buffer);
     if (format === 'too-large') {
       const message = `"${label}" has too many pixels to open safely (at most ${MAX_IMAGE_PIXELS / 1_000_000} megapixels).`;
       throw new BadRequestError(message, { [field]: message }, 'file_rejected');
@@ -127,24 +138,24 @@ export function createFilesService(deps: { config: Pick<Config, 'dataDir'> }) {
       const message = `"${label}" is not a JPEG, PNG, WebP or PDF file (judged by its content, not its name), or it is damaged or too large to open.`;
       throw new BadRequestError(message, { [field]: message }, 'file_rejected');
     }
+    if (format === 'jpeg') {
+      // Lossless: every segment but the picture's own goes (see jpeg-metadata.ts for why).
+      const data = stripJpegMetadata(file.buffer, orientation);
+      if (!data) throw unreadable(label, field);
+      return { data, mediaType: 'image/jpeg' };
+    }
+    return imageSlot(() => reencode(file, format, field, label));
+  }
+
+  async function reencode(file: IncomingFile, format: 'png' | 'webp', field: string, label: string): Promise<{ data: Buffer; mediaType: AcceptedType }> {
     try {
-      // Decoding and re-encoding drops EXIF, GPS, XMP, ICC and maker notes; `rotate()` first
+      // Decoding and re-encoding drops EXIF, XMP, ICC and text chunks; `rotate()` first
       // applies the EXIF orientation so the picture still looks the right way up.
-      // Plain libjpeg-turbo, not mozjpeg: measured by bench/ (issue 7) on a 2 MB photo, 0.13 s
-      // against 2.9 s of CPU for files a few percent smaller, on the public report path. And
-      // one pass without Huffman-table optimisation (`optimiseCoding: false`): measured on a
-      // 1.6 MB 1500 × 1500 photo, 31 ms instead of 60 ms of CPU for a file ~5 % larger.
       const pipeline = sharp(file.buffer, { limitInputPixels: MAX_IMAGE_PIXELS, failOn: 'error' }).rotate();
-      const data =
-        format === 'png'
-          ? await pipeline.png().toBuffer()
-          : format === 'webp'
-            ? await pipeline.webp({ quality: 90 }).toBuffer()
-            : await pipeline.jpeg({ quality: 90, optimiseCoding: false }).toBuffer();
-      return { data, mediaType: `image/${format}` as AcceptedType };
+      const data = format === 'png' ? await pipeline.png().toBuffer() : await pipeline.webp({ quality: 90 }).toBuffer();
+      return { data, mediaType: `image/${format}` };
     } catch {
-      const message = `"${label}" could not be read as an image (it may be truncated or damaged).`;
-      throw new BadRequestError(message, { [field]: message }, 'file_rejected');
+      throw unreadable(label, field);
     }
   }
 

@@ -453,6 +453,16 @@ describe('investigation cases', () => {
       expect(await auditFor(flagged.caseId, 'case.merged')).toHaveLength(1);
     });
 
+    it('merging moves the duplicate case\'s reports to the survivor', async () => {
+      const admin = await makeStaff(ctx, 'admin');
+      const [dup, survivor] = [await makeReportCase(ctx), await makeReportCase(ctx)];
+      expect(dup.caseId).not.toBe(survivor.caseId);
+      const res = await request(ctx.app).post(`/api/v1/cases/${dup.caseId}/merge`).set(admin.auth).send({ intoCaseId: survivor.caseId, mergeReason: 'Same clinic' });
+      expect(res.status).toBe(200);
+      const reports = await Report.find({ _id: { $in: [dup.reportId, survivor.reportId] } }).lean();
+      expect(reports.map((r) => r.caseId)).toEqual([survivor.caseId, survivor.caseId]);
+    });
+
     it('refuses to merge into itself, a closed case or an unknown case', async () => {
       const admin = await makeStaff(ctx, 'admin');
       const a = await makeReportCase(ctx);
@@ -481,6 +491,8 @@ describe('investigation cases', () => {
       expect(created!.sources.map((s) => s.id)).toEqual([second.reportId]);
       expect(created!.deadlines!.acknowledgeBy!.getTime()).toBe(ctx.clock.now().getTime() + 8 * DAY);
       expect(await OpenCaseKey.findById(`report:${second.reportId}`).lean()).toMatchObject({ caseId: res.body.caseId });
+      const reports = await Report.find({ _id: { $in: [first.reportId, second.reportId] } }).lean();
+      expect(Object.fromEntries(reports.map((r) => [r._id, r.caseId]))).toEqual({ [first.reportId]: first.caseId, [second.reportId]: res.body.caseId });
       const lone = await request(ctx.app).post(`/api/v1/cases/${res.body.caseId}/split`).set(admin.auth).send({ reportId: second.reportId });
       expect(lone.status).toBe(400);
       const foreign = await request(ctx.app).post(`/api/v1/cases/${first.caseId}/split`).set(admin.auth).send({ reportId: 'rpt_guessed' });

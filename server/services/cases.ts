@@ -22,6 +22,7 @@ import {
   type PriorityLevel,
 } from '../../models/cases';
 import { Flag, type FlagRule } from '../../models/flags';
+import { Report } from '../../models/reports';
 import type { AuditService } from './audit';
 import type { CheckInsService } from './check-ins';
 import type { IncomingFile } from './files';
@@ -1010,8 +1011,10 @@ export function createCasesService(deps: { clock: Clock; config?: Pick<Config, '
           { action: 'merged', detail: `into ${intoCaseId}: ${reason}`, audit: { into: intoCaseId, reason }, guard: { status: c.status } },
         );
         await closeKeys(caseId, intoCaseId);
-        // Flags name their case; keep them pointing at the survivor (a scan of the flags' caseId, off the hot path).
+        // Flags and reports name their case; keep them pointing at the survivor (a scan of each
+        // collection's caseId, off the hot path: merges are rare and by hand).
         await Flag.updateMany({ caseId }, { $set: { caseId: intoCaseId } });
+        await Report.updateMany({ caseId }, { $set: { caseId: intoCaseId } });
         return intoCaseId;
       }));
     },
@@ -1051,6 +1054,7 @@ export function createCasesService(deps: { clock: Clock; config?: Pick<Config, '
           { $set: { sources: c.sources.filter((s) => s !== source), sourceKinds: stillHasReports ? c.sourceKinds : c.sourceKinds.filter((k) => k !== 'report') } },
           { action: 'split', detail: `report ${reportId} → ${newCaseId}`, audit: { reportId, newCaseId } },
         );
+        await Report.updateOne({ _id: reportId }, { $set: { caseId: newCaseId } });
         await record(actor, 'case.opened-by-split', newCaseId, { from: caseId, reportId });
         return newCaseId;
       });

@@ -464,11 +464,15 @@ async function main() {
     // Warm-up: first requests compile views and open SQLite pages; they are not what is measured.
     await runLoad({ url: `${server.url}/api/v1/units/${encodeURIComponent(manifest.dataset.typicalUnit.id)}/timeline`, connections: 1, amount: 20, headers: { authorization: `Bearer ${investigatorToken}` } });
 
+    // Which phase holds the whole-bench peak: each phase's own peak (its settling included).
+    const phasePeaks: string[] = [`after start-up ${(readMemory(server.pid)?.rssMb ?? 0).toFixed(0)} MB`];
     const phase = async (name: string, run: () => Promise<Figure[]>) => {
       if (only.size && !only.has(name.split(' ').at(-1)!)) return;
+      const peak = memory.window();
       await settle(server, manifest, investigatorToken, notes, name);
       log(name);
       figures.push(...(await run()));
+      phasePeaks.push(`${name.replace(/^\d+\. /, '')} ${peak().peakMb.toFixed(0)} MB`);
     };
     await phase('1. unit: timeline', () => timelines(server, manifest, investigatorToken));
     await phase('2. case: queue', () => pages(server, manifest, cookie));
@@ -486,6 +490,7 @@ async function main() {
       if (ready) return [figure, ...(await pages(server, manifest, cookie, true))];
       return [figure, { id: 'dashboard.p95', label: 'Dashboard (/dashboard): p95', value: null, unit: 'ms', target: { kind: 'max', value: 150 }, note: `its snapshot was not computed within ${DASHBOARD_WAIT_S} s, so the page shows "figures on their way"` }];
     });
+    notes.push(`Server peak RSS by phase: ${phasePeaks.join('; ')}.`);
     figures.push({ id: 'memory.peak', label: 'Server peak RSS over the whole bench', value: memory.peakMb, unit: 'MB', target: { kind: 'max', value: 512 }, note: `embedded database process peak ${databasePeakMb ? `${databasePeakMb.toFixed(0)} MB` : 'n/a'} (not counted)` });
   } catch (err) {
     // A phase that cannot go on (the server died) still leaves a table saying how far it got.

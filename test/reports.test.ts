@@ -5,6 +5,7 @@ import sharp from 'sharp';
 import request from 'supertest';
 import { AuditEntry } from '../models/audit';
 import { Case } from '../models/cases';
+import { Flag } from '../models/flags';
 import { MAX_EVIDENCE, Report, type ReportRecord } from '../models/reports';
 import { viewsDir } from '../server/paths';
 import { createReceiptHasher, createReportsService, RECEIPT_FAILURES_PER_WINDOW, RECEIPT_WINDOW_MS } from '../server/services/reports';
@@ -318,6 +319,23 @@ describe('public misuse reports', () => {
       expect(await staffPage()).not.toContain('still being looked up');
     });
 
+    it('raises a misuse-report red flag on the report\'s own case when it names a unit, and none when it names nothing known', async () => {
+      const model = await makeModel(ctx, { sku: unique('FLG').toUpperCase(), name: 'Flagged Camera' });
+      const { unit } = await makeRegistration(ctx, { model, country: 'KE' });
+      const res = await fileReport(ctx, { serials: [unit.serial], country: 'UG' }, { 'X-Forwarded-For': nextIp() });
+      expect(res.status).toBe(201);
+      const report = await linksOf(await reportIdOf(ctx, res.body.receipt));
+      const flags = await Flag.find({ unitId: unit._id }).lean();
+      expect(flags).toHaveLength(1);
+      expect(flags[0]).toMatchObject({ rule: 'misuse-report', modelId: model._id, serial: unit.serial, country: 'UG', caseId: report.caseId, source: { kind: 'report', id: report._id } });
+      expect(await Case.countDocuments({ unitIds: unit._id })).toBe(1); // no second case for the flag
+
+      const unknown = await fileReport(ctx, { serials: ['NOT-IN-ANY-CATALOGUE-7'] }, { 'X-Forwarded-For': nextIp() });
+      expect(unknown.status).toBe(201);
+      const quiet = await reportIdOf(ctx, unknown.body.receipt);
+      expect(await Flag.countDocuments({ 'source.id': quiet })).toBe(0);
+    });
+
     it('needs no background step when no model is linked', async () => {
       const res = await fileReport(ctx, { serials: ['NOT-IN-ANY-CATALOGUE-9'] }, { 'X-Forwarded-For': nextIp() });
       expect(res.status).toBe(201);
@@ -329,8 +347,8 @@ describe('public misuse reports', () => {
     it('runs the background step by itself after its delay, for every report waiting', async () => {
       const model = await makeModel(ctx, { sku: unique('BGS').toUpperCase(), name: 'Background Sensor' });
       const regs = [await makeRegistration(ctx, { model, country: 'UG' }), await makeRegistration(ctx, { model, country: 'RW' })];
-      const { files, cases, audit, catalogue } = ctx.services;
-      const service = createReportsService({ config: ctx.config, clock: ctx.clock, files, cases, audit, catalogue, linkPassDelayMs: 3_000 });
+      const { files, cases, audit, catalogue, flags } = ctx.services;
+      const service = createReportsService({ config: ctx.config, clock: ctx.clock, files, cases, audit, catalogue, flags, linkPassDelayMs: 3_000 });
       const file = (country: string) =>
         service.submit(
           { reporterKind: 'ngo', serials: [], modelText: model._id, country, harmCategories: ['other'], description: `Seen in ${country}.`, ongoing: 'unknown' },

@@ -56,6 +56,12 @@ export const rules = {
     return null;
   },
 
+  /** A misuse report naming a catalogued unit or model (the linker's direct links). */
+  misuseReport(named: { unitId?: string | null; modelId?: string | null }, harmCategories: readonly string[]): FlagHit | null {
+    if (!named.unitId && !named.modelId) return null;
+    return { rule: 'misuse-report', evidence: { names: named.unitId ? 'unit' : 'model', harmCategories: [...harmCategories] } };
+  },
+
   /**
    * The unit's latest run of check-ins has settled in a country that no registration or
    * transfer (effective or pending) told us about.
@@ -142,6 +148,29 @@ export function createFlagsService(deps: { clock: Clock; config: Config; cases: 
         source,
         caseId,
         raisedAt: clock.now(),
+      });
+      return { flagId: id, caseId };
+    },
+
+    /**
+     * A hit whose case already exists: a misuse report opens or joins its case itself (with the
+     * reporting deadlines a flag case lacks), so its flag is stored on that case rather than
+     * opening a second one. Idempotent by `id`.
+     */
+    async recordOnCase(hit: FlagHit, subject: FlagSubject, source: { kind: 'report'; id: string }, caseId: string, id: string) {
+      await Flag.create({
+        _id: id,
+        rule: hit.rule,
+        unitId: subject.unitId ?? null,
+        modelId: subject.modelId ?? null,
+        serial: subject.serial ?? null,
+        country: subject.country ?? null,
+        evidence: hit.evidence,
+        source,
+        caseId,
+        raisedAt: clock.now(),
+      }).catch((err: { code?: number }) => {
+        if (err.code !== 11000) throw err;
       });
       return { flagId: id, caseId };
     },

@@ -33,7 +33,7 @@ export function createServices(deps: ServiceDeps) {
   const checkIns = createCheckInsService({ ...deps, flags });
   const catalogue = createCatalogueService({ ...deps, audit });
   const registrations = createRegistrationsService({ ...deps, audit, auth, files, flags, cases });
-  const reports = createReportsService({ ...deps, files, cases, audit, catalogue });
+  const reports = createReportsService({ ...deps, files, cases, audit, catalogue, flags });
   const insight = createInsightService({ ...deps, audit });
   return { audit, auth, cases, catalogue, checkIns, files, flags, insight, registrations, reports };
 }

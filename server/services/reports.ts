@@ -8,6 +8,7 @@ import type { AuditService } from './audit';
 import type { CasesService } from './cases';
 import type { CatalogueService } from './catalogue';
 import type { FilesService, IncomingFile, StoredFile } from './files';
+import type { FlagsService } from './flags';
 import type { Logger } from '../logger';
 import { countryQueryOf, linkDirect, mergeLinks, registrationLinksFor } from './linker';
 
@@ -238,8 +239,9 @@ export function createReportsService(deps: {
   cases: CasesService;
   audit: AuditService;
   catalogue: Pick<CatalogueService, 'searchPublicModels'>;
+  flags: Pick<FlagsService, 'rules' | 'recordOnCase'>;
 }) {
-  const { config, clock, files, cases, audit, catalogue } = deps;
+  const { config, clock, files, cases, audit, catalogue, flags } = deps;
   const reportIdFor = createReceiptHasher(config.jwt.secret);
   const challenge = createChallenge({ clock, secret: config.jwt.secret, ...config.reports });
   const receiptGuard = createReceiptGuard(clock);
@@ -519,6 +521,11 @@ export function createReportsService(deps: {
         country: input.country,
       });
       await Report.updateOne({ _id: reportId }, { $set: { caseId } });
+      const hit = flags.rules.misuseReport(linked, input.harmCategories);
+      if (hit) {
+        const subject = { unitId: linked.unitId, modelId: linked.modelId, serial: linked.unitId ? (input.serials[0] ?? null) : null, country: input.country };
+        await flags.recordOnCase(hit, subject, { kind: 'report', id: reportId }, caseId, `flg_${reportId}`);
+      }
       await audit.record({
         actorKind: 'reporter',
         action: 'report.received',

@@ -1,5 +1,6 @@
 import request from 'supertest';
 import { User } from '../models/auth';
+import { toHttpError } from '../server/middleware/errors';
 import { createTestContext, type TestContext } from './helpers/context';
 import { pageAgent, TEST_PASSWORD, unique } from './helpers/factories';
 
@@ -9,6 +10,18 @@ describe('errors and request hygiene', () => {
     ctx = await createTestContext({ BODY_LIMIT_KB: '2', RATE_LIMIT_PUBLIC_POST_PER_MIN: '1000' });
   });
   afterAll(() => ctx.close());
+
+  it.each([
+    ['a bulk write cut off mid-way', Object.assign(new Error('This socket has been ended by the other party'), { name: 'MongoBulkWriteError' })],
+    ['a write to a socket the database closed', Object.assign(new Error('This socket has been ended by the other party'), { code: 'EPIPE' })],
+    ['a reset connection, wrapped', new Error('insert failed', { cause: Object.assign(new Error('read ECONNRESET'), { code: 'ECONNRESET' }) })],
+  ])('answers 503 "database unavailable", not 500, for %s', (_what, err) => {
+    expect(toHttpError(err).error).toMatchObject({ status: 503, code: 'database_unavailable' });
+  });
+
+  it('still answers 500 for an error that is not about the connection', () => {
+    expect(toHttpError(new Error('boom')).error).toMatchObject({ status: 500, code: 'internal' });
+  });
 
   it('answers unknown API routes with the JSON error shape', async () => {
     const res = await request(ctx.app).get('/api/v1/no-such-thing');

@@ -60,16 +60,21 @@ export function toHttpError(err: unknown): { error: HttpError; unexpected: boole
 
 const CONNECTION_ERRORS = ['MongoNetworkError', 'MongoNetworkTimeoutError', 'MongoServerSelectionError', 'MongoNotConnectedError', 'MongoTopologyClosedError', 'MongoPoolClearedError'];
 
+const SOCKET_CODES = ['ECONNRESET', 'ECONNREFUSED', 'EPIPE'];
+/** Node's own words for EPIPE ("This socket has been ended by the other party") included: seen in the soak test as a 500. */
+const SOCKET_GONE = /^connection \d+ to .* closed$|ECONNRESET|ECONNREFUSED|EPIPE|socket has been ended by the other party/;
+
 /**
  * The database went away mid-operation. A bulk write (insertMany) wraps the network error in a
  * MongoBulkWriteError that keeps only its message, so that is recognised too: found by the
  * soak test killing the database under check-in batches (it answered 500, not 503).
  */
 function isConnectionError(err: unknown): boolean {
-  const e = err as { name?: string; message?: string; cause?: unknown } | null;
+  const e = err as { name?: string; message?: string; code?: unknown; cause?: unknown } | null;
   if (!e) return false;
   if (CONNECTION_ERRORS.includes(e.name ?? '')) return true;
-  if (e.name === 'MongoBulkWriteError' && /^connection \d+ to .* closed$|ECONNRESET|ECONNREFUSED|EPIPE/.test(e.message ?? '')) return true;
+  if (typeof e.code === 'string' && SOCKET_CODES.includes(e.code)) return true;
+  if (e.name === 'MongoBulkWriteError' && SOCKET_GONE.test(e.message ?? '')) return true;
   return e.cause !== undefined && e.cause !== err && isConnectionError(e.cause);
 }
 

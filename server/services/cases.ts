@@ -355,18 +355,26 @@ export function createCasesService(deps: { clock: Clock; config?: Pick<Config, '
   // replaced stamp, or more changes than the stamp remembers, rebuilds the rows from one scan.
 
   type QueueRow = IdsAsStrings<LeanCase>;
-  let queueModel: { epoch: string; seq: number; rows: Map<string, QueueRow> } | null = null;
+  /** `byUnit`: case ids per unit id, so a unit's timeline does not filter every row (~0.6 ms a request at 1,500 cases). */
+  type QueueModel = { epoch: string; seq: number; rows: Map<string, QueueRow>; byUnit: Map<string, Set<string>> };
+  let queueModel: QueueModel | null = null;
   /** Cases this process changed and has not re-read yet: the queue shows its own writes at once. */
   const dirtyCases = new Set<string>();
   const STAMP_ID = 'cases';
   const readQueueCase = (id: string) => Case.findById(id, QUEUE_PROJECTION).lean();
 
   /** Keeps the newer of two reads of a case (`rev` grows with every change through this service). */
-  function putRow(rows: Map<string, QueueRow>, id: string, c: LeanCase | null) {
-    if (!c) return void rows.delete(id);
-    const held = rows.get(id);
-    if (held && (held.rev ?? 0) > (c.rev ?? 0)) return;
-    rows.set(id, idsAsStrings(c));
+  function putRow(model: QueueModel, id: string, c: LeanCase | null) {
+    const held = model.rows.get(id);
+    if (c && held && (held.rev ?? 0) > (c.rev ?? 0)) return;
+    for (const unitId of held?.unitIds ?? []) model.byUnit.get(unitId)?.delete(id);
+    if (!c) return void model.rows.delete(id);
+    const row = idsAsStrings(c);
+    model.rows.set(id, row);
+    for (const unitId of row.unitIds ?? []) {
+      const ids = model.byUnit.get(unitId) ?? new Set<string>();
+      model.byUnit.set(unitId, ids.add(id));
+    }
   }
 
   async function rebuildQueue(seen: { epoch: string; seq: number } | null) {
@@ -381,13 +389,15 @@ export function createCasesService(deps: { clock: Clock; config?: Pick<Config, '
     // Writes committed before this scan starts are in it; later ones mark themselves dirty again.
     dirtyCases.clear();
     const all = await Case.find({}, QUEUE_PROJECTION).lean();
-    queueModel = { epoch: stamp.epoch, seq: stamp.seq, rows: new Map(all.map((c) => [c._id, idsAsStrings(c)])) };
-    return queueModel.rows;
+    const model: QueueModel = { epoch: stamp.epoch, seq: stamp.seq, rows: new Map(), byUnit: new Map() };
+    for (const c of all) putRow(model, c._id, c);
+    queueModel = model;
+    return model;
   }
 
   const syncQueue = keyedLock();
   /** The queue's rows, brought up to date: one `_id` read of the stamp, plus what changed. */
-  function queueRows(): Promise<Map<string, QueueRow>> {
+  function queueRows(): Promise<QueueModel> {
     return syncQueue('sync', async () => {
       const stamp = await CaseQueueStamp.findById(STAMP_ID).lean();
       const model = queueModel;
@@ -399,14 +409,14 @@ export function createCasesService(deps: { clock: Clock; config?: Pick<Config, '
         for (let i = 0; i < ids.length; i += 20) {
           const chunk = ids.slice(i, i + 20);
           const fresh = await Promise.all(chunk.map(readQueueCase));
-          chunk.forEach((id, k) => putRow(model.rows, id, fresh[k] ?? null));
+          chunk.forEach((id, k) => putRow(model, id, fresh[k] ?? null));
         }
       } catch (err) {
         for (const id of ids) dirtyCases.add(id);
         throw err;
       }
       model.seq = stamp.seq;
-      return model.rows;
+      return model;
     });
   }
 
@@ -724,8 +734,8 @@ export function createCasesService(deps: { clock: Clock; config?: Pick<Config, '
      * of the cases and no lookup per rule.
      */
     async casesOfUnit(unitIdValue: string) {
-      const rows = await queueRows();
-      return [...rows.values()].filter((c) => holds(c.unitIds, unitIdValue)).sort((a, b) => ascending(a.openedAt, b.openedAt) || byId(a, b));
+      const { rows, byUnit } = await queueRows();
+      return [...(byUnit.get(unitIdValue) ?? [])].map((id) => rows.get(id)!).sort((a, b) => ascending(a.openedAt, b.openedAt) || byId(a, b));
     },
 
     /**
@@ -737,7 +747,7 @@ export function createCasesService(deps: { clock: Clock; config?: Pick<Config, '
       const matches = queueMatch(filters, actor, now);
       const s = filters.status ?? 'open';
       const inStatus = (status: string) => s === 'all' || (s === 'open' ? status !== 'closed' : status === s);
-      const [rows, staff] = await Promise.all([queueRows(), staffDirectory()]);
+      const [{ rows }, staff] = await Promise.all([queueRows(), staffDirectory()]);
       const perStatus = new Map<string, number>();
       const hits: QueueRow[] = [];
       for (const c of rows.values()) {

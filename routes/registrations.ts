@@ -282,10 +282,7 @@ export function transfersApi({ services }: RouteContext) {
 export function unitTimelineApi({ services }: RouteContext) {
   const router = Router();
   router.get('/:unitId/timeline', requireSignedIn, async (req, res) => {
-    const viewer = viewerOf(req);
-    const unit = await services.registrations.unitFor(String(req.params.unitId), viewer);
-    const audience = viewer.role === 'customer' ? 'owner' : 'staff';
-    res.json(await services.registrations.timeline(unit._id, { audience }));
+    res.json(await services.registrations.timelineFor(String(req.params.unitId), viewerOf(req)));
   });
   return router;
 }

@@ -149,5 +149,13 @@ reportSchema.index({ caseId: 1 });
 reportSchema.index({ status: 1, receivedAt: -1 });
 
 export const Report = mongoose.model('Report', reportSchema);
+
+/**
+ * An evidence file stored by a report form's first step and not yet part of a report (`_id`:
+ * the file id). A reporter who never sends the form must not leave their photos behind: the
+ * hourly retention run removes these files once the form can no longer be sent.
+ */
+const unclaimedEvidenceSchema = new Schema({ _id: { type: String, required: true }, storedAt: { type: Date, required: true } }, { versionKey: false });
+export const UnclaimedEvidence = mongoose.model('UnclaimedEvidence', unclaimedEvidenceSchema);
 export type ReportDoc = InstanceType<typeof Report>;
 export type ReportRecord = mongoose.InferSchemaType<typeof reportSchema> & { _id: string };

@@ -1,6 +1,7 @@
 /**
  * Deletes reporter data (contact details, messages, evidence files) of cases closed longer
- * than RETENTION_MONTHS, unless on legal hold; the cases keep a dated trace.
+ * than RETENTION_MONTHS, unless on legal hold; the cases keep a dated trace. Also removes
+ * evidence files of report forms that were never sent, once the form has expired.
  *   npm run retention
  * The running portal does the same hourly when server/index.ts starts `startRetentionSchedule`.
  */
@@ -17,9 +18,11 @@ async function main() {
   try {
     const services = createServices({ config, clock: systemClock, logger });
     const counts = await services.cases.runRetention();
+    const unclaimed = await services.reports.removeUnclaimedEvidence();
     process.stdout.write(
       `Retention (${config.retentionMonths} months after closure): ${counts.checked} closed case(s) due, ` +
-        `${counts.deleted} cleared (${counts.reports} report(s)), ${counts.held} on legal hold.\n`,
+        `${counts.deleted} cleared (${counts.reports} report(s)), ${counts.held} on legal hold.\n` +
+        `Evidence of report forms never sent: ${unclaimed.removed} file(s) removed.\n`,
     );
   } finally {
     await db.close();

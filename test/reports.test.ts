@@ -6,9 +6,9 @@ import request from 'supertest';
 import { AuditEntry } from '../models/audit';
 import { Case } from '../models/cases';
 import { Flag } from '../models/flags';
-import { MAX_EVIDENCE, Report, type ReportRecord } from '../models/reports';
+import { MAX_EVIDENCE, Report, UnclaimedEvidence, type ReportRecord } from '../models/reports';
 import { viewsDir } from '../server/paths';
-import { createReceiptHasher, createReportsService, RECEIPT_FAILURES_PER_WINDOW, RECEIPT_WINDOW_MS } from '../server/services/reports';
+import { CHALLENGE_MAX_AGE_MS, createReceiptHasher, createReportsService, RECEIPT_FAILURES_PER_WINDOW, RECEIPT_WINDOW_MS } from '../server/services/reports';
 import { LABELS } from '../routes/reports';
 import { makeModel, makeRegistration } from './helpers/catalogue';
 import { createTestContext, type TestContext } from './helpers/context';
@@ -154,6 +154,43 @@ describe('public misuse reports', () => {
       const report = (await Report.findById(await reportIdOf(ctx, receiptFrom(second.text)!)).lean())!;
       expect(report.what!.description).toBe(description);
       expect(report.evidence.map((e) => e.originalName)).toEqual(['meeting-room.jpg']);
+    });
+
+    it('removes the photos of a form never sent once the form has expired, and keeps every photo a report holds', async () => {
+      const unclaimed = async () => new Set((await UnclaimedEvidence.find({}, { _id: 1 }).lean()).map((u) => u._id));
+      const before = await unclaimed();
+      const agent = reportAgent(ctx, nextIp());
+      const hidden = await agent.openForm();
+      ctx.clock.advance(6000);
+      const refused = await agent.postForm(hidden, reportFields({ country: '' }), [{ name: 'abandoned.jpg', data: await jpegWithGps() }]);
+      expect(refused.status).toBe(400);
+      const [abandoned, ...others] = [...(await unclaimed())].filter((id) => !before.has(id));
+      expect(others).toEqual([]);
+      expect(ctx.services.files.exists(abandoned!)).toBe(true);
+
+      const { challenge, pow } = await solvedChallenge(ctx);
+      const req = request(ctx.app).post('/api/v1/reports').field('challenge', challenge).field('pow', pow);
+      for (const [k, v] of Object.entries(reportFields({ description: 'Claimed photo' }))) for (const item of [v].flat()) req.field(k, String(item));
+      const filed = await req.attach('evidence', await jpegWithGps(), 'claimed.jpg');
+      expect(filed.status).toBe(201);
+      const claimed = (await Report.findById(await reportIdOf(ctx, filed.body.receipt)).lean())!.evidence[0]!.fileId;
+      expect(await UnclaimedEvidence.findById(claimed).lean()).toBeNull();
+      // As if the claim had failed after the report was saved: the record is there, the report holds the file.
+      await UnclaimedEvidence.create({ _id: claimed, storedAt: ctx.clock.now() });
+
+      expect(await ctx.services.reports.removeUnclaimedEvidence()).toEqual({ removed: 0, kept: 0 }); // the form could still be sent
+      const later = CHALLENGE_MAX_AGE_MS + 2 * 3_600_000;
+      ctx.clock.advance(later);
+      try {
+        const result = await ctx.services.reports.removeUnclaimedEvidence();
+        expect(result.kept).toBe(1);
+        expect(result.removed).toBeGreaterThanOrEqual(1);
+        expect(ctx.services.files.exists(abandoned!)).toBe(false);
+        expect(ctx.services.files.exists(claimed)).toBe(true);
+        expect(await UnclaimedEvidence.countDocuments({ _id: { $in: [abandoned!, claimed] } })).toBe(0);
+      } finally {
+        ctx.clock.advance(-later);
+      }
     });
 
     it('refuses a file renamed to .jpg that is not an image, naming it, and keeps the good photo and the text', async () => {

@@ -1191,13 +1191,26 @@ function staffView(report: unknown, assigned: boolean): Record<string, unknown> 
 
 export type CasesService = ReturnType<typeof createCasesService>;
 
-/** Starts the hourly retention job; the timer never keeps the process alive. */
-export function startRetentionSchedule(services: { cases: CasesService }, logger: { info(o: object, m: string): void; error(o: object, m: string): void }, everyMs = 3_600_000) {
+/**
+ * Starts the hourly retention job (closed cases' reporter data, and evidence no report
+ * claimed); the timer never keeps the process alive.
+ */
+export function startRetentionSchedule(
+  services: { cases: CasesService; reports: { removeUnclaimedEvidence(): Promise<{ removed: number; kept: number }> } },
+  logger: { info(o: object, m: string): void; error(o: object, m: string): void },
+  everyMs = 3_600_000,
+) {
   const run = () =>
-    services.cases.runRetention().then(
-      (counts) => logger.info({ retention: counts }, 'retention run'),
-      (err: unknown) => logger.error({ err }, 'retention run failed'),
-    );
+    Promise.all([
+      services.cases.runRetention().then(
+        (counts) => logger.info({ retention: counts }, 'retention run'),
+        (err: unknown) => logger.error({ err }, 'retention run failed'),
+      ),
+      services.reports.removeUnclaimedEvidence().then(
+        (counts) => logger.info({ unclaimedEvidence: counts }, 'unclaimed evidence removed'),
+        (err: unknown) => logger.error({ err }, 'removing unclaimed evidence failed'),
+      ),
+    ]);
   const timer = setInterval(() => void run(), everyMs);
   timer.unref();
   return () => clearInterval(timer);

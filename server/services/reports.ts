@@ -3,7 +3,7 @@ import { hashRaw } from '@node-rs/argon2';
 import type { Clock } from '../clock';
 import type { Config } from '../config';
 import { BadRequestError, HttpError, NotFoundError, TooManyRequestsError, ValidationError } from '../errors';
-import { MAX_EVIDENCE, MAX_MESSAGES, Report, type HarmCategory, type ReportRecord, type ReportStatus, type ReporterKind } from '../../models/reports';
+import { MAX_EVIDENCE, MAX_MESSAGES, Report, UnclaimedEvidence, type HarmCategory, type ReportRecord, type ReportStatus, type ReporterKind } from '../../models/reports';
 import type { AuditService } from './audit';
 import type { CasesService } from './cases';
 import type { CatalogueService } from './catalogue';
@@ -457,6 +457,7 @@ export function createReportsService(deps: {
         uploadBatches.hit(key);
       }
       const { stored, problems } = await storeAll(args.files, 'evidence', args.strict ?? false);
+      if (stored.length) await UnclaimedEvidence.insertMany(stored.map((f) => ({ _id: f.fileId, storedAt: clock.now() })));
       return { files: [...kept, ...stored], problems };
     },
 
@@ -504,6 +505,9 @@ export function createReportsService(deps: {
           reportId = id;
           // Queued as soon as it is saved: the rest of this request failing must not strand it.
           if (linked.pending) linkQueue.add(id);
+          // Claimed: by `_id` one by one ($in scans on FerretDB). Should this fail, the clean-up
+          // still finds the files in this report and keeps them.
+          await Promise.all(evidence.files.map((f) => UnclaimedEvidence.deleteOne({ _id: f.fileId })));
         } catch (err) {
           if ((err as { code?: number }).code !== 11000) throw err; // a receipt collision: draw again
         }
@@ -535,6 +539,27 @@ export function createReportsService(deps: {
       });
       scheduleLinks();
       return { receipt: formatReceipt(receipt), reportId, caseId, receivedAt: now };
+    },
+
+    /**
+     * Removes evidence files a report form stored and no report took, once that form has
+     * expired (its challenge, which carries them, lives CHALLENGE_MAX_AGE_MS): abandoned forms
+     * and API submissions refused after their files were stored. A file some report names is
+     * kept whatever its record says. Off the request path (hourly): scans the unclaimed
+     * records, then the reports for the candidates.
+     */
+    async removeUnclaimedEvidence(): Promise<{ removed: number; kept: number }> {
+      const cutoff = new Date(clock.now().getTime() - CHALLENGE_MAX_AGE_MS - 60 * MINUTE);
+      const candidates = (await UnclaimedEvidence.find({ storedAt: { $lt: cutoff } }, { _id: 1 }).limit(1_000).lean()).map((u) => u._id);
+      if (!candidates.length) return { removed: 0, kept: 0 };
+      const referenced = new Set(
+        (await Report.find({ 'evidence.fileId': { $in: candidates } }, { 'evidence.fileId': 1 }).lean()).flatMap((r) => (r.evidence ?? []).map((e) => e.fileId)),
+      );
+      for (const fileId of candidates) {
+        if (!referenced.has(fileId)) await files.remove(fileId);
+        await UnclaimedEvidence.deleteOne({ _id: fileId });
+      }
+      return { removed: candidates.filter((id) => !referenced.has(id)).length, kept: candidates.filter((id) => referenced.has(id)).length };
     },
 
     /**

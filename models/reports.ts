@@ -149,6 +149,8 @@ reportSchema.index({ caseId: 1 });
 reportSchema.index({ status: 1, receivedAt: -1 });
 
 export const Report = mongoose.model('Report', reportSchema);
+export type ReportDoc = InstanceType<typeof Report>;
+export type ReportRecord = mongoose.InferSchemaType<typeof reportSchema> & { _id: string };
 
 /**
  * An evidence file stored by a report form's first step and not yet part of a report (`_id`:
@@ -157,5 +159,3 @@ export const Report = mongoose.model('Report', reportSchema);
  */
 const unclaimedEvidenceSchema = new Schema({ _id: { type: String, required: true }, storedAt: { type: Date, required: true } }, { versionKey: false });
 export const UnclaimedEvidence = mongoose.model('UnclaimedEvidence', unclaimedEvidenceSchema);
-export type ReportDoc = InstanceType<typeof Report>;
-export type ReportRecord = mongoose.InferSchemaType<typeof reportSchema> & { _id: string };

@@ -172,6 +172,7 @@ export function createFilesService(deps: { config: Pick<Config, 'dataDir'> }) {
       // hash the 2 MB photos on the event loop (~5 ms a report, issue 7's profile), which is
       // what limits the public report channel under load.
       const digest = crypto.subtle.digest('SHA-256', data);
+      digest.catch(() => {}); // awaited below; never an unhandled rejection while the write runs
       try {
         await fs.promises.mkdir(path.dirname(target), { recursive: true });
         await fs.promises.writeFile(tmp, data, { mode: 0o600, flag: 'wx' });
@@ -179,7 +180,6 @@ export function createFilesService(deps: { config: Pick<Config, 'dataDir'> }) {
       } catch (err) {
         // Best effort: where the directory itself is unusable there is no temp file to remove.
         await fs.promises.rm(tmp, { force: true }).catch(() => {});
-        await digest.catch(() => {});
         throw storageError(err, field);
       }
       return {

@@ -505,14 +505,16 @@ export function createReportsService(deps: {
           reportId = id;
           // Queued as soon as it is saved: the rest of this request failing must not strand it.
           if (linked.pending) linkQueue.add(id);
-          // Claimed: by `_id` one by one ($in scans on FerretDB). Should this fail, the clean-up
-          // still finds the files in this report and keeps them.
-          await Promise.all(evidence.files.map((f) => UnclaimedEvidence.deleteOne({ _id: f.fileId })));
         } catch (err) {
           if ((err as { code?: number }).code !== 11000) throw err; // a receipt collision: draw again
         }
       }
       if (!reportId) throw new Error('could not draw a free receipt');
+      // Claimed: by `_id` one by one ($in scans on FerretDB). Best effort: the clean-up keeps any
+      // file a report holds, so a failure here must not fail a report that is saved.
+      await Promise.all(evidence.files.map((f) => UnclaimedEvidence.deleteOne({ _id: f.fileId }))).catch((err: unknown) =>
+        deps.logger?.error({ err, reportId }, 'evidence of a filed report not marked as claimed; the clean-up will keep it'),
+      );
 
       const where = [linked.unitId ?? linked.modelId, input.country].filter(Boolean).join(', ');
       const { caseId } = await cases.openOrAttachForReport({

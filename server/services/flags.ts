@@ -91,10 +91,27 @@ export interface FlagSubject {
   country?: string | null;
 }
 
+/** What raised a flag: the record it was found in. */
+export type FlagSource = { kind: 'registration' | 'transfer' | 'check-in' | 'report'; id: string };
+
 export function createFlagsService(deps: { clock: Clock; config: Config; cases: CasesService; audit: AuditService }) {
   const { clock, config, cases, audit } = deps;
   // Read on every registration, transfer and check-in: cached, refreshed on change.
   let restricted: Promise<Set<string>> | null = null;
+
+  const storeFlag = (id: string, hit: FlagHit, subject: FlagSubject, source: FlagSource, caseId: string) =>
+    Flag.create({
+      _id: id,
+      rule: hit.rule,
+      unitId: subject.unitId ?? null,
+      modelId: subject.modelId ?? null,
+      serial: subject.serial ?? null,
+      country: subject.country ?? null,
+      evidence: hit.evidence,
+      source,
+      caseId,
+      raisedAt: clock.now(),
+    });
 
   return {
     rules,
@@ -123,13 +140,13 @@ export function createFlagsService(deps: { clock: Clock; config: Config; cases: 
       return list;
     },
 
-    /** Stores a hit and opens or updates its case (one open case per unit and rule). */
     /**
-     * `id`, when given, makes raising idempotent: a flag with that id already raised is
-     * returned as it is (the check-in summariser derives it from the check-in and the rule,
-     * so folding a batch again after a crash raises nothing twice).
+     * Stores a hit and opens or updates its case (one open case per unit and rule). `id`, when
+     * given, makes raising idempotent: a flag with that id already raised is returned as it is
+     * (the check-in summariser derives it from the check-in and the rule, so folding a batch
+     * again after a crash raises nothing twice).
      */
-    async raise(hit: FlagHit, subject: FlagSubject, source: { kind: 'registration' | 'transfer' | 'check-in' | 'report'; id: string }, given?: { id: string }) {
+    async raise(hit: FlagHit, subject: FlagSubject, source: FlagSource, given?: { id: string }) {
       if (given) {
         const existing = await Flag.findById(given.id, { caseId: 1 }).lean();
         // A flag is stored only after its case is opened, so a stored flag has its case.
@@ -137,18 +154,7 @@ export function createFlagsService(deps: { clock: Clock; config: Config; cases: 
       }
       const id = given?.id ?? `flg_${crypto.randomBytes(10).toString('hex')}`;
       const { caseId } = await cases.openOrUpdateForFlag({ id, rule: hit.rule, ...subject });
-      await Flag.create({
-        _id: id,
-        rule: hit.rule,
-        unitId: subject.unitId ?? null,
-        modelId: subject.modelId ?? null,
-        serial: subject.serial ?? null,
-        country: subject.country ?? null,
-        evidence: hit.evidence,
-        source,
-        caseId,
-        raisedAt: clock.now(),
-      });
+      await storeFlag(id, hit, subject, source, caseId);
       return { flagId: id, caseId };
     },
 
@@ -158,25 +164,14 @@ export function createFlagsService(deps: { clock: Clock; config: Config; cases: 
      * opening a second one. Idempotent by `id`.
      */
     async recordOnCase(hit: FlagHit, subject: FlagSubject, source: { kind: 'report'; id: string }, caseId: string, id: string) {
-      await Flag.create({
-        _id: id,
-        rule: hit.rule,
-        unitId: subject.unitId ?? null,
-        modelId: subject.modelId ?? null,
-        serial: subject.serial ?? null,
-        country: subject.country ?? null,
-        evidence: hit.evidence,
-        source,
-        caseId,
-        raisedAt: clock.now(),
-      }).catch((err: { code?: number }) => {
+      await storeFlag(id, hit, subject, source, caseId).catch((err: { code?: number }) => {
         if (err.code !== 11000) throw err;
       });
       return { flagId: id, caseId };
     },
 
     /** Raises every non-null hit; returns the rules that fired. */
-    async raiseAll(hits: Array<FlagHit | null>, subject: FlagSubject, source: { kind: 'registration' | 'transfer' | 'check-in' | 'report'; id: string }) {
+    async raiseAll(hits: Array<FlagHit | null>, subject: FlagSubject, source: FlagSource) {
       const fired: FlagRule[] = [];
       for (const hit of hits) {
         if (!hit) continue;

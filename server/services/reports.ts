@@ -561,7 +561,8 @@ export function createReportsService(deps: {
         if (!referenced.has(fileId)) await files.remove(fileId);
         await UnclaimedEvidence.deleteOne({ _id: fileId });
       }
-      return { removed: candidates.filter((id) => !referenced.has(id)).length, kept: candidates.filter((id) => referenced.has(id)).length };
+      const kept = candidates.filter((id) => referenced.has(id)).length;
+      return { removed: candidates.length - kept, kept };
     },
 
     /**

@@ -1,10 +1,22 @@
 import { spawn, type ChildProcess } from 'node:child_process';
 import fs from 'node:fs';
+import path from 'node:path';
 import readline from 'node:readline';
 import type { Env } from '../../server/config';
 import { projectRoot } from '../../server/paths';
 
-/** The real server as a child process (tsx, PORT=0), as `npm start` runs it. */
+/**
+ * `npm start`'s own command line (its node flags, such as the heap budget, included), so the
+ * bench measures the server as it is started and cannot drift from it.
+ */
+export function startCommand(): string[] {
+  const pkg = JSON.parse(fs.readFileSync(path.join(projectRoot, 'package.json'), 'utf8')) as { scripts: { start: string } };
+  const [program, ...args] = pkg.scripts.start.split(/\s+/);
+  if (program !== 'node') throw new Error(`the bench expects \`npm start\` to run node, not "${program}"`);
+  return args;
+}
+
+/** The real server as a child process (PORT=0), as `npm start` runs it. */
 export interface RunningServer {
   url: string;
   /** The database URI from the start-up banner (the embedded FerretDB the server started). */
@@ -21,7 +33,7 @@ export interface RunningServer {
 }
 
 export async function startServer(env: Env, nodeArgs: string[] = []): Promise<RunningServer> {
-  const child = spawn(process.execPath, [...nodeArgs, '--import', 'tsx', 'server/index.ts'], {
+  const child = spawn(process.execPath, [...nodeArgs, ...startCommand()], {
     cwd: projectRoot,
     env: { ...env, PORT: '0', HOST: '127.0.0.1' } as NodeJS.ProcessEnv,
     stdio: ['ignore', 'pipe', 'pipe'],

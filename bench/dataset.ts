@@ -1,5 +1,5 @@
 import { Types } from 'mongoose';
-import { ProductModel, SerialIndex, Unit, unitId as unitIdOf } from '../models/catalogue';
+import { ProductModel, SerialIndex, storedRuns, Unit, unitId as unitIdOf } from '../models/catalogue';
 import { Case, Counter, OpenCaseKey, type CaseStatus } from '../models/cases';
 import { CheckIn } from '../models/check-ins';
 import { Flag } from '../models/flags';
@@ -288,7 +288,7 @@ export async function generateDataset(opts: DatasetOptions): Promise<DatasetSumm
       countries: [{ country: shipTo, source: 'first-sale', firstSeen: soldAt, lastSeen: soldAt }],
       registrationIds: [],
       transferIds: [],
-      checkIns: { count: 0, lastAt: null, lastCountry: null, lastFirmware: null, runs: [] },
+      checkIns: { count: 0, lastAt: null, lastCountry: null, lastFirmware: null, runsJson: storedRuns([]) },
       controls: { updates: 'allowed', withheldByCaseIds: [], warranty: 'valid' },
     };
 
@@ -349,7 +349,7 @@ export async function generateDataset(opts: DatasetOptions): Promise<DatasetSumm
       const log = unitCheckIns(random, n, { unitId: id, modelId: model.id, serial }, model, from, home, diverted !== home ? diverted : null, pickCountry);
       for (const doc of log) await checkIns.add(doc);
       const last = log[log.length - 1]!;
-      unit.checkIns = { count: n, lastAt: last.observedAt, lastCountry: last.country, lastFirmware: last.firmware, runs: foldRuns([], log, Infinity).runs };
+      unit.checkIns = { count: n, lastAt: last.observedAt, lastCountry: last.country, lastFirmware: last.firmware, runsJson: storedRuns(foldRuns([], log, Infinity).runs) };
     }
     if (n > heavyUnit.checkIns) heavyUnit = { id, checkIns: n };
     if (!typicalUnit.id && i > 0 && unit.status === 'registered' && n >= 8 && n <= 12) typicalUnit = { id, checkIns: n };

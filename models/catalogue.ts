@@ -63,6 +63,29 @@ const countryVisitSchema = new Schema(
 );
 
 /** Consecutive check-ins from one country, collapsed: "42 check-ins from KE, v2.1→v2.3, 3 Jan–9 Mar". */
+export interface CheckInRun {
+  country: string;
+  count: number;
+  firstAt: Date;
+  lastAt: Date;
+  firstFirmware: string;
+  lastFirmware: string;
+}
+
+/** How a unit's runs are stored (`checkIns.runsJson`): one string, see the schema. */
+export const storedRuns = (runs: readonly CheckInRun[]): string => JSON.stringify(runs);
+
+/**
+ * A unit's runs, most recent last, from `checkIns.runsJson`, or from the `checkIns.runs` array
+ * of a unit not folded since runs moved to a string (the next fold rewrites it).
+ */
+export function unitRuns(checkIns: { runsJson?: string | null; runs?: readonly CheckInRun[] | null } | null | undefined): CheckInRun[] {
+  if (typeof checkIns?.runsJson === 'string') {
+    return (JSON.parse(checkIns.runsJson) as Array<CheckInRun & { firstAt: string; lastAt: string }>).map((r) => ({ ...r, firstAt: new Date(r.firstAt), lastAt: new Date(r.lastAt) }));
+  }
+  return (checkIns?.runs ?? []).map((r) => ({ ...r }));
+}
+
 const checkInRunSchema = new Schema(
   {
     country: { type: String, required: true },
@@ -110,8 +133,16 @@ const unitSchema = new Schema(
       lastAt: { type: Date, default: null },
       lastCountry: { type: String, default: null },
       lastFirmware: { type: String, default: null },
-      /** Most recent runs last; older runs beyond the cap are dropped (the log keeps them). */
-      runs: { type: [checkInRunSchema], default: [] },
+      /**
+       * The runs, most recent last (older runs beyond the cap are dropped; the log keeps them),
+       * as one JSON string, read and written through `unitRuns` and `storedRuns`. FerretDB v1
+       * decodes every stored field of a document on each read, whatever the projection: as an
+       * array of sub-documents, the 41 runs of the bench's heaviest unit made each `_id` read of
+       * it cost 9–11 ms against 2–4 ms for a typical unit, even projecting `_id` alone (issue 7).
+       */
+      runsJson: { type: String },
+      /** The runs as they were stored before runsJson: read as a fallback, removed by the unit's next fold. */
+      runs: { type: [checkInRunSchema], default: undefined },
       /** The latest ingest batches folded in (see CheckInBatch): a batch folded again after a crash is skipped. */
       batchIds: { type: [String], default: [] },
     },

@@ -1,5 +1,5 @@
 import request from 'supertest';
-import { Unit } from '../models/catalogue';
+import { Unit, unitRuns } from '../models/catalogue';
 import { CheckIn, CheckInBatch, UnknownSerial, WITHHELD_UNITS_ID, WithheldUnits } from '../models/check-ins';
 import { Flag } from '../models/flags';
 import { UnitTally } from '../models/insight';
@@ -69,7 +69,20 @@ describe('check-in ingest', () => {
     expect(stored).toMatchObject({ unitId: unit._id, serial: unit.serial, firmware: '2.1.0', country: 'KE', apiKeyId: device.id, answer: 'allowed', observedAt: at('2026-01-15T06:00:00Z'), receivedAt: ctx.clock.now() });
     const after = await Unit.findById(unit._id).lean();
     expect(after!.checkIns).toMatchObject({ count: 1, lastAt: at('2026-01-15T06:00:00Z'), lastCountry: 'KE', lastFirmware: '2.1.0' });
-    expect(after!.checkIns!.runs).toEqual([{ country: 'KE', count: 1, firstAt: at('2026-01-15T06:00:00Z'), lastAt: at('2026-01-15T06:00:00Z'), firstFirmware: '2.1.0', lastFirmware: '2.1.0' }]);
+    expect(unitRuns(after!.checkIns)).toEqual([{ country: 'KE', count: 1, firstAt: at('2026-01-15T06:00:00Z'), lastAt: at('2026-01-15T06:00:00Z'), firstFirmware: '2.1.0', lastFirmware: '2.1.0' }]);
+  });
+
+  it('keeps the runs as one string and moves a unit’s runs stored as an array into it on its next fold', async () => {
+    const unit = await makeCheckInUnit(ctx);
+    const earlier = { country: 'TZ', count: 7, firstAt: at('2025-11-01T00:00:00Z'), lastAt: at('2025-11-20T00:00:00Z'), firstFirmware: '1.0', lastFirmware: '1.2' };
+    await Unit.collection.updateOne({ _id: unit._id as never }, { $set: { 'checkIns.count': 7, 'checkIns.lastAt': earlier.lastAt, 'checkIns.runs': [earlier] }, $unset: { 'checkIns.runsJson': '' } });
+    expect((await sendCheckIn(ctx, device.auth, checkInItem(unit, { firmware: '2.0', observedAt: '2026-01-15T09:00:00+03:00' }))).status).toBe(200);
+
+    const raw = (await Unit.collection.findOne({ _id: unit._id as never }))!;
+    expect(raw.checkIns.runs).toBeUndefined();
+    expect(typeof raw.checkIns.runsJson).toBe('string');
+    expect(unitRuns(raw.checkIns)).toEqual([earlier, { country: 'KE', count: 1, firstAt: at('2026-01-15T06:00:00Z'), lastAt: at('2026-01-15T06:00:00Z'), firstFirmware: '2.0', lastFirmware: '2.0' }]);
+    expect(raw.checkIns.count).toBe(8);
   });
 
   it('answers a batch in input order and folds each unit’s check-ins into runs with one summary each', async () => {
@@ -89,7 +102,7 @@ describe('check-in ingest', () => {
 
     const unitA = (await Unit.findById(a._id).lean())!;
     expect(unitA.checkIns!).toMatchObject({ count: 4, lastCountry: 'UG', lastFirmware: '2.4' });
-    expect(unitA.checkIns!.runs.map((r) => [r.country, r.count, r.firstFirmware, r.lastFirmware])).toEqual([
+    expect(unitRuns(unitA.checkIns).map((r) => [r.country, r.count, r.firstFirmware, r.lastFirmware])).toEqual([
       ['KE', 2, '2.1', '2.3'],
       ['UG', 2, '2.3', '2.4'],
     ]);
@@ -107,8 +120,8 @@ describe('check-in ingest', () => {
     expect(await CheckIn.countDocuments({ unitId: unit._id })).toBe(3);
     const after = (await Unit.findById(unit._id).lean())!;
     expect(after.checkIns!.count).toBe(3);
-    expect(after.checkIns!.runs).toHaveLength(1);
-    expect(after.checkIns!.runs[0]!.count).toBe(3);
+    expect(unitRuns(after.checkIns)).toHaveLength(1);
+    expect(unitRuns(after.checkIns)[0]!.count).toBe(3);
   });
 
   it('counts an event id repeated within one batch once', async () => {
@@ -166,7 +179,7 @@ describe('check-in ingest', () => {
     expect([r1.status, r2.status]).toEqual([200, 200]);
     const after = (await Unit.findById(unit._id).lean())!;
     expect(after.checkIns!.count).toBe(20);
-    expect(after.checkIns!.runs.reduce((n, r) => n + r.count, 0)).toBe(20);
+    expect(unitRuns(after.checkIns).reduce((n, r) => n + r.count, 0)).toBe(20);
   });
 
   describe('bad input: the whole batch is refused, naming each field, and nothing is stored', () => {
@@ -364,7 +377,7 @@ describe('check-in ingest', () => {
       const summary = (await Unit.findById(unit._id).lean())!.checkIns!;
       expect(summary.count).toBe(2);
       expect(summary.batchIds).toHaveLength(2);
-      expect(summary.runs).toEqual([expect.objectContaining({ country: 'KE', count: 2 })]);
+      expect(unitRuns(summary)).toEqual([expect.objectContaining({ country: 'KE', count: 2 })]);
     });
 
     it('leaves a batch it cannot fold in the outbox and goes on with the batches behind it', async () => {

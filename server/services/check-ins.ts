@@ -4,7 +4,7 @@ import type { Clock } from '../clock';
 import type { Logger } from '../logger';
 import { chunksOf } from '../db/ferretdb-updates';
 import { CheckIn, CheckInBatch, UnknownSerial, WITHHELD_UNITS_ID, WithheldUnits } from '../../models/check-ins';
-import { normaliseCode, SerialIndex, Unit, unitId } from '../../models/catalogue';
+import { normaliseCode, SerialIndex, storedRuns, Unit, unitId, unitRuns, type CheckInRun } from '../../models/catalogue';
 import { tallyUnits, unitCheckInChange, type UnitTallyChange } from '../../models/insight';
 import { Transfer } from '../../models/registrations';
 import type { FlagRule } from '../../models/flags';
@@ -69,14 +69,7 @@ export interface CheckInAnswer {
   duplicate?: true;
 }
 
-export interface CheckInRun {
-  country: string;
-  count: number;
-  firstAt: Date;
-  lastAt: Date;
-  firstFirmware: string;
-  lastFirmware: string;
-}
+export type { CheckInRun };
 
 /** What ingest reads of a unit: the summary it updates and the facts the rules need. */
 interface UnitFacts {
@@ -86,7 +79,7 @@ interface UnitFacts {
   status: string;
   current?: { country?: string | null } | null;
   countries?: Array<{ country: string; source: string }>;
-  checkIns?: { count?: number; lastAt?: Date | null; lastCountry?: string | null; lastFirmware?: string | null; runs?: CheckInRun[]; batchIds?: string[] } | null;
+  checkIns?: { count?: number; lastAt?: Date | null; lastCountry?: string | null; lastFirmware?: string | null; runsJson?: string; runs?: CheckInRun[]; batchIds?: string[] } | null;
   controls?: { updates?: UpdateAnswer } | null;
 }
 
@@ -279,12 +272,17 @@ export function createCheckInsService(deps: { clock: Clock; flags: FlagsService;
     const count = unit.checkIns?.count ?? 0;
     const $set = {
       'checkIns.count': count + entries.length,
-      'checkIns.runs': fold.runs,
+      'checkIns.runsJson': storedRuns(fold.runs),
       'checkIns.batchIds': batchIdsAfter(unit.checkIns?.batchIds, entries),
       ...(newer ? { 'checkIns.lastAt': latest.observedAt, 'checkIns.lastCountry': latest.country, 'checkIns.lastFirmware': latest.firmware } : {}),
     };
     return {
-      write: { updateOne: { filter: { _id: unit._id, 'checkIns.count': count ? count : { $in: [0, null] } }, update: { $set } } },
+      write: {
+        updateOne: {
+          filter: { _id: unit._id, 'checkIns.count': count ? count : { $in: [0, null] } },
+          update: { $set, ...(unit.checkIns?.runs ? { $unset: { 'checkIns.runs': '' } } : {}) },
+        },
+      },
       lastCountry: newer ? latest.country : null,
     };
   }
@@ -362,7 +360,7 @@ export function createCheckInsService(deps: { clock: Clock; flags: FlagsService;
       if (attempt) refolded += todo.length;
       const writes: AnyBulkWriteOperation[] = [];
       for (const { unit, entries } of todo) {
-        const runs = foldRuns(unit.checkIns?.runs ?? [], entries, SETTLED_AFTER_CHECK_INS);
+        const runs = foldRuns(unitRuns(unit.checkIns), entries, SETTLED_AFTER_CHECK_INS);
         const update = summaryUpdate(unit, entries, runs);
         writes.push(update.write);
         moves.delete(unit._id);

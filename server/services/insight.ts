@@ -6,7 +6,7 @@ import { countryName } from '../countries';
 import { NotFoundError, ValidationError } from '../errors';
 import type { Logger } from '../logger';
 import { Case, CASE_STATUSES, HARM_CATEGORIES, LEVERAGE_ACTIONS, PRIORITY_LEVELS, type CaseStatus, type PriorityLevel } from '../../models/cases';
-import { ProductModel, Unit, normaliseCode, type RiskLevel } from '../../models/catalogue';
+import { ProductModel, Unit, normaliseCode, unitRuns, type RiskLevel } from '../../models/catalogue';
 import { Flag, FLAG_RULES, type FlagRule } from '../../models/flags';
 import { readUnitTallies, rebuildUnitTallies, unitTallyState, unitTallyVersion } from '../../models/insight';
 import { Registration, Transfer } from '../../models/registrations';
@@ -242,7 +242,7 @@ type UnitForEpcis = {
   modelId: string;
   createdAt: Date;
   firstSale?: { channelPartner?: string | null; shipToCountry?: string | null; soldAt?: Date | null } | null;
-  checkIns?: { runs?: Array<{ country: string; count: number; firstAt: Date; lastAt: Date; firstFirmware?: string | null; lastFirmware?: string | null }> | null } | null;
+  checkIns?: Parameters<typeof unitRuns>[0];
 };
 type RegistrationForEpcis = { _id: string; country: string; createdAt: Date; status?: string | null };
 type TransferForEpcis = { _id: string; registrationId: string; kind: string; status: string; newLocation?: { country: string } | null; effectiveDate: Date; createdAt: Date; decision?: { at?: Date | null } | null };
@@ -302,7 +302,7 @@ export function unitEpcisEvents(unit: UnitForEpcis, registrations: RegistrationF
       'downstream:effectiveDate': t.effectiveDate.toISOString().slice(0, 10),
     });
   }
-  for (const run of unit.checkIns?.runs ?? []) {
+  for (const run of unitRuns(unit.checkIns)) {
     events.push({
       ...base(`check-ins:${unit._id}:${run.firstAt.toISOString()}`, run.firstAt),
       action: 'OBSERVE',
@@ -633,7 +633,7 @@ export function createInsightService(deps: { clock: Clock; config: Pick<Config, 
       columns: ['unitId', 'modelId', 'serial', 'status', 'currentCountry', 'currentOwner', 'endUserType', 'registrationId', 'firstSaleCountry', 'channelPartner', 'soldAt', 'checkIns', 'lastCheckInCountry', 'updates', 'warranty'],
       match: async (f) => ({ ...(await unitMatch(f, 'current.country')), ...(f.status ? { status: f.status } : {}) }),
       async *rows(filter) {
-        for await (const u of Unit.find(filter, { countries: 0, 'checkIns.runs': 0 }).lean().cursor({ batchSize: CURSOR_BATCH })) {
+        for await (const u of Unit.find(filter, { countries: 0, 'checkIns.runs': 0, 'checkIns.runsJson': 0 }).lean().cursor({ batchSize: CURSOR_BATCH })) {
           yield { unitId: u._id, modelId: u.modelId, serial: u.serial, status: u.status, currentCountry: u.current?.country, currentOwner: u.current?.owner, endUserType: u.current?.endUserType, registrationId: u.registrationId, firstSaleCountry: u.firstSale?.shipToCountry, channelPartner: u.firstSale?.channelPartner, soldAt: u.firstSale?.soldAt, checkIns: u.checkIns?.count ?? 0, lastCheckInCountry: u.checkIns?.lastCountry, updates: u.controls?.updates, warranty: u.controls?.warranty };
         }
       },
@@ -653,7 +653,7 @@ export function createInsightService(deps: { clock: Clock; config: Pick<Config, 
       match: async (f) => ({ ...(await unitMatch(f, 'checkIns.lastCountry')), 'checkIns.count': { $gt: 0 } }),
       async *rows(filter) {
         for await (const u of Unit.find(filter, { modelId: 1, serial: 1, current: 1, checkIns: 1, controls: 1 }).lean().cursor({ batchSize: CURSOR_BATCH })) {
-          const runs = u.checkIns?.runs ?? [];
+          const runs = unitRuns(u.checkIns);
           yield { unitId: u._id, modelId: u.modelId, serial: u.serial, registeredCountry: u.current?.country, checkIns: u.checkIns?.count ?? 0, lastAt: u.checkIns?.lastAt, lastCountry: u.checkIns?.lastCountry, lastFirmware: u.checkIns?.lastFirmware, countries: [...new Set(runs.map((r) => r.country))], runs: runs.length, updates: u.controls?.updates };
         }
       },

@@ -4,7 +4,7 @@ import { countryName, isCountryCode } from '../countries';
 import { ConflictError, NotFoundError, ValidationError } from '../errors';
 import type { Page } from '../middleware/validate';
 import type { Role, UserDoc } from '../../models/auth';
-import { ProductModel, Unit, normaliseCode, unitId, type UnitDoc } from '../../models/catalogue';
+import { ProductModel, Unit, normaliseCode, unitId, unitRuns, type UnitDoc } from '../../models/catalogue';
 import { writeLocked } from './catalogue';
 import { Flag } from '../../models/flags';
 import { tallyUnits, unitStateChange } from '../../models/insight';
@@ -388,8 +388,8 @@ export function createRegistrationsService(deps: { clock: Clock; audit: AuditSer
   /**
    * The timeline as `viewer` may see it: staff everything, the owner their own unit without
    * flags or cases, anyone else "no such unit". One read of the unit for the check and the
-   * timeline: the unit summary is the costliest document to read (FerretDB decodes its runs
-   * of check-ins field by field, ~4 ms of its CPU for 35 runs, measured for issue 7).
+   * timeline: the unit summary is the costliest document to read (FerretDB decodes every
+   * stored field on each read; see `checkIns.runsJson` in models/catalogue.ts).
    */
   async function timelineFor(unitIdValue: string, viewer: Viewer) {
     const unit = await readUnit(unitIdValue);
@@ -423,7 +423,7 @@ export function createRegistrationsService(deps: { clock: Clock; audit: AuditSer
       const decided = t.decision?.reason ? ` · ${t.status === 'refused' ? 'refused' : 'approved'}: ${t.decision.reason}` : '';
       entries.push({ at: t.createdAt, kind: 'transfer', title: `${what} (${t.status})`, detail: `To ${countryName(t.newLocation?.country ?? '')}, effective ${day(t.effectiveDate)} · ${t.reason}${decided}`, country: t.newLocation?.country ?? null });
     }
-    for (const run of unit.checkIns?.runs ?? []) entries.push(checkInRunEntry(run));
+    for (const run of unitRuns(unit.checkIns)) entries.push(checkInRunEntry(run));
     for (const f of raised) entries.push({ at: f.raisedAt, kind: 'flag', title: `Red flag: ${f.rule}`, detail: `raised by ${f.source?.kind ?? 'unknown'} ${f.source?.id ?? ''}${f.caseId ? ` · case ${f.caseId}` : ''}`, country: f.country ?? null });
     for (const c of cases) entries.push({ at: c.openedAt, kind: 'case', title: `Case ${c._id} opened`, detail: `${c.title} · ${c.status}`, country: null });
     entries.sort((a, b) => a.at.getTime() - b.at.getTime());

@@ -138,7 +138,8 @@ const unitSchema = new Schema(
        * as one JSON string, read and written through `unitRuns` and `storedRuns`. FerretDB v1
        * decodes every stored field of a document on each read, whatever the projection: as an
        * array of sub-documents, the 41 runs of the bench's heaviest unit made each `_id` read of
-       * it cost 9–11 ms against 2–4 ms for a typical unit, even projecting `_id` alone (issue 7).
+       * it cost 9–12 ms against 2–5 ms for a typical unit, even projecting `_id` alone; as one
+       * string, 2.7–4.7 ms (issue 7).
        */
       runsJson: { type: String },
       /** The runs as they were stored before runsJson: read as a fallback, removed by the unit's next fold. */

@@ -83,7 +83,7 @@ export function unitRuns(checkIns: { runsJson?: string | null; runs?: readonly C
   if (typeof checkIns?.runsJson === 'string') {
     return (JSON.parse(checkIns.runsJson) as Array<CheckInRun & { firstAt: string; lastAt: string }>).map((r) => ({ ...r, firstAt: new Date(r.firstAt), lastAt: new Date(r.lastAt) }));
   }
-  return (checkIns?.runs ?? []).map((r) => ({ ...r }));
+  return [...(checkIns?.runs ?? [])];
 }
 
 const checkInRunSchema = new Schema(

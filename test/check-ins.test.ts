@@ -1,11 +1,11 @@
 import request from 'supertest';
-import { Unit, unitRuns } from '../models/catalogue';
+import { Unit, unitRuns, type CheckInRun } from '../models/catalogue';
 import { CheckIn, CheckInBatch, UnknownSerial, WITHHELD_UNITS_ID, WithheldUnits } from '../models/check-ins';
 import { Flag } from '../models/flags';
 import { UnitTally } from '../models/insight';
 import { createLogger } from '../server/logger';
 import { createServices } from '../server/services';
-import { ABANDONED_WRITE_MS, foldRuns, MAX_RUNS, type CheckInRun } from '../server/services/check-ins';
+import { ABANDONED_WRITE_MS, foldRuns, MAX_RUNS } from '../server/services/check-ins';
 import { createTestContext, type TestContext } from './helpers/context';
 import { checkInItem, hoursAgo, makeApiKey, makeCheckInUnit, sendBatch, sendCheckIn } from './helpers/check-ins';
 import { unique } from './helpers/factories';

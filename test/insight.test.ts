@@ -2,7 +2,7 @@ import { Readable } from 'node:stream';
 import request from 'supertest';
 import { AuditEntry } from '../models/audit';
 import { Case } from '../models/cases';
-import { Unit } from '../models/catalogue';
+import { storedRuns, Unit } from '../models/catalogue';
 import { Flag } from '../models/flags';
 import { InsightState, UNIT_TALLIES, UnitTally, readUnitTallies, rebuildUnitTallies, tallyUnits, unitCheckInChange } from '../models/insight';
 import { Report } from '../models/reports';
@@ -441,7 +441,7 @@ describe('exports', () => {
 
   it('exports JSON arrays of registrations, check-in summaries, cases and actions', async () => {
     const { unit, model, registration } = await makeRegistration(ctx, { riskLevel: 'high', country: 'GH', endUserType: 'police-security' });
-    await Unit.updateOne({ _id: unit._id }, { $set: { checkIns: { count: 4, lastAt: ctx.clock.now(), lastCountry: 'TG', lastFirmware: '3.0', runs: [{ country: 'TG', count: 4, firstAt: ctx.clock.now(), lastAt: ctx.clock.now(), firstFirmware: '3.0', lastFirmware: '3.0' }] } } });
+    await Unit.updateOne({ _id: unit._id }, { $set: { checkIns: { count: 4, lastAt: ctx.clock.now(), lastCountry: 'TG', lastFirmware: '3.0', runsJson: storedRuns([{ country: 'TG', count: 4, firstAt: ctx.clock.now(), lastAt: ctx.clock.now(), firstFirmware: '3.0', lastFirmware: '3.0' }]) } } });
     const { caseId } = await makeReportCase(ctx, { unitId: unit._id, modelId: model._id, withEvidence: false });
     await ctx.services.cases.addAction(caseId, { kind: 'withhold-updates', unitIds: [unit._id] }, admin.actor);
 

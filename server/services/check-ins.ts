@@ -69,8 +69,6 @@ export interface CheckInAnswer {
   duplicate?: true;
 }
 
-export type { CheckInRun };
-
 /** What ingest reads of a unit: the summary it updates and the facts the rules need. */
 interface UnitFacts {
   _id: string;

@@ -1,4 +1,4 @@
-import { Router } from 'express';
+import { Router } from './router';
 import { requireRole } from '../server/middleware/auth';
 import type { RouteContext } from './context';
 

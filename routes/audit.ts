@@ -1,4 +1,5 @@
-import { Router, type Request } from 'express';
+import { type Request } from 'express';
+import { Router } from './router';
 import { requireRole } from '../server/middleware/auth';
 import { pagination, parseQuery, toPage, pageBody } from '../server/middleware/validate';
 import type { VerifyResult } from '../server/services/audit';

@@ -1,4 +1,5 @@
-import { Router, type Request, type Response } from 'express';
+import { type Request, type Response } from 'express';
+import { Router } from './router';
 import { z } from 'zod';
 import { requireRole } from '../server/middleware/auth';
 import { formAction } from '../server/middleware/forms';

@@ -1,6 +1,7 @@
 import fs from 'node:fs';
 import path from 'node:path';
-import { Router, type Request, type RequestHandler } from 'express';
+import { type Request, type RequestHandler } from 'express';
+import { Router } from './router';
 import multer from 'multer';
 import { z } from 'zod';
 import { CAPABILITIES, RISK_LEVELS } from '../models/catalogue';

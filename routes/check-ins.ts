@@ -1,4 +1,5 @@
-import express, { Router } from 'express';
+import express from 'express';
+import { Router } from './router';
 import { z } from 'zod';
 import type { Clock } from '../server/clock';
 import { isCountryCode } from '../server/countries';

@@ -1,4 +1,5 @@
-import { Router, type Request } from 'express';
+import { type Request } from 'express';
+import { Router } from './router';
 import { z } from 'zod';
 import { COUNTRY_OPTIONS, isCountryCode } from '../server/countries';
 import { requireRole } from '../server/middleware/auth';

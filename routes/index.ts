@@ -1,4 +1,5 @@
-import express, { type Express, type Router } from 'express';
+import type { Express, Router as ExpressRouter } from 'express';
+import { Router } from './router';
 import type { RouteContext } from './context';
 import { adminPages } from './admin';
 import { auditApi, auditPages } from './audit';
@@ -17,7 +18,7 @@ import { registrationPages, registrationsApi, transfersApi, unitTimelineApi } fr
  * The API's modules and their prefixes under /api/v1. The OpenAPI test walks this list, so
  * every API route must be reachable from here.
  */
-export function apiModules(ctx: RouteContext): Array<{ prefix: string; router: Router }> {
+export function apiModules(ctx: RouteContext): Array<{ prefix: string; router: ExpressRouter }> {
   return [
     { prefix: '', router: openapiApi() },
     { prefix: '/auth', router: authApi(ctx) },
@@ -53,7 +54,7 @@ export function mountRoutes(app: Express, ctx: RouteContext) {
   app.use(registrationPages(ctx));
   app.use(insightPages(ctx));
 
-  const api = express.Router();
+  const api = Router();
   for (const { prefix, router } of apiModules(ctx)) api.use(prefix || '/', router);
   app.use('/api/v1', api);
 }

@@ -1,4 +1,5 @@
-import { Router, type Request, type Response } from 'express';
+import { type Request, type Response } from 'express';
+import { Router } from './router';
 import { pipeline } from 'node:stream/promises';
 import { z } from 'zod';
 import { ACTION_STATUSES, CASE_STATUSES } from '../models/cases';

@@ -1,4 +1,4 @@
-import { Router } from 'express';
+import { Router } from './router';
 import { loadOpenApi } from '../server/openapi';
 
 export function openapiApi() {

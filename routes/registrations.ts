@@ -1,4 +1,5 @@
-import { Router, type Request, type Response } from 'express';
+import { type Request, type Response } from 'express';
+import { Router } from './router';
 import { z } from 'zod';
 import { END_USER_TYPES, TRANSFER_KINDS } from '../models/registrations';
 import type { UserDoc } from '../models/auth';

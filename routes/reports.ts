@@ -1,4 +1,5 @@
-import { Router, type Request, type RequestHandler, type Response } from 'express';
+import { type Request, type RequestHandler, type Response } from 'express';
+import { Router } from './router';
 import { ipKeyGenerator } from 'express-rate-limit';
 import multer from 'multer';
 import { z } from 'zod';

@@ -38,6 +38,8 @@ export function createApp(deps: AppDeps): Express & { locals: { services: Servic
 
   app.disable('x-powered-by');
   app.set('env', config.env);
+  // Paths are matched exactly as written: see routes/router.ts for what folding case broke.
+  app.set('case sensitive routing', true);
   app.set('trust proxy', config.trustProxy);
   app.set('view engine', 'ejs');
   app.set('views', viewsDir);

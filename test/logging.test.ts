@@ -55,6 +55,21 @@ describe('request log', () => {
     expect(JSON.stringify(lines)).not.toContain('ReporterPhone');
   });
 
+  it('records no address for the reporting channel in any letter case or escaping', async () => {
+    const { logger, lines } = captureLogger();
+    const app = createApp({ config: ctx.config, db: ctx.db, clock: ctx.clock, logger });
+    const variants = ['/Report', '/REPORT', '/Follow-Up', '/follow-UP/messages', '/API/V1/Reports', '/Api/v1/Follow-Up/x', '/%72eport'];
+    for (const p of variants) await request(app).get(p).set('User-Agent', 'ReporterPhone/1.0');
+    await request(app).post('/API/V1/Reports').send({ description: 'x' });
+    for (const p of variants) {
+      const line = lines.find((l) => (l.req as { path?: string })?.path === p)?.req as Record<string, unknown> | undefined;
+      expect(line).toBeDefined();
+      expect(line!.remoteAddress).toBeUndefined();
+    }
+    expect(lines.filter((l) => (l.req as { path?: string })?.path === '/API/V1/Reports').every((l) => (l.req as Record<string, unknown>).remoteAddress === undefined)).toBe(true);
+    expect(JSON.stringify(lines)).not.toContain('ReporterPhone');
+  });
+
   it('refuses the third anonymous post in a minute with 429 (public POST rate limit)', async () => {
     const config = { ...ctx.config, rateLimits: { ...ctx.config.rateLimits, publicPostPerMin: 2 } };
     const app = createApp({ config, db: ctx.db, clock: ctx.clock, logger: pino({ level: 'silent' }) });

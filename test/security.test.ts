@@ -112,6 +112,27 @@ async function signIn(ctx: TestContext, email: string): Promise<Agent> {
   return agent;
 }
 
+/** Every page route the app mounts, read from its router stacks (API routes come from OpenAPI). */
+function pageRoutes(app: TestContext['app']): Array<{ method: string; path: string }> {
+  // Page routers are mounted at the root (`slash`); the API router under /api/v1 is skipped.
+  type Layer = { route?: { path: string; methods: Record<string, boolean> }; slash?: boolean; handle?: { stack?: Layer[] } };
+  const found: Array<{ method: string; path: string }> = [];
+  const walk = (stack: Layer[]) => {
+    for (const layer of stack) {
+      if (layer.route) for (const method of Object.keys(layer.route.methods)) found.push({ method, path: layer.route.path });
+      else if (layer.slash && layer.handle?.stack) walk(layer.handle.stack);
+    }
+  };
+  walk((app as unknown as { router: { stack: Layer[] } }).router.stack);
+  return found.filter((r) => typeof r.path === 'string');
+}
+
+/** The same path in other letter cases: all upper, and each segment capitalised. */
+function otherCases(p: string): string[] {
+  const capitalised = p.replace(/\/([a-z])/g, (_m, c: string) => `/${c.toUpperCase()}`);
+  return [...new Set([p.toUpperCase(), capitalised])].filter((v) => v !== p);
+}
+
 describe('security sweep over every route', () => {
   let ctx: TestContext;
   let admin: Awaited<ReturnType<typeof apiUser>>;
@@ -479,6 +500,43 @@ describe('security sweep over every route', () => {
       const res = await request(ctx.app).post('/api/v1/registrations').set(customerB.auth).send({ userId: ids.userId, ownerId: ids.userId, createdBy: ids.userId });
       expect(res.status).toBe(400);
       expect(await mongoose.connection.db!.collection('registrations').countDocuments({ userId: ids.userId })).toBeLessThanOrEqual(1);
+    });
+  });
+  describe('letter case in paths', () => {
+    it('reaches no API operation spelt in another case, so a session cookie without a CSRF token changes nothing', async () => {
+      const before = await snapshot();
+      const reached: string[] = [];
+      for (const op of operations()) {
+        for (const variant of otherCases(fill(op.path, ids))) {
+          const req = agents.investigator[op.method as 'post'](variant);
+          const res = op.multipart ? await req.field('description', 'x').attach('file', Buffer.from('serial\nSN1\n'), 'units.csv') : await req.send({});
+          if (res.status !== 404) reached.push(`${op.method.toUpperCase()} ${variant} → ${res.status}`);
+        }
+      }
+      expect(reached).toEqual([]);
+      expect(await snapshot()).toEqual(before);
+    });
+
+    it('reaches no page route spelt in another case', async () => {
+      const routes = pageRoutes(ctx.app);
+      expect(routes.length).toBeGreaterThan(20);
+      const reached: string[] = [];
+      // With a valid CSRF token, so that a 404 comes from routing and not from the CSRF check.
+      const token = await agents.investigator.csrf('/account');
+      for (const route of routes) {
+        for (const variant of otherCases(route.path.replace(/:(\w+)/g, 'x1'))) {
+          const req = agents.investigator[route.method as 'get'](variant);
+          const res = route.method === 'get' ? await req : await req.type('form').send({ _csrf: token });
+          if (res.status !== 404) reached.push(`${route.method.toUpperCase()} ${variant} → ${res.status}`);
+        }
+      }
+      expect(reached).toEqual([]);
+    });
+
+    it('never reads a session cookie under an upper-case API prefix', async () => {
+      expect((await agents.investigator.get('/API/v1/auth/me')).status).toBe(404);
+      expect((await agents.investigator.get('/api/v1/auth/me')).status).toBe(401);
+      expect((await request(ctx.app).get('/api/v1/auth/me').set(admin.auth)).status).toBe(200);
     });
   });
 });

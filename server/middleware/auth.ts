@@ -4,6 +4,7 @@ import type { Config } from '../config';
 import { ForbiddenError, HttpError, UnauthorizedError } from '../errors';
 import type { Role } from '../../models/auth';
 import type { AuthService, AuthUser } from '../services/auth';
+import { normalisedPath } from './request-path';
 
 declare module 'express-serve-static-core' {
   interface Request {
@@ -11,7 +12,7 @@ declare module 'express-serve-static-core' {
   }
 }
 
-export const isApiRequest = (req: Request) => req.originalUrl.startsWith('/api/');
+export const isApiRequest = (req: Request) => normalisedPath(req.originalUrl).startsWith('/api/');
 
 export function sessionCookieName(config: Config) {
   // __Host- cookies need Secure; plain HTTP in development gets the plain name.

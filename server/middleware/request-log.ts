@@ -2,6 +2,7 @@ import type { IncomingMessage, ServerResponse } from 'node:http';
 import crypto from 'node:crypto';
 import { pinoHttp } from 'pino-http';
 import type { Logger } from '../logger';
+import { normalisedPath } from './request-path';
 
 /**
  * Paths of the grievance channel: their log lines carry no address and no user agent, so a
@@ -9,7 +10,10 @@ import type { Logger } from '../logger';
  */
 export const PRIVATE_PATH_PREFIXES = ['/report', '/follow-up', '/api/v1/reports', '/api/v1/follow-up'];
 
-const isPrivate = (url: string) => PRIVATE_PATH_PREFIXES.some((p) => url === p || url.startsWith(`${p}/`) || url.startsWith(`${p}?`));
+const isPrivate = (url: string) => {
+  const path = normalisedPath(url);
+  return PRIVATE_PATH_PREFIXES.some((p) => path === p || path.startsWith(`${p}/`));
+};
 
 export function requestLog(logger: Logger) {
   return pinoHttp({

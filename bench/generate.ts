@@ -12,6 +12,7 @@ import { connectDatabase } from '../server/db';
 import { createLogger } from '../server/logger';
 import { rebuildUnitTallies } from '../models/insight';
 import { createServices } from '../server/services';
+import { createStores } from '../server/store';
 import { generateDataset } from './dataset';
 import { benchEnv, inheritedEnv, newSecret, writeManifest } from './lib/target';
 
@@ -34,7 +35,7 @@ async function main() {
     await db.connection.dropDatabase();
     await Promise.all(Object.values(db.connection.models).map((model) => model.createIndexes()));
 
-    const services = createServices({ config, clock: systemClock, logger });
+    const services = createServices({ config, clock: systemClock, logger, stores: createStores(db.engine) });
     const password = () => crypto.randomBytes(18).toString('base64url');
     const admin = { email: 'bench-admin@example.org', password: password() };
     const investigator = { email: 'bench-investigator-1@example.org', password: password() };

@@ -9,13 +9,14 @@ import { ConfigError, loadConfig } from '../server/config';
 import { connectDatabase } from '../server/db';
 import { createLogger } from '../server/logger';
 import { createServices } from '../server/services';
+import { createStores } from '../server/store';
 
 async function main(): Promise<number> {
   const config = loadConfig();
   const logger = createLogger('warn');
   const db = await connectDatabase(config, logger);
   try {
-    const services = createServices({ config, clock: systemClock, logger });
+    const services = createServices({ config, clock: systemClock, logger, stores: createStores(db.engine) });
     process.stdout.write(`Verifying the audit chain in ${db.describe()}…\n`);
     const result = await services.audit.verify((checked) => process.stdout.write(`  ${checked} entries checked\n`));
     if (result.ok) {

@@ -14,6 +14,7 @@ import { HttpError } from '../server/errors';
 import { createLogger } from '../server/logger';
 import { email as emailSchema, password as passwordSchema } from '../server/middleware/validate';
 import { createServices } from '../server/services';
+import { createStores } from '../server/store';
 
 async function readPassword(): Promise<string> {
   const rl = readline.createInterface({ input: process.stdin, output: process.stdout, terminal: process.stdin.isTTY });
@@ -42,7 +43,7 @@ async function main() {
   const logger = createLogger('warn');
   const db = await connectDatabase(config, logger);
   try {
-    const services = createServices({ config, clock: systemClock, logger });
+    const services = createServices({ config, clock: systemClock, logger, stores: createStores(db.engine) });
     const user = await services.auth.createUser({ email: email.data, password: password.data, name }, 'admin');
     await services.audit.record({ actorKind: 'system', action: 'user.created', subjectKind: 'user', subjectId: String(user._id), detail: { role: 'admin', via: 'create-admin' } });
     process.stdout.write(`Admin account created: ${user.email}\n`);

@@ -14,6 +14,7 @@ import path from 'node:path';
 import readline from 'node:readline';
 import mongoose from 'mongoose';
 import { createApp } from '../server/app';
+import { detectEngine } from '../server/store/engine';
 import { systemClock } from '../server/clock';
 import { loadConfig } from '../server/config';
 import { createLogger } from '../server/logger';
@@ -52,7 +53,7 @@ function startServer(): Promise<{ child: ReturnType<typeof spawn>; url: string; 
 async function credentials(databaseUri: string): Promise<{ token: string; apiKey: string }> {
   await mongoose.connect(databaseUri, { dbName: 'downstream' });
   const config = loadConfig({ ...env, MONGODB_URI: databaseUri, MONGODB_DB: 'downstream' });
-  const app = createApp({ config, db: { ping: async () => true }, clock: systemClock, logger: createLogger('silent') });
+  const app = createApp({ config, db: { ping: async () => true, engine: await detectEngine(mongoose.connection) }, clock: systemClock, logger: createLogger('silent') });
   const { auth } = app.locals.services;
   const user = await auth.createUser({ email: 'fuzz-admin@example.test', password: 'fuzz admin password 1234', name: 'Fuzz admin' }, 'admin');
   const { token } = await auth.issueSession(user);

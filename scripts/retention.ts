@@ -10,13 +10,14 @@ import { ConfigError, loadConfig } from '../server/config';
 import { connectDatabase } from '../server/db';
 import { createLogger } from '../server/logger';
 import { createServices } from '../server/services';
+import { createStores } from '../server/store';
 
 async function main() {
   const config = loadConfig();
   const logger = createLogger('warn');
   const db = await connectDatabase(config, logger);
   try {
-    const services = createServices({ config, clock: systemClock, logger });
+    const services = createServices({ config, clock: systemClock, logger, stores: createStores(db.engine) });
     const counts = await services.cases.runRetention();
     const unclaimed = await services.reports.removeUnclaimedEvidence();
     process.stdout.write(

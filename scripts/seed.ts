@@ -9,6 +9,7 @@ import { loadConfig } from '../server/config';
 import { connectDatabase } from '../server/db';
 import { createLogger } from '../server/logger';
 import { createServices } from '../server/services';
+import { createStores } from '../server/store';
 import { seedDemo } from '../server/seed';
 
 async function main() {
@@ -23,7 +24,7 @@ async function main() {
   try {
     // The seed walks its own clock through the last six months, ending now.
     const clock = createTestClock(new Date());
-    const services = createServices({ config, clock, logger });
+    const services = createServices({ config, clock, logger, stores: createStores(db.engine) });
     const summary = await seedDemo(services, { units, clock, log: (line) => process.stdout.write(`  ${line}\n`) });
 
     process.stdout.write(`\nDemo data ready in ${Math.round((Date.now() - started) / 1000)} s:\n`);

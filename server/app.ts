@@ -14,12 +14,13 @@ import { rejectOperatorKeys } from './middleware/reject-operators';
 import { requestLog } from './middleware/request-log';
 import { publicDir, viewsDir } from './paths';
 import { createServices, type Services } from './services';
+import { createStores } from './store';
 import { mountRoutes } from '../routes';
 import { CHECK_IN_BATCH_PATH, checkInBatchBodyParser } from '../routes/check-ins';
 
 export interface AppDeps {
   config: Config;
-  db: Pick<Database, 'ping'>;
+  db: Pick<Database, 'ping' | 'engine'>;
   clock: Clock;
   logger: Logger;
 }
@@ -32,7 +33,7 @@ export type AppMiddleware = {
 /** Builds the portal from its dependencies. Does not listen: server/index.ts does. */
 export function createApp(deps: AppDeps): Express & { locals: { services: Services; middleware: AppMiddleware } } {
   const { config, logger } = deps;
-  const services = createServices(deps);
+  const services = createServices({ ...deps, stores: createStores(deps.db.engine) });
   const app = express();
   app.locals.services = services;
 

@@ -14,6 +14,7 @@ import { jpegWithGps, notAnImage, pngImage, sha256 } from './helpers/reports';
 import { loadConfig } from '../server/config';
 import { createLogger } from '../server/logger';
 import { createServices } from '../server/services';
+import { createStores } from '../server/store';
 import { createTestContext, testEnv, type TestContext } from './helpers/context';
 import { apiUser, makeUser, signedInAgent } from './helpers/factories';
 
@@ -759,7 +760,7 @@ describe('investigation cases', () => {
 
     it('keeps two processes on one database in step: a write through either shows in the other’s queue on its next request', async () => {
       // A second set of services has its own queue rows in memory, as another process would.
-      const other = createServices({ config: ctx.config, clock: ctx.clock, logger: createLogger('silent') });
+      const other = createServices({ config: ctx.config, clock: ctx.clock, logger: createLogger('silent'), stores: createStores(ctx.db.engine) });
       const lead = await makeStaff(ctx);
       const first = await makeReportCase(ctx, { country: 'SZ' });
       const ids = async (services: typeof other, filters: Parameters<typeof other.cases.queue>[0] = {}) =>

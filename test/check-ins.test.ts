@@ -5,6 +5,7 @@ import { Flag } from '../models/flags';
 import { UnitTally } from '../models/insight';
 import { createLogger } from '../server/logger';
 import { createServices } from '../server/services';
+import { createStores } from '../server/store';
 import { ABANDONED_WRITE_MS, foldRuns, MAX_RUNS } from '../server/services/check-ins';
 import { createTestContext, type TestContext } from './helpers/context';
 import { checkInItem, hoursAgo, makeApiKey, makeCheckInUnit, sendBatch, sendCheckIn } from './helpers/check-ins';
@@ -368,7 +369,7 @@ describe('check-in ingest', () => {
     });
 
     it('keeps every check-in when two app processes fold into the same unit at once', async () => {
-      const other = createServices({ config: ctx.config, clock: ctx.clock, logger: createLogger('silent') });
+      const other = createServices({ config: ctx.config, clock: ctx.clock, logger: createLogger('silent'), stores: createStores(ctx.db.engine) });
       const unit = await makeCheckInUnit(ctx);
       const items = (h: number) => [{ serial: unit.serial, model: unit.modelId, firmware: '2.0', observedAt: new Date(ctx.clock.now().getTime() - h * 3_600_000), country: 'KE', eventId: unique('two') }];
       // Both ingest (their folds start once ingest is quiet), then both fold at the same moment.

@@ -1,5 +1,5 @@
 import mongoose, { Schema } from 'mongoose';
-import { isFerretDB } from '../server/db/ferretdb-updates';
+import { detectEngine } from '../server/store/engine';
 import { createTestContext, type TestContext } from './helpers/context';
 
 const Tally = mongoose.model('Tally', new Schema({ _id: String, n: Number, owner: { type: String, default: null } }, { versionKey: false }));
@@ -28,7 +28,7 @@ describe('single-document updates under concurrency', () => {
 
   it('knows which server it talks to', async () => {
     // The suite runs on the embedded FerretDB unless MONGODB_URI points at a real MongoDB.
-    const ferret = await isFerretDB(mongoose.connection);
+    const ferret = (await detectEngine(mongoose.connection)).kind === 'ferretdb';
     const info = await mongoose.connection.db!.admin().command({ buildInfo: 1 });
     expect(ferret).toBe(typeof info.ferretdbVersion === 'string');
   });

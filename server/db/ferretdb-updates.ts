@@ -37,21 +37,3 @@ export function serialiseUpdatesPerCollection(): void {
     };
   }
 }
-
-/** FerretDB answers `buildInfo` with a `ferretdbVersion` field; MongoDB does not. */
-export async function isFerretDB(connection: mongoose.Connection): Promise<boolean> {
-  const info = await connection.db!.admin().command({ buildInfo: 1 });
-  return typeof info.ferretdbVersion === 'string';
-}
-
-/**
- * Statements per write command. FerretDB v1.24 holds a pooled connection per statement until
- * the command ends (its pool has 100), so a command of more than ~100 statements never
- * returns: measured by the benchmark with unit summary updates. Bulk writes go in chunks.
- */
-export const STATEMENTS_PER_COMMAND = 50;
-
-/** `list` in consecutive chunks of at most `size` (default: STATEMENTS_PER_COMMAND). */
-export function chunksOf<T>(list: readonly T[], size = STATEMENTS_PER_COMMAND): T[][] {
-  return Array.from({ length: Math.ceil(list.length / size) }, (_, i) => list.slice(i * size, (i + 1) * size));
-}

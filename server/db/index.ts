@@ -3,7 +3,8 @@ import mongoose from 'mongoose';
 import type { Config } from '../config';
 import type { Logger } from '../logger';
 import { type EmbeddedServer } from './embedded';
-import { isFerretDB, serialiseUpdatesPerCollection } from './ferretdb-updates';
+import { detectEngine, type Engine } from '../store/engine';
+import { serialiseUpdatesPerCollection } from './ferretdb-updates';
 import { superviseEmbedded } from './supervisor';
 
 // Operator injection is stopped at the edge (reject-operators middleware + zod schemas that
@@ -19,6 +20,8 @@ export interface Database {
   connection: mongoose.Connection;
   /** The embedded server, or null when MONGODB_URI points elsewhere. */
   embedded: EmbeddedServer | null;
+  /** What the connected engine can do; read only by server/store. */
+  engine: Engine;
   /** Where the data lives, for the start-up banner. */
   describe(): string;
   /** True when a round trip to the server succeeds within `timeoutMs`. */
@@ -49,7 +52,8 @@ export async function connectDatabase(config: Config, logger: Logger): Promise<D
     throw err;
   });
 
-  if (await isFerretDB(connection)) serialiseUpdatesPerCollection();
+  const engine = await detectEngine(connection);
+  if (engine.kind === 'ferretdb') serialiseUpdatesPerCollection();
 
   // Declared indexes exist before the first request; uniqueness carries correctness here.
   await Promise.all(Object.values(connection.models).map((model) => model.init()));
@@ -57,6 +61,7 @@ export async function connectDatabase(config: Config, logger: Logger): Promise<D
   return {
     connection,
     embedded,
+    engine,
     describe: () =>
       embedded
         ? `embedded FerretDB ${embedded.uri} (SQLite files in ${dbDir})`

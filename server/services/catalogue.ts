@@ -4,7 +4,7 @@ import type { Readable } from 'node:stream';
 import { parse as parseCsv } from 'csv-parse';
 import type { Clock } from '../clock';
 import type { Logger } from '../logger';
-import { chunksOf } from '../db/ferretdb-updates';
+import { chunksOf } from '../store/engine';
 import { isCountryCode } from '../countries';
 import { ConflictError, NotFoundError, ValidationError } from '../errors';
 import type { Page } from '../middleware/validate';

@@ -2,7 +2,7 @@ import crypto from 'node:crypto';
 import type { AnyBulkWriteOperation } from 'mongoose';
 import type { Clock } from '../clock';
 import type { Logger } from '../logger';
-import { chunksOf } from '../db/ferretdb-updates';
+import { chunksOf } from '../store/engine';
 import { CheckIn, CheckInBatch, UnknownSerial, WITHHELD_UNITS_ID, WithheldUnits } from '../../models/check-ins';
 import { normaliseCode, SerialIndex, storedRuns, Unit, unitId, unitRuns, type CheckInRun } from '../../models/catalogue';
 import { tallyUnits, unitCheckInChange, type UnitTallyChange } from '../../models/insight';

@@ -1,6 +1,7 @@
 import type { Clock } from '../clock';
 import type { Config } from '../config';
 import type { Logger } from '../logger';
+import type { Stores } from '../store';
 import { createAuditService } from './audit';
 import { createAuthService } from './auth';
 import { createCasesService } from './cases';
@@ -16,6 +17,8 @@ export interface ServiceDeps {
   config: Config;
   clock: Clock;
   logger: Logger;
+  /** Every query and write goes through these repositories (server/store). */
+  stores: Stores;
 }
 
 /**

@@ -2,6 +2,7 @@ import crypto from 'node:crypto';
 import fs from 'node:fs';
 import mongoose from 'mongoose';
 import { createApp } from '../../server/app';
+import { detectEngine } from '../../server/store/engine';
 import { systemClock } from '../../server/clock';
 import { loadConfig } from '../../server/config';
 import { sessionCookieName } from '../../server/middleware/auth';
@@ -35,7 +36,7 @@ export async function prepare(srv: RunningServer, unitCount: number, extraEnv: R
   await mongoose.connect(srv.databaseUri, { dbName: 'downstream' });
   const env = serverEnv(srv.dataDir, { MONGODB_URI: srv.databaseUri, MONGODB_DB: 'downstream', LOG_LEVEL: 'silent', ...extraEnv });
   const config = loadConfig(env);
-  const app = createApp({ config, db: { ping: async () => true }, clock: systemClock, logger: createLogger('silent') });
+  const app = createApp({ config, db: { ping: async () => true, engine: await detectEngine(mongoose.connection) }, clock: systemClock, logger: createLogger('silent') });
   const ctx = { services: app.locals.services, clock: systemClock } as unknown as TestContext;
   const model = await makeModel(ctx);
   const units = [];

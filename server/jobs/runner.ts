@@ -1,0 +1,133 @@
+import crypto from 'node:crypto';
+import os from 'node:os';
+import type { Clock } from '../clock';
+import type { Logger } from '../logger';
+import type { JobsStore } from '../store/jobs';
+
+/**
+ * Background jobs under a lease in the database: whichever instance holds a job's lease runs
+ * it, the others only check now and then whether the lease has lapsed. An instance that dies
+ * stops renewing; its lease expires after `leaseMs` and the next instance to look takes the
+ * job over, so a job changes hands within `leaseMs + pollMs`.
+ */
+export interface JobDefinition {
+  name: string;
+  /** How often the holder runs the job. */
+  everyMs: number;
+  /** Run at once when this instance first takes the lease (catch-up after a restart). */
+  runOnAcquire?: boolean;
+  run(): Promise<unknown>;
+}
+
+export interface JobRunnerOptions {
+  store: JobsStore;
+  clock: Clock;
+  logger: Pick<Logger, 'info' | 'warn' | 'error'>;
+  /** This instance's name in lease histories; unique per process. */
+  instanceId?: string;
+  leaseMs?: number;
+  pollMs?: number;
+}
+
+export interface JobRunner {
+  readonly instanceId: string;
+  /** Jobs whose lease this instance holds now. */
+  holding(): string[];
+  /** Runs a job now if this instance holds its lease (tests, `settle` paths). */
+  runNow(name: string): Promise<boolean>;
+  /** Stops every loop, waits for runs in flight and frees the leases held. */
+  stop(): Promise<void>;
+}
+
+export const DEFAULT_LEASE_MS = 15_000;
+
+export function newInstanceId(): string {
+  return `${os.hostname()}:${process.pid}:${crypto.randomBytes(3).toString('hex')}`;
+}
+
+export function startJobs(jobs: JobDefinition[], opts: JobRunnerOptions): JobRunner {
+  const { store, clock, logger } = opts;
+  const instanceId = opts.instanceId ?? newInstanceId();
+  const leaseMs = opts.leaseMs ?? DEFAULT_LEASE_MS;
+  const pollMs = opts.pollMs ?? Math.max(250, Math.floor(leaseMs / 3));
+  let stopped = false;
+
+  const states = jobs.map((job) => ({ job, held: false, lastRunAt: 0, running: null as Promise<void> | null, timer: null as NodeJS.Timeout | null }));
+
+  const runOnce = async (state: (typeof states)[number]) => {
+    const started = clock.now();
+    const t0 = performance.now();
+    // Long runs keep their lease: renewed while running, so no other instance starts the job too.
+    const heartbeat = setInterval(() => {
+      void store.renew(state.job.name, instanceId, clock.now(), leaseMs).then(
+        (kept) => {
+          if (!kept && state.held) {
+            state.held = false;
+            logger.warn({ job: state.job.name, instanceId }, 'job lease lost while running');
+          }
+        },
+        () => {},
+      );
+    }, pollMs);
+    heartbeat.unref();
+    let error: string | null = null;
+    try {
+      await state.job.run();
+    } catch (err) {
+      error = (err as Error)?.message ?? String(err);
+      logger.error({ err, job: state.job.name }, 'job run failed');
+    } finally {
+      clearInterval(heartbeat);
+    }
+    state.lastRunAt = Date.now();
+    await store.recordRun(state.job.name, instanceId, started, Math.round(performance.now() - t0), error).catch(() => {});
+  };
+
+  const tick = async (state: (typeof states)[number]) => {
+    if (stopped) return;
+    try {
+      const held = await store.acquire(state.job.name, instanceId, clock.now(), leaseMs);
+      const gained = held && !state.held;
+      if (gained) logger.info({ job: state.job.name, instanceId }, 'job lease taken');
+      state.held = held;
+      const due = Date.now() - state.lastRunAt >= state.job.everyMs;
+      if (held && !stopped && (due || (gained && state.job.runOnAcquire))) {
+        state.running = runOnce(state);
+        await state.running;
+        state.running = null;
+      }
+    } catch (err) {
+      // The database may be down for a moment: try again at the next tick.
+      state.held = false;
+      logger.warn({ err: (err as Error)?.message, job: state.job.name }, 'job lease check failed');
+    }
+    if (!stopped) {
+      state.timer = setTimeout(() => void tick(state), pollMs);
+      state.timer.unref();
+    }
+  };
+
+  for (const state of states) {
+    // Not a run: the first tick decides whether this instance holds the job.
+    state.lastRunAt = state.job.runOnAcquire ? 0 : Date.now();
+    void tick(state);
+  }
+
+  return {
+    instanceId,
+    holding: () => states.filter((s) => s.held).map((s) => s.job.name),
+    async runNow(name) {
+      const state = states.find((s) => s.job.name === name);
+      if (!state || !state.held) return false;
+      await (state.running ?? runOnce(state));
+      return true;
+    },
+    async stop() {
+      stopped = true;
+      for (const state of states) if (state.timer) clearTimeout(state.timer);
+      await Promise.all(states.map((s) => s.running));
+      await Promise.all(states.filter((s) => s.held).map((s) => store.release(s.job.name, instanceId).catch(() => {})));
+      for (const state of states) state.held = false;
+    },
+  };
+}

@@ -1,7 +1,7 @@
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import { ConfigError, loadConfig } from '../server/config';
+import { ConfigError, loadConfig } from '../../server/config';
 
 const tmp = () => fs.mkdtempSync(path.join(os.tmpdir(), 'downstream-config-'));
 

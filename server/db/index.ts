@@ -4,7 +4,6 @@ import type { Config } from '../config';
 import type { Logger } from '../logger';
 import { type EmbeddedServer } from './embedded';
 import { detectEngine, type Engine } from '../store/engine';
-import { serialiseUpdatesPerCollection } from './ferretdb-updates';
 import { superviseEmbedded } from './supervisor';
 
 // Operator injection is stopped at the edge (reject-operators middleware + zod schemas that
@@ -53,7 +52,6 @@ export async function connectDatabase(config: Config, logger: Logger): Promise<D
   });
 
   const engine = await detectEngine(connection);
-  if (engine.kind === 'ferretdb') serialiseUpdatesPerCollection();
 
   // Declared indexes exist before the first request; uniqueness carries correctness here.
   await Promise.all(Object.values(connection.models).map((model) => model.init()));

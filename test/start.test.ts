@@ -135,6 +135,18 @@ describe('npm start', () => {
     expect((await signUp(url, 'after-crash@example.test')).status).toBe(201);
   });
 
+  it('takes over a lock whose process lives but whose database does not answer', async () => {
+    const dir = freshDataDir();
+    fs.mkdirSync(path.join(dir, 'db'), { recursive: true, mode: 0o700 });
+    // A live pid that runs no database (this test's own: a pid reused after a crash looks so).
+    fs.writeFileSync(path.join(dir, 'db', 'engine.lock'), JSON.stringify({ pid: process.pid, uri: 'mongodb://127.0.0.1:9/', startedAt: '2026-01-01T00:00:00.000Z' }));
+
+    const { server, url } = await start(envFor(dir));
+    expect(server.output()).toContain('does not answer: taking it over');
+    expect(lockOf(dir).pid).toBe(server.pid);
+    expect((await signUp(url, 'silent-owner@example.test')).status).toBe(201);
+  });
+
   it('stops node and the database when a process manager sends SIGTERM to npm itself', async () => {
     const npm = runNpm(['start'], envFor(freshDataDir()));
     await urlOf(npm);

@@ -1,5 +1,6 @@
 import fs from 'node:fs';
 import path from 'node:path';
+import { ConfigError } from '../config';
 
 /**
  * DATA_DIR holds contacts, messages, evidence and password hashes: only the account that runs
@@ -9,7 +10,11 @@ import path from 'node:path';
  */
 export function restrictDataDir(dataDir: string): void {
   process.umask(0o077);
-  fs.mkdirSync(dataDir, { recursive: true, mode: 0o700 });
+  try {
+    fs.mkdirSync(dataDir, { recursive: true, mode: 0o700 });
+  } catch (err) {
+    throw new ConfigError([`DATA_DIR: ${dataDir} cannot be used (${(err as Error).message}); give a writable directory`]);
+  }
 }
 
 /** Enough to find a loosened directory or database file; uploads beyond this are not walked at start. */

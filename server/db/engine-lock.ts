@@ -44,7 +44,7 @@ const SILENT_OWNER_MS = 5_000;
 /** How long to wait for an owner that has the lock but has not written its URI yet. */
 const OWNER_START_WAIT_MS = 30_000;
 
-export function lockFileOf(dbDir: string): string {
+function lockFileOf(dbDir: string): string {
   return path.join(dbDir, 'engine.lock');
 }
 

@@ -14,8 +14,6 @@ import mongoose from 'mongoose';
 import sharp from 'sharp';
 import { systemClock } from '../server/clock';
 import { loadConfig, type Env } from '../server/config';
-import { serialiseUpdatesPerCollection } from '../server/db/ferretdb-updates';
-import { detectEngine } from '../server/store/engine';
 import { createLogger } from '../server/logger';
 import { sessionCookieName } from '../server/middleware/auth';
 import { createAuditService } from '../server/services/audit';
@@ -342,9 +340,8 @@ async function reports(server: RunningServer, manifest: Manifest): Promise<Figur
 async function removeImportedUnits(server: RunningServer, ids: string[]) {
   const uri = server.databaseUri ?? server.mongodbUri;
   if (!uri) throw new Error('no database URI to remove the imported units');
-  const connection = await mongoose.connect(uri, { dbName: BENCH_DB_NAME });
+  await mongoose.connect(uri, { dbName: BENCH_DB_NAME });
   try {
-    if ((await detectEngine(connection.connection)).kind === 'ferretdb') serialiseUpdatesPerCollection();
     const deps = { clock: systemClock, logger: createLogger('warn') };
     const catalogue = createCatalogueService({ ...deps, audit: createAuditService(deps) });
     return await catalogue.removeUnits(ids, { userId: null });

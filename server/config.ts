@@ -121,7 +121,8 @@ function resolveJwtSecret(given: string | undefined, nodeEnv: string, dataDir: s
   }
   const secret = crypto.randomBytes(48).toString('base64url');
   try {
-    fs.mkdirSync(dataDir, { recursive: true });
+    // Only the account running Downstream may read DATA_DIR (issue 20, finding 10).
+    fs.mkdirSync(dataDir, { recursive: true, mode: 0o700 });
     fs.writeFileSync(file, `${secret}\n`, { mode: 0o600 });
   } catch (err) {
     throw unusable(err);

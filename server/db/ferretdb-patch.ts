@@ -3,18 +3,34 @@ import fs from 'node:fs';
 import path from 'node:path';
 
 /**
- * One change to FerretDB v1.24's SQLite backend, made to a copy of the downloaded module when
- * the launcher is built (Go refuses overlays of module-cache files; no FerretDB source is kept
- * in this repository).
+ * Changes to FerretDB v1.24, made to a copy of the downloaded module when the launcher is
+ * built (Go refuses overlays of module-cache files; no FerretDB source is kept in this
+ * repository). Each names the exact upstream text it replaces and how often it occurs, so a
+ * different FerretDB version fails the build loudly instead of building unpatched.
  *
- * The backend pushes an `_id` equality down to SQLite only when it is the filter's ONLY
+ * 1. `_id` pushdown. The backend pushes an `_id` equality down to SQLite only when it is the filter's ONLY
  * condition (`params.Filter.Len() == 1`; FerretDB issue #3235), so a guarded update such as
  * `{ _id, registrationId: { $ne: id } }` or `{ _id, status: 'transfer-pending' }` read every
  * document of the collection: seconds per registration at 200,000 units. Every handler (find,
  * count, distinct, update, delete, findAndModify, aggregate) filters what the backend returns
  * again with the whole filter, so pushing the `_id` equality down whatever else the filter
  * holds only narrows what is read; test/embedded-db.test.ts checks both the plan and the result.
+ *
+ * 2. Atomic single-document writes. The update, findAndModify and delete handlers read the
+ * matching documents, change them in Go and write them back with nothing held in between
+ * (FerretDB #3040; the fix, PR #1217, was never merged), so concurrent updates of one document
+ * were lost (20 concurrent `$inc` from two processes ended at 2). Each of these commands now
+ * holds a per-database-and-collection mutex for its whole run. One FerretDB process serves a
+ * data directory (server/db/engine-lock.ts), so this covers every client process. SQLite admits
+ * one writer per database file anyway; inserts and reads stay unlocked.
+ * test/concurrent-updates.test.ts fails without it.
  */
+const LOCK_COLLECTION_WRITES = '\tdefer lockCollectionWrites(params.DB, params.Collection)() // Downstream: FerretDB #3040\n';
+
+/** `params, err := common.Get<Command>Params(…)` and its error check, after which the lock is taken. */
+const afterParams = (command: string, returned: string) =>
+  `params, err := common.Get${command}Params(document, h.L)\n\tif err != nil {\n\t\treturn nil, ${returned}\n\t}\n`;
+
 export const FERRETDB_PATCHES = [
   {
     file: 'internal/backends/sqlite/collection.go',
@@ -23,6 +39,31 @@ export const FERRETDB_PATCHES = [
     /** Query and Explain. */
     count: 2,
   },
+  {
+    file: 'internal/handler/msg_update.go',
+    from: 'import (\n\t"context"\n\t"fmt"\n',
+    to: 'import (\n\t"context"\n\t"fmt"\n\t"sync"\n',
+    count: 1,
+  },
+  {
+    file: 'internal/handler/msg_update.go',
+    from: '// MsgUpdate implements `update` command.\n',
+    to:
+      '// collectionWriteLocks holds one *sync.Mutex per "db.collection" (Downstream: FerretDB #3040).\n' +
+      'var collectionWriteLocks sync.Map\n\n' +
+      '// lockCollectionWrites makes read-modify-write commands on one collection run one at a time.\n' +
+      'func lockCollectionWrites(db, collection string) (unlock func()) {\n' +
+      '\tm, _ := collectionWriteLocks.LoadOrStore(db+"."+collection, new(sync.Mutex))\n' +
+      '\tmu := m.(*sync.Mutex)\n' +
+      '\tmu.Lock()\n\n' +
+      '\treturn mu.Unlock\n' +
+      '}\n\n' +
+      '// MsgUpdate implements `update` command.\n',
+    count: 1,
+  },
+  { file: 'internal/handler/msg_update.go', from: afterParams('Update', 'lazyerrors.Error(err)'), to: afterParams('Update', 'lazyerrors.Error(err)') + LOCK_COLLECTION_WRITES, count: 1 },
+  { file: 'internal/handler/msg_findandmodify.go', from: afterParams('FindAndModify', 'err'), to: afterParams('FindAndModify', 'err') + LOCK_COLLECTION_WRITES, count: 1 },
+  { file: 'internal/handler/msg_delete.go', from: afterParams('Delete', 'lazyerrors.Error(err)'), to: afterParams('Delete', 'lazyerrors.Error(err)') + LOCK_COLLECTION_WRITES, count: 1 },
 ] as const;
 
 const FERRETDB_MODULE = 'github.com/FerretDB/FerretDB';
@@ -53,7 +94,7 @@ export function prepareFerretDBBuild(sourceDir: string, buildDir: string, env: N
     const file = path.join(ferretdb, patch.file);
     const text = fs.readFileSync(file, 'utf8');
     const found = text.split(patch.from).length - 1;
-    if (found !== patch.count) throw new Error(`FerretDB patch: expected ${patch.count} × "${patch.from}" in ${patch.file}, found ${found}; review server/db/ferretdb-patch.ts for this FerretDB version.`);
+    if (found !== patch.count) throw new Error(`FerretDB patch: expected ${patch.count} × ${JSON.stringify(patch.from)} in ${patch.file}, found ${found}; review server/db/ferretdb-patch.ts for this FerretDB version.`);
     fs.chmodSync(file, 0o644); // module cache files are read-only, and so are their copies
     fs.writeFileSync(file, text.replaceAll(patch.from, patch.to));
   }

@@ -2,10 +2,9 @@ import path from 'node:path';
 import mongoose from 'mongoose';
 import type { Config } from '../config';
 import type { Logger } from '../logger';
-import { type EmbeddedServer } from './embedded';
 import { detectEngine, type Engine } from '../store/engine';
-import { serialiseUpdatesPerCollection } from './ferretdb-updates';
-import { superviseEmbedded } from './supervisor';
+import { firstLooseEntry, restrictDataDir } from './data-dir';
+import { openSharedEmbedded, type SharedEmbedded } from './engine-lock';
 
 // Operator injection is stopped at the edge (reject-operators middleware + zod schemas that
 // only produce strings, numbers and dates). Mongoose's global sanitizeFilter is not used: it
@@ -18,8 +17,11 @@ mongoose.set('skipOriginalStackTraces', true);
 
 export interface Database {
   connection: mongoose.Connection;
-  /** The embedded server, or null when MONGODB_URI points elsewhere. */
-  embedded: EmbeddedServer | null;
+  /**
+   * The embedded database of DATA_DIR, run by this process ('owner') or by another one that
+   * this process joined ('joined'); null when MONGODB_URI points elsewhere.
+   */
+  embedded: SharedEmbedded | null;
   /** What the connected engine can do; read only by server/store. */
   engine: Engine;
   /** Where the data lives, for the start-up banner. */
@@ -29,13 +31,27 @@ export interface Database {
   close(): Promise<void>;
 }
 
+/**
+ * Every process that works on DATA_DIR comes through here (the portal and every maintenance
+ * command), so this is where the data directory is locked down and where a process either
+ * starts the embedded database or joins the one already running on the same DATA_DIR.
+ */
 export async function connectDatabase(config: Config, logger: Logger): Promise<Database> {
-  let embedded: EmbeddedServer | null = null;
+  restrictDataDir(config.dataDir);
+  const loose = firstLooseEntry(config.dataDir);
+  if (loose) {
+    logger.warn(
+      { path: loose.path, mode: loose.mode },
+      `${loose.path} has mode ${loose.mode}: other local users can read the data directory; run chmod -R go-rwx ${config.dataDir}`,
+    );
+  }
+
+  let embedded: SharedEmbedded | null = null;
   let uri = config.mongodbUri;
   const dbDir = path.join(config.dataDir, 'db');
   if (!uri) {
-    // Supervised: if FerretDB dies it is restarted on the same port (and the restart logged).
-    embedded = await superviseEmbedded(
+    // The owner supervises FerretDB (restarted on the same port if it dies, and logged).
+    embedded = await openSharedEmbedded(
       {
         dir: dbDir,
         logLevel: config.ferretdbLogLevel,
@@ -48,12 +64,11 @@ export async function connectDatabase(config: Config, logger: Logger): Promise<D
   }
 
   const connection = await connectWithRetry(uri, config.databaseName).catch(async (err: Error) => {
-    await embedded?.stop();
+    await embedded?.close();
     throw err;
   });
 
   const engine = await detectEngine(connection);
-  if (engine.kind === 'ferretdb') serialiseUpdatesPerCollection();
 
   // Declared indexes exist before the first request; uniqueness carries correctness here.
   await Promise.all(Object.values(connection.models).map((model) => model.init()));
@@ -64,7 +79,7 @@ export async function connectDatabase(config: Config, logger: Logger): Promise<D
     engine,
     describe: () =>
       embedded
-        ? `embedded FerretDB ${embedded.uri} (SQLite files in ${dbDir})`
+        ? `embedded FerretDB ${embedded.uri} (SQLite files in ${dbDir}; ${embedded.role === 'owner' ? 'run by this process' : `joined, run by process ${embedded.ownerPid}`})`
         : `MongoDB at ${redactUri(uri)} (database "${config.databaseName}")`,
     async ping(timeoutMs = 1_500) {
       if (connection.readyState !== 1 || !connection.db) return false;
@@ -78,7 +93,7 @@ export async function connectDatabase(config: Config, logger: Logger): Promise<D
     },
     async close() {
       await mongoose.disconnect();
-      await embedded?.stop();
+      await embedded?.close();
     },
   };
 }

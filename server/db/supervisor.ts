@@ -8,6 +8,8 @@ export interface SupervisorOptions {
   maxDelayMs?: number;
   /** A process that stayed up this long is healthy again: the next crash starts from `initialDelayMs`. */
   stableAfterMs?: number;
+  /** Asked before each restart: false when another process has taken the database over (see engine-lock.ts). */
+  stillOwner?: () => boolean;
 }
 
 /**
@@ -15,13 +17,14 @@ export interface SupervisorOptions {
  * same port (so the MongoDB driver's own reconnect finds it) with exponential backoff. Every
  * exit and every restart is logged: nothing is restarted silently.
  *
- * Emits 'exit' (code, signal, tail) for each unexpected exit and 'restart' (pid, attempt)
- * once a new process is serving.
+ * Emits 'exit' (code, signal, tail) for each unexpected exit, 'restart' (pid, attempt)
+ * once a new process is serving, and 'handover' when it stops restarting because
+ * `stillOwner()` said another process serves the port now.
  */
 export async function superviseEmbedded(
   opts: StartOptions,
   logger: Logger,
-  { initialDelayMs = 200, maxDelayMs = 10_000, stableAfterMs = 30_000 }: SupervisorOptions = {},
+  { initialDelayMs = 200, maxDelayMs = 10_000, stableAfterMs = 30_000, stillOwner = () => true }: SupervisorOptions = {},
 ): Promise<EmbeddedServer> {
   let current = await startEmbedded(opts);
   const port = Number(new URL(current.uri).port);
@@ -70,6 +73,11 @@ export async function superviseEmbedded(
 
   const restart = async () => {
     if (stopped) return;
+    if (!stillOwner()) {
+      stopped = true;
+      supervisor.emit('handover');
+      return;
+    }
     try {
       const next = await startEmbedded({ ...opts, port });
       if (stopped) {

@@ -22,10 +22,24 @@ export async function waitFor(check: () => boolean, timeoutMs: number, stepMs = 
   return check();
 }
 
+type Spawned = ChildProcess & { output: () => string };
+
 /** Runs a TypeScript entry point the way npm scripts do (tsx), with a controlled environment. */
-export function runTs(script: string, args: string[], env: Record<string, string | undefined>): ChildProcess & { output: () => string } {
-  const clean = Object.fromEntries(Object.entries({ ...process.env, ...env }).filter(([, v]) => v !== undefined)) as Record<string, string>;
-  const child = spawn(process.execPath, ['--import', 'tsx', path.join(ROOT, script), ...args], { cwd: ROOT, env: clean, stdio: ['pipe', 'pipe', 'pipe'] });
+export function runTs(script: string, args: string[], env: Record<string, string | undefined>): Spawned {
+  return tracked(spawn(process.execPath, ['--import', 'tsx', path.join(ROOT, script), ...args], { cwd: ROOT, env: cleanEnv(env), stdio: ['pipe', 'pipe', 'pipe'] }));
+}
+
+/** Runs an npm script the way a person or a process manager does, with a controlled environment. */
+export function runNpm(args: string[], env: Record<string, string | undefined>): Spawned {
+  return tracked(spawn('npm', args, { cwd: ROOT, env: cleanEnv(env), stdio: ['pipe', 'pipe', 'pipe'] }));
+}
+
+const cleanEnv = (env: Record<string, string | undefined>) =>
+  Object.fromEntries(Object.entries({ ...process.env, ...env }).filter(([, v]) => v !== undefined)) as Record<string, string>;
+
+const spawned = new Set<ChildProcess>();
+
+function tracked(child: ChildProcess): Spawned {
   spawned.add(child);
   child.once('exit', () => spawned.delete(child));
   let out = '';
@@ -34,12 +48,18 @@ export function runTs(script: string, args: string[], env: Record<string, string
   return Object.assign(child, { output: () => out });
 }
 
-const spawned = new Set<ChildProcess>();
-
-/** For afterEach: a failed test must not leave its servers running. */
+/** For afterEach: a failed test must not leave its servers running, nor what they started (npm's node). */
 export async function killSpawned() {
   const all = [...spawned];
+  const below = all.flatMap((child) => (child.pid ? descendantPids(child.pid) : []));
   for (const child of all) child.kill('SIGKILL');
+  for (const { pid } of below) {
+    try {
+      process.kill(pid, 'SIGKILL');
+    } catch {
+      // already gone
+    }
+  }
   await Promise.all(all.map(exitOf));
 }
 
@@ -62,4 +82,19 @@ export function childPids(pid: number, name: string): number[] {
   return tasks
     .flatMap((t) => read(`/proc/${pid}/task/${t}/children`).split(/\s+/).filter(Boolean).map(Number))
     .filter((child) => read(`/proc/${child}/cmdline`).includes(name));
+}
+
+/** Every process below `pid` (children, grandchildren, …), with its command line (Linux /proc). */
+export function descendantPids(pid: number): { pid: number; cmdline: string }[] {
+  const children = (parent: number) =>
+    (fs.existsSync(`/proc/${parent}/task`) ? fs.readdirSync(`/proc/${parent}/task`) : []).flatMap((t) =>
+      read(`/proc/${parent}/task/${t}/children`).split(/\s+/).filter(Boolean).map(Number),
+    );
+  const found: { pid: number; cmdline: string }[] = [];
+  for (let queue = children(pid); queue.length; ) {
+    const next = queue.shift()!;
+    found.push({ pid: next, cmdline: read(`/proc/${next}/cmdline`).replaceAll('\0', ' ').trim() });
+    queue.push(...children(next));
+  }
+  return found;
 }

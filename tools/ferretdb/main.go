@@ -9,8 +9,9 @@
 // Protocol with the parent process (server/db/embedded.ts):
 //   - listens on the given loopback address (port 0 picks a free port);
 //   - prints exactly one line `READY mongodb://127.0.0.1:PORT/` on stdout when listening;
-//   - exits when it receives SIGINT/SIGTERM, or when its stdin closes (the parent died),
-//     so that no orphan survives a crashed or killed parent.
+//   - exits when it receives SIGINT/SIGTERM, and at once when its stdin closes (the parent
+//     died), so that no orphan survives a crashed or killed parent;
+//   - creates files and directories for the owner only (umask 077).
 //
 // It also adds the `_id` index FerretDB's own queries can use (see indexIDPaths).
 package main
@@ -37,6 +38,10 @@ func main() {
 	listen := flag.String("listen", "127.0.0.1:0", "loopback address to listen on")
 	logLevel := flag.String("log-level", "warn", "debug, info, warn or error")
 	flag.Parse()
+
+	// The SQLite files hold contacts, messages and password hashes: owner-only, whatever
+	// umask the parent had (directories 0700, files 0600).
+	syscall.Umask(0o077)
 
 	if *dir == "" {
 		fmt.Fprintln(os.Stderr, "ferretdb-embedded: -dir is required")
@@ -79,10 +84,14 @@ func main() {
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
 	defer stop()
 
-	// The parent holds our stdin open; EOF means it is gone.
+	// The parent holds our stdin open; EOF means it is gone. Exit at once rather than give
+	// connected clients FerretDB's few seconds of grace: another Downstream process on this
+	// data directory is about to start the engine again on our port, and two engines must
+	// never serve the same files (writes are serialised per process). SQLite's journal makes
+	// an abrupt exit as safe as a crash.
 	go func() {
 		_, _ = io.Copy(io.Discard, os.Stdin)
-		stop()
+		os.Exit(0)
 	}()
 
 	done := make(chan struct{})

@@ -16,6 +16,7 @@ import { systemClock } from '../server/clock';
 import { loadConfig, type Env } from '../server/config';
 import { serialiseUpdatesPerCollection } from '../server/db/ferretdb-updates';
 import { detectEngine } from '../server/store/engine';
+import { createStores } from '../server/store';
 import { createLogger } from '../server/logger';
 import { sessionCookieName } from '../server/middleware/auth';
 import { createAuditService } from '../server/services/audit';
@@ -344,8 +345,9 @@ async function removeImportedUnits(server: RunningServer, ids: string[]) {
   if (!uri) throw new Error('no database URI to remove the imported units');
   const connection = await mongoose.connect(uri, { dbName: BENCH_DB_NAME });
   try {
-    if ((await detectEngine(connection.connection)).kind === 'ferretdb') serialiseUpdatesPerCollection();
-    const deps = { clock: systemClock, logger: createLogger('warn') };
+    const engine = await detectEngine(connection.connection);
+    if (engine.kind === 'ferretdb') serialiseUpdatesPerCollection();
+    const deps = { clock: systemClock, logger: createLogger('warn'), stores: createStores(engine) };
     const catalogue = createCatalogueService({ ...deps, audit: createAuditService(deps) });
     return await catalogue.removeUnits(ids, { userId: null });
   } finally {

@@ -1,4 +1,8 @@
+import { createAuditStore } from './audit';
+import { createAuthStore } from './auth';
+import { createCasesStore } from './cases';
 import type { Engine } from './engine';
+import { createFlagsStore } from './flags';
 
 /**
  * Every repository of the portal, built once per app from the detected engine. Services
@@ -6,7 +10,13 @@ import type { Engine } from './engine';
  * query and write lives in server/store, one file per aggregate.
  */
 export function createStores(engine: Engine) {
-  return { engine };
+  return {
+    engine,
+    audit: createAuditStore(engine),
+    auth: createAuthStore(engine),
+    cases: createCasesStore(engine),
+    flags: createFlagsStore(engine),
+  };
 }
 
 export type Stores = ReturnType<typeof createStores>;

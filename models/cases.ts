@@ -191,6 +191,20 @@ const openCaseKeySchema = new Schema(
 openCaseKeySchema.index({ caseId: 1 });
 export const OpenCaseKey = mongoose.model('OpenCaseKey', openCaseKeySchema);
 
+/**
+ * A unit's cases, for its timeline on engines where only `_id` reaches an index (FerretDB):
+ * `_id` = the unit id, `caseIds` every case that ever named it. Kept by the cases store when a
+ * case gains a unit; on MongoDB the `unitIds` index serves the timeline instead.
+ */
+const unitCasesSchema = new Schema(
+  {
+    _id: { type: String, required: true },
+    caseIds: { type: [String], default: [] },
+  },
+  { versionKey: false },
+);
+export const UnitCases = mongoose.model('UnitCases', unitCasesSchema);
+
 /** Sequences by `_id` (e.g. `case-2026`), incremented atomically. */
 const counterSchema = new Schema({ _id: { type: String, required: true }, seq: { type: Number, default: 0 } }, { versionKey: false });
 export const Counter = mongoose.model('Counter', counterSchema);

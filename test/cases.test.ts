@@ -828,6 +828,18 @@ describe('investigation cases', () => {
       expect(await ids()).toEqual([]);
     });
 
+    it('lists a unit’s cases, oldest first, also those written straight into the collection once rebuilt', async () => {
+      const { unit } = await makeUnit(ctx);
+      const reported = await makeReportCase(ctx, { unitId: unit._id });
+      ctx.clock.advance(1000);
+      const flagged = await ctx.services.flags.raise({ rule: 'country-mismatch', evidence: {} }, { unitId: unit._id }, { kind: 'check-in', id: 'ci_timeline' });
+      const opened = new Date(ctx.clock.now().getTime() + 1000);
+      await Case.create({ _id: 'C-2025-900002', title: 'Inserted directly', status: 'closed', unitIds: [unit._id], openedAt: opened, updatedAt: opened });
+      expect((await ctx.services.cases.casesOfUnit(unit._id)).map((c) => c._id)).toEqual([reported.caseId, flagged.caseId].concat(ctx.db.engine.secondaryIndexes ? ['C-2025-900002'] : []));
+      await createStores(ctx.db.engine).cases.rebuildUnitCases();
+      expect((await ctx.services.cases.casesOfUnit(unit._id)).map((c) => c._id)).toEqual([reported.caseId, flagged.caseId, 'C-2025-900002']);
+    });
+
     it('names each bad filter', async () => {
       const lead = await makeStaff(ctx);
       const res = await request(ctx.app).get('/api/v1/cases?status=lost&priority=urgent&country=Kenya&sort=random&assignee=me&overdue=maybe&page=0').set(lead.auth);

@@ -60,8 +60,8 @@ export function caseMerging(deps: CaseDeps) {
       if (!source) throw new ValidationError({ reportId: 'Choose a report attached to this case.' });
       if (c.sources.length < 2) throw new ValidationError({ reportId: 'This is the case’s only source; there is nothing to split it from.' });
       const stillHasReports = c.sources.some((s) => s.kind === 'report' && s.id !== reportId);
-      // The source leaves first, guarded by the revision read: a racing split gets a 409.
-      // ($set of the filtered array rather than $pull by fields: FerretDB v1 cannot pull by a sub-document condition.)
+      // The source leaves first (the filtered list written whole, guarded by the revision read),
+      // so a racing split gets a 409 before a second case is opened.
       const now = clock.now();
       const newCaseId = await nextCaseId(now);
       await change(

@@ -14,6 +14,8 @@ import mongoose from 'mongoose';
 import sharp from 'sharp';
 import { systemClock } from '../server/clock';
 import { loadConfig, type Env } from '../server/config';
+import { detectEngine } from '../server/store/engine';
+import { createStores } from '../server/store';
 import { createLogger } from '../server/logger';
 import { sessionCookieName } from '../server/middleware/auth';
 import { createAuditService } from '../server/services/audit';
@@ -342,7 +344,7 @@ async function removeImportedUnits(server: RunningServer, ids: string[]) {
   if (!uri) throw new Error('no database URI to remove the imported units');
   await mongoose.connect(uri, { dbName: BENCH_DB_NAME });
   try {
-    const deps = { clock: systemClock, logger: createLogger('warn') };
+    const deps = { clock: systemClock, logger: createLogger('warn'), stores: createStores(await detectEngine(mongoose.connection)) };
     const catalogue = createCatalogueService({ ...deps, audit: createAuditService(deps) });
     return await catalogue.removeUnits(ids, { userId: null });
   } finally {

@@ -1,7 +1,7 @@
 import mongoose, { Schema, type InferSchemaType } from 'mongoose';
+import { API_KEY_SCOPES, ROLES } from '../server/domain/auth';
 
-export const ROLES = ['admin', 'investigator', 'customer'] as const;
-export type Role = (typeof ROLES)[number];
+export { API_KEY_SCOPES, ROLES, type ApiKeyScope, type Role } from '../server/domain/auth';
 
 const userSchema = new Schema(
   {
@@ -43,9 +43,6 @@ const sessionSchema = new Schema(
 sessionSchema.index({ expiresAt: 1 });
 
 export const Session = mongoose.model('Session', sessionSchema);
-
-export const API_KEY_SCOPES = ['check-ins'] as const;
-export type ApiKeyScope = (typeof API_KEY_SCOPES)[number];
 
 /**
  * A per-client API key for update servers and devices. `_id` is the public key id carried in

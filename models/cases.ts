@@ -1,57 +1,30 @@
 import mongoose, { Schema } from 'mongoose';
-import { FLAG_RULES } from './flags';
+import { ACTION_STATUSES, CASE_STATUSES, CLOSURE_REASONS, INVOLVEMENTS, LEVERAGE_ACTIONS, PRIORITY_LEVELS } from '../server/domain/cases';
+import { FLAG_RULES } from '../server/domain/flags';
 
 /**
  * Investigation cases: opened by red flags and reports, worked by investigators (triage,
  * workflow, notes, leverage actions, remediation) and kept, after retention, as aggregate
- * facts plus a trace of what was deleted. Cases are a small collection, but a scan of it still
- * costs seconds on FerretDB: the queue reads rows kept in memory (see CaseQueueStamp below).
+ * facts plus a trace of what was deleted. Cases are a small collection: the queue is a query
+ * over it (server/store/cases.ts), served by the indexes below on MongoDB.
  */
 
-export const CASE_STATUSES = ['new', 'triaged', 'investigating', 'action', 'remediation', 'closed'] as const;
-export type CaseStatus = (typeof CASE_STATUSES)[number];
-
-/** Harm categories from the domain primer, shared with reports. */
-export const HARM_CATEGORIES = [
-  'privacy-surveillance',
-  'expression-assembly-association',
-  'life-liberty-security',
-  'discrimination',
-  'labour-rights',
-  'environment-health',
-  'consumer-safety',
-  'other',
-] as const;
-export type HarmCategory = (typeof HARM_CATEGORIES)[number];
-
-/** UNGP involvement: responsibility follows it. */
-export const INVOLVEMENTS = ['cause', 'contribute', 'directly-linked'] as const;
-export type Involvement = (typeof INVOLVEMENTS)[number];
-
-export const CLOSURE_REASONS = ['substantiated', 'unsubstantiated', 'referred', 'duplicate', 'out-of-scope'] as const;
-export type ClosureReason = (typeof CLOSURE_REASONS)[number];
-
-export const PRIORITY_LEVELS = ['critical', 'high', 'medium', 'low'] as const;
-export type PriorityLevel = (typeof PRIORITY_LEVELS)[number];
-
-/** Leverage actions (Shift 2013; BSR 2021), as listed in the domain primer. */
-export const LEVERAGE_ACTIONS = [
-  'request-information',
-  'require-clearance',
-  'training-guidance',
-  'audit-visit',
-  'withhold-updates',
-  'void-warranty',
-  'notify-channel-partner',
-  'escalate-compliance-board',
-  'suspend-relationship',
-  'support-remediation',
-] as const;
-export type LeverageActionKind = (typeof LEVERAGE_ACTIONS)[number];
-
-/** `open` is the only status in which an action has effect on units (e.g. withholding). */
-export const ACTION_STATUSES = ['open', 'done', 'lifted', 'cancelled'] as const;
-export type ActionStatus = (typeof ACTION_STATUSES)[number];
+export {
+  ACTION_STATUSES,
+  CASE_STATUSES,
+  CLOSURE_REASONS,
+  HARM_CATEGORIES,
+  INVOLVEMENTS,
+  LEVERAGE_ACTIONS,
+  PRIORITY_LEVELS,
+  type ActionStatus,
+  type CaseStatus,
+  type ClosureReason,
+  type HarmCategory,
+  type Involvement,
+  type LeverageActionKind,
+  type PriorityLevel,
+} from '../server/domain/cases';
 
 const caseSourceSchema = new Schema(
   {
@@ -193,8 +166,11 @@ const caseSchema = new Schema(
   },
   { versionKey: false },
 );
-caseSchema.index({ status: 1, openedAt: -1 });
-caseSchema.index({ assigneeIds: 1, status: 1 });
+caseSchema.index({ status: 1, openedAt: -1 }); // the queue's default order
+caseSchema.index({ status: 1, priority: -1, openedAt: 1 }); // the queue by priority
+caseSchema.index({ status: 1, updatedAt: -1 }); // the queue by last change
+caseSchema.index({ assigneeIds: 1, status: 1 }); // "my cases"
+caseSchema.index({ unitIds: 1, openedAt: 1 }); // a unit's timeline
 caseSchema.index({ status: 1, closedAt: 1 }); // retention
 
 export const Case = mongoose.model('Case', caseSchema);
@@ -216,24 +192,18 @@ openCaseKeySchema.index({ caseId: 1 });
 export const OpenCaseKey = mongoose.model('OpenCaseKey', openCaseKeySchema);
 
 /**
- * The case queue's version stamp (one document, `_id: 'cases'`), read by `_id` on every queue
- * request. Each process keeps the queue rows in memory; every case write through the cases
- * service increments `seq` and appends the case id to `recent` (the last RECENT_CASE_CHANGES),
- * so another process re-reads just those cases by `_id`, or rebuilds from a scan when it fell
- * further behind, when the stamp is missing (cases inserted straight into the collection, e.g.
- * by the bench generator, which drops the database first) or when its `epoch` changed.
+ * A unit's cases, for its timeline on engines where only `_id` reaches an index (FerretDB):
+ * `_id` = the unit id, `caseIds` every case that ever named it. Kept by the cases store when a
+ * case gains a unit; on MongoDB the `unitIds` index serves the timeline instead.
  */
-export const RECENT_CASE_CHANGES = 128;
-const caseQueueStampSchema = new Schema(
+const unitCasesSchema = new Schema(
   {
     _id: { type: String, required: true },
-    epoch: { type: String, required: true },
-    seq: { type: Number, default: 0 },
-    recent: { type: [String], default: [] },
+    caseIds: { type: [String], default: [] },
   },
   { versionKey: false },
 );
-export const CaseQueueStamp = mongoose.model('CaseQueueStamp', caseQueueStampSchema);
+export const UnitCases = mongoose.model('UnitCases', unitCasesSchema);
 
 /** Sequences by `_id` (e.g. `case-2026`), incremented atomically. */
 const counterSchema = new Schema({ _id: { type: String, required: true }, seq: { type: Number, default: 0 } }, { versionKey: false });

@@ -1,17 +1,7 @@
 import mongoose, { Schema } from 'mongoose';
+import { FLAG_RULES, FLAG_SOURCE_KINDS } from '../server/domain/flags';
 
-/** Red-flag rules from the domain primer; ids are stable (stored on flags and cases). */
-export const FLAG_RULES = [
-  'restricted-country', // registration, transfer or check-in in a restricted country
-  'country-mismatch', // check-in country ≠ registered country (possible diversion)
-  'unregistered-check-in', // a catalogued serial checks in without a registration
-  'unknown-serial', // a serial checks in that is not in the catalogue at all
-  'unnotified-transfer', // relocation seen first in check-ins, without notice or approval
-  'high-risk-end-user', // high-risk model with a high-risk end-user type
-  'end-use-outside-intended', // declared end use outside the model's intended uses
-  'misuse-report', // a misuse report naming the unit, its model or a registration's country
-] as const;
-export type FlagRule = (typeof FLAG_RULES)[number];
+export { FLAG_RULES, type FlagRule } from '../server/domain/flags';
 
 const flagSchema = new Schema(
   {
@@ -24,7 +14,7 @@ const flagSchema = new Schema(
     /** What made the rule fire, in the rule's own words and numbers. */
     evidence: { type: Schema.Types.Mixed, required: true },
     source: {
-      kind: { type: String, enum: ['registration', 'transfer', 'check-in', 'report'], required: true },
+      kind: { type: String, enum: FLAG_SOURCE_KINDS, required: true },
       id: { type: String, required: true },
     },
     caseId: { type: String, default: null },

@@ -4,8 +4,8 @@ import { systemClock } from './clock';
 import { ConfigError, loadConfig } from './config';
 import { connectDatabase } from './db';
 import { EmbeddedDatabaseError } from './db/embedded';
+import { startRetentionSchedule } from './jobs/retention';
 import { createLogger } from './logger';
-import { startRetentionSchedule } from './services/cases';
 import { startCheckInSummariser } from './services/check-ins';
 
 /** Starts the portal: config → database (embedded unless MONGODB_URI) → HTTP. */

@@ -1,6 +1,9 @@
 import request from 'supertest';
 import { AuditEntry, AuditHead } from '../models/audit';
+import { createLogger } from '../server/logger';
+import { createServices } from '../server/services';
 import { entryHash, GENESIS_HASH } from '../server/services/audit';
+import { createStores } from '../server/store';
 import { makeReportCase, makeStaff } from './helpers/cases';
 import { createTestContext, type TestContext } from './helpers/context';
 import { apiUser, signedInAgent } from './helpers/factories';
@@ -144,6 +147,22 @@ describe('tamper-evident audit log', () => {
     expect(page.status).toBe(200);
     expect(page.text).toContain('case.status-changed');
     expect(page.text).toContain('Verify the chain now');
+  });
+
+  it('keeps one unbroken chain when two app instances append 50 entries at once', async () => {
+    // A second set of services on the same database, as another app instance would have.
+    const other = createServices({ config: ctx.config, clock: ctx.clock, logger: createLogger('silent'), stores: createStores(ctx.db.engine) });
+    const before = (await AuditHead.findById('head').lean())!.seq;
+    const seqs = await Promise.all(
+      Array.from({ length: 50 }, (_, i) =>
+        (i % 2 ? other : ctx.services).audit.record({ actorKind: 'system', action: 'test.concurrent', subjectKind: 'test', subjectId: `w${i}` }),
+      ),
+    );
+    expect([...seqs].sort((a, b) => a - b)).toEqual(Array.from({ length: 50 }, (_, i) => before + i + 1));
+    const written = await AuditEntry.find({ action: 'test.concurrent' }).lean();
+    expect(written.map((e) => e.subjectId).sort()).toEqual(Array.from({ length: 50 }, (_, i) => `w${i}`).sort());
+    expect(await ctx.services.audit.verify()).toEqual({ ok: true, checked: before + 50, firstBroken: null });
+    expect(await AuditHead.findById('head').lean()).toMatchObject({ seq: before + 50 });
   });
 
   it('is for admins only', async () => {

@@ -2,7 +2,7 @@ import fs from 'node:fs';
 import path from 'node:path';
 import request from 'supertest';
 import { AuditEntry } from '../models/audit';
-import { Case, CaseQueueStamp, OpenCaseKey, RECENT_CASE_CHANGES } from '../models/cases';
+import { Case, OpenCaseKey } from '../models/cases';
 import { Unit } from '../models/catalogue';
 import { Flag } from '../models/flags';
 import { Registration } from '../models/registrations';
@@ -221,6 +221,38 @@ describe('investigation cases', () => {
       const stored = (await Case.findById(caseId).lean())!;
       expect(stored.history.filter((h) => h.action === 'status-changed')).toHaveLength(1);
       expect(await auditFor(caseId, 'case.status-changed')).toHaveLength(1);
+    });
+  });
+
+  describe('two app instances racing', () => {
+    it('lets exactly one of two instances make the same transition and the same assignment; the other gets a 409', async () => {
+      const other = createServices({ config: ctx.config, clock: ctx.clock, logger: createLogger('silent'), stores: createStores(ctx.db.engine) });
+      const { caseId, investigator } = await assignedReportCase();
+      const newcomer = await makeStaff(ctx);
+
+      const moves = await Promise.allSettled([
+        ctx.services.cases.transition(caseId, { to: 'closed', reason: 'first', closureReason: 'duplicate' }, investigator.actor),
+        other.cases.transition(caseId, { to: 'closed', reason: 'second', closureReason: 'referred' }, investigator.actor),
+      ]);
+      expect(moves.filter((r) => r.status === 'fulfilled')).toHaveLength(1);
+      const lost = moves.find((r) => r.status === 'rejected') as PromiseRejectedResult;
+      expect(lost.reason).toMatchObject({ status: 409 });
+      const closed = (await Case.findById(caseId).lean())!;
+      expect(closed.status).toBe('closed');
+      expect(closed.history.filter((h) => h.action === 'status-changed')).toHaveLength(1);
+      expect(await auditFor(caseId, 'case.status-changed')).toHaveLength(1);
+
+      const assignments = await Promise.allSettled([
+        ctx.services.cases.assign(caseId, newcomer.actor.id, investigator.actor),
+        other.cases.assign(caseId, newcomer.actor.id, investigator.actor),
+      ]);
+      expect(assignments.filter((r) => r.status === 'fulfilled')).toHaveLength(1);
+      expect((assignments.find((r) => r.status === 'rejected') as PromiseRejectedResult).reason).toMatchObject({ status: 409 });
+      const assigned = (await Case.findById(caseId).lean())!;
+      expect(assigned.assigneeIds.map(String)).toEqual([investigator.actor.id, newcomer.actor.id]);
+      // The lead's own assignment, and the newcomer's once.
+      expect(assigned.history.filter((h) => h.action === 'assigned')).toHaveLength(2);
+      expect((await auditFor(caseId, 'case.assigned')).map((e) => e.detail.userId)).toEqual([investigator.actor.id, newcomer.actor.id]);
     });
   });
 
@@ -758,53 +790,54 @@ describe('investigation cases', () => {
       expect((await list(lead, '')).items[0]).toMatchObject({ _id: caseId, assigneeIds: [lead.actor.id], conflictedUserIds: [colleague.actor.id] });
     });
 
-    it('keeps two processes on one database in step: a write through either shows in the other’s queue on its next request', async () => {
-      // A second set of services has its own queue rows in memory, as another process would.
+    it('shows a write through one app instance in another instance’s queue and unit timeline on its next request', async () => {
+      // A second set of services on the same database, as another app instance would have.
       const other = createServices({ config: ctx.config, clock: ctx.clock, logger: createLogger('silent'), stores: createStores(ctx.db.engine) });
       const lead = await makeStaff(ctx);
-      const first = await makeReportCase(ctx, { country: 'SZ' });
+      const { unit } = await makeUnit(ctx);
+      const first = await makeReportCase(ctx, { country: 'SZ', unitId: unit._id });
       const ids = async (services: typeof other, filters: Parameters<typeof other.cases.queue>[0] = {}) =>
         (await services.cases.queue({ country: 'SZ', ...filters }, { skip: 0, limit: 50 }, lead.actor)).items.map((c) => c._id);
       expect(await ids(other)).toEqual([first.caseId]);
+      expect((await other.cases.casesOfUnit(unit._id)).map((c) => c._id)).toEqual([first.caseId]);
       expect(await ids(ctx.services, { priority: 'critical' })).toEqual([]);
 
       await ctx.services.cases.assign(first.caseId, lead.actor.id, lead.actor);
       await ctx.services.cases.triage(first.caseId, triageFields({ scale: 4, scope: 4, irremediable: 4 }), lead.actor);
       expect(await ids(other, { priority: 'critical' })).toEqual([first.caseId]);
       expect(await ids(other, { mine: true })).toEqual([first.caseId]);
-      const second = await makeReportCase(ctx, { country: 'SZ' }); // opened through the first process
+      ctx.clock.advance(1000);
+      const second = await makeReportCase(ctx, { country: 'SZ' }); // opened through the first instance
       expect(await ids(other)).toEqual([second.caseId, first.caseId]);
 
-      // The stamp remembers only the last changes (FerretDB ignores `$slice`: the service trims it).
-      const long = (await CaseQueueStamp.findById('cases').lean())!;
-      const filler = Array.from({ length: RECENT_CASE_CHANGES + 40 }, (_, i) => `C-2026-9${String(i).padStart(5, '0')}`);
-      await CaseQueueStamp.updateOne({ _id: 'cases' }, { $set: { recent: [...long.recent, ...filler], seq: long.seq + filler.length } });
       await other.cases.transition(first.caseId, { to: 'closed', reason: 'handled', closureReason: 'substantiated' }, lead.actor);
-      const trimmed = (await CaseQueueStamp.findById('cases').lean())!;
-      expect(trimmed.seq).toBe(long.seq + filler.length + 1);
-      expect(trimmed.recent).toHaveLength(RECENT_CASE_CHANGES);
-      expect(trimmed.recent.at(-1)).toBe(first.caseId);
       expect((await Case.findById(first.caseId).lean())!.status).toBe('closed');
       expect(await ids(ctx.services)).toEqual([second.caseId]);
       expect(await ids(ctx.services, { status: 'closed' })).toEqual([first.caseId]);
-      expect(await ids(other)).toEqual([second.caseId]);
+      expect((await ctx.services.cases.casesOfUnit(unit._id)).map((c) => ({ id: c._id, status: c.status }))).toEqual([{ id: first.caseId, status: 'closed' }]);
     });
 
-    it('rebuilds from the collection when its stamp is missing or remembers too few changes, so cases written elsewhere appear', async () => {
+    it('shows cases written straight into the collection (as the bench generator writes them)', async () => {
       const lead = await makeStaff(ctx);
       const ids = async () => (await ctx.services.cases.queue({ country: 'TZ', status: 'all' }, { skip: 0, limit: 50 }, lead.actor)).items.map((c) => c._id);
       expect(await ids()).toEqual([]);
       const now = ctx.clock.now();
-      // As the bench generator writes cases: straight into the collection (after dropping the database, stamp included).
       await Case.create({ _id: 'C-2025-900001', title: 'Inserted directly', status: 'new', sourceKinds: ['flag'], countries: ['TZ'], openedAt: now, updatedAt: now });
-      await CaseQueueStamp.deleteOne({ _id: 'cases' });
       expect(await ids()).toEqual(['C-2025-900001']);
-      expect(await CaseQueueStamp.findById('cases').lean()).toMatchObject({ seq: 0, recent: [] });
-
-      // Another process changed more cases than the stamp remembers: their ids are gone from `recent`.
       await Case.updateOne({ _id: 'C-2025-900001' }, { $set: { countries: ['KE'] } });
-      await CaseQueueStamp.updateOne({ _id: 'cases' }, { $inc: { seq: RECENT_CASE_CHANGES + 1 } });
       expect(await ids()).toEqual([]);
+    });
+
+    it('lists a unit’s cases, oldest first, also those written straight into the collection once rebuilt', async () => {
+      const { unit } = await makeUnit(ctx);
+      const reported = await makeReportCase(ctx, { unitId: unit._id });
+      ctx.clock.advance(1000);
+      const flagged = await ctx.services.flags.raise({ rule: 'country-mismatch', evidence: {} }, { unitId: unit._id }, { kind: 'check-in', id: 'ci_timeline' });
+      const opened = new Date(ctx.clock.now().getTime() + 1000);
+      await Case.create({ _id: 'C-2025-900002', title: 'Inserted directly', status: 'closed', unitIds: [unit._id], openedAt: opened, updatedAt: opened });
+      expect((await ctx.services.cases.casesOfUnit(unit._id)).map((c) => c._id)).toEqual([reported.caseId, flagged.caseId].concat(ctx.db.engine.secondaryIndexes ? ['C-2025-900002'] : []));
+      await createStores(ctx.db.engine).cases.rebuildUnitCases();
+      expect((await ctx.services.cases.casesOfUnit(unit._id)).map((c) => c._id)).toEqual([reported.caseId, flagged.caseId, 'C-2025-900002']);
     });
 
     it('names each bad filter', async () => {

@@ -1,9 +1,9 @@
 import crypto from 'node:crypto';
 import type { Clock } from '../clock';
-import { AuditEntry, AuditHead } from '../../models/audit';
+import type { Stores } from '../store';
+import { auditEntryId } from '../store/audit';
 
 export const GENESIS_HASH = '0'.repeat(64);
-const seqId = (seq: number) => String(seq).padStart(12, '0');
 
 export interface AuditEvent {
   actorKind: 'user' | 'api-key' | 'system' | 'reporter';
@@ -42,65 +42,50 @@ export interface VerifyResult {
   firstBroken: { seq: number; reason: string } | null;
 }
 
-export function createAuditService(deps: { clock: Clock }) {
+/** Writers that lost a sequence number back off a little, at random, so they stop colliding in step. */
+const backOff = (attempt: number) => new Promise((resolve) => setTimeout(resolve, Math.random() * Math.min(2 + attempt, 25)));
+/** Far more than any burst of concurrent writers needs: reaching it means the database is failing. */
+const MAX_ATTEMPTS = 1000;
+
+export function createAuditService(deps: { clock: Clock; stores: Pick<Stores, 'audit'> }) {
   const { clock } = deps;
-  // Appends from this process go one at a time, so they never race each other for a seq;
-  // the unique `_id` still guards against other processes.
-  let tail: Promise<unknown> = Promise.resolve();
-
-  /**
-   * The tip is read by `_id` (hot path stays an `_id` lookup on FerretDB). If a writer died
-   * between inserting entry N and moving the head, the next append collides on N, reads that
-   * entry by `_id`, moves the head forward and tries again.
-   */
-  async function head(): Promise<{ seq: number; hash: string }> {
-    return (await AuditHead.findById('head').lean()) ?? { seq: 0, hash: GENESIS_HASH };
-  }
-
-  async function moveHead(seq: number, hash: string) {
-    const moved = await AuditHead.updateOne({ _id: 'head', seq: { $lt: seq } }, { $set: { seq, hash } });
-    if (moved.matchedCount === 0 && !(await AuditHead.exists({ _id: 'head' }))) {
-      await AuditHead.create({ _id: 'head', seq, hash }).catch((err: { code?: number }) => {
-        if (err.code !== 11000) throw err;
-      });
-    }
-  }
-
-  async function appendNow(event: AuditEvent) {
-    for (let attempt = 0; attempt < 50; attempt++) {
-      const last = await head();
-      const seq = last.seq + 1;
-      const base = {
-        seq,
-        at: clock.now(),
-        actorKind: event.actorKind,
-        actorId: event.actorId ?? null,
-        action: event.action,
-        subjectKind: event.subjectKind,
-        subjectId: event.subjectId,
-        detail: event.detail ?? {},
-        prevHash: last.hash,
-      };
-      const hash = entryHash(base);
-      try {
-        await AuditEntry.create({ _id: seqId(seq), ...base, hash });
-        await moveHead(seq, hash);
-        return seq;
-      } catch (err) {
-        if ((err as { code?: number }).code !== 11000) throw err;
-        const taken = await AuditEntry.findById(seqId(seq), { seq: 1, hash: 1 }).lean();
-        if (taken) await moveHead(taken.seq, taken.hash);
-      }
-    }
-    throw new Error('audit log: could not append after 50 attempts');
-  }
+  const store = deps.stores.audit;
 
   return {
-    /** Appends one entry to the chain; resolves with its sequence number. */
-    record(event: AuditEvent): Promise<number> {
-      const result = tail.then(() => appendNow(event));
-      tail = result.catch(() => undefined);
-      return result;
+    /**
+     * Appends one entry to the chain; resolves with its sequence number. Writers in any number
+     * of processes serialise through the database: entry N is inserted with `_id` N and the
+     * hash of entry N-1, and only one insert of N succeeds. A loser reads the winner's entry
+     * by `_id` and tries N+1 on top of it, so the chain never forks and never needs a lock.
+     * The head document is only a shortcut to the tip; it may lag (a writer died between
+     * inserting and moving it), which costs the next writer a collision, never a broken link.
+     */
+    async record(event: AuditEvent): Promise<number> {
+      let tip = (await store.head()) ?? { seq: 0, hash: GENESIS_HASH };
+      for (let attempt = 0; attempt < MAX_ATTEMPTS; attempt++) {
+        const seq = tip.seq + 1;
+        const base = {
+          seq,
+          at: clock.now(),
+          actorKind: event.actorKind,
+          actorId: event.actorId ?? null,
+          action: event.action,
+          subjectKind: event.subjectKind,
+          subjectId: event.subjectId,
+          detail: event.detail ?? {},
+          prevHash: tip.hash,
+        };
+        const hash = entryHash(base);
+        if (await store.appendEntry({ ...base, hash })) {
+          await store.advanceHead(seq, hash);
+          return seq;
+        }
+        const taken = await store.entryAt(seq);
+        // Inserted a moment ago by the winner, so it is there; re-read the head if not.
+        tip = taken ? { seq: taken.seq, hash: taken.hash } : ((await store.head()) ?? tip);
+        if (attempt > 0) await backOff(attempt);
+      }
+      throw new Error(`audit log: could not append after ${MAX_ATTEMPTS} attempts`);
     },
 
     /**
@@ -108,11 +93,10 @@ export function createAuditService(deps: { clock: Clock }) {
      * their sequence numbers, so a page is a handful of `_id` lookups however long the log.
      */
     async list(page: { skip: number; limit: number }) {
-      const total = (await head()).seq;
+      const total = (await store.head())?.seq ?? 0;
       const top = total - page.skip;
       const seqs = Array.from({ length: Math.max(0, Math.min(page.limit, top)) }, (_, i) => top - i);
-      const items = (await Promise.all(seqs.map((seq) => AuditEntry.findById(seqId(seq)).lean()))).filter((e) => e !== null);
-      return { items, total };
+      return { items: await store.entriesAt(seqs), total };
     },
 
     /** Walks the whole chain in order (streamed), checking every hash and link. */
@@ -120,11 +104,11 @@ export function createAuditService(deps: { clock: Clock }) {
       let prevHash = GENESIS_HASH;
       let expectedSeq = 1;
       let checked = 0;
-      for await (const e of AuditEntry.find({}).sort({ seq: 1 }).lean().cursor()) {
+      for await (const e of store.entriesInOrder()) {
         const reason =
           e.seq !== expectedSeq
             ? `sequence gap: expected ${expectedSeq}, found ${e.seq}`
-            : e._id !== seqId(e.seq)
+            : e._id !== auditEntryId(e.seq)
               ? 'id does not match sequence'
               : e.prevHash !== prevHash
                 ? 'link to the previous entry is broken'

@@ -2,9 +2,10 @@ import crypto from 'node:crypto';
 import type { Clock } from '../clock';
 import type { Config } from '../config';
 import type { RiskLevel } from '../../models/catalogue';
-import { Flag, FlagSetting, type FlagRule } from '../../models/flags';
+import type { FlagRule, FlagSourceKind } from '../domain/flags';
 import { HIGH_RISK_END_USER_TYPES, type EndUserType } from '../../models/registrations';
 import type { AuditService } from './audit';
+import type { Stores } from '../store';
 import type { CasesService } from './cases';
 
 /**
@@ -91,16 +92,22 @@ export interface FlagSubject {
   country?: string | null;
 }
 
-/** What raised a flag: the record it was found in. */
-export type FlagSource = { kind: 'registration' | 'transfer' | 'check-in' | 'report'; id: string };
+/** How long an instance may go on using the restricted-country list it read. */
+const RESTRICTED_CACHE_MS = 10_000;
 
-export function createFlagsService(deps: { clock: Clock; config: Config; cases: CasesService; audit: AuditService }) {
+/** What raised a flag: the record it was found in. */
+export type FlagSource = { kind: FlagSourceKind; id: string };
+
+export function createFlagsService(deps: { clock: Clock; config: Config; cases: CasesService; audit: AuditService; stores: Pick<Stores, 'flags'> }) {
   const { clock, config, cases, audit } = deps;
-  // Read on every registration, transfer and check-in: cached, refreshed on change.
+  const store = deps.stores.flags;
+  // Read on every registration, transfer and check-in, so cached; another instance's change
+  // shows here within RESTRICTED_CACHE_MS (monotonic time: a bound on staleness, not a rule).
   let restricted: Promise<Set<string>> | null = null;
+  let readAt = 0;
 
   const storeFlag = (id: string, hit: FlagHit, subject: FlagSubject, source: FlagSource, caseId: string) =>
-    Flag.create({
+    store.insertFlag({
       _id: id,
       rule: hit.rule,
       unitId: subject.unitId ?? null,
@@ -118,23 +125,22 @@ export function createFlagsService(deps: { clock: Clock; config: Config; cases: 
 
     /** The restricted-country list: the admin's setting, or RESTRICTED_COUNTRIES until one is saved. */
     restrictedCountries(): Promise<Set<string>> {
-      restricted ??= FlagSetting.findById('restricted-countries')
-        .lean()
-        .then((s) => new Set(s ? s.countries : config.restrictedCountries))
-        .catch((err: unknown) => {
-          restricted = null;
-          throw err;
-        });
+      if (!restricted || performance.now() - readAt > RESTRICTED_CACHE_MS) {
+        readAt = performance.now();
+        restricted = store
+          .restrictedCountriesSetting()
+          .then((saved) => new Set(saved ?? config.restrictedCountries))
+          .catch((err: unknown) => {
+            restricted = null;
+            throw err;
+          });
+      }
       return restricted;
     },
 
     async setRestrictedCountries(countries: string[], byUserId: string | null) {
       const list = [...new Set(countries.map((c) => c.trim().toUpperCase()))].sort();
-      await FlagSetting.updateOne(
-        { _id: 'restricted-countries' },
-        { $set: { countries: list, updatedAt: clock.now(), updatedByUserId: byUserId } },
-        { upsert: true },
-      );
+      await store.saveRestrictedCountries(list, clock.now(), byUserId);
       restricted = null;
       await audit.record({ actorKind: byUserId ? 'user' : 'system', actorId: byUserId, action: 'restricted-countries.changed', subjectKind: 'setting', subjectId: 'restricted-countries', detail: { countries: list } });
       return list;
@@ -148,9 +154,9 @@ export function createFlagsService(deps: { clock: Clock; config: Config; cases: 
      */
     async raise(hit: FlagHit, subject: FlagSubject, source: FlagSource, given?: { id: string }) {
       if (given) {
-        const existing = await Flag.findById(given.id, { caseId: 1 }).lean();
         // A flag is stored only after its case is opened, so a stored flag has its case.
-        if (existing) return { flagId: given.id, caseId: existing.caseId as string };
+        const caseId = await store.caseIdOfFlag(given.id);
+        if (caseId) return { flagId: given.id, caseId };
       }
       const id = given?.id ?? `flg_${crypto.randomBytes(10).toString('hex')}`;
       const { caseId } = await cases.openOrUpdateForFlag({ id, rule: hit.rule, ...subject });
@@ -164,9 +170,7 @@ export function createFlagsService(deps: { clock: Clock; config: Config; cases: 
      * opening a second one. Idempotent by `id`.
      */
     async recordOnCase(hit: FlagHit, subject: FlagSubject, source: { kind: 'report'; id: string }, caseId: string, id: string) {
-      await storeFlag(id, hit, subject, source, caseId).catch((err: { code?: number }) => {
-        if (err.code !== 11000) throw err;
-      });
+      await storeFlag(id, hit, subject, source, caseId);
       return { flagId: id, caseId };
     },
 

@@ -4,7 +4,7 @@ import type { Logger } from '../logger';
 import type { Stores } from '../store';
 import { createAuditService } from './audit';
 import { createAuthService } from './auth';
-import { createCasesService } from './cases';
+import { createCaseIntake, createCasesService } from './cases';
 import { createCatalogueService } from './catalogue';
 import { createCheckInsService } from './check-ins';
 import { createFilesService } from './files';
@@ -26,17 +26,20 @@ export interface ServiceDeps {
  * object; services call each other through it, one explicit call per cross-module effect.
  */
 export function createServices(deps: ServiceDeps) {
+  // In dependency order, no cycle: the case intake (opening cases, a unit's cases) needs only
+  // the database and the audit log; flags, registrations and reports open cases through it;
+  // the investigators' work on cases acts on check-ins, registrations and reports, built
+  // before it and passed in as narrow ports.
   const audit = createAuditService(deps);
   const auth = createAuthService({ ...deps, audit });
-  // Cases act on check-ins, reports and registrations, which are built later (they open cases):
-  // the peers are looked up when an action runs.
-  const cases = createCasesService({ ...deps, audit, peers: () => ({ checkIns, reports, registrations }) });
+  const caseIntake = createCaseIntake({ ...deps, audit });
   const files = createFilesService(deps);
-  const flags = createFlagsService({ ...deps, cases, audit });
+  const flags = createFlagsService({ ...deps, cases: caseIntake, audit });
   const checkIns = createCheckInsService({ ...deps, flags });
   const catalogue = createCatalogueService({ ...deps, audit });
-  const registrations = createRegistrationsService({ ...deps, audit, auth, files, flags, cases });
-  const reports = createReportsService({ ...deps, files, cases, audit, catalogue, flags });
+  const registrations = createRegistrationsService({ ...deps, audit, auth, files, flags, cases: caseIntake });
+  const reports = createReportsService({ ...deps, files, cases: caseIntake, audit, catalogue, flags });
+  const cases = createCasesService({ ...deps, audit, intake: caseIntake, ports: { unitControls: checkIns, registrations, reports } });
   const insight = createInsightService({ ...deps, audit });
   return { audit, auth, cases, catalogue, checkIns, files, flags, insight, registrations, reports };
 }

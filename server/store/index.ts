@@ -1,4 +1,8 @@
+import { createAuditStore } from './audit';
+import { createAuthStore } from './auth';
+import { createCasesStore } from './cases';
 import type { Engine } from './engine';
+import { createFlagsStore } from './flags';
 import { createJobsStore } from './jobs';
 
 /**
@@ -7,7 +11,14 @@ import { createJobsStore } from './jobs';
  * query and write lives in server/store, one file per aggregate.
  */
 export function createStores(engine: Engine) {
-  return { engine, jobs: createJobsStore(engine) };
+  return {
+    engine,
+    audit: createAuditStore(engine),
+    auth: createAuthStore(engine),
+    cases: createCasesStore(engine),
+    flags: createFlagsStore(engine),
+    jobs: createJobsStore(engine),
+  };
 }
 
 export type Stores = ReturnType<typeof createStores>;

@@ -1,0 +1,56 @@
+import type { CaseStatus } from '../../domain/cases';
+import { caseAccess, isAssignee, reportIdsOf, unlessMissing, type Actor } from './access';
+import type { CaseDeps } from './context';
+import type { CasePorts } from './ports';
+import { staffDirectory } from './queue';
+import { staffView } from './reporting';
+import { overdueOf, TRANSITIONS } from './rules';
+
+/** How many linked units' timelines and flags the case page loads (the rest are listed). */
+const PAGE_DETAIL_CAP = 20;
+
+/** The case page's read model: everything it shows, for this person (never a reporter's identity). */
+export function caseDossier(deps: CaseDeps, ports: Pick<CasePorts, 'reports' | 'registrations'>) {
+  const { clock } = deps;
+  const { cases, flags, auth } = deps.stores;
+  const { visibleCase } = caseAccess(deps);
+
+  return {
+    async dossier(caseId: string, actor: Actor) {
+      const c = await visibleCase(caseId, actor);
+      const now = clock.now();
+      const assigned = isAssignee(c, actor);
+      const flagIds = c.sources.filter((s) => s.kind === 'flag').map((s) => s.id).slice(-PAGE_DETAIL_CAP);
+      const shownUnitIds = c.unitIds.slice(0, PAGE_DETAIL_CAP);
+      const userIds = [...c.assigneeIds, ...c.conflictedUserIds, ...c.notes.map((n) => n.byUserId), ...c.history.map((h) => h.byUserId)].filter(Boolean).map(String);
+      const [flagList, reports, timelines, units, people, staff] = await Promise.all([
+        flags.flagsByIds(flagIds),
+        Promise.all(
+          reportIdsOf(c).map(async (id) => {
+            const deleted = c.retention?.deletedReportIds?.includes(id) ?? false;
+            const report = deleted ? null : await ports.reports.getReportForStaff(id).catch(unlessMissing);
+            return { id, deleted, report: report ? staffView(report, assigned) : null };
+          }),
+        ),
+        Promise.all(shownUnitIds.map(async (unitId) => ({ unitId, timeline: await ports.registrations.timeline(unitId).catch(unlessMissing) }))),
+        cases.unitsByIds(shownUnitIds),
+        auth.people(userIds),
+        staffDirectory(auth),
+      ]);
+      return {
+        case: c,
+        now,
+        overdue: overdueOf(c, now),
+        isAssigned: assigned,
+        canWrite: assigned || actor.role === 'admin',
+        next: TRANSITIONS[c.status as CaseStatus],
+        flags: flagList,
+        reports,
+        timelines,
+        units,
+        names: Object.fromEntries(people.map((p) => [String(p._id), p.name])) as Record<string, string>,
+        staff,
+      };
+    },
+  };
+}

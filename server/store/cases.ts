@@ -1,0 +1,312 @@
+import mongoose, { type FilterQuery, type UpdateQuery } from 'mongoose';
+import { Case, Counter, OpenCaseKey, UnitCases, type CaseDoc } from '../../models/cases';
+import { Unit } from '../../models/catalogue';
+import { Report } from '../../models/reports';
+import { CASE_STATUSES, type CaseStatus, type HarmCategory, type PriorityLevel } from '../domain/cases';
+import type { FlagRule } from '../domain/flags';
+import { chunksOf, type Engine } from './engine';
+
+const DUPLICATE_KEY = 11000;
+const isDuplicate = (err: unknown) => (err as { code?: number }).code === DUPLICATE_KEY;
+const oid = (id: string) => new mongoose.Types.ObjectId(id);
+
+export type StoredCase = NonNullable<Awaited<ReturnType<typeof readCase>>>;
+const readCase = (id: string) => Case.findById(id).lean();
+
+export interface CaseSource {
+  kind: 'flag' | 'report';
+  id: string;
+  rule?: FlagRule | null;
+  at: Date;
+}
+
+/** One line of a case's history; `byUserId` null is the system. */
+export interface HistoryLine {
+  at: Date;
+  byUserId: string | null;
+  action: string;
+  detail: string;
+}
+
+export interface NewCase {
+  _id: string;
+  title: string;
+  sources: CaseSource[];
+  sourceKinds: Array<'flag' | 'report'>;
+  rules: FlagRule[];
+  unitIds: string[];
+  modelIds: string[];
+  countries: string[];
+  deadlines: { acknowledgeBy: Date | null; feedbackBy: Date | null; reviewBy: Date | null };
+  assigneeIds?: unknown[];
+  conflictedUserIds?: unknown[];
+  openedAt: Date;
+  history: HistoryLine[];
+}
+
+/**
+ * What must still hold for a change to apply: each read-check-write of the cases service is
+ * one guarded update, so of two racing writers (in any processes) exactly one wins.
+ */
+export interface CaseGuard {
+  /** Nothing changed since this revision was read (for rewrites of whole arrays). */
+  rev?: number;
+  /** Still in this status (workflow transitions). */
+  status?: CaseStatus;
+  /** Not closed. */
+  open?: true;
+  assigned?: string;
+  notAssigned?: string;
+  notConflicted?: string;
+  notAcknowledged?: true;
+  /** The legal hold is currently on (true) or off (false). */
+  legalHold?: boolean;
+  /** Retention has not deleted the reporters' data yet. */
+  reporterDataKept?: true;
+}
+
+/** Fields a change may add to (as sets), remove one value from, or append entries to. */
+type CaseSets = 'sources' | 'sourceKinds' | 'rules' | 'unitIds' | 'modelIds' | 'countries' | 'assigneeIds' | 'conflictedUserIds';
+type CaseLists = 'notes' | 'actions' | 'remediation' | 'conflicts';
+export interface CaseChange {
+  /** Top-level or dotted fields (`deadlines.acknowledgedAt`) to set; user ids as strings. */
+  set?: Record<string, unknown>;
+  addToSets?: Partial<Record<CaseSets, readonly unknown[]>>;
+  removeFromSets?: Partial<Record<'assigneeIds', string>>;
+  append?: Partial<Record<CaseLists, Record<string, unknown>>>;
+}
+
+function guardFilter(caseId: string, guard: CaseGuard): FilterQuery<CaseDoc> {
+  const filter: FilterQuery<CaseDoc> = { _id: caseId };
+  if (guard.rev !== undefined) filter.rev = guard.rev;
+  if (guard.status) filter.status = guard.status;
+  else if (guard.open) filter.status = { $ne: 'closed' };
+  if (guard.assigned) filter.assigneeIds = oid(guard.assigned);
+  else if (guard.notAssigned) filter.assigneeIds = { $ne: oid(guard.notAssigned) };
+  if (guard.notConflicted) filter.conflictedUserIds = { $ne: oid(guard.notConflicted) };
+  if (guard.notAcknowledged) filter['deadlines.acknowledgedAt'] = null;
+  if (guard.legalHold !== undefined) filter['legalHold.on'] = guard.legalHold ? true : { $ne: true };
+  if (guard.reporterDataKept) filter['retention.reporterDataDeletedAt'] = null;
+  return filter;
+}
+
+/** The queue's query, in the domain's words; the store turns it into one filter. */
+export interface QueueQuery {
+  status: CaseStatus | 'open' | 'all';
+  priority?: PriorityLevel;
+  harm?: HarmCategory;
+  country?: string;
+  model?: string;
+  source?: 'flag' | 'report';
+  assigneeId?: string;
+  /** Only cases with a deadline missed at this time. */
+  overdueAt?: Date;
+  /** Conflicted investigators never see the case. */
+  hiddenFrom: string;
+  sort: 'opened' | 'priority' | 'updated';
+  skip: number;
+  limit: number;
+}
+
+/** The same rule as `overdueOf` (server/services/cases/rules.ts), as a database filter. */
+export function overdueFilter(now: Date): FilterQuery<CaseDoc> {
+  return {
+    status: { $ne: 'closed' },
+    $or: [
+      { 'deadlines.acknowledgedAt': null, 'deadlines.acknowledgeBy': { $lt: now } },
+      { 'deadlines.feedbackGivenAt': null, 'deadlines.feedbackBy': { $lt: now } },
+      { 'deadlines.reviewBy': { $lt: now } },
+    ],
+  };
+}
+
+/** What the queue and a unit's timeline show of a case: all but the long lists. */
+const QUEUE_PROJECTION = { notes: 0, history: 0, remediation: 0, conflicts: 0 } as const;
+
+/** Ties broken by case number, so pages never overlap. */
+const QUEUE_SORTS = {
+  opened: { openedAt: -1, _id: -1 },
+  priority: { priority: -1, openedAt: 1, _id: 1 },
+  updated: { updatedAt: -1, _id: -1 },
+} as const;
+
+function statusFilter(status: QueueQuery['status']): FilterQuery<CaseDoc> {
+  if (status === 'all') return {};
+  return status === 'open' ? { status: { $ne: 'closed' } } : { status };
+}
+
+/** Everything but the status: the counts per status share it. Ids cast here (aggregate does not). */
+function queueFilter(q: QueueQuery): FilterQuery<CaseDoc> {
+  const filter: FilterQuery<CaseDoc> = { conflictedUserIds: { $ne: oid(q.hiddenFrom) } };
+  if (q.priority) filter.priorityLevel = q.priority;
+  if (q.harm) filter.harmCategories = q.harm;
+  if (q.country) filter.countries = q.country;
+  if (q.model) filter.modelIds = q.model;
+  if (q.source) filter.sourceKinds = q.source;
+  if (q.assigneeId) filter.assigneeIds = oid(q.assigneeId);
+  if (q.overdueAt) filter.$and = [overdueFilter(q.overdueAt)];
+  return filter;
+}
+
+/**
+ * Cases, their open-case keys and the case-number counter. Cases are a small collection (a
+ * few thousand): the queue is a query over it, served by the declared indexes on MongoDB and
+ * by a scan on FerretDB.
+ */
+export function createCasesStore(engine: Engine) {
+  /**
+   * On FerretDB a unit's timeline reads its cases by `_id` (measured: a scan of 1,500 cases
+   * costs 0.5-0.8 s there, on every timeline request), so each case that gains units is
+   * added to their UnitCases documents. MongoDB's `unitIds` index serves the timeline.
+   */
+  // Indexed before the case is written, so a crash in between leaves an extra id (dropped on
+  // read: the case does not name the unit) rather than a case missing from the timeline.
+  async function indexUnits(caseId: string, unitIds: readonly string[]) {
+    if (engine.secondaryIndexes) return;
+    for (const chunk of chunksOf(unitIds)) {
+      await UnitCases.bulkWrite(chunk.map((unitId) => ({ updateOne: { filter: { _id: unitId }, update: { $addToSet: { caseIds: caseId } }, upsert: true } })));
+    }
+  }
+
+  return {
+    caseById: readCase,
+
+    /** The next number of `year`'s sequence (1, 2, …), atomically. */
+    async nextCaseNumber(year: number): Promise<number> {
+      const bump = () => Counter.findOneAndUpdate({ _id: `case-${year}` }, { $inc: { seq: 1 } }, { upsert: true, new: true }).lean();
+      // Two first-of-the-year upserts may both insert: the loser's retry then increments.
+      const counter = await bump().catch((err: unknown) => {
+        if (isDuplicate(err)) return bump();
+        throw err;
+      });
+      return counter!.seq;
+    },
+
+    async insertCase(c: NewCase) {
+      await indexUnits(c._id, c.unitIds);
+      await Case.create({ status: 'new', updatedAt: c.openedAt, ...c });
+    },
+
+    // ----- "one open case per subject": keys with a unique `_id` -----
+
+    caseIdUnderKey: async (key: string) => (await OpenCaseKey.findById(key).lean())?.caseId ?? null,
+
+    /** True when this call took the key; false when another case holds it. */
+    async claimKey(key: string, caseId: string): Promise<boolean> {
+      try {
+        await OpenCaseKey.create({ _id: key, caseId });
+        return true;
+      } catch (err) {
+        if (isDuplicate(err)) return false;
+        throw err;
+      }
+    },
+
+    /** Drops a key still pointing at a case that closed under it. */
+    dropStaleKey: (key: string, caseId: string) => OpenCaseKey.deleteOne({ _id: key, caseId }),
+
+    /** A closed case's keys go; a merged one's point at the survivor. Few keys, and only on close or merge. */
+    releaseKeys: (caseId: string) => OpenCaseKey.deleteMany({ caseId }),
+    repointKeys: (caseId: string, toCaseId: string) => OpenCaseKey.updateMany({ caseId }, { $set: { caseId: toCaseId } }),
+
+    // ----- changes -----
+
+    /** Adds a source (and its subjects) to a case unless it closed meanwhile; false if it did. */
+    async attachSource(caseId: string, source: CaseSource, subjects: { rules?: FlagRule; unitIds?: string; modelIds?: string; countries?: string }, line: HistoryLine): Promise<boolean> {
+      if (subjects.unitIds) await indexUnits(caseId, [subjects.unitIds]);
+      const res = await Case.updateOne(
+        { _id: caseId, status: { $ne: 'closed' } },
+        {
+          $push: { sources: source, history: line },
+          $addToSet: { sourceKinds: source.kind, ...subjects },
+          $set: { updatedAt: line.at },
+          $inc: { rev: 1 }, // a concurrent rewrite of the sources then fails its revision guard
+        },
+      );
+      return res.matchedCount === 1;
+    },
+
+    /**
+     * One change of a case as a single atomic update, if `guard` still holds: the change, a
+     * history line, `updatedAt` and the revision. False when the guard no longer holds.
+     */
+    async changeCase(caseId: string, guard: CaseGuard, change: CaseChange, line: HistoryLine): Promise<boolean> {
+      const update: UpdateQuery<CaseDoc> = {
+        $set: { ...change.set, updatedAt: line.at },
+        $inc: { rev: 1 },
+        $push: { ...change.append, history: line },
+      };
+      const sets = Object.entries(change.addToSets ?? {});
+      if (sets.length) update.$addToSet = Object.fromEntries(sets.map(([field, values]) => [field, { $each: values }]));
+      if (change.removeFromSets) update.$pull = change.removeFromSets;
+      if (change.addToSets?.unitIds) await indexUnits(caseId, change.addToSets.unitIds as string[]);
+      const res = await Case.updateOne(guardFilter(caseId, guard), update);
+      return res.matchedCount === 1;
+    },
+
+    // ----- reads of many cases -----
+
+    /** A page of the queue, its size, and the counts per status under the same filters. */
+    async queue(q: QueueQuery) {
+      const filter = queueFilter(q);
+      const [items, grouped] = await Promise.all([
+        Case.find({ ...filter, ...statusFilter(q.status) }, QUEUE_PROJECTION).sort(QUEUE_SORTS[q.sort]).skip(q.skip).limit(q.limit).lean(),
+        Case.aggregate<{ _id: CaseStatus; n: number }>([{ $match: filter }, { $group: { _id: '$status', n: { $sum: 1 } } }]),
+      ]);
+      const perStatus = new Map(grouped.map((g) => [g._id, g.n]));
+      const counts = Object.fromEntries(CASE_STATUSES.filter((s) => perStatus.has(s)).map((s) => [s, perStatus.get(s)!])) as Partial<Record<CaseStatus, number>>;
+      const inStatus = (s: CaseStatus) => q.status === 'all' || (q.status === 'open' ? s !== 'closed' : s === q.status);
+      const total = CASE_STATUSES.filter(inStatus).reduce((sum, s) => sum + (perStatus.get(s) ?? 0), 0);
+      return { items, total, counts };
+    },
+
+    /** Every case, open or closed, naming this unit, oldest first. */
+    async casesOfUnit(unitId: string) {
+      if (engine.secondaryIndexes) return Case.find({ unitIds: unitId }, QUEUE_PROJECTION).sort({ openedAt: 1, _id: 1 }).lean();
+      const caseIds = (await UnitCases.findById(unitId).lean())?.caseIds ?? [];
+      const found = (await Promise.all(caseIds.map((id) => Case.findById(id, QUEUE_PROJECTION).lean()))).filter((c): c is NonNullable<typeof c> => c !== null && c.unitIds.includes(unitId));
+      return found.sort((a, b) => a.openedAt.getTime() - b.openedAt.getTime() || (a._id < b._id ? -1 : 1));
+    },
+
+    /**
+     * Rebuilds the UnitCases documents from one scan of the cases: for databases whose cases
+     * were written before them or straight into the collection (the bench generator).
+     */
+    async rebuildUnitCases() {
+      if (engine.secondaryIndexes) return 0;
+      const perUnit = new Map<string, string[]>();
+      for await (const c of Case.find({}, { unitIds: 1 }).lean().cursor()) for (const u of c.unitIds) perUnit.set(u, [...(perUnit.get(u) ?? []), c._id]);
+      for (const chunk of chunksOf([...perUnit])) {
+        await UnitCases.bulkWrite(chunk.map(([unitId, caseIds]) => ({ updateOne: { filter: { _id: unitId }, update: { $addToSet: { caseIds: { $each: caseIds } } }, upsert: true } })));
+      }
+      return perUnit.size;
+    },
+
+    /** Closed cases whose reporter data is due for deletion (a small, off-path scan). */
+    async casesDueForRetention(closedBy: Date): Promise<string[]> {
+      const due = await Case.find({ status: 'closed', closedAt: { $lte: closedBy }, 'retention.reporterDataDeletedAt': null }, { _id: 1 }).lean();
+      return due.map((c) => c._id);
+    },
+
+    // Reads/writes of units: move to server/store/catalogue.ts at merge
+
+    /** The units a case page shows, in the order asked: one `$in` on MongoDB, `_id` reads on FerretDB. */
+    async unitsByIds(ids: readonly string[]) {
+      const fields = { serial: 1, modelId: 1, controls: 1, current: 1, registrationId: 1 } as const;
+      if (!ids.length) return [];
+      const found = engine.secondaryIndexes
+        ? await Unit.find({ _id: { $in: ids } }, fields).lean()
+        : (await Promise.all(ids.map((id) => Unit.findById(id, fields).lean()))).filter((u) => u !== null);
+      const byId = new Map(found.map((u) => [u._id, u]));
+      return ids.map((id) => byId.get(id)).filter((u) => u !== undefined);
+    },
+
+    // Reads/writes of reports: move to server/store/reports.ts at merge
+
+    /** A merged case's reports name the survivor (a `caseId` scan: merges are rare and by hand). */
+    moveReportsToCase: (fromCaseId: string, toCaseId: string) => Report.updateMany({ caseId: fromCaseId }, { $set: { caseId: toCaseId } }),
+    setCaseOfReport: (reportId: string, caseId: string) => Report.updateOne({ _id: reportId }, { $set: { caseId } }),
+  };
+}
+
+export type CasesStore = ReturnType<typeof createCasesStore>;

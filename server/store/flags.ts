@@ -1,0 +1,56 @@
+import { Flag, FlagSetting } from '../../models/flags';
+import type { FlagRule, FlagSourceKind } from '../domain/flags';
+import type { Engine } from './engine';
+
+const DUPLICATE_KEY = 11000;
+
+export interface NewFlag {
+  _id: string;
+  rule: FlagRule;
+  unitId: string | null;
+  modelId: string | null;
+  serial: string | null;
+  country: string | null;
+  evidence: Record<string, unknown>;
+  source: { kind: FlagSourceKind; id: string };
+  caseId: string;
+  raisedAt: Date;
+}
+
+/** Raised flags (by `_id`, which the raiser may derive to stay idempotent) and the flags settings. */
+export function createFlagsStore(engine: Engine) {
+  return {
+    /** Stores a flag once: false when a flag with this `_id` is already there. */
+    async insertFlag(flag: NewFlag): Promise<boolean> {
+      try {
+        await Flag.create(flag);
+        return true;
+      } catch (err) {
+        if ((err as { code?: number }).code === DUPLICATE_KEY) return false;
+        throw err;
+      }
+    },
+
+    caseIdOfFlag: async (id: string) => (await Flag.findById(id, { caseId: 1 }).lean())?.caseId ?? null,
+
+    /** Flags by id, in the order asked: one `$in` on MongoDB, `_id` reads on FerretDB. */
+    async flagsByIds(ids: readonly string[]) {
+      if (!ids.length) return [];
+      const found = engine.secondaryIndexes
+        ? await Flag.find({ _id: { $in: ids } }).lean()
+        : (await Promise.all(ids.map((id) => Flag.findById(id).lean()))).filter((f) => f !== null);
+      const byId = new Map(found.map((f) => [f._id, f]));
+      return ids.map((id) => byId.get(id)).filter((f) => f !== undefined);
+    },
+
+    /** A merged case's flags name the surviving case (a `caseId` scan: merges are rare and by hand). */
+    moveFlagsToCase: (fromCaseId: string, toCaseId: string) => Flag.updateMany({ caseId: fromCaseId }, { $set: { caseId: toCaseId } }),
+
+    restrictedCountriesSetting: async () => (await FlagSetting.findById('restricted-countries').lean())?.countries ?? null,
+
+    saveRestrictedCountries: (countries: string[], at: Date, byUserId: string | null) =>
+      FlagSetting.updateOne({ _id: 'restricted-countries' }, { $set: { countries, updatedAt: at, updatedByUserId: byUserId } }, { upsert: true }),
+  };
+}
+
+export type FlagsStore = ReturnType<typeof createFlagsStore>;

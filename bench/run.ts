@@ -19,6 +19,7 @@ import { detectEngine } from '../server/store/engine';
 import { createLogger } from '../server/logger';
 import { sessionCookieName } from '../server/middleware/auth';
 import { createAuditService } from '../server/services/audit';
+import { createStores } from '../server/store';
 import { createCatalogueService } from '../server/services/catalogue';
 import { createRandom } from './lib/random';
 import { mapLimit, runLoad, type LoadResult } from './lib/load';
@@ -344,8 +345,9 @@ async function removeImportedUnits(server: RunningServer, ids: string[]) {
   if (!uri) throw new Error('no database URI to remove the imported units');
   const connection = await mongoose.connect(uri, { dbName: BENCH_DB_NAME });
   try {
-    if ((await detectEngine(connection.connection)).kind === 'ferretdb') serialiseUpdatesPerCollection();
-    const deps = { clock: systemClock, logger: createLogger('warn') };
+    const engine = await detectEngine(connection.connection);
+    if (engine.kind === 'ferretdb') serialiseUpdatesPerCollection();
+    const deps = { clock: systemClock, logger: createLogger('warn'), stores: createStores(engine) };
     const catalogue = createCatalogueService({ ...deps, audit: createAuditService(deps) });
     return await catalogue.removeUnits(ids, { userId: null });
   } finally {

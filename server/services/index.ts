@@ -10,6 +10,7 @@ import { createCheckInsService } from './check-ins';
 import { createFilesService } from './files';
 import { createFlagsService } from './flags';
 import { createInsightService } from './insight';
+import { createLinkerService } from './linker';
 import { createRegistrationsService } from './registrations';
 import { createReportsService } from './reports';
 
@@ -36,9 +37,10 @@ export function createServices(deps: ServiceDeps) {
   const checkIns = createCheckInsService({ ...deps, flags });
   const catalogue = createCatalogueService({ ...deps, audit });
   const registrations = createRegistrationsService({ ...deps, audit, auth, files, flags, cases });
-  const reports = createReportsService({ ...deps, files, cases, audit, catalogue, flags });
+  const linker = createLinkerService(deps);
+  const reports = createReportsService({ ...deps, files, cases, audit, catalogue, flags, linker });
   const insight = createInsightService({ ...deps, audit });
-  return { audit, auth, cases, catalogue, checkIns, files, flags, insight, registrations, reports };
+  return { audit, auth, cases, catalogue, checkIns, files, flags, insight, linker, registrations, reports };
 }
 
 export type Services = ReturnType<typeof createServices>;

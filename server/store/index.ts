@@ -1,4 +1,8 @@
+import { createCatalogueStore } from './catalogue';
+import { createCheckInHistoryStore } from './check-in-history';
+import { createCheckInsStore } from './check-ins';
 import type { Engine } from './engine';
+import { createRegistrationsStore } from './registrations';
 
 /**
  * Every repository of the portal, built once per app from the detected engine. Services
@@ -6,7 +10,13 @@ import type { Engine } from './engine';
  * query and write lives in server/store, one file per aggregate.
  */
 export function createStores(engine: Engine) {
-  return { engine };
+  return {
+    engine,
+    catalogue: createCatalogueStore(engine),
+    checkIns: createCheckInsStore(engine),
+    checkInHistory: createCheckInHistoryStore(engine),
+    registrations: createRegistrationsStore(engine),
+  };
 }
 
 export type Stores = ReturnType<typeof createStores>;

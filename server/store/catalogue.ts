@@ -14,12 +14,11 @@ import { chunksOf, type Engine } from './engine';
  * (`tallyUnits`, owned by insight).
  */
 
-export type LeanModel = Awaited<ReturnType<typeof modelQuery>>;
-const modelQuery = (id: string) => ProductModel.findById(id).lean().orFail();
-export type LeanUnit = Awaited<ReturnType<typeof unitQuery>>;
-const unitQuery = (id: string) => Unit.findById(id).lean().orFail();
-export type LeanImportJob = Awaited<ReturnType<typeof importQuery>>;
-const importQuery = (id: string) => ImportJob.findById(id).lean().orFail();
+const modelById = (id: string) => ProductModel.findById(id).lean();
+const unitById = (id: string) => Unit.findById(id).lean();
+const importJobById = (id: string) => ImportJob.findById(id).lean();
+export type LeanModel = NonNullable<Awaited<ReturnType<typeof modelById>>>;
+export type LeanUnit = NonNullable<Awaited<ReturnType<typeof unitById>>>;
 
 export interface NewModel {
   _id: string;
@@ -100,7 +99,7 @@ export function createCatalogueStore(engine: Engine) {
   return {
     // ----- product models -----
 
-    modelById: (id: string): Promise<LeanModel | null> => ProductModel.findById(id).lean(),
+    modelById,
 
     async modelExists(id: string) {
       return (await ProductModel.exists({ _id: id })) !== null;
@@ -138,7 +137,7 @@ export function createCatalogueStore(engine: Engine) {
 
     // ----- units -----
 
-    unitById: (id: string): Promise<LeanUnit | null> => Unit.findById(id).lean(),
+    unitById,
 
     unitsByIds: (ids: readonly string[], projection?: Record<string, 0 | 1>) => existingByIds<LeanUnit>(engine, Unit as never, ids, projection),
 
@@ -201,8 +200,8 @@ export function createCatalogueStore(engine: Engine) {
         const gone = await Promise.all(
           chunk.map((_id) =>
             Unit.findOneAndDelete(
+              // (No projection: FerretDB v1's findAndModify refuses one.)
               { _id, registrationId: null, ownerUserId: null, registrationIds: { $size: 0 }, 'checkIns.count': { $in: [0, null] } },
-              { projection: { modelId: 1, serial: 1, status: 1, current: 1 } },
             ).lean<RemovableUnit>(),
           ),
         );
@@ -250,7 +249,7 @@ export function createCatalogueStore(engine: Engine) {
       await ImportJob.create(doc);
     },
 
-    importJobById: (id: string): Promise<LeanImportJob | null> => ImportJob.findById(id).lean(),
+    importJobById,
 
     async updateImportJob(id: string, set: Record<string, unknown>, rowErrors: ReadonlyArray<{ line: number; field: string; message: string }> = []) {
       await ImportJob.updateOne({ _id: id }, { $set: set, ...(rowErrors.length ? { $push: { rowErrors: { $each: rowErrors } } } : {}) });

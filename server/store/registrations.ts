@@ -14,10 +14,10 @@ import { chunksOf, type Engine } from './engine';
  * (`tallyUnits`, owned by insight) with the values the write replaced.
  */
 
-export type LeanRegistration = Awaited<ReturnType<typeof registrationQuery>>;
-const registrationQuery = (id: string) => Registration.findById(id).lean().orFail();
-export type LeanTransfer = Awaited<ReturnType<typeof transferQuery>>;
-const transferQuery = (id: string) => Transfer.findById(id).lean().orFail();
+const registrationById = (id: string) => Registration.findById(id).lean();
+const transferById = (id: string) => Transfer.findById(id).lean();
+export type LeanRegistration = NonNullable<Awaited<ReturnType<typeof registrationById>>>;
+export type LeanTransfer = NonNullable<Awaited<ReturnType<typeof transferById>>>;
 export type NewRegistration = Omit<LeanRegistration, 'status' | 'warranty' | 'customerUserId' | '__v'> & { customerUserId: string };
 export type NewTransfer = Omit<LeanTransfer, 'decision' | 'requestedByUserId' | 'newOwner' | '__v'> & { requestedByUserId: string; newOwner: { organisation?: string; contactName?: string; contactEmail?: string; endUserType?: string } };
 
@@ -34,7 +34,7 @@ export function createRegistrationsStore(engine: Engine) {
   return {
     // ----- registrations -----
 
-    registrationById: (id: string): Promise<LeanRegistration | null> => Registration.findById(id).lean(),
+    registrationById,
 
     registrationsByIds: (ids: readonly string[]) => existingByIds<LeanRegistration>(engine, Registration as never, ids),
 
@@ -124,7 +124,7 @@ export function createRegistrationsStore(engine: Engine) {
 
     // ----- transfers -----
 
-    transferById: (id: string): Promise<LeanTransfer | null> => Transfer.findById(id).lean(),
+    transferById,
 
     transfersByIds: (ids: readonly string[]) => existingByIds<LeanTransfer>(engine, Transfer as never, ids),
 

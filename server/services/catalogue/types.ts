@@ -1,6 +1,6 @@
 /**
- * The catalogue's vocabulary: plain values and types, shared by the schemas (models/), the
- * services and the routes without anyone loading Mongoose for them.
+ * The catalogue's vocabulary: plain values and types, shared by the schemas, the services and
+ * the routes without anyone loading the database library for them.
  */
 
 export const RISK_LEVELS = ['low', 'elevated', 'high'] as const;

@@ -9,15 +9,18 @@ import type { Migration } from './index';
  * unit: `checkIns.runsJson` (one JSON string) or, older still, the `checkIns.runs` array. Each
  * such unit gets its buckets (a run goes to the month it started in; readers join a run that
  * goes on into the next month), then one write guarded by the old field still being there
- * sets the summary's `lastRun` and `periods` and removes the old field. Buckets are created
+ * sets the summary's `lastRun` and `periods` and removes the old field (guarded by the count
+ * read, so a fold meanwhile is not overwritten). Buckets are created
  * only if absent and the unit write only matches an unconverted unit, so the conversion may
  * be interrupted and run again at any point.
  */
 
-const LEGACY = { $or: [{ 'checkIns.runsJson': { $exists: true } }, { 'checkIns.runs': { $exists: true } }] };
+// Through the driver: the fields are gone from the schema, and Mongoose (strictQuery) would
+// drop them from filters and projections, matching every unit.
+const LEGACY = { $or: [{ 'checkIns.runsJson': { $exists: true } }, { 'checkIns.runs': { $exists: true } }] } as never;
 const BATCH = 500;
 
-type LegacyUnit = { _id: string; checkIns?: { runsJson?: string | null; runs?: CheckInRun[] | null } | null };
+type LegacyUnit = { _id: string; checkIns?: { count?: number; runsJson?: string | null; runs?: CheckInRun[] | null } | null };
 
 function legacyRuns(checkIns: LegacyUnit['checkIns']): CheckInRun[] {
   if (typeof checkIns?.runsJson === 'string') {
@@ -44,23 +47,28 @@ export function checkInHistoryMigration(engine: Engine): Migration {
     unit: 'units',
 
     /** Units still to convert: a scan, run only while this migration is not recorded as applied. */
-    remaining: () => Unit.countDocuments(LEGACY),
+    remaining: () => Unit.collection.countDocuments(LEGACY),
 
     async run(progress) {
       let done = 0;
       for (;;) {
         // Converted units drop out of the filter, so each round reads the next ones.
-        const units = await Unit.find(LEGACY, { 'checkIns.runsJson': 1, 'checkIns.runs': 1 }).limit(BATCH).lean<LegacyUnit[]>();
+        const units = (await Unit.collection.find(LEGACY, { projection: { 'checkIns.count': 1, 'checkIns.runsJson': 1, 'checkIns.runs': 1 } }).limit(BATCH).toArray()) as unknown as LegacyUnit[];
         if (!units.length) return done;
+        let converted = 0;
         for (const unit of units) {
           const runs = legacyRuns(unit.checkIns);
           const buckets = bucketsOf(unit._id, runs);
           await history.createIfAbsent(buckets);
-          await Unit.collection.updateOne(
-            { _id: unit._id as never, ...LEGACY },
+          const res = await Unit.collection.updateOne(
+            // Guarded by the count it was read with, as the summariser's own writes are.
+            { _id: unit._id as never, 'checkIns.count': unit.checkIns?.count ?? { $in: [0, null] } },
             { $set: { 'checkIns.lastRun': runs.at(-1) ?? null, 'checkIns.periods': buckets.map((b) => b.period) }, $unset: { 'checkIns.runsJson': '', 'checkIns.runs': '' } },
           );
+          converted += res.modifiedCount;
         }
+        // Another process converting at once takes some; a round converting none would loop.
+        if (!converted && (await Unit.collection.countDocuments(LEGACY)) >= units.length) throw new Error('check-in history: units stay unconverted');
         done += units.length;
         progress(done);
       }

@@ -10,7 +10,8 @@ import { CAPABILITIES, IMPORT_STATUSES, RISK_LEVELS } from '../server/services/c
  *  - a bare serial (from a report or a check-in without model) through `SerialIndex`,
  *    `_id` = normalised serial → the unit ids carrying it.
  * The unit document also carries the per-unit summary (owner, location, country history,
- * check-in runs, controls) that pages read, updated atomically by `_id` on each write.
+ * check-in summary, controls) that pages read, updated atomically by `_id` on each write; its
+ * check-in history lives in monthly buckets (UnitCheckInHistory).
  */
 
 export { CAPABILITIES, IMPORT_ERRORS_KEPT, IMPORT_STATUSES, RISK_LEVELS, type CheckInRun, type RiskLevel } from '../server/services/catalogue/types';

@@ -1,5 +1,5 @@
 import { Types } from 'mongoose';
-import { ProductModel, SerialIndex, storedRuns, Unit, unitId as unitIdOf } from '../models/catalogue';
+import { ProductModel, SerialIndex, Unit, UnitCheckInHistory } from '../models/catalogue';
 import { Case, Counter, OpenCaseKey, type CaseStatus } from '../models/cases';
 import { CheckIn } from '../models/check-ins';
 import { Flag } from '../models/flags';
@@ -7,7 +7,9 @@ import { CustomerRegistrations, Registration } from '../models/registrations';
 import { Report } from '../models/reports';
 import { COUNTRY_CODES } from '../server/countries';
 import { addMonths, priorityOf, reporterStatusOf, ACKNOWLEDGE_WITHIN_DAYS, FEEDBACK_WITHIN_MONTHS, REVIEW_WITHIN_DAYS } from '../server/services/cases';
+import { unitId as unitIdOf } from '../server/services/catalogue';
 import { foldRuns } from '../server/services/check-ins';
+import { bucketId, periodOf } from '../server/store/check-in-history';
 import { createRandom, zipfCumulative, type Random } from './lib/random';
 
 /**
@@ -254,6 +256,7 @@ export async function generateDataset(opts: DatasetOptions): Promise<DatasetSumm
   const registrations = writerFor<Record<string, unknown>>(Registration, batch);
   const customers = writerFor<Record<string, unknown>>(CustomerRegistrations, batch);
   const checkIns = writerFor<CheckInDoc>(CheckIn, batch * 2);
+  const history = writerFor<Record<string, unknown>>(UnitCheckInHistory, batch);
 
   const subjects: CaseSubject[] = [];
   const sample: DatasetSummary['sample'] = [];
@@ -288,7 +291,7 @@ export async function generateDataset(opts: DatasetOptions): Promise<DatasetSumm
       countries: [{ country: shipTo, source: 'first-sale', firstSeen: soldAt, lastSeen: soldAt }],
       registrationIds: [],
       transferIds: [],
-      checkIns: { count: 0, lastAt: null, lastCountry: null, lastFirmware: null, runsJson: storedRuns([]) },
+      checkIns: { count: 0, lastAt: null, lastCountry: null, lastFirmware: null, lastRun: null, periods: [], batchIds: [] },
       controls: { updates: 'allowed', withheldByCaseIds: [], warranty: 'valid' },
     };
 
@@ -349,7 +352,14 @@ export async function generateDataset(opts: DatasetOptions): Promise<DatasetSumm
       const log = unitCheckIns(random, n, { unitId: id, modelId: model.id, serial }, model, from, home, diverted !== home ? diverted : null, pickCountry);
       for (const doc of log) await checkIns.add(doc);
       const last = log[log.length - 1]!;
-      unit.checkIns = { count: n, lastAt: last.observedAt, lastCountry: last.country, lastFirmware: last.firmware, runsJson: storedRuns(foldRuns([], log, Infinity).runs) };
+      // The history as the summariser keeps it: one bucket per month of the unit's runs.
+      const perPeriod = new Map<string, CheckInDoc[]>();
+      for (const doc of log) {
+        const period = periodOf(doc.observedAt);
+        perPeriod.set(period, [...(perPeriod.get(period) ?? []), doc]);
+      }
+      for (const [period, docs] of perPeriod) await history.add({ _id: bucketId(id, period), unitId: id, period, count: docs.length, runs: foldRuns([], docs, Infinity).runs, batchIds: [] });
+      unit.checkIns = { count: n, lastAt: last.observedAt, lastCountry: last.country, lastFirmware: last.firmware, lastRun: foldRuns([], log, Infinity).runs.at(-1), periods: [...perPeriod.keys()].sort(), batchIds: [] };
     }
     if (n > heavyUnit.checkIns) heavyUnit = { id, checkIns: n };
     if (!typicalUnit.id && i > 0 && unit.status === 'registered' && n >= 8 && n <= 12) typicalUnit = { id, checkIns: n };
@@ -361,7 +371,7 @@ export async function generateDataset(opts: DatasetOptions): Promise<DatasetSumm
     if ((i + 1) % tick === 0) progress(`  units ${(i + 1).toLocaleString('en')}/${target.units.toLocaleString('en')} · check-ins ${checkIns.written.toLocaleString('en')} · ${((Date.now() - started) / 1000).toFixed(1)} s`);
   }
   if (customer) await customers.add({ _id: customer.id, registrationIds: customer.registrationIds });
-  await Promise.all([units, serials, registrations, customers, checkIns].map((w) => w.close()));
+  await Promise.all([units, serials, registrations, customers, checkIns, history].map((w) => w.close()));
   if (!typicalUnit.id) typicalUnit = { id: heavyUnit.id, checkIns: heavyUnit.checkIns };
 
   await ProductModel.collection.insertMany(modelDocs.map((d) => ({ ...d, unitCount: unitsPerModel.get(d._id) ?? 0 })) as never[], { ordered: false });

@@ -1,4 +1,5 @@
 import mongoose, { Schema } from 'mongoose';
+import { CAPABILITIES, IMPORT_STATUSES, RISK_LEVELS } from '../server/services/catalogue/types';
 
 /**
  * Catalogue: product models and their units.
@@ -9,17 +10,11 @@ import mongoose, { Schema } from 'mongoose';
  *  - a bare serial (from a report or a check-in without model) through `SerialIndex`,
  *    `_id` = normalised serial → the unit ids carrying it.
  * The unit document also carries the per-unit summary (owner, location, country history,
- * check-in runs, controls) that pages read, updated atomically by `_id` on each write.
+ * check-in summary, controls) that pages read, updated atomically by `_id` on each write; its
+ * check-in history lives in monthly buckets (UnitCheckInHistory).
  */
 
-export const RISK_LEVELS = ['low', 'elevated', 'high'] as const;
-export type RiskLevel = (typeof RISK_LEVELS)[number];
-
-export const CAPABILITIES = ['surveillance-capable', 'dual-use', 'export-controlled', 'lawful-intercept', 'encryption', 'uav'] as const;
-
-/** Trimmed, upper-cased, inner whitespace removed: how SKUs and serials are compared. */
-export const normaliseCode = (s: string) => s.trim().toUpperCase().replace(/\s+/g, '');
-export const unitId = (sku: string, serial: string) => `${normaliseCode(sku)}:${normaliseCode(serial)}`;
+export { CAPABILITIES, IMPORT_ERRORS_KEPT, IMPORT_STATUSES, RISK_LEVELS, type CheckInRun, type RiskLevel } from '../server/services/catalogue/types';
 
 const endUseTermsSchema = new Schema(
   {
@@ -62,30 +57,6 @@ const countryVisitSchema = new Schema(
   { _id: false },
 );
 
-/** Consecutive check-ins from one country, collapsed: "42 check-ins from KE, v2.1→v2.3, 3 Jan–9 Mar". */
-export interface CheckInRun {
-  country: string;
-  count: number;
-  firstAt: Date;
-  lastAt: Date;
-  firstFirmware: string;
-  lastFirmware: string;
-}
-
-/** How a unit's runs are stored (`checkIns.runsJson`): one string, see the schema. */
-export const storedRuns = (runs: readonly CheckInRun[]): string => JSON.stringify(runs);
-
-/**
- * A unit's runs, most recent last, from `checkIns.runsJson`, or from the `checkIns.runs` array
- * of a unit not folded since runs moved to a string (the next fold rewrites it).
- */
-export function unitRuns(checkIns: { runsJson?: string | null; runs?: readonly CheckInRun[] | null } | null | undefined): CheckInRun[] {
-  if (typeof checkIns?.runsJson === 'string') {
-    return (JSON.parse(checkIns.runsJson) as Array<CheckInRun & { firstAt: string; lastAt: string }>).map((r) => ({ ...r, firstAt: new Date(r.firstAt), lastAt: new Date(r.lastAt) }));
-  }
-  return [...(checkIns?.runs ?? [])];
-}
-
 const checkInRunSchema = new Schema(
   {
     country: { type: String, required: true },
@@ -100,7 +71,7 @@ const checkInRunSchema = new Schema(
 
 const unitSchema = new Schema(
   {
-    _id: { type: String, required: true }, // unitId(sku, serial)
+    _id: { type: String, required: true }, // `SKU:SERIAL`, both normalised
     modelId: { type: String, required: true, ref: 'ProductModel' },
     serial: { type: String, required: true, maxlength: 64 }, // normalised
     manufacturedAt: { type: Date, default: null },
@@ -133,17 +104,10 @@ const unitSchema = new Schema(
       lastAt: { type: Date, default: null },
       lastCountry: { type: String, default: null },
       lastFirmware: { type: String, default: null },
-      /**
-       * The runs, most recent last (older runs beyond the cap are dropped; the log keeps them),
-       * as one JSON string, read and written through `unitRuns` and `storedRuns`. FerretDB v1
-       * decodes every stored field of a document on each read, whatever the projection: as an
-       * array of sub-documents, the 41 runs of the bench's heaviest unit made each `_id` read of
-       * it cost 9–12 ms against 2–5 ms for a typical unit, even projecting `_id` alone; as one
-       * string, 2.7–4.7 ms (issue 7).
-       */
-      runsJson: { type: String },
-      /** The runs as they were stored before runsJson: read as a fallback, removed by the unit's next fold. */
-      runs: { type: [checkInRunSchema], default: undefined },
+      /** The unit's current run (its last one): the red-flag rules continue it on the next fold. */
+      lastRun: { type: checkInRunSchema, default: null },
+      /** The periods (`YYYY-MM`) with a history bucket (UnitCheckInHistory), oldest first. */
+      periods: { type: [String], default: [] },
       /** The latest ingest batches folded in (see CheckInBatch): a batch folded again after a crash is skipped. */
       batchIds: { type: [String], default: [] },
     },
@@ -156,7 +120,8 @@ const unitSchema = new Schema(
   },
   { versionKey: false },
 );
-// For MongoDB deployments; FerretDB v1 scans regardless (see README).
+// For MongoDB deployments; FerretDB v1 scans regardless (see README). A bare serial is found
+// through SerialIndex on both engines (CONTRIBUTING.md, "Stored shape").
 unitSchema.index({ modelId: 1, serial: 1 }, { unique: true });
 unitSchema.index({ ownerUserId: 1 });
 unitSchema.index({ 'current.country': 1 });
@@ -174,9 +139,28 @@ const serialIndexSchema = new Schema(
 );
 export const SerialIndex = mongoose.model('SerialIndex', serialIndexSchema);
 
-export const IMPORT_STATUSES = ['running', 'done', 'failed'] as const;
-/** Row errors kept on the job for display; further ones are only counted. */
-export const IMPORT_ERRORS_KEPT = 500;
+/**
+ * A unit's check-in history, bucketed per calendar month (UTC): `_id` = `<unitId>:<YYYY-MM>`,
+ * holding that month's runs (consecutive check-ins from one country), most recent last. A run
+ * that goes on into the next month continues in that month's bucket; readers join the two.
+ * The timeline reads the unit's buckets by `_id`; the summariser updates one bucket with one
+ * guarded write (its `count`), and the batches it holds make a repeated fold add nothing.
+ */
+const unitCheckInHistorySchema = new Schema(
+  {
+    _id: { type: String, required: true },
+    unitId: { type: String, required: true },
+    period: { type: String, required: true }, // YYYY-MM
+    count: { type: Number, default: 0 },
+    runs: { type: [checkInRunSchema], default: [] },
+    /** The latest ingest batches folded into this bucket. */
+    batchIds: { type: [String], default: [] },
+  },
+  { versionKey: false },
+);
+unitCheckInHistorySchema.index({ unitId: 1, period: 1 });
+
+export const UnitCheckInHistory = mongoose.model('UnitCheckInHistory', unitCheckInHistorySchema, 'unitCheckInHistory');
 
 /**
  * One bulk CSV import of units, updated after every batch so its page can show progress.

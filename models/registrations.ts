@@ -1,4 +1,5 @@
 import mongoose, { Schema } from 'mongoose';
+import { END_USER_TYPES, TRANSFER_KINDS, TRANSFER_STATUSES } from '../server/services/registrations/types';
 
 /**
  * Warranty registrations (who owns a unit, where, for what use, under which end-use terms)
@@ -6,20 +7,7 @@ import mongoose, { Schema } from 'mongoose';
  * look them up by `_id`; a unit's effective registration is on the unit summary.
  */
 
-export const END_USER_TYPES = [
-  'individual',
-  'commercial-company',
-  'reseller-distributor',
-  'ngo-academic',
-  'government-civil',
-  'police-security',
-  'military',
-  'unknown',
-] as const;
-export type EndUserType = (typeof END_USER_TYPES)[number];
-
-/** For high-risk models these end users are a red flag (domain primer). */
-export const HIGH_RISK_END_USER_TYPES: readonly EndUserType[] = ['police-security', 'military', 'unknown'];
+export { END_USER_TYPES, HIGH_RISK_END_USER_TYPES, TRANSFER_KINDS, TRANSFER_STATUSES, type EndUserType } from '../server/services/registrations/types';
 
 const registrationSchema = new Schema(
   {
@@ -67,9 +55,6 @@ registrationSchema.index({ country: 1, modelId: 1 });
 
 export const Registration = mongoose.model('Registration', registrationSchema);
 export type RegistrationDoc = InstanceType<typeof Registration>;
-
-export const TRANSFER_KINDS = ['resale', 'relocation'] as const;
-export const TRANSFER_STATUSES = ['pending', 'approved', 'refused', 'effective'] as const;
 
 const transferSchema = new Schema(
   {

@@ -5,8 +5,8 @@ import type { Clock } from '../server/clock';
 import { isCountryCode } from '../server/countries';
 import { requireApiKey } from '../server/middleware/api-key';
 import { parseBody } from '../server/middleware/validate';
+import { normaliseCode } from '../server/services/catalogue';
 import { MAX_BATCH } from '../server/services/check-ins';
-import { normaliseCode } from '../models/catalogue';
 import type { RouteContext } from './context';
 
 /**

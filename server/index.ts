@@ -7,12 +7,18 @@ import { EmbeddedDatabaseError } from './db/embedded';
 import { startRetentionSchedule } from './jobs/retention';
 import { createLogger } from './logger';
 import { startCheckInSummariser } from './services/check-ins';
+import { migrateAtStart, MigrationRequiredError } from './store/migrations';
 
 /** Starts the portal: config → database (embedded unless MONGODB_URI) → HTTP. */
 async function main() {
   const config = loadConfig();
   const logger = createLogger(config.logLevel);
   const db = await connectDatabase(config, logger);
+  // Data in an older stored shape: converted now if small, else the start stops with what to run.
+  await migrateAtStart(db.engine, (line) => logger.info(line)).catch(async (err: unknown) => {
+    await db.close();
+    throw err;
+  });
   const app = createApp({ config, db, clock: systemClock, logger });
 
   // Hourly: reporter data of cases closed longer than RETENTION_MONTHS is deleted.
@@ -63,7 +69,7 @@ async function main() {
 
 main().catch((err: unknown) => {
   // Problems the user can fix get one clear message, not a stack trace.
-  if (err instanceof ConfigError || err instanceof EmbeddedDatabaseError) {
+  if (err instanceof ConfigError || err instanceof EmbeddedDatabaseError || err instanceof MigrationRequiredError) {
     process.stderr.write(`\nDownstream could not start.\n${err.message}\n`);
   } else if ((err as { code?: string }).code === 'EADDRINUSE') {
     process.stderr.write(`\nDownstream could not start: the port is already in use. Set PORT to a free port.\n`);

@@ -1,17 +1,20 @@
 import request from 'supertest';
-import { Unit, unitRuns, type CheckInRun } from '../models/catalogue';
+import mongoose from 'mongoose';
+import { Unit, UnitCheckInHistory, type CheckInRun } from '../models/catalogue';
 import { CheckIn, CheckInBatch, UnknownSerial, WITHHELD_UNITS_ID, WithheldUnits } from '../models/check-ins';
 import { Flag } from '../models/flags';
 import { UnitTally } from '../models/insight';
 import { createLogger } from '../server/logger';
 import { createServices } from '../server/services';
 import { createStores } from '../server/store';
+import { pendingMigrations, runMigrations } from '../server/store/migrations';
 import { ABANDONED_WRITE_MS, foldRuns, MAX_RUNS } from '../server/services/check-ins';
 import { createTestContext, type TestContext } from './helpers/context';
-import { checkInItem, hoursAgo, makeApiKey, makeCheckInUnit, sendBatch, sendCheckIn } from './helpers/check-ins';
-import { unique } from './helpers/factories';
+import { checkInItem, hoursAgo, makeApiKey, makeCheckInUnit, sendBatch, sendCheckIn, unitRunsOf } from './helpers/check-ins';
+import { apiUser, unique } from './helpers/factories';
 
 const at = (iso: string) => new Date(iso);
+const AppliedMigrations = () => mongoose.connection.collection('migrations');
 
 describe('folding check-ins into runs (pure)', () => {
   const ci = (country: string, iso: string, firmware = '1.0') => ({ country, observedAt: at(iso), firmware });
@@ -41,13 +44,6 @@ describe('folding check-ins into runs (pure)', () => {
     expect(foldRuns(previous, [ci('TZ', '2026-01-02T00:00:00Z')], 3).settled).toEqual([]);
   });
 
-  it(`keeps at most ${MAX_RUNS} runs, dropping the oldest`, () => {
-    const many = Array.from({ length: MAX_RUNS + 5 }, (_, i) => ci(i % 2 ? 'KE' : 'UG', new Date(Date.UTC(2026, 0, 1, i)).toISOString()));
-    const { runs } = foldRuns([], many, 3);
-    expect(runs).toHaveLength(MAX_RUNS);
-    expect(runs.at(-1)!.firstAt).toEqual(many.at(-1)!.observedAt);
-    expect(runs[0]!.firstAt).toEqual(many[5]!.observedAt);
-  });
 });
 
 describe('check-in ingest', () => {
@@ -70,20 +66,28 @@ describe('check-in ingest', () => {
     expect(stored).toMatchObject({ unitId: unit._id, serial: unit.serial, firmware: '2.1.0', country: 'KE', apiKeyId: device.id, answer: 'allowed', observedAt: at('2026-01-15T06:00:00Z'), receivedAt: ctx.clock.now() });
     const after = await Unit.findById(unit._id).lean();
     expect(after!.checkIns).toMatchObject({ count: 1, lastAt: at('2026-01-15T06:00:00Z'), lastCountry: 'KE', lastFirmware: '2.1.0' });
-    expect(unitRuns(after!.checkIns)).toEqual([{ country: 'KE', count: 1, firstAt: at('2026-01-15T06:00:00Z'), lastAt: at('2026-01-15T06:00:00Z'), firstFirmware: '2.1.0', lastFirmware: '2.1.0' }]);
+    expect(await unitRunsOf(ctx, unit._id)).toEqual([{ country: 'KE', count: 1, firstAt: at('2026-01-15T06:00:00Z'), lastAt: at('2026-01-15T06:00:00Z'), firstFirmware: '2.1.0', lastFirmware: '2.1.0' }]);
   });
 
-  it('keeps the runs as one string and moves a unit’s runs stored as an array into it on its next fold', async () => {
+  it('keeps a run going on into the next month as one run, and the timeline shows the newest runs', async () => {
     const unit = await makeCheckInUnit(ctx);
-    const earlier = { country: 'TZ', count: 7, firstAt: at('2025-11-01T00:00:00Z'), lastAt: at('2025-11-20T00:00:00Z'), firstFirmware: '1.0', lastFirmware: '1.2' };
-    await Unit.collection.updateOne({ _id: unit._id as never }, { $set: { 'checkIns.count': 7, 'checkIns.lastAt': earlier.lastAt, 'checkIns.runs': [earlier] }, $unset: { 'checkIns.runsJson': '' } });
-    expect((await sendCheckIn(ctx, device.auth, checkInItem(unit, { firmware: '2.0', observedAt: '2026-01-15T09:00:00+03:00' }))).status).toBe(200);
+    const month = (iso: string, country = 'KE') => checkInItem(unit, { observedAt: iso, country, firmware: iso.slice(5, 7) });
+    const items = [month('2025-11-29T10:00:00+00:00'), month('2025-11-30T10:00:00+00:00'), month('2025-12-01T10:00:00+00:00'), month('2025-12-02T10:00:00+00:00', 'UG')];
+    for (let i = 0; i < MAX_RUNS; i++) items.push(month(new Date(Date.UTC(2025, 11, 3, i)).toISOString().replace('Z', '+00:00'), i % 2 ? 'UG' : 'KE'));
+    expect((await sendBatch(ctx, device.auth, items)).status).toBe(200);
 
-    const raw = (await Unit.collection.findOne({ _id: unit._id as never }))!;
-    expect(raw.checkIns.runs).toBeUndefined();
-    expect(typeof raw.checkIns.runsJson).toBe('string');
-    expect(unitRuns(raw.checkIns)).toEqual([earlier, { country: 'KE', count: 1, firstAt: at('2026-01-15T06:00:00Z'), lastAt: at('2026-01-15T06:00:00Z'), firstFirmware: '2.0', lastFirmware: '2.0' }]);
-    expect(raw.checkIns.count).toBe(8);
+    const runs = await unitRunsOf(ctx, unit._id);
+    expect(runs.slice(0, 2)).toEqual([
+      { country: 'KE', count: 3, firstAt: at('2025-11-29T10:00:00Z'), lastAt: at('2025-12-01T10:00:00Z'), firstFirmware: '11', lastFirmware: '12' },
+      { country: 'UG', count: 1, firstAt: at('2025-12-02T10:00:00Z'), lastAt: at('2025-12-02T10:00:00Z'), firstFirmware: '12', lastFirmware: '12' },
+    ]);
+    expect(runs.reduce((n, r) => n + r.count, 0)).toBe(items.length);
+
+    const staff = await request(ctx.app).get(`/api/v1/units/${encodeURIComponent(unit._id)}/timeline`).set((await apiUser(ctx, 'investigator')).auth);
+    expect(staff.status).toBe(200);
+    const shown = (staff.body.entries as Array<{ kind: string; title: string }>).filter((e) => e.kind === 'check-ins');
+    expect(shown).toHaveLength(MAX_RUNS);
+    expect(shown.at(-1)!.title).toBe(`1 check-in from ${runs.at(-1)!.country}`);
   });
 
   it('answers a batch in input order and folds each unit’s check-ins into runs with one summary each', async () => {
@@ -103,7 +107,7 @@ describe('check-in ingest', () => {
 
     const unitA = (await Unit.findById(a._id).lean())!;
     expect(unitA.checkIns!).toMatchObject({ count: 4, lastCountry: 'UG', lastFirmware: '2.4' });
-    expect(unitRuns(unitA.checkIns).map((r) => [r.country, r.count, r.firstFirmware, r.lastFirmware])).toEqual([
+    expect((await unitRunsOf(ctx, a._id)).map((r) => [r.country, r.count, r.firstFirmware, r.lastFirmware])).toEqual([
       ['KE', 2, '2.1', '2.3'],
       ['UG', 2, '2.3', '2.4'],
     ]);
@@ -121,8 +125,7 @@ describe('check-in ingest', () => {
     expect(await CheckIn.countDocuments({ unitId: unit._id })).toBe(3);
     const after = (await Unit.findById(unit._id).lean())!;
     expect(after.checkIns!.count).toBe(3);
-    expect(unitRuns(after.checkIns)).toHaveLength(1);
-    expect(unitRuns(after.checkIns)[0]!.count).toBe(3);
+    expect(await unitRunsOf(ctx, unit._id)).toEqual([expect.objectContaining({ count: 3 })]);
   });
 
   it('counts an event id repeated within one batch once', async () => {
@@ -180,7 +183,7 @@ describe('check-in ingest', () => {
     expect([r1.status, r2.status]).toEqual([200, 200]);
     const after = (await Unit.findById(unit._id).lean())!;
     expect(after.checkIns!.count).toBe(20);
-    expect(unitRuns(after.checkIns).reduce((n, r) => n + r.count, 0)).toBe(20);
+    expect((await unitRunsOf(ctx, unit._id)).reduce((n, r) => n + r.count, 0)).toBe(20);
   });
 
   describe('bad input: the whole batch is refused, naming each field, and nothing is stored', () => {
@@ -378,7 +381,7 @@ describe('check-in ingest', () => {
       const summary = (await Unit.findById(unit._id).lean())!.checkIns!;
       expect(summary.count).toBe(2);
       expect(summary.batchIds).toHaveLength(2);
-      expect(unitRuns(summary)).toEqual([expect.objectContaining({ country: 'KE', count: 2 })]);
+      expect(await unitRunsOf(ctx, unit._id)).toEqual([expect.objectContaining({ country: 'KE', count: 2 })]);
     });
 
     it('leaves a batch it cannot fold in the outbox and goes on with the batches behind it', async () => {
@@ -418,6 +421,52 @@ describe('check-in ingest', () => {
       expect((await Unit.findById(unit._id).lean())!.checkIns).toMatchObject({ count: 1, lastCountry: 'KP' });
       expect(await Flag.countDocuments({ unitId: unit._id })).toBe(2);
       expect(await CheckInBatch.findById(replay._id).lean()).toBeNull();
+      expect(await unitRunsOf(ctx, unit._id)).toEqual([expect.objectContaining({ country: 'KP', count: 1 })]);
+    });
+  });
+
+  describe('data written by the previous version (npm run migrate)', () => {
+    it('converts units with runs on the unit into history buckets, once, and check-ins continue their runs', async () => {
+      const older = { country: 'TZ', count: 7, firstAt: at('2025-10-28T00:00:00Z'), lastAt: at('2025-11-20T00:00:00Z'), firstFirmware: '1.0', lastFirmware: '1.2' };
+      const last = { country: 'KE', count: 2, firstAt: at('2025-12-01T00:00:00Z'), lastAt: at('2026-01-10T00:00:00Z'), firstFirmware: '1.2', lastFirmware: '1.3' };
+      const asString = await makeCheckInUnit(ctx, { country: 'KE' });
+      const asArray = await makeCheckInUnit(ctx, { country: 'KE' });
+      // As the previous version stored them, straight through the driver.
+      await Unit.collection.updateOne({ _id: asString._id as never }, { $set: { checkIns: { count: 9, lastAt: last.lastAt, lastCountry: 'KE', lastFirmware: '1.3', runsJson: JSON.stringify([older, last]), batchIds: [] } } });
+      await Unit.collection.updateOne({ _id: asArray._id as never }, { $set: { checkIns: { count: 7, lastAt: older.lastAt, lastCountry: 'TZ', lastFirmware: '1.2', runs: [older], batchIds: [] } } });
+
+      expect((await pendingMigrations(ctx.db.engine)).map((p) => [p.id, p.remaining])).toEqual([['001-check-in-history', 2]]);
+      await expect(runMigrations(ctx.db.engine, { maxRemaining: 1 })).rejects.toThrow(/Run `npm run migrate` first/);
+      const lines: string[] = [];
+      expect(await runMigrations(ctx.db.engine, { progress: (line) => lines.push(line) })).toEqual(['001-check-in-history']);
+      expect(lines.at(-1)).toMatch(/migrated 2 \/ 2 units/);
+      expect(await runMigrations(ctx.db.engine)).toEqual([]); // recorded: nothing left to do
+
+      expect(await unitRunsOf(ctx, asString._id)).toEqual([older, last]);
+      expect(await unitRunsOf(ctx, asArray._id)).toEqual([older]);
+      const raw = (await Unit.collection.findOne({ _id: asString._id as never }))!;
+      expect(raw.checkIns.runsJson).toBeUndefined();
+
+      // The last run goes on: no new run, so no new country-mismatch flag; the timeline shows it.
+      const flagsBefore = await Flag.countDocuments({ unitId: asString._id });
+      expect((await sendCheckIn(ctx, device.auth, checkInItem(asString, { firmware: '1.4', observedAt: '2026-01-14T09:00:00+00:00' }))).status).toBe(200);
+      expect(await unitRunsOf(ctx, asString._id)).toEqual([older, { ...last, count: 3, lastAt: at('2026-01-14T09:00:00Z'), lastFirmware: '1.4' }]);
+      expect(await Flag.countDocuments({ unitId: asString._id })).toBe(flagsBefore);
+      expect((await Unit.findById(asString._id).lean())!.checkIns).toMatchObject({ count: 10, lastCountry: 'KE', lastFirmware: '1.4' });
+      const timeline = await ctx.services.registrations.timeline(asString._id);
+      expect(timeline.entries.filter((e) => e.kind === 'check-ins').map((e) => e.title)).toEqual(['7 check-ins from TZ', '3 check-ins from KE']);
+    });
+
+    it('converts again safely after an interruption half-way (a bucket already written, the unit not yet)', async () => {
+      const run = { country: 'UG', count: 4, firstAt: at('2025-09-02T00:00:00Z'), lastAt: at('2025-09-09T00:00:00Z'), firstFirmware: '2', lastFirmware: '2' };
+      const unit = await makeCheckInUnit(ctx, { country: 'UG' });
+      await Unit.collection.updateOne({ _id: unit._id as never }, { $set: { checkIns: { count: 4, lastAt: run.lastAt, lastCountry: 'UG', lastFirmware: '2', runsJson: JSON.stringify([run]), batchIds: [] } } });
+      await UnitCheckInHistory.create({ _id: `${unit._id}:2025-09`, unitId: unit._id, period: '2025-09', count: 4, runs: [run] });
+      await AppliedMigrations().deleteMany({});
+
+      await runMigrations(ctx.db.engine);
+      expect(await unitRunsOf(ctx, unit._id)).toEqual([run]);
+      expect(await UnitCheckInHistory.countDocuments({ unitId: unit._id })).toBe(1);
     });
   });
 });

@@ -2,7 +2,8 @@ import { Readable } from 'node:stream';
 import request from 'supertest';
 import { AuditEntry } from '../models/audit';
 import { Case } from '../models/cases';
-import { storedRuns, Unit } from '../models/catalogue';
+import { Unit, UnitCheckInHistory } from '../models/catalogue';
+import { createStores } from '../server/store';
 import { Flag } from '../models/flags';
 import { InsightState, UNIT_TALLIES, UnitTally, readUnitTallies, rebuildUnitTallies, tallyUnits, unitCheckInChange } from '../models/insight';
 import { Report } from '../models/reports';
@@ -177,7 +178,7 @@ describe('dashboard', () => {
   });
 
   it('says the figures are on their way when the first snapshot takes longer than the wait', async () => {
-    const insight = createInsightService({ clock: ctx.clock, config: ctx.config, audit: ctx.services.audit, logger: createLogger('silent') });
+    const insight = createInsightService({ clock: ctx.clock, config: ctx.config, audit: ctx.services.audit, logger: createLogger('silent'), stores: createStores(ctx.db.engine) });
     expect(await insight.dashboard({}, 0)).toBeNull();
     const later = await insight.dashboard({}, 10_000);
     expect(later!.units.totals.units).toBe(await Unit.countDocuments({}));
@@ -308,7 +309,7 @@ describe('unit tallies kept on write', () => {
     // A database that never had a rebuild (first start of this version): the dashboard builds the tallies itself.
     await InsightState.deleteMany({});
     await UnitTally.deleteMany({});
-    const insight = createInsightService({ clock: ctx.clock, config: ctx.config, audit: ctx.services.audit, logger: createLogger('silent') });
+    const insight = createInsightService({ clock: ctx.clock, config: ctx.config, audit: ctx.services.audit, logger: createLogger('silent'), stores: createStores(ctx.db.engine) });
     const figures = (await insight.dashboard({ model: model._id }, 10_000))!;
     expect(figures.units.totals).toEqual({ units: 9, registered: 5, withCheckIns: 2, transferPending: 0 });
     expect(await InsightState.findById(UNIT_TALLIES).lean()).not.toBeNull();
@@ -370,7 +371,7 @@ describe('transparency report', () => {
 
   it('follows TRANSPARENCY_MIN_COUNT', async () => {
     const { audit } = ctx.services;
-    const insight = createInsightService({ clock: ctx.clock, config: { transparencyMinCount: 2 }, audit, logger: createLogger('silent') });
+    const insight = createInsightService({ clock: ctx.clock, config: { transparencyMinCount: 2 }, audit, logger: createLogger('silent'), stores: createStores(ctx.db.engine) });
     ctx.clock.set('2024-07-01T09:00:00Z');
     for (let i = 0; i < 3; i++) await makeReportCase(ctx, { withEvidence: false });
     const report = await insight.transparency({ from: new Date('2024-07-01T00:00:00Z'), to: new Date('2024-07-01T00:00:00Z') });
@@ -390,7 +391,7 @@ describe('transparency report', () => {
 
     // Through the API: threshold 2, reports by status 2 + 2 + 2 + 1 = 7 received.
     const { audit } = ctx.services;
-    const insight = createInsightService({ clock: ctx.clock, config: { transparencyMinCount: 2 }, audit, logger: createLogger('silent') });
+    const insight = createInsightService({ clock: ctx.clock, config: { transparencyMinCount: 2 }, audit, logger: createLogger('silent'), stores: createStores(ctx.db.engine) });
     ctx.clock.set('2023-02-10T09:00:00Z');
     const made = [];
     for (let i = 0; i < 7; i++) made.push(await makeReportCase(ctx, { withEvidence: false }));
@@ -441,7 +442,10 @@ describe('exports', () => {
 
   it('exports JSON arrays of registrations, check-in summaries, cases and actions', async () => {
     const { unit, model, registration } = await makeRegistration(ctx, { riskLevel: 'high', country: 'GH', endUserType: 'police-security' });
-    await Unit.updateOne({ _id: unit._id }, { $set: { checkIns: { count: 4, lastAt: ctx.clock.now(), lastCountry: 'TG', lastFirmware: '3.0', runsJson: storedRuns([{ country: 'TG', count: 4, firstAt: ctx.clock.now(), lastAt: ctx.clock.now(), firstFirmware: '3.0', lastFirmware: '3.0' }]) } } });
+    const run = { country: 'TG', count: 4, firstAt: ctx.clock.now(), lastAt: ctx.clock.now(), firstFirmware: '3.0', lastFirmware: '3.0' };
+    const period = ctx.clock.now().toISOString().slice(0, 7);
+    await Unit.updateOne({ _id: unit._id }, { $set: { checkIns: { count: 4, lastAt: ctx.clock.now(), lastCountry: 'TG', lastFirmware: '3.0', lastRun: run, periods: [period] } } });
+    await UnitCheckInHistory.create({ _id: `${unit._id}:${period}`, unitId: unit._id, period, count: 4, runs: [run] });
     const { caseId } = await makeReportCase(ctx, { unitId: unit._id, modelId: model._id, withEvidence: false });
     await ctx.services.cases.addAction(caseId, { kind: 'withhold-updates', unitIds: [unit._id] }, admin.actor);
 

@@ -1,7 +1,7 @@
 import request from 'supertest';
 import { Case } from '../models/cases';
 import { Report } from '../models/reports';
-import { caseSubject, linkReport, matchModels, matchUnits, MAX_REGISTRATION_LINKS, mergeLinks } from '../server/services/linker';
+import { caseSubject, matchModels, matchUnits, MAX_REGISTRATION_LINKS, mergeLinks } from '../server/services/linker';
 import { createReceiptHasher } from '../server/services/reports';
 import { makeModel, makeRegistration, makeUnit } from './helpers/catalogue';
 import { createTestContext, type TestContext } from './helpers/context';
@@ -85,7 +85,7 @@ describe('linking reports to the catalogue (database)', () => {
     const neighbour = await makeRegistration(ctx, { model, country: 'KE' });
     const abroad = await makeRegistration(ctx, { model, country: 'TZ' });
 
-    const result = await linkReport({ serials: [` ${unit.serial.toLowerCase()} `], modelText: '', country: 'KE' });
+    const result = await ctx.services.linker.linkReport({ serials: [` ${unit.serial.toLowerCase()} `], modelText: '', country: 'KE' });
     const byKind = (kind: string) => result.links.filter((l) => l.kind === kind).map((l) => [l.targetId, l.confidence]);
     expect(byKind('unit')).toEqual([[unit._id, 'high']]);
     expect(byKind('model')).toEqual([[model._id, 'medium']]);
@@ -98,14 +98,14 @@ describe('linking reports to the catalogue (database)', () => {
   it('links by model name when no serial is known, and bounds the registrations it proposes', async () => {
     const model = await makeModel(ctx, { sku: unique('MNY').toUpperCase(), name: 'Crowd Scanner', publicName: 'CrowdScan Pro' });
     for (let i = 0; i < MAX_REGISTRATION_LINKS + 2; i++) await makeRegistration(ctx, { model, country: 'UG' });
-    const result = await linkReport({ serials: [], modelText: 'crowdscan pro', country: 'UG' });
+    const result = await ctx.services.linker.linkReport({ serials: [], modelText: 'crowdscan pro', country: 'UG' });
     expect(result.links.filter((l) => l.kind === 'model')).toEqual([expect.objectContaining({ targetId: model._id, confidence: 'high' })]);
     expect(result.links.filter((l) => l.kind === 'registration')).toHaveLength(MAX_REGISTRATION_LINKS);
     expect(result).toMatchObject({ unitId: null, modelId: model._id });
   });
 
   it('proposes only the country for a serial the catalogue does not know', async () => {
-    const result = await linkReport({ serials: ['NO-SUCH-SERIAL-1'], modelText: '', country: 'SD' });
+    const result = await ctx.services.linker.linkReport({ serials: ['NO-SUCH-SERIAL-1'], modelText: '', country: 'SD' });
     expect(result.links).toEqual([expect.objectContaining({ kind: 'country', targetId: 'SD' })]);
     expect(result).toEqual(expect.objectContaining({ unitId: null, modelId: null }));
   });

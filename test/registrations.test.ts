@@ -3,7 +3,7 @@ import request from 'supertest';
 import { AuditEntry } from '../models/audit';
 import { User } from '../models/auth';
 import { Case } from '../models/cases';
-import { ProductModel, Unit } from '../models/catalogue';
+import { ProductModel, Unit, UnitCheckInHistory } from '../models/catalogue';
 import { Flag } from '../models/flags';
 import { CustomerRegistrations, Registration, Transfer } from '../models/registrations';
 import { makeFlagCase, makeStaff } from './helpers/cases';
@@ -483,10 +483,10 @@ describe('registrations, transfers and the unit timeline', () => {
       try {
         ctx.clock.set('2026-01-20T10:00:00Z');
         await makeRegistration(ctx, { user: owner.user, unit, endUserType: 'military' });
-        // What the check-ins module writes on the unit summary.
-        await Unit.updateOne({ _id: unit._id }, {
-          $set: { 'checkIns.count': 42, 'checkIns.runs': [{ country: 'KE', count: 42, firstAt: new Date('2026-01-03T08:00:00Z'), lastAt: new Date('2026-03-09T08:00:00Z'), firstFirmware: '2.1', lastFirmware: '2.3' }] },
-        });
+        // What the check-ins module writes: the unit summary and the history bucket of the month the run started.
+        const run = { country: 'KE', count: 42, firstAt: new Date('2026-01-03T08:00:00Z'), lastAt: new Date('2026-03-09T08:00:00Z'), firstFirmware: '2.1', lastFirmware: '2.3' };
+        await Unit.updateOne({ _id: unit._id }, { $set: { 'checkIns.count': 42, 'checkIns.lastRun': run, 'checkIns.periods': ['2026-01'] } });
+        await UnitCheckInHistory.create({ _id: `${unit._id}:2026-01`, unitId: unit._id, period: '2026-01', count: 42, runs: [run] });
         ctx.clock.set('2026-03-20T10:00:00Z');
         await ctx.services.registrations.requestTransfer(unit._id, { kind: 'relocation', country: 'SY', reason: 'Project', effectiveDate: new Date('2026-03-25') }, String(owner.user._id));
 

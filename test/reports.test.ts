@@ -384,8 +384,8 @@ describe('public misuse reports', () => {
     it('runs the background step by itself after its delay, for every report waiting', async () => {
       const model = await makeModel(ctx, { sku: unique('BGS').toUpperCase(), name: 'Background Sensor' });
       const regs = [await makeRegistration(ctx, { model, country: 'UG' }), await makeRegistration(ctx, { model, country: 'RW' })];
-      const { files, cases, audit, catalogue, flags } = ctx.services;
-      const service = createReportsService({ config: ctx.config, clock: ctx.clock, files, cases, audit, catalogue, flags, linkPassDelayMs: 3_000 });
+      const { files, cases, audit, catalogue, flags, linker } = ctx.services;
+      const service = createReportsService({ config: ctx.config, clock: ctx.clock, files, cases, audit, catalogue, flags, linker, linkPassDelayMs: 3_000 });
       const file = (country: string) =>
         service.submit(
           { reporterKind: 'ngo', serials: [], modelText: model._id, country, harmCategories: ['other'], description: `Seen in ${country}.`, ongoing: 'unknown' },

@@ -10,6 +10,7 @@ import { createCheckInsService } from './check-ins';
 import { createFilesService } from './files';
 import { createFlagsService } from './flags';
 import { createInsightService } from './insight';
+import { createLinkerService } from './linker';
 import { createRegistrationsService } from './registrations';
 import { createReportsService } from './reports';
 
@@ -38,10 +39,11 @@ export function createServices(deps: ServiceDeps) {
   const checkIns = createCheckInsService({ ...deps, flags });
   const catalogue = createCatalogueService({ ...deps, audit });
   const registrations = createRegistrationsService({ ...deps, audit, auth, files, flags, cases: caseIntake });
-  const reports = createReportsService({ ...deps, files, cases: caseIntake, audit, catalogue, flags });
+  const linker = createLinkerService(deps);
+  const reports = createReportsService({ ...deps, files, cases: caseIntake, audit, catalogue, flags, linker });
   const cases = createCasesService({ ...deps, audit, intake: caseIntake, ports: { unitControls: checkIns, registrations, reports } });
   const insight = createInsightService({ ...deps, audit });
-  return { audit, auth, cases, catalogue, checkIns, files, flags, insight, registrations, reports };
+  return { audit, auth, cases, catalogue, checkIns, files, flags, insight, linker, registrations, reports };
 }
 
 export type Services = ReturnType<typeof createServices>;

@@ -6,7 +6,10 @@ import { countryName } from '../countries';
 import { NotFoundError, ValidationError } from '../errors';
 import type { Logger } from '../logger';
 import { Case, CASE_STATUSES, HARM_CATEGORIES, LEVERAGE_ACTIONS, PRIORITY_LEVELS, type CaseStatus, type PriorityLevel } from '../../models/cases';
-import { ProductModel, Unit, normaliseCode, unitRuns, type RiskLevel } from '../../models/catalogue';
+import { ProductModel, Unit, type RiskLevel } from '../../models/catalogue';
+import type { CheckInHistoryStore } from '../store/check-in-history';
+import { normaliseCode } from './catalogue/codes';
+import type { CheckInRun } from './catalogue/types';
 import { Flag, FLAG_RULES, type FlagRule } from '../../models/flags';
 import { readUnitTallies, rebuildUnitTallies, unitTallyState, unitTallyVersion } from '../../models/insight';
 import { Registration, Transfer } from '../../models/registrations';
@@ -242,7 +245,6 @@ type UnitForEpcis = {
   modelId: string;
   createdAt: Date;
   firstSale?: { channelPartner?: string | null; shipToCountry?: string | null; soldAt?: Date | null } | null;
-  checkIns?: Parameters<typeof unitRuns>[0];
 };
 type RegistrationForEpcis = { _id: string; country: string; createdAt: Date; status?: string | null };
 type TransferForEpcis = { _id: string; registrationId: string; kind: string; status: string; newLocation?: { country: string } | null; effectiveDate: Date; createdAt: Date; decision?: { at?: Date | null } | null };
@@ -254,7 +256,7 @@ type TransferForEpcis = { _id: string; registrationId: string; kind: string; sta
  * or refused is not an event. Check-ins come from the unit's runs (one event per run, with its
  * count and last sighting as extensions): the summary is read by `_id`, the raw log never.
  */
-export function unitEpcisEvents(unit: UnitForEpcis, registrations: RegistrationForEpcis[], transfers: TransferForEpcis[]): EpcisEvent[] {
+export function unitEpcisEvents(unit: UnitForEpcis, registrations: RegistrationForEpcis[], transfers: TransferForEpcis[], runs: readonly CheckInRun[] = []): EpcisEvent[] {
   const epc = epcOf(unit._id);
   const base = (id: string, at: Date) => ({ type: 'ObjectEvent' as const, eventID: `urn:downstream:event:${id}`, eventTime: at.toISOString(), eventTimeZoneOffset: '+00:00', epcList: [epc] });
   const events: EpcisEvent[] = [];
@@ -302,7 +304,7 @@ export function unitEpcisEvents(unit: UnitForEpcis, registrations: RegistrationF
       'downstream:effectiveDate': t.effectiveDate.toISOString().slice(0, 10),
     });
   }
-  for (const run of unitRuns(unit.checkIns)) {
+  for (const run of runs) {
     events.push({
       ...base(`check-ins:${unit._id}:${run.firstAt.toISOString()}`, run.firstAt),
       action: 'OBSERVE',
@@ -331,7 +333,7 @@ export function epcisDocumentHead(now: Date) {
 // The service
 // ---------------------------------------------------------------------------------------
 
-export function createInsightService(deps: { clock: Clock; config: Pick<Config, 'transparencyMinCount'>; audit: AuditService; logger: Logger }) {
+export function createInsightService(deps: { clock: Clock; config: Pick<Config, 'transparencyMinCount'>; audit: AuditService; logger: Logger; stores: { checkInHistory: Pick<CheckInHistoryStore, 'runsOf'> } }) {
   const { clock, config, audit, logger } = deps;
   const snapshots = snapshotCache<Awaited<ReturnType<typeof computeSnapshot>>>(clock, logger, SNAPSHOT_TTL_MS);
   /** The one rebuild of the unit tallies this process starts when none was ever recorded. */
@@ -633,7 +635,7 @@ export function createInsightService(deps: { clock: Clock; config: Pick<Config, 
       columns: ['unitId', 'modelId', 'serial', 'status', 'currentCountry', 'currentOwner', 'endUserType', 'registrationId', 'firstSaleCountry', 'channelPartner', 'soldAt', 'checkIns', 'lastCheckInCountry', 'updates', 'warranty'],
       match: async (f) => ({ ...(await unitMatch(f, 'current.country')), ...(f.status ? { status: f.status } : {}) }),
       async *rows(filter) {
-        for await (const u of Unit.find(filter, { countries: 0, 'checkIns.runs': 0, 'checkIns.runsJson': 0 }).lean().cursor({ batchSize: CURSOR_BATCH })) {
+        for await (const u of Unit.find(filter, { countries: 0 }).lean().cursor({ batchSize: CURSOR_BATCH })) {
           yield { unitId: u._id, modelId: u.modelId, serial: u.serial, status: u.status, currentCountry: u.current?.country, currentOwner: u.current?.owner, endUserType: u.current?.endUserType, registrationId: u.registrationId, firstSaleCountry: u.firstSale?.shipToCountry, channelPartner: u.firstSale?.channelPartner, soldAt: u.firstSale?.soldAt, checkIns: u.checkIns?.count ?? 0, lastCheckInCountry: u.checkIns?.lastCountry, updates: u.controls?.updates, warranty: u.controls?.warranty };
         }
       },
@@ -653,7 +655,7 @@ export function createInsightService(deps: { clock: Clock; config: Pick<Config, 
       match: async (f) => ({ ...(await unitMatch(f, 'checkIns.lastCountry')), 'checkIns.count': { $gt: 0 } }),
       async *rows(filter) {
         for await (const u of Unit.find(filter, { modelId: 1, serial: 1, current: 1, checkIns: 1, controls: 1 }).lean().cursor({ batchSize: CURSOR_BATCH })) {
-          const runs = unitRuns(u.checkIns);
+          const runs = await deps.stores.checkInHistory.runsOf(u);
           yield { unitId: u._id, modelId: u.modelId, serial: u.serial, registeredCountry: u.current?.country, checkIns: u.checkIns?.count ?? 0, lastAt: u.checkIns?.lastAt, lastCountry: u.checkIns?.lastCountry, lastFirmware: u.checkIns?.lastFirmware, countries: [...new Set(runs.map((r) => r.country))], runs: runs.length, updates: u.controls?.updates };
         }
       },
@@ -823,12 +825,13 @@ export function createInsightService(deps: { clock: Clock; config: Pick<Config, 
     },
   };
 
-  async function eventsOf(unit: UnitForEpcis & { registrationIds?: string[] | null; transferIds?: string[] | null }) {
-    const [registrations, transfers] = await Promise.all([
+  async function eventsOf(unit: UnitForEpcis & { registrationIds?: string[] | null; transferIds?: string[] | null; checkIns?: { periods?: string[] | null } | null }) {
+    const [registrations, transfers, runs] = await Promise.all([
       Promise.all((unit.registrationIds ?? []).map((id) => Registration.findById(id, { country: 1, createdAt: 1, status: 1 }).lean())),
       Promise.all((unit.transferIds ?? []).map((id) => Transfer.findById(id).lean())),
+      deps.stores.checkInHistory.runsOf(unit),
     ]);
-    return unitEpcisEvents(unit, registrations.filter((r) => r !== null), transfers.filter((t) => t !== null) as TransferForEpcis[]);
+    return unitEpcisEvents(unit, registrations.filter((r) => r !== null), transfers.filter((t) => t !== null) as TransferForEpcis[], runs);
   }
 }
 

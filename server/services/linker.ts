@@ -1,13 +1,17 @@
-import { normaliseCode, ProductModel, SerialIndex, Unit } from '../../models/catalogue';
-import { Registration } from '../../models/registrations';
-import type { Confidence, LinkKind } from '../../models/reports';
+import type { CatalogueStore } from '../store/catalogue';
+import type { RegistrationsStore } from '../store/registrations';
+import { normaliseCode } from './catalogue/codes';
 
 /**
  * Matches what a reporter wrote to the catalogue: exact serial → unit (and its current
  * registration), model name or SKU → model, country → registrations of those models there.
- * The rules are pure functions over plain facts; `linkReport` is the one function that reads
- * the database, by `_id` wherever the hot path allows.
+ * The rules are pure functions over plain facts; `createLinkerService` reads the facts through
+ * the stores, by `_id` wherever the hot path allows.
  */
+
+/** What a link points at, and how sure the linker is (the reports' schema stores both). */
+export type LinkKind = 'unit' | 'model' | 'registration' | 'country';
+export type Confidence = 'high' | 'medium' | 'low';
 
 export interface LinkProposal {
   kind: LinkKind;
@@ -150,78 +154,75 @@ export function countryQueryOf(links: readonly Pick<LinkProposal, 'kind' | 'targ
   return modelIds.length ? { modelIds, country } : null;
 }
 
-/**
- * The first step, on the request path: serial → unit → registration by `_id`, and the model
- * text against the small models collection. Decides the case subject, which the country step
- * never changes (it adds only low-confidence registration links).
- */
-export async function linkDirect(input: LinkInput): Promise<LinkResult & { pending: CountryQuery | null }> {
-  const { country } = input;
-  const modelText = input.modelText.trim();
-  const models: ModelFacts[] = modelText
-    ? await ProductModel.find({}, { name: 1, publicName: 1 }).limit(MAX_MODELS_SCANNED).lean<ModelFacts[]>()
-    : [];
-  const modelLinks = matchModels(modelText, models);
-  const reportedModelIds = new Set(modelLinks.filter((l) => l.confidence === 'high').map((l) => l.targetId));
+export function createLinkerService(deps: { stores: { catalogue: Pick<CatalogueStore, 'modelNames' | 'unitIdsWithSerial' | 'unitsByIds'>; registrations: Pick<RegistrationsStore, 'activeRegistrationsIn'> } }) {
+  const { catalogue, registrations } = deps.stores;
 
-  const unitLinks: LinkProposal[] = [];
-  const unitModels = new Map<string, string>();
-  for (const serial of [...new Set(input.serials.map(normaliseCode))].filter(Boolean).slice(0, MAX_SERIALS)) {
-    const index = await SerialIndex.findById(serial).lean();
-    const units: UnitFacts[] = [];
-    for (const id of index?.unitIds ?? []) {
-      const unit = await Unit.findById(id, { modelId: 1, serial: 1, registrationId: 1, countries: 1, current: 1 }).lean<UnitFacts>();
-      if (unit) units.push(unit);
+  /**
+   * The first step, on the request path: serial → unit → registration by `_id`, and the model
+   * text against the small models collection. Decides the case subject, which the country step
+   * never changes (it adds only low-confidence registration links).
+   */
+  async function linkDirect(input: LinkInput): Promise<LinkResult & { pending: CountryQuery | null }> {
+    const { country } = input;
+    const modelText = input.modelText.trim();
+    const models: ModelFacts[] = modelText ? await catalogue.modelNames(MAX_MODELS_SCANNED) : [];
+    const modelLinks = matchModels(modelText, models);
+    const reportedModelIds = new Set(modelLinks.filter((l) => l.confidence === 'high').map((l) => l.targetId));
+
+    const unitLinks: LinkProposal[] = [];
+    const unitModels = new Map<string, string>();
+    for (const serial of [...new Set(input.serials.map(normaliseCode))].filter(Boolean).slice(0, MAX_SERIALS)) {
+      const units: UnitFacts[] = await catalogue.unitsByIds(await catalogue.unitIdsWithSerial(serial), { modelId: 1, serial: 1, registrationId: 1, countries: 1, current: 1 });
+      for (const u of units) unitModels.set(u._id, u.modelId);
+      unitLinks.push(...matchUnits(serial, units, reportedModelIds, country));
     }
-    for (const u of units) unitModels.set(u._id, u.modelId);
-    unitLinks.push(...matchUnits(serial, units, reportedModelIds, country));
+
+    const links = mergeLinks([
+      ...unitLinks,
+      ...modelLinks,
+      ...[...unitModels.values()].map((m) => ({ kind: 'model' as const, targetId: m, confidence: 'medium' as const, reason: 'model of a unit whose serial matches' })),
+      { kind: 'country', targetId: country, confidence: 'high', reason: 'country where the reporter says it happened' },
+    ]);
+    return { links, ...caseSubject(links, (id) => unitModels.get(id)), pending: countryQueryOf(links, country) };
   }
 
-  const links = mergeLinks([
-    ...unitLinks,
-    ...modelLinks,
-    ...[...unitModels.values()].map((m) => ({ kind: 'model' as const, targetId: m, confidence: 'medium' as const, reason: 'model of a unit whose serial matches' })),
-    { kind: 'country', targetId: country, confidence: 'high', reason: 'country where the reporter says it happened' },
-  ]);
-  return { links, ...caseSubject(links, (id) => unitModels.get(id)), pending: countryQueryOf(links, country) };
-}
-
-/**
- * The second step, for many reports at once: registrations of their models in their
- * countries, at most MAX_REGISTRATION_LINKS each, as low-confidence links (`result[i]` for
- * `queries[i]`). On FerretDB v1 any filter but `_id` scans the whole registrations collection
- * (seconds at 150,000), so this runs off the request path and one pass serves every report
- * waiting for it; on MongoDB the { country, modelId } index answers it.
- */
-export async function registrationLinksFor(queries: readonly CountryQuery[]): Promise<LinkProposal[][]> {
-  const found: Array<Array<{ _id: string; modelId: string; unitId: string }>> = queries.map(() => []);
-  const open = new Set(queries.map((_, i) => i));
-  const countries = [...new Set(queries.map((q) => q.country))];
-  const modelIds = [...new Set(queries.flatMap((q) => q.modelIds))];
-  if (!queries.length || !modelIds.length) return found.map(() => []);
-  const cursor = Registration.find({ status: 'active', country: { $in: countries }, modelId: { $in: modelIds } }, { modelId: 1, unitId: 1, country: 1 })
-    .lean<Array<{ _id: string; modelId: string; unitId: string; country: string }>>()
-    .cursor();
-  try {
-    for await (const r of cursor) {
+  /**
+   * The second step, for many reports at once: registrations of their models in their
+   * countries, at most MAX_REGISTRATION_LINKS each, as low-confidence links (`result[i]` for
+   * `queries[i]`). It runs off the request path, where the store's one pass over active
+   * registrations (a scan on the embedded engine, the { country, modelId } index on MongoDB)
+   * serves every report waiting for it.
+   */
+  async function registrationLinksFor(queries: readonly CountryQuery[]): Promise<LinkProposal[][]> {
+    const found: Array<Array<{ _id: string; modelId: string; unitId: string }>> = queries.map(() => []);
+    const open = new Set(queries.map((_, i) => i));
+    const countries = [...new Set(queries.map((q) => q.country))];
+    const modelIds = [...new Set(queries.flatMap((q) => q.modelIds))];
+    if (!queries.length || !modelIds.length) return found.map(() => []);
+    await registrations.activeRegistrationsIn(countries, modelIds, (r) => {
       for (const i of open) {
         const q = queries[i]!;
         if (q.country !== r.country || !q.modelIds.includes(r.modelId)) continue;
         found[i]!.push(r);
         if (found[i]!.length >= MAX_REGISTRATION_LINKS) open.delete(i);
       }
-      if (!open.size) break;
-    }
-  } finally {
-    await cursor.close();
+      return open.size > 0;
+    });
+    return found.map((regs, i) => matchCountryRegistrations(regs, queries[i]!.country));
   }
-  return found.map((regs, i) => matchCountryRegistrations(regs, queries[i]!.country));
+
+  return {
+    linkDirect,
+    registrationLinksFor,
+
+    /** Both steps at once (scripts, tests): what a report ends up linked to. */
+    async linkReport(input: LinkInput): Promise<LinkResult> {
+      const { pending, ...direct } = await linkDirect(input);
+      if (!pending) return direct;
+      const [extra] = await registrationLinksFor([pending]);
+      return { ...direct, links: mergeLinks([...direct.links, ...extra!]) };
+    },
+  };
 }
 
-/** Both steps at once (scripts, tests): what a report ends up linked to. */
-export async function linkReport(input: LinkInput): Promise<LinkResult> {
-  const { pending, ...direct } = await linkDirect(input);
-  if (!pending) return direct;
-  const [extra] = await registrationLinksFor([pending]);
-  return { ...direct, links: mergeLinks([...direct.links, ...extra!]) };
-}
+export type LinkerService = ReturnType<typeof createLinkerService>;

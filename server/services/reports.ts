@@ -10,7 +10,7 @@ import type { CatalogueService } from './catalogue';
 import type { FilesService, IncomingFile, StoredFile } from './files';
 import type { FlagsService } from './flags';
 import type { Logger } from '../logger';
-import { countryQueryOf, linkDirect, mergeLinks, registrationLinksFor } from './linker';
+import { countryQueryOf, mergeLinks, type LinkerService } from './linker';
 
 /**
  * The public misuse-reporting channel: anonymous reports, evidence, receipts, follow-up.
@@ -240,8 +240,10 @@ export function createReportsService(deps: {
   audit: AuditService;
   catalogue: Pick<CatalogueService, 'searchPublicModels'>;
   flags: Pick<FlagsService, 'rules' | 'recordOnCase'>;
+  linker: Pick<LinkerService, 'linkDirect' | 'registrationLinksFor'>;
 }) {
   const { config, clock, files, cases, audit, catalogue, flags } = deps;
+  const { linkDirect, registrationLinksFor } = deps.linker;
   const reportIdFor = createReceiptHasher(config.jwt.secret);
   const challenge = createChallenge({ clock, secret: config.jwt.secret, ...config.reports });
   const receiptGuard = createReceiptGuard(clock);

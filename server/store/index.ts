@@ -1,9 +1,13 @@
 import { createAuditStore } from './audit';
 import { createAuthStore } from './auth';
 import { createCasesStore } from './cases';
+import { createCatalogueStore } from './catalogue';
+import { createCheckInHistoryStore } from './check-in-history';
+import { createCheckInsStore } from './check-ins';
 import type { Engine } from './engine';
 import { createFlagsStore } from './flags';
 import { createJobsStore } from './jobs';
+import { createRegistrationsStore } from './registrations';
 
 /**
  * Every repository of the portal, built once per app from the detected engine. Services
@@ -16,8 +20,12 @@ export function createStores(engine: Engine) {
     audit: createAuditStore(engine),
     auth: createAuthStore(engine),
     cases: createCasesStore(engine),
+    catalogue: createCatalogueStore(engine),
+    checkIns: createCheckInsStore(engine),
+    checkInHistory: createCheckInHistoryStore(engine),
     flags: createFlagsStore(engine),
     jobs: createJobsStore(engine),
+    registrations: createRegistrationsStore(engine),
   };
 }
 

@@ -1,6 +1,8 @@
 import request from 'supertest';
 import type { ApiKeyScope } from '../../models/auth';
-import { ProductModel, SerialIndex, Unit, unitId } from '../../models/catalogue';
+import { ProductModel, SerialIndex, Unit } from '../../models/catalogue';
+import { unitId } from '../../server/services/catalogue';
+import { createStores } from '../../server/store';
 import type { TestContext } from './context';
 import { unique } from './factories';
 
@@ -75,4 +77,10 @@ export async function sendCheckIn(ctx: TestContext, auth: Record<string, string>
   const res = await request(ctx.app).post('/api/v1/check-ins').set(auth).send(item as object);
   await ctx.services.checkIns.settled();
   return res;
+}
+
+/** A unit's check-in runs, oldest first, as the timeline and exports read them (history buckets joined). */
+export async function unitRunsOf(ctx: TestContext, unitIdValue: string) {
+  const unit = await Unit.findById(unitIdValue, { checkIns: 1 }).lean();
+  return unit ? createStores(ctx.db.engine).checkInHistory.runsOf(unit) : [];
 }

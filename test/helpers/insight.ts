@@ -3,7 +3,7 @@ import path from 'node:path';
 import Ajv, { type ValidateFunction } from 'ajv';
 import addFormats from 'ajv-formats';
 import type { Response } from 'supertest';
-import { storedRuns, Unit } from '../../models/catalogue';
+import { Unit } from '../../models/catalogue';
 import { tallyUnits, type UnitTallyChange } from '../../models/insight';
 import type { TestContext } from './context';
 import { makeModel } from './catalogue';
@@ -36,7 +36,7 @@ export async function bulkUnits(ctx: TestContext, modelId: string, n: number, sh
           createdAt: now,
           status: country ? 'registered' : 'unregistered',
           current: { country },
-          checkIns: checkInCountry ? { count: 3, lastAt: now, lastCountry: checkInCountry, lastFirmware: '2.1', runsJson: storedRuns([]) } : undefined,
+          checkIns: checkInCountry ? { count: 3, lastAt: now, lastCountry: checkInCountry, lastFirmware: '2.1' } : undefined,
         }).toObject(),
       );
       changes.push({ modelId, units: 1, registered: country ? 1 : 0, withCheckIns: checkInCountry ? 1 : 0, registeredCountry: { from: null, to: country }, checkInCountry: { from: null, to: checkInCountry } });

@@ -1,0 +1,23 @@
+/** How SKUs, serials and unit ids are written and compared: pure, used wherever a code arrives. */
+
+/** Trimmed, upper-cased, inner whitespace removed: how SKUs and serials are compared. */
+export const normaliseCode = (s: string) => s.trim().toUpperCase().replace(/\s+/g, '');
+
+/** A unit's natural `_id`: `SKU:SERIAL` (codes never hold a colon, see CODE_PATTERN). */
+export const unitId = (sku: string, serial: string) => `${normaliseCode(sku)}:${normaliseCode(serial)}`;
+
+/** The serial part of a unit id. */
+export const serialOf = (id: string) => id.slice(id.indexOf(':') + 1);
+
+/** What a normalised SKU or serial may contain: URL-safe, and never the `:` of a unit id. */
+export const CODE_PATTERN = /^[A-Z0-9][A-Z0-9._-]{0,63}$/;
+export const CODE_RULE = 'Use letters, digits, ".", "_" or "-" (at most 64).';
+
+/** `YYYY-MM-DD` that is a real calendar day → Date; '' → null; anything else → undefined. */
+export function parseDay(value: string): Date | null | undefined {
+  const v = value.trim();
+  if (!v) return null;
+  if (!/^\d{4}-\d{2}-\d{2}$/.test(v)) return undefined;
+  const d = new Date(`${v}T00:00:00Z`);
+  return Number.isNaN(d.getTime()) || d.toISOString().slice(0, 10) !== v ? undefined : d;
+}

@@ -1,0 +1,353 @@
+import crypto from 'node:crypto';
+import type { Clock } from '../../clock';
+import { isCountryCode } from '../../countries';
+import { ConflictError, NotFoundError, ValidationError } from '../../errors';
+import type { Page } from '../../middleware/validate';
+import type { CatalogueStore } from '../../store/catalogue';
+import type { CheckInHistoryStore } from '../../store/check-in-history';
+import type { RegistrationsStore } from '../../store/registrations';
+import type { AuditService } from '../audit';
+import type { AuthService, NewUser } from '../auth';
+import type { CasesService } from '../cases';
+import { normaliseCode, unitId } from '../catalogue/codes';
+import type { FilesService, IncomingFile } from '../files';
+import type { FlagsService } from '../flags';
+import { createTimeline, isStaff, type Viewer } from './timeline';
+import type { EndUserType } from './types';
+
+export type { TimelineEntry, Viewer } from './timeline';
+
+/**
+ * Warranty registrations, transfers and the unit's destination timeline (timeline.ts).
+ *
+ * Writes follow one order so that a crash never leaves a unit pointing at nothing: the
+ * registration or transfer document is written first, then a claim key is inserted (its
+ * unique `_id` decides which of two concurrent writers wins), then the winner updates the
+ * unit summary by `_id`. A crash between the key and the unit update leaves that registration
+ * slot taken without effect; an admin would clear the key (not automated).
+ */
+
+export interface RegistrationInput {
+  modelSku: string;
+  serial: string;
+  ownerOrganisation: string;
+  contactName: string;
+  contactEmail: string;
+  contactPhone?: string;
+  country: string;
+  region?: string;
+  city?: string;
+  endUserType: EndUserType;
+  intendedUse: string;
+  declaredEndUse: string;
+  purchaseDate: Date;
+  seller?: string;
+  /** The terms version the form showed; must still be the model's current one. */
+  termsVersion: number;
+  acceptTerms: boolean;
+}
+
+export type Registrant = { userId: string } | { signUp: NewUser };
+
+export interface TransferInput {
+  kind: 'resale' | 'relocation';
+  newOwner?: { organisation: string; contactName?: string; contactEmail?: string; endUserType: EndUserType };
+  country: string;
+  region?: string;
+  city?: string;
+  reason: string;
+  effectiveDate: Date;
+}
+
+export type Warranty = 'valid' | 'limited' | 'void';
+
+/** Intended-use choice meaning "none of the model's listed uses". */
+export const OTHER_USE = 'other';
+
+const randomId = (prefix: string) => `${prefix}_${crypto.randomBytes(10).toString('hex')}`;
+
+export function createRegistrationsService(deps: {
+  clock: Clock;
+  audit: AuditService;
+  auth: AuthService;
+  files: FilesService;
+  flags: FlagsService;
+  cases: CasesService;
+  stores: { registrations: RegistrationsStore; catalogue: CatalogueStore; checkInHistory: CheckInHistoryStore };
+}) {
+  const { clock, audit, auth, files, flags } = deps;
+  const store = deps.stores.registrations;
+  const catalogue = deps.stores.catalogue;
+  const { timeline, timelineFor } = createTimeline({ registrations: store, catalogue, history: deps.stores.checkInHistory, cases: deps.cases });
+
+  async function loadModelAndUnit(modelSku: string, serial: string) {
+    const model = await catalogue.modelById(normaliseCode(modelSku));
+    if (!model) throw new ValidationError({ modelSku: 'We do not know this model number. Check the label on the product.' });
+    const unit = await catalogue.unitById(unitId(modelSku, serial));
+    if (!unit) throw new ValidationError({ serial: 'No unit of this model has this serial number. Check the label on the product, or contact us if it is right.' });
+    return { model, unit };
+  }
+
+  /** Checks everything that can be checked before an account is created or a file stored. */
+  function checkInput(input: RegistrationInput, model: { intendedUses: string[]; endUseTerms: Array<{ version: number }> }) {
+    const errors: Record<string, string> = {};
+    if (!isCountryCode(input.country)) errors.country = 'Choose a country from the list (ISO 3166-1 alpha-2 code).';
+    const uses = model.intendedUses.map((u) => u.toLowerCase());
+    if (input.intendedUse !== OTHER_USE && !uses.includes(input.intendedUse.toLowerCase())) errors.intendedUse = 'Choose one of the listed uses, or "other" and describe it.';
+    const current = model.endUseTerms.at(-1);
+    if (!current) throw new ConflictError('This model cannot be registered yet: its end-use terms are not published. Please contact us.');
+    if (!input.acceptTerms) errors.acceptTerms = 'You must accept the end-use terms to register the product.';
+    else if (input.termsVersion !== current.version) errors.acceptTerms = `The end-use terms changed (now version ${current.version}). Please read them again and accept the current version.`;
+    if (input.purchaseDate.getTime() > clock.now().getTime()) errors.purchaseDate = 'The purchase date cannot be in the future.';
+    if (Object.keys(errors).length) throw new ValidationError(errors);
+    return current;
+  }
+
+  /** A registration by someone else is refused without saying anything about them. */
+  const takenError = () =>
+    new ConflictError('This product is already registered to another customer. If you bought it second-hand, ask the seller to report the resale to us, or contact us.', {
+      serial: 'This product is already registered to another customer.',
+    });
+
+  async function existingFor(unit: { registrationId?: string | null }, userId: string | null) {
+    if (!unit.registrationId) return null;
+    const existing = await store.registrationById(unit.registrationId);
+    if (existing && userId && String(existing.customerUserId) === userId) return existing;
+    throw takenError();
+  }
+
+  async function register(input: RegistrationInput, registrant: Registrant, proofOfPurchase?: IncomingFile) {
+    const { model, unit } = await loadModelAndUnit(input.modelSku, input.serial);
+    const terms = checkInput(input, model);
+    const knownUserId = 'userId' in registrant ? registrant.userId : null;
+    const already = await existingFor(unit, knownUserId);
+    if (already) return { registration: already, created: false, user: null, flags: [] as string[] };
+
+    const proof = proofOfPurchase ? await files.store(proofOfPurchase, 'proofOfPurchase') : null;
+    let user: Awaited<ReturnType<AuthService['signUp']>> | null = null;
+    if ('signUp' in registrant) {
+      try {
+        user = await auth.signUp(registrant.signUp);
+      } catch (err) {
+        if (proof) await files.remove(proof.fileId); // e.g. the e-mail has an account already
+        throw err;
+      }
+    }
+    const customerUserId = knownUserId ?? String(user!._id);
+
+    const now = clock.now();
+    // The id is decided by the unit and its registration count, so a retry after a failure
+    // half-way (database gone after the insert) finds its own document instead of leaving an
+    // orphan next to a second one; found by the soak test killing the database (test/soak).
+    const claimKey = `registration:${unit._id}|${unit.registrationIds?.length ?? 0}`;
+    const id = `reg_${crypto.createHash('sha256').update(claimKey).digest('hex').slice(0, 20)}`;
+    const inserted = await store.insertRegistration({
+      _id: id,
+      unitId: unit._id,
+      modelId: model._id,
+      serial: unit.serial,
+      customerUserId,
+      ownerOrganisation: input.ownerOrganisation,
+      contact: { name: input.contactName, email: input.contactEmail, phone: input.contactPhone ?? '' },
+      country: input.country,
+      region: input.region ?? '',
+      city: input.city ?? '',
+      endUserType: input.endUserType,
+      intendedUse: input.intendedUse,
+      declaredEndUse: input.declaredEndUse,
+      purchaseDate: input.purchaseDate,
+      seller: input.seller ?? '',
+      termsAccepted: { version: terms.version, acceptedAt: now },
+      proofOfPurchase: proof,
+      createdAt: now,
+    });
+    if (!inserted) {
+      // An earlier attempt of this same registration got this far (or someone else just won).
+      if (proof) await files.remove(proof.fileId);
+      const earlier = await store.registrationById(id);
+      if (!earlier || String(earlier.customerUserId) !== customerUserId) throw takenError();
+    }
+
+    const winner = await store.claim(claimKey, id, clock.now());
+    if (winner && winner !== id) {
+      // Someone registered the unit between our read and our claim: ours never takes effect.
+      await store.deleteRegistration(id);
+      if (proof) await files.remove(proof.fileId);
+      const theirs = await store.registrationById(winner);
+      if (theirs && String(theirs.customerUserId) === customerUserId) return { registration: theirs, created: false, user, flags: [] as string[] };
+      throw takenError();
+    }
+    const current = { country: input.country, region: [input.city, input.region].filter(Boolean).join(', '), owner: input.ownerOrganisation, endUserType: input.endUserType, since: now };
+    if (!(await store.applyRegistration(unit._id, id, customerUserId, current))) return { registration: (await store.registrationById(id))!, created: false, user, flags: [] as string[] };
+    await store.addToCustomer(customerUserId, id);
+    await audit.record({ actorKind: 'user', actorId: customerUserId, action: 'registration.created', subjectKind: 'registration', subjectId: id, detail: { unitId: unit._id, country: input.country, endUserType: input.endUserType, termsVersion: terms.version } });
+
+    const restricted = await flags.restrictedCountries();
+    const fired = await flags.raiseAll(
+      [
+        flags.rules.restrictedCountry(input.country, restricted, 'registration'),
+        flags.rules.highRiskEndUser(model.riskLevel, input.endUserType),
+        flags.rules.endUseOutsideIntended(model.intendedUses, input.intendedUse, input.declaredEndUse),
+      ],
+      { unitId: unit._id, modelId: model._id, serial: unit.serial, country: input.country },
+      { kind: 'registration', id },
+    );
+    return { registration: (await store.registrationById(id))!, created: true, user, flags: fired };
+  }
+
+  async function getRegistration(id: string, viewer: Viewer) {
+    const registration = await store.registrationById(id);
+    // Someone else's registration is "not found": its existence is not theirs to learn.
+    if (!registration || (!isStaff(viewer.role) && String(registration.customerUserId) !== viewer.id)) throw new NotFoundError('No such registration.');
+    return registration;
+  }
+
+  /** The unit, if the viewer may see it: staff always, a customer only while it is theirs. */
+  async function unitFor(unitIdValue: string, viewer: Viewer) {
+    const unit = await catalogue.unitById(unitIdValue);
+    if (!unit || (!isStaff(viewer.role) && String(unit.ownerUserId) !== viewer.id)) throw new NotFoundError('No such unit.');
+    return unit;
+  }
+
+  // ----- transfers -----
+
+  /**
+   * What an effective transfer does to the unit summary.
+   * - relocation: same owner and registration, new location;
+   * - resale: the old registration is superseded and the unit goes back to `unregistered`,
+   *   with the new owner (as the seller told us) on the summary until they register it
+   *   themselves and accept the terms: we never register someone on another's word.
+   * `expectStatus` guards the write so a unit changed meanwhile is not overwritten.
+   */
+  async function applyTransfer(transfer: { unitId: string; registrationId: string; kind: string; newOwner?: { organisation?: string | null; endUserType?: string | null } | null; newLocation?: { country: string; region?: string | null; city?: string | null } | null }, expectStatus: string) {
+    const now = clock.now();
+    const loc = transfer.newLocation!;
+    const where = { 'current.country': loc.country, 'current.region': [loc.city, loc.region].filter(Boolean).join(', '), 'current.since': now };
+    const resale = transfer.kind === 'resale';
+    const set = resale
+      ? { ...where, status: 'unregistered', registrationId: null, ownerUserId: null, 'current.owner': transfer.newOwner?.organisation ?? '', 'current.endUserType': transfer.newOwner?.endUserType ?? null }
+      : { ...where, status: 'registered' };
+    if (!(await store.applyTransferToUnit(transfer, expectStatus, set, { country: loc.country, at: now }, resale))) throw new ConflictError('The unit changed while this transfer was processed; reload and try again.');
+  }
+
+  async function requestTransfer(unitIdValue: string, input: TransferInput, userId: string) {
+    const unit = await unitFor(unitIdValue, { id: userId, role: 'customer' });
+    if (!unit.registrationId) throw new NotFoundError('No such unit.');
+    if (unit.status === 'transfer-pending') throw new ConflictError('A transfer of this unit is already waiting for approval.');
+    const errors: Record<string, string> = {};
+    if (!isCountryCode(input.country)) errors.country = 'Choose a country from the list (ISO 3166-1 alpha-2 code).';
+    if (input.kind === 'resale' && !input.newOwner?.organisation) errors.newOwnerOrganisation = 'Name the new owner (organisation or person).';
+    if (input.kind === 'resale' && !input.newOwner?.endUserType) errors.newOwnerEndUserType = 'Choose the new owner\'s type of end user.';
+    if (Object.keys(errors).length) throw new ValidationError(errors);
+
+    const model = await catalogue.modelById(unit.modelId);
+    if (!model) throw new NotFoundError('No such unit.');
+    const needsApproval = model.riskLevel === 'high';
+    const now = clock.now();
+    const id = randomId('trf');
+    const newOwner = input.kind === 'resale' ? { organisation: input.newOwner!.organisation, contactName: input.newOwner!.contactName ?? '', contactEmail: input.newOwner!.contactEmail ?? '', endUserType: input.newOwner!.endUserType } : {};
+    const transfer = {
+      _id: id,
+      unitId: unit._id,
+      registrationId: unit.registrationId,
+      requestedByUserId: userId,
+      kind: input.kind,
+      newOwner,
+      newLocation: { country: input.country, region: input.region ?? '', city: input.city ?? '' },
+      reason: input.reason,
+      effectiveDate: input.effectiveDate,
+      status: needsApproval ? ('pending' as const) : ('effective' as const),
+      createdAt: now,
+    };
+    await store.insertTransfer(transfer);
+    if (await store.claim(`transfer:${unit._id}|${unit.transferIds?.length ?? 0}`, id, now)) {
+      await store.deleteTransfer(id);
+      throw new ConflictError('Another transfer of this unit was reported at the same time; reload and check before reporting again.');
+    }
+    await store.recordTransferOnUnit(unit._id, id, needsApproval ? now : null);
+    if (!needsApproval) await applyTransfer(transfer, 'registered');
+    await audit.record({ actorKind: 'user', actorId: userId, action: needsApproval ? 'transfer.requested' : 'transfer.effective', subjectKind: 'transfer', subjectId: id, detail: { unitId: unit._id, kind: input.kind, country: input.country } });
+
+    const restricted = await flags.restrictedCountries();
+    const fired = await flags.raiseAll(
+      [flags.rules.restrictedCountry(input.country, restricted, 'transfer'), input.kind === 'resale' ? flags.rules.highRiskEndUser(model.riskLevel, input.newOwner!.endUserType) : null],
+      { unitId: unit._id, modelId: model._id, serial: unit.serial, country: input.country },
+      { kind: 'transfer', id },
+    );
+    return { transfer: (await store.transferById(id))!, flags: fired };
+  }
+
+  /** An admin or investigator approves (the transfer becomes effective at once) or refuses. */
+  async function decideTransfer(id: string, decision: 'approve' | 'refuse', reason: string, staffUserId: string) {
+    const now = clock.now();
+    if (!(await store.transferById(id))) throw new NotFoundError('No such transfer.');
+    const transfer = await store.decideTransfer(id, decision === 'approve' ? 'effective' : 'refused', { byUserId: staffUserId, at: now, reason });
+    if (!transfer) throw new ConflictError('This transfer has already been decided.');
+    if (decision === 'approve') await applyTransfer(transfer, 'transfer-pending');
+    else await store.unitBackToRegistered(transfer.unitId, now);
+    await audit.record({ actorKind: 'user', actorId: staffUserId, action: decision === 'approve' ? 'transfer.approved' : 'transfer.refused', subjectKind: 'transfer', subjectId: id, detail: { unitId: transfer.unitId, reason } });
+    return transfer;
+  }
+
+  /** A customer's registrations, newest first, from their one list document. */
+  async function listMine(userId: string, page: Page) {
+    const ids = [...(await store.customerRegistrationIds(userId))].reverse();
+    return { items: await store.registrationsByIds(ids.slice(page.skip, page.skip + page.limit)), total: ids.length };
+  }
+
+  return {
+    OTHER_USE,
+    register,
+    getRegistration,
+
+    listMine,
+
+    /** "My products": each registration with its unit's status and owner timeline. */
+    async myProducts(userId: string, page: Page) {
+      const { items, total } = await listMine(userId, page);
+      const products = await Promise.all(
+        items.map(async (registration) => {
+          const current = registration.status === 'active';
+          return { registration, timeline: current ? await timeline(registration.unitId, { audience: 'owner' }) : null };
+        }),
+      );
+      return { items: products, total };
+    },
+
+    /** What the registration form needs to show for a model: intended uses and current terms. */
+    async formModel(modelSku: string) {
+      const model = await catalogue.modelById(normaliseCode(modelSku));
+      if (!model) return null;
+      return { sku: model._id, name: model.publicName || model.name, intendedUses: model.intendedUses, terms: model.endUseTerms.at(-1) ?? null };
+    },
+
+    unitFor,
+    requestTransfer,
+    decideTransfer,
+
+    async getTransfer(id: string, viewer: Viewer) {
+      const transfer = await store.transferById(id);
+      if (!transfer || (!isStaff(viewer.role) && String(transfer.requestedByUserId) !== viewer.id)) throw new NotFoundError('No such transfer.');
+      return transfer;
+    },
+
+    listPendingTransfers: (page: Page) => store.pendingTransfers(page),
+
+    /**
+     * Marks a registration's warranty and the unit control that goes with it (a leverage
+     * action of a case: void or limit the warranty).
+     */
+    async setWarranty(registrationId: string, warranty: Warranty, actor: { userId: string | null; caseId?: string }) {
+      const registration = await store.setWarranty(registrationId, warranty);
+      if (!registration) throw new NotFoundError('No such registration.');
+      await audit.record({ actorKind: actor.userId ? 'user' : 'system', actorId: actor.userId, action: 'registration.warranty-set', subjectKind: 'registration', subjectId: registrationId, detail: { warranty, unitId: registration.unitId, caseId: actor.caseId ?? null } });
+      return registration;
+    },
+
+    timeline,
+    timelineFor,
+  };
+}
+
+export type RegistrationsService = ReturnType<typeof createRegistrationsService>;
+export type UnitTimeline = Awaited<ReturnType<RegistrationsService['timeline']>>;

@@ -1,0 +1,121 @@
+import { UnitCheckInHistory } from '../../models/catalogue';
+import type { CheckInRun } from '../services/catalogue/types';
+import { byIds } from './by-ids';
+import { chunksOf, type Engine } from './engine';
+
+/**
+ * A unit's check-in history, bucketed per month (models/catalogue.ts, UnitCheckInHistory):
+ * `_id` = `<unitId>:<YYYY-MM>`. The unit's summary names its periods, so every read is by
+ * `_id` (one `$in` on MongoDB, parallel `_id` reads on FerretDB: see byIds).
+ */
+
+export interface HistoryBucket {
+  _id: string;
+  unitId: string;
+  period: string;
+  count: number;
+  runs: CheckInRun[];
+  batchIds: string[];
+}
+
+/** A bucket as the summariser wants it after a fold, guarded by the count it was computed from. */
+export interface BucketWrite {
+  unitId: string;
+  period: string;
+  /** The bucket's count when read (0 and `exists: false` for a bucket still to create). */
+  countSeen: number;
+  exists: boolean;
+  added: number;
+  runs: CheckInRun[];
+  batchIds: string[];
+}
+
+/** The calendar month (UTC) a check-in's bucket is: `YYYY-MM`. */
+export const periodOf = (at: Date) => at.toISOString().slice(0, 7);
+export const bucketId = (unitId: string, period: string) => `${unitId}:${period}`;
+
+const isDuplicateKey = (err: unknown) => (err as { code?: number }).code === 11000;
+
+/**
+ * The buckets' runs as one history, oldest first: a run that went on past the end of a month
+ * continues as the first run of the next month's bucket, and is joined back here (consecutive
+ * runs from one country are one run by definition).
+ */
+export function joinBuckets(buckets: ReadonlyArray<Pick<HistoryBucket, 'period' | 'runs'> | null>): CheckInRun[] {
+  const runs: CheckInRun[] = [];
+  const ordered = buckets.filter((b) => b !== null).sort((a, b) => a.period.localeCompare(b.period));
+  for (const bucket of ordered) {
+    bucket.runs.forEach((run, i) => {
+      const last = runs.at(-1);
+      if (i === 0 && last && last.country === run.country) {
+        runs[runs.length - 1] = { ...last, count: last.count + run.count, lastAt: run.lastAt, lastFirmware: run.lastFirmware };
+      } else {
+        runs.push({ country: run.country, count: run.count, firstAt: run.firstAt, lastAt: run.lastAt, firstFirmware: run.firstFirmware ?? '', lastFirmware: run.lastFirmware ?? '' });
+      }
+    });
+  }
+  return runs;
+}
+
+export function createCheckInHistoryStore(engine: Engine) {
+  const bucketsByIds = (ids: readonly string[]) => byIds<HistoryBucket>(engine, UnitCheckInHistory as never, ids);
+
+  /** A unit's runs, oldest first, from the buckets its summary names. */
+  async function runsOf(unit: { _id: string; checkIns?: { periods?: string[] | null } | null }): Promise<CheckInRun[]> {
+    const periods = unit.checkIns?.periods ?? [];
+    return joinBuckets(await bucketsByIds(periods.map((p) => bucketId(unit._id, p))));
+  }
+
+  return {
+    /** The buckets with these `_id`s (null where none yet), in that order. */
+    buckets: bucketsByIds,
+
+    runsOf,
+
+    /**
+     * Writes the buckets a fold changed, each with one guarded single-document write: an
+     * existing bucket only if its count is still the one read (else someone folded into it
+     * meanwhile), a new one by insert (a concurrent creator wins by the unique `_id`). The
+     * runs are set whole rather than `$push`ed: a fold may extend the bucket's last run as
+     * well as append runs, and MongoDB refuses both paths of one array in one update.
+     * Returns the `_id`s of the buckets that changed under the fold (to read and fold again).
+     */
+    async write(writes: readonly BucketWrite[]): Promise<string[]> {
+      const conflicts: string[] = [];
+      for (const chunk of chunksOf(writes)) {
+        await Promise.all(
+          chunk.map(async (w) => {
+            const _id = bucketId(w.unitId, w.period);
+            if (w.exists) {
+              const res = await UnitCheckInHistory.updateOne({ _id, count: w.countSeen }, { $set: { runs: w.runs, batchIds: w.batchIds }, $inc: { count: w.added } });
+              if (res.matchedCount === 0) conflicts.push(_id);
+              return;
+            }
+            try {
+              await UnitCheckInHistory.collection.insertOne({ _id, unitId: w.unitId, period: w.period, count: w.added, runs: w.runs, batchIds: w.batchIds } as never);
+            } catch (err) {
+              if (!isDuplicateKey(err)) throw err;
+              conflicts.push(_id);
+            }
+          }),
+        );
+      }
+      return conflicts;
+    },
+
+    /**
+     * Creates the buckets of a unit converted from an older stored shape (migrations): a bucket
+     * already there is left as it is, so a conversion run again changes nothing.
+     */
+    async createIfAbsent(buckets: ReadonlyArray<Omit<HistoryBucket, '_id'>>) {
+      for (const chunk of chunksOf(buckets)) {
+        await UnitCheckInHistory.bulkWrite(
+          chunk.map((b) => ({ updateOne: { filter: { _id: bucketId(b.unitId, b.period) }, update: { $setOnInsert: b }, upsert: true } })) as never,
+          { ordered: false },
+        );
+      }
+    },
+  };
+}
+
+export type CheckInHistoryStore = ReturnType<typeof createCheckInHistoryStore>;

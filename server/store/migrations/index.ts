@@ -1,0 +1,66 @@
+import mongoose, { Schema } from 'mongoose';
+import type { Engine } from '../engine';
+import { checkInHistoryMigration } from './001-check-in-history';
+
+/**
+ * Changes of the stored shape, applied in order and recorded in the `migrations` collection
+ * (one document per applied migration, `_id` = its id). Each migration is idempotent and
+ * resumable: it finds what is still to convert from the data itself, so an interrupted run
+ * simply continues. `npm run migrate` runs them with progress output; at start-up the app
+ * runs small ones itself and refuses to start on large ones (MigrationRequiredError).
+ */
+
+export interface Migration {
+  id: string;
+  description: string;
+  /** What `remaining` counts, for progress lines ("units"). */
+  unit: string;
+  /** How many documents are still to convert. */
+  remaining(): Promise<number>;
+  /** Converts everything still to convert; `progress` gets the running total. Returns the total. */
+  run(progress: (done: number) => void): Promise<number>;
+}
+
+/** More than this many documents to convert and the app will not migrate at start-up. */
+export const MAX_AT_START = 10_000;
+
+const appliedMigrationSchema = new Schema({ _id: { type: String, required: true }, appliedAt: { type: Date, required: true }, converted: { type: Number, default: 0 } }, { versionKey: false });
+const AppliedMigration = mongoose.model('AppliedMigration', appliedMigrationSchema, 'migrations');
+
+export class MigrationRequiredError extends Error {
+  constructor(pending: ReadonlyArray<{ description: string; remaining: number; unit: string }>) {
+    super(`The database holds data in an older shape (${pending.map((p) => `${p.description}: ${p.remaining.toLocaleString('en')} ${p.unit}`).join('; ')}).\nRun \`npm run migrate\` first.`);
+    this.name = 'MigrationRequiredError';
+  }
+}
+
+const migrationsFor = (engine: Engine): Migration[] => [checkInHistoryMigration(engine)];
+
+/** Migrations not yet recorded as applied, with how much each still has to convert. */
+export async function pendingMigrations(engine: Engine): Promise<Array<{ migration: Migration; id: string; description: string; unit: string; remaining: number }>> {
+  const pending = [];
+  for (const migration of migrationsFor(engine)) {
+    if (await AppliedMigration.exists({ _id: migration.id })) continue;
+    pending.push({ migration, id: migration.id, description: migration.description, unit: migration.unit, remaining: await migration.remaining() });
+  }
+  return pending;
+}
+
+/**
+ * Runs the pending migrations and records each. `maxRemaining`: refuse (MigrationRequiredError)
+ * before converting anything when one has more than this to convert (the start-up path).
+ */
+export async function runMigrations(engine: Engine, opts: { maxRemaining?: number; progress?: (line: string) => void } = {}): Promise<string[]> {
+  const pending = await pendingMigrations(engine);
+  const large = pending.filter((p) => opts.maxRemaining !== undefined && p.remaining > opts.maxRemaining);
+  if (large.length) throw new MigrationRequiredError(large);
+  for (const { migration, remaining } of pending) {
+    opts.progress?.(`${migration.id}: ${migration.description} (${remaining.toLocaleString('en')} ${migration.unit} to convert)`);
+    const converted = await migration.run((done) => opts.progress?.(`  migrated ${done.toLocaleString('en')} / ${remaining.toLocaleString('en')} ${migration.unit}`));
+    await AppliedMigration.updateOne({ _id: migration.id }, { $setOnInsert: { appliedAt: new Date(), converted } }, { upsert: true });
+  }
+  return pending.map((p) => p.id);
+}
+
+/** At start-up: small conversions happen now; large ones stop the start with "Run `npm run migrate` first". */
+export const migrateAtStart = (engine: Engine, progress?: (line: string) => void) => runMigrations(engine, { maxRemaining: MAX_AT_START, progress });

@@ -1,6 +1,5 @@
 import mongoose, { type FilterQuery, type UpdateQuery } from 'mongoose';
 import { Case, Counter, OpenCaseKey, UnitCases, type CaseDoc } from '../../models/cases';
-import { Unit } from '../../models/catalogue';
 import { Report } from '../../models/reports';
 import { CASE_STATUSES, type CaseStatus, type HarmCategory, type PriorityLevel } from '../domain/cases';
 import type { FlagRule } from '../domain/flags';
@@ -286,19 +285,6 @@ export function createCasesStore(engine: Engine) {
     async casesDueForRetention(closedBy: Date): Promise<string[]> {
       const due = await Case.find({ status: 'closed', closedAt: { $lte: closedBy }, 'retention.reporterDataDeletedAt': null }, { _id: 1 }).lean();
       return due.map((c) => c._id);
-    },
-
-    // Reads/writes of units: move to server/store/catalogue.ts at merge
-
-    /** The units a case page shows, in the order asked: one `$in` on MongoDB, `_id` reads on FerretDB. */
-    async unitsByIds(ids: readonly string[]) {
-      const fields = { serial: 1, modelId: 1, controls: 1, current: 1, registrationId: 1 } as const;
-      if (!ids.length) return [];
-      const found = engine.secondaryIndexes
-        ? await Unit.find({ _id: { $in: ids } }, fields).lean()
-        : (await Promise.all(ids.map((id) => Unit.findById(id, fields).lean()))).filter((u) => u !== null);
-      const byId = new Map(found.map((u) => [u._id, u]));
-      return ids.map((id) => byId.get(id)).filter((u) => u !== undefined);
     },
 
     // Reads/writes of reports: move to server/store/reports.ts at merge

@@ -139,6 +139,7 @@ export function createCatalogueStore(engine: Engine) {
 
     unitById,
 
+    /** Units by id, in the order asked (missing ones left out). */
     unitsByIds: (ids: readonly string[], projection?: Record<string, 0 | 1>) => existingByIds<LeanUnit>(engine, Unit as never, ids, projection),
 
     /** Inserts one unit and indexes it; false when the model already has a unit with this serial. */

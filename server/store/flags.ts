@@ -1,5 +1,7 @@
+import type { InferSchemaType } from 'mongoose';
 import { Flag, FlagSetting } from '../../models/flags';
 import type { FlagRule, FlagSourceKind } from '../domain/flags';
+import { existingByIds } from './by-ids';
 import type { Engine } from './engine';
 
 const DUPLICATE_KEY = 11000;
@@ -17,6 +19,8 @@ export interface NewFlag {
   raisedAt: Date;
 }
 
+type LeanFlag = InferSchemaType<typeof Flag.schema> & { _id: string };
+
 /** Raised flags (by `_id`, which the raiser may derive to stay idempotent) and the flags settings. */
 export function createFlagsStore(engine: Engine) {
   return {
@@ -33,15 +37,8 @@ export function createFlagsStore(engine: Engine) {
 
     caseIdOfFlag: async (id: string) => (await Flag.findById(id, { caseId: 1 }).lean())?.caseId ?? null,
 
-    /** Flags by id, in the order asked: one `$in` on MongoDB, `_id` reads on FerretDB. */
-    async flagsByIds(ids: readonly string[]) {
-      if (!ids.length) return [];
-      const found = engine.secondaryIndexes
-        ? await Flag.find({ _id: { $in: ids } }).lean()
-        : (await Promise.all(ids.map((id) => Flag.findById(id).lean()))).filter((f) => f !== null);
-      const byId = new Map(found.map((f) => [f._id, f]));
-      return ids.map((id) => byId.get(id)).filter((f) => f !== undefined);
-    },
+    /** Flags by id, in the order asked (missing ones left out). */
+    flagsByIds: (ids: readonly string[]) => existingByIds<LeanFlag>(engine, Flag as never, ids),
 
     /** A merged case's flags name the surviving case (a `caseId` scan: merges are rare and by hand). */
     moveFlagsToCase: (fromCaseId: string, toCaseId: string) => Flag.updateMany({ caseId: fromCaseId }, { $set: { caseId: toCaseId } }),

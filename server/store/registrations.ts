@@ -1,8 +1,7 @@
 import { Unit } from '../../models/catalogue';
-import { Flag } from '../../models/flags';
 import { tallyUnits, unitStateChange } from '../../models/insight';
 import { ClaimKey, CustomerRegistrations, Registration, Transfer } from '../../models/registrations';
-import { byIds, existingByIds } from './by-ids';
+import { existingByIds } from './by-ids';
 import { chunksOf, type Engine } from './engine';
 
 /**
@@ -200,9 +199,6 @@ export function createRegistrationsStore(engine: Engine) {
         await cursor.close();
       }
     },
-
-    // Reads/writes of flags: move to server/store/flags.ts at merge
-    flagsByIds: (ids: readonly string[]) => byIds<{ _id: string; unitId?: string | null; rule: string; raisedAt: Date; country?: string | null; caseId?: string | null; source?: { kind?: string; id?: string } | null }>(engine, Flag as never, ids),
   };
 }
 

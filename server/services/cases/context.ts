@@ -10,11 +10,14 @@ import type { Actor } from './access';
 export interface CaseDeps {
   clock: Clock;
   config: Pick<Config, 'retentionMonths'>;
-  stores: Pick<Stores, 'cases' | 'auth' | 'flags'>;
+  stores: Pick<Stores, 'cases' | 'auth' | 'flags' | 'catalogue'>;
   audit: AuditService;
 }
 
 export type Case = StoredCase;
+
+/** What a case page and its leverage actions read of a unit. */
+export const CASE_PAGE_UNIT_FIELDS = { serial: 1, modelId: 1, controls: 1, current: 1, registrationId: 1 } as const;
 
 /** An audit entry for a case (or another subject) by this person, or by the system. */
 export function recorder(audit: AuditService) {

@@ -1,6 +1,6 @@
 import type { CaseStatus } from '../../domain/cases';
 import { caseAccess, isAssignee, reportIdsOf, unlessMissing, type Actor } from './access';
-import type { CaseDeps } from './context';
+import { CASE_PAGE_UNIT_FIELDS, type CaseDeps } from './context';
 import type { CasePorts } from './ports';
 import { staffDirectory } from './queue';
 import { staffView } from './reporting';
@@ -12,7 +12,7 @@ const PAGE_DETAIL_CAP = 20;
 /** The case page's read model: everything it shows, for this person (never a reporter's identity). */
 export function caseDossier(deps: CaseDeps, ports: Pick<CasePorts, 'reports' | 'registrations'>) {
   const { clock } = deps;
-  const { cases, flags, auth } = deps.stores;
+  const { flags, auth, catalogue } = deps.stores;
   const { visibleCase } = caseAccess(deps);
 
   return {
@@ -33,7 +33,7 @@ export function caseDossier(deps: CaseDeps, ports: Pick<CasePorts, 'reports' | '
           }),
         ),
         Promise.all(shownUnitIds.map(async (unitId) => ({ unitId, timeline: await ports.registrations.timeline(unitId).catch(unlessMissing) }))),
-        cases.unitsByIds(shownUnitIds),
+        catalogue.unitsByIds(shownUnitIds, CASE_PAGE_UNIT_FIELDS),
         auth.people(userIds),
         staffDirectory(auth),
       ]);

@@ -1,7 +1,7 @@
 import type { ActionStatus, LeverageActionKind } from '../../domain/cases';
 import { ConflictError, NotFoundError, ValidationError } from '../../errors';
 import { caseAccess, tellReporters, type Actor } from './access';
-import { caseChanger, type Case, type CaseDeps } from './context';
+import { CASE_PAGE_UNIT_FIELDS, caseChanger, type Case, type CaseDeps } from './context';
 import type { CasePorts } from './ports';
 import { newId } from './workflow';
 
@@ -33,7 +33,6 @@ export interface RemediationInput {
 
 export function caseLeverage(deps: CaseDeps, ports: CasePorts) {
   const { clock } = deps;
-  const store = deps.stores.cases;
   const { writableCase } = caseAccess(deps);
   const change = caseChanger(deps);
 
@@ -43,7 +42,7 @@ export function caseLeverage(deps: CaseDeps, ports: CasePorts) {
   }
 
   async function registrationsOf(unitIds: string[]): Promise<string[]> {
-    const units = new Map((await store.unitsByIds(unitIds)).map((u) => [u._id, u]));
+    const units = new Map((await deps.stores.catalogue.unitsByIds(unitIds, CASE_PAGE_UNIT_FIELDS)).map((u) => [u._id, u]));
     return unitIds.map((id) => {
       const registrationId = units.get(id)?.registrationId;
       if (!registrationId) throw new ValidationError({ unitIds: `${id} has no registration whose warranty could be voided.` });

@@ -5,6 +5,7 @@ import { ConflictError, NotFoundError, ValidationError } from '../../errors';
 import type { Page } from '../../middleware/validate';
 import type { CatalogueStore } from '../../store/catalogue';
 import type { CheckInHistoryStore } from '../../store/check-in-history';
+import type { FlagsStore } from '../../store/flags';
 import type { RegistrationsStore } from '../../store/registrations';
 import type { AuditService } from '../audit';
 import type { AuthService, NewUser } from '../auth';
@@ -73,12 +74,12 @@ export function createRegistrationsService(deps: {
   files: FilesService;
   flags: FlagsService;
   cases: CasesService;
-  stores: { registrations: RegistrationsStore; catalogue: CatalogueStore; checkInHistory: CheckInHistoryStore };
+  stores: { registrations: RegistrationsStore; catalogue: CatalogueStore; checkInHistory: CheckInHistoryStore; flags: Pick<FlagsStore, 'flagsByIds'> };
 }) {
   const { clock, audit, auth, files, flags } = deps;
   const store = deps.stores.registrations;
   const catalogue = deps.stores.catalogue;
-  const { timeline, timelineFor } = createTimeline({ registrations: store, catalogue, history: deps.stores.checkInHistory, cases: deps.cases });
+  const { timeline, timelineFor } = createTimeline({ registrations: store, catalogue, history: deps.stores.checkInHistory, flags: deps.stores.flags, cases: deps.cases });
 
   async function loadModelAndUnit(modelSku: string, serial: string) {
     const model = await catalogue.modelById(normaliseCode(modelSku));

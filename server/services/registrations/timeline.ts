@@ -2,6 +2,7 @@ import { countryName } from '../../countries';
 import { NotFoundError } from '../../errors';
 import type { CatalogueStore, LeanUnit } from '../../store/catalogue';
 import type { CheckInHistoryStore } from '../../store/check-in-history';
+import type { FlagsStore } from '../../store/flags';
 import type { RegistrationsStore } from '../../store/registrations';
 import type { AuthUser } from '../auth';
 import type { CasesService } from '../cases';
@@ -48,9 +49,10 @@ export function createTimeline(deps: {
   registrations: RegistrationsStore;
   catalogue: Pick<CatalogueStore, 'unitById'>;
   history: Pick<CheckInHistoryStore, 'runsOf'>;
+  flags: Pick<FlagsStore, 'flagsByIds'>;
   cases: Pick<CasesService, 'casesOfUnit'>;
 }) {
-  const { registrations: store, catalogue, history } = deps;
+  const { registrations: store, catalogue, history, flags } = deps;
 
   /**
    * The unit's destination timeline, oldest first, as plain data for any page (this module's,
@@ -84,7 +86,7 @@ export function createTimeline(deps: {
       staff ? deps.cases.casesOfUnit(unit._id) : Promise.resolve([]),
     ]);
     const flagIds = cases.flatMap((c) => c.sources.filter((s) => s.kind === 'flag').slice(-FLAGS_PER_CASE).map((s) => s.id));
-    const raised = (await store.flagsByIds(flagIds)).flatMap((f) => (f && f.unitId === unit._id ? [f] : []));
+    const raised = (await flags.flagsByIds(flagIds)).flatMap((f) => (f && f.unitId === unit._id ? [f] : []));
 
     const entries: TimelineEntry[] = [];
     const sale = unit.firstSale;

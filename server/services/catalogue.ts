@@ -18,7 +18,7 @@ import {
   unitId,
   type RiskLevel,
 } from '../../models/catalogue';
-import { tallyUnits, unitStateChange } from '../../models/insight';
+import { tallyUnits, unitStateChange } from '../store/insight';
 import type { AuditService } from './audit';
 
 /**

@@ -5,7 +5,7 @@ import type { Logger } from '../logger';
 import { chunksOf } from '../store/engine';
 import { CheckIn, CheckInBatch, UnknownSerial, WITHHELD_UNITS_ID, WithheldUnits } from '../../models/check-ins';
 import { normaliseCode, SerialIndex, storedRuns, Unit, unitId, unitRuns, type CheckInRun } from '../../models/catalogue';
-import { tallyUnits, unitCheckInChange, type UnitTallyChange } from '../../models/insight';
+import { tallyUnits, unitCheckInChange, type UnitTallyChange } from '../store/insight';
 import { Transfer } from '../../models/registrations';
 import type { FlagRule } from '../../models/flags';
 import { knownCountries, SETTLED_AFTER_CHECK_INS, type FlagHit, type FlagsService } from './flags';

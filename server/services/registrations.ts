@@ -7,7 +7,7 @@ import type { Role, UserDoc } from '../../models/auth';
 import { ProductModel, Unit, normaliseCode, unitId, unitRuns, type UnitDoc } from '../../models/catalogue';
 import { writeLocked } from './catalogue';
 import { Flag } from '../../models/flags';
-import { tallyUnits, unitStateChange } from '../../models/insight';
+import { tallyUnits, unitStateChange } from '../store/insight';
 import { ClaimKey, CustomerRegistrations, Registration, Transfer, type EndUserType } from '../../models/registrations';
 import type { AuditService } from './audit';
 import type { AuthService, NewUser } from './auth';

@@ -49,7 +49,8 @@ interface RestrictedCase {
 interface DashboardSnapshot {
   asOf: Date;
   since: Date;
-  flags: { months: string[]; perMonth: Array<Array<{ rule: FlagRule; model: string | null; n: number }>> };
+  /** Flags per month (an index into `months`), rule and model: flat, as FerretDB stores no nested arrays. */
+  flags: { months: string[]; rows: Array<{ month: number; rule: FlagRule; model: string | null; n: number }> };
   reports: { total: number; byHarm: Array<{ category: string; n: number }>; byCountry: Array<{ country: string; name: string; n: number }> };
   cases: { groups: CaseGroup[]; times: CaseTime[]; restricted: RestrictedCase[] };
 }
@@ -66,18 +67,18 @@ export function dashboardFigures(deps: { clock: Clock; logger: Logger; store: In
   async function flagRows(now: Date): Promise<DashboardSnapshot['flags']> {
     const starts = monthStarts(now, MONTHS_SHOWN);
     const months = starts.slice(0, -1);
-    const perMonth = months.map(() => new Map<string, { rule: FlagRule; model: string | null; n: number }>());
+    const rows = new Map<string, DashboardSnapshot['flags']['rows'][number]>();
     const times = starts.map((d) => d.getTime());
     for await (const f of store.flagsRaised(starts[0]!, starts.at(-1)!)) {
       const t = f.raisedAt.getTime();
       const i = times.findIndex((start, k) => k < months.length && t >= start && t < times[k + 1]!);
       if (i < 0) continue;
-      const key = `${f.rule}|${f.modelId}`;
-      const row = perMonth[i]!.get(key) ?? { rule: f.rule, model: f.modelId, n: 0 };
+      const key = `${i}|${f.rule}|${f.modelId}`;
+      const row = rows.get(key) ?? { month: i, rule: f.rule, model: f.modelId, n: 0 };
       row.n++;
-      perMonth[i]!.set(key, row);
+      rows.set(key, row);
     }
-    return { months: months.map(monthLabel), perMonth: perMonth.map((rows) => [...rows.values()]) };
+    return { months: months.map(monthLabel), rows: [...rows.values()] };
   }
 
   /** Reports by harm category and country, from one projected scan of the period's reports. */
@@ -138,7 +139,8 @@ export function dashboardFigures(deps: { clock: Clock; logger: Logger; store: In
 
   function flagFigures(flags: DashboardSnapshot['flags'], ids: string[] | null) {
     const series = FLAG_RULES.map((rule) => {
-      const counts = flags.perMonth.map((rows) => sum(rows.filter((r) => r.rule === rule && (!ids || (r.model !== null && ids.includes(r.model))))));
+      const ofRule = flags.rows.filter((r) => r.rule === rule && (!ids || (r.model !== null && ids.includes(r.model))));
+      const counts = flags.months.map((_, month) => sum(ofRule.filter((r) => r.month === month)));
       return { rule, counts, total: counts.reduce((a, b) => a + b, 0) };
     });
     return { months: flags.months, series };

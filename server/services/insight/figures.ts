@@ -83,13 +83,15 @@ export interface CellSum {
 
 /**
  * Which cells of a table of published counts to hide. A cell below `min` is hidden (primary).
- * Then, for every sum whose total is shown, the hidden parts must not be recoverable by
- * subtraction: when exactly one part is hidden, or the hidden parts add up to less than `min`,
- * the smallest shown part is hidden too (with none left, the total); and a hidden total whose
- * parts are all shown is protected by hiding its smallest part. Repeated until nothing
- * changes, since hiding a cell in one sum can expose another sum it belongs to (a month of a
- * quarter that is also a status of that month). A heuristic of statistical disclosure
- * control: it defeats subtraction along any one sum, which is what the report's tables offer.
+ * Then, for every sum whose total is shown, what subtraction reveals about its hidden parts
+ * must not be a small count: when exactly one part is hidden (and not zero), or the hidden
+ * parts add up to between 1 and `min - 1`, the smallest shown part is hidden too (with none
+ * left, the total); a hidden total whose parts are all shown is protected by hiding its
+ * smallest part. That a few hidden parts add up to zero may be known: nobody is in them.
+ * Repeated until nothing changes, since hiding a cell in one sum can expose another sum it
+ * belongs to (a month of a quarter that is also a status of that month). A heuristic of
+ * statistical disclosure control: it defeats subtraction along any one sum, which is how the
+ * report's tables can be combined.
  */
 export function suppressCells(values: ReadonlyMap<string, number>, sums: readonly CellSum[], min: number): Set<string> {
   const value = (id: string) => values.get(id) ?? 0;
@@ -100,8 +102,9 @@ export function suppressCells(values: ReadonlyMap<string, number>, sums: readonl
     for (const { total, parts } of sums) {
       const hiddenParts = parts.filter((id) => hidden.has(id));
       const totalShown = total !== null && !hidden.has(total);
+      const revealed = hiddenParts.reduce((a, id) => a + value(id), 0);
       let hide: string | undefined;
-      if (totalShown && hiddenParts.length && (hiddenParts.length === 1 || hiddenParts.reduce((a, id) => a + value(id), 0) < min)) hide = smallestShown(parts) ?? total;
+      if (totalShown && revealed > 0 && (hiddenParts.length === 1 || revealed < min)) hide = smallestShown(parts) ?? total;
       else if (total !== null && !totalShown && !hiddenParts.length) hide = smallestShown(parts);
       if (hide !== undefined) {
         hidden.add(hide);
@@ -111,6 +114,5 @@ export function suppressCells(values: ReadonlyMap<string, number>, sums: readonl
   }
   return hidden;
 }
-
 /** A cell as published, once `suppressCells` has chosen the hidden ones. */
 export const publishedCount = (n: number, hidden: boolean, min: number): PublicCount => (!hidden ? n : n < min ? { lessThan: min } : { withheld: true });

@@ -34,7 +34,7 @@ export function createInsightService(deps: { clock: Clock; config: Pick<Config, 
   const store = deps.stores.insight;
   const dashboard = dashboardFigures({ clock, logger, store });
   const transparency = transparencyReports({ clock, config, logger, store });
-  const exports = exportStreams({ clock, audit, store });
+  const downloads = exportStreams({ clock, audit, store });
   const epcis = epcisExports({ clock, audit, store });
 
   return {
@@ -55,7 +55,7 @@ export function createInsightService(deps: { clock: Clock; config: Pick<Config, 
     transparency: transparency.transparency,
     /** The months and quarters the transparency page offers (those that have ended, newest first). */
     transparencyPeriods: () => endedPeriods(clock.now()),
-    exportStream: exports.exportStream,
+    exportStream: downloads.exportStream,
     epcisUnit: epcis.epcisUnit,
     epcisModel: epcis.epcisModel,
   };

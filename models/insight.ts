@@ -5,8 +5,8 @@ import mongoose, { Schema } from 'mongoose';
  *
  * `UnitTally`, one document per product model (`_id` = the model's SKU, a few dozen documents):
  * where the units are, kept on write so the dashboard never aggregates the units collection
- * (one `$group` over 100,000 units took ~35 s on FerretDB v1, which scans for anything but an
- * `_id` lookup).
+ * (one `$group` over 100,000 units took ~35 s on the embedded database, which scans for
+ * anything but an `_id` lookup).
  *  - `units`: units in the catalogue;
  *  - `registered`: units whose status is not `unregistered` (so `transfer-pending` counts);
  *  - `transferPending`: units whose status is `transfer-pending`;

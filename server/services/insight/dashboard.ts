@@ -15,8 +15,8 @@ import { TALLY_CACHE_MS, unitTallies } from './tallies';
  * per model, the model and risk filters applied here), refreshed by whoever finds it stale;
  * the page shows the snapshot's "as of" time.
  *
- * FerretDB v1 (see README "Database") groups with `$sum` only and has no date operators, and
- * every aggregate scans its collection: so each figure is one projected scan of a small
+ * The embedded database (see README "Database") groups with `$sum` only, has no date operators
+ * and scans a collection for any aggregate: so each figure is one projected scan of a small
  * collection with the grouping done here (one scan of the flags instead of twelve per-month
  * aggregations: 0.3 s against 2.4 s at scale 1; one of the reports instead of ten: 0.9 s
  * against 7.2 s; one of the cases instead of six: 5.3 s before).
@@ -49,7 +49,7 @@ interface RestrictedCase {
 interface DashboardSnapshot {
   asOf: Date;
   since: Date;
-  /** Flags per month (an index into `months`), rule and model: flat, as FerretDB stores no nested arrays. */
+  /** Flags per month (an index into `months`), rule and model: flat, as the embedded database stores no nested arrays. */
   flags: { months: string[]; rows: Array<{ month: number; rule: FlagRule; model: string | null; n: number }> };
   reports: { total: number; byHarm: Array<{ category: string; n: number }>; byCountry: Array<{ country: string; name: string; n: number }> };
   cases: { groups: CaseGroup[]; times: CaseTime[]; restricted: RestrictedCase[] };

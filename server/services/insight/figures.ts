@@ -33,8 +33,8 @@ export interface CaseTime {
 }
 
 /**
- * FerretDB v1 has no date arithmetic, so the durations of a case are taken here from a
- * projected scan of the cases (a small collection).
+ * The database is not asked for date arithmetic (the embedded one has none): the durations
+ * of a case are taken here, from a projected scan of the cases (a small collection).
  */
 export function caseTime(c: { modelIds?: string[] | null; openedAt: Date; closedAt?: Date | null; status: string; deadlines?: { acknowledgedAt?: Date | null } | null; actions?: Array<{ createdAt: Date }> | null }): CaseTime {
   const opened = c.openedAt.getTime();

@@ -8,7 +8,8 @@ import type { InsightStore } from '../../store/insight';
  * per process, and harmless: the figures are read-only counts, a write by this process
  * invalidates it at once, and another instance's writes show here within this bound (what the
  * dashboard already tolerates from its five-minute snapshot). Reading the tallies costs ~40 ms
- * on FerretDB at 20 models × 120 countries (every map entry decoded), over the page's budget.
+ * on the embedded database at 20 models × 120 countries (every map entry decoded), over the
+ * page's budget.
  */
 export const TALLY_CACHE_MS = 10_000;
 /** A rebuild whose heartbeat is older than this stopped (its process died): another instance takes it over. */

@@ -56,16 +56,20 @@ export const InsightState = mongoose.model('InsightState', insightStateSchema);
 export const UNIT_TALLIES = 'unit-tallies';
 
 /**
- * Figures computed from scans of the small collections (flags, reports, cases), one document
- * per key (`dashboard`, `transparency:2026-Q1`), shared by every app instance: whoever finds
- * one stale claims its refresh (`refreshingSince`, a guarded update) and writes the new
- * figures with `computedAt`; everyone else serves the stored ones meanwhile.
+ * Figures computed from scans of the small collections (flags, reports, cases), shared by
+ * every app instance, two documents per key (`dashboard`, `transparency:2026-Q1`): the head
+ * (`_id` = the key: `computedAt`, `refreshingSince`, `figuresId`) and the figures (`_id` = key
+ * + `#figures`: `computedAt`, `figuresId`, `figures`). Whoever finds the head stale claims the
+ * refresh (`refreshingSince`, a guarded update) and writes the figures, then the head; everyone
+ * else serves the stored figures meanwhile, fetching them again only when the head names
+ * other ones.
  */
 const insightSnapshotSchema = new Schema(
   {
     _id: { type: String, required: true },
     computedAt: Date,
     refreshingSince: Date,
+    figuresId: String,
     figures: { type: Schema.Types.Mixed },
   },
   { versionKey: false, minimize: false },

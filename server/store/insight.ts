@@ -1,3 +1,4 @@
+import { randomUUID } from 'node:crypto';
 import { isValidObjectId, Types } from 'mongoose';
 import { Case } from '../../models/cases';
 import { ProductModel, Unit, unitRuns, type CheckInRun, type RiskLevel } from '../../models/catalogue';
@@ -237,11 +238,14 @@ export async function rebuildUnitTallies(opts: { now: Date; progress?: (units: n
 // The store the insight service receives
 // ---------------------------------------------------------------------------------------
 
-export interface SnapshotDoc<T> {
+export interface SnapshotHead {
   computedAt: Date | null;
   refreshingSince: Date | null;
-  figures: T | null;
+  /** Which stored figures are current (null: none yet). */
+  figuresId: string | null;
 }
+
+const figuresOf = (key: string) => `${key}#figures`;
 
 export interface ExportQuery {
   /** null: every model. */
@@ -305,12 +309,22 @@ export function createInsightStore(_engine: Engine) {
     unitTallyRebuildAlive,
     rebuildUnitTallies,
 
-    // ----- shared snapshots (one `_id`-keyed document each) -----
+    // ----- shared snapshots: a small head document per key, the figures in a second one -----
 
-    async snapshot<T>(key: string): Promise<SnapshotDoc<T> | null> {
-      const doc = await snapshots.findOne({ _id: key as never });
-      if (!doc) return null;
-      return { computedAt: (doc.computedAt as Date | null) ?? null, refreshingSince: (doc.refreshingSince as Date | null) ?? null, figures: (doc.figures as T | null) ?? null };
+    /** When the figures of `key` were computed and whether a refresh is claimed (a small document). */
+    async snapshot(key: string): Promise<SnapshotHead | null> {
+      const head = await snapshots.findOne({ _id: key as never });
+      return head ? { computedAt: (head.computedAt as Date | null) ?? null, refreshingSince: (head.refreshingSince as Date | null) ?? null, figuresId: (head.figuresId as string | null) ?? null } : null;
+    },
+
+    /**
+     * The figures of `key` as last stored, or null. Their own document: decoding a few hundred
+     * kilobytes of figures costs the embedded engine ~300 ms, so readers fetch them only when
+     * the head says they changed.
+     */
+    async snapshotFigures<T>(key: string): Promise<{ figuresId: string; figures: T } | null> {
+      const doc = await snapshots.findOne({ _id: figuresOf(key) as never });
+      return doc?.figures ? { figuresId: String(doc.figuresId), figures: doc.figures as T } : null;
     },
 
     /**
@@ -318,10 +332,10 @@ export function createInsightStore(_engine: Engine) {
      * for exactly one caller across instances, unless a refresh claimed before `staleBefore`
      * never finished (its process died), which may be taken over.
      */
-    async claimSnapshotRefresh(key: string, seen: SnapshotDoc<unknown> | null, now: Date, staleBefore: Date): Promise<boolean> {
+    async claimSnapshotRefresh(key: string, seen: SnapshotHead | null, now: Date, staleBefore: Date): Promise<boolean> {
       if (!seen) {
         try {
-          await snapshots.insertOne({ _id: key as never, computedAt: null, refreshingSince: now, figures: null });
+          await snapshots.insertOne({ _id: key as never, computedAt: null, refreshingSince: now });
           return true;
         } catch (err) {
           if (isDuplicateKey(err)) return false;
@@ -333,13 +347,20 @@ export function createInsightStore(_engine: Engine) {
       return res.matchedCount === 1;
     },
 
-    /** Stores fresh figures, unless newer ones were stored meanwhile; the refresh claim ends. */
+    /** Stores fresh figures, then the head naming them, unless newer ones were stored meanwhile; the refresh claim ends. */
     async saveSnapshot(key: string, figures: unknown, computedAt: Date): Promise<void> {
-      await snapshots.updateOne(
-        { _id: key as never, $or: [{ computedAt: null }, { computedAt: { $lte: computedAt } }] },
-        { $set: { figures, computedAt, refreshingSince: null } },
-        { upsert: false },
-      );
+      const notNewer = { $or: [{ computedAt: null }, { computedAt: { $lte: computedAt } }] };
+      // Names these figures for readers holding a copy (two refreshes may share a `computedAt`).
+      const figuresId = randomUUID();
+      try {
+        await snapshots.updateOne({ _id: figuresOf(key) as never, ...notNewer }, { $set: { figures, figuresId, computedAt } }, { upsert: true });
+      } catch (err) {
+        if (isDuplicateKey(err)) return; // newer figures are stored: the upsert found no older ones to replace
+        throw err;
+      }
+      await snapshots.updateOne({ _id: key as never, ...notNewer }, { $set: { computedAt, figuresId, refreshingSince: null } }, { upsert: true }).catch((err: unknown) => {
+        if (!isDuplicateKey(err)) throw err;
+      });
     },
 
     /** A refresh that failed gives its claim back, so the next reader tries again. */

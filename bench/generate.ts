@@ -10,7 +10,7 @@ import { systemClock } from '../server/clock';
 import { loadConfig } from '../server/config';
 import { connectDatabase } from '../server/db';
 import { createLogger } from '../server/logger';
-import { rebuildUnitTallies } from '../models/insight';
+import { rebuildUnitTallies } from '../server/store/insight';
 import { createServices } from '../server/services';
 import { createStores } from '../server/store';
 import { generateDataset } from './dataset';

@@ -10,7 +10,7 @@ import { requireRole } from '../server/middleware/auth';
 import { formAction } from '../server/middleware/forms';
 import { parse, parseQuery } from '../server/middleware/validate';
 import { barRows, choropleth, humanDuration, stackedColumns } from '../server/insight-charts';
-import { EXPORT_KINDS, type ExportKind } from '../server/services/insight';
+import { EXPORT_KINDS, parsePeriod, PERIOD_HINT, periodName, type ExportKind, type TransparencyPeriod } from '../server/services/insight';
 import type { RouteContext } from './context';
 
 const staff = requireRole('investigator', 'admin');
@@ -19,7 +19,6 @@ const staff = requireRole('investigator', 'admin');
 
 const blank = (v: unknown) => (v === '' ? undefined : v);
 const optional = <T extends z.ZodType>(schema: T) => z.preprocess(blank, schema.optional());
-const day = (label: string) => optional(z.iso.date(`${label}: use a date like 2026-03-31.`).transform((d) => new Date(`${d}T00:00:00Z`)));
 
 export const dashboardQuery = z.object({
   model: optional(z.string().trim().toUpperCase().max(64, 'A model SKU is at most 64 characters.')),
@@ -27,7 +26,19 @@ export const dashboardQuery = z.object({
   map: optional(z.enum(['registered', 'check-in'], 'Choose registered or check-in.')),
 });
 
-export const transparencyQuery = z.object({ from: day('From'), to: day('To') });
+/** Calendar months and quarters only: spans of days could be differenced (see the service). */
+const noDays = z.never({ error: `Periods are calendar months or quarters: use period=2026-03 or period=2026-Q1.` }).optional();
+export const transparencyQuery = z.object({
+  period: optional(
+    z
+      .string()
+      .trim()
+      .refine((text) => parsePeriod(text) !== null, PERIOD_HINT)
+      .transform((text) => parsePeriod(text)!),
+  ),
+  from: noDays,
+  to: noDays,
+});
 
 const EXPORT_STATUSES: Record<ExportKind, readonly string[] | null> = {
   units: ['unregistered', 'registered', 'transfer-pending'],
@@ -88,6 +99,14 @@ function dashboardView(snapshot: NonNullable<Awaited<ReturnType<RouteContext['se
 
 const DASHBOARD_EMPTY = { snapshot: null, view: null };
 
+const monthName = new Intl.DateTimeFormat('en', { month: 'long', year: 'numeric', timeZone: 'UTC' });
+
+/** The periods the page offers, as `[value, label]` for its select: "March 2026", "2026 Q1 (January–March)". */
+function periodChoices(periods: readonly TransparencyPeriod[]) {
+  const quarterMonths = ['January–March', 'April–June', 'July–September', 'October–December'];
+  return periods.map((p) => [periodName(p), p.kind === 'month' ? monthName.format(new Date(Date.UTC(p.year, p.index - 1, 1))) : `${p.year} Q${p.index} (${quarterMonths[p.index - 1]})`] as const);
+}
+
 export function insightPages({ services }: RouteContext) {
   const router = Router();
 
@@ -110,7 +129,7 @@ export function insightPages({ services }: RouteContext) {
     staff,
     formAction('insight/dashboard', dashboardLocals, async (req, res) => {
       const q = parseQuery(dashboardQuery, req);
-      const snapshot = await services.insight.dashboard({ model: q.model, risk: q.risk });
+      const snapshot = await services.insight.dashboard({ model: q.model, risk: q.risk }, actorOf(req));
       const mapKind = q.map ?? 'registered';
       const query = new URLSearchParams(Object.entries({ model: q.model, risk: q.risk }).filter((e): e is [string, string] => Boolean(e[1]))).toString();
       // Still null on a very large data set's first view: the page says the figures are on their way.
@@ -126,14 +145,16 @@ export function insightPages({ services }: RouteContext) {
     await sendDownload(res, await services.insight.exportStream(kind, format, filters, actorOf(req)));
   });
 
-  const transparencyLocals = (req: Request) => ({ title: 'Transparency report', report: null, typed: req.query, words });
+  const transparencyLocals = (req: Request) => ({ title: 'Transparency report', report: null, typed: req.query, words, periods: periodChoices(services.insight.transparencyPeriods()) });
 
   router.get(
     '/transparency',
     formAction('insight/transparency', transparencyLocals, async (req, res) => {
-      const q = parseQuery(transparencyQuery, req);
-      const report = await services.insight.transparency(q);
-      res.render('insight/transparency', { ...transparencyLocals(req), report, values: { from: report.period.from, to: report.period.to } });
+      const { period } = parseQuery(transparencyQuery, req);
+      const report = await services.insight.transparency(period);
+      const locals = transparencyLocals(req);
+      const periods = locals.periods.some(([name]) => name === report.period.name) ? locals.periods : [[report.period.name, report.period.name] as const, ...locals.periods];
+      res.render('insight/transparency', { ...locals, periods, report, values: { period: report.period.name } });
     }),
   );
 
@@ -143,7 +164,7 @@ export function insightPages({ services }: RouteContext) {
 export function transparencyApi({ services }: RouteContext) {
   const router = Router();
   router.get('/', async (req, res) => {
-    res.json(await services.insight.transparency(parseQuery(transparencyQuery, req)));
+    res.json(await services.insight.transparency(parseQuery(transparencyQuery, req).period));
   });
   return router;
 }
@@ -152,7 +173,7 @@ export function dashboardApi({ services }: RouteContext) {
   const router = Router();
   router.get('/', staff, async (req, res) => {
     const { model, risk } = parseQuery(dashboardQuery, req);
-    const figures = await services.insight.dashboard({ model, risk });
+    const figures = await services.insight.dashboard({ model, risk }, actorOf(req));
     if (!figures) throw new ServiceUnavailableError('The figures are being computed for the first time; try again in a minute.');
     res.json(figures);
   });

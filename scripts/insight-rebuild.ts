@@ -1,5 +1,5 @@
 /**
- * Recomputes the dashboard's unit tallies (models/insight.ts) from the units, with a streamed
+ * Recomputes the dashboard's unit tallies (server/store/insight.ts) from the units, with a streamed
  * cursor and progress output:
  *   npm run insight:rebuild
  * The tallies are kept on write by the services; run this after writing units outside them
@@ -11,7 +11,7 @@ import { systemClock } from '../server/clock';
 import { ConfigError, loadConfig } from '../server/config';
 import { connectDatabase } from '../server/db';
 import { createLogger } from '../server/logger';
-import { rebuildUnitTallies } from '../models/insight';
+import { rebuildUnitTallies } from '../server/store/insight';
 
 async function main() {
   const config = loadConfig();

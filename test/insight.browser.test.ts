@@ -44,7 +44,7 @@ describe('the dashboard on seeded data (headless Chromium)', () => {
     await page.locator('#where').scrollIntoViewIfNeeded();
     await screenshot(page, 'insight-dashboard-check-ins');
 
-    await page.goto(`${suite.site.url}/transparency?from=2026-01-01&to=2026-06-30`);
+    await page.goto(`${suite.site.url}/transparency?period=2026-Q1`);
     expect(await page.textContent('h1')).toBe('Transparency report');
     expect(await page.textContent('main')).toContain('fewer than 5');
     await screenshot(page, 'insight-transparency');

@@ -3,12 +3,13 @@ import request from 'supertest';
 import { AuditEntry } from '../models/audit';
 import { Case } from '../models/cases';
 import { Unit, UnitCheckInHistory } from '../models/catalogue';
-import { createStores } from '../server/store';
 import { Flag } from '../models/flags';
-import { InsightState, UNIT_TALLIES, UnitTally, readUnitTallies, rebuildUnitTallies, tallyUnits, unitCheckInChange } from '../models/insight';
+import { InsightSnapshot, InsightState, UNIT_TALLIES, UnitTally } from '../models/insight';
 import { Report } from '../models/reports';
 import { createLogger } from '../server/logger';
-import { SNAPSHOT_TTL_MS, createInsightService, csvCell, durationStats, percentile, publicPartition, unitEpcisEvents } from '../server/services/insight';
+import { SNAPSHOT_TTL_MS, createInsightService, csvCell, durationStats, percentile, suppressCells, unitEpcisEvents } from '../server/services/insight';
+import { createStores } from '../server/store';
+import { readUnitTallies, rebuildUnitTallies, tallyUnits, unitCheckInChange } from '../server/store/insight';
 import { logBreaks, shadeOf } from '../server/insight-charts';
 import { freshAuth, makeFlagCase, makeReportCase, makeStaff, triageFields } from './helpers/cases';
 import { makeModel, makeRegistration, makeUnit } from './helpers/catalogue';
@@ -38,6 +39,11 @@ async function refreshSessions() {
 beforeEach(refreshSessions);
 
 const exportAudits = (subjectId: string) => AuditEntry.find({ action: 'export.downloaded', subjectId }).lean();
+
+/** Another app instance on the same database: its own service, sharing nothing in memory. */
+const anotherInstance = (config: { transparencyMinCount: number } = ctx.config) =>
+  createInsightService({ clock: ctx.clock, config, audit: ctx.services.audit, logger: createLogger('silent'), stores: createStores(ctx.db.engine) });
+const viewer = () => ({ userId: String(investigator.user._id) });
 
 describe('figures as pure functions', () => {
   it('takes nearest-rank percentiles and ignores negative durations', () => {
@@ -155,33 +161,47 @@ describe('dashboard', () => {
     const { unit, model } = await makeUnit(ctx);
     await makeFlagCase(ctx, { unitId: unit._id, modelId: model._id, country: 'SY' });
     await ctx.services.insight.refreshDashboard();
-    const first = (await ctx.services.insight.dashboard({ model: model._id }))!;
+    const first = (await ctx.services.insight.dashboard({ model: model._id }, viewer()))!;
     const flagsOf = (d: typeof first) => d.flags.series.find((x) => x.rule === 'country-mismatch')!.total;
     expect(flagsOf(first)).toBe(1);
     await makeFlagCase(ctx, { unitId: unit._id, modelId: model._id, country: 'IR' }, 'restricted-country');
     expect(await Flag.countDocuments({ modelId: model._id })).toBe(2);
 
     ctx.clock.advance(SNAPSHOT_TTL_MS - 1);
-    const same = (await ctx.services.insight.dashboard({ model: model._id }))!;
+    const same = (await ctx.services.insight.dashboard({ model: model._id }, viewer()))!;
     expect(same.asOf).toEqual(first.asOf);
     expect(same.flags.series.find((x) => x.rule === 'restricted-country')!.total).toBe(0);
     ctx.clock.advance(1);
-    const stale = (await ctx.services.insight.dashboard({ model: model._id }))!; // served at once; the refresh starts
+    const stale = (await ctx.services.insight.dashboard({ model: model._id }, viewer()))!; // served at once; the refresh starts
     expect(stale.asOf).toEqual(first.asOf);
     let fresh = stale;
-    for (let waited = 0; fresh.asOf === first.asOf && waited < 10_000; waited += 50) {
+    for (let waited = 0; fresh.asOf.getTime() === first.asOf.getTime() && waited < 10_000; waited += 50) {
       await new Promise((r) => setTimeout(r, 50));
-      fresh = (await ctx.services.insight.dashboard({ model: model._id }))!;
+      fresh = (await ctx.services.insight.dashboard({ model: model._id }, viewer()))!;
     }
     expect(fresh.asOf.getTime()).toBe(ctx.clock.now().getTime());
     expect(fresh.flags.series.find((x) => x.rule === 'restricted-country')!.total).toBe(1);
   });
 
   it('says the figures are on their way when the first snapshot takes longer than the wait', async () => {
-    const insight = createInsightService({ clock: ctx.clock, config: ctx.config, audit: ctx.services.audit, logger: createLogger('silent'), stores: createStores(ctx.db.engine) });
-    expect(await insight.dashboard({}, 0)).toBeNull();
-    const later = await insight.dashboard({}, 10_000);
+    await InsightSnapshot.deleteMany({});
+    const insight = anotherInstance();
+    expect(await insight.dashboard({}, viewer(), 0)).toBeNull();
+    const later = await insight.dashboard({}, viewer(), 10_000);
     expect(later!.units.totals.units).toBe(await Unit.countDocuments({}));
+  });
+
+  it('is one snapshot for every app instance: another instance serves the figures it finds fresh instead of computing its own', async () => {
+    const { unit, model } = await makeUnit(ctx);
+    await makeFlagCase(ctx, { unitId: unit._id, modelId: model._id, country: 'SY' });
+    await ctx.services.insight.refreshDashboard();
+    const first = (await ctx.services.insight.dashboard({ model: model._id }, viewer()))!;
+    await makeFlagCase(ctx, { unitId: unit._id, modelId: model._id, country: 'IR' }, 'restricted-country');
+    ctx.clock.advance(60_000);
+    const elsewhere = (await anotherInstance().dashboard({ model: model._id }, viewer()))!;
+    expect(elsewhere.asOf).toEqual(first.asOf);
+    expect(elsewhere.flags.series.find((x) => x.rule === 'restricted-country')!.total).toBe(0);
+    expect(await InsightSnapshot.findById('dashboard', { computedAt: 1 }).lean()).toMatchObject({ computedAt: first.asOf });
   });
 
   it('is for investigators and admins only', async () => {
@@ -309,11 +329,35 @@ describe('unit tallies kept on write', () => {
     // A database that never had a rebuild (first start of this version): the dashboard builds the tallies itself.
     await InsightState.deleteMany({});
     await UnitTally.deleteMany({});
-    const insight = createInsightService({ clock: ctx.clock, config: ctx.config, audit: ctx.services.audit, logger: createLogger('silent'), stores: createStores(ctx.db.engine) });
-    const figures = (await insight.dashboard({ model: model._id }, 10_000))!;
+    const insight = anotherInstance();
+    const figures = (await insight.dashboard({ model: model._id }, viewer(), 10_000))!;
     expect(figures.units.totals).toEqual({ units: 9, registered: 5, withCheckIns: 2, transferPending: 0 });
     expect(await InsightState.findById(UNIT_TALLIES).lean()).not.toBeNull();
     expect(await UnitTally.countDocuments({ _id: model._id })).toBe(1);
+  });
+});
+
+describe('the first tally rebuild across instances', () => {
+  it('runs in one instance: another one waits while it builds, and takes over a rebuild whose instance stopped', async () => {
+    const model = await makeModel(ctx);
+    await bulkUnits(ctx, model._id, 3, () => ({ country: 'KE' }));
+    await InsightState.deleteMany({});
+    await UnitTally.deleteMany({});
+    // Another instance claimed the rebuild a moment ago and is still at it.
+    await InsightState.create({ _id: UNIT_TALLIES, status: 'building', startedAt: ctx.clock.now(), heartbeatAt: ctx.clock.now() });
+    const second = anotherInstance();
+    expect(await second.dashboard({ model: model._id }, viewer(), 1_500)).toBeNull();
+    expect(await UnitTally.countDocuments({})).toBe(0); // it waited instead of rebuilding too
+
+    ctx.clock.advance(3 * 60_000); // that instance stopped: its heartbeat is old
+    await refreshSessions();
+    await second.ensureUnitTallies();
+    expect(await InsightState.findById(UNIT_TALLIES).lean()).toMatchObject({ status: 'ready', rebuiltAt: ctx.clock.now() });
+    expect((await readUnitTallies()).find((t) => t.modelId === model._id)).toMatchObject({ units: 3, registered: 3, byRegisteredCountry: { KE: 3 } });
+    // Ready: a third instance finds nothing to do.
+    const before = await InsightState.findById(UNIT_TALLIES).lean();
+    await anotherInstance().ensureUnitTallies();
+    expect(await InsightState.findById(UNIT_TALLIES).lean()).toEqual(before);
   });
 });
 
@@ -328,6 +372,21 @@ describe('transparency report', () => {
     for (let i = 0; i < n; i++) caseIds.push((await makeReportCase(ctx, { country: 'KE', withEvidence: false, contact: { name: 'Achieng Otieno', email: 'achieng@haki.example' } })).caseId);
     return caseIds;
   }
+  const publicReport = (query: string) => request(ctx.app).get(`/api/v1/transparency?${query}`);
+
+  type Published = number | { lessThan: number } | { withheld: true };
+  /** Every count of a report by figure (`received`, `status:closed`, `harm:…`, `action:…`, `times:close`). */
+  function countsOf(body: { reports: { received: Published; byStatus: Array<{ status: string; count: Published }> }; cases: { opened: Published; byHarmCategory: Array<{ category: string; count: Published }>; byOutcome: Array<{ outcome: string; count: Published }> }; leverageActions: Array<{ kind: string; count: Published }>; responseTimes: Record<string, { cases: Published }> }) {
+    return new Map<string, Published>([
+      ['received', body.reports.received],
+      ...body.reports.byStatus.map((s) => [`status:${s.status}`, s.count] as [string, Published]),
+      ['opened', body.cases.opened],
+      ...body.cases.byOutcome.map((o) => [`outcome:${o.outcome}`, o.count] as [string, Published]),
+      ...body.cases.byHarmCategory.map((h) => [`harm:${h.category}`, h.count] as [string, Published]),
+      ...body.leverageActions.map((a) => [`action:${a.kind}`, a.count] as [string, Published]),
+      ...Object.entries(body.responseTimes).map(([k, t]) => [`times:${k}`, t.cases] as [string, Published]),
+    ]);
+  }
 
   it('publishes counts at or above the threshold and hides smaller ones as "fewer than 5"', async () => {
     const caseIds = await reportsOn('2025-03-10', 6);
@@ -338,10 +397,11 @@ describe('transparency report', () => {
     }
     for (const id of caseIds) await ctx.services.cases.addAction(id, { kind: 'request-information', customer: 'Clinic' }, admin.actor);
     for (const id of caseIds.slice(0, 2)) await ctx.services.cases.addAction(id, { kind: 'audit-visit' }, admin.actor);
+    ctx.clock.set('2025-04-01T08:00:00Z'); // the month has ended
 
-    const res = await request(ctx.app).get('/api/v1/transparency?from=2025-03-01&to=2025-03-31');
+    const res = await publicReport('period=2025-03');
     expect(res.status).toBe(200);
-    expect(res.body.period).toEqual({ from: '2025-03-01', to: '2025-03-31' });
+    expect(res.body.period).toEqual({ name: '2025-03', kind: 'month', from: '2025-03-01', to: '2025-03-31' });
     expect(res.body.threshold).toBe(5);
     expect(res.body.reports.received).toBe(6);
     expect(res.body.reports.byStatus).toContainEqual({ status: 'acknowledged', count: 6 });
@@ -354,50 +414,70 @@ describe('transparency report', () => {
     expect(res.body.responseTimes.firstAction).toEqual({ cases: 6, medianDays: 1 });
     expect(res.body.responseTimes.close).toEqual({ cases: { lessThan: 5 }, medianDays: null }); // none closed
 
+    // The quarter holds the same six (January and February had none).
+    const quarter = await publicReport('period=2025-Q1');
+    expect(quarter.status).toBe(200);
+    expect(quarter.body.period).toEqual({ name: '2025-Q1', kind: 'quarter', from: '2025-01-01', to: '2025-03-31' });
+    expect(quarter.body.reports.received).toBe(6);
+
     const text = JSON.stringify(res.body);
     expect(text).not.toMatch(/Achieng|haki\.example|C-20\d\d-|rpt_/);
     expect(await Case.countDocuments({ _id: { $in: caseIds }, status: 'triaged' })).toBe(6);
   });
 
-  it('shows the public page without signing in, with small counts hidden', async () => {
+  it('shows the public page without signing in, with small counts hidden and the periods offered', async () => {
     await reportsOn('2024-05-02', 3);
-    const res = await request(ctx.app).get('/transparency?from=2024-05-01&to=2024-05-31');
+    ctx.clock.set('2024-06-02T08:00:00Z');
+    const res = await request(ctx.app).get('/transparency?period=2024-05');
     expect(res.status).toBe(200);
     expect(res.text).toMatch(/<strong>fewer than 5<\/strong> reports received/);
     expect(res.text).not.toMatch(/<strong>3<\/strong>/);
     expect(res.text).not.toContain('Achieng');
-    expect(res.text).toContain('value="2024-05-01"');
+    expect(res.text).toContain('<option value="2024-05" selected>May 2024</option>');
+    expect(res.text).toContain('<option value="2024-Q1">2024 Q1 (January–March)</option>');
+    expect(res.text).not.toContain('value="2024-06"'); // still running
+    expect(res.text).not.toContain('type="date"');
+
+    const byDefault = await request(ctx.app).get('/transparency');
+    expect(byDefault.status).toBe(200);
+    expect(byDefault.text).toContain('<option value="2024-Q1" selected>'); // the last quarter that has ended
   });
 
   it('follows TRANSPARENCY_MIN_COUNT', async () => {
-    const { audit } = ctx.services;
-    const insight = createInsightService({ clock: ctx.clock, config: { transparencyMinCount: 2 }, audit, logger: createLogger('silent'), stores: createStores(ctx.db.engine) });
+    const insight = anotherInstance({ transparencyMinCount: 2 });
     ctx.clock.set('2024-07-01T09:00:00Z');
     for (let i = 0; i < 3; i++) await makeReportCase(ctx, { withEvidence: false });
-    const report = await insight.transparency({ from: new Date('2024-07-01T00:00:00Z'), to: new Date('2024-07-01T00:00:00Z') });
+    ctx.clock.set('2024-08-01T00:00:00Z');
+    const report = await insight.transparency({ kind: 'month', year: 2024, index: 7 });
     expect(report.reports.received).toBe(3);
     expect(report.cases.byOutcome).toContainEqual({ outcome: 'open', count: 3 });
     expect(report.cases.byOutcome).toContainEqual({ outcome: 'substantiated', count: { lessThan: 2 } });
     expect(await Case.countDocuments({ openedAt: new Date('2024-07-01T09:00:00Z') })).toBe(3);
   });
 
-  it('withholds a second count when a single hidden part could be worked out from its total', async () => {
-    // Pure rule: 12 = 10 + one hidden part → the next smallest part is withheld too.
-    expect(publicPartition(12, [10, 2], 5)).toEqual({ total: 12, parts: [{ withheld: true }, { lessThan: 5 }] });
-    expect(publicPartition(12, [6, 5, 1], 5)).toEqual({ total: 12, parts: [6, { withheld: true }, { lessThan: 5 }] });
-    expect(publicPartition(3, [3], 5)).toEqual({ total: { lessThan: 5 }, parts: [{ lessThan: 5 }] });
-    expect(publicPartition(12, [6, 3, 3], 5)).toEqual({ total: 12, parts: [6, { lessThan: 5 }, { lessThan: 5 }] }); // two hidden: 6 of which neither is known
-    expect(publicPartition(12, [10, 2], 5, false)).toEqual({ total: 12, parts: [10, { lessThan: 5 }] });
+  it('hides more counts where a small one could be worked out from its total', async () => {
+    // Pure rule: which cells are hidden, for a total and its parts.
+    const hiddenOf = (total: number, parts: number[], min: number, addsUp = true) => {
+      const values = new Map<string, number>([['total', total], ...parts.map((n, i): [string, number] => [`p${i}`, n])]);
+      return [...suppressCells(values, addsUp ? [{ total: 'total', parts: parts.map((_, i) => `p${i}`) }] : [], min)].sort();
+    };
+    expect(hiddenOf(12, [10, 2], 5)).toEqual(['p0', 'p1']); // 12 − 10 would give the 2
+    expect(hiddenOf(12, [6, 5, 1], 5)).toEqual(['p1', 'p2']);
+    expect(hiddenOf(3, [3], 5)).toEqual(['p0', 'total']);
+    expect(hiddenOf(12, [6, 3, 3], 5)).toEqual(['p1', 'p2']); // two hidden: 6 of which neither is known
+    expect(hiddenOf(12, [8, 2, 2], 5)).toEqual(['p0', 'p1', 'p2']); // 12 − 8 would give 4, a small count
+    expect(hiddenOf(12, [12, 0], 5)).toEqual(['p1']); // that nobody is in a part may be known
+    expect(hiddenOf(12, [10, 2], 5, false)).toEqual(['p1']);
 
-    // Through the API: threshold 2, reports by status 2 + 2 + 2 + 1 = 7 received.
-    const { audit } = ctx.services;
-    const insight = createInsightService({ clock: ctx.clock, config: { transparencyMinCount: 2 }, audit, logger: createLogger('silent'), stores: createStores(ctx.db.engine) });
+    // Through the service: threshold 2, reports by status 2 + 2 + 2 + 1 = 7 received.
+    const insight = anotherInstance({ transparencyMinCount: 2 });
     ctx.clock.set('2023-02-10T09:00:00Z');
     const made = [];
     for (let i = 0; i < 7; i++) made.push(await makeReportCase(ctx, { withEvidence: false }));
     const statuses = ['received', 'received', 'acknowledged', 'acknowledged', 'under-investigation', 'under-investigation', 'closed'];
     for (const [i, m] of made.entries()) await Report.updateOne({ _id: m.reportId }, { $set: { status: statuses[i] } });
-    const report = await insight.transparency({ from: new Date('2023-02-01T00:00:00Z'), to: new Date('2023-02-28T00:00:00Z') });
+    ctx.clock.set('2023-04-01T00:00:00Z');
+    const report = await insight.transparency({ kind: 'month', year: 2023, index: 2 });
     expect(report.reports.received).toBe(7);
     expect(report.reports.byStatus).toEqual([
       { status: 'received', count: { withheld: true } },
@@ -408,17 +488,56 @@ describe('transparency report', () => {
     expect(await Report.countDocuments({ receivedAt: { $gte: new Date('2023-02-01T00:00:00Z'), $lt: new Date('2023-03-01T00:00:00Z') } })).toBe(7);
   });
 
-  it('refuses a bad period with 400 naming the field, on the page and in the API', async () => {
-    const bad = await request(ctx.app).get('/api/v1/transparency?from=2025-13-01');
-    expect(bad.status).toBe(400);
-    expect(bad.body.error.fields).toEqual({ from: 'From: use a date like 2026-03-31.' });
-    const reversed = await request(ctx.app).get('/api/v1/transparency?from=2025-03-02&to=2025-03-01');
-    expect(reversed.status).toBe(400);
-    expect(reversed.body.error.fields).toEqual({ to: 'The end of the period must be on or after its start.' });
-    const page = await request(ctx.app).get('/transparency?from=2025-03-02&to=2025-03-01');
+  it('cannot be differenced: periods of days are refused, and no small count follows from subtracting the months and quarter offered', async () => {
+    // Issue 20, finding 6: six reports, then exactly one more on a later day.
+    await reportsOn('2022-10-05', 6);
+    await reportsOn('2022-11-03', 1);
+
+    // Spans of days, a day, and a period still running are refused, naming the field.
+    ctx.clock.set('2022-11-20T12:00:00Z');
+    const days = await publicReport('from=2022-10-01&to=2022-11-02');
+    expect(days.status).toBe(400);
+    expect(days.body.error.fields).toEqual({ from: 'Periods are calendar months or quarters: use period=2026-03 or period=2026-Q1.', to: 'Periods are calendar months or quarters: use period=2026-03 or period=2026-Q1.' });
+    const oneDay = await publicReport('period=2022-11-03');
+    expect(oneDay.status).toBe(400);
+    expect(oneDay.body.error.fields).toEqual({ period: 'Choose a calendar month or quarter, like 2026-03 or 2026-Q1.' });
+    const running = await publicReport('period=2022-11');
+    expect(running.status).toBe(400);
+    expect(running.body.error.fields).toEqual({ period: 'This period has not ended yet: choose a month or quarter that has.' });
+    const page = await request(ctx.app).get('/transparency?to=2022-11-03');
     expect(page.status).toBe(400);
-    expect(page.text).toContain('The end of the period must be on or after its start.');
-    expect(page.text).toContain('value="2025-03-02"'); // what was typed is kept
+    expect(page.text).toContain('Periods are calendar months or quarters');
+
+    // Every period offered once the quarter has ended: the one report of November stays hidden.
+    ctx.clock.set('2023-01-05T12:00:00Z');
+    const offered = ['2022-10', '2022-11', '2022-12', '2022-Q4'];
+    const reports = new Map<string, Map<string, Published>>();
+    for (const period of offered) {
+      const res = await publicReport(`period=${period}`);
+      expect(res.status).toBe(200);
+      reports.set(period, countsOf(res.body));
+    }
+    const received = offered.map((p) => reports.get(p)!.get('received'));
+    expect(received).toEqual([{ withheld: true }, { lessThan: 5 }, { lessThan: 5 }, 7]); // October's 6 would give November's 1
+
+    const quarter = reports.get('2022-Q4')!;
+    const months = offered.slice(0, 3).map((p) => reports.get(p)!);
+    for (const [figure, total] of quarter) {
+      if (typeof total !== 'number') continue;
+      const shown = months.map((m) => m.get(figure)).filter((c): c is number => typeof c === 'number');
+      if (shown.length === 3) continue;
+      const worked = total - shown.reduce((a, b) => a + b, 0);
+      expect({ figure, worked: worked > 0 && worked < 5 }).toEqual({ figure, worked: false });
+    }
+    for (const counts of [...months, quarter]) {
+      for (const [total, parts] of [['received', ['received', 'acknowledged', 'under-investigation', 'closed'].map((s) => `status:${s}`)], ['opened', ['open', 'substantiated', 'unsubstantiated', 'referred', 'duplicate', 'out-of-scope'].map((o) => `outcome:${o}`)]] as const) {
+        const t = counts.get(total);
+        if (typeof t !== 'number') continue;
+        const worked = t - parts.map((p) => counts.get(p)).reduce<number>((a, c) => a + (typeof c === 'number' ? c : 0), 0);
+        expect({ total, worked: worked > 0 && worked < 5 }).toEqual({ total, worked: false });
+      }
+    }
+    expect(await Report.countDocuments({ receivedAt: { $gte: new Date('2022-11-01T00:00:00Z'), $lt: new Date('2022-12-01T00:00:00Z') } })).toBe(1);
   });
 });
 
@@ -462,6 +581,34 @@ describe('exports', () => {
     expect((await get('actions', '&status=open')).body).toEqual([expect.objectContaining({ caseId, kind: 'withhold-updates', status: 'open', units: 1 })]);
     expect((await get('actions', '&status=done')).body).toEqual([]);
     expect((await exportAudits('actions.json')).length).toBe(2);
+  });
+
+  it('leaves a case out of the exports and dashboard of an investigator conflicted on it, and keeps it for the others', async () => {
+    const { unit, model } = await makeRegistration(ctx, { country: 'GH' });
+    const { caseId } = await makeReportCase(ctx, { unitId: unit._id, modelId: model._id, withEvidence: false });
+    await ctx.services.cases.addAction(caseId, { kind: 'request-information', customer: 'Clinic' }, admin.actor);
+    const conflicted = await makeStaff(ctx, 'investigator');
+    await ctx.services.cases.declareConflict(caseId, String(conflicted.user._id), 'Former employer of the reporter.', admin.actor);
+    expect((await request(ctx.app).get(`/api/v1/cases/${caseId}`).set(conflicted.auth)).status).toBe(404); // the rule followed
+
+    const get = (who: { auth: Record<string, string> }, kind: string, format = 'json') => request(ctx.app).get(`/api/v1/exports/${kind}?format=${format}&model=${model._id}`).set(who.auth);
+    for (const kind of ['cases', 'actions']) {
+      const hidden = await get(conflicted, kind);
+      expect(hidden.status).toBe(200);
+      expect(hidden.body).toEqual([]);
+      const csv = await get(conflicted, kind, 'csv');
+      expect(csv.status).toBe(200);
+      expect(csv.text).not.toContain(caseId);
+      const shown = await get(investigator, kind);
+      expect(shown.status).toBe(200);
+      expect(shown.body).toEqual([expect.objectContaining({ caseId })]);
+    }
+
+    await ctx.services.insight.refreshDashboard();
+    const casesSeenBy = async (who: { auth: Record<string, string> }) => (await request(ctx.app).get(`/api/v1/dashboard?model=${model._id}`).set(who.auth)).body.cases;
+    expect(await casesSeenBy(conflicted)).toMatchObject({ total: 0, times: { firstAction: { n: 0 } } });
+    expect(await casesSeenBy(investigator)).toMatchObject({ total: 1, times: { firstAction: { n: 1 } } });
+    expect((await Case.findById(caseId, { conflictedUserIds: 1 }).lean())!.conflictedUserIds.map(String)).toEqual([String(conflicted.user._id)]);
   });
 
   it('is for staff only and refuses bad filters naming the field', async () => {

@@ -1,6 +1,6 @@
 import type { Model } from 'mongoose';
 import { ImportJob, ProductModel, SerialIndex, Unit } from '../../models/catalogue';
-import { tallyUnits, unitStateChange } from '../../models/insight';
+import { tallyUnits, unitStateChange } from './insight';
 import { byIds, existingByIds } from './by-ids';
 import { chunksOf, type Engine } from './engine';
 

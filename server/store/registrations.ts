@@ -1,5 +1,5 @@
 import { Unit } from '../../models/catalogue';
-import { tallyUnits, unitStateChange } from '../../models/insight';
+import { tallyUnits, unitStateChange } from './insight';
 import { ClaimKey, CustomerRegistrations, Registration, Transfer } from '../../models/registrations';
 import { existingByIds } from './by-ids';
 import { chunksOf, type Engine } from './engine';

@@ -4,7 +4,7 @@ import Ajv, { type ValidateFunction } from 'ajv';
 import addFormats from 'ajv-formats';
 import type { Response } from 'supertest';
 import { Unit } from '../../models/catalogue';
-import { tallyUnits, type UnitTallyChange } from '../../models/insight';
+import { tallyUnits, type UnitTallyChange } from '../../server/store/insight';
 import type { TestContext } from './context';
 import { makeModel } from './catalogue';
 

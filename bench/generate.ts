@@ -35,7 +35,8 @@ async function main() {
     await db.connection.dropDatabase();
     await Promise.all(Object.values(db.connection.models).map((model) => model.createIndexes()));
 
-    const services = createServices({ config, clock: systemClock, logger, stores: createStores(db.engine) });
+    const stores = createStores(db.engine);
+    const services = createServices({ config, clock: systemClock, logger, stores });
     const password = () => crypto.randomBytes(18).toString('base64url');
     const admin = { email: 'bench-admin@example.org', password: password() };
     const investigator = { email: 'bench-investigator-1@example.org', password: password() };
@@ -51,6 +52,8 @@ async function main() {
     // Units went straight into their collection: the dashboard's tallies are built from them, as `npm run insight:rebuild` does.
     const tallied = await rebuildUnitTallies({ now: new Date(), progress: (n) => process.stdout.write(`unit tallies: ${n.toLocaleString('en')} units read\n`), progressEvery: 50_000 });
     process.stdout.write(`unit tallies rebuilt in ${(tallied.ms / 1000).toFixed(1)} s\n`);
+    // Cases went straight into their collection too: each unit's list of cases is built from them.
+    process.stdout.write(`unit case lists: ${(await stores.cases.rebuildUnitCases()).toLocaleString('en')} units\n`);
     writeManifest({ dataset, database: db.describe(), generatedAt: new Date().toISOString(), jwtSecret, admin, investigator, apiKey: key });
     const seconds = (Date.now() - started) / 1000;
     process.stdout.write(

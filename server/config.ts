@@ -43,7 +43,7 @@ const envSchema = z.object({
     }),
   LOG_LEVEL: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info'),
   BODY_LIMIT_KB: positiveInt(100),
-  UPLOAD_MAX_FILE_MB: positiveInt(10),
+  UPLOAD_MAX_FILE_MB: positiveInt(25),
   UPLOAD_MAX_FILES: positiveInt(5),
   RATE_LIMIT_LOGIN_PER_15MIN: positiveInt(10),
   RATE_LIMIT_PUBLIC_POST_PER_MIN: positiveInt(20),

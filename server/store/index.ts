@@ -1,4 +1,5 @@
 import type { Engine } from './engine';
+import { createLimitsStore } from './limits';
 
 /**
  * Every repository of the portal, built once per app from the detected engine. Services
@@ -6,7 +7,7 @@ import type { Engine } from './engine';
  * query and write lives in server/store, one file per aggregate.
  */
 export function createStores(engine: Engine) {
-  return { engine };
+  return { engine, limits: createLimitsStore(engine) };
 }
 
 export type Stores = ReturnType<typeof createStores>;

@@ -121,7 +121,8 @@ export function reportAgent(ctx: TestContext, ip = '10.0.0.1') {
     },
     /** Posts the form; `hidden` are the fields of the page last shown (form or re-rendered form). */
     postForm(hidden: Record<string, string>, fields: Record<string, unknown>, files: Attachment[] = [], extra: { pow?: string; userAgent?: string } = {}) {
-      const req = agent.post('/report').set('X-Forwarded-For', ip);
+      // The form's address carries its token, as the page writes it (checked before the body is read).
+      const req = agent.post(`/report?challenge=${encodeURIComponent(hidden.challenge ?? '')}`).set('X-Forwarded-For', ip);
       if (extra.userAgent) req.set('User-Agent', extra.userAgent);
       for (const [k, v] of Object.entries({ ...hidden, pow: extra.pow ?? '' })) req.field(k, v);
       for (const [k, v] of Object.entries(fields)) {

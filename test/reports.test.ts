@@ -3,6 +3,7 @@ import http from 'node:http';
 import type { AddressInfo } from 'node:net';
 import path from 'node:path';
 import ejs from 'ejs';
+import { PDFDict, PDFDocument, PDFName } from 'pdf-lib';
 import sharp from 'sharp';
 import request from 'supertest';
 import { AuditEntry } from '../models/audit';
@@ -16,6 +17,7 @@ import { viewsDir } from '../server/paths';
 import { CHALLENGE_MAX_AGE_MS, createReceiptHasher, createReportsService, RECEIPT_FAILURES_PER_WINDOW, RECEIPT_WINDOW_MS } from '../server/services/reports';
 import { LABELS } from '../routes/reports';
 import { createStores } from '../server/store';
+import { makeStaff } from './helpers/cases';
 import { makeModel, makeRegistration } from './helpers/catalogue';
 import { createTestContext, type TestContext } from './helpers/context';
 import { csrfFrom, makeUser, unique } from './helpers/factories';
@@ -25,6 +27,7 @@ import {
   formFields,
   jpegWithGps,
   notAnImage,
+  pdfWithHiddenData,
   pngImage,
   receiptFrom,
   reportAgent,
@@ -628,6 +631,59 @@ describe('public misuse reports', () => {
       expect(after).toMatchObject({ contact: null, messages: [], evidence: [], erased: { evidenceFiles: 1, messages: 1, evidenceSha256: [before.evidence[0]!.sha256] } });
       expect(JSON.stringify(after)).not.toContain('To be erased');
       expect(await AuditEntry.countDocuments({ action: 'report.reporter-data-deleted', subjectId: reportId })).toBe(1);
+    });
+  });
+
+  describe('PDF evidence', () => {
+    it('reaches the investigator without its author, creator, XMP, opening script or attached file, under a generic name', async () => {
+      const pdf = await pdfWithHiddenData();
+      // The fixture carries them (pdf-lib writes the properties as UTF-16 hex strings).
+      for (const hidden of ['Jane Reporter (xmp)', 'xmpmeta', '/OpenAction', 'tracking-beacon', '/EmbeddedFile', 'jane-source']) expect(pdf.toString('latin1')).toContain(hidden);
+      const original = await PDFDocument.load(pdf, { updateMetadata: false });
+      expect([original.getAuthor(), original.getCreator()]).toEqual(['Jane Reporter', 'ScanSnap Home (Jane-Laptop)']);
+      const { challenge, pow } = await solvedChallenge(ctx);
+      const req = request(ctx.app).post('/api/v1/reports').set('X-Forwarded-For', nextIp()).set('X-Report-Challenge', challenge).field('challenge', challenge).field('pow', pow);
+      for (const [k, v] of Object.entries(reportFields())) for (const item of [v].flat()) req.field(k, String(item));
+      const filed = await req.attach('evidence', pdf, 'Jane Reporter - delivery note.pdf');
+      expect(filed.status).toBe(201);
+      const reportId = await reportIdOf(ctx, filed.body.receipt);
+      const report = (await Report.findById(reportId).lean())!;
+      const investigator = await makeStaff(ctx);
+      await ctx.services.cases.assign(report.caseId!, investigator.actor.id, investigator.actor);
+
+      const res = await request(ctx.app)
+        .get(`/api/v1/cases/${report.caseId}/reports/${reportId}/evidence/${report.evidence[0]!.fileId}`)
+        .set(investigator.auth)
+        .buffer(true)
+        .parse((r, done) => {
+          const chunks: Buffer[] = [];
+          r.on('data', (c: Buffer) => chunks.push(c));
+          r.on('end', () => done(null, Buffer.concat(chunks)));
+        });
+      expect(res.status).toBe(200);
+      expect(res.headers['content-disposition']).toBe('attachment; filename=evidence-1.pdf');
+      expect(res.headers['cache-control']).toBe('no-store');
+      const text = (res.body as Buffer).toString('latin1');
+      expect(text.startsWith('%PDF-')).toBe(true);
+      for (const gone of ['Jane Reporter', 'ScanSnap', 'Delivery note', 'xmpmeta', '/Metadata', '/OpenAction', '/JavaScript', 'tracking-beacon', '/EmbeddedFile', 'jane-source', 'attached-secret', '/Author', '/Creator', '/Producer']) {
+        expect([gone, text.includes(gone)]).toEqual([gone, false]);
+      }
+      // Still a PDF with its page.
+      const cleaned = await PDFDocument.load(res.body as Buffer, { updateMetadata: false });
+      expect(cleaned.getPageCount()).toBe(1);
+      expect([cleaned.getAuthor(), cleaned.getCreator(), cleaned.getTitle()]).toEqual([undefined, undefined, undefined]);
+      const keys = (dict: PDFDict | undefined) => (dict?.keys() ?? []).map(String);
+      expect(keys(cleaned.catalog)).toEqual(expect.not.arrayContaining(['/OpenAction', '/AA', '/Metadata']));
+      expect(keys(cleaned.catalog.lookupMaybe(PDFName.of('Names'), PDFDict))).toEqual([]);
+    });
+
+    it('refuses a PDF it cannot parse, naming the field', async () => {
+      const { challenge, pow } = await solvedChallenge(ctx);
+      const req = request(ctx.app).post('/api/v1/reports').set('X-Forwarded-For', nextIp()).set('X-Report-Challenge', challenge).field('challenge', challenge).field('pow', pow);
+      for (const [k, v] of Object.entries(reportFields())) for (const item of [v].flat()) req.field(k, String(item));
+      const res = await req.attach('evidence', Buffer.from('%PDF-1.7\n garbage without objects'), 'broken.pdf');
+      expect(res.status).toBe(400);
+      expect(res.body.error.fields.evidence).toContain('"broken.pdf" could not be read as a PDF');
     });
   });
 

@@ -28,13 +28,17 @@ export class UnreadablePdfError extends Error {}
 
 /** Throws UnreadablePdfError when the bytes are not a PDF this can parse (or it is encrypted). */
 export async function rewritePdf(bytes: Uint8Array): Promise<Buffer> {
-  let doc: PDFDocument;
   try {
-    doc = await PDFDocument.load(bytes, { updateMetadata: false });
+    return await rewrite(await PDFDocument.load(bytes, { updateMetadata: false }));
   } catch (err) {
+    // pdf-lib reads damaged files leniently and fails later, anywhere: all of it is "unreadable".
     throw new UnreadablePdfError((err as Error).message);
   }
+}
+
+async function rewrite(doc: PDFDocument): Promise<Buffer> {
   const { context } = doc;
+  if (!(context.lookup(context.trailerInfo.Root) instanceof PDFDict)) throw new Error('no document catalogue');
   context.trailerInfo.Info = undefined;
   context.trailerInfo.ID = undefined;
 

@@ -6,7 +6,7 @@ import mongoose, { Schema } from 'mongoose';
  * `_id` carries everything a request looks up: `<limiter>:<subject>:<window start>` for a
  * counter, `nonce:<nonce>` for a used form token. The subject is a keyed hash of the client
  * address, never the address. `expiresAt` is when the document stops mattering; expired ones
- * are deleted by a periodic small scan (FerretDB v1 has no TTL expiry).
+ * are deleted by a periodic small scan (the embedded engine has no TTL expiry).
  */
 const limitSchema = new Schema(
   {
@@ -18,8 +18,8 @@ const limitSchema = new Schema(
   },
   { versionKey: false },
 );
-// The sweep's filter. Not a TTL index: FerretDB v1.24 refuses the option ("expireAfterSeconds
-// is not implemented yet"), and one schema serves both engines.
+// The sweep's filter. Not a TTL index: the embedded engine refuses the option, and one schema
+// serves both engines (server/store/limits.ts says more).
 limitSchema.index({ expiresAt: 1 });
 
 export const Limit = mongoose.model('Limit', limitSchema);

@@ -6,6 +6,7 @@ import multer from 'multer';
 import type { AppMiddleware } from '../app';
 import type { Config } from '../config';
 import { BadRequestError, HttpError, TooManyRequestsError } from '../errors';
+import { storageError } from '../services/files';
 import { rejectOperatorKeys } from './reject-operators';
 
 /**
@@ -45,11 +46,11 @@ function privateDiskStorage(dir: string): multer.StorageEngine {
         .then(() => {
           const out = fs.createWriteStream(target, { mode: 0o600, flags: 'wx' });
           removeAfterResponse(req, target);
-          out.on('error', done);
+          out.on('error', (err) => done(storageError(err, file.fieldname)));
           out.on('finish', () => done(null, { path: target, size: out.bytesWritten }));
           file.stream.pipe(out);
         })
-        .catch(done);
+        .catch((err: unknown) => done(storageError(err, file.fieldname)));
     },
     _removeFile(_req, file, done) {
       fs.rm(file.path, { force: true }, (err) => done(err));
@@ -78,7 +79,7 @@ function removeAfterResponse(req: Request, file: string) {
 export function multipart(parser: RequestHandler): RequestHandler[] {
   const parse: RequestHandler = (req, res, next) =>
     parser(req, res, (err?: unknown) => {
-      if (!err || err instanceof multer.MulterError) return next(err);
+      if (!err || err instanceof multer.MulterError || err instanceof HttpError) return next(err);
       next(new BadRequestError('The upload could not be read: the multipart body is malformed or incomplete.', undefined, 'malformed_body'));
     });
   return [parse, rejectOperatorKeys];

@@ -83,9 +83,12 @@ function unreadable(label: string, field: string) {
   return new BadRequestError(message, { [field]: message }, 'file_rejected');
 }
 
-/** The disk is full or the data directory cannot be written: the uploader is told so, not "something went wrong". */
+/**
+ * The disk is full or the data directory cannot be written: the uploader is told so, not
+ * "something went wrong". Also used for the upload's temp files (server/middleware/uploads.ts).
+ */
 const STORAGE_ERRORS = new Set(['ENOSPC', 'EDQUOT', 'EROFS', 'EACCES', 'EPERM', 'ENOTDIR']);
-function storageError(err: unknown, field: string): unknown {
+export function storageError(err: unknown, field: string): unknown {
   if (!STORAGE_ERRORS.has((err as NodeJS.ErrnoException)?.code ?? '')) return err;
   const message = 'The file could not be saved: the server has no room to store files right now. Nothing was saved; please try again later.';
   return new HttpError(507, 'storage_unavailable', message, { [field]: message });

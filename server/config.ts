@@ -81,7 +81,7 @@ export interface Config {
   bodyLimitKb: number;
   uploads: { maxFileBytes: number; maxFiles: number };
   rateLimits: { loginPer15Min: number; publicPostPerMin: number };
-  /** Anti-spam for the anonymous report channel (in memory only, on the injected clock). */
+  /** Anti-spam for the anonymous report channel (counted in the database, on the injected clock). */
   reports: { minFillSeconds: number; powBits: number; submissionsPer10Min: number };
   cookieSecure: boolean;
   /** Initial restricted-country list; admins can change it at run time (flags settings). */

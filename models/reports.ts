@@ -42,7 +42,10 @@ const evidenceSchema = new Schema(
     sha256: { type: String, required: true },
     mediaType: { type: String, required: true },
     size: { type: Number, required: true },
-    originalName: { type: String, required: true },
+    /** `evidence-<n>.<ext>`: what the portal shows and downloads (older reports lack it: the same name is derived). */
+    name: { type: String, default: '' },
+    /** The uploader's own file name: kept only when the reporter opted in; never sent in downloads. */
+    originalName: { type: String, default: null },
     addedAt: { type: Date, required: true },
     addedBy: { type: String, enum: ['reporter', 'investigator'], required: true },
     addedByUserId: { type: String, default: null },

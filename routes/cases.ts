@@ -117,7 +117,7 @@ function queueUrl(query: Record<string, unknown>) {
 function sendEvidence(res: Response, file: EvidenceFile) {
   res.setHeader('Content-Type', file.mediaType);
   // Always a download: evidence is never rendered inside the portal's origin.
-  res.attachment(file.originalName ?? 'evidence');
+  res.attachment(file.name);
   if (file.size) res.setHeader('Content-Length', String(file.size));
   file.stream.pipe(res);
 }

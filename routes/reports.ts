@@ -1,12 +1,11 @@
 import { type Request, type RequestHandler, type Response } from 'express';
 import { Router } from './router';
-import { ipKeyGenerator } from 'express-rate-limit';
 import multer from 'multer';
 import { z } from 'zod';
 import { COUNTRY_OPTIONS, isCountryCode } from '../server/countries';
 import { HttpError } from '../server/errors';
 import { formAction } from '../server/middleware/forms';
-import { uploads } from '../server/middleware/uploads';
+import { csrfBeforeBody, uploads } from '../server/middleware/uploads';
 import { email, pagination, parseBody, parseQuery, requiredText, shortText, toPage, pageBody } from '../server/middleware/validate';
 import type { IncomingFile } from '../server/services/files';
 import { HARM_CATEGORIES, ONGOING, REPORTER_KINDS } from '../models/reports';
@@ -17,7 +16,7 @@ import type { RouteContext } from './context';
  * /api/v1/reports and /api/v1/follow-up. All stay under the request log's private prefixes
  * (no address or user agent logged). The receipt only ever travels in POST bodies: the
  * follow-up page carries it in a hidden field, so nothing persists in the browser once the
- * tab is closed (no cookie on a shared phone), and pages are sent `no-store`.
+ * tab is closed (no cookie on a shared phone), and pages are sent `no-store` (server/app.ts).
  */
 
 export const LABELS = {
@@ -80,14 +79,14 @@ export const reportInput = z.object({
   description: requiredText(10_000, 'Description'),
   affected: shortText(2000, 'Who is affected').optional(),
   ongoing: z.enum(ONGOING, 'Choose yes, no or "I do not know".').default('unknown'),
+  keepFileNames: z.preprocess((v) => v === true || v === 'yes' || v === 'on' || v === 'true', z.boolean()),
 });
 
 const receiptInput = z.object({ receipt: z.string().max(64).optional(), page: z.coerce.number().int().min(1).max(1000).default(1) });
 const messageInput = z.object({ text: requiredText(5000, 'Message') });
 
-/** The in-memory limiter's key for this client; the service keeps only an HMAC of it. */
-const clientOf = (req: Request) => ipKeyGenerator(req.ip ?? '');
-
+/** The form token of a multipart post, read before its body: from the address or a header. */
+const challengeBeforeBody = (req: Request): unknown => req.query.challenge ?? req.get('X-Report-Challenge');
 const evidenceFiles = (req: Request): IncomingFile[] => ((req.files as Record<string, Express.Multer.File[]> | undefined)?.evidence ?? []);
 
 /**
@@ -117,22 +116,34 @@ const filesOrUploadError = (req: Request, res: Response) => {
   return evidenceFiles(req);
 };
 
-const noStore: RequestHandler = (_req, res, next) => {
-  res.set('Cache-Control', 'no-store');
-  next();
-};
+/**
+ * What an anonymous upload passes before its body is read (issue 20, finding 3): a place among
+ * the uploads in progress, then the form's own check (`admit`, from the service), so that a
+ * request without a live form token, or from a client past its allowance, never sends its files.
+ */
+function beforeUpload(ctx: RouteContext, admit: (req: Request, client: string) => Promise<void>): RequestHandler[] {
+  const { clientKey } = ctx.middleware.limits;
+  const admission: RequestHandler = async (req, _res, next) => {
+    if (req.is('multipart/form-data')) await admit(req, clientKey(req));
+    next();
+  };
+  return [ctx.middleware.uploadSlots(clientKey), admission];
+}
+
+const namesOf = (evidence: Array<{ name: string; mediaType: string; size: number; sha256: string }>) =>
+  evidence.map((f) => ({ name: f.name, mediaType: f.mediaType, size: f.size, sha256: f.sha256 }));
 
 export function reportPages(ctx: RouteContext) {
   const { services } = ctx;
   const router = Router();
-  router.use(['/report', '/follow-up'], noStore);
+  const clientOf = ctx.middleware.limits.clientKey;
 
   const formLocals = async (req: Request, res: Response) => ({
     title: 'Report misuse',
     labels: LABELS,
     countries: COUNTRY_OPTIONS,
     models: await services.reports.publicModels(),
-    form: services.reports.formState(req.body as Record<string, unknown> | undefined, res.locals.evidence?.files),
+    form: await services.reports.formState(req.body as Record<string, unknown> | undefined, res.locals.evidence?.files),
     evidenceProblems: (res.locals.evidence?.problems as string[] | undefined) ?? [],
     limits: ctx.config.uploads,
   });
@@ -141,6 +152,7 @@ export function reportPages(ctx: RouteContext) {
 
   router.post(
     '/report',
+    ...beforeUpload(ctx, (req, client) => services.reports.admitReportUpload({ challenge: challengeBeforeBody(req), client })),
     ...pageUploads(ctx),
     formAction('reports/new', formLocals, async (req, res) => {
       const body = req.body as Record<string, unknown>;
@@ -150,10 +162,9 @@ export function reportPages(ctx: RouteContext) {
         pow: body.pow,
         keptEvidence: body.keptEvidence,
         files: filesOrUploadError(req, res),
-        client: clientOf(req),
       });
       const filed = await services.reports.submit(parseBody(reportInput, req), res.locals.evidence, { challenge: String(body.challenge), client: clientOf(req) });
-      res.render('reports/receipt', { title: 'Your report was received', receipt: filed.receipt, evidence: res.locals.evidence.files });
+      res.render('reports/receipt', { title: 'Your report was received', receipt: filed.receipt, evidence: filed.evidence });
     }),
   );
 
@@ -182,6 +193,8 @@ export function reportPages(ctx: RouteContext) {
 
   router.post(
     '/follow-up/evidence',
+    ...beforeUpload(ctx, (_req, client) => services.reports.admitFollowUpUpload({ client })),
+    csrfBeforeBody(ctx),
     ...pageUploads(ctx),
     formAction('reports/status', statusLocals, async (req, res) => {
       const { receipt } = parseBody(receiptInput, req);
@@ -196,7 +209,7 @@ export function reportPages(ctx: RouteContext) {
 export function reportsApi(ctx: RouteContext) {
   const { services } = ctx;
   const router = Router();
-  router.use(noStore);
+  const clientOf = ctx.middleware.limits.clientKey;
 
   router.get('/challenge', (_req, res) => void res.json(services.reports.newChallenge()));
 
@@ -207,18 +220,19 @@ export function reportsApi(ctx: RouteContext) {
     res.json(pageBody(models.slice(page.skip, page.skip + page.limit), models.length, page));
   });
 
-  router.post('/', ...uploads(ctx, [{ name: 'evidence' }], { csrf: false }), async (req, res) => {
-    const input = parseBody(reportInput, req);
-    const body = req.body as Record<string, unknown>;
-    const evidence = await services.reports.acceptEvidence({ challenge: body.challenge, pow: body.pow, files: evidenceFiles(req), client: clientOf(req), strict: true });
-    const filed = await services.reports.submit(input, evidence, { challenge: String(body.challenge), client: clientOf(req) });
-    res.status(201).json({
-      receipt: filed.receipt,
-      receivedAt: filed.receivedAt,
-      status: 'received',
-      evidence: evidence.files.map((f) => ({ originalName: f.originalName, mediaType: f.mediaType, size: f.size, sha256: f.sha256 })),
-    });
-  });
+  router.post(
+    '/',
+    ...beforeUpload(ctx, (req, client) => services.reports.admitReportUpload({ challenge: challengeBeforeBody(req), client })),
+    ...uploads(ctx, [{ name: 'evidence' }], { csrf: false }),
+    async (req, res) => {
+      const input = parseBody(reportInput, req);
+      const body = req.body as Record<string, unknown>;
+      const challenge = body.challenge ?? challengeBeforeBody(req);
+      const evidence = await services.reports.acceptEvidence({ challenge, pow: body.pow, files: evidenceFiles(req), strict: true });
+      const filed = await services.reports.submit(input, evidence, { challenge: String(challenge), client: clientOf(req) });
+      res.status(201).json({ receipt: filed.receipt, receivedAt: filed.receivedAt, status: 'received', evidence: namesOf(filed.evidence) });
+    },
+  );
 
   return router;
 }
@@ -226,7 +240,7 @@ export function reportsApi(ctx: RouteContext) {
 export function followUpApi(ctx: RouteContext) {
   const { services } = ctx;
   const router = Router();
-  router.use(noStore);
+  const clientOf = ctx.middleware.limits.clientKey;
 
   router.post('/', async (req, res) => {
     const { receipt, page } = parseBody(receiptInput, req);
@@ -238,7 +252,7 @@ export function followUpApi(ctx: RouteContext) {
     res.status(201).json(await services.reports.reporterMessage(receipt, clientOf(req), parseBody(messageInput, req).text));
   });
 
-  router.post('/evidence', ...uploads(ctx, [{ name: 'evidence' }], { csrf: false }), async (req, res) => {
+  router.post('/evidence', ...beforeUpload(ctx, (_req, client) => services.reports.admitFollowUpUpload({ client })), ...uploads(ctx, [{ name: 'evidence' }], { csrf: false }), async (req, res) => {
     const { receipt } = parseBody(receiptInput, req);
     res.status(201).json(await services.reports.reporterEvidence(receipt, clientOf(req), evidenceFiles(req)));
   });

@@ -7,11 +7,12 @@ import type { Database } from './db';
 import type { Logger } from './logger';
 import { loadUser } from './middleware/auth';
 import { createCsrf } from './middleware/csrf';
-import { errorHandler, notFound } from './middleware/errors';
+import { errorHandler, methodNotAllowed, notFound } from './middleware/errors';
 import { flash } from './middleware/flash';
 import { createRateLimits } from './middleware/rate-limit';
 import { rejectOperatorKeys } from './middleware/reject-operators';
 import { requestLog } from './middleware/request-log';
+import { createUploadSlots } from './middleware/uploads';
 import { publicDir, viewsDir } from './paths';
 import { createServices, type Services } from './services';
 import { createStores } from './store';
@@ -28,12 +29,36 @@ export interface AppDeps {
 export type AppMiddleware = {
   csrf: ReturnType<typeof createCsrf>;
   limits: ReturnType<typeof createRateLimits>;
+  /** Caps anonymous uploads in progress in this process, per client and in all. */
+  uploadSlots: ReturnType<typeof createUploadSlots>;
+};
+
+/**
+ * How long a client may take to send a whole request, and its headers. Applied by
+ * server/index.ts to the HTTP server (`server.requestTimeout`, `server.headersTimeout`): a
+ * 25 MB upload on a slow line fits in a minute; a client that trickles bytes to hold a
+ * connection (and an upload slot) open is cut off then.
+ */
+export const REQUEST_TIMEOUT_MS = 60_000;
+export const HEADERS_TIMEOUT_MS = 20_000;
+
+/**
+ * Responses that only their viewer should ever see are never kept by a browser or a proxy:
+ * everything a signed-in user is sent (pages, exports, evidence downloads), and the reporting
+ * channel's pages (whose follow-up shows a conversation to whoever holds the receipt).
+ */
+const PRIVATE_PAGES = ['/report', '/follow-up', '/api/v1/reports', '/api/v1/follow-up'];
+const noStoreForPrivate: express.RequestHandler = (req, res, next) => {
+  const path = req.path.toLowerCase();
+  if (req.user || PRIVATE_PAGES.some((p) => path === p || path.startsWith(`${p}/`))) res.set('Cache-Control', 'no-store');
+  next();
 };
 
 /** Builds the portal from its dependencies. Does not listen: server/index.ts does. */
 export function createApp(deps: AppDeps): Express & { locals: { services: Services; middleware: AppMiddleware } } {
   const { config, logger } = deps;
-  const services = createServices({ ...deps, stores: createStores(deps.db.engine) });
+  const stores = createStores(deps.db.engine);
+  const services = createServices({ ...deps, stores });
   const app = express();
   app.locals.services = services;
 
@@ -46,6 +71,7 @@ export function createApp(deps: AppDeps): Express & { locals: { services: Servic
   app.set('views', viewsDir);
 
   app.use(requestLog(logger));
+  app.use(methodNotAllowed);
   app.use(
     helmet({
       contentSecurityPolicy: {
@@ -86,8 +112,13 @@ export function createApp(deps: AppDeps): Express & { locals: { services: Servic
   app.use(rejectOperatorKeys);
   app.use(loadUser(services.auth, config));
 
-  const middleware: AppMiddleware = { csrf: createCsrf(config), limits: createRateLimits(config) };
+  const middleware: AppMiddleware = {
+    csrf: createCsrf(config),
+    limits: createRateLimits({ config, clock: deps.clock, limits: stores.limits, auth: services.auth }),
+    uploadSlots: createUploadSlots(),
+  };
   app.locals.middleware = middleware;
+  app.use(noStoreForPrivate);
   app.use(middleware.limits.publicPost);
   app.use(middleware.csrf.middleware);
   app.use(flash(config));

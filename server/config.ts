@@ -43,7 +43,7 @@ const envSchema = z.object({
     }),
   LOG_LEVEL: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info'),
   BODY_LIMIT_KB: positiveInt(100),
-  UPLOAD_MAX_FILE_MB: positiveInt(10),
+  UPLOAD_MAX_FILE_MB: positiveInt(25),
   UPLOAD_MAX_FILES: positiveInt(5),
   RATE_LIMIT_LOGIN_PER_15MIN: positiveInt(10),
   RATE_LIMIT_PUBLIC_POST_PER_MIN: positiveInt(20),
@@ -81,7 +81,7 @@ export interface Config {
   bodyLimitKb: number;
   uploads: { maxFileBytes: number; maxFiles: number };
   rateLimits: { loginPer15Min: number; publicPostPerMin: number };
-  /** Anti-spam for the anonymous report channel (in memory only, on the injected clock). */
+  /** Anti-spam for the anonymous report channel (counted in the database, on the injected clock). */
   reports: { minFillSeconds: number; powBits: number; submissionsPer10Min: number };
   cookieSecure: boolean;
   /** Initial restricted-country list; admins can change it at run time (flags settings). */

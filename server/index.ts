@@ -1,5 +1,5 @@
 import http from 'node:http';
-import { createApp } from './app';
+import { createApp, HEADERS_TIMEOUT_MS, REQUEST_TIMEOUT_MS } from './app';
 import { systemClock } from './clock';
 import { ConfigError, loadConfig } from './config';
 import { connectDatabase } from './db';
@@ -31,6 +31,9 @@ async function main() {
   app.locals.services.insight.ensureUnitTallies().catch((err: unknown) => logger.error({ err }, 'building the unit tallies at start failed'));
 
   const server = http.createServer(app);
+  // A slow body is not held for Node's default 300 s (issue 20): an upload has a minute.
+  server.requestTimeout = REQUEST_TIMEOUT_MS;
+  server.headersTimeout = HEADERS_TIMEOUT_MS;
   await new Promise<void>((resolve, reject) => {
     server.once('error', reject);
     server.listen(config.port, config.host, resolve);

@@ -600,7 +600,7 @@ describe('investigation cases', () => {
       expect(res.status).toBe(201);
       const stored = (await Report.findById(reportId).lean())!;
       const added = stored.evidence.find((e) => e.fileId === res.body.items[0].fileId)!;
-      expect(added).toMatchObject({ addedBy: 'investigator', addedByUserId: investigator.actor.id, originalName: 'site-visit.jpg' });
+      expect(added).toMatchObject({ addedBy: 'investigator', addedByUserId: investigator.actor.id, name: 'evidence-2.jpg', originalName: null });
       expect(added.sha256).not.toBe(sha256(photo)); // re-encoded: EXIF/GPS gone
       expect(await auditFor(caseId, 'case.evidence-added')).toHaveLength(1);
       const none = await request(ctx.app).post(`/api/v1/cases/${caseId}/reports/${reportId}/evidence`).set(investigator.auth).field('note', 'no file');
@@ -619,7 +619,7 @@ describe('investigation cases', () => {
       const token = await agent.csrf(`/cases/${caseId}`);
       const res = await agent.post(`/cases/${caseId}/reports/${reportId}/evidence`).field('_csrf', token).attach('evidence', await pngImage(), 'map.png');
       expect(res.status).toBe(303);
-      expect((await Report.findById(reportId).lean())!.evidence.map((e) => e.originalName)).toEqual(['entrance.png', 'map.png']);
+      expect((await Report.findById(reportId).lean())!.evidence.map((e) => [e.name, e.originalName]).at(-1)).toEqual(['evidence-2.png', null]);
       const forged = await agent.post(`/cases/${caseId}/reports/${reportId}/evidence`).attach('evidence', await pngImage(), 'x.png');
       expect(forged.status).toBe(403);
     });

@@ -1,5 +1,10 @@
+import http from 'node:http';
+import type { AddressInfo } from 'node:net';
+import { Writable } from 'node:stream';
+import pino from 'pino';
 import request from 'supertest';
 import { User } from '../models/auth';
+import { createApp } from '../server/app';
 import { toHttpError } from '../server/middleware/errors';
 import { createTestContext, type TestContext } from './helpers/context';
 import { pageAgent, TEST_PASSWORD, unique } from './helpers/factories';
@@ -27,6 +32,45 @@ describe('errors and request hygiene', () => {
     const res = await request(ctx.app).get('/api/v1/no-such-thing');
     expect(res.status).toBe(404);
     expect(res.body).toEqual({ error: { code: 'not_found', message: 'No route for GET /api/v1/no-such-thing.' } });
+  });
+
+  it('answers TRACE and other methods it does not serve with 405 and the methods it does answer, on pages and the API', async () => {
+    const server = ctx.app.listen(0, '127.0.0.1');
+    await new Promise((r) => server.once('listening', r));
+    const { port } = server.address() as AddressInfo;
+    const send = (method: string, path: string) =>
+      new Promise<{ status: number; allow?: string; body: string }>((resolve, reject) => {
+        const req = http.request({ host: '127.0.0.1', port, method, path, headers: { Accept: 'application/json' } }, (res) => {
+          let body = '';
+          res.on('data', (c: Buffer) => (body += c.toString()));
+          res.on('end', () => resolve({ status: res.statusCode ?? 0, allow: res.headers.allow, body }));
+        });
+        req.on('error', reject);
+        req.end();
+      });
+    try {
+      for (const [method, path] of [['TRACE', '/api/v1/openapi.json'], ['TRACE', '/report'], ['PROPFIND', '/api/v1/reports'], ['MKCOL', '/']]) {
+        const res = await send(method!, path!);
+        expect([method, path, res.status]).toEqual([method, path, 405]);
+        expect(res.allow).toBe('GET, HEAD, POST, PUT, PATCH, DELETE, OPTIONS');
+        expect(JSON.parse(res.body).error.code).toBe('method_not_allowed');
+      }
+    } finally {
+      server.close();
+    }
+  });
+
+  it('logs a client\'s mistake by its code, without a stack trace or what was sent', async () => {
+    const lines: Array<Record<string, unknown>> = [];
+    const stream = new Writable({ write: (chunk: Buffer, _e, done) => void (lines.push(...chunk.toString().split('\n').filter(Boolean).map((l) => JSON.parse(l) as Record<string, unknown>)), done()) });
+    const app = createApp({ config: ctx.config, db: ctx.db, clock: ctx.clock, logger: pino({ level: 'info' }, stream) });
+    const res = await request(app).post('/api/v1/auth/signup').send({ email: 'secret-typed-content', password: 'x' });
+    expect(res.status).toBe(400);
+    const refused = lines.find((l) => l.msg === 'request refused');
+    expect(refused).toMatchObject({ code: 'validation_failed', status: 400 });
+    expect(lines.filter((l) => (l.level as number) >= 50)).toEqual([]);
+    expect(JSON.stringify(lines)).not.toContain('secret-typed-content');
+    expect(JSON.stringify(lines)).not.toMatch(/"stack"/);
   });
 
   it('answers unknown pages with an HTML page', async () => {

@@ -166,7 +166,7 @@ describe('a full or unwritable disk during an upload', () => {
 
   const upload = async (files: Buffer[]) => {
     const challenge = (await request(ctx.app).get('/api/v1/reports/challenge')).body as { token: string };
-    const req = request(ctx.app).post('/api/v1/reports').field('challenge', challenge.token).field('pow', '0');
+    const req = request(ctx.app).post('/api/v1/reports').set('X-Report-Challenge', challenge.token).field('challenge', challenge.token).field('pow', '0');
     for (const [k, v] of Object.entries(reportFields())) for (const item of [v].flat()) req.field(k, String(item));
     for (const [i, data] of files.entries()) req.attach('evidence', data, `photo-${i}.png`);
     return req;

@@ -3,7 +3,7 @@ import os from 'node:os';
 import path from 'node:path';
 import sharp from 'sharp';
 import { createFilesService, IMAGE_SLOTS, type FilesService } from '../server/services/files';
-import { jpegWithGps, notAnImage, pdfDocument, pixelBombPng, pngImage, sha256, svgWithScript, truncatedJpeg } from './helpers/reports';
+import { jpegWithGps, notAnImage, pdfDocument, pdfWithHiddenData, pixelBombPng, pngImage, sha256, svgWithScript, truncatedJpeg } from './helpers/reports';
 
 /** The files service touches only the disk: a temporary data directory per test file. */
 describe('stored files (evidence and proofs)', () => {
@@ -74,13 +74,28 @@ describe('stored files (evidence and proofs)', () => {
     await expect(files.store({ buffer: photo, originalname: 'after.png' }, 'evidence')).resolves.toMatchObject({ mediaType: 'image/png' });
   });
 
-  it('re-encodes a PNG and keeps a PDF as given', async () => {
+  it('re-encodes a PNG, and rewrites a PDF read from the temp file an upload left on disk', async () => {
     const png = await files.store({ buffer: await pngImage(), originalname: 'map.png' }, 'evidence');
     expect(png.mediaType).toBe('image/png');
     expect((await sharp(fs.readFileSync(onDisk(png.fileId))).metadata()).format).toBe('png');
-    const pdf = await files.store({ buffer: pdfDocument(), originalname: 'invoice.pdf' }, 'evidence');
+    const uploaded = path.join(dataDir, 'upload-temp');
+    fs.writeFileSync(uploaded, await pdfWithHiddenData(), { mode: 0o600 });
+    const pdf = await files.store({ path: uploaded, originalname: 'invoice.pdf' }, 'evidence');
     expect(pdf.mediaType).toBe('application/pdf');
-    expect(fs.readFileSync(onDisk(pdf.fileId))).toEqual(pdfDocument());
+    const stored = fs.readFileSync(onDisk(pdf.fileId));
+    expect(stored.subarray(0, 5).toString('latin1')).toBe('%PDF-');
+    expect(stored.toString('latin1')).not.toContain('xmpmeta');
+    expect(stored.toString('latin1')).not.toContain('/OpenAction');
+    expect(sha256(stored)).toBe(pdf.sha256);
+  });
+
+  it('refuses a PDF it cannot parse instead of keeping it as sent', async () => {
+    for (const [name, data] of [['cut.pdf', Buffer.from('%PDF-1.4\nnothing else')], ['no-pages.pdf', pdfDocument()]] as const) {
+      await expect(files.store({ buffer: data, originalname: name }, 'evidence')).rejects.toMatchObject({
+        status: 400,
+        fields: { evidence: expect.stringContaining(`"${name}" could not be read as a PDF`) },
+      });
+    }
   });
 
   it.each([

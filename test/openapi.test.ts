@@ -1,6 +1,7 @@
 import request from 'supertest';
 import { loadOpenApi } from '../server/openapi';
 import { apiModules } from '../routes';
+import { PUBLIC_WRITE_PATHS } from '../server/middleware/rate-limit';
 import type { RouteContext } from '../routes/context';
 import { createTestContext, type TestContext } from './helpers/context';
 
@@ -59,5 +60,34 @@ describe('OpenAPI document', () => {
       const [, kind, name] = /#\/components\/(\w+)\/([^"]+)/.exec(ref)!;
       expect(res.body.components[kind!]?.[name!]).toBeDefined();
     }
+  });
+
+  /**
+   * The 4xx answers that come from middleware, not from a route, so no route's code shows them:
+   * a body can be malformed (400) or too large (413); an operation behind authentication answers
+   * 401 without credentials; a public write counts against the anonymous limit (429).
+   */
+  it('documents on every operation the 4xx codes its middleware can answer', () => {
+    const doc = loadOpenApi() as { paths: Record<string, Record<string, { security?: unknown[]; requestBody?: unknown; responses?: Record<string, unknown> }>> };
+    const missing: string[] = [];
+    for (const [p, item] of Object.entries(doc.paths)) {
+      for (const [method, op] of Object.entries(item)) {
+        if (!['get', 'post', 'put', 'patch', 'delete'].includes(method)) continue;
+        const isPublic = Array.isArray(op.security) && op.security.length === 0;
+        const expected = [
+          ...(op.requestBody ? ['400', '413'] : []),
+          ...(isPublic ? [] : ['401']),
+          ...(isPublic && method !== 'get' ? ['429'] : []),
+        ];
+        for (const code of expected) if (!op.responses?.[code]) missing.push(`${method.toUpperCase()} ${p}: ${code}`);
+        if (isPublic && method !== 'get' && !PUBLIC_WRITE_PATHS.includes(`/api/v1${p}`)) missing.push(`${method.toUpperCase()} ${p}: not counted by the anonymous limit`);
+      }
+    }
+    expect(missing).toEqual([]);
+  });
+
+  it('answers TRACE on an API path with 405', async () => {
+    const res = await request(ctx.app).trace('/api/v1/openapi.json');
+    expect(res.status).toBe(405);
   });
 });

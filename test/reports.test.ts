@@ -1,15 +1,23 @@
 import fs from 'node:fs';
+import http from 'node:http';
+import type { AddressInfo } from 'node:net';
 import path from 'node:path';
 import ejs from 'ejs';
+import { PDFDict, PDFDocument, PDFName } from 'pdf-lib';
 import sharp from 'sharp';
 import request from 'supertest';
 import { AuditEntry } from '../models/audit';
+import { Limit } from '../models/limits';
 import { Case } from '../models/cases';
 import { Flag } from '../models/flags';
 import { MAX_EVIDENCE, Report, UnclaimedEvidence, type ReportRecord } from '../models/reports';
+import { createApp } from '../server/app';
+import { createLogger } from '../server/logger';
 import { viewsDir } from '../server/paths';
 import { CHALLENGE_MAX_AGE_MS, createReceiptHasher, createReportsService, RECEIPT_FAILURES_PER_WINDOW, RECEIPT_WINDOW_MS } from '../server/services/reports';
 import { LABELS } from '../routes/reports';
+import { createStores } from '../server/store';
+import { makeStaff } from './helpers/cases';
 import { makeModel, makeRegistration } from './helpers/catalogue';
 import { createTestContext, type TestContext } from './helpers/context';
 import { csrfFrom, makeUser, unique } from './helpers/factories';
@@ -19,6 +27,7 @@ import {
   formFields,
   jpegWithGps,
   notAnImage,
+  pdfWithHiddenData,
   pngImage,
   receiptFrom,
   reportAgent,
@@ -31,6 +40,7 @@ const USER_AGENT = 'DownstreamTestPhone/7.1 (identifying-user-agent)';
 const DAY = 86_400_000;
 
 /** Everything stored about a report, as one string to search for what must not be there. */
+const storedTextOf = (doc: unknown) => JSON.stringify(doc);
 const storedText = async (reportId: string) =>
   JSON.stringify([await Report.findById(reportId).lean(), await AuditEntry.find({ subjectId: reportId }).lean()]);
 
@@ -70,7 +80,7 @@ describe('public misuse reports', () => {
       const res = await request(ctx.app).get('/report');
       expect(res.status).toBe(200);
       expect(res.headers['cache-control']).toBe('no-store');
-      expect(res.text).toContain('<form method="post" action="/report" enctype="multipart/form-data"');
+      expect(res.text).toMatch(/<form method="post" action="\/report\?challenge=[^"]+" enctype="multipart\/form-data"/);
       expect(res.text).toMatch(/<datalist id="model-names">[\s\S]*<option value="Skyline Camera 4K">/);
       expect(res.text).toContain('<option value="KE">Kenya</option>');
       expect(res.text).toMatch(/name="challenge" value="[^"]+"/);
@@ -111,7 +121,9 @@ describe('public misuse reports', () => {
         expect(onDisk.toString('latin1')).not.toContain('SpyPhone');
         expect(e).toMatchObject({ addedBy: 'reporter', mediaType: 'image/jpeg' });
       }
-      expect(report!.evidence.map((e) => e.originalName)).toEqual(['IMG_0001.jpg', 'IMG_0002.jpg']);
+      // Known by their place in the report: a device's file name is not kept unless asked for.
+      expect(report!.evidence.map((e) => [e.name, e.originalName])).toEqual([['evidence-1.jpg', null], ['evidence-2.jpg', null]]);
+      expect(storedTextOf(report)).not.toContain('IMG_0001');
 
       // The receipt exists nowhere in the database; the case carries the deadlines.
       const all = await storedText(reportId);
@@ -143,7 +155,7 @@ describe('public misuse reports', () => {
       expect(first.text).toContain('Choose the country where it happened.');
       expect(first.text).toContain('Choose at least one kind of harm');
       expect(first.text).toContain('The &lt;b&gt;second&lt;/b&gt; floor camera films the union meeting room.');
-      expect(first.text).toMatch(/<ul id="kept-evidence"><li>meeting-room\.jpg/);
+      expect(first.text).toMatch(/<ul id="kept-evidence"><li>evidence-1 /);
       const again = formFields(first.text);
       expect(again.keptEvidence).not.toBe('');
       expect(again.challenge).toBe(hidden.challenge);
@@ -153,7 +165,7 @@ describe('public misuse reports', () => {
       expect(second.status).toBe(200);
       const report = (await Report.findById(await reportIdOf(ctx, receiptFrom(second.text)!)).lean())!;
       expect(report.what!.description).toBe(description);
-      expect(report.evidence.map((e) => e.originalName)).toEqual(['meeting-room.jpg']);
+      expect(report.evidence.map((e) => e.name)).toEqual(['evidence-1.jpg']);
     });
 
     it('removes the photos of a form never sent once the form has expired, and keeps every photo a report holds', async () => {
@@ -169,7 +181,7 @@ describe('public misuse reports', () => {
       expect(ctx.services.files.exists(abandoned!)).toBe(true);
 
       const { challenge, pow } = await solvedChallenge(ctx);
-      const req = request(ctx.app).post('/api/v1/reports').field('challenge', challenge).field('pow', pow);
+      const req = request(ctx.app).post('/api/v1/reports').set('X-Report-Challenge', challenge).field('challenge', challenge).field('pow', pow);
       for (const [k, v] of Object.entries(reportFields({ description: 'Claimed photo' }))) for (const item of [v].flat()) req.field(k, String(item));
       const filed = await req.attach('evidence', await jpegWithGps(), 'claimed.jpg');
       expect(filed.status).toBe(201);
@@ -202,7 +214,7 @@ describe('public misuse reports', () => {
       expect(res.status).toBe(400);
       expect(res.text).toContain('&#34;holiday.jpg&#34; is not a JPEG, PNG, WebP or PDF file (judged by its content, not its name)');
       expect(res.text).toContain('Kept description 41');
-      expect(res.text).toMatch(/<ul id="kept-evidence"><li>good\.jpg/);
+      expect(res.text).toMatch(/<ul id="kept-evidence"><li>evidence-1 /);
       expect(await Report.countDocuments({ 'what.description': 'Kept description 41' })).toBe(0);
     });
 
@@ -226,9 +238,9 @@ describe('public misuse reports', () => {
       expect(res.text).toContain('Send at most 3 files at a time.');
       expect(res.text).toContain('Four files');
 
+      const { challenge } = await solvedChallenge(ctx);
       const api = await request(ctx.app)
-        .post('/api/v1/reports')
-        .field('challenge', (await solvedChallenge(ctx)).challenge)
+        .post(`/api/v1/reports?challenge=${encodeURIComponent(challenge)}`)
         .attach('evidence', png, 'a.png').attach('evidence', png, 'b.png').attach('evidence', png, 'c.png').attach('evidence', png, 'd.png');
       expect(api.status).toBe(413);
       expect(api.body.error.code).toMatch(/^upload_limit_/);
@@ -278,11 +290,12 @@ describe('public misuse reports', () => {
     it('files a multipart report with evidence', async () => {
       const { challenge, pow } = await solvedChallenge(ctx);
       const fields = reportFields({ description: 'Multipart report 7' });
-      const req = request(ctx.app).post('/api/v1/reports').set('User-Agent', USER_AGENT).field('challenge', challenge).field('pow', pow);
+      const req = request(ctx.app).post('/api/v1/reports').set('User-Agent', USER_AGENT).set('X-Report-Challenge', challenge).field('challenge', challenge).field('pow', pow);
       for (const [k, v] of Object.entries(fields)) for (const item of [v].flat()) req.field(k, String(item));
       const res = await req.attach('evidence', await jpegWithGps(), 'scene.jpg');
       expect(res.status).toBe(201);
-      expect(res.body.evidence).toEqual([expect.objectContaining({ originalName: 'scene.jpg', mediaType: 'image/jpeg' })]);
+      expect(res.body.evidence).toEqual([expect.objectContaining({ name: 'evidence-1.jpg', mediaType: 'image/jpeg' })]);
+      expect(JSON.stringify(res.body)).not.toContain('scene.jpg');
       const reportId = await reportIdOf(ctx, res.body.receipt);
       expect((await Report.findById(reportId).lean())!.evidence[0]!.sha256).toBe(res.body.evidence[0].sha256);
       expectNoConnectionData(await storedText(reportId));
@@ -385,7 +398,7 @@ describe('public misuse reports', () => {
       const model = await makeModel(ctx, { sku: unique('BGS').toUpperCase(), name: 'Background Sensor' });
       const regs = [await makeRegistration(ctx, { model, country: 'UG' }), await makeRegistration(ctx, { model, country: 'RW' })];
       const { files, cases, audit, catalogue, flags, linker } = ctx.services;
-      const service = createReportsService({ config: ctx.config, clock: ctx.clock, files, cases, audit, catalogue, flags, linker, linkPassDelayMs: 3_000 });
+      const service = createReportsService({ config: ctx.config, clock: ctx.clock, stores: createStores(ctx.db.engine), files, cases, audit, catalogue, flags, linker, linkPassDelayMs: 3_000 });
       const file = (country: string) =>
         service.submit(
           { reporterKind: 'ngo', serials: [], modelText: model._id, country, harmCategories: ['other'], description: `Seen in ${country}.`, ongoing: 'unknown' },
@@ -442,7 +455,8 @@ describe('public misuse reports', () => {
       const agent = reportAgent(ctx, nextIp());
       const page = await agent.followUp(filed.body.receipt);
       expect(page.text).toMatch(/<input type="hidden" name="receipt" value="[\d ]+">/);
-      expect(page.text).not.toMatch(/action="[^"]*\d{4}/);
+      const digits = digitsOf(filed.body.receipt);
+      for (const [, action] of page.text.matchAll(/action="([^"]*)"/g)) expect(action!.replace(/\D/g, '')).not.toContain(digits.slice(0, 8));
 
       const empty = await agent.post('/follow-up/messages').set('X-Forwarded-For', agent.ip).type('form').send({ _csrf: csrfFrom(page.text), receipt: filed.body.receipt, text: ' ' });
       expect(empty.status).toBe(400);
@@ -458,19 +472,24 @@ describe('public misuse reports', () => {
       expect(sent.text).toContain('Your message was sent to the investigators.');
       expect(sent.text).toContain('It is the third floor.');
 
+      // The upload form carries its CSRF token in its address, checked before the files are read.
+      const uploadAction = /action="(\/follow-up\/evidence\?_csrf=[^"]+)"/.exec(sent.text)![1]!;
       const added = await agent
-        .post('/follow-up/evidence')
+        .post(uploadAction)
         .set('X-Forwarded-For', agent.ip)
         .field('_csrf', csrfFrom(sent.text))
         .field('receipt', filed.body.receipt)
         .attach('evidence', await jpegWithGps(), 'third-floor.jpg');
       expect(added.status).toBe(200);
-      expect(added.text).toContain('third-floor.jpg');
+      expect(added.text).toContain('evidence-1.jpg');
+      expect(added.text).not.toContain('third-floor.jpg');
+      const forged = await agent.post('/follow-up/evidence').set('X-Forwarded-For', agent.ip).field('receipt', filed.body.receipt).attach('evidence', await jpegWithGps(), 'x.jpg');
+      expect(forged.status).toBe(403);
 
       const report = await Report.findById(reportId).lean();
       expect(report!.messages).toEqual([expect.objectContaining({ from: 'reporter', userId: null, text: 'It is the third floor.' })]);
       expect(report!.messageCount).toBe(1);
-      expect(report!.evidence).toEqual([expect.objectContaining({ originalName: 'third-floor.jpg', addedBy: 'reporter' })]);
+      expect(report!.evidence).toEqual([expect.objectContaining({ name: 'evidence-1.jpg', originalName: null, addedBy: 'reporter' })]);
       expectNoConnectionData(await storedText(reportId));
     });
 
@@ -538,7 +557,7 @@ describe('public misuse reports', () => {
     it('opens evidence for the caller to stream, only for files of that report', async () => {
       const photo = await jpegWithGps();
       const { challenge, pow } = await solvedChallenge(ctx);
-      const req = request(ctx.app).post('/api/v1/reports').field('challenge', challenge).field('pow', pow);
+      const req = request(ctx.app).post('/api/v1/reports').set('X-Report-Challenge', challenge).field('challenge', challenge).field('pow', pow);
       for (const [k, v] of Object.entries(reportFields())) for (const item of [v].flat()) req.field(k, String(item));
       const filed = await req.attach('evidence', photo, 'x.jpg');
       const reportId = await reportIdOf(ctx, filed.body.receipt);
@@ -547,7 +566,7 @@ describe('public misuse reports', () => {
       const chunks: Buffer[] = [];
       for await (const chunk of opened.stream) chunks.push(chunk as Buffer);
       expect(sha256(Buffer.concat(chunks))).toBe(opened.sha256);
-      expect(opened).toMatchObject({ mediaType: 'image/jpeg', originalName: 'x.jpg' });
+      expect(opened).toMatchObject({ mediaType: 'image/jpeg', name: 'evidence-1.jpg' });
       await expect(ctx.services.reports.openEvidence(reportId, 'f'.repeat(32))).rejects.toMatchObject({ status: 404 });
     });
 
@@ -597,7 +616,7 @@ describe('public misuse reports', () => {
     it('deletes the reporter data for retention: contact, messages and files really gone, a trace kept', async () => {
       const photo = await jpegWithGps();
       const { challenge, pow } = await solvedChallenge(ctx);
-      const req = request(ctx.app).post('/api/v1/reports').field('challenge', challenge).field('pow', pow);
+      const req = request(ctx.app).post('/api/v1/reports').set('X-Report-Challenge', challenge).field('challenge', challenge).field('pow', pow);
       for (const [k, v] of Object.entries(reportFields({ contactName: 'To be erased' }))) for (const item of [v].flat()) req.field(k, String(item));
       const filed = await req.attach('evidence', photo, 'erase-me.jpg');
       const reportId = await reportIdOf(ctx, filed.body.receipt);
@@ -612,6 +631,163 @@ describe('public misuse reports', () => {
       expect(after).toMatchObject({ contact: null, messages: [], evidence: [], erased: { evidenceFiles: 1, messages: 1, evidenceSha256: [before.evidence[0]!.sha256] } });
       expect(JSON.stringify(after)).not.toContain('To be erased');
       expect(await AuditEntry.countDocuments({ action: 'report.reporter-data-deleted', subjectId: reportId })).toBe(1);
+    });
+  });
+
+  describe('PDF evidence', () => {
+    it('reaches the investigator without its author, creator, XMP, opening script or attached file, under a generic name', async () => {
+      const pdf = await pdfWithHiddenData();
+      // The fixture carries them (pdf-lib writes the properties as UTF-16 hex strings).
+      for (const hidden of ['Jane Reporter (xmp)', 'xmpmeta', '/OpenAction', 'tracking-beacon', '/EmbeddedFile', 'jane-source']) expect(pdf.toString('latin1')).toContain(hidden);
+      const original = await PDFDocument.load(pdf, { updateMetadata: false });
+      expect([original.getAuthor(), original.getCreator()]).toEqual(['Jane Reporter', 'ScanSnap Home (Jane-Laptop)']);
+      const { challenge, pow } = await solvedChallenge(ctx);
+      const req = request(ctx.app).post('/api/v1/reports').set('X-Forwarded-For', nextIp()).set('X-Report-Challenge', challenge).field('challenge', challenge).field('pow', pow);
+      for (const [k, v] of Object.entries(reportFields())) for (const item of [v].flat()) req.field(k, String(item));
+      const filed = await req.attach('evidence', pdf, 'Jane Reporter - delivery note.pdf');
+      expect(filed.status).toBe(201);
+      const reportId = await reportIdOf(ctx, filed.body.receipt);
+      const report = (await Report.findById(reportId).lean())!;
+      const investigator = await makeStaff(ctx);
+      await ctx.services.cases.assign(report.caseId!, investigator.actor.id, investigator.actor);
+
+      const res = await request(ctx.app)
+        .get(`/api/v1/cases/${report.caseId}/reports/${reportId}/evidence/${report.evidence[0]!.fileId}`)
+        .set(investigator.auth)
+        .buffer(true)
+        .parse((r, done) => {
+          const chunks: Buffer[] = [];
+          r.on('data', (c: Buffer) => chunks.push(c));
+          r.on('end', () => done(null, Buffer.concat(chunks)));
+        });
+      expect(res.status).toBe(200);
+      expect(res.headers['content-disposition']).toBe('attachment; filename=evidence-1.pdf');
+      expect(res.headers['cache-control']).toBe('no-store');
+      const text = (res.body as Buffer).toString('latin1');
+      expect(text.startsWith('%PDF-')).toBe(true);
+      for (const gone of ['Jane Reporter', 'ScanSnap', 'Delivery note', 'xmpmeta', '/Metadata', '/OpenAction', '/JavaScript', 'tracking-beacon', '/EmbeddedFile', 'jane-source', 'attached-secret', '/Author', '/Creator', '/Producer']) {
+        expect([gone, text.includes(gone)]).toEqual([gone, false]);
+      }
+      // Still a PDF with its page.
+      const cleaned = await PDFDocument.load(res.body as Buffer, { updateMetadata: false });
+      expect(cleaned.getPageCount()).toBe(1);
+      expect([cleaned.getAuthor(), cleaned.getCreator(), cleaned.getTitle()]).toEqual([undefined, undefined, undefined]);
+      const keys = (dict: PDFDict | undefined) => (dict?.keys() ?? []).map(String);
+      expect(keys(cleaned.catalog)).toEqual(expect.not.arrayContaining(['/OpenAction', '/AA', '/Metadata']));
+      expect(keys(cleaned.catalog.lookupMaybe(PDFName.of('Names'), PDFDict))).toEqual([]);
+    });
+
+    it('refuses a PDF it cannot parse, naming the field', async () => {
+      const { challenge, pow } = await solvedChallenge(ctx);
+      const req = request(ctx.app).post('/api/v1/reports').set('X-Forwarded-For', nextIp()).set('X-Report-Challenge', challenge).field('challenge', challenge).field('pow', pow);
+      for (const [k, v] of Object.entries(reportFields())) for (const item of [v].flat()) req.field(k, String(item));
+      const res = await req.attach('evidence', Buffer.from('%PDF-1.7\n garbage without objects'), 'broken.pdf');
+      expect(res.status).toBe(400);
+      expect(res.body.error.fields.evidence).toContain('"broken.pdf" could not be read as a PDF');
+    });
+  });
+
+  describe('several app instances on one database', () => {
+    const twoInstances = (overrides: Partial<TestContext['config']['reports']> = {}) => {
+      const config = { ...ctx.config, reports: { ...ctx.config.reports, ...overrides } };
+      return [createApp({ config, db: ctx.db, clock: ctx.clock, logger: createLogger('silent') }), createApp({ config, db: ctx.db, clock: ctx.clock, logger: createLogger('silent') })];
+    };
+    const fileOn = async (app: ReturnType<typeof createApp>, ip: string, challenge?: { challenge: string; pow: string }) => {
+      const solved = challenge ?? (await solvedChallenge(ctx));
+      return request(app).post('/api/v1/reports').set('X-Forwarded-For', ip).send({ ...reportFields(), ...solved });
+    };
+
+    it('share the per-address report limit: what one instance counted, the other refuses past', async () => {
+      ctx.clock.advance(10 * 60_000);
+      const [a, b] = twoInstances({ submissionsPer10Min: 2 });
+      const ip = nextIp();
+      const statuses = [(await fileOn(a!, ip)).status, (await fileOn(b!, ip)).status, (await fileOn(a!, ip)).status, (await fileOn(b!, ip)).status];
+      expect(statuses).toEqual([201, 201, 429, 429]);
+      expect((await fileOn(b!, nextIp())).status).toBe(201); // another address has its own allowance
+      // Kept under a keyed hash of the address, never the address.
+      expect(JSON.stringify(await Limit.find().lean())).not.toContain(ip);
+    });
+
+    it('refuse on one instance a form token already used on the other', async () => {
+      const [a, b] = twoInstances();
+      const ip = nextIp();
+      const solved = await solvedChallenge(ctx);
+      expect((await fileOn(a!, ip, solved)).status).toBe(201);
+      const again = await fileOn(b!, ip, solved);
+      expect(again.status).toBe(400);
+      expect(again.body.error.code).toBe('challenge_invalid');
+      expect(await Report.countDocuments({ 'what.description': reportFields().description, receivedAt: ctx.clock.now() })).toBeGreaterThanOrEqual(1);
+    });
+
+    it('forget a window once it is over: its document is removed by the sweep', async () => {
+      const ip = nextIp();
+      expect((await fileOn(ctx.app, ip)).status).toBe(201);
+      expect(await Limit.countDocuments({ expiresAt: { $gt: ctx.clock.now() } })).toBeGreaterThan(0);
+      ctx.clock.advance(CHALLENGE_MAX_AGE_MS + 60_000);
+      await createStores(ctx.db.engine).limits.removeExpired(ctx.clock.now());
+      expect(await Limit.countDocuments({ expiresAt: { $lte: ctx.clock.now() } })).toBe(0);
+    });
+  });
+
+  describe('uploads are admitted before their body is read', () => {
+    /** Sends the headers and the first part of a large multipart body, and waits for an answer before sending the rest. */
+    function startUpload(url: string, headers: Record<string, string> = {}) {
+      return new Promise<{ status: number; bodyComplete: boolean; body: string }>((resolve, reject) => {
+        const server = ctx.app.listen(0, '127.0.0.1', () => {
+          const { port } = server.address() as AddressInfo;
+          const boundary = 'x-boundary-x';
+          let sentAll = false;
+          const req = http.request({ host: '127.0.0.1', port, method: 'POST', path: url, headers: { 'Content-Type': `multipart/form-data; boundary=${boundary}`, 'Content-Length': String(50 * 1024 * 1024), ...headers } });
+          req.on('response', (res) => {
+            let body = '';
+            res.on('data', (c: Buffer) => (body += c.toString()));
+            res.on('end', () => {
+              req.destroy();
+              server.close();
+              resolve({ status: res.statusCode ?? 0, bodyComplete: sentAll, body });
+            });
+          });
+          req.on('error', (err) => (res_ok(err) ? undefined : reject(err)));
+          const res_ok = (err: Error) => /ECONNRESET|EPIPE|socket hang up/.test(err.message);
+          req.write(`--${boundary}\r\nContent-Disposition: form-data; name="evidence"; filename="big.jpg"\r\nContent-Type: image/jpeg\r\n\r\n`);
+          req.write(Buffer.alloc(256 * 1024));
+          // The remaining ~50 MB are never sent: a server that waits for them never answers.
+          setTimeout(() => {
+            sentAll = true;
+            server.close();
+            reject(new Error('no answer before the body was sent'));
+          }, 5_000).unref();
+        });
+      });
+    }
+
+    it('refuses a report upload without a live form token at once, without waiting for its files', async () => {
+      const res = await startUpload('/api/v1/reports', { 'X-Forwarded-For': nextIp() });
+      expect(res.status).toBe(400);
+      expect(res.bodyComplete).toBe(false);
+      expect(JSON.parse(res.body).error.code).toBe('challenge_invalid');
+      expect(fs.existsSync(path.join(ctx.config.dataDir, 'uploads-tmp')) ? fs.readdirSync(path.join(ctx.config.dataDir, 'uploads-tmp')) : []).toEqual([]);
+    });
+
+    it('refuses a follow-up upload from a client locked out of receipts before reading it', async () => {
+      const ip = nextIp();
+      for (let i = 0; i < RECEIPT_FAILURES_PER_WINDOW; i++) {
+        ctx.clock.advance(61_000);
+        await request(ctx.app).post('/api/v1/follow-up').set('X-Forwarded-For', ip).send({ receipt: '0000 0000 0000 0000' });
+      }
+      const res = await startUpload('/api/v1/follow-up/evidence', { 'X-Forwarded-For': ip });
+      expect(res.status).toBe(429);
+      expect(res.bodyComplete).toBe(false);
+    });
+
+    it('keeps the names files had only when the reporter asks for it', async () => {
+      const { challenge, pow } = await solvedChallenge(ctx);
+      const req = request(ctx.app).post('/api/v1/reports').set('X-Forwarded-For', nextIp()).set('X-Report-Challenge', challenge).field('challenge', challenge).field('pow', pow).field('keepFileNames', 'yes');
+      for (const [k, v] of Object.entries(reportFields())) for (const item of [v].flat()) req.field(k, String(item));
+      const res = await req.attach('evidence', await jpegWithGps(), 'kibera-market.jpg');
+      expect(res.status).toBe(201);
+      const report = (await Report.findById(await reportIdOf(ctx, res.body.receipt)).lean())!;
+      expect(report.evidence.map((e) => [e.name, e.originalName])).toEqual([['evidence-1.jpg', 'kibera-market.jpg']]);
     });
   });
 });

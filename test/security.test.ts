@@ -4,6 +4,8 @@ import path from 'node:path';
 import jwt from 'jsonwebtoken';
 import mongoose from 'mongoose';
 import request from 'supertest';
+import { createApp } from '../server/app';
+import { createLogger } from '../server/logger';
 import { loadOpenApi } from '../server/openapi';
 import { makeReportCase } from './helpers/cases';
 import { makeModel, makeRegistration } from './helpers/catalogue';
@@ -62,6 +64,8 @@ async function snapshot(): Promise<Record<string, string>> {
   const db = mongoose.connection.db!;
   const out: Record<string, string> = {};
   for (const { name } of await db.listCollections().toArray()) {
+    // Rate-limit windows count every request, refused or not: they are not records.
+    if (name === 'limits') continue;
     const docs = await db.collection(name).find({}).sort({ _id: 1 }).toArray();
     out[name] = crypto.createHash('sha256').update(JSON.stringify(docs)).digest('hex');
   }
@@ -265,6 +269,27 @@ describe('security sweep over every route', () => {
       expect(casePage.text).toContain('&lt;script&gt;alert(&#34;xss-script&#34;)&lt;/script&gt;');
     }, 180_000);
 
+    it('sends every signed-in page, and the reporting channel\'s pages, with Cache-Control: no-store', async () => {
+      const cached: string[] = [];
+      let checked = 0;
+      for (const [role, agent] of Object.entries(agents)) {
+        const roots = role === 'anonymous' ? ['/report', '/follow-up'] : ['/', '/account', '/registrations', '/admin', '/cases', `/cases/${ids.id}`, '/audit', '/catalogue', '/dashboard'];
+        for (const page of (await crawl(agent, roots)).pages) {
+          // The API never reads the session cookie: what a page links to there is public.
+          if (page.url.startsWith('/api/') || (role === 'anonymous' && !/^\/(report|follow-up)/.test(page.url))) continue;
+          const res = await agent.get(page.url);
+          checked++;
+          if (res.headers['cache-control'] !== 'no-store') cached.push(`${role} GET ${page.url}: ${res.headers['cache-control']}`);
+        }
+      }
+      // Evidence downloads, which the crawl skips.
+      const download = await agents.investigator.get(`/cases/${ids.id}/reports/${ids.reportId}/evidence/${ids.fileId}`);
+      expect(download.status).toBe(200);
+      if (download.headers['cache-control'] !== 'no-store') cached.push(`evidence download: ${download.headers['cache-control']}`);
+      expect(cached).toEqual([]);
+      expect(checked).toBeGreaterThan(20);
+    }, 180_000);
+
     it('renders a CSV import\'s file name, cells and error lines as text', async () => {
       const csv = `sku,serial,manufactured_at,channel_partner,ship_to_country,sold_at\n${ids.modelId},SN-XSS-1,2025-01-01,"${XSS.handler.replace(/"/g, '""')}",KE,2025-02-01\n"${XSS.script.replace(/"/g, '""')}",SN-XSS-2,2025-01-01,x,KE,2025-02-01\n`;
       const started = await request(ctx.app).post('/api/v1/imports').set(admin.auth).attach('file', Buffer.from(csv), `${XSS.handler}.csv`);
@@ -428,7 +453,7 @@ describe('security sweep over every route', () => {
         field: 'evidence',
         send: async (files: { data: Buffer; name: string }[]) => {
           const challenge = (await request(ctx.app).get('/api/v1/reports/challenge')).body as { token: string };
-          const req = request(ctx.app).post('/api/v1/reports').field('challenge', challenge.token).field('pow', '0');
+          const req = request(ctx.app).post('/api/v1/reports').set('X-Report-Challenge', challenge.token).field('challenge', challenge.token).field('pow', '0');
           for (const [k, v] of Object.entries(reportFields())) for (const item of [v].flat()) req.field(k, String(item));
           for (const f of files) req.attach('evidence', f.data, f.name);
           return req;
@@ -452,6 +477,7 @@ describe('security sweep over every route', () => {
     });
 
     it('answers 400 (never 500) to a multipart body without a boundary or cut short, on every route that takes files', async () => {
+      ctx.clock.advance(16 * 60_000); // past the receipt guard's window, which earlier guesses from this address filled
       const failures: string[] = [];
       for (const op of operations().filter((o) => o.multipart)) {
         const url = fill(op.path, ids);
@@ -467,7 +493,8 @@ describe('security sweep over every route', () => {
       const [route] = routes();
       const res = await route!.send([{ data: await pngImage(), name: '../../../../tmp/evil.png' }]);
       expect(res.status).toBe(201);
-      expect(res.body.evidence[0].originalName).toBe('evil.png');
+      expect(res.body.evidence[0].name).toBe('evidence-1.png');
+      expect(JSON.stringify(res.body)).not.toContain('evil');
       expect(fs.existsSync('/tmp/evil.png')).toBe(false);
       const everything = fs.readdirSync(ctx.config.dataDir, { recursive: true }).map(String);
       expect(everything.filter((f) => f.includes('evil'))).toEqual([]);
@@ -537,6 +564,44 @@ describe('security sweep over every route', () => {
       expect((await agents.investigator.get('/API/v1/auth/me')).status).toBe(404);
       expect((await agents.investigator.get('/api/v1/auth/me')).status).toBe(401);
       expect((await request(ctx.app).get('/api/v1/auth/me').set(admin.auth)).status).toBe(200);
+    });
+  });
+
+  describe('the anonymous limit counts only valid credentials', () => {
+    // An instance with the default limit, on the suite's database.
+    let app: ReturnType<typeof createApp>;
+    beforeAll(() => {
+      app = createApp({ config: { ...ctx.config, rateLimits: { ...ctx.config.rateLimits, publicPostPerMin: 20 } }, db: ctx.db, clock: ctx.clock, logger: createLogger('silent') });
+    });
+
+    const signUp = (i: number, headers: Record<string, string>) =>
+      request(app).post('/api/v1/auth/signup').set(headers).send({ email: `burst-${i}-${unique('b')}@example.test`, password: TEST_PASSWORD, name: `Burst ${i}` });
+
+    it('refuses sign-ups past the limit even with Authorization: Basic or a made-up API key', async () => {
+      const invalid: Array<Record<string, string>> = [{ Authorization: 'Basic eDp4' }, { 'X-Api-Key': 'dsk_made.up' }];
+      for (const headers of invalid) {
+        ctx.clock.advance(60_000);
+        const statuses: number[] = [];
+        for (let i = 0; i < 25; i++) statuses.push((await signUp(i, headers)).status);
+        expect(statuses.filter((s) => s === 201)).toHaveLength(20);
+        expect(statuses.slice(20)).toEqual([429, 429, 429, 429, 429]);
+      }
+    });
+
+    it('answers an anonymous write to a staff endpoint with 401, not 429, once the limit is spent', async () => {
+      ctx.clock.advance(60_000);
+      for (let i = 0; i < 21; i++) await signUp(100 + i, {});
+      expect((await signUp(200, {})).status).toBe(429);
+      const staff = await request(app).post('/api/v1/cases/C-2026-000001/notes').set('Authorization', 'Basic eDp4').send({ text: 'x' });
+      expect(staff.status).toBe(401);
+    });
+
+    it('lets a signed-in user past the anonymous limit, and answers a forged session 401', async () => {
+      ctx.clock.advance(60_000);
+      for (let i = 0; i < 21; i++) await signUp(300 + i, {});
+      expect((await signUp(400, { Authorization: 'Bearer not-a-session' })).status).toBe(401);
+      const { auth } = await apiUser(ctx, 'customer');
+      expect((await signUp(401, auth)).status).toBe(201);
     });
   });
 });

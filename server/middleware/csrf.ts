@@ -6,7 +6,8 @@ import { isApiRequest } from './auth';
 /**
  * Signed double-submit CSRF tokens (csrf-csrf) for every cookie-authenticated form, bound to
  * the session id when signed in. /api is exempt because it never reads cookies.
- * Multipart forms are checked by `csrf.protect` placed after multer, once the body is parsed.
+ * Multipart forms are checked by `csrf.protect` placed after multer, once the body is parsed, or
+ * before it (server/middleware/uploads.ts `csrfBeforeBody`) when the form's address carries it.
  */
 export function createCsrf(config: Config) {
   const { doubleCsrfProtection, generateCsrfToken, invalidCsrfTokenError } = doubleCsrf({
@@ -16,7 +17,10 @@ export function createCsrf(config: Config) {
     cookieOptions: { sameSite: 'lax', secure: config.cookieSecure, httpOnly: true, path: '/' },
     getCsrfTokenFromRequest: (req: Request) => {
       const fromBody: unknown = (req.body as Record<string, unknown> | undefined)?._csrf;
-      return typeof fromBody === 'string' ? fromBody : req.headers['x-csrf-token'];
+      if (typeof fromBody === 'string') return fromBody;
+      // An upload form may put it in its address, so that it is checked before the files arrive.
+      const fromQuery: unknown = (req.query as Record<string, unknown> | undefined)?._csrf;
+      return typeof fromQuery === 'string' ? fromQuery : req.headers['x-csrf-token'];
     },
     skipCsrfProtection: (req: Request) => isApiRequest(req),
   });

@@ -78,12 +78,20 @@ function isConnectionError(err: unknown): boolean {
   return e.cause !== undefined && e.cause !== err && isConnectionError(e.cause);
 }
 
+/** The line an import error names (`fields.line`), if any: what the log may say about a file. */
+const lineOf = (error: HttpError) => (error.fields?.line ? { line: error.fields.line } : {});
+
 export function errorHandler(logger: Logger): ErrorRequestHandler {
   return (err, req, res, _next) => {
     const { error, unexpected } = toHttpError(err);
+    // A user's mistake is logged by its code (and the line, for an import), never with the
+    // content sent or a stack trace; only what is unexpected is an error with its stack.
     if (unexpected) logger.error({ err, path: req.path }, 'request failed');
+    else if (error.status !== 404) logger.info({ code: error.code, status: error.status, ...lineOf(error) }, 'request refused');
     if (res.headersSent) return void res.end();
     res.status(error.status);
+    // A refused upload's body was never read: closing stops the client sending the rest of it.
+    if (req.is('multipart/form-data') && !req.complete) res.set('Connection', 'close');
     if (error.status === 503) res.setHeader('Retry-After', '5');
     if (isApiRequest(req) || !req.accepts('html')) {
       return void res.json({ error: { code: error.code, message: error.message, ...(error.fields ? { fields: error.fields } : {}) } });
@@ -110,6 +118,15 @@ export function errorHandler(logger: Logger): ErrorRequestHandler {
     });
   };
 }
+
+/** The methods the portal answers; TRACE, CONNECT and invented ones get 405 before anything else runs. */
+export const KNOWN_METHODS = ['GET', 'HEAD', 'POST', 'PUT', 'PATCH', 'DELETE', 'OPTIONS'];
+
+export const methodNotAllowed: RequestHandler = (req, res, next) => {
+  if (KNOWN_METHODS.includes(req.method)) return next();
+  res.set('Allow', KNOWN_METHODS.join(', '));
+  next(new HttpError(405, 'method_not_allowed', `The method ${req.method} is not allowed.`));
+};
 
 export const notFound: RequestHandler = (req, _res, next) => {
   next(new HttpError(404, 'not_found', isApiRequest(req) ? `No route for ${req.method} ${req.path}.` : 'There is no page at this address.'));

@@ -5,11 +5,13 @@ import sharp from 'sharp';
 import type { Config } from '../config';
 import { BadRequestError, HttpError, NotFoundError } from '../errors';
 import { stripJpegMetadata } from './jpeg-metadata';
+import { rewritePdf, UnreadablePdfError } from './pdf-metadata';
 
 /**
  * Stored files (report evidence, proofs of purchase): type decided by content, never by name;
  * no EXIF/GPS/device metadata survives in an image (JPEGs losslessly reduced to their decoding
- * segments, PNG and WebP re-encoded); kept under DATA_DIR/files with random names (never
+ * segments, PNG and WebP re-encoded), and PDFs are rewritten without document properties, XMP,
+ * scripts, automatic actions or attached files (pdf-metadata.ts); kept under DATA_DIR/files with random names (never
  * under public/), referenced by id and SHA-256.
  */
 
@@ -61,11 +63,18 @@ export interface StoredFile {
   originalName: string;
 }
 
+/**
+ * An upload: on disk where multer put it (`path`, a private temp file the uploads middleware
+ * removes after the response), or in memory (`buffer`, from scripts and tests).
+ */
 export interface IncomingFile {
-  buffer: Buffer;
+  buffer?: Buffer;
+  path?: string;
   originalname: string;
   fieldname?: string;
 }
+
+const bytesOf = async (file: IncomingFile): Promise<Buffer> => file.buffer ?? (file.path ? await fs.promises.readFile(file.path) : Buffer.alloc(0));
 
 const FILE_ID = /^[a-f0-9]{32}$/;
 
@@ -74,9 +83,12 @@ function unreadable(label: string, field: string) {
   return new BadRequestError(message, { [field]: message }, 'file_rejected');
 }
 
-/** The disk is full or the data directory cannot be written: the uploader is told so, not "something went wrong". */
+/**
+ * The disk is full or the data directory cannot be written: the uploader is told so, not
+ * "something went wrong". Also used for the upload's temp files (server/middleware/uploads.ts).
+ */
 const STORAGE_ERRORS = new Set(['ENOSPC', 'EDQUOT', 'EROFS', 'EACCES', 'EPERM', 'ENOTDIR']);
-function storageError(err: unknown, field: string): unknown {
+export function storageError(err: unknown, field: string): unknown {
   if (!STORAGE_ERRORS.has((err as NodeJS.ErrnoException)?.code ?? '')) return err;
   const message = 'The file could not be saved: the server has no room to store files right now. Nothing was saved; please try again later.';
   return new HttpError(507, 'storage_unavailable', message, { [field]: message });
@@ -123,13 +135,10 @@ export function createFilesService(deps: { config: Pick<Config, 'dataDir'> }) {
    */
   async function sanitise(file: IncomingFile, field: string): Promise<{ data: Buffer; mediaType: AcceptedType }> {
     const label = safeDisplayName(file.originalname);
-    if (file.buffer.length === 0) throw new BadRequestError(`"${label}" is empty.`, { [field]: `"${label}" is empty.` }, 'file_rejected');
-    if (file.buffer.subarray(0, 5).toString('latin1') === '%PDF-') {
-      // PDFs are stored as given: their metadata cannot be stripped without a PDF rewriter,
-      // which the reporter is warned about on the form.
-      return { data: file.buffer, mediaType: 'application/pdf' };
-    }
-    const { format, orientation } = await detectImage(file.buffer);
+    const buffer = await bytesOf(file);
+    if (buffer.length === 0) throw new BadRequestError(`"${label}" is empty.`, { [field]: `"${label}" is empty.` }, 'file_rejected');
+    if (buffer.subarray(0, 5).toString('latin1') === '%PDF-') return { data: await cleanPdf(buffer, field, label), mediaType: 'application/pdf' };
+    const { format, orientation } = await detectImage(buffer);
     if (format === 'too-large') {
       const message = `"${label}" has too many pixels to open safely (at most ${MAX_IMAGE_PIXELS / 1_000_000} megapixels).`;
       throw new BadRequestError(message, { [field]: message }, 'file_rejected');
@@ -140,18 +149,29 @@ export function createFilesService(deps: { config: Pick<Config, 'dataDir'> }) {
     }
     if (format === 'jpeg') {
       // Lossless: every segment but the picture's own goes (see jpeg-metadata.ts for why).
-      const data = stripJpegMetadata(file.buffer, orientation);
+      const data = stripJpegMetadata(buffer, orientation);
       if (!data) throw unreadable(label, field);
       return { data, mediaType: 'image/jpeg' };
     }
-    return imageSlot(() => reencode(file, format, field, label));
+    return imageSlot(() => reencode(buffer, format, field, label));
   }
 
-  async function reencode(file: IncomingFile, format: 'png' | 'webp', field: string, label: string): Promise<{ data: Buffer; mediaType: AcceptedType }> {
+  /** A PDF that cannot be parsed cannot be cleaned, so it is refused rather than kept as sent. */
+  async function cleanPdf(buffer: Buffer, field: string, label: string): Promise<Buffer> {
+    try {
+      return await rewritePdf(buffer);
+    } catch (err) {
+      if (!(err instanceof UnreadablePdfError)) throw err;
+      const message = `"${label}" could not be read as a PDF (it may be damaged, encrypted or password-protected), so its hidden data cannot be removed. Send an unprotected copy, or a photo of the pages.`;
+      throw new BadRequestError(message, { [field]: message }, 'file_rejected');
+    }
+  }
+
+  async function reencode(buffer: Buffer, format: 'png' | 'webp', field: string, label: string): Promise<{ data: Buffer; mediaType: AcceptedType }> {
     try {
       // Decoding and re-encoding drops EXIF, XMP, ICC and text chunks; `rotate()` first
       // applies the EXIF orientation so the picture still looks the right way up.
-      const pipeline = sharp(file.buffer, { limitInputPixels: MAX_IMAGE_PIXELS, failOn: 'error' }).rotate();
+      const pipeline = sharp(buffer, { limitInputPixels: MAX_IMAGE_PIXELS, failOn: 'error' }).rotate();
       const data = format === 'png' ? await pipeline.png().toBuffer() : await pipeline.webp({ quality: 90 }).toBuffer();
       return { data, mediaType: `image/${format}` };
     } catch {

@@ -2,6 +2,7 @@ import crypto from 'node:crypto';
 import { hashRaw } from '@node-rs/argon2';
 import type { Clock } from '../clock';
 import type { Config } from '../config';
+import type { LimitsStore } from '../store/limits';
 import { BadRequestError, HttpError, NotFoundError, TooManyRequestsError, ValidationError } from '../errors';
 import { MAX_EVIDENCE, MAX_MESSAGES, Report, UnclaimedEvidence, type HarmCategory, type ReportRecord, type ReportStatus, type ReporterKind } from '../../models/reports';
 import type { AuditService } from './audit';
@@ -22,14 +23,16 @@ import { countryQueryOf, mergeLinks, type LinkerService } from './linker';
  *   setFeedback(reportId, text, userId): Promise<void>             what the reporter is shown
  *   setStatus(reportId, status, userId?): Promise<void>            received|acknowledged|under-investigation|closed
  *   addInvestigatorEvidence(reportId, file, userId): Promise<EvidenceRef>
- *   openEvidence(reportId, fileId): { stream, mediaType, size, originalName, sha256 }
+ *   openEvidence(reportId, fileId): { stream, mediaType, size, name, sha256 }   name
+ *       is the generic download name (`evidence-2.pdf`): the name a device gave a file is never sent
  *   confirmLink(reportId, linkIndex, confirmed, userId): Promise<void>
  *   deleteReporterData(reportId): Promise<{ evidenceFiles, messages }>   retention: contact,
  *       messages and evidence files really removed; the report keeps a trace (`erased`).
  *
- * Privacy: nothing about the sender's connection is stored. Rate limits and the receipt guard
- * are kept in process memory for minutes, keyed by an HMAC of the client address under a key
- * that lives only as long as the process.
+ * Privacy: nothing about the sender's connection is stored with a report. Rate limits, the
+ * receipt guard and used form tokens live in the database (every app instance shares them,
+ * server/store/limits.ts) for at most their window, under `client`: a keyed hash of the
+ * address that routes compute (server/middleware/rate-limit.ts), never the address.
  */
 
 const MINUTE = 60_000;
@@ -40,7 +43,8 @@ export const RECEIPT_WINDOW_MS = 15 * MINUTE;
 export const RECEIPT_BASE_DELAY_MS = 1000;
 export const RECEIPT_MAX_DELAY_MS = 60_000;
 export const MESSAGES_PER_PAGE = 20;
-const MEMORY_KEYS_MAX = 50_000;
+/** Evidence uploads (multipart posts) one client may start in 10 minutes. */
+export const UPLOADS_PER_SUBMISSION = 4;
 /**
  * The background linking step starts this long after a report starts waiting for it, and
  * passes are at least this far apart: on FerretDB v1 a pass scans every registration (8.7 s
@@ -51,7 +55,15 @@ export const LINK_PASS_DELAY_MS = 60_000;
 /** Reports finished by one pass: bounds the `$in` lists of its one query. */
 export const LINK_PASS_MAX_REPORTS = 200;
 
-export type EvidenceRef = StoredFile & { addedAt: Date; addedBy: 'reporter' | 'investigator'; addedByUserId: string | null };
+export type EvidenceRef = Omit<StoredFile, 'originalName'> & {
+  /** What the portal shows and downloads it as: `evidence-<n>.<ext>`, its place in the report. */
+  name: string;
+  /** The uploader's own file name, kept only when the reporter asked for it (a checkbox). */
+  originalName: string | null;
+  addedAt: Date;
+  addedBy: 'reporter' | 'investigator';
+  addedByUserId: string | null;
+};
 export type Message = ReportRecord['messages'][number];
 
 export interface ReportInput {
@@ -70,7 +82,19 @@ export interface ReportInput {
   description: string;
   affected?: string;
   ongoing: 'yes' | 'no' | 'unknown';
+  /** The reporter chose to keep the names their files had (by default only `evidence-1.jpg`, … are kept). */
+  keepFileNames?: boolean;
 }
+
+const EXTENSIONS: Record<StoredFile['mediaType'], string> = { 'image/jpeg': 'jpg', 'image/png': 'png', 'image/webp': 'webp', 'application/pdf': 'pdf' };
+
+/**
+ * File names say where a file came from (`IMG_20260114_Kibera.jpg`, `Scan of J. Doe's ID.pdf`),
+ * so evidence is known by its place in the report; for reports saved before names were generic,
+ * by the same rule.
+ */
+export const evidenceName = (mediaType: string, position: number) => `evidence-${position}.${EXTENSIONS[mediaType as StoredFile['mediaType']] ?? 'bin'}`;
+const nameOf = (e: { name?: string | null; mediaType: string }, index: number) => e.name || evidenceName(e.mediaType, index + 1);
 
 // ---------------------------------------------------------------- receipts
 
@@ -107,49 +131,30 @@ export function createReceiptHasher(secret: string) {
   };
 }
 
-// ---------------------------------------------------------------- in-memory limits
-
-/** Forget-after-the-window counters on the injected clock, keyed by an HMAC of the client. */
-export function createWindowCounter(clock: Clock, windowMs: number) {
-  const hits = new Map<string, number[]>();
-  const recent = (key: string, now: number) => (hits.get(key) ?? []).filter((t) => t > now - windowMs);
-  const sweep = (now: number) => {
-    if (hits.size < MEMORY_KEYS_MAX) return;
-    for (const [key, times] of hits) if (!times.some((t) => t > now - windowMs)) hits.delete(key);
-  };
-  return {
-    count: (key: string) => recent(key, clock.now().getTime()).length,
-    recent: (key: string) => recent(key, clock.now().getTime()),
-    hit(key: string) {
-      const now = clock.now().getTime();
-      sweep(now);
-      hits.set(key, [...recent(key, now), now]);
-    },
-  };
-}
+// ---------------------------------------------------------------- receipt guessing
 
 /**
  * Receipt guessing: each failure doubles the wait before the next try (1 s, 2 s, 4 s … 60 s),
- * and RECEIPT_FAILURES_PER_WINDOW failures in RECEIPT_WINDOW_MS stop all tries until the oldest
- * falls out of the window. Successes do not reset it (an attacker holding one real receipt
- * could otherwise interleave it), so a real reporter waits at most the window.
+ * and RECEIPT_FAILURES_PER_WINDOW failures in one RECEIPT_WINDOW_MS window stop all tries until
+ * the window ends. Successes do not reset it (an attacker holding one real receipt could
+ * otherwise interleave it), so a real reporter waits at most the window. Counted in the
+ * database: guesses spread over several app instances add up.
  */
-export function createReceiptGuard(clock: Clock) {
-  const failures = createWindowCounter(clock, RECEIPT_WINDOW_MS);
+export function createReceiptGuard(clock: Clock, limits: LimitsStore) {
   return {
-    check(client: string) {
-      const times = failures.recent(client);
-      if (times.length >= RECEIPT_FAILURES_PER_WINDOW) {
+    async check(client: string) {
+      const now = clock.now();
+      const window = await limits.peekWindow('receipt', client, RECEIPT_WINDOW_MS, now);
+      if (window.count >= RECEIPT_FAILURES_PER_WINDOW) {
         throw new TooManyRequestsError('Too many receipt codes were tried from here. Please wait 15 minutes and try again.');
       }
-      const last = times[times.length - 1];
-      if (last !== undefined) {
-        const delay = Math.min(RECEIPT_BASE_DELAY_MS * 2 ** (times.length - 1), RECEIPT_MAX_DELAY_MS);
-        const wait = last + delay - clock.now().getTime();
+      if (window.last && window.count > 0) {
+        const delay = Math.min(RECEIPT_BASE_DELAY_MS * 2 ** (window.count - 1), RECEIPT_MAX_DELAY_MS);
+        const wait = window.last.getTime() + delay - now.getTime();
         if (wait > 0) throw new TooManyRequestsError(`Please wait ${Math.ceil(wait / 1000)} seconds before trying another receipt code.`);
       }
     },
-    fail: (client: string) => failures.hit(client),
+    fail: async (client: string) => void (await limits.hitWindow('receipt', client, RECEIPT_WINDOW_MS, clock.now())),
   };
 }
 
@@ -177,21 +182,32 @@ export function powSolves(token: string, pow: unknown, bits: number): boolean {
 /**
  * A signed, time-stamped form token. Accepted once, and only after `minFillSeconds` (the slow
  * path that needs no JavaScript) or with a valid proof of work (the fast path). Used nonces are
- * remembered in memory until the token could no longer be accepted anyway.
+ * kept in the database (any instance refuses a token another one accepted) until the token
+ * could no longer be accepted anyway.
  */
-export function createChallenge(deps: { clock: Clock; secret: string; minFillSeconds: number; powBits: number }) {
+export function createChallenge(deps: { clock: Clock; secret: string; minFillSeconds: number; powBits: number; limits: LimitsStore }) {
   const key = hmac(deps.secret, 'downstream/report-challenge');
-  const used = new Map<string, number>();
   const sign = (body: string) => hmac(key, body).toString('base64url').slice(0, 27);
 
-  const read = (token: unknown): { issuedAt: number; nonce: string } | null => {
+  /** Signed by us and not expired; whether it was used is `read`'s question. */
+  const parse = (token: unknown): { issuedAt: number; nonce: string } | null => {
     if (typeof token !== 'string' || token.length > 100) return null;
     const [t, nonce, mac] = token.split('.');
     if (!t || !nonce || !mac || !crypto.timingSafeEqual(Buffer.from(sign(`${t}.${nonce}`)), Buffer.from(mac.padEnd(27).slice(0, 27)))) return null;
     const issuedAt = parseInt(t, 36);
     const age = deps.clock.now().getTime() - issuedAt;
-    if (!Number.isFinite(issuedAt) || age < 0 || age > CHALLENGE_MAX_AGE_MS || used.has(nonce)) return null;
+    if (!Number.isFinite(issuedAt) || age < 0 || age > CHALLENGE_MAX_AGE_MS) return null;
     return { issuedAt, nonce };
+  };
+
+  const read = async (token: unknown) => {
+    const parsed = parse(token);
+    return parsed && !(await deps.limits.nonceUsed(parsed.nonce)) ? parsed : null;
+  };
+
+  const expired = () => {
+    const message = 'This form has expired. Your entries are kept: please check them and send the form again.';
+    return new BadRequestError(message, { challenge: message }, 'challenge_invalid');
   };
 
   const issue = () => {
@@ -202,27 +218,28 @@ export function createChallenge(deps: { clock: Clock; secret: string; minFillSec
   return {
     issue,
     powBits: deps.powBits,
-    nonceOf: (token: unknown) => read(token)?.nonce ?? null,
+    nonceOf: (token: unknown) => parse(token)?.nonce ?? null,
     /** The same token while it can still be used (its wait keeps counting), else a new one. */
-    reuse: (token: unknown) => (read(token) ? (token as string) : issue()),
+    reuse: async (token: unknown) => ((await read(token)) ? (token as string) : issue()),
+    /** Throws a 400 unless the token is ours, unexpired and unused: checked before an upload's body is read. */
+    async admit(token: unknown) {
+      if (await read(token)) return;
+      const message = 'This form has expired or was already sent, so its files were not received. Please open the report form again.';
+      throw new BadRequestError(message, { challenge: message }, 'challenge_invalid');
+    },
     /** Throws a 400 (expired or forged) or 429 (sent too soon) naming the `challenge` field. */
-    verify(token: unknown, pow: unknown) {
-      const parsed = read(token);
-      if (!parsed) {
-        const message = 'This form has expired. Your entries are kept: please check them and send the form again.';
-        throw new BadRequestError(message, { challenge: message }, 'challenge_invalid');
-      }
+    async verify(token: unknown, pow: unknown) {
+      const parsed = await read(token);
+      if (!parsed) throw expired();
       if (powSolves(token as string, pow, deps.powBits)) return;
       if (deps.clock.now().getTime() - parsed.issuedAt >= deps.minFillSeconds * 1000) return;
       const message = `This form was sent within ${deps.minFillSeconds} seconds of opening it, which is how automated spam behaves. Your entries are kept: please wait a few seconds and send it again.`;
       throw new HttpError(429, 'sent_too_soon', message, { challenge: message });
     },
-    consume(token: string) {
-      const nonce = read(token)?.nonce;
-      if (!nonce) throw new BadRequestError('This form was already sent.', { challenge: 'This form was already sent.' }, 'challenge_invalid');
-      const now = deps.clock.now().getTime();
-      if (used.size >= MEMORY_KEYS_MAX) for (const [n, until] of used) if (until < now) used.delete(n);
-      used.set(nonce, now + CHALLENGE_MAX_AGE_MS);
+    async consume(token: string) {
+      const parsed = parse(token);
+      const fresh = parsed && (await deps.limits.useNonce(parsed.nonce, new Date(parsed.issuedAt + CHALLENGE_MAX_AGE_MS), deps.clock.now()));
+      if (!fresh) throw new BadRequestError('This form was already sent.', { challenge: 'This form was already sent.' }, 'challenge_invalid');
     },
   };
 }
@@ -232,6 +249,7 @@ export function createChallenge(deps: { clock: Clock; secret: string; minFillSec
 export function createReportsService(deps: {
   config: Config;
   clock: Clock;
+  stores: { limits: LimitsStore };
   logger?: Pick<Logger, 'error'>;
   /** LINK_PASS_DELAY_MS unless given (tests). */
   linkPassDelayMs?: number;
@@ -245,13 +263,9 @@ export function createReportsService(deps: {
   const { config, clock, files, cases, audit, catalogue, flags } = deps;
   const { linkDirect, registrationLinksFor } = deps.linker;
   const reportIdFor = createReceiptHasher(config.jwt.secret);
-  const challenge = createChallenge({ clock, secret: config.jwt.secret, ...config.reports });
-  const receiptGuard = createReceiptGuard(clock);
-  const submissions = createWindowCounter(clock, 10 * MINUTE);
-  const uploadBatches = createWindowCounter(clock, 10 * MINUTE);
-  // Rotates with the process: memory never holds a client address, only this keyed digest.
-  const clientKeyKey = crypto.randomBytes(32);
-  const clientKey = (client: string) => hmac(clientKeyKey, client).toString('base64url');
+  const { limits } = deps.stores;
+  const challenge = createChallenge({ clock, secret: config.jwt.secret, ...config.reports, limits });
+  const receiptGuard = createReceiptGuard(clock, limits);
   const keptKey = hmac(config.jwt.secret, 'downstream/report-kept-evidence');
 
   // -- the linker's second step (registrations in the report's country), off the request path
@@ -347,8 +361,19 @@ export function createReportsService(deps: {
     return { stored, problems };
   }
 
-  const evidenceRefs = (list: StoredFile[], addedBy: 'reporter' | 'investigator', userId: string | null): EvidenceRef[] =>
-    list.map((f) => ({ fileId: f.fileId, sha256: f.sha256, mediaType: f.mediaType, size: f.size, originalName: f.originalName, addedAt: clock.now(), addedBy, addedByUserId: userId }));
+  /** `already`: files the report holds before these, so names continue its numbering. */
+  const evidenceRefs = (list: StoredFile[], addedBy: 'reporter' | 'investigator', userId: string | null, already: number, keepNames = false): EvidenceRef[] =>
+    list.map((f, i) => ({
+      fileId: f.fileId,
+      sha256: f.sha256,
+      mediaType: f.mediaType,
+      size: f.size,
+      name: evidenceName(f.mediaType, already + i + 1),
+      originalName: keepNames ? f.originalName : null,
+      addedAt: clock.now(),
+      addedBy,
+      addedByUserId: userId,
+    }));
 
   async function findReport(reportId: string): Promise<ReportRecord> {
     const report = await Report.findById(reportId).lean<ReportRecord>();
@@ -358,13 +383,12 @@ export function createReportsService(deps: {
 
   /** The only way in for a reporter: the guard first (before any slow hash), then an `_id` lookup. */
   async function openByReceipt(receipt: unknown, client: string): Promise<ReportRecord> {
-    const key = clientKey(client);
-    receiptGuard.check(key);
+    await receiptGuard.check(client);
     const digits = parseReceipt(receipt);
     if (!digits) throw new ValidationError({ receipt: 'Enter the 16 digits of your receipt code.' });
     const report = await Report.findById(await reportIdFor(digits)).lean<ReportRecord>();
     if (!report) {
-      receiptGuard.fail(key);
+      await receiptGuard.fail(client);
       throw new ValidationError({ receipt: 'No report has this receipt code. Check the digits and try again.' });
     }
     return report;
@@ -383,7 +407,7 @@ export function createReportsService(deps: {
       // Newest page first; within a page, oldest first, as a conversation reads.
       messages: messages.slice(Math.max(0, end - MESSAGES_PER_PAGE), end).map((m) => ({ from: m.from, text: m.text, at: m.at })),
       messagePage: { page: current, pages, total: messages.length },
-      evidence: (report.evidence ?? []).filter((e) => e.addedBy === 'reporter').map((e) => ({ originalName: e.originalName, mediaType: e.mediaType, size: e.size, addedAt: e.addedAt })),
+      evidence: (report.evidence ?? []).flatMap((e, i) => (e.addedBy === 'reporter' ? [{ name: nameOf(e, i), mediaType: e.mediaType, size: e.size, addedAt: e.addedAt }] : [])),
       canAddEvidence: (report.evidence ?? []).length < MAX_EVIDENCE && !report.erased,
     };
   }
@@ -416,6 +440,11 @@ export function createReportsService(deps: {
     await audit.record({ actorKind: actor.kind, actorId: actor.id, action: 'report.evidence-added', subjectKind: 'report', subjectId: reportId, detail: { files: refs.map((r) => r.sha256) } });
   }
 
+  async function admitUploadBatch(client: string) {
+    const batch = await limits.hitWindow('upload', client, 10 * MINUTE, clock.now());
+    if (batch.count > config.reports.submissionsPer10Min * UPLOADS_PER_SUBMISSION) throw new TooManyRequestsError('Too many uploads were sent from here in the last minutes. Please try again in 10 minutes.');
+  }
+
   const harmTitle = (input: ReportInput) => (input.harmCategories.length ? input.harmCategories.join(', ') : 'misuse');
 
   function checkDates(input: ReportInput) {
@@ -426,6 +455,21 @@ export function createReportsService(deps: {
   }
 
   return {
+    /**
+     * Before an evidence upload's body is read: the form token must be live (a request without
+     * one never gets to send megabytes), and the client within its upload allowance.
+     */
+    async admitReportUpload(args: { challenge: unknown; client: string }) {
+      await challenge.admit(args.challenge);
+      await admitUploadBatch(args.client);
+    },
+
+    /** Before a follow-up upload's body is read: a client locked out of receipts, or past its allowance, sends nothing. */
+    async admitFollowUpUpload(args: { client: string }) {
+      await receiptGuard.check(args.client);
+      await admitUploadBatch(args.client);
+    },
+
     /** A fresh form token for the report form (page or API). */
     newChallenge: () => ({ token: challenge.issue(), powBits: config.reports.powBits, minFillSeconds: config.reports.minFillSeconds }),
 
@@ -433,9 +477,9 @@ export function createReportsService(deps: {
      * What the report form carries between attempts: the challenge (kept while valid, so the
      * wait keeps counting) and the evidence already accepted, re-signed for that challenge.
      */
-    formState(body: { challenge?: unknown; keptEvidence?: unknown } | undefined, accepted?: StoredFile[]) {
+    async formState(body: { challenge?: unknown; keptEvidence?: unknown } | undefined, accepted?: StoredFile[]) {
       const kept = accepted ?? readKept(body?.keptEvidence, challenge.nonceOf(body?.challenge));
-      const token = challenge.reuse(body?.challenge);
+      const token = await challenge.reuse(body?.challenge);
       return { challenge: token, powBits: config.reports.powBits, kept, keptEvidence: signKept(kept, challenge.nonceOf(token)) };
     },
 
@@ -444,19 +488,14 @@ export function createReportsService(deps: {
      * an earlier attempt of the same form accepted. Refused files are named in `problems`
      * (page) or refuse the whole request (`strict`, API), but never lose the accepted ones.
      */
-    async acceptEvidence(args: { challenge: unknown; pow: unknown; keptEvidence?: unknown; files: IncomingFile[]; client: string; strict?: boolean }) {
-      challenge.verify(args.challenge, args.pow);
+    async acceptEvidence(args: { challenge: unknown; pow: unknown; keptEvidence?: unknown; files: IncomingFile[]; strict?: boolean }) {
+      await challenge.verify(args.challenge, args.pow);
       const kept = readKept(args.keptEvidence, challenge.nonceOf(args.challenge));
       const max = config.uploads.maxFiles;
       if (kept.length + args.files.length > max) {
         throw new HttpError(413, 'upload_limit_file_count', `A report can carry at most ${max} files; ${kept.length} already attached.`, {
           evidence: `Send at most ${max - kept.length} more file(s): at most ${max} per report.`,
         });
-      }
-      if (args.files.length) {
-        const key = clientKey(args.client);
-        if (uploadBatches.count(key) >= config.reports.submissionsPer10Min * 4) throw new TooManyRequestsError();
-        uploadBatches.hit(key);
       }
       const { stored, problems } = await storeAll(args.files, 'evidence', args.strict ?? false);
       if (stored.length) await UnclaimedEvidence.insertMany(stored.map((f) => ({ _id: f.fileId, storedAt: clock.now() })));
@@ -470,10 +509,10 @@ export function createReportsService(deps: {
     async submit(input: ReportInput, evidence: { files: StoredFile[]; problems: string[] }, args: { challenge: string; client: string }) {
       if (evidence.problems.length) throw new ValidationError({ evidence: evidence.problems.join(' ') }, evidence.problems.join(' '));
       checkDates(input);
-      const key = clientKey(args.client);
-      if (submissions.count(key) >= config.reports.submissionsPer10Min) throw new TooManyRequestsError('Too many reports were sent from here in the last minutes. Please try again in 10 minutes.');
-      challenge.consume(args.challenge);
-      submissions.hit(key);
+      // Counted before the form token is spent, on every instance alike.
+      const sent = await limits.hitWindow('report', args.client, 10 * MINUTE, clock.now());
+      if (sent.count > config.reports.submissionsPer10Min) throw new TooManyRequestsError('Too many reports were sent from here in the last minutes. Please try again in 10 minutes.');
+      await challenge.consume(args.challenge);
 
       const now = clock.now();
       const contact = { name: input.contactName ?? '', organisation: input.contactOrganisation ?? '', email: input.contactEmail ?? '' };
@@ -482,6 +521,7 @@ export function createReportsService(deps: {
       // in the country later, in the background (a scan on FerretDB): `linking` says which.
       const linked = await linkDirect({ serials: input.serials, modelText: input.modelText ?? '', country: input.country });
 
+      const refs = evidenceRefs(evidence.files, 'reporter', null, 0, input.keepFileNames);
       let receipt = '';
       let reportId = '';
       for (let attempt = 0; !reportId && attempt < 3; attempt++) {
@@ -497,7 +537,7 @@ export function createReportsService(deps: {
             where: { country: input.country, place: input.place ?? '' },
             when: { from: input.from ?? null, until: input.until ?? null },
             what: { harmCategories: input.harmCategories, description: input.description, affected: input.affected ?? '', ongoing: input.ongoing },
-            evidence: evidenceRefs(evidence.files, 'reporter', null),
+            evidence: refs,
             links: linked.links,
             linking: linked.pending ? 'pending' : 'done',
             status: 'received',
@@ -542,7 +582,7 @@ export function createReportsService(deps: {
         detail: { caseId, evidenceFiles: evidence.files.length, links: linked.links.length },
       });
       scheduleLinks();
-      return { receipt: formatReceipt(receipt), reportId, caseId, receivedAt: now };
+      return { receipt: formatReceipt(receipt), reportId, caseId, receivedAt: now, evidence: refs };
     },
 
     /**
@@ -618,13 +658,17 @@ export function createReportsService(deps: {
       const report = await openByReceipt(receipt, client);
       if (!incoming.length) throw new ValidationError({ evidence: 'Choose at least one file to add.' });
       const { stored } = await storeAll(incoming, 'evidence', true);
-      await pushEvidence(report._id, evidenceRefs(stored, 'reporter', null), { kind: 'reporter', id: null });
+      await pushEvidence(report._id, evidenceRefs(stored, 'reporter', null, (report.evidence ?? []).length), { kind: 'reporter', id: null });
       return reporterView(await findReport(report._id));
     },
 
     // -- investigators (the cases module checks access and audits reads)
 
-    getReportForStaff: findReport,
+    /** Evidence carries its generic `name` (derived for reports older than it). */
+    async getReportForStaff(reportId: string): Promise<ReportRecord> {
+      const report = await findReport(reportId);
+      return { ...report, evidence: (report.evidence ?? []).map((e, i) => ({ ...e, name: nameOf(e, i) })) } as ReportRecord;
+    },
 
     async listMessages(reportId: string): Promise<Message[]> {
       return (await findReport(reportId)).messages ?? [];
@@ -646,18 +690,19 @@ export function createReportsService(deps: {
     },
 
     async addInvestigatorEvidence(reportId: string, file: IncomingFile, userId: string): Promise<EvidenceRef> {
-      await findReport(reportId);
+      const report = await findReport(reportId);
       const { stored } = await storeAll([file], 'evidence', true);
-      const [ref] = evidenceRefs(stored, 'investigator', userId);
+      const [ref] = evidenceRefs(stored, 'investigator', userId, (report.evidence ?? []).length);
       await pushEvidence(reportId, [ref!], { kind: 'user', id: userId });
       return ref!;
     },
 
     async openEvidence(reportId: string, fileId: string) {
       const report = await findReport(reportId);
-      const ref = (report.evidence ?? []).find((e) => e.fileId === fileId);
+      const index = (report.evidence ?? []).findIndex((e) => e.fileId === fileId);
+      const ref = report.evidence?.[index];
       if (!ref) throw new NotFoundError('No such file in this report.');
-      return { stream: files.open(fileId), mediaType: ref.mediaType, size: ref.size, originalName: ref.originalName, sha256: ref.sha256 };
+      return { stream: files.open(fileId), mediaType: ref.mediaType, size: ref.size, name: nameOf(ref, index), sha256: ref.sha256 };
     },
 
     async confirmLink(reportId: string, linkIndex: number, confirmed: boolean, userId: string) {

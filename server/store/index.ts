@@ -8,6 +8,7 @@ import type { Engine } from './engine';
 import { createFlagsStore } from './flags';
 import { createInsightStore } from './insight';
 import { createJobsStore } from './jobs';
+import { createLimitsStore } from './limits';
 import { createRegistrationsStore } from './registrations';
 
 /**
@@ -27,6 +28,7 @@ export function createStores(engine: Engine) {
     flags: createFlagsStore(engine),
     insight: createInsightStore(engine),
     jobs: createJobsStore(engine),
+    limits: createLimitsStore(engine),
     registrations: createRegistrationsStore(engine),
   };
 }

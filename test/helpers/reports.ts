@@ -1,5 +1,6 @@
 import crypto from 'node:crypto';
 import zlib from 'node:zlib';
+import { PDFDocument, PDFName, PDFString, StandardFonts } from 'pdf-lib';
 import sharp from 'sharp';
 import request from 'supertest';
 import { powSolves } from '../../server/services/reports';
@@ -121,7 +122,8 @@ export function reportAgent(ctx: TestContext, ip = '10.0.0.1') {
     },
     /** Posts the form; `hidden` are the fields of the page last shown (form or re-rendered form). */
     postForm(hidden: Record<string, string>, fields: Record<string, unknown>, files: Attachment[] = [], extra: { pow?: string; userAgent?: string } = {}) {
-      const req = agent.post('/report').set('X-Forwarded-For', ip);
+      // The form's address carries its token, as the page writes it (checked before the body is read).
+      const req = agent.post(`/report?challenge=${encodeURIComponent(hidden.challenge ?? '')}`).set('X-Forwarded-For', ip);
       if (extra.userAgent) req.set('User-Agent', extra.userAgent);
       for (const [k, v] of Object.entries({ ...hidden, pow: extra.pow ?? '' })) req.field(k, v);
       for (const [k, v] of Object.entries(fields)) {
@@ -145,3 +147,24 @@ export function reportAgent(ctx: TestContext, ip = '10.0.0.1') {
 
 /** The receipt as shown (groups joined by spaces, some non-breaking), in plain spaces. */
 export const receiptFrom = (html: string) => /id="receipt">([\d\s]+)</.exec(html)?.[1]?.replace(/\s+/g, ' ') ?? null;
+
+/**
+ * A PDF as a scanner app or word processor leaves it: author and creator in its properties,
+ * the same in XMP, a script run on opening, and a file attached. Written without object
+ * streams, so that what it carries can be seen in its bytes (and its absence after cleaning).
+ */
+export async function pdfWithHiddenData(): Promise<Buffer> {
+  const doc = await PDFDocument.create();
+  doc.setAuthor('Jane Reporter');
+  doc.setCreator('ScanSnap Home (Jane-Laptop)');
+  doc.setTitle('Delivery note');
+  const page = doc.addPage([300, 200]);
+  page.drawText('Delivery note: 40 cameras', { x: 20, y: 100, size: 12, font: await doc.embedFont(StandardFonts.Helvetica) });
+  const xmp = `<?xpacket begin="" id="W5M0MpCehiHzreSzNTczkc9d"?><x:xmpmeta xmlns:x="adobe:ns:meta/"><rdf:RDF xmlns:rdf="http://www.w3.org/1999/02/22-rdf-syntax-ns#"><rdf:Description xmlns:dc="http://purl.org/dc/elements/1.1/"><dc:creator>Jane Reporter (xmp)</dc:creator></rdf:Description></rdf:RDF></x:xmpmeta><?xpacket end="w"?>`;
+  const metadata = doc.context.stream(xmp, { Type: 'Metadata', Subtype: 'XML' });
+  doc.catalog.set(PDFName.of('Metadata'), doc.context.register(metadata));
+  const action = doc.context.obj({ Type: 'Action', S: 'JavaScript', JS: PDFString.of('app.alert("tracking-beacon")') });
+  doc.catalog.set(PDFName.of('OpenAction'), doc.context.register(action));
+  await doc.attach(Buffer.from('source spreadsheet of Jane'), 'jane-source.xlsx', { mimeType: 'application/vnd.ms-excel', description: 'attached-secret' });
+  return Buffer.from(await doc.save({ useObjectStreams: false }));
+}

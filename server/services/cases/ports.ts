@@ -23,7 +23,8 @@ export interface EvidenceFile {
   stream: NodeJS.ReadableStream;
   mediaType: string;
   size?: number | null;
-  originalName?: string | null;
+  /** The generic download name (`evidence-2.pdf`), never the name the reporter's device gave it. */
+  name: string;
 }
 
 /** The reporting channel (server/services/reports.ts). */

@@ -1,5 +1,5 @@
 import mongoose, { Schema } from 'mongoose';
-import { CAPABILITIES, IMPORT_STATUSES, RISK_LEVELS } from '../server/services/catalogue/types';
+import { CAPABILITIES, IMPORT_STATUSES, RISK_LEVELS } from '../server/domain/catalogue';
 
 /**
  * Catalogue: product models and their units.
@@ -14,7 +14,7 @@ import { CAPABILITIES, IMPORT_STATUSES, RISK_LEVELS } from '../server/services/c
  * check-in history lives in monthly buckets (UnitCheckInHistory).
  */
 
-export { CAPABILITIES, IMPORT_ERRORS_KEPT, IMPORT_STATUSES, RISK_LEVELS, type CheckInRun, type RiskLevel } from '../server/services/catalogue/types';
+export { CAPABILITIES, IMPORT_ERRORS_KEPT, IMPORT_STATUSES, RISK_LEVELS, type CheckInRun, type RiskLevel } from '../server/domain/catalogue';
 
 const endUseTermsSchema = new Schema(
   {

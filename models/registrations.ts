@@ -1,5 +1,5 @@
 import mongoose, { Schema } from 'mongoose';
-import { END_USER_TYPES, TRANSFER_KINDS, TRANSFER_STATUSES } from '../server/services/registrations/types';
+import { END_USER_TYPES, TRANSFER_KINDS, TRANSFER_STATUSES } from '../server/domain/registrations';
 
 /**
  * Warranty registrations (who owns a unit, where, for what use, under which end-use terms)
@@ -7,7 +7,7 @@ import { END_USER_TYPES, TRANSFER_KINDS, TRANSFER_STATUSES } from '../server/ser
  * look them up by `_id`; a unit's effective registration is on the unit summary.
  */
 
-export { END_USER_TYPES, HIGH_RISK_END_USER_TYPES, TRANSFER_KINDS, TRANSFER_STATUSES, type EndUserType } from '../server/services/registrations/types';
+export { END_USER_TYPES, HIGH_RISK_END_USER_TYPES, TRANSFER_KINDS, TRANSFER_STATUSES, type EndUserType } from '../server/domain/registrations';
 
 const registrationSchema = new Schema(
   {

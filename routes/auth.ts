@@ -4,7 +4,8 @@ import { z } from 'zod';
 import { requireRole, requireSignedIn, safeNextPath, sessionCookieName, sessionCookieOptions } from '../server/middleware/auth';
 import { formAction } from '../server/middleware/forms';
 import { email, pagination, parse, parseBody, parseQuery, password, requiredText, shortText, toPage, pageBody } from '../server/middleware/validate';
-import { API_KEY_SCOPES, type ApiKeyDoc, type UserDoc } from '../models/auth';
+import { API_KEY_SCOPES } from '../server/domain/auth';
+import type { ApiKeyDoc, UserDoc } from '../server/store/auth';
 import type { RouteContext } from './context';
 
 export const signUpInput = z.object({

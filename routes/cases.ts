@@ -5,7 +5,7 @@ import { requireRole } from '../server/middleware/auth';
 import { formAction } from '../server/middleware/forms';
 import { uploads } from '../server/middleware/uploads';
 import { pagination, parseBody, parseQuery, requiredText, shortText, toPage, pageBody } from '../server/middleware/validate';
-import { ACTION_STATUSES, CASE_STATUSES, CLOSURE_REASONS, HARM_CATEGORIES, INVOLVEMENTS, LEVERAGE_ACTIONS, PRIORITY_LEVELS } from '../models/cases';
+import { ACTION_STATUSES, CASE_STATUSES, CLOSURE_REASONS, HARM_CATEGORIES, INVOLVEMENTS, LEVERAGE_ACTIONS, PRIORITY_LEVELS } from '../server/domain/cases';
 import { overdueOf, type Actor, type EvidenceFile } from '../server/services/cases';
 import type { RouteContext } from './context';
 

@@ -4,7 +4,7 @@ import { type Request, type RequestHandler } from 'express';
 import { Router } from './router';
 import multer from 'multer';
 import { z } from 'zod';
-import { CAPABILITIES, RISK_LEVELS } from '../models/catalogue';
+import { CAPABILITIES, RISK_LEVELS } from '../server/domain/catalogue';
 import { COUNTRY_OPTIONS, isCountryCode } from '../server/countries';
 import { ValidationError } from '../server/errors';
 import { requireRole } from '../server/middleware/auth';

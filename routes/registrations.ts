@@ -1,8 +1,8 @@
 import { type Request, type Response } from 'express';
 import { Router } from './router';
 import { z } from 'zod';
-import { END_USER_TYPES, TRANSFER_KINDS } from '../models/registrations';
-import type { UserDoc } from '../models/auth';
+import { END_USER_TYPES, TRANSFER_KINDS } from '../server/domain/registrations';
+import type { UserDoc } from '../server/store/auth';
 import { COUNTRY_OPTIONS, countryName } from '../server/countries';
 import { requireRole, requireSignedIn, sessionCookieName, sessionCookieOptions } from '../server/middleware/auth';
 import { formAction } from '../server/middleware/forms';

@@ -1,9 +1,9 @@
 import crypto from 'node:crypto';
 import type { Clock } from '../clock';
 import type { Config } from '../config';
-import type { RiskLevel } from '../../models/catalogue';
+import type { RiskLevel } from '../domain/catalogue';
 import type { FlagRule, FlagSourceKind } from '../domain/flags';
-import { HIGH_RISK_END_USER_TYPES, type EndUserType } from '../../models/registrations';
+import { HIGH_RISK_END_USER_TYPES, type EndUserType } from '../domain/registrations';
 import type { AuditService } from './audit';
 import type { Stores } from '../store';
 import type { CasesService } from './cases';

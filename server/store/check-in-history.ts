@@ -1,5 +1,5 @@
 import { UnitCheckInHistory } from '../../models/catalogue';
-import type { CheckInRun } from '../services/catalogue/types';
+import type { CheckInRun } from '../domain/catalogue';
 import { byIds } from './by-ids';
 import { chunksOf, type Engine } from './engine';
 

@@ -1,7 +1,7 @@
 import { Unit } from '../../models/catalogue';
 import { CheckIn, CheckInBatch, UnknownSerial, WITHHELD_UNITS_ID, WithheldUnits } from '../../models/check-ins';
 import { tallyUnits, unitCheckInChange } from './insight';
-import type { CheckInRun } from '../services/catalogue/types';
+import type { CheckInRun } from '../domain/catalogue';
 import { byIds } from './by-ids';
 import { chunksOf, type Engine } from './engine';
 

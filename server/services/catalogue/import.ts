@@ -7,7 +7,7 @@ import { ValidationError } from '../../errors';
 import type { Logger } from '../../logger';
 import type { CatalogueStore, NewUnit } from '../../store/catalogue';
 import { CODE_PATTERN, CODE_RULE, normaliseCode, parseDay } from './codes';
-import { IMPORT_ERRORS_KEPT } from './types';
+import { IMPORT_ERRORS_KEPT } from '../../domain/catalogue';
 import { newUnit } from './units';
 
 /** Bulk import of units from CSV: streamed, checked row by row, inserted in batches. */

@@ -8,7 +8,7 @@ import type { CatalogueStore } from '../../store/catalogue';
 import type { AuditService } from '../audit';
 import { CODE_PATTERN, CODE_RULE, normaliseCode, unitId } from './codes';
 import { createUnitImport, IMPORT_BATCH_SIZE, openAndUnlink } from './import';
-import type { RiskLevel } from './types';
+import type { RiskLevel } from '../../domain/catalogue';
 import { newUnit, type UnitChanges, type UnitInput } from './units';
 
 export { CODE_PATTERN, CODE_RULE, normaliseCode, parseDay, unitId } from './codes';

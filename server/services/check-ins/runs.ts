@@ -1,4 +1,4 @@
-import type { CheckInRun } from '../catalogue/types';
+import type { CheckInRun } from '../../domain/catalogue';
 
 /** Runs the unit timeline shows, newest kept: older ones stay in the history and the log. */
 export const MAX_RUNS = 50;

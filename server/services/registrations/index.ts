@@ -14,7 +14,7 @@ import { normaliseCode, unitId } from '../catalogue/codes';
 import type { FilesService, IncomingFile } from '../files';
 import type { FlagsService } from '../flags';
 import { createTimeline, isStaff, type Viewer } from './timeline';
-import type { EndUserType } from './types';
+import type { EndUserType } from '../../domain/registrations';
 
 export type { TimelineEntry, Viewer } from './timeline';
 

@@ -6,7 +6,7 @@ import type { FlagsStore } from '../../store/flags';
 import type { RegistrationsStore } from '../../store/registrations';
 import type { AuthUser } from '../auth';
 import type { CasesService } from '../cases';
-import type { CheckInRun } from '../catalogue/types';
+import type { CheckInRun } from '../../domain/catalogue';
 import { MAX_RUNS } from '../check-ins/runs';
 
 /** The unit's destination timeline: first sale, registrations, transfers, check-in runs, flags, cases. */

@@ -1,5 +1,5 @@
 import { Unit } from '../../../models/catalogue';
-import type { CheckInRun } from '../../services/catalogue/types';
+import type { CheckInRun } from '../../domain/catalogue';
 import { createCheckInHistoryStore, periodOf, type HistoryBucket } from '../check-in-history';
 import type { Engine } from '../engine';
 import type { Migration } from './index';

@@ -13,6 +13,7 @@ import { createLogger } from '../server/logger';
 import { rebuildUnitTallies } from '../server/store/insight';
 import { createServices } from '../server/services';
 import { createStores } from '../server/store';
+import { recordMigrationsApplied } from '../server/store/migrations';
 import { generateDataset } from './dataset';
 import { benchEnv, inheritedEnv, newSecret, writeManifest } from './lib/target';
 
@@ -52,6 +53,8 @@ async function main() {
     // Units went straight into their collection: the dashboard's tallies are built from them, as `npm run insight:rebuild` does.
     const tallied = await rebuildUnitTallies({ now: new Date(), progress: (n) => process.stdout.write(`unit tallies: ${n.toLocaleString('en')} units read\n`), progressEvery: 50_000 });
     process.stdout.write(`unit tallies rebuilt in ${(tallied.ms / 1000).toFixed(1)} s\n`);
+    // The data set is written in the current shape: nothing for a migration to look for at start.
+    await recordMigrationsApplied(db.engine);
     // Cases went straight into their collection too: each unit's list of cases is built from them.
     process.stdout.write(`unit case lists: ${(await stores.cases.rebuildUnitCases()).toLocaleString('en')} units\n`);
     writeManifest({ dataset, database: db.describe(), generatedAt: new Date().toISOString(), jwtSecret, admin, investigator, apiKey: key });

@@ -208,3 +208,14 @@ export const UnitCases = mongoose.model('UnitCases', unitCasesSchema);
 /** Sequences by `_id` (e.g. `case-2026`), incremented atomically. */
 const counterSchema = new Schema({ _id: { type: String, required: true }, seq: { type: Number, default: 0 } }, { versionKey: false });
 export const Counter = mongoose.model('Counter', counterSchema);
+
+/**
+ * The cases' change log: one document (`_id` 'cases') whose `seq` every case write increments
+ * and whose `recent` holds the ids of the last changed cases, in the same atomic update. A
+ * process holding the queue's rows checks it by `_id` to know which rows to read again.
+ */
+const caseChangesSchema = new Schema(
+  { _id: { type: String, required: true }, seq: { type: Number, required: true }, recent: { type: [String], default: [] } },
+  { versionKey: false, collection: 'casechanges' },
+);
+export const CaseChanges = mongoose.model('CaseChanges', caseChangesSchema);

@@ -15,6 +15,7 @@ import { loadConfig } from '../server/config';
 import { createLogger } from '../server/logger';
 import { createServices } from '../server/services';
 import { createStores } from '../server/store';
+import { RECENT_CASE_CHANGES } from '../server/store/case-queue';
 import { createTestContext, testEnv, type TestContext } from './helpers/context';
 import { apiUser, makeUser, signedInAgent } from './helpers/factories';
 
@@ -817,16 +818,33 @@ describe('investigation cases', () => {
       expect((await ctx.services.cases.casesOfUnit(unit._id)).map((c) => ({ id: c._id, status: c.status }))).toEqual([{ id: first.caseId, status: 'closed' }]);
     });
 
-    it('shows cases written straight into the collection (as the bench generator writes them)', async () => {
+    it('shows cases written straight into the collection to an instance started afterwards (as the bench generator writes them)', async () => {
       const lead = await makeStaff(ctx);
-      const ids = async () => (await ctx.services.cases.queue({ country: 'TZ', status: 'all' }, { skip: 0, limit: 50 }, lead.actor)).items.map((c) => c._id);
-      expect(await ids()).toEqual([]);
+      const freshInstance = () => createServices({ config: ctx.config, clock: ctx.clock, logger: createLogger('silent'), stores: createStores(ctx.db.engine) });
+      const ids = async (services: typeof ctx.services) => (await services.cases.queue({ country: 'TZ', status: 'all' }, { skip: 0, limit: 50 }, lead.actor)).items.map((c) => c._id);
+      expect(await ids(freshInstance())).toEqual([]);
       const now = ctx.clock.now();
       await Case.create({ _id: 'C-2025-900001', title: 'Inserted directly', status: 'new', sourceKinds: ['flag'], countries: ['TZ'], openedAt: now, updatedAt: now });
-      expect(await ids()).toEqual(['C-2025-900001']);
+      expect(await ids(freshInstance())).toEqual(['C-2025-900001']);
       await Case.updateOne({ _id: 'C-2025-900001' }, { $set: { countries: ['KE'] } });
-      expect(await ids()).toEqual([]);
+      expect(await ids(freshInstance())).toEqual([]);
     });
+
+    it('keeps an instance\'s queue right after more changes than the change log remembers', async () => {
+      const lead = await makeStaff(ctx, 'admin');
+      const watcher = createServices({ config: ctx.config, clock: ctx.clock, logger: createLogger('silent'), stores: createStores(ctx.db.engine) });
+      const country = 'BI';
+      const ids = async () => (await watcher.cases.queue({ country, status: 'all', sort: 'opened' }, { skip: 0, limit: 500 }, lead.actor)).items.map((c) => c._id);
+      const [one, two] = [(await makeUnit(ctx)).unit, (await makeUnit(ctx)).unit];
+      const first = await makeFlagCase(ctx, { unitId: one._id, modelId: one.modelId, country });
+      expect(await ids()).toEqual([first.caseId]);
+      // More case writes elsewhere than the log's window, then one more case in the country.
+      const notes = Array.from({ length: RECENT_CASE_CHANGES + 5 }, (_, i) => `note ${i}`);
+      for (let i = 0; i < notes.length; i += 25) await Promise.all(notes.slice(i, i + 25).map((note) => ctx.services.cases.addNote(first.caseId, note, lead.actor)));
+      ctx.clock.advance(1000);
+      const second = await makeFlagCase(ctx, { unitId: two._id, modelId: two.modelId, country });
+      expect(await ids()).toEqual([second.caseId, first.caseId]);
+    }, 60_000);
 
     it('lists a unit’s cases, oldest first, also those written straight into the collection once rebuilt', async () => {
       const { unit } = await makeUnit(ctx);

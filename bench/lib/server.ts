@@ -11,7 +11,8 @@ import { projectRoot } from '../../server/paths';
  */
 export function startCommand(): string[] {
   const pkg = JSON.parse(fs.readFileSync(path.join(projectRoot, 'package.json'), 'utf8')) as { scripts: { start: string } };
-  const [program, ...args] = pkg.scripts.start.split(/\s+/);
+  // `exec` only makes the shell npm starts give way to node (so signals reach node).
+  const [program, ...args] = pkg.scripts.start.replace(/^exec\s+/, '').split(/\s+/);
   if (program !== 'node') throw new Error(`the bench expects \`npm start\` to run node, not "${program}"`);
   return args;
 }

@@ -3,7 +3,7 @@
  * than RETENTION_MONTHS, unless on legal hold; the cases keep a dated trace. Also removes
  * evidence files of report forms that were never sent, once the form has expired.
  *   npm run retention
- * The running portal does the same hourly (server/jobs/retention.ts, started by server/index.ts).
+ * The running portal does the same hourly (the retention jobs in server/jobs, on the instance holding their lease).
  */
 import { systemClock } from '../server/clock';
 import { ConfigError, loadConfig } from '../server/config';

@@ -63,6 +63,12 @@ const envSchema = z.object({
   RETENTION_MONTHS: z.coerce.number().int().min(1, 'must be at least 1 month').max(1200).default(24),
   /** Public transparency report: any count below this is shown as "fewer than N". */
   TRANSPARENCY_MIN_COUNT: z.coerce.number().int().min(1, 'must be at least 1').max(1000).default(5),
+  /** Background jobs: how long an instance's claim on a job lasts without renewal (a dead instance's job moves on after this). */
+  JOB_LEASE_SECONDS: z.coerce.number().int().min(1).max(3600).default(15),
+  CHECK_IN_SWEEP_MS: z.coerce.number().int().min(50).max(60_000).default(500),
+  CHECK_IN_IDLE_SWEEP_SECONDS: z.coerce.number().int().min(1).max(3600).default(5),
+  RETENTION_EVERY_MINUTES: z.coerce.number().int().min(1).max(10_080).default(60),
+  REPORT_LINKS_EVERY_SECONDS: z.coerce.number().int().min(1).max(86_400).default(60),
 });
 
 export type Env = Record<string, string | undefined>;
@@ -91,6 +97,8 @@ export interface Config {
   retentionMonths: number;
   /** Counts below this are hidden on the public transparency report (small numbers can identify people). */
   transparencyMinCount: number;
+  /** Background jobs (server/jobs): each runs on the one instance holding its lease. */
+  jobs: { leaseMs: number; checkInSweepMs: number; checkInIdleSweepMs: number; retentionEveryMs: number; reportLinksEveryMs: number };
 }
 
 export class ConfigError extends Error {
@@ -175,5 +183,12 @@ export function loadConfig(env: Env = process.env): Config {
     ferretdbLogLevel: e.FERRETDB_LOG_LEVEL,
     retentionMonths: e.RETENTION_MONTHS,
     transparencyMinCount: e.TRANSPARENCY_MIN_COUNT,
+    jobs: {
+      leaseMs: e.JOB_LEASE_SECONDS * 1000,
+      checkInSweepMs: e.CHECK_IN_SWEEP_MS,
+      checkInIdleSweepMs: e.CHECK_IN_IDLE_SWEEP_SECONDS * 1000,
+      retentionEveryMs: e.RETENTION_EVERY_MINUTES * 60_000,
+      reportLinksEveryMs: e.REPORT_LINKS_EVERY_SECONDS * 1000,
+    },
   };
 }

@@ -4,9 +4,10 @@ import { systemClock } from './clock';
 import { ConfigError, loadConfig } from './config';
 import { connectDatabase } from './db';
 import { EmbeddedDatabaseError } from './db/embedded';
-import { startRetentionSchedule } from './jobs/retention';
+import { backgroundJobs } from './jobs';
+import { startJobs } from './jobs/runner';
 import { createLogger } from './logger';
-import { startCheckInSummariser } from './services/check-ins';
+import { createJobsStore } from './store/jobs';
 import { migrateAtStart, MigrationRequiredError } from './store/migrations';
 
 /** Starts the portal: config → database (embedded unless MONGODB_URI) → HTTP. */
@@ -21,14 +22,14 @@ async function main() {
   });
   const app = createApp({ config, db, clock: systemClock, logger });
 
-  // Hourly: reporter data of cases closed longer than RETENTION_MONTHS is deleted.
-  const stopRetention = startRetentionSchedule(app.locals.services, logger);
-  // Check-in batches left unsummarised by an earlier run (or another process) are folded.
-  const stopSummariser = startCheckInSummariser(app.locals.services, logger);
-  // Reports a stopped process left with their background linking step pending are finished.
-  app.locals.services.reports.resumePendingLinks().catch((err: unknown) => logger.error({ err }, 'report linking at start failed'));
-  // The dashboard's unit tallies, on a database that never had them (first start of this version).
-  app.locals.services.insight.ensureUnitTallies().catch((err: unknown) => logger.error({ err }, 'building the unit tallies at start failed'));
+  // Check-in folding, retention, report links, the tally rebuild: each on the one instance
+  // (of however many share this database) that holds its lease.
+  const jobs = startJobs(backgroundJobs(app.locals.services, config.jobs, logger), {
+    store: createJobsStore(db.engine),
+    clock: systemClock,
+    logger,
+    leaseMs: config.jobs.leaseMs,
+  });
 
   const server = http.createServer(app);
   // A slow body is not held for Node's default 300 s (issue 20): an upload has a minute.
@@ -43,7 +44,7 @@ async function main() {
   const shownHost = config.host === '0.0.0.0' || config.host === '127.0.0.1' ? 'localhost' : config.host;
   process.stdout.write(
     `\nDownstream is running at http://${shownHost}:${port}\n` +
-      `  database: ${db.describe()}\n  data directory: ${config.dataDir}\n  stop with Ctrl-C\n\n`,
+      `  database: ${db.describe()}\n  data directory: ${config.dataDir}\n  instance: ${jobs.instanceId}\n  stop with Ctrl-C\n\n`,
   );
 
   let stopping = false;
@@ -51,13 +52,12 @@ async function main() {
     if (stopping) return;
     stopping = true;
     logger.info({ signal }, 'shutting down');
-    stopRetention();
-    stopSummariser();
     // Stop accepting connections, let in-flight requests finish, then close the database.
     const closed = new Promise<void>((resolve) => server.close(() => resolve()));
     server.closeIdleConnections();
     const force = setTimeout(() => server.closeAllConnections(), 10_000).unref();
-    await closed;
+    // Runs in flight finish and the leases are freed, so another instance takes the jobs at once.
+    await Promise.all([closed, jobs.stop().catch((err: unknown) => logger.error({ err }, 'stopping the background jobs failed'))]);
     clearTimeout(force);
     await db.close();
     logger.info('stopped');

@@ -80,6 +80,19 @@ describe('background jobs under a database lease', () => {
     expect(lease!.history.at(-1)).toEqual(expect.objectContaining({ holder: 'survivor', reason: 'expired' }));
   });
 
+  it('comes back soon while a run says work is waiting, and only now and then once it is done', async () => {
+    const job = unique('backlog');
+    let waiting = 3;
+    const runsAt: number[] = [];
+    runners.push(
+      startJobs([{ name: job, everyMs: 60_000, busyEveryMs: 20, runOnAcquire: true, run: async () => (runsAt.push(Date.now()), waiting-- > 0) }], { store, clock: ctx.clock, logger, instanceId: 'busy', leaseMs: 5_000, pollMs: 1_000 }),
+    );
+    // Four runs (three with work waiting, one finding none) well inside one lease check.
+    await until(() => runsAt.length === 4, 900);
+    await new Promise((r) => setTimeout(r, 300));
+    expect(runsAt).toHaveLength(4);
+  });
+
   it('keeps the lease of a run longer than the lease by renewing it while running', async () => {
     const job = unique('long');
     let release!: () => void;

@@ -12,8 +12,10 @@ import type { JobsStore } from '../store/jobs';
  */
 export interface JobDefinition {
   name: string;
-  /** How often the holder runs the job. */
+  /** How often the holder runs the job (Infinity: only on acquire). */
   everyMs: number;
+  /** When a run resolves `true` (work was waiting, more may be), the next one comes this soon instead. */
+  busyEveryMs?: number;
   /** Run at once when this instance first takes the lease (catch-up after a restart). */
   runOnAcquire?: boolean;
   run(): Promise<unknown>;
@@ -52,7 +54,8 @@ export function startJobs(jobs: JobDefinition[], opts: JobRunnerOptions): JobRun
   const pollMs = opts.pollMs ?? Math.max(250, Math.floor(leaseMs / 3));
   let stopped = false;
 
-  const states = jobs.map((job) => ({ job, held: false, lastRunAt: 0, running: null as Promise<void> | null, timer: null as NodeJS.Timeout | null }));
+  const states = jobs.map((job) => ({ job, held: false, renewedAt: -Infinity, busy: false, lastRunAt: 0, running: null as Promise<void> | null, timer: null as NodeJS.Timeout | null }));
+  const intervalOf = (state: (typeof states)[number]) => (state.busy && state.job.busyEveryMs !== undefined ? state.job.busyEveryMs : state.job.everyMs);
 
   const runOnce = async (state: (typeof states)[number]) => {
     const started = clock.now();
@@ -72,8 +75,9 @@ export function startJobs(jobs: JobDefinition[], opts: JobRunnerOptions): JobRun
     heartbeat.unref();
     let error: string | null = null;
     try {
-      await state.job.run();
+      state.busy = (await state.job.run()) === true;
     } catch (err) {
+      state.busy = false;
       error = (err as Error)?.message ?? String(err);
       logger.error({ err, job: state.job.name }, 'job run failed');
     } finally {
@@ -86,12 +90,17 @@ export function startJobs(jobs: JobDefinition[], opts: JobRunnerOptions): JobRun
   const tick = async (state: (typeof states)[number]) => {
     if (stopped) return;
     try {
-      const held = await store.acquire(state.job.name, instanceId, clock.now(), leaseMs);
-      const gained = held && !state.held;
-      if (gained) logger.info({ job: state.job.name, instanceId }, 'job lease taken');
-      state.held = held;
-      const due = Date.now() - state.lastRunAt >= state.job.everyMs;
-      if (held && !stopped && (due || (gained && state.job.runOnAcquire))) {
+      // A lease renewed less than a poll ago still has most of its length: no write needed.
+      if (!state.held || performance.now() - state.renewedAt >= pollMs) {
+        const held = await store.acquire(state.job.name, instanceId, clock.now(), leaseMs);
+        if (held && !state.held) logger.info({ job: state.job.name, instanceId }, 'job lease taken');
+        if (held) state.renewedAt = performance.now();
+        const gained = held && !state.held;
+        state.held = held;
+        if (gained && state.job.runOnAcquire) state.lastRunAt = 0;
+      }
+      const due = Date.now() - state.lastRunAt >= intervalOf(state);
+      if (state.held && !stopped && due) {
         state.running = runOnce(state);
         await state.running;
         state.running = null;
@@ -102,14 +111,16 @@ export function startJobs(jobs: JobDefinition[], opts: JobRunnerOptions): JobRun
       logger.warn({ err: (err as Error)?.message, job: state.job.name }, 'job lease check failed');
     }
     if (!stopped) {
-      state.timer = setTimeout(() => void tick(state), pollMs);
+      // The holder comes back when the next run is due, if that is before the next lease check.
+      const untilDue = state.lastRunAt + intervalOf(state) - Date.now();
+      state.timer = setTimeout(() => void tick(state), state.held ? Math.max(0, Math.min(pollMs, untilDue)) : pollMs);
       state.timer.unref();
     }
   };
 
   for (const state of states) {
-    // Not a run: the first tick decides whether this instance holds the job.
-    state.lastRunAt = state.job.runOnAcquire ? 0 : Date.now();
+    // Not a run: the first tick decides whether this instance holds the job (and runs it at once if runOnAcquire).
+    state.lastRunAt = Date.now();
     void tick(state);
   }
 

@@ -98,3 +98,8 @@ export function descendantPids(pid: number): { pid: number; cmdline: string }[] 
   }
   return found;
 }
+
+/** The instance name a started portal shows in its banner (its name in job lease histories). */
+export function instanceIdOf(output: string): string | undefined {
+  return /^\s+instance: (\S+)$/m.exec(output)?.[1];
+}

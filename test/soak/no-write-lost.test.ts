@@ -5,17 +5,22 @@ import { acknowledged, checkInBatch, prepare, registration, report, soakSeconds,
 
 /**
  * No acknowledged write is lost: check-ins, registrations and reports with unique ids under
- * load while the embedded database is killed twice (the supervisor restarts it). Afterwards
- * every write that got a 2xx is in the database once, and retries made no duplicates.
- * `npm test` runs it for a few seconds; `npm run test:soak` for SOAK_SECONDS (60 by default).
+ * load through two app instances on one DATA_DIR (the second joins the engine the first runs)
+ * while the embedded database is killed twice (the owner's supervisor restarts it). Afterwards
+ * every write that got a 2xx is in the database once, retries made no duplicates, and the
+ * instance holding the summariser's lease folded every stored check-in, whichever instance
+ * took it. `npm test` runs it for a few seconds; `npm run test:soak` for SOAK_SECONDS (60 by default).
  */
-describe('no acknowledged write lost while the database is killed and restarted twice', () => {
+describe('no acknowledged write lost through two instances while the database is killed and restarted twice', () => {
   const seconds = soakSeconds(12);
   let srv: RunningServer;
+  let instances: RunningServer[];
   let fx: Fixtures;
 
   beforeAll(async () => {
-    srv = await startServer({ REPORT_POW_BITS: '0', REPORT_MIN_FILL_SECONDS: '0' });
+    const env = { REPORT_POW_BITS: '0', REPORT_MIN_FILL_SECONDS: '0', JOB_LEASE_SECONDS: '3' };
+    srv = await startServer(env);
+    instances = [srv, await startServer(env, srv.dataDir)];
     fx = await prepare(srv, Math.max(60, seconds * 15));
   }, 120_000);
   afterAll(async () => {
@@ -30,7 +35,9 @@ describe('no acknowledged write lost while the database is killed and restarted 
     const worker = async (i: number) => {
       while (Date.now() < until) {
         const pick = (i + records.length) % 4;
-        records.push(...(pick === 0 ? await registration(srv, fx, () => nextUnit++) : pick === 1 ? await report(srv) : await checkInBatch(srv, fx)));
+        // Workers alternate between the instances, as a proxy spreads clients.
+        const via = instances[i % instances.length]!;
+        records.push(...(pick === 0 ? await registration(via, fx, () => nextUnit++) : pick === 1 ? await report(via) : await checkInBatch(via, fx)));
       }
     };
     const kills = [0.3, 0.65].map(async (at) => {
@@ -47,6 +54,14 @@ describe('no acknowledged write lost while the database is killed and restarted 
     for (let i = 0; i < 100 && mongoose.connection.readyState !== 1; i++) await sleep(100);
     await sleep(1_500);
     const { lost, duplicated } = await verifyAcknowledged(records);
+    // Every stored check-in folded into its unit's summary, by whichever instance held the lease.
+    const db = mongoose.connection.db!;
+    let outbox = -1;
+    for (let i = 0; i < 300 && outbox !== 0; i++) {
+      outbox = await db.collection('checkinbatches').countDocuments({});
+      if (outbox) await sleep(100);
+    }
+    const folded = (await db.collection<{ checkIns?: { count?: number } }>('units').find({}, { projection: { 'checkIns.count': 1 } }).toArray()).reduce((n, u) => n + (u.checkIns?.count ?? 0), 0);
     const outcomes = records.flatMap((r) => r.outcomes);
     const serverErrors = outcomes.filter((o) => o.status >= 500 && o.status !== 503);
     const summary = {
@@ -56,6 +71,7 @@ describe('no acknowledged write lost while the database is killed and restarted 
       retried: records.filter((r) => r.outcomes.length > 1).length,
       unavailable503: outcomes.filter((o) => o.status === 503).length,
       refused: outcomes.filter((o) => o.status === 0).length,
+      folded,
     };
     console.log(`no-write-lost: ${JSON.stringify(summary)}`);
 
@@ -65,6 +81,8 @@ describe('no acknowledged write lost while the database is killed and restarted 
     expect(serverErrors.map((o) => JSON.stringify(o.body))).toEqual([]);
     expect(lost).toEqual([]);
     expect(duplicated).toEqual([]);
+    expect(outbox).toBe(0);
+    expect(folded).toBe(await db.collection('checkins').countDocuments({}));
     // Retried writes got through once the database was back: none gave up after all its attempts.
     expect(records.filter((r) => r.kind !== 'report' && !acknowledged(r)).map((r) => r.key)).toEqual([]);
   }, 300_000);

@@ -6,7 +6,7 @@ import { addMonths, retentionDecision } from './rules';
 
 /**
  * Reporter data of cases closed longer than the retention period goes (unless on legal hold);
- * the case stays with a dated trace. Run by server/jobs/retention.ts and `npm run retention`.
+ * the case stays with a dated trace. Run by the retention job (server/jobs) and `npm run retention`.
  */
 export function caseRetention(deps: CaseDeps, reports: Pick<ReportsPort, 'deleteReporterData'>) {
   const { clock } = deps;

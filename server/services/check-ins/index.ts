@@ -24,7 +24,8 @@ export { ABANDONED_WRITE_MS, FOLD_MAX_CHECK_INS, SUMMARY_MAX_LAG_MS, type Summar
  * and the answers from the one withheld-units document. No unit is read or written per
  * check-in: profiled at scale 1 on the embedded engine, a unit summary update costs 5-10 ms,
  * so a batch of 1,000 took 17 s while its insert took ~90 ms. Summaries, history and flags
- * trail the log by the summariser's backlog (`backlog()`, shown on /readyz).
+ * trail the log by the summariser's backlog (`backlog()`, shown on /readyz): one instance at a
+ * time folds it, the one holding the summariser's job lease (`sweep`, server/jobs).
  */
 
 export const MAX_BATCH = 1_000;
@@ -152,24 +153,19 @@ export function createCheckInsService(deps: {
      */
     ingest: (apiKeyId: string, items: readonly CheckInItem[]) => summariser.duringIngest(() => ingestBatch(apiKeyId, items)),
 
-    /** Picks up batches this process did not ingest (left by an earlier run or another process). Run at start and then periodically. */
+    /**
+     * Folds the outbox, whoever ingested it: run by the instance holding the summariser's job
+     * lease (server/jobs). Resolves true when batches were waiting, so the job comes back soon.
+     */
     sweep: () => summariser.sweep(MAX_BATCH),
 
-    settled: () => summariser.settled(),
+    /** Folds everything waiting now; for tests and scripts that run no job runner. */
+    settled: () => summariser.settled(MAX_BATCH),
 
-    backlog: () => summariser.backlog(),
+    backlog: () => summariser.backlog(MAX_BATCH),
 
     ...createControls(store),
   };
 }
 
 export type CheckInsService = ReturnType<typeof createCheckInsService>;
-
-/** Sweeps the summariser's outbox at start and every `everyMs`; returns a stop function. */
-export function startCheckInSummariser(services: { checkIns: CheckInsService }, logger: Pick<Logger, 'error'>, everyMs = 30_000) {
-  const sweep = () => services.checkIns.sweep().catch((err: unknown) => logger.error({ err }, 'check-in summaries: sweep failed'));
-  void sweep();
-  const timer = setInterval(() => void sweep(), everyMs);
-  timer.unref();
-  return () => clearInterval(timer);
-}

@@ -27,11 +27,18 @@ const FOLD_MAX_BATCHES = 32;
 const FOLD_ATTEMPTS = 3;
 /** Batch ids a document remembers: more than a fold can hold, so a fold run again always sees its own. */
 const BATCH_IDS_KEPT = 2 * FOLD_MAX_BATCHES;
-/** A batch not ingested by this process is folded once this old (its writer may still be at work before). */
+/**
+ * A batch whose log entries are not all written yet is folded once this old: its writer may
+ * still be at work before, after that it died between the outbox and the end of the log.
+ */
 export const ABANDONED_WRITE_MS = 60_000;
+/** Ingest hints kept for batches not folded here yet (another instance may fold them). */
+const INGESTED_HINTS_KEPT = 10_000;
+/** /readyz's view of the outbox is re-read when this process has not looked for this long. */
+const BACKLOG_REFRESH_MS = 2_000;
 /** Folding waits for this long without ingest… */
 const INGEST_QUIET_MS = 200;
-/** …unless the oldest pending batch has waited this long. */
+/** …unless the oldest waiting batch has waited this long. */
 export const SUMMARY_MAX_LAG_MS = 60_000;
 
 type Fold = ReturnType<typeof foldRuns<Entry>>;
@@ -47,7 +54,7 @@ const batchIdsAfter = (before: readonly string[] | undefined, entries: readonly 
 const latestOf = (entries: readonly Entry[]) => entries.reduce((a, b) => (b.observedAt > a.observedAt ? b : a));
 
 export interface SummaryBacklog {
-  /** Batches this process knows to be waiting for the summariser, and their check-ins. */
+  /** Batches waiting for the summariser as this process last saw the outbox, and their check-ins. */
   batches: number;
   checkIns: number;
   oldestReceivedAt: Date | null;
@@ -70,16 +77,23 @@ export function createSummariser(deps: SummariserDeps) {
   const { clock, flags, logger, store, history } = deps;
 
   /**
-   * Batches waiting to be folded, in arrival order. `duplicates` (indexes of entries the log
-   * already held) is known for batches this process ingested; for others the log is asked.
+   * What ingest in this process knows of its own batches: the indexes of entries the log
+   * already held. A hint, not state: a batch without one (ingested elsewhere, or before a
+   * restart) is checked against the log instead. Bounded, since another instance may fold them.
    */
-  const pending = new Map<string, { receivedAt: Date; size: number; duplicates?: number[] }>();
-  let draining: Promise<void> | null = null;
+  const ingested = new Map<string, number[]>();
+  /** The outbox as this process last saw it (for /readyz), oldest first; `seen` bumps on every change. */
+  let waiting = new Map<string, { receivedAt: Date; size: number }>();
+  let seen = { version: 0, at: -Infinity };
+  let refreshing: Promise<void> | null = null;
+  let draining: Promise<boolean> | null = null;
   let folded = 0;
   /** Ingest calls in flight and when the last one ended: folding gives way to them (see drain). */
   let ingesting = 0;
   let lastIngestEnded = 0;
-  let urgent = false;
+  let urgent = 0;
+
+  const viewChanged = () => (seen = { version: seen.version + 1, at: performance.now() });
 
   /** Pending transfers' countries are only looked for when a run has already settled somewhere unannounced. */
   async function pendingTransferCountries(unit: UnitFacts): Promise<string[]> {
@@ -235,30 +249,46 @@ export function createSummariser(deps: SummariserDeps) {
     return { written, refolded, flags: flagged };
   }
 
-  /** The entries of a batch ingested elsewhere (or before a restart): those the log holds under this batch. */
-  async function storedEntriesOf(entries: Entry[]): Promise<Entry[]> {
-    const logged = await store.loggedBatchIds(entries.map((e) => e.id));
-    return entries.filter((e, i) => logged[i] === e.batchId);
+  /**
+   * The entries a batch stored in the log, or null while its writer may still be at work: a
+   * batch this process ingested is complete; another is once every entry is in the log (under
+   * this batch, or under an earlier one as a duplicate), or once ABANDONED_WRITE_MS old.
+   */
+  async function storedEntriesOf(batches: StoredBatch[]): Promise<Map<string, Entry[] | null>> {
+    const result = new Map<string, Entry[] | null>();
+    const unknown: Array<{ batch: StoredBatch; entries: Entry[] }> = [];
+    for (const batch of batches) {
+      let entries: Entry[];
+      try {
+        entries = fromPayload(batch);
+      } catch (err) {
+        // Left in the outbox for someone to look at; the batches behind it go on.
+        logger?.error({ err, batchId: batch._id }, 'check-in summaries: unreadable batch left in the outbox');
+        continue;
+      }
+      const duplicates = ingested.get(batch._id);
+      if (duplicates) {
+        const duplicate = new Set(duplicates);
+        result.set(batch._id, entries.filter((_, i) => !duplicate.has(i)));
+      } else unknown.push({ batch, entries });
+    }
+    const logged = await store.loggedBatchIds(unknown.flatMap(({ entries }) => entries.map((e) => e.id)));
+    const now = clock.now().getTime();
+    let next = 0;
+    for (const { batch, entries } of unknown) {
+      const loggedAs = logged.slice(next, (next += entries.length));
+      const complete = loggedAs.every((b) => b !== null);
+      const abandoned = now - batch.receivedAt.getTime() > ABANDONED_WRITE_MS;
+      result.set(batch._id, complete || abandoned ? entries.filter((e, i) => loggedAs[i] === e.batchId) : null);
+    }
+    return result;
   }
 
-  /** Folds stored batches into unit and unknown-serial summaries, raises their flags, then deletes them. */
-  async function fold(batches: StoredBatch[]) {
+  /** Folds the entries of stored batches into unit and unknown-serial summaries, raises their flags, then deletes the batches. */
+  async function fold(batchIds: string[], entries: Entry[]) {
     const started = Date.now();
     const phases: Record<string, number> = {};
     const lap = (name: string) => (phases[name] = Date.now() - started - Object.values(phases).reduce((a, b) => a + b, 0));
-    const entries: Entry[] = [];
-    for (const batch of batches) {
-      const all = fromPayload(batch);
-      const duplicates = pending.get(batch._id)?.duplicates;
-      if (duplicates) {
-        const duplicate = new Set(duplicates);
-        entries.push(...all.filter((_, i) => !duplicate.has(i)));
-      } else {
-        entries.push(...(await storedEntriesOf(all)));
-      }
-    }
-
-    lap('batches');
     const resolved = await deps.resolveUnits(entries);
     lap('read');
     // The log names the unit ingest guessed from SKU and serial; correct the few it got wrong.
@@ -294,62 +324,87 @@ export function createSummariser(deps: SummariserDeps) {
     const unknownWrites = unknown.flatMap(({ write }) => (write ? [write] : []));
     await store.writeUnknownSerials(unknownWrites);
     lap('unknown');
-    await store.deleteBatches(batches.map((b) => b._id));
+    await store.deleteBatches(batchIds);
+    for (const id of batchIds) ingested.delete(id);
     folded += entries.length;
-    logger?.info({ batches: batches.length, checkIns: entries.length, units: units.written, refolded: units.refolded, unknown: unknownWrites.length, corrections: corrections.length, flags: units.flags + unknownRaises.reduce((n, r) => n + r.hits.length, 0), ms: Date.now() - started, phases }, 'check-in summaries: folded');
+    logger?.info({ batches: batchIds.length, checkIns: entries.length, units: units.written, refolded: units.refolded, unknown: unknownWrites.length, corrections: corrections.length, flags: units.flags + unknownRaises.reduce((n, r) => n + r.hits.length, 0), ms: Date.now() - started, phases }, 'check-in summaries: folded');
   }
 
   /**
-   * Ingest first: while batches keep arriving, folding waits (the devices are waiting for their
-   * answers, the summaries are not), unless the oldest pending batch has waited
+   * Ingest first: while batches keep arriving here, folding waits (the devices are waiting for
+   * their answers, the summaries are not), unless the oldest waiting batch has waited
    * SUMMARY_MAX_LAG_MS. On a shared 2-core machine a fold competing with ingest halves both.
    */
-  async function giveWayToIngest() {
+  async function giveWayToIngest(oldest: Date) {
     for (;;) {
-      const oldest = pending.values().next().value;
       const quiet = ingesting === 0 && performance.now() - lastIngestEnded >= INGEST_QUIET_MS;
-      if (urgent || quiet || !oldest || clock.now().getTime() - oldest.receivedAt.getTime() >= SUMMARY_MAX_LAG_MS) return;
+      if (urgent || quiet || clock.now().getTime() - oldest.getTime() >= SUMMARY_MAX_LAG_MS) return;
       await new Promise((resolve) => setTimeout(resolve, INGEST_QUIET_MS));
     }
   }
 
-  /** Folds what is pending, up to FOLD_MAX_CHECK_INS check-ins at a time, oldest first. */
-  async function drain() {
-    while (pending.size) {
-      await giveWayToIngest();
+  /**
+   * One pass over the outbox as the database holds it, up to FOLD_MAX_CHECK_INS check-ins per
+   * fold, oldest first. Resolves whether batches were waiting (the job then comes back soon).
+   */
+  async function drain(defaultSize: number): Promise<boolean> {
+    const rows = await store.waitingBatches();
+    waiting = new Map(rows.map((r) => [r._id, { receivedAt: r.receivedAt, size: r.size ?? defaultSize }]));
+    viewChanged();
+    const queue = [...waiting.keys()];
+    while (queue.length) {
+      await giveWayToIngest(waiting.get(queue[0]!)!.receivedAt);
       const take: string[] = [];
       let size = 0;
-      for (const [id, p] of pending) {
+      for (const id of queue) {
+        const p = waiting.get(id)!;
         if (take.length && (size + p.size > FOLD_MAX_CHECK_INS || take.length >= FOLD_MAX_BATCHES)) break;
         take.push(id);
         size += p.size;
       }
-      const docs = await store.batches(take);
-      const now = clock.now().getTime();
-      // A batch from elsewhere may still be being written: its writer's to finish, unless long gone.
-      const ready = docs.filter((b): b is StoredBatch => !!b && (!!pending.get(b._id)?.duplicates || now - b.receivedAt.getTime() > ABANDONED_WRITE_MS));
+      queue.splice(0, take.length);
       try {
-        if (ready.length) await fold(ready);
+        const docs = (await store.batches(take)).filter((b): b is StoredBatch => !!b);
+        const stored = await storedEntriesOf(docs);
+        const ready = docs.filter((b) => stored.get(b._id));
+        if (ready.length) await fold(ready.map((b) => b._id), ready.flatMap((b) => stored.get(b._id)!));
       } catch (err) {
-        // They stay in the outbox and the next sweep folds them again; one bad batch must not
+        // They stay in the outbox and the next pass folds them again; one bad fold must not
         // hold up the batches behind it.
         logger?.error({ err, batchIds: take }, 'check-in summaries: fold failed; the batches stay in the outbox for the next sweep');
       }
-      for (const id of take) pending.delete(id);
+      for (const id of take) waiting.delete(id);
+      viewChanged();
     }
+    return rows.length > 0;
   }
 
-  function kick(): Promise<void> {
-    draining ??= drain()
-      .catch((err: unknown) => logger?.error({ err }, 'check-in summaries: outbox unreadable; retried at the next ingest or sweep'))
-      .finally(() => {
-        draining = null;
-      });
+  /** One pass at a time in this process; another process may fold at the same time (the writes are guarded). */
+  function sweep(defaultSize: number): Promise<boolean> {
+    draining ??= drain(defaultSize).finally(() => {
+      draining = null;
+    });
     return draining;
   }
 
+  /** The outbox as the database holds it now, unless this process changed its view meanwhile. */
+  function refreshView(defaultSize: number) {
+    const version = seen.version;
+    refreshing ??= store
+      .waitingBatches()
+      .then((rows) => {
+        if (seen.version !== version || draining) return;
+        waiting = new Map(rows.map((r) => [r._id, { receivedAt: r.receivedAt, size: r.size ?? defaultSize }]));
+        viewChanged();
+      })
+      .catch(() => {}) // the database is away: /readyz says so itself
+      .finally(() => {
+        refreshing = null;
+      });
+  }
+
   return {
-    /** Wraps an ingest call: folding gives way while any is in flight. */
+    /** Wraps an ingest call: folding in this process gives way while any is in flight. */
     async duringIngest<T>(work: () => Promise<T>): Promise<T> {
       ingesting++;
       try {
@@ -360,45 +415,52 @@ export function createSummariser(deps: SummariserDeps) {
       }
     },
 
-    /** A batch this process just stored, with the indexes of entries the log already held. */
+    /**
+     * A batch this process just stored, with the indexes of entries the log already held. Only
+     * noted: the instance holding the summariser's lease folds it (`sweep`).
+     */
     stored(batchId: string, receivedAt: Date, size: number, duplicates: number[]) {
-      pending.set(batchId, { receivedAt, size, duplicates });
-      void kick();
+      ingested.set(batchId, duplicates);
+      if (ingested.size > INGESTED_HINTS_KEPT) ingested.delete(ingested.keys().next().value!);
+      waiting.set(batchId, { receivedAt, size });
+      viewChanged();
     },
 
     /**
-     * Picks up batches this process did not ingest: left by an earlier run or another process,
-     * folded once they are ABANDONED_WRITE_MS old (their writer may still be at work before).
+     * Folds what the outbox holds, whoever ingested it: the summariser job's run. A batch
+     * whose log is still being written waits for its writer (see `storedEntriesOf`).
+     * Resolves true when batches were waiting.
      */
-    async sweep(defaultSize: number): Promise<void> {
-      for (const row of await store.waitingBatches()) if (!pending.has(row._id)) pending.set(row._id, { receivedAt: row.receivedAt, size: row.size ?? defaultSize });
-      await kick();
-    },
+    sweep,
 
-    /** Folds everything this process knows of now, without giving way to ingest; resolves when done (or a fold failed: see the log). */
-    async settled(): Promise<void> {
-      urgent = true;
+    /**
+     * Folds everything waiting now, without giving way to ingest; resolves when done (or a
+     * fold failed: see the log). For tests and scripts that run no job runner.
+     */
+    async settled(defaultSize: number): Promise<void> {
+      urgent++;
       try {
-        while (pending.size) {
-          const before = pending.size;
-          await kick();
-          if (pending.size >= before) return;
-        }
-        await draining;
+        // A pass under way may have listed the outbox before the caller's batches were stored.
+        await draining?.catch(() => {});
+        await sweep(defaultSize);
       } finally {
-        urgent = false;
+        urgent--;
       }
     },
 
-    /** How far summaries trail the log, as this process sees it (shown on /readyz). */
-    backlog(): SummaryBacklog {
+    /**
+     * How far summaries trail the log, as this process last saw the outbox (shown on /readyz):
+     * its own sweeps and ingest keep it current; otherwise a read refreshes it in the background.
+     */
+    backlog(defaultSize: number): SummaryBacklog {
+      if (!draining && performance.now() - seen.at >= BACKLOG_REFRESH_MS) refreshView(defaultSize);
       let checkIns = 0;
       let oldest: Date | null = null;
-      for (const p of pending.values()) {
+      for (const p of waiting.values()) {
         checkIns += p.size;
         if (!oldest || p.receivedAt < oldest) oldest = p.receivedAt;
       }
-      return { batches: pending.size, checkIns, oldestReceivedAt: oldest, folded };
+      return { batches: waiting.size, checkIns, oldestReceivedAt: oldest, folded };
     },
   };
 }

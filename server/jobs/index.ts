@@ -1,0 +1,54 @@
+import type { Config } from '../config';
+import type { Logger } from '../logger';
+import type { Services } from '../services';
+import type { JobDefinition } from './runner';
+
+/**
+ * The portal's background jobs. Each runs on the one instance holding its lease in the
+ * database (runner.ts), so N instances behind a proxy do each job once, and a job whose
+ * instance dies moves to another within the lease length. Every job is safe to run again
+ * after a crash part-way: its writes are guarded or idempotent.
+ */
+export function backgroundJobs(services: Pick<Services, 'checkIns' | 'cases' | 'reports' | 'insight'>, jobs: Config['jobs'], logger: Pick<Logger, 'info'>): JobDefinition[] {
+  return [
+    {
+      // Folds the check-in outbox into unit summaries, history buckets and red flags: often
+      // while batches are waiting, else a look now and then (ingest only appends).
+      name: 'check-in-summaries',
+      everyMs: jobs.checkInIdleSweepMs,
+      busyEveryMs: jobs.checkInSweepMs,
+      runOnAcquire: true,
+      run: () => services.checkIns.sweep(),
+    },
+    {
+      // Reporter data of cases closed longer than RETENTION_MONTHS. On acquire too: an
+      // instance restarted more often than hourly must not put it off for ever.
+      name: 'retention',
+      everyMs: jobs.retentionEveryMs,
+      runOnAcquire: true,
+      run: async () => logger.info({ retention: await services.cases.runRetention() }, 'retention run'),
+    },
+    {
+      // Evidence files of report forms never sent, once their form has expired.
+      name: 'unclaimed-evidence',
+      everyMs: jobs.retentionEveryMs,
+      runOnAcquire: true,
+      run: async () => logger.info({ unclaimedEvidence: await services.reports.removeUnclaimedEvidence() }, 'unclaimed evidence removed'),
+    },
+    {
+      // Reports whose linking step a stopped or busy instance left pending.
+      name: 'report-links',
+      everyMs: jobs.reportLinksEveryMs,
+      runOnAcquire: true,
+      run: () => services.reports.completePendingLinks(),
+    },
+    {
+      // The dashboard's unit tallies on a database that never had them (first start of this
+      // version); a no-op once they exist. The rebuild itself is claimed in the database too.
+      name: 'unit-tallies',
+      everyMs: Number.POSITIVE_INFINITY,
+      runOnAcquire: true,
+      run: () => services.insight.ensureUnitTallies(),
+    },
+  ];
+}

@@ -138,10 +138,7 @@ describe('two app instances on one database', () => {
     expect(stored.assigneeIds.map(String)).toEqual([lead.actor.id, newcomer.actor.id]);
   }, 30_000);
 
-  // The report limit is counted in process memory until the reports module keeps it in the
-  // database (another branch): each instance lets REPORT_LIMIT through today. `it.failing`
-  // turns red once that lands; then make this a plain `it`.
-  it.failing('holds the per-address report limit across both instances', async () => {
+  it('holds the per-address report limit across both instances', async () => {
     const submit = async (srv: RunningServer) => {
       const challenge = await call(`${srv.url}/api/v1/reports/challenge`);
       const token = (challenge.body as { token: string }).token;

@@ -11,7 +11,7 @@ import { CAPABILITIES, IMPORT_STATUSES, RISK_LEVELS } from '../server/domain/cat
  *    `_id` = normalised serial → the unit ids carrying it.
  * The unit document also carries the per-unit summary (owner, location, country history,
  * check-in summary, controls) that pages read, updated atomically by `_id` on each write; its
- * check-in history lives in monthly buckets (UnitCheckInHistory).
+ * check-in history lives in yearly buckets (UnitCheckInHistory).
  */
 
 export { CAPABILITIES, IMPORT_ERRORS_KEPT, IMPORT_STATUSES, RISK_LEVELS, type CheckInRun, type RiskLevel } from '../server/domain/catalogue';
@@ -140,7 +140,7 @@ const serialIndexSchema = new Schema(
 export const SerialIndex = mongoose.model('SerialIndex', serialIndexSchema);
 
 /**
- * A unit's check-in history, bucketed per calendar month (UTC): `_id` = `<unitId>:<YYYY-MM>`,
+ * A unit's check-in history, bucketed per calendar year (UTC): `_id` = `<unitId>:<YYYY>`,
  * holding that month's runs (consecutive check-ins from one country), most recent last. A run
  * that goes on into the next month continues in that month's bucket; readers join the two.
  * The timeline reads the unit's buckets by `_id`; the summariser updates one bucket with one

@@ -69,17 +69,17 @@ describe('check-in ingest', () => {
     expect(await unitRunsOf(ctx, unit._id)).toEqual([{ country: 'KE', count: 1, firstAt: at('2026-01-15T06:00:00Z'), lastAt: at('2026-01-15T06:00:00Z'), firstFirmware: '2.1.0', lastFirmware: '2.1.0' }]);
   });
 
-  it('keeps a run going on into the next month as one run, and the timeline shows the newest runs', async () => {
+  it('keeps a run going on into the next year as one run, and the timeline shows the newest runs', async () => {
     const unit = await makeCheckInUnit(ctx);
     const month = (iso: string, country = 'KE') => checkInItem(unit, { observedAt: iso, country, firmware: iso.slice(5, 7) });
-    const items = [month('2025-11-29T10:00:00+00:00'), month('2025-11-30T10:00:00+00:00'), month('2025-12-01T10:00:00+00:00'), month('2025-12-02T10:00:00+00:00', 'UG')];
-    for (let i = 0; i < MAX_RUNS; i++) items.push(month(new Date(Date.UTC(2025, 11, 3, i)).toISOString().replace('Z', '+00:00'), i % 2 ? 'UG' : 'KE'));
+    const items = [month('2025-12-29T10:00:00+00:00'), month('2025-12-30T10:00:00+00:00'), month('2026-01-01T10:00:00+00:00'), month('2026-01-02T10:00:00+00:00', 'UG')];
+    for (let i = 0; i < MAX_RUNS; i++) items.push(month(new Date(Date.UTC(2026, 0, 3, i)).toISOString().replace('Z', '+00:00'), i % 2 ? 'UG' : 'KE'));
     expect((await sendBatch(ctx, device.auth, items)).status).toBe(200);
 
     const runs = await unitRunsOf(ctx, unit._id);
     expect(runs.slice(0, 2)).toEqual([
-      { country: 'KE', count: 3, firstAt: at('2025-11-29T10:00:00Z'), lastAt: at('2025-12-01T10:00:00Z'), firstFirmware: '11', lastFirmware: '12' },
-      { country: 'UG', count: 1, firstAt: at('2025-12-02T10:00:00Z'), lastAt: at('2025-12-02T10:00:00Z'), firstFirmware: '12', lastFirmware: '12' },
+      { country: 'KE', count: 3, firstAt: at('2025-12-29T10:00:00Z'), lastAt: at('2026-01-01T10:00:00Z'), firstFirmware: '12', lastFirmware: '01' },
+      { country: 'UG', count: 1, firstAt: at('2026-01-02T10:00:00Z'), lastAt: at('2026-01-02T10:00:00Z'), firstFirmware: '01', lastFirmware: '01' },
     ]);
     expect(runs.reduce((n, r) => n + r.count, 0)).toBe(items.length);
 
@@ -461,7 +461,7 @@ describe('check-in ingest', () => {
       const run = { country: 'UG', count: 4, firstAt: at('2025-09-02T00:00:00Z'), lastAt: at('2025-09-09T00:00:00Z'), firstFirmware: '2', lastFirmware: '2' };
       const unit = await makeCheckInUnit(ctx, { country: 'UG' });
       await Unit.collection.updateOne({ _id: unit._id as never }, { $set: { checkIns: { count: 4, lastAt: run.lastAt, lastCountry: 'UG', lastFirmware: '2', runsJson: JSON.stringify([run]), batchIds: [] } } });
-      await UnitCheckInHistory.create({ _id: `${unit._id}:2025-09`, unitId: unit._id, period: '2025-09', count: 4, runs: [run] });
+      await UnitCheckInHistory.create({ _id: `${unit._id}:2025`, unitId: unit._id, period: '2025', count: 4, runs: [run] });
       await AppliedMigrations().deleteMany({});
 
       await runMigrations(ctx.db.engine);

@@ -153,7 +153,7 @@ export function createSummariser(deps: SummariserDeps) {
   }
 
   /**
-   * The units' history buckets: each month a fold touches gets one guarded write with its runs
+   * The units' history buckets: each year a fold touches gets one guarded write with its runs
    * refolded; a bucket that changed under the fold is read and folded again. Entries a bucket
    * already holds (by batch) are skipped, so buckets written before a crash stay as they are.
    */

@@ -48,7 +48,7 @@ function checkInRunEntry(run: CheckInRun): TimelineEntry {
 export function createTimeline(deps: {
   registrations: RegistrationsStore;
   catalogue: Pick<CatalogueStore, 'unitById'>;
-  history: Pick<CheckInHistoryStore, 'runsOf'>;
+  history: Pick<CheckInHistoryStore, 'recentRunsOf'>;
   flags: Pick<FlagsStore, 'flagsByIds'>;
   cases: Pick<CasesService, 'casesOfUnit'>;
 }) {
@@ -82,7 +82,7 @@ export function createTimeline(deps: {
     const [registrations, transfers, runs, cases] = await Promise.all([
       store.registrationsByIds(unit.registrationIds ?? []),
       store.transfersByIds(unit.transferIds ?? []),
-      history.runsOf(unit),
+      history.recentRunsOf(unit, MAX_RUNS),
       staff ? deps.cases.casesOfUnit(unit._id) : Promise.resolve([]),
     ]);
     const flagIds = cases.flatMap((c) => c.sources.filter((s) => s.kind === 'flag').slice(-FLAGS_PER_CASE).map((s) => s.id));

@@ -5,10 +5,10 @@ import type { Engine } from '../engine';
 import type { Migration } from './index';
 
 /**
- * Units written before the check-in history moved into monthly buckets carry their runs on the
+ * Units written before the check-in history moved into yearly buckets carry their runs on the
  * unit: `checkIns.runsJson` (one JSON string) or, older still, the `checkIns.runs` array. Each
- * such unit gets its buckets (a run goes to the month it started in; readers join a run that
- * goes on into the next month), then one write guarded by the old field still being there
+ * such unit gets its buckets (a run goes to the year it started in; readers join a run that
+ * goes on into the next year), then one write guarded by the old field still being there
  * sets the summary's `lastRun` and `periods` and removes the old field (guarded by the count
  * read, so a fold meanwhile is not overwritten). Buckets are created
  * only if absent and the unit write only matches an unconverted unit, so the conversion may
@@ -29,7 +29,7 @@ function legacyRuns(checkIns: LegacyUnit['checkIns']): CheckInRun[] {
   return [...(checkIns?.runs ?? [])];
 }
 
-/** The unit's runs as monthly buckets, oldest first. */
+/** The unit's runs as yearly buckets, oldest first. */
 function bucketsOf(unitId: string, runs: readonly CheckInRun[]): Array<Omit<HistoryBucket, '_id'>> {
   const byPeriod = new Map<string, CheckInRun[]>();
   for (const run of runs) {
@@ -43,7 +43,7 @@ export function checkInHistoryMigration(engine: Engine): Migration {
   const history = createCheckInHistoryStore(engine);
   return {
     id: '001-check-in-history',
-    description: 'unit check-in runs → monthly history buckets',
+    description: 'unit check-in runs → yearly history buckets',
     unit: 'units',
 
     /** Units still to convert: a scan, run only while this migration is not recorded as applied. */

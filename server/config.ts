@@ -63,6 +63,24 @@ const envSchema = z.object({
   RETENTION_MONTHS: z.coerce.number().int().min(1, 'must be at least 1 month').max(1200).default(24),
   /** Public transparency report: any count below this is shown as "fewer than N". */
   TRANSPARENCY_MIN_COUNT: z.coerce.number().int().min(1, 'must be at least 1').max(1000).default(5),
+  /** Outgoing mail; unset: each message is written as an .eml file to DATA_DIR/outbox. */
+  SMTP_URL: z
+    .string()
+    .regex(/^smtps?:\/\/[^\s]+$/, 'must start with smtp:// or smtps://')
+    .optional(),
+  MAIL_FROM: z.string().trim().min(3).max(254).default('Downstream <no-reply@downstream.invalid>'),
+  /** Where links in e-mails point (the portal as users reach it). */
+  PUBLIC_URL: z
+    .string()
+    .regex(/^https?:\/\/[^\s/]+(:\d+)?\/?$/, 'an http(s) origin, e.g. https://portal.example.org')
+    .optional(),
+  /** Besides admins, who may approve investigators' requests to see a reporter's identity. */
+  IDENTITY_CUSTODIAN_EMAILS: z
+    .string()
+    .default('')
+    .transform((v) => v.split(',').map((e) => e.trim().toLowerCase()).filter(Boolean))
+    .refine((list) => list.every((e) => /^[^@\s]+@[^@\s]+$/.test(e)), 'a comma-separated list of e-mail addresses'),
+  IDENTITY_GRANT_HOURS: z.coerce.number().int().min(1, 'must be at least 1 hour').max(720).default(24),
 });
 
 export type Env = Record<string, string | undefined>;
@@ -91,6 +109,10 @@ export interface Config {
   retentionMonths: number;
   /** Counts below this are hidden on the public transparency report (small numbers can identify people). */
   transparencyMinCount: number;
+  /** Outgoing mail: SMTP, or (smtpUrl null) .eml files in `dataDir/outbox`. */
+  mail: { smtpUrl: string | null; from: string; publicUrl: string };
+  /** Reading a reporter's identity: who approves besides admins, and how long a grant lasts. */
+  identity: { custodianEmails: string[]; grantHours: number };
 }
 
 export class ConfigError extends Error {
@@ -175,5 +197,11 @@ export function loadConfig(env: Env = process.env): Config {
     ferretdbLogLevel: e.FERRETDB_LOG_LEVEL,
     retentionMonths: e.RETENTION_MONTHS,
     transparencyMinCount: e.TRANSPARENCY_MIN_COUNT,
+    mail: {
+      smtpUrl: e.SMTP_URL ?? null,
+      from: e.MAIL_FROM,
+      publicUrl: (e.PUBLIC_URL ?? `http://${e.HOST}:${e.PORT}`).replace(/\/$/, ''),
+    },
+    identity: { custodianEmails: e.IDENTITY_CUSTODIAN_EMAILS, grantHours: e.IDENTITY_GRANT_HOURS },
   };
 }

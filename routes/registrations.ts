@@ -199,7 +199,7 @@ export function registrationPages(ctx: RouteContext) {
 
   const decisionPage = async (req: Request) => {
     const transfer = await registrations.getTransfer(String(req.params.transferId), viewerOf(req));
-    return { title: 'Transfer', transfer, timeline: await registrations.timeline(transfer.unitId), countryName };
+    return { title: 'Transfer', transfer, timeline: await registrations.timeline(transfer.unitId, viewerOf(req)), countryName };
   };
 
   router.get('/admin/transfers/:transferId', staff, async (req, res) => res.render('registrations/decision', await decisionPage(req)));
@@ -216,7 +216,7 @@ export function registrationPages(ctx: RouteContext) {
   );
 
   router.get('/units/:unitId', staff, async (req, res) => {
-    const timeline = await registrations.timeline(String(req.params.unitId));
+    const timeline = await registrations.timeline(String(req.params.unitId), viewerOf(req));
     res.render('registrations/unit', { title: `Unit ${timeline.unit.id}`, timeline, countryName });
   });
 

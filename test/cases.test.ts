@@ -799,7 +799,7 @@ describe('investigation cases', () => {
       const ids = async (services: typeof other, filters: Parameters<typeof other.cases.queue>[0] = {}) =>
         (await services.cases.queue({ country: 'SZ', ...filters }, { skip: 0, limit: 50 }, lead.actor)).items.map((c) => c._id);
       expect(await ids(other)).toEqual([first.caseId]);
-      expect((await other.cases.casesOfUnit(unit._id)).map((c) => c._id)).toEqual([first.caseId]);
+      expect((await other.cases.casesOfUnit(unit._id, lead.actor)).map((c) => c._id)).toEqual([first.caseId]);
       expect(await ids(ctx.services, { priority: 'critical' })).toEqual([]);
 
       await ctx.services.cases.assign(first.caseId, lead.actor.id, lead.actor);
@@ -814,7 +814,7 @@ describe('investigation cases', () => {
       expect((await Case.findById(first.caseId).lean())!.status).toBe('closed');
       expect(await ids(ctx.services)).toEqual([second.caseId]);
       expect(await ids(ctx.services, { status: 'closed' })).toEqual([first.caseId]);
-      expect((await ctx.services.cases.casesOfUnit(unit._id)).map((c) => ({ id: c._id, status: c.status }))).toEqual([{ id: first.caseId, status: 'closed' }]);
+      expect((await ctx.services.cases.casesOfUnit(unit._id, lead.actor)).map((c) => ({ id: c._id, status: c.status }))).toEqual([{ id: first.caseId, status: 'closed' }]);
     });
 
     it('shows cases written straight into the collection (as the bench generator writes them)', async () => {
@@ -829,15 +829,16 @@ describe('investigation cases', () => {
     });
 
     it('lists a unit’s cases, oldest first, also those written straight into the collection once rebuilt', async () => {
+      const lead = await makeStaff(ctx);
       const { unit } = await makeUnit(ctx);
       const reported = await makeReportCase(ctx, { unitId: unit._id });
       ctx.clock.advance(1000);
       const flagged = await ctx.services.flags.raise({ rule: 'country-mismatch', evidence: {} }, { unitId: unit._id }, { kind: 'check-in', id: 'ci_timeline' });
       const opened = new Date(ctx.clock.now().getTime() + 1000);
       await Case.create({ _id: 'C-2025-900002', title: 'Inserted directly', status: 'closed', unitIds: [unit._id], openedAt: opened, updatedAt: opened });
-      expect((await ctx.services.cases.casesOfUnit(unit._id)).map((c) => c._id)).toEqual([reported.caseId, flagged.caseId].concat(ctx.db.engine.secondaryIndexes ? ['C-2025-900002'] : []));
+      expect((await ctx.services.cases.casesOfUnit(unit._id, lead.actor)).map((c) => c._id)).toEqual([reported.caseId, flagged.caseId].concat(ctx.db.engine.secondaryIndexes ? ['C-2025-900002'] : []));
       await createStores(ctx.db.engine).cases.rebuildUnitCases();
-      expect((await ctx.services.cases.casesOfUnit(unit._id)).map((c) => c._id)).toEqual([reported.caseId, flagged.caseId, 'C-2025-900002']);
+      expect((await ctx.services.cases.casesOfUnit(unit._id, lead.actor)).map((c) => c._id)).toEqual([reported.caseId, flagged.caseId, 'C-2025-900002']);
     });
 
     it('names each bad filter', async () => {

@@ -521,10 +521,10 @@ describe('registrations, transfers and the unit timeline', () => {
 
     it('shows a catalogued unit nobody registered by its first sale only', async () => {
       const { unit } = await makeUnit(ctx, { firstSale: { shipToCountry: 'GH' } });
-      const t = await ctx.services.registrations.timeline(unit._id);
+      const t = await ctx.services.registrations.timeline(unit._id, { id: String((await makeUser(ctx, 'investigator')).user._id), role: 'investigator' });
       expect(t.current).toMatchObject({ country: 'GH', source: 'first-sale' });
       expect(t.entries.map((e) => e.kind)).toEqual(['first-sale']);
-      await expect(ctx.services.registrations.timeline('NO:SUCH')).rejects.toMatchObject({ status: 404 });
+      await expect(ctx.services.registrations.timeline('NO:SUCH', { id: 'nobody', role: 'investigator' })).rejects.toMatchObject({ status: 404 });
     });
   });
 

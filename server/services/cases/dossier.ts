@@ -32,7 +32,7 @@ export function caseDossier(deps: CaseDeps, ports: Pick<CasePorts, 'reports' | '
             return { id, deleted, report: report ? staffView(report, assigned) : null };
           }),
         ),
-        Promise.all(shownUnitIds.map(async (unitId) => ({ unitId, timeline: await ports.registrations.timeline(unitId).catch(unlessMissing) }))),
+        Promise.all(shownUnitIds.map(async (unitId) => ({ unitId, timeline: await ports.registrations.timeline(unitId, actor).catch(unlessMissing) }))),
         catalogue.unitsByIds(shownUnitIds, CASE_PAGE_UNIT_FIELDS),
         auth.people(userIds),
         staffDirectory(auth),

@@ -352,7 +352,7 @@ export function createRegistrationsService(deps: {
       const products = await Promise.all(
         items.map(async (registration) => {
           const current = registration.status === 'active';
-          return { registration, timeline: current ? await timeline(registration.unitId, { audience: 'owner' }) : null };
+          return { registration, timeline: current ? await timeline(registration.unitId, { id: userId, role: 'customer' }) : null };
         }),
       );
       return { items: products, total };

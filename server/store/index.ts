@@ -6,6 +6,7 @@ import { createCheckInHistoryStore } from './check-in-history';
 import { createCheckInsStore } from './check-ins';
 import type { Engine } from './engine';
 import { createFlagsStore } from './flags';
+import { createIdentityRequestsStore } from './identity-requests';
 import { createJobsStore } from './jobs';
 import { createRegistrationsStore } from './registrations';
 
@@ -24,6 +25,7 @@ export function createStores(engine: Engine) {
     checkIns: createCheckInsStore(engine),
     checkInHistory: createCheckInHistoryStore(engine),
     flags: createFlagsStore(engine),
+    identityRequests: createIdentityRequestsStore(engine),
     jobs: createJobsStore(engine),
     registrations: createRegistrationsStore(engine),
   };

@@ -1,7 +1,10 @@
 import fs from 'node:fs';
 import path from 'node:path';
 import { outboxDir } from '../../server/services/notifications';
-import type { TestContext } from './context';
+import type { Config } from '../../server/config';
+
+/** A test app, or a spawned server's data directory: `{ config: { dataDir } }`. */
+type WithDataDir = { config: Pick<Config, 'dataDir'> };
 
 export interface OutboxMail {
   file: string;
@@ -14,7 +17,7 @@ export interface OutboxMail {
 const unQuote = (body: string) => Buffer.from(body.replace(/=\r?\n/g, '').replace(/=([0-9A-F]{2})/g, (_m, hex: string) => String.fromCharCode(parseInt(hex, 16))), 'latin1').toString('utf8');
 
 /** Every message the app wrote to DATA_DIR/outbox (no SMTP_URL), oldest first. */
-export function outbox(ctx: Pick<TestContext, 'config'>): OutboxMail[] {
+export function outbox(ctx: WithDataDir): OutboxMail[] {
   const dir = outboxDir(ctx.config);
   if (!fs.existsSync(dir)) return [];
   return fs
@@ -33,10 +36,10 @@ export function outbox(ctx: Pick<TestContext, 'config'>): OutboxMail[] {
 }
 
 /** The messages to one address. */
-export const mailTo = (ctx: Pick<TestContext, 'config'>, address: string) => outbox(ctx).filter((m) => m.to.toLowerCase().includes(address.toLowerCase()));
+export const mailTo = (ctx: WithDataDir, address: string) => outbox(ctx).filter((m) => m.to.toLowerCase().includes(address.toLowerCase()));
 
 /** The token of the latest confirmation link sent to `address`. */
-export function confirmationTokenFor(ctx: Pick<TestContext, 'config'>, address: string): string {
+export function confirmationTokenFor(ctx: WithDataDir, address: string): string {
   const link = mailTo(ctx, address)
     .map((m) => /\/signup\/confirm\?token=(\S+)/.exec(m.text)?.[1])
     .filter(Boolean)

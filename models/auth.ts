@@ -13,6 +13,16 @@ const userSchema = new Schema(
     disabled: { type: Boolean, default: false },
     createdAt: { type: Date, required: true },
     lastLoginAt: { type: Date, default: null },
+    /**
+     * Set while a self-service account waits for its e-mail to be confirmed (absent on
+     * accounts made by an admin, and on those made before confirmation existed): the
+     * one-time link's secret as a SHA-256 (the link is `<userId>.<secret>`), and its expiry.
+     */
+    confirmation: {
+      type: new Schema({ tokenHash: { type: String, required: true }, expiresAt: { type: Date, required: true } }, { _id: false }),
+      default: null,
+    },
+    confirmedAt: { type: Date, default: null },
   },
   { versionKey: false },
 );

@@ -1,5 +1,5 @@
 import mongoose, { Schema } from 'mongoose';
-import { ACTION_STATUSES, CASE_STATUSES, CLOSURE_REASONS, INVOLVEMENTS, LEVERAGE_ACTIONS, PRIORITY_LEVELS } from '../server/domain/cases';
+import { ACTION_STATUSES, CASE_STATUSES, CLOSURE_REASONS, INVOLVEMENTS, LEVERAGE_ACTIONS, PRIORITY_LEVELS, IDENTITY_REQUEST_STATUSES } from '../server/domain/cases';
 import { FLAG_RULES } from '../server/domain/flags';
 
 /**
@@ -219,3 +219,27 @@ const caseChangesSchema = new Schema(
   { versionKey: false, collection: 'casechanges' },
 );
 export const CaseChanges = mongoose.model('CaseChanges', caseChangesSchema);
+
+/**
+ * An investigator's request to see the reporters' identity on a case: a reason, then an
+ * approval by someone else (an admin or a custodian). An approved request is the grant, live
+ * until `expiresAt`. A small collection (a handful per case), read by scanning.
+ */
+const identityRequestSchema = new Schema(
+  {
+    _id: { type: String, required: true },
+    caseId: { type: String, required: true },
+    requesterId: { type: Schema.Types.ObjectId, ref: 'User', required: true },
+    reason: { type: String, required: true, trim: true, maxlength: 2000 },
+    status: { type: String, enum: IDENTITY_REQUEST_STATUSES, required: true, default: 'pending' },
+    requestedAt: { type: Date, required: true },
+    decidedByUserId: { type: Schema.Types.ObjectId, ref: 'User', default: null },
+    decidedAt: { type: Date, default: null },
+    decisionReason: { type: String, trim: true, maxlength: 2000, default: '' },
+    expiresAt: { type: Date, default: null },
+  },
+  { versionKey: false },
+);
+identityRequestSchema.index({ status: 1, requestedAt: 1 }); // the approvers' queue
+identityRequestSchema.index({ caseId: 1, requesterId: 1, requestedAt: -1 }); // a case's requests, a live grant
+export const IdentityRequest = mongoose.model('IdentityRequest', identityRequestSchema);

@@ -1,4 +1,4 @@
-import { type Request, type Response } from 'express';
+import { type Request } from 'express';
 import { Router } from './router';
 import { z } from 'zod';
 import { requireRole, requireSignedIn, safeNextPath, sessionCookieName, sessionCookieOptions } from '../server/middleware/auth';
@@ -14,6 +14,11 @@ export const signUpInput = z.object({
   name: requiredText(120, 'Name'),
   organisation: shortText(200, 'Organisation').optional(),
 });
+
+/** What sign-up answers, whether the e-mail was new or already had an account. */
+export const SIGN_UP_ANSWER = 'Check your e-mail to finish signing up.';
+
+export const confirmInput = z.object({ token: z.string('The confirmation link is incomplete.').trim().min(1, 'The confirmation link is incomplete.').max(200) });
 
 export const logInInput = z.object({
   email: z.string().trim().min(1, 'Enter your e-mail address.').max(254),
@@ -64,11 +69,6 @@ export function authPages({ config, services, middleware }: RouteContext) {
   const router = Router();
   const cookie = sessionCookieName(config);
 
-  const startSession = async (res: Response, user: UserDoc) => {
-    const { token } = await services.auth.issueSession(user);
-    res.cookie(cookie, token, sessionCookieOptions(config, true));
-  };
-
   router.get('/login', (req, res) => {
     if (req.user) return res.redirect(303, '/account');
     res.render('auth/login', { title: 'Sign in', values: { next: safeNextPath(req.query.next) ?? '' } });
@@ -92,11 +92,24 @@ export function authPages({ config, services, middleware }: RouteContext) {
   router.post(
     '/signup',
     formAction('auth/signup', () => ({ title: 'Create an account' }), async (req, res) => {
-      const input = parseBody(signUpInput, req);
-      const user = await services.auth.signUp(input);
-      await startSession(res, user);
-      res.flash('Welcome to Downstream. Your account is ready.');
-      res.redirect(303, safeNextPath(req.query.next) ?? '/account');
+      // The same answer for a new and a known e-mail: the mail tells the holder which it was.
+      await services.auth.signUp(parseBody(signUpInput, req));
+      res.render('auth/check-email', { title: 'Check your e-mail', message: SIGN_UP_ANSWER });
+    }),
+  );
+
+  // The link in the e-mail shows a button: the POST confirms, so a mail scanner fetching the
+  // link does not use up the one-time token.
+  router.get('/signup/confirm', (req, res) => {
+    res.render('auth/confirm', { title: 'Confirm your e-mail', values: { token: typeof req.query.token === 'string' ? req.query.token : '' } });
+  });
+
+  router.post(
+    '/signup/confirm',
+    formAction('auth/confirm', () => ({ title: 'Confirm your e-mail' }), async (req, res) => {
+      await services.auth.confirmEmail(parseBody(confirmInput, req).token);
+      res.flash('Your e-mail address is confirmed. You can sign in now.');
+      res.redirect(303, '/login');
     }),
   );
 
@@ -174,9 +187,12 @@ export function authApi({ services, middleware }: RouteContext) {
   const router = Router();
 
   router.post('/signup', async (req, res) => {
-    const user = await services.auth.signUp(parseBody(signUpInput, req));
-    const { token, expiresAt } = await services.auth.issueSession(user);
-    res.status(201).json({ user: publicUser(user), token, expiresAt });
+    await services.auth.signUp(parseBody(signUpInput, req));
+    res.status(202).json({ message: SIGN_UP_ANSWER });
+  });
+
+  router.post('/confirm', async (req, res) => {
+    res.json({ user: publicUser(await services.auth.confirmEmail(parseBody(confirmInput, req).token)) });
   });
 
   router.post('/token', middleware.limits.login, async (req, res) => {

@@ -89,6 +89,13 @@ export const linkReviewInput = z.object({
 const linkIndex = (v: unknown) => z.coerce.number().int().min(0).max(1000).catch(-1).parse(v);
 const filesOf = (req: Request) => ((req.files as Record<string, Express.Multer.File[]> | undefined)?.evidence ?? []);
 
+export const identityRequestInput = z.object({ reason: needed(2000, 'Reason') });
+export const identityDecisionInput = z.object({
+  decision: z.enum(['approve', 'refuse'], 'Choose approve or refuse.'),
+  reason: shortText(2000, 'Reason').optional(),
+});
+const identityDecisionQuery = z.object({ decision: z.enum(['approve', 'refuse']).catch('approve') });
+
 export const messageInput = z.object({
   reportId: needed(200, 'Report'),
   message: needed(5000, 'Message'),
@@ -149,7 +156,7 @@ export function casePages(ctx: RouteContext) {
   );
 
   const casePage = async (req: Request) => {
-    const dossier = await cases.dossier(String(req.params.id), actorOf(req));
+    const dossier = await cases.dossier(String(req.params.id), actorOf(req), { withIdentity: true });
     return { title: `Case ${dossier.case._id}`, ...dossier, vocab: VOCABULARY };
   };
 
@@ -213,6 +220,10 @@ export function casePages(ctx: RouteContext) {
     await cases.setLegalHold(id, { on: input.hold === 'on', reason: input.holdReason }, actor);
     return input.hold === 'on' ? 'Legal hold placed: reporter data will not be deleted.' : 'Legal hold released.';
   });
+  post('/identity-requests', 'identity', async (req, actor, id) => {
+    await cases.requestIdentity(id, parseBody(identityRequestInput, req).reason, actor);
+    return 'Your request is waiting for approval by an admin or identity custodian.';
+  });
   post('/messages', 'reports', async (req, actor, id) => {
     const input = parseBody(messageInput, req);
     await cases.postMessage(id, input.reportId, input.message, actor);
@@ -265,6 +276,31 @@ export function casePages(ctx: RouteContext) {
   router.get('/cases/:id/reports/:reportId/evidence/:fileId', staff, async (req, res) => {
     sendEvidence(res, await cases.openEvidence(String(req.params.id), String(req.params.reportId), String(req.params.fileId), actorOf(req)));
   });
+
+  // Admins and identity custodians: requests to see reporters' identity, each decided on a
+  // confirmation page (a plain form post, no JavaScript needed).
+  router.get('/admin/identity-requests', staff, async (req, res) => {
+    res.render('cases/identity-requests', { title: 'Identity requests', requests: await cases.pendingIdentityRequests(actorOf(req)) });
+  });
+
+  const decisionPage = async (req: Request) => ({
+    title: 'Decide an identity request',
+    ...(await cases.identityRequestForDecision(String(req.params.requestId), actorOf(req))),
+    decision: req.method === 'GET' ? parseQuery(identityDecisionQuery, req).decision : parseBody(identityDecisionInput.pick({ decision: true }).catch({ decision: 'approve' }), req).decision,
+  });
+
+  router.get('/admin/identity-requests/:requestId', staff, async (req, res) => res.render('cases/identity-decision', await decisionPage(req)));
+
+  router.post(
+    '/admin/identity-requests/:requestId',
+    staff,
+    formAction('cases/identity-decision', decisionPage, async (req, res) => {
+      const input = parseBody(identityDecisionInput, req);
+      const decided = await cases.decideIdentityRequest(String(req.params.requestId), input, actorOf(req));
+      res.flash(input.decision === 'approve' ? `Approved: the investigator can see the reporter’s identity on ${decided.caseId} until ${decided.expiresAt!.toISOString().slice(0, 16).replace('T', ' ')} UTC.` : `Refused: the request on ${decided.caseId} is closed.`);
+      res.redirect(303, '/admin/identity-requests');
+    }),
+  );
 
   return router;
 }
@@ -327,6 +363,17 @@ export function casesApi(ctx: RouteContext) {
   });
   router.post('/:id/split', async (req, res) => {
     res.status(201).json({ caseId: await cases.split(String(req.params.id), parseBody(splitInput, req).reportId, actorOf(req)) });
+  });
+
+  router.get('/:id/identity-requests', async (req, res) => {
+    res.json({ items: await cases.identityRequestsOfCase(String(req.params.id), actorOf(req)) });
+  });
+  router.post('/:id/identity-requests', async (req, res) => {
+    res.status(201).json({ request: await cases.requestIdentity(String(req.params.id), parseBody(identityRequestInput, req).reason, actorOf(req)) });
+  });
+  router.post('/:id/identity-requests/:requestId/decision', async (req, res) => {
+    const input = parseBody(identityDecisionInput, req);
+    res.json({ request: await cases.decideIdentityRequest(String(req.params.requestId), { ...input, caseId: String(req.params.id) }, actorOf(req)) });
   });
 
   router.get('/:id/contact', async (req, res) => {

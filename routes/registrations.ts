@@ -1,16 +1,15 @@
-import { type Request, type Response } from 'express';
+import { type Request } from 'express';
 import { Router } from './router';
 import { z } from 'zod';
 import { END_USER_TYPES, TRANSFER_KINDS } from '../server/domain/registrations';
-import type { UserDoc } from '../server/store/auth';
 import { COUNTRY_OPTIONS, countryName } from '../server/countries';
-import { requireRole, requireSignedIn, sessionCookieName, sessionCookieOptions } from '../server/middleware/auth';
+import { requireRole, requireSignedIn } from '../server/middleware/auth';
 import { formAction } from '../server/middleware/forms';
 import { uploads } from '../server/middleware/uploads';
 import { email, pagination, parseBody, parseQuery, requiredText, shortText, toPage, pageBody } from '../server/middleware/validate';
 import type { NewUser } from '../server/services/auth';
 import type { RegistrationInput, TransferInput } from '../server/services/registrations';
-import { signUpInput } from './auth';
+import { SIGN_UP_ANSWER, signUpInput } from './auth';
 import { countryCode, dayField } from './catalogue';
 import type { RouteContext } from './context';
 
@@ -130,14 +129,9 @@ const formOptions = {
 // ----- pages -----
 
 export function registrationPages(ctx: RouteContext) {
-  const { services, config } = ctx;
+  const { services } = ctx;
   const router = Router();
   const registrations = services.registrations;
-
-  const startSession = async (res: Response, user: UserDoc) => {
-    const { token } = await services.auth.issueSession(user);
-    res.cookie(sessionCookieName(config), token, sessionCookieOptions(config, true));
-  };
 
   /** The form for the model in `?model=` (GET) or the posted `modelSku`; the model step otherwise. */
   const registerPage = async (req: Request) => {
@@ -160,8 +154,13 @@ export function registrationPages(ctx: RouteContext) {
       const input: RegistrationInput & Partial<NewUser> = parseBody(req.user ? registrationInput : registrationInput.extend(newAccountFields), req);
       const registrant = req.user ? { userId: req.user.id } : { signUp: { name: input.name!, email: input.email!, password: input.password! } };
       const proof = (req.files as Record<string, Express.Multer.File[]> | undefined)?.proofOfPurchase?.[0];
-      const { created, user } = await registrations.register(input, registrant, proof);
-      if (user) await startSession(res, user);
+      const { created } = await registrations.register(input, registrant, proof);
+      if ('signUp' in registrant) {
+        // The same answer whether the e-mail was new (account and registration made, waiting
+        // for confirmation) or had an account (its holder is told by e-mail).
+        res.render('auth/check-email', { title: 'Check your e-mail', message: `${SIGN_UP_ANSWER} Then sign in to see your product under "My products".` });
+        return;
+      }
       res.flash(created ? 'Your product is registered. Thank you.' : 'This product was already registered to you; nothing was changed.');
       res.redirect(303, '/account/products');
     }),
@@ -200,7 +199,7 @@ export function registrationPages(ctx: RouteContext) {
 
   const decisionPage = async (req: Request) => {
     const transfer = await registrations.getTransfer(String(req.params.transferId), viewerOf(req));
-    return { title: 'Transfer', transfer, timeline: await registrations.timeline(transfer.unitId), countryName };
+    return { title: 'Transfer', transfer, timeline: await registrations.timeline(transfer.unitId, viewerOf(req)), countryName };
   };
 
   router.get('/admin/transfers/:transferId', staff, async (req, res) => res.render('registrations/decision', await decisionPage(req)));
@@ -217,7 +216,7 @@ export function registrationPages(ctx: RouteContext) {
   );
 
   router.get('/units/:unitId', staff, async (req, res) => {
-    const timeline = await registrations.timeline(String(req.params.unitId));
+    const timeline = await registrations.timeline(String(req.params.unitId), viewerOf(req));
     res.render('registrations/unit', { title: `Unit ${timeline.unit.id}`, timeline, countryName });
   });
 

@@ -69,6 +69,24 @@ const envSchema = z.object({
   CHECK_IN_IDLE_SWEEP_SECONDS: z.coerce.number().int().min(1).max(3600).default(5),
   RETENTION_EVERY_MINUTES: z.coerce.number().int().min(1).max(10_080).default(60),
   REPORT_LINKS_EVERY_SECONDS: z.coerce.number().int().min(1).max(86_400).default(60),
+  /** Outgoing mail; unset: each message is written as an .eml file to DATA_DIR/outbox. */
+  SMTP_URL: z
+    .string()
+    .regex(/^smtps?:\/\/[^\s]+$/, 'must start with smtp:// or smtps://')
+    .optional(),
+  MAIL_FROM: z.string().trim().min(3).max(254).default('Downstream <no-reply@downstream.invalid>'),
+  /** Where links in e-mails point (the portal as users reach it). */
+  PUBLIC_URL: z
+    .string()
+    .regex(/^https?:\/\/[^\s/]+(:\d+)?\/?$/, 'an http(s) origin, e.g. https://portal.example.org')
+    .optional(),
+  /** Besides admins, who may approve investigators' requests to see a reporter's identity. */
+  IDENTITY_CUSTODIAN_EMAILS: z
+    .string()
+    .default('')
+    .transform((v) => v.split(',').map((e) => e.trim().toLowerCase()).filter(Boolean))
+    .refine((list) => list.every((e) => /^[^@\s]+@[^@\s]+$/.test(e)), 'a comma-separated list of e-mail addresses'),
+  IDENTITY_GRANT_HOURS: z.coerce.number().int().min(1, 'must be at least 1 hour').max(720).default(24),
 });
 
 export type Env = Record<string, string | undefined>;
@@ -99,6 +117,10 @@ export interface Config {
   transparencyMinCount: number;
   /** Background jobs (server/jobs): each runs on the one instance holding its lease. */
   jobs: { leaseMs: number; checkInSweepMs: number; checkInIdleSweepMs: number; retentionEveryMs: number; reportLinksEveryMs: number };
+  /** Outgoing mail: SMTP, or (smtpUrl null) .eml files in `dataDir/outbox`. */
+  mail: { smtpUrl: string | null; from: string; publicUrl: string };
+  /** Reading a reporter's identity: who approves besides admins, and how long a grant lasts. */
+  identity: { custodianEmails: string[]; grantHours: number };
 }
 
 export class ConfigError extends Error {
@@ -190,5 +212,11 @@ export function loadConfig(env: Env = process.env): Config {
       retentionEveryMs: e.RETENTION_EVERY_MINUTES * 60_000,
       reportLinksEveryMs: e.REPORT_LINKS_EVERY_SECONDS * 1000,
     },
+    mail: {
+      smtpUrl: e.SMTP_URL ?? null,
+      from: e.MAIL_FROM,
+      publicUrl: (e.PUBLIC_URL ?? `http://${e.HOST}:${e.PORT}`).replace(/\/$/, ''),
+    },
+    identity: { custodianEmails: e.IDENTITY_CUSTODIAN_EMAILS, grantHours: e.IDENTITY_GRANT_HOURS },
   };
 }

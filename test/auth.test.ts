@@ -3,6 +3,7 @@ import request from 'supertest';
 import { Session, User } from '../models/auth';
 import { createTestContext, type TestContext } from './helpers/context';
 import { apiUser, makeUser, pageAgent, signedInAgent, TEST_PASSWORD, unique } from './helpers/factories';
+import { confirmationTokenFor, mailTo } from './helpers/mail';
 
 describe('accounts and sessions', () => {
   let ctx: TestContext;
@@ -12,19 +13,92 @@ describe('accounts and sessions', () => {
   afterAll(() => ctx.close());
 
   describe('sign-up', () => {
-    it('creates a customer account from the page and signs the user in', async () => {
-      const agent = pageAgent(ctx);
-      const email = `${unique('signup')}@example.test`;
-      const res = await agent.form('/signup', { name: 'Amina Diallo', organisation: 'Sahel Telecom', email, password: TEST_PASSWORD });
-      expect(res.status).toBe(303);
-      expect(res.headers.location).toBe('/account');
-      const account = await agent.get('/account');
-      expect(account.status).toBe(200);
-      expect(account.text).toContain(email);
-      const stored = await User.findOne({ email }).lean();
-      expect(stored).toMatchObject({ role: 'customer', name: 'Amina Diallo', organisation: 'Sahel Telecom' });
+    const SIGN_UP_ANSWER = 'Check your e-mail to finish signing up.';
+    /** A page without what differs per request (the CSRF token of the sign-out form, if any). */
+    const sameness = (html: string) => html.replace(/name="_csrf" value="[^"]+"/g, '');
+
+    it('answers the same for a new and an already registered e-mail, on the page and the API, and tells each address by e-mail', async () => {
+      const known = await makeUser(ctx, 'customer', { name: 'Known Holder' });
+      const fresh = `${unique('signup')}@example.test`;
+      const body = (email: string) => ({ email, password: 'another long password', name: 'Amina Diallo', organisation: 'Sahel Telecom' });
+
+      const apiNew = await request(ctx.app).post('/api/v1/auth/signup').send(body(fresh));
+      const apiKnown = await request(ctx.app).post('/api/v1/auth/signup').send(body(known.email.toUpperCase()));
+      expect(apiNew.status).toBe(202);
+      expect(apiKnown.status).toBe(202);
+      expect(apiNew.body).toEqual({ message: SIGN_UP_ANSWER });
+      expect(apiKnown.body).toEqual(apiNew.body);
+
+      const fresh2 = `${unique('signup')}@example.test`;
+      const pageNew = await pageAgent(ctx).form('/signup', body(fresh2));
+      const pageKnown = await pageAgent(ctx).form('/signup', body(known.email));
+      expect(pageNew.status).toBe(200);
+      expect(pageKnown.status).toBe(200);
+      expect(pageNew.text).toContain(SIGN_UP_ANSWER);
+      expect(sameness(pageKnown.text)).toBe(sameness(pageNew.text));
+      expect(String(pageNew.headers['set-cookie'] ?? '')).not.toContain('ds_session');
+
+      // The new address has an unconfirmed customer account; the known one is untouched.
+      const stored = await User.findOne({ email: fresh }).lean();
+      expect(stored).toMatchObject({ role: 'customer', name: 'Amina Diallo', organisation: 'Sahel Telecom', confirmedAt: null });
+      expect(stored!.confirmation!.expiresAt.toISOString()).toBe(new Date(ctx.clock.now().getTime() + 24 * 3_600_000).toISOString());
       expect(stored!.passwordHash).toMatch(/^\$argon2id\$/);
-      expect(stored!.passwordHash).not.toContain(TEST_PASSWORD);
+      expect(await User.countDocuments({ email: known.email })).toBe(1);
+      expect((await User.findOne({ email: known.email }).lean())).toMatchObject({ name: 'Known Holder', confirmation: null });
+      expect((await request(ctx.app).post('/api/v1/auth/token').send({ email: known.email, password: known.password })).status).toBe(200);
+
+      // Each address learns which case it was by e-mail; the link's token is stored only hashed.
+      const [confirmMail] = mailTo(ctx, fresh);
+      expect(confirmMail!.subject).toBe('Confirm your Downstream account');
+      const token = confirmationTokenFor(ctx, fresh);
+      expect(JSON.stringify(stored)).not.toContain(token.split('.')[1]);
+      const notices = mailTo(ctx, known.email);
+      expect(notices).toHaveLength(2);
+      expect(notices[0]!.subject).toBe('Someone tried to sign up with your address');
+      expect(notices[0]!.text).toMatch(/if it was you, sign in .* or reset your password/i);
+      expect(mailTo(ctx, fresh2)).toHaveLength(1);
+    });
+
+    it('lets a new account sign in only after its one-time link confirmed the e-mail', async () => {
+      const email = `${unique('confirm')}@example.test`;
+      expect((await request(ctx.app).post('/api/v1/auth/signup').send({ email, password: TEST_PASSWORD, name: 'Chiamaka Obi' })).status).toBe(202);
+      const early = await request(ctx.app).post('/api/v1/auth/token').send({ email, password: TEST_PASSWORD });
+      expect(early.status).toBe(401);
+      expect(early.body.error).toMatchObject({ code: 'unconfirmed', message: expect.stringMatching(/^Confirm your e-mail address first/) });
+      // A wrong password still gets the ordinary answer: only the password holder learns it waits.
+      expect((await request(ctx.app).post('/api/v1/auth/token').send({ email, password: 'wrong password here' })).body.error.code).toBe('invalid_credentials');
+
+      const token = confirmationTokenFor(ctx, email);
+      expect((await request(ctx.app).post('/api/v1/auth/confirm').send({ token: `${token.slice(0, -2)}xx` })).status).toBe(400);
+      const agent = pageAgent(ctx);
+      const form = await agent.get(`/signup/confirm?token=${token}`);
+      expect(form.status).toBe(200);
+      expect(form.text).toContain(`value="${token}"`);
+      const confirmed = await agent.form('/signup/confirm', { token }, `/signup/confirm?token=${token}`);
+      expect(confirmed.status).toBe(303);
+      expect(confirmed.headers.location).toBe('/login');
+      expect(await User.findOne({ email }).lean()).toMatchObject({ confirmation: null, confirmedAt: ctx.clock.now() });
+
+      expect((await request(ctx.app).post('/api/v1/auth/token').send({ email, password: TEST_PASSWORD })).status).toBe(200);
+      const reused = await request(ctx.app).post('/api/v1/auth/confirm').send({ token });
+      expect(reused.status).toBe(400);
+      expect(reused.body.error.code).toBe('invalid_confirmation');
+    });
+
+    it('refuses a confirmation link after 24 hours; signing up again sends a new one', async () => {
+      const email = `${unique('late')}@example.test`;
+      await request(ctx.app).post('/api/v1/auth/signup').send({ email, password: TEST_PASSWORD, name: 'Late Reader' });
+      const first = confirmationTokenFor(ctx, email);
+      ctx.clock.advance(24 * 3_600_000 + 60_000);
+      expect((await request(ctx.app).post('/api/v1/auth/confirm').send({ token: first })).status).toBe(400);
+      expect((await request(ctx.app).post('/api/v1/auth/signup').send({ email, password: 'a renewed long password', name: 'Late Reader' })).status).toBe(202);
+      const second = confirmationTokenFor(ctx, email);
+      expect(second).not.toBe(first);
+      expect(mailTo(ctx, email).every((m) => m.subject === 'Confirm your Downstream account')).toBe(true);
+      const res = await request(ctx.app).post('/api/v1/auth/confirm').send({ token: second });
+      expect(res.status).toBe(200);
+      expect(res.body.user).toMatchObject({ email, role: 'customer' });
+      expect((await request(ctx.app).post('/api/v1/auth/token').send({ email, password: 'a renewed long password' })).status).toBe(200);
     });
 
     it('ignores role, _id and createdAt smuggled into the sign-up body', async () => {
@@ -32,8 +106,7 @@ describe('accounts and sessions', () => {
       const res = await request(ctx.app).post('/api/v1/auth/signup').send({
         email, password: TEST_PASSWORD, name: 'Mallory', role: 'admin', _id: '64b000000000000000000000', createdAt: '2000-01-01',
       });
-      expect(res.status).toBe(201);
-      expect(res.body.user.role).toBe('customer');
+      expect(res.status).toBe(202);
       const stored = await User.findOne({ email }).lean();
       expect(stored!.role).toBe('customer');
       expect(String(stored!._id)).not.toBe('64b000000000000000000000');
@@ -52,13 +125,6 @@ describe('accounts and sessions', () => {
       expect(await User.countDocuments({ name: 'Kept Name' })).toBe(0);
     });
 
-    it('refuses a second account with the same e-mail, naming the field', async () => {
-      const { email } = await makeUser(ctx);
-      const res = await request(ctx.app).post('/api/v1/auth/signup').send({ email: email.toUpperCase(), password: TEST_PASSWORD, name: 'Twin' });
-      expect(res.status).toBe(409);
-      expect(res.body.error.fields).toEqual({ email: 'An account with this e-mail already exists.' });
-      expect(await User.countDocuments({ email })).toBe(1);
-    });
   });
 
   describe('log-in and log-out', () => {

@@ -17,9 +17,11 @@ import { createServices } from '../server/services';
 import { createStores } from '../server/store';
 import { RECENT_CASE_CHANGES } from '../server/store/case-queue';
 import { createTestContext, testEnv, type TestContext } from './helpers/context';
-import { apiUser, makeUser, signedInAgent } from './helpers/factories';
+import { apiUser, makeUser, pageAgent, signedInAgent } from './helpers/factories';
 
 const DAY = 86_400_000;
+const HOUR = 3_600_000;
+const CUSTODIAN_EMAIL = 'identity-custodian@example.test';
 
 describe('case rules (pure functions)', () => {
   it('ranks any step of severity above every likelihood', () => {
@@ -87,7 +89,7 @@ describe('case rules (pure functions)', () => {
 describe('investigation cases', () => {
   let ctx: TestContext;
   beforeAll(async () => {
-    ctx = await createTestContext({ RATE_LIMIT_PUBLIC_POST_PER_MIN: '10000', RATE_LIMIT_LOGIN_PER_15MIN: '10000' });
+    ctx = await createTestContext({ RATE_LIMIT_PUBLIC_POST_PER_MIN: '10000', RATE_LIMIT_LOGIN_PER_15MIN: '10000', IDENTITY_CUSTODIAN_EMAILS: CUSTODIAN_EMAIL });
   });
   afterAll(() => ctx.close());
 
@@ -536,31 +538,116 @@ describe('investigation cases', () => {
   });
 
   describe('reporter identity, messages and evidence', () => {
-    it('shows contact details only to assigned investigators, logging each view, and never on the case page', async () => {
-      const { caseId, investigator } = await assignedReportCase();
-      const other = await makeStaff(ctx);
-      const res = await request(ctx.app).get(`/api/v1/cases/${caseId}/contact`).set(investigator.auth);
-      expect(res.status).toBe(200);
-      expect(res.body.contacts[0].contact).toMatchObject({ name: 'Achieng Otieno', email: 'achieng@haki.example' });
-      const views = await auditFor(caseId, 'identity.viewed');
-      expect(views).toHaveLength(1);
-      expect(views[0]!.actorId).toBe(investigator.actor.id);
-      expect((await request(ctx.app).get(`/api/v1/cases/${caseId}/contact`).set(other.auth)).status).toBe(403);
-      const admin = await makeStaff(ctx, 'admin');
-      expect((await request(ctx.app).get(`/api/v1/cases/${caseId}/contact`).set(admin.auth)).status).toBe(403);
-      expect(await auditFor(caseId, 'identity.viewed')).toHaveLength(1);
+    /** An assigned investigator's reasoned request, made on the case page (the form, no JavaScript). */
+    async function requestOnPage(agent: Awaited<ReturnType<typeof signedInAgent>>['agent'], caseId: string, reason: string) {
+      const res = await agent.form(`/cases/${caseId}/identity-requests`, { reason }, `/cases/${caseId}`);
+      expect(res.status).toBe(303);
+    }
 
-      const dossier = await request(ctx.app).get(`/api/v1/cases/${caseId}`).set(investigator.auth);
-      expect(JSON.stringify(dossier.body)).not.toContain('achieng@haki.example');
-      const { agent, user } = await signedInAgent(ctx, 'investigator');
-      await ctx.services.cases.assign(caseId, String(user._id), actorOf(user));
-      const page = await agent.get(`/cases/${caseId}`);
-      expect(page.status).toBe(200);
-      expect(page.text).not.toContain('achieng@haki.example');
-      const contactPage = await agent.get(`/cases/${caseId}/contact`);
-      expect(contactPage.status).toBe(200);
-      expect(contactPage.text).toContain('achieng@haki.example');
-      expect(await auditFor(caseId, 'identity.viewed')).toHaveLength(2);
+    it('hides the reporter identity from the case page and API until someone else approves a reasoned request, and again once the grant runs out', async () => {
+      const { caseId } = await makeReportCase(ctx);
+      const investigator = await signedInAgent(ctx, 'investigator');
+      const actor = actorOf(investigator.user);
+      await ctx.services.cases.assign(caseId, actor.id, actor);
+      const bearer = await freshAuth(ctx, investigator.user);
+
+      // Assigned is not enough any more: no identity on the page, in the case API or from /contact.
+      const before = await investigator.agent.get(`/cases/${caseId}`);
+      expect(before.status).toBe(200);
+      expect(before.text).not.toContain('achieng@haki.example');
+      expect(before.text).toContain('Request access');
+      expect(JSON.stringify((await request(ctx.app).get(`/api/v1/cases/${caseId}`).set(bearer)).body)).not.toContain('achieng@haki.example');
+      const refusedContact = await request(ctx.app).get(`/api/v1/cases/${caseId}/contact`).set(bearer);
+      expect(refusedContact.status).toBe(403);
+      expect(refusedContact.body.error.code).toBe('identity_grant_required');
+      expect(JSON.stringify(refusedContact.body)).not.toContain('achieng@haki.example');
+      expect((await investigator.agent.get(`/cases/${caseId}/contact`)).status).toBe(403);
+
+      await requestOnPage(investigator.agent, caseId, 'We must ask the reporter where the cameras are mounted.');
+      const listed = await request(ctx.app).get(`/api/v1/cases/${caseId}/identity-requests`).set(bearer);
+      expect(listed.status).toBe(200);
+      expect(listed.body.items).toEqual([expect.objectContaining({ status: 'pending', reason: 'We must ask the reporter where the cameras are mounted.', requesterId: actor.id })]);
+      const requestId = listed.body.items[0]._id as string;
+      expect((await investigator.agent.get(`/cases/${caseId}`)).text).toContain('waiting for approval');
+      // Asking twice while waiting is refused.
+      expect((await request(ctx.app).post(`/api/v1/cases/${caseId}/identity-requests`).set(bearer).send({ reason: 'again' })).status).toBe(409);
+      // Neither the requester nor a plain investigator can approve it.
+      const self = await request(ctx.app).post(`/api/v1/cases/${caseId}/identity-requests/${requestId}/decision`).set(bearer).send({ decision: 'approve' });
+      expect(self.status).toBe(403);
+      expect((await investigator.agent.get(`/cases/${caseId}`)).text).not.toContain('achieng@haki.example');
+
+      // An admin sees it in the queue, confirms on a page of its own, and approves by a form post.
+      const admin = await signedInAgent(ctx, 'admin');
+      const queue = await admin.agent.get('/admin/identity-requests');
+      expect(queue.status).toBe(200);
+      expect(queue.text).toContain(caseId);
+      expect(queue.text).toContain('We must ask the reporter where the cameras are mounted.');
+      const confirm = await admin.agent.get(`/admin/identity-requests/${requestId}?decision=approve`);
+      expect(confirm.status).toBe(200);
+      expect(confirm.text).toContain('Yes, approve');
+      const approved = await admin.agent.form(`/admin/identity-requests/${requestId}`, { decision: 'approve', reason: 'Needed to reach the witness.' }, `/admin/identity-requests/${requestId}?decision=approve`);
+      expect(approved.status).toBe(303);
+      const grant = (await request(ctx.app).get(`/api/v1/cases/${caseId}/identity-requests`).set(bearer)).body.items[0];
+      expect(grant).toMatchObject({ status: 'approved', decidedByUserId: String(admin.user._id), expiresAt: new Date(ctx.clock.now().getTime() + 24 * HOUR).toISOString() });
+
+      const during = await investigator.agent.get(`/cases/${caseId}`);
+      expect(during.text).toContain('achieng@haki.example');
+      expect(during.text).toContain('Achieng Otieno');
+      const contact = await request(ctx.app).get(`/api/v1/cases/${caseId}/contact`).set(bearer);
+      expect(contact.status).toBe(200);
+      expect(contact.body.contacts[0].contact).toMatchObject({ name: 'Achieng Otieno', email: 'achieng@haki.example' });
+      // The grant is this investigator's: the approving admin, not assigned, still sees nothing.
+      expect((await admin.agent.get(`/cases/${caseId}`)).text).not.toContain('achieng@haki.example');
+
+      // IDENTITY_GRANT_HOURS (24) later the identity is gone again (sessions too: sign in anew).
+      ctx.clock.advance(24 * HOUR + 60_000);
+      const later = await freshAuth(ctx, investigator.user);
+      const expired = await request(ctx.app).get(`/api/v1/cases/${caseId}/contact`).set(later);
+      expect(expired.status).toBe(403);
+      expect(JSON.stringify(expired.body)).not.toContain('achieng@haki.example');
+      const again = pageAgent(ctx);
+      expect((await again.form('/login', { email: investigator.email, password: investigator.password })).status).toBe(303);
+      const after = await again.get(`/cases/${caseId}`);
+      expect(after.status).toBe(200);
+      expect(after.text).not.toContain('achieng@haki.example');
+      expect(after.text).toContain('Request access');
+
+      // A second request, refused through the API.
+      const second = await request(ctx.app).post(`/api/v1/cases/${caseId}/identity-requests`).set(later).send({ reason: 'One more question for the reporter.' });
+      expect(second.status).toBe(201);
+      const adminBearer = await freshAuth(ctx, admin.user);
+      const refused = await request(ctx.app).post(`/api/v1/cases/${caseId}/identity-requests/${second.body.request._id}/decision`).set(adminBearer).send({ decision: 'refuse', reason: 'Ask through the messages instead.' });
+      expect(refused.status).toBe(200);
+      expect(refused.body.request).toMatchObject({ status: 'refused', expiresAt: null });
+      expect((await request(ctx.app).get(`/api/v1/cases/${caseId}/contact`).set(later)).status).toBe(403);
+
+      const steps = await AuditEntry.find({ subjectKind: 'case', subjectId: caseId, action: /^identity\./ }).sort({ seq: 1 }).lean();
+      expect(steps.map((e) => e.action)).toEqual(['identity.requested', 'identity.approved', 'identity.viewed', 'identity.viewed', 'identity.expired', 'identity.requested', 'identity.refused']);
+      expect(steps.find((e) => e.action === 'identity.approved')).toMatchObject({ actorId: String(admin.user._id), detail: { requestId, userId: actor.id } });
+      expect(steps.filter((e) => e.action === 'identity.viewed').every((e) => e.actorId === actor.id)).toBe(true);
+      expect(steps.find((e) => e.action === 'identity.expired')).toMatchObject({ actorKind: 'system', detail: { requestId } });
+    });
+
+    it('never lets an admin approve their own request; another admin or a custodian can', async () => {
+      const { caseId } = await makeReportCase(ctx);
+      const admin = await makeStaff(ctx, 'admin');
+      await ctx.services.cases.assign(caseId, admin.actor.id, admin.actor);
+      const asked = await request(ctx.app).post(`/api/v1/cases/${caseId}/identity-requests`).set(admin.auth).send({ reason: 'I lead this case.' });
+      expect(asked.status).toBe(201);
+      const own = await request(ctx.app).post(`/api/v1/cases/${caseId}/identity-requests/${asked.body.request._id}/decision`).set(admin.auth).send({ decision: 'approve' });
+      expect(own.status).toBe(403);
+      expect(own.body.error.code).toBe('own_request');
+      expect((await request(ctx.app).get(`/api/v1/cases/${caseId}/contact`).set(admin.auth)).status).toBe(403);
+
+      // A custodian (an investigator named in IDENTITY_CUSTODIAN_EMAILS) decides instead.
+      const { user: custodianUser } = await makeUser(ctx, 'investigator', { email: CUSTODIAN_EMAIL });
+      const custodian = { Authorization: `Bearer ${(await ctx.services.auth.issueSession(custodianUser)).token}` };
+      const plain = await makeStaff(ctx);
+      expect((await request(ctx.app).post(`/api/v1/cases/${caseId}/identity-requests/${asked.body.request._id}/decision`).set(plain.auth).send({ decision: 'approve' })).status).toBe(403);
+      const decided = await request(ctx.app).post(`/api/v1/cases/${caseId}/identity-requests/${asked.body.request._id}/decision`).set(custodian).send({ decision: 'approve' });
+      expect(decided.status).toBe(200);
+      expect((await request(ctx.app).get(`/api/v1/cases/${caseId}/contact`).set(admin.auth)).body.contacts[0].contact).toMatchObject({ email: 'achieng@haki.example' });
+      expect((await auditFor(caseId, 'identity.approved'))[0]).toMatchObject({ actorId: String(custodianUser._id) });
     });
 
     it('lets assigned investigators message the reporter through the report', async () => {
@@ -800,7 +887,7 @@ describe('investigation cases', () => {
       const ids = async (services: typeof other, filters: Parameters<typeof other.cases.queue>[0] = {}) =>
         (await services.cases.queue({ country: 'SZ', ...filters }, { skip: 0, limit: 50 }, lead.actor)).items.map((c) => c._id);
       expect(await ids(other)).toEqual([first.caseId]);
-      expect((await other.cases.casesOfUnit(unit._id)).map((c) => c._id)).toEqual([first.caseId]);
+      expect((await other.cases.casesOfUnit(unit._id, lead.actor)).map((c) => c._id)).toEqual([first.caseId]);
       expect(await ids(ctx.services, { priority: 'critical' })).toEqual([]);
 
       await ctx.services.cases.assign(first.caseId, lead.actor.id, lead.actor);
@@ -815,7 +902,7 @@ describe('investigation cases', () => {
       expect((await Case.findById(first.caseId).lean())!.status).toBe('closed');
       expect(await ids(ctx.services)).toEqual([second.caseId]);
       expect(await ids(ctx.services, { status: 'closed' })).toEqual([first.caseId]);
-      expect((await ctx.services.cases.casesOfUnit(unit._id)).map((c) => ({ id: c._id, status: c.status }))).toEqual([{ id: first.caseId, status: 'closed' }]);
+      expect((await ctx.services.cases.casesOfUnit(unit._id, lead.actor)).map((c) => ({ id: c._id, status: c.status }))).toEqual([{ id: first.caseId, status: 'closed' }]);
     });
 
     it('shows cases written straight into the collection to an instance started afterwards (as the bench generator writes them)', async () => {
@@ -847,15 +934,16 @@ describe('investigation cases', () => {
     }, 60_000);
 
     it('lists a unit’s cases, oldest first, also those written straight into the collection once rebuilt', async () => {
+      const lead = await makeStaff(ctx);
       const { unit } = await makeUnit(ctx);
       const reported = await makeReportCase(ctx, { unitId: unit._id });
       ctx.clock.advance(1000);
       const flagged = await ctx.services.flags.raise({ rule: 'country-mismatch', evidence: {} }, { unitId: unit._id }, { kind: 'check-in', id: 'ci_timeline' });
       const opened = new Date(ctx.clock.now().getTime() + 1000);
       await Case.create({ _id: 'C-2025-900002', title: 'Inserted directly', status: 'closed', unitIds: [unit._id], openedAt: opened, updatedAt: opened });
-      expect((await ctx.services.cases.casesOfUnit(unit._id)).map((c) => c._id)).toEqual([reported.caseId, flagged.caseId].concat(ctx.db.engine.secondaryIndexes ? ['C-2025-900002'] : []));
+      expect((await ctx.services.cases.casesOfUnit(unit._id, lead.actor)).map((c) => c._id)).toEqual([reported.caseId, flagged.caseId].concat(ctx.db.engine.secondaryIndexes ? ['C-2025-900002'] : []));
       await createStores(ctx.db.engine).cases.rebuildUnitCases();
-      expect((await ctx.services.cases.casesOfUnit(unit._id)).map((c) => c._id)).toEqual([reported.caseId, flagged.caseId, 'C-2025-900002']);
+      expect((await ctx.services.cases.casesOfUnit(unit._id, lead.actor)).map((c) => c._id)).toEqual([reported.caseId, flagged.caseId, 'C-2025-900002']);
     });
 
     it('names each bad filter', async () => {
@@ -956,6 +1044,8 @@ describe('investigation cases', () => {
       { method: 'post', path: () => `/api/v1/cases/${caseId}/merge`, body: () => ({ intoCaseId: 'C-2026-999999', mergeReason: 'x' }), unassigned: 403 },
       { method: 'post', path: () => `/api/v1/cases/${caseId}/split`, body: () => ({ reportId }), unassigned: 403 },
       { method: 'get', path: () => `/api/v1/cases/${caseId}/contact`, unassigned: 403 },
+      { method: 'get', path: () => `/api/v1/cases/${caseId}/identity-requests`, unassigned: 200 },
+      { method: 'post', path: () => `/api/v1/cases/${caseId}/identity-requests`, body: () => ({ reason: 'x' }), unassigned: 403 },
       { method: 'get', path: () => `/api/v1/cases/${caseId}/reports/${reportId}/messages`, unassigned: 403 },
       { method: 'post', path: () => `/api/v1/cases/${caseId}/reports/${reportId}/messages`, body: () => ({ message: 'x' }), unassigned: 403 },
       { method: 'get', path: () => `/api/v1/cases/${caseId}/reports/${reportId}/evidence/${fileId}`, unassigned: 403 },

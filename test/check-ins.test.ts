@@ -453,7 +453,7 @@ describe('check-in ingest', () => {
       expect(await unitRunsOf(ctx, asString._id)).toEqual([older, { ...last, count: 3, lastAt: at('2026-01-14T09:00:00Z'), lastFirmware: '1.4' }]);
       expect(await Flag.countDocuments({ unitId: asString._id })).toBe(flagsBefore);
       expect((await Unit.findById(asString._id).lean())!.checkIns).toMatchObject({ count: 10, lastCountry: 'KE', lastFirmware: '1.4' });
-      const timeline = await ctx.services.registrations.timeline(asString._id);
+      const timeline = await ctx.services.registrations.timeline(asString._id, { id: 'any-investigator', role: 'investigator' });
       expect(timeline.entries.filter((e) => e.kind === 'check-ins').map((e) => e.title)).toEqual(['7 check-ins from TZ', '3 check-ins from KE']);
     });
 

@@ -6,6 +6,7 @@ import request from 'supertest';
 import { User } from '../models/auth';
 import { createApp } from '../server/app';
 import { toHttpError } from '../server/middleware/errors';
+import { confirmationTokenFor } from './helpers/mail';
 import { createTestContext, type TestContext } from './helpers/context';
 import { pageAgent, TEST_PASSWORD, unique } from './helpers/factories';
 
@@ -134,7 +135,10 @@ describe('errors and request hygiene', () => {
     const agent = pageAgent(ctx);
     const email = `${unique('xss')}@example.test`;
     const signup = await agent.form('/signup', { name: '<script>alert(1)</script>', email, password: TEST_PASSWORD });
-    expect(signup.status).toBe(303);
+    expect(signup.status).toBe(200);
+    expect(signup.text).toContain('Check your e-mail');
+    await ctx.services.auth.confirmEmail(confirmationTokenFor(ctx, email));
+    expect((await agent.form('/login', { email, password: TEST_PASSWORD })).status).toBe(303);
     const page = await agent.get('/account');
     expect(page.text).toContain('&lt;script&gt;alert(1)&lt;/script&gt;');
     expect(page.text).not.toContain('<script>alert(1)</script>');

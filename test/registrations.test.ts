@@ -10,6 +10,7 @@ import { makeFlagCase, makeStaff } from './helpers/cases';
 import { createTestContext, type TestContext } from './helpers/context';
 import { makeModel, makeRegistration, makeUnit, registrationInput } from './helpers/catalogue';
 import { apiUser, csrfFrom, makeUser, pageAgent, signedInAgent, TEST_PASSWORD, unique } from './helpers/factories';
+import { confirmationTokenFor, mailTo } from './helpers/mail';
 
 type Agent = ReturnType<typeof pageAgent>;
 
@@ -98,19 +99,37 @@ describe('registrations, transfers and the unit timeline', () => {
       expect(products.text).toContain('Registered by Lagos Logistics Ltd');
     });
 
-    it('creates the account in the same form for a visitor and signs them in', async () => {
+    it('creates the account in the same form for a visitor, who sees the product once the e-mail is confirmed', async () => {
       const agent = pageAgent(ctx);
       const { unit, model } = await makeUnit(ctx);
       expect((await agent.get(`/register?model=${model._id}`)).text).toContain('name="password"');
       const email = `${unique('reg')}@example.test`;
       const res = await submitRegistration(agent, formFields(unit, { name: 'Chiamaka Obi', email, password: TEST_PASSWORD }));
-      expect(res.status).toBe(303);
+      expect(res.status).toBe(200);
+      expect(res.text).toContain('Check your e-mail to finish signing up.');
       const user = await User.findOne({ email }).lean();
-      expect(user).toMatchObject({ role: 'customer', name: 'Chiamaka Obi' });
+      expect(user).toMatchObject({ role: 'customer', name: 'Chiamaka Obi', confirmedAt: null });
       expect((await Registration.findOne({ unitId: unit._id }).lean())!.customerUserId).toEqual(user!._id);
+      expect((await agent.get('/account/products')).status).not.toBe(200); // no session before confirmation
+
+      expect((await request(ctx.app).post('/api/v1/auth/confirm').send({ token: confirmationTokenFor(ctx, email) })).status).toBe(200);
+      expect((await agent.form('/login', { email, password: TEST_PASSWORD })).status).toBe(303);
       const products = await agent.get('/account/products');
-      expect(products.status).toBe(200); // the session started
+      expect(products.status).toBe(200);
       expect(products.text).toContain(unit.serial);
+    });
+
+    it('answers a visitor registering with an e-mail that has an account exactly as a new one, registering nothing and telling the holder', async () => {
+      const holder = await makeUser(ctx, 'customer');
+      const { unit: first } = await makeUnit(ctx);
+      const { unit: second } = await makeUnit(ctx);
+      const fresh = await submitRegistration(pageAgent(ctx), formFields(first, { name: 'New Visitor', email: `${unique('reg')}@example.test`, password: TEST_PASSWORD }));
+      const known = await submitRegistration(pageAgent(ctx), formFields(second, { name: 'Someone Else', email: holder.email, password: TEST_PASSWORD }));
+      expect(known.status).toBe(fresh.status);
+      const strip = (html: string) => html.replace(/name="_csrf" value="[^"]+"/g, '');
+      expect(strip(known.text)).toBe(strip(fresh.text));
+      expect(await Registration.countDocuments({ unitId: second._id })).toBe(0);
+      expect(mailTo(ctx, holder.email).map((m) => m.subject)).toEqual(['Someone tried to sign up with your address']);
     });
 
     it('creates no account when the registration itself is wrong, and keeps what was typed', async () => {
@@ -188,15 +207,26 @@ describe('registrations, transfers and the unit timeline', () => {
       expect(await Registration.countDocuments({ unitId: unit._id })).toBe(0);
     });
 
-    it('refuses a unit registered to someone else without telling anything about them', async () => {
-      const { unit } = await makeRegistration(ctx, { ownerOrganisation: 'Secret Owner Org', contactName: 'Hidden Person', contactEmail: 'hidden@owner.example' });
+    it('answers a unit registered to someone else exactly like an unknown serial, and tells its owner', async () => {
+      const owner = await makeUser(ctx, 'customer');
+      const { unit } = await makeRegistration(ctx, { user: owner.user, ownerOrganisation: 'Secret Owner Org', contactName: 'Hidden Person', contactEmail: 'hidden@owner.example' });
       const other = await apiUser(ctx, 'customer');
-      const res = await request(ctx.app).post('/api/v1/registrations').set(other.auth).send(apiInput(unit));
-      expect(res.status).toBe(409);
-      expect(res.body.error.fields).toEqual({ serial: 'This product is already registered to another customer.' });
-      expect(JSON.stringify(res.body)).not.toMatch(/Secret Owner|Hidden Person|hidden@owner|KE|reg_/);
+      const taken = await request(ctx.app).post('/api/v1/registrations').set(other.auth).send(apiInput(unit));
+      const unknown = await request(ctx.app).post('/api/v1/registrations').set(other.auth).send(apiInput(unit, { serial: 'NEVER-MADE-1' }));
+      expect(taken.status).toBe(400);
+      expect(taken.body).toEqual(unknown.body);
+      expect(taken.body.error.fields).toEqual({ serial: 'No unit of this model has this serial number. Check the label on the product, or contact us if it is right.' });
+      // Even with other fields wrong, the serial is all that is named, as for an unknown one.
+      const takenBad = await request(ctx.app).post('/api/v1/registrations').set(other.auth).send(apiInput(unit, { acceptTerms: false }));
+      const unknownBad = await request(ctx.app).post('/api/v1/registrations').set(other.auth).send(apiInput(unit, { serial: 'NEVER-MADE-1', acceptTerms: false }));
+      expect(takenBad.body).toEqual(unknownBad.body);
       expect(await Registration.countDocuments({ unitId: unit._id })).toBe(1);
       expect((await Unit.findById(unit._id).lean())!.registrationId).toBe(unit.registrationId);
+
+      const notices = mailTo(ctx, owner.email);
+      expect(notices).toHaveLength(2);
+      expect(notices[0]!.subject).toBe(`Someone tried to register your unit ${unit.serial}`);
+      expect(notices[0]!.text).not.toMatch(new RegExp(`${other.email}|Lagos Logistics|Chiamaka`));
     });
 
     it('returns the existing registration when the same customer submits again, never a duplicate', async () => {
@@ -521,10 +551,10 @@ describe('registrations, transfers and the unit timeline', () => {
 
     it('shows a catalogued unit nobody registered by its first sale only', async () => {
       const { unit } = await makeUnit(ctx, { firstSale: { shipToCountry: 'GH' } });
-      const t = await ctx.services.registrations.timeline(unit._id);
+      const t = await ctx.services.registrations.timeline(unit._id, { id: String((await makeUser(ctx, 'investigator')).user._id), role: 'investigator' });
       expect(t.current).toMatchObject({ country: 'GH', source: 'first-sale' });
       expect(t.entries.map((e) => e.kind)).toEqual(['first-sale']);
-      await expect(ctx.services.registrations.timeline('NO:SUCH')).rejects.toMatchObject({ status: 404 });
+      await expect(ctx.services.registrations.timeline('NO:SUCH', { id: 'nobody', role: 'investigator' })).rejects.toMatchObject({ status: 404 });
     });
   });
 

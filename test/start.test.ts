@@ -1,6 +1,7 @@
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
+import { confirmationTokenFor } from './helpers/mail';
 import { childPids, descendantPids, exitOf, isAlive, killSpawned, runNpm, runTs, waitFor } from './helpers/processes';
 
 /**
@@ -29,12 +30,20 @@ describe('npm start', () => {
     return url.replace('localhost', '127.0.0.1');
   }
 
-  const signUp = (url: string, email: string) =>
-    fetch(`${url}/api/v1/auth/signup`, {
+  /** Signs up and confirms with the link the portal wrote to its outbox: 200 once the account can sign in. */
+  const signUp = async (url: string, email: string, dir = dataDir) => {
+    const asked = await fetch(`${url}/api/v1/auth/signup`, {
       method: 'POST',
       headers: { 'content-type': 'application/json' },
       body: JSON.stringify({ email, password: 'a long enough password', name: 'Persisted' }),
     });
+    if (asked.status !== 202) return asked;
+    return fetch(`${url}/api/v1/auth/confirm`, {
+      method: 'POST',
+      headers: { 'content-type': 'application/json' },
+      body: JSON.stringify({ token: confirmationTokenFor({ config: { dataDir: dir } }, email) }),
+    });
+  };
   const logIn = (url: string, email: string) =>
     fetch(`${url}/api/v1/auth/token`, {
       method: 'POST',
@@ -49,7 +58,7 @@ describe('npm start', () => {
 
     expect((await fetch(`${url}/healthz`)).status).toBe(200);
     expect(await (await fetch(`${url}/readyz`)).json()).toMatchObject({ ready: true, database: true, checkInSummaries: { batches: 0 } });
-    expect((await signUp(url, 'persist@example.test')).status).toBe(201);
+    expect((await signUp(url, 'persist@example.test')).status).toBe(200);
 
     const [ferretPid] = childPids(server.pid!, 'ferretdb-embedded');
     expect(ferretPid).toBeDefined();
@@ -81,7 +90,7 @@ describe('npm start', () => {
     expect(childPids(second.server.pid!, 'ferretdb-embedded')).toHaveLength(0);
 
     // One database: an account made through one instance signs in through the other.
-    expect((await signUp(first.url, 'shared@example.test')).status).toBe(201);
+    expect((await signUp(first.url, 'shared@example.test', dir)).status).toBe(200);
     expect((await logIn(second.url, 'shared@example.test')).status).toBe(200);
 
     const verify = runNpm(['run', 'audit:verify'], envFor(dir));
@@ -99,7 +108,7 @@ describe('npm start', () => {
     const pollable = { ...envFor(dir), RATE_LIMIT_LOGIN_PER_15MIN: '1000' };
     const owner = await start(pollable);
     const other = await start(pollable);
-    expect((await signUp(owner.url, 'survivor@example.test')).status).toBe(201);
+    expect((await signUp(owner.url, 'survivor@example.test', dir)).status).toBe(200);
     const [oldFerret] = childPids(owner.server.pid!, 'ferretdb-embedded');
 
     const killedAt = Date.now();
@@ -132,7 +141,7 @@ describe('npm start', () => {
     const { server, url } = await start(envFor(dir));
     expect(server.output()).toContain('run by this process');
     expect(lockOf(dir).pid).toBe(server.pid);
-    expect((await signUp(url, 'after-crash@example.test')).status).toBe(201);
+    expect((await signUp(url, 'after-crash@example.test', dir)).status).toBe(200);
   });
 
   it('takes over a lock whose process lives but whose database does not answer', async () => {
@@ -144,7 +153,7 @@ describe('npm start', () => {
     const { server, url } = await start(envFor(dir));
     expect(server.output()).toContain('does not answer: taking it over');
     expect(lockOf(dir).pid).toBe(server.pid);
-    expect((await signUp(url, 'silent-owner@example.test')).status).toBe(201);
+    expect((await signUp(url, 'silent-owner@example.test', dir)).status).toBe(200);
   });
 
   it('stops node and the database when a process manager sends SIGTERM to npm itself', async () => {
@@ -163,7 +172,7 @@ describe('npm start', () => {
     const dir = freshDataDir();
     fs.rmSync(dir, { recursive: true });
     const { server, url } = await start(envFor(dir));
-    expect((await signUp(url, 'private@example.test')).status).toBe(201);
+    expect((await signUp(url, 'private@example.test', dir)).status).toBe(200);
     const loose: string[] = [];
     const walk = (entry: string) => {
       const stat = fs.lstatSync(entry);

@@ -47,3 +47,7 @@ export type LeverageActionKind = (typeof LEVERAGE_ACTIONS)[number];
 /** `open` is the only status in which an action has effect on units (e.g. withholding). */
 export const ACTION_STATUSES = ['open', 'done', 'lifted', 'cancelled'] as const;
 export type ActionStatus = (typeof ACTION_STATUSES)[number];
+
+/** A request to see a case's reporter identity: waiting, approved (the grant), refused, or an approval run out. */
+export const IDENTITY_REQUEST_STATUSES = ['pending', 'approved', 'refused', 'expired'] as const;
+export type IdentityRequestStatus = (typeof IDENTITY_REQUEST_STATUSES)[number];

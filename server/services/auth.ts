@@ -4,7 +4,8 @@ import jwt from 'jsonwebtoken';
 import type { Clock } from '../clock';
 import type { Config } from '../config';
 import type { AuditService } from './audit';
-import { ConflictError, ForbiddenError, NotFoundError, UnauthorizedError } from '../errors';
+import type { NotificationsService } from './notifications';
+import { BadRequestError, ConflictError, ForbiddenError, NotFoundError, UnauthorizedError } from '../errors';
 import { isUserId, type ApiKeyScope, type Role } from '../domain/auth';
 import type { Stores } from '../store';
 import type { AuthStore, UserDoc } from '../store/auth';
@@ -37,19 +38,31 @@ export const hashPassword = (password: string) => hash(password, ARGON2_OPTIONS)
 let dummyHash: Promise<string> | null = null;
 
 export const INVALID_LOGIN = 'E-mail or password is incorrect.';
+export const CONFIRM_FIRST = 'Confirm your e-mail address first: follow the link in the e-mail we sent when you signed up (or sign up again for a new link).';
+export const INVALID_CONFIRMATION = 'This confirmation link is not valid, was already used or has expired. Sign up again to get a new one.';
 
-export function createAuthService(deps: { config: Config; clock: Clock; audit: AuditService; stores: Pick<Stores, 'auth'> }) {
-  const { config, clock } = deps;
+/** How long a sign-up's confirmation link works. */
+const CONFIRMATION_HOURS = 24;
+/** `<userId>.<secret>`: the account is found by `_id`, the secret checked by its hash. */
+const CONFIRMATION_TOKEN = /^([a-f0-9]{24})\.([A-Za-z0-9_-]{43})$/;
+
+const sha256Hex = (secret: string) => crypto.createHash('sha256').update(secret).digest('hex');
+
+export function createAuthService(deps: { config: Config; clock: Clock; audit: AuditService; notifications: NotificationsService; stores: Pick<Stores, 'auth'> }) {
+  const { config, clock, notifications } = deps;
   const store = deps.stores.auth;
 
   async function createUser(input: NewUser, role: Role): Promise<UserDoc> {
+    // An admin (or the create-admin script) vouches for the address: confirmed at once.
+    const now = clock.now();
     const user = await store.insertUser({
       email: input.email,
       passwordHash: await hashPassword(input.password),
       role,
       name: input.name,
       organisation: input.organisation ?? '',
-      createdAt: clock.now(),
+      createdAt: now,
+      confirmedAt: now,
     });
     if (!user) {
       throw new ConflictError('An account with this e-mail already exists.', {
@@ -94,9 +107,71 @@ export function createAuthService(deps: { config: Config; clock: Clock; audit: A
     return { token, expiresAt };
   }
 
+  /** A new one-time confirmation link's secret, and what is stored of it. */
+  function newConfirmation() {
+    const secret = crypto.randomBytes(32).toString('base64url');
+    return { secret, confirmation: { tokenHash: sha256Hex(secret), expiresAt: new Date(clock.now().getTime() + CONFIRMATION_HOURS * 3_600_000) } };
+  }
+
+  const sendConfirmationLink = (user: { _id: unknown; email: string; name: string }, secret: string) =>
+    notifications.sendMail({
+      to: user.email,
+      subject: 'Confirm your Downstream account',
+      text: [
+        `Hello ${user.name},`,
+        '',
+        'To finish signing up for Downstream, open this link and confirm your e-mail address:',
+        `${config.mail.publicUrl}/signup/confirm?token=${String(user._id)}.${secret}`,
+        '',
+        `The link works once, for ${CONFIRMATION_HOURS} hours. If you did not sign up, ignore this e-mail: no account is used until it is confirmed.`,
+      ].join('\n'),
+    });
+
+  const sendSignUpNotice = (user: { email: string; name: string }) =>
+    notifications.sendMail({
+      to: user.email,
+      subject: 'Someone tried to sign up with your address',
+      text: [
+        `Hello ${user.name},`,
+        '',
+        'Someone tried to create a Downstream account with your e-mail address, which already has an account.',
+        `If it was you, sign in (${config.mail.publicUrl}/login) or reset your password. If it was not you, you need not do anything: your account was not changed.`,
+      ].join('\n'),
+    });
+
+  /**
+   * Self-service sign-up: always a customer, whatever else the form carried, and unconfirmed
+   * until the link sent to the address is followed. The caller answers the same whether the
+   * e-mail was new or not (no account enumeration): the account holder learns of the attempt
+   * by e-mail instead. The new account, or null when the address already had one.
+   */
+  async function signUp(input: NewUser): Promise<UserDoc | null> {
+    const details = { passwordHash: await hashPassword(input.password), name: input.name, organisation: input.organisation ?? '' };
+    const { secret, confirmation } = newConfirmation();
+    const user = await store.insertUser({ email: input.email, role: 'customer', createdAt: clock.now(), confirmation, ...details });
+    if (user) {
+      await sendConfirmationLink(user, secret);
+      return user;
+    }
+    const existing = await store.userByEmail(input.email.trim().toLowerCase());
+    if (!existing) return null; // deleted between the two reads: nothing to tell anyone
+    // Still unconfirmed (a lost e-mail, an expired link): the latest sign-up gets a new link.
+    if (existing.confirmation && (await store.renewConfirmation(existing._id, confirmation, details))) await sendConfirmationLink({ ...details, _id: existing._id, email: existing.email }, secret);
+    else await sendSignUpNotice(existing);
+    return null;
+  }
+
   return {
-    /** Self-service sign-up: always a customer, whatever else the form carried. */
-    signUp: (input: NewUser) => createUser(input, 'customer'),
+    signUp,
+
+    /** Follows a confirmation link: the account can sign in from now on. */
+    async confirmEmail(token: string) {
+      const match = CONFIRMATION_TOKEN.exec(token.trim());
+      const user = match ? await store.confirmUser(match[1]!, sha256Hex(match[2]!), clock.now()) : null;
+      if (!user) throw new BadRequestError(INVALID_CONFIRMATION, { token: INVALID_CONFIRMATION }, 'invalid_confirmation');
+      await deps.audit.record({ actorKind: 'user', actorId: String(user._id), action: 'account.confirmed', subjectKind: 'user', subjectId: String(user._id) });
+      return user;
+    },
 
     /** Staff accounts are made by an admin (or the create-admin script). */
     createUser,
@@ -112,6 +187,8 @@ export function createAuthService(deps: { config: Config; clock: Clock; audit: A
       }
       const ok = await verify(user.passwordHash, password).catch(() => false);
       if (!ok) throw new UnauthorizedError(INVALID_LOGIN, 'invalid_credentials');
+      // Said only to whoever knows the password, so it tells nobody else the account exists.
+      if (user.confirmation) throw new UnauthorizedError(CONFIRM_FIRST, 'unconfirmed');
       await store.setLastLogin(user._id, clock.now());
       return { user, ...(await issueSession(user)) };
     },
@@ -136,7 +213,7 @@ export function createAuthService(deps: { config: Config; clock: Clock; audit: A
       if (!session || session.expiresAt <= clock.now() || String(session.userId) !== payload.sub) {
         throw new UnauthorizedError('Your session has ended. Please sign in again.', 'session_ended');
       }
-      if (!user || user.disabled) {
+      if (!user || user.disabled || user.confirmation) {
         throw new UnauthorizedError('Your session has ended. Please sign in again.', 'session_ended');
       }
       return {

@@ -11,6 +11,7 @@ import { createFilesService } from './files';
 import { createFlagsService } from './flags';
 import { createInsightService } from './insight';
 import { createLinkerService } from './linker';
+import { createNotificationsService } from './notifications';
 import { createRegistrationsService } from './registrations';
 import { createReportsService } from './reports';
 
@@ -32,18 +33,19 @@ export function createServices(deps: ServiceDeps) {
   // the investigators' work on cases acts on check-ins, registrations and reports, built
   // before it and passed in as narrow ports.
   const audit = createAuditService(deps);
-  const auth = createAuthService({ ...deps, audit });
+  const notifications = createNotificationsService(deps);
+  const auth = createAuthService({ ...deps, audit, notifications });
   const caseIntake = createCaseIntake({ ...deps, audit });
   const files = createFilesService(deps);
   const flags = createFlagsService({ ...deps, cases: caseIntake, audit });
   const checkIns = createCheckInsService({ ...deps, flags });
   const catalogue = createCatalogueService({ ...deps, audit });
-  const registrations = createRegistrationsService({ ...deps, audit, auth, files, flags, cases: caseIntake });
+  const registrations = createRegistrationsService({ ...deps, audit, auth, files, flags, notifications, cases: caseIntake });
   const linker = createLinkerService(deps);
   const reports = createReportsService({ ...deps, files, cases: caseIntake, audit, catalogue, flags, linker });
   const cases = createCasesService({ ...deps, audit, intake: caseIntake, ports: { unitControls: checkIns, registrations, reports } });
   const insight = createInsightService({ ...deps, audit });
-  return { audit, auth, cases, catalogue, checkIns, files, flags, insight, linker, registrations, reports };
+  return { audit, auth, cases, catalogue, checkIns, files, flags, insight, linker, notifications, registrations, reports };
 }
 
 export type Services = ReturnType<typeof createServices>;

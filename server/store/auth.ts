@@ -7,6 +7,11 @@ const isDuplicate = (err: unknown) => (err as { code?: number }).code === DUPLIC
 
 export type UserDoc = InstanceType<typeof User>;
 export type ApiKeyDoc = InstanceType<typeof ApiKey>;
+/** A pending e-mail confirmation as stored: the link secret's hash and its expiry. */
+export interface Confirmation {
+  tokenHash: string;
+  expiresAt: Date;
+}
 
 /** Users, sessions and API keys: small collections, read by `_id` on every request. */
 export function createAuthStore(engine: Engine) {
@@ -20,7 +25,7 @@ export function createAuthStore(engine: Engine) {
 
   return {
     /** Null when the e-mail is taken (the unique index decides, also under concurrent sign-ups). */
-    async insertUser(user: { email: string; passwordHash: string; role: Role; name: string; organisation: string; createdAt: Date }): Promise<UserDoc | null> {
+    async insertUser(user: { email: string; passwordHash: string; role: Role; name: string; organisation: string; createdAt: Date; confirmation?: Confirmation | null; confirmedAt?: Date | null }): Promise<UserDoc | null> {
       try {
         return await User.create(user);
       } catch (err) {
@@ -30,6 +35,26 @@ export function createAuthStore(engine: Engine) {
     },
 
     userByEmail: (email: string) => User.findOne({ email }),
+
+    /**
+     * A new sign-up of an account still waiting for confirmation: the latest sign-up's
+     * password and name, and a new link (the earlier one stops working). Guarded by the
+     * account still being unconfirmed, so a confirmed account is never changed this way.
+     */
+    async renewConfirmation(userId: unknown, confirmation: Confirmation, details: { passwordHash: string; name: string; organisation: string }): Promise<boolean> {
+      const res = await User.updateOne({ _id: userId, confirmation: { $ne: null } }, { $set: { confirmation, ...details } });
+      return res.modifiedCount === 1;
+    },
+
+    /** Consumes a confirmation link: one guarded write, so a link confirms once and only before it expires. */
+    async confirmUser(userId: string, tokenHash: string, now: Date) {
+      if (!isUserId(userId)) return null;
+      return User.findOneAndUpdate(
+        { _id: userId, 'confirmation.tokenHash': tokenHash, 'confirmation.expiresAt': { $gt: now } },
+        { $set: { confirmation: null, confirmedAt: now } },
+        { new: true },
+      ).lean();
+    },
 
     userById: async (id: string) => (isUserId(id) ? User.findById(id).lean() : null),
 

@@ -6,6 +6,7 @@ import { createCheckInHistoryStore } from './check-in-history';
 import { createCheckInsStore } from './check-ins';
 import type { Engine } from './engine';
 import { createFlagsStore } from './flags';
+import { createIdentityRequestsStore } from './identity-requests';
 import { createInsightStore } from './insight';
 import { createJobsStore } from './jobs';
 import { createLimitsStore } from './limits';
@@ -26,6 +27,7 @@ export function createStores(engine: Engine) {
     checkIns: createCheckInsStore(engine),
     checkInHistory: createCheckInHistoryStore(engine),
     flags: createFlagsStore(engine),
+    identityRequests: createIdentityRequestsStore(engine),
     insight: createInsightStore(engine),
     jobs: createJobsStore(engine),
     limits: createLimitsStore(engine),

@@ -9,8 +9,8 @@ import type { Actor } from './access';
 /** What every part of the cases module is built from. */
 export interface CaseDeps {
   clock: Clock;
-  config: Pick<Config, 'retentionMonths'>;
-  stores: Pick<Stores, 'cases' | 'auth' | 'flags' | 'catalogue'>;
+  config: Pick<Config, 'retentionMonths' | 'identity'>;
+  stores: Pick<Stores, 'cases' | 'auth' | 'flags' | 'catalogue' | 'identityRequests'>;
   audit: AuditService;
 }
 

@@ -3,20 +3,24 @@ import { caseAccess, isAssignee, reportIdsOf, unlessMissing, type Actor } from '
 import { CASE_PAGE_UNIT_FIELDS, type CaseDeps } from './context';
 import type { CasePorts } from './ports';
 import { staffDirectory } from './queue';
-import { staffView } from './reporting';
+import { caseIdentity, staffView } from './identity';
 import { overdueOf, TRANSITIONS } from './rules';
 
 /** How many linked units' timelines and flags the case page loads (the rest are listed). */
 const PAGE_DETAIL_CAP = 20;
 
-/** The case page's read model: everything it shows, for this person (never a reporter's identity). */
+/**
+ * The case page's read model: everything it shows, for this person. The reporters' identity
+ * only with `withIdentity` (the page), and only while this person holds a live grant.
+ */
 export function caseDossier(deps: CaseDeps, ports: Pick<CasePorts, 'reports' | 'registrations'>) {
   const { clock } = deps;
   const { flags, auth, catalogue } = deps.stores;
   const { visibleCase } = caseAccess(deps);
+  const { identityAccess, identityIfGranted } = caseIdentity(deps, ports.reports);
 
   return {
-    async dossier(caseId: string, actor: Actor) {
+    async dossier(caseId: string, actor: Actor, opts: { withIdentity?: boolean } = {}) {
       const c = await visibleCase(caseId, actor);
       const now = clock.now();
       const assigned = isAssignee(c, actor);
@@ -32,11 +36,13 @@ export function caseDossier(deps: CaseDeps, ports: Pick<CasePorts, 'reports' | '
             return { id, deleted, report: report ? staffView(report, assigned) : null };
           }),
         ),
-        Promise.all(shownUnitIds.map(async (unitId) => ({ unitId, timeline: await ports.registrations.timeline(unitId).catch(unlessMissing) }))),
+        Promise.all(shownUnitIds.map(async (unitId) => ({ unitId, timeline: await ports.registrations.timeline(unitId, actor).catch(unlessMissing) }))),
         catalogue.unitsByIds(shownUnitIds, CASE_PAGE_UNIT_FIELDS),
         auth.people(userIds),
         staffDirectory(auth),
       ]);
+      // Only assigned investigators ask for and see the identity.
+      const identity = !assigned ? null : opts.withIdentity ? ((await identityIfGranted(c, actor)) ?? (await identityAccess(c, actor))) : await identityAccess(c, actor);
       return {
         case: c,
         now,
@@ -50,6 +56,7 @@ export function caseDossier(deps: CaseDeps, ports: Pick<CasePorts, 'reports' | '
         units,
         names: Object.fromEntries(people.map((p) => [String(p._id), p.name])) as Record<string, string>,
         staff,
+        identity,
       };
     },
   };

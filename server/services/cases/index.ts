@@ -1,6 +1,7 @@
 import { caseAccess } from './access';
 import type { CaseDeps } from './context';
 import { caseDossier } from './dossier';
+import { caseIdentity } from './identity';
 import { caseLeverage } from './leverage';
 import { caseMerging } from './merging';
 import { caseOpening } from './opening';
@@ -12,6 +13,7 @@ import { caseWorkflow } from './workflow';
 
 export { isAssignee, isConflicted, type Actor } from './access';
 export type { CaseDeps } from './context';
+export type { IdentityAccess } from './identity';
 export type { ActionInput, ActionUpdate, RemediationInput } from './leverage';
 export type { CaseSubject } from './opening';
 export type { CasePorts, EvidenceFile, RegistrationsPort, ReportsPort, UnitControlsPort } from './ports';
@@ -50,6 +52,7 @@ export function createCasesService(deps: CaseDeps & { intake: CasesService; port
     ...caseLeverage(deps, ports),
     ...caseMerging(deps),
     ...caseReporting(deps, ports.reports),
+    ...caseIdentity(deps, ports.reports),
     ...caseRetention(deps, ports.reports),
   };
 }

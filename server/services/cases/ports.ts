@@ -1,3 +1,4 @@
+import type { Role } from '../../domain/auth';
 import type { IncomingFile } from '../files';
 import type { ReporterStatus } from './rules';
 
@@ -15,7 +16,8 @@ export interface UnitControlsPort {
 
 /** Registrations (server/services/registrations.ts). */
 export interface RegistrationsPort {
-  timeline(unitId: string): Promise<unknown>;
+  /** The unit's timeline as `viewer` may see it (never the cases hidden from them). */
+  timeline(unitId: string, viewer: { id: string; role: Role }): Promise<unknown>;
   setWarranty(registrationId: string, status: 'void', actor: { userId: string | null; caseId?: string }): Promise<unknown>;
 }
 

@@ -2,7 +2,7 @@ import type { CaseStatus, HarmCategory, PriorityLevel } from '../../domain/cases
 import { isUserId } from '../../domain/auth';
 import { ValidationError } from '../../errors';
 import type { AuthStore } from '../../store/auth';
-import type { Actor } from './access';
+import { isConflicted, isStaff, type Actor } from './access';
 import type { CaseDeps } from './context';
 import { overdueOf } from './rules';
 
@@ -31,8 +31,14 @@ export function caseQueue(deps: Pick<CaseDeps, 'clock' | 'stores'>) {
   const { cases, auth } = deps.stores;
 
   return {
-    /** Every case, open or closed, that names this unit, oldest first. */
-    casesOfUnit: (unitId: string) => cases.casesOfUnit(unitId),
+    /**
+     * Every case, open or closed, that names this unit and that `viewer` may see, oldest first:
+     * a case hidden from someone (a conflict of interest) is hidden from every list they reach.
+     */
+    async casesOfUnit(unitId: string, viewer: Actor) {
+      if (!isStaff(viewer)) return [];
+      return (await cases.casesOfUnit(unitId)).filter((c) => !isConflicted(c, viewer.id));
+    },
 
     /** The queue: a page under the filters, the counts per status, and the overdue badges at `now`. */
     async queue(filters: QueueFilters, page: { skip: number; limit: number }, actor: Actor) {

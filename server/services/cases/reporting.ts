@@ -1,48 +1,18 @@
 import { ValidationError } from '../../errors';
 import type { IncomingFile } from '../files';
-import { caseAccess, reportIdsOf, requireReportOf, unlessMissing, type Actor } from './access';
+import { caseAccess, requireReportOf, type Actor } from './access';
 import { recorder, type CaseDeps } from './context';
 import type { ReportsPort } from './ports';
 
-/** Contact fields a staff report may carry; shown only through `reporterContact`. */
-const IDENTITY_KEYS = ['contact', 'reporterContact', 'identity', 'reporter'] as const;
-
-function identityOf(report: unknown): Record<string, unknown> | null {
-  const r = report as Record<string, unknown>;
-  for (const k of IDENTITY_KEYS) if (r?.[k] && typeof r[k] === 'object') return r[k] as Record<string, unknown>;
-  return null;
-}
-
-/** A report for the case page: never the identity; messages only for assigned investigators. */
-export function staffView(report: unknown, assigned: boolean): Record<string, unknown> {
-  const copy = { ...(report as Record<string, unknown>) };
-  for (const k of IDENTITY_KEYS) delete copy[k];
-  if (!assigned) copy.messages = [];
-  return copy;
-}
-
 /**
- * The reporters of a case, as its assigned investigators reach them: identity, messages,
- * evidence and link review, each through the reporting channel and each logged.
+ * The reporters of a case, as its assigned investigators reach them: messages, evidence and
+ * link review, each through the reporting channel and each logged (identity: identity.ts).
  */
 export function caseReporting(deps: CaseDeps, reports: ReportsPort) {
   const { assignedCase, writableCase } = caseAccess(deps);
   const record = recorder(deps.audit);
 
   return {
-    /** The reporters' contact details, for assigned investigators only; every view is logged. */
-    async reporterContact(caseId: string, actor: Actor) {
-      const c = await assignedCase(caseId, actor);
-      const contacts = [];
-      for (const reportId of reportIdsOf(c)) {
-        if (c.retention?.deletedReportIds?.includes(reportId)) continue;
-        const report = await reports.getReportForStaff(reportId).catch(unlessMissing);
-        contacts.push({ reportId, contact: report ? identityOf(report) : null });
-      }
-      await record(actor, 'identity.viewed', c._id, { reportIds: contacts.map((x) => x.reportId) });
-      return { case: c, contacts };
-    },
-
     async postMessage(caseId: string, reportId: string, text: string, actor: Actor) {
       const c = await assignedCase(caseId, actor);
       requireReportOf(c, reportId);

@@ -9,6 +9,8 @@ import type { FlagsStore } from '../../store/flags';
 import type { RegistrationsStore } from '../../store/registrations';
 import type { AuditService } from '../audit';
 import type { AuthService, NewUser } from '../auth';
+import type { NotificationsService } from '../notifications';
+import type { UserDoc } from '../../store/auth';
 import type { CasesService } from '../cases';
 import { normaliseCode, unitId } from '../catalogue/codes';
 import type { FilesService, IncomingFile } from '../files';
@@ -65,6 +67,25 @@ export type Warranty = 'valid' | 'limited' | 'void';
 /** Intended-use choice meaning "none of the model's listed uses". */
 export const OTHER_USE = 'other';
 
+const unknownSerial = () =>
+  new ValidationError({ serial: 'No unit of this model has this serial number. Check the label on the product, or contact us if it is right.' });
+
+type RegistrationDoc = NonNullable<Awaited<ReturnType<RegistrationsStore['registrationById']>>>;
+/** A registration made (or found already made by the same customer). */
+export interface Registered {
+  registration: RegistrationDoc;
+  created: boolean;
+  user: UserDoc | null;
+  flags: string[];
+}
+/** Sign-up with an e-mail that already had an account: nothing registered, the holder told by e-mail. */
+export interface NotRegistered {
+  registration: null;
+  created: false;
+  user: null;
+  flags: string[];
+}
+
 const randomId = (prefix: string) => `${prefix}_${crypto.randomBytes(10).toString('hex')}`;
 
 export function createRegistrationsService(deps: {
@@ -73,10 +94,11 @@ export function createRegistrationsService(deps: {
   auth: AuthService;
   files: FilesService;
   flags: FlagsService;
+  notifications: NotificationsService;
   cases: CasesService;
   stores: { registrations: RegistrationsStore; catalogue: CatalogueStore; checkInHistory: CheckInHistoryStore; flags: Pick<FlagsStore, 'flagsByIds'> };
 }) {
-  const { clock, audit, auth, files, flags } = deps;
+  const { clock, audit, auth, files, flags, notifications } = deps;
   const store = deps.stores.registrations;
   const catalogue = deps.stores.catalogue;
   const { timeline, timelineFor } = createTimeline({ registrations: store, catalogue, history: deps.stores.checkInHistory, flags: deps.stores.flags, cases: deps.cases });
@@ -85,7 +107,7 @@ export function createRegistrationsService(deps: {
     const model = await catalogue.modelById(normaliseCode(modelSku));
     if (!model) throw new ValidationError({ modelSku: 'We do not know this model number. Check the label on the product.' });
     const unit = await catalogue.unitById(unitId(modelSku, serial));
-    if (!unit) throw new ValidationError({ serial: 'No unit of this model has this serial number. Check the label on the product, or contact us if it is right.' });
+    if (!unit) throw unknownSerial();
     return { model, unit };
   }
 
@@ -104,34 +126,55 @@ export function createRegistrationsService(deps: {
     return current;
   }
 
-  /** A registration by someone else is refused without saying anything about them. */
-  const takenError = () =>
-    new ConflictError('This product is already registered to another customer. If you bought it second-hand, ask the seller to report the resale to us, or contact us.', {
-      serial: 'This product is already registered to another customer.',
-    });
+  /**
+   * A unit registered to someone else is answered exactly like a serial we do not know (same
+   * status, message and field), so the form cannot be used to learn which serials are sold and
+   * registered; the owner is told of the attempt instead.
+   */
+  async function refuseTaken(registrationId: string | null | undefined, serial: string) {
+    const owner = registrationId ? await store.registrationById(registrationId) : null;
+    const account = owner ? await auth.getUser(String(owner.customerUserId)).catch(() => null) : null;
+    if (account) {
+      await notifications.sendMail({
+        to: account.email,
+        subject: `Someone tried to register your unit ${serial}`,
+        text: [
+          `Hello ${account.name},`,
+          '',
+          `Someone tried to register your unit ${serial} (${owner!.modelId}) to another account. It stays registered to you; nothing was changed.`,
+          'If you sold or gave the unit away, report the resale from "My products" so that its new owner can register it.',
+        ].join('\n'),
+      });
+    }
+    return unknownSerial();
+  }
 
-  async function existingFor(unit: { registrationId?: string | null }, userId: string | null) {
+  async function existingFor(unit: { registrationId?: string | null; serial: string }, userId: string | null) {
     if (!unit.registrationId) return null;
     const existing = await store.registrationById(unit.registrationId);
     if (existing && userId && String(existing.customerUserId) === userId) return existing;
-    throw takenError();
+    throw await refuseTaken(unit.registrationId, unit.serial);
   }
 
-  async function register(input: RegistrationInput, registrant: Registrant, proofOfPurchase?: IncomingFile) {
+  function register(input: RegistrationInput, registrant: { userId: string }, proofOfPurchase?: IncomingFile): Promise<Registered>;
+  function register(input: RegistrationInput, registrant: Registrant, proofOfPurchase?: IncomingFile): Promise<Registered | NotRegistered>;
+  async function register(input: RegistrationInput, registrant: Registrant, proofOfPurchase?: IncomingFile): Promise<Registered | NotRegistered> {
     const { model, unit } = await loadModelAndUnit(input.modelSku, input.serial);
-    const terms = checkInput(input, model);
+    // Before the other fields: a unit someone else registered must answer like an unknown serial.
     const knownUserId = 'userId' in registrant ? registrant.userId : null;
     const already = await existingFor(unit, knownUserId);
+    const terms = checkInput(input, model);
     if (already) return { registration: already, created: false, user: null, flags: [] as string[] };
 
     const proof = proofOfPurchase ? await files.store(proofOfPurchase, 'proofOfPurchase') : null;
-    let user: Awaited<ReturnType<AuthService['signUp']>> | null = null;
+    let user: UserDoc | null = null;
     if ('signUp' in registrant) {
-      try {
-        user = await auth.signUp(registrant.signUp);
-      } catch (err) {
-        if (proof) await files.remove(proof.fileId); // e.g. the e-mail has an account already
-        throw err;
+      user = await auth.signUp(registrant.signUp);
+      if (!user) {
+        // The e-mail has an account: its holder was told by e-mail; the caller answers as for
+        // a new account, and the unit is registered once they sign in and register it.
+        if (proof) await files.remove(proof.fileId);
+        return { registration: null, created: false, user: null, flags: [] as string[] };
       }
     }
     const customerUserId = knownUserId ?? String(user!._id);
@@ -166,7 +209,7 @@ export function createRegistrationsService(deps: {
       // An earlier attempt of this same registration got this far (or someone else just won).
       if (proof) await files.remove(proof.fileId);
       const earlier = await store.registrationById(id);
-      if (!earlier || String(earlier.customerUserId) !== customerUserId) throw takenError();
+      if (!earlier || String(earlier.customerUserId) !== customerUserId) throw await refuseTaken(earlier?._id, unit.serial);
     }
 
     const winner = await store.claim(claimKey, id, clock.now());
@@ -176,7 +219,7 @@ export function createRegistrationsService(deps: {
       if (proof) await files.remove(proof.fileId);
       const theirs = await store.registrationById(winner);
       if (theirs && String(theirs.customerUserId) === customerUserId) return { registration: theirs, created: false, user, flags: [] as string[] };
-      throw takenError();
+      throw await refuseTaken(winner, unit.serial);
     }
     const current = { country: input.country, region: [input.city, input.region].filter(Boolean).join(', '), owner: input.ownerOrganisation, endUserType: input.endUserType, since: now };
     if (!(await store.applyRegistration(unit._id, id, customerUserId, current))) return { registration: (await store.registrationById(id))!, created: false, user, flags: [] as string[] };
@@ -309,7 +352,7 @@ export function createRegistrationsService(deps: {
       const products = await Promise.all(
         items.map(async (registration) => {
           const current = registration.status === 'active';
-          return { registration, timeline: current ? await timeline(registration.unitId, { audience: 'owner' }) : null };
+          return { registration, timeline: current ? await timeline(registration.unitId, { id: userId, role: 'customer' }) : null };
         }),
       );
       return { items: products, total };

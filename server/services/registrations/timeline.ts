@@ -56,13 +56,14 @@ export function createTimeline(deps: {
 
   /**
    * The unit's destination timeline, oldest first, as plain data for any page (this module's,
-   * the cases page) and the API. `audience: 'owner'` leaves out flags and cases: the
-   * investigation is not the customer's to see.
+   * the cases page) and the API, as `viewer` may see it: staff see the cases they are not
+   * conflicted on (and their flags); anyone else sees no flags or cases, the investigation
+   * not being the customer's to see. No ownership check: see `timelineFor`.
    */
-  async function timeline(unitIdValue: string, opts: { audience?: 'staff' | 'owner' } = {}) {
+  async function timeline(unitIdValue: string, viewer: Viewer) {
     const unit = await catalogue.unitById(unitIdValue);
     if (!unit) throw new NotFoundError('No such unit.');
-    return timelineOf(unit, opts.audience ?? 'staff');
+    return timelineOf(unit, viewer);
   }
 
   /**
@@ -73,17 +74,17 @@ export function createTimeline(deps: {
   async function timelineFor(unitIdValue: string, viewer: Viewer) {
     const unit = await catalogue.unitById(unitIdValue);
     if (!unit || (!isStaff(viewer.role) && String(unit.ownerUserId) !== viewer.id)) throw new NotFoundError('No such unit.');
-    return timelineOf(unit, isStaff(viewer.role) ? 'staff' : 'owner');
+    return timelineOf(unit, viewer);
   }
 
-  async function timelineOf(unit: LeanUnit, audience: 'staff' | 'owner') {
-    const staff = audience !== 'owner';
-    // The unit's cases come from the cases service's in-memory rows (no scan, no lookup per rule).
+  async function timelineOf(unit: LeanUnit, viewer: Viewer) {
+    // Only the cases the viewer may see: the flags shown are those of these cases, so a
+    // hidden case shows neither itself nor its flags.
     const [registrations, transfers, runs, cases] = await Promise.all([
       store.registrationsByIds(unit.registrationIds ?? []),
       store.transfersByIds(unit.transferIds ?? []),
       history.recentRunsOf(unit, MAX_RUNS),
-      staff ? deps.cases.casesOfUnit(unit._id) : Promise.resolve([]),
+      deps.cases.casesOfUnit(unit._id, viewer),
     ]);
     const flagIds = cases.flatMap((c) => c.sources.filter((s) => s.kind === 'flag').slice(-FLAGS_PER_CASE).map((s) => s.id));
     const raised = (await flags.flagsByIds(flagIds)).flatMap((f) => (f && f.unitId === unit._id ? [f] : []));

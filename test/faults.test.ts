@@ -115,7 +115,7 @@ describe('database faults on a running portal', () => {
 
     for (const r of inFlight) r.finish();
     const outcomes = await Promise.all(inFlight.map((r) => r.done));
-    expect(outcomes).toEqual(outcomes.map(() => 201));
+    expect(outcomes).toEqual(outcomes.map(() => 202));
     expect(await exitOf(srv.process)).toBe(0);
     expect(await waitFor(() => !isAlive(ferretPid!), 5_000)).toBe(true);
 

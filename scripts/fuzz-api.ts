@@ -2,7 +2,8 @@
 /**
  * Property-based fuzz of the OpenAPI document (issue 8): starts the portal on a throw-away
  * data directory and embedded database, signs in an admin, and runs schemathesis against
- * /api/v1/openapi.json with the checks `not_a_server_error` and `response_schema_conformance`.
+ * /api/v1/openapi.json with the checks `not_a_server_error`, `status_code_conformance` (no undocumented status) and
+ * `response_schema_conformance`.
  * Exits with schemathesis' status. Run by `scripts/fuzz-api.sh` (`npm run test:fuzz`).
  *
  *   FUZZ_MAX_EXAMPLES (default 25) examples per operation; FUZZ_SEED for a reproducible run.
@@ -67,7 +68,7 @@ function schemathesis(url: string, bearer: string, selection: string[]): Promise
     'run',
     `${url}/api/v1/openapi.json`,
     '--url', `${url}/api/v1`,
-    '--checks', 'not_a_server_error,response_schema_conformance',
+    '--checks', 'not_a_server_error,status_code_conformance,response_schema_conformance',
     '--header', `Authorization: Bearer ${bearer}`,
     ...selection,
     '--max-examples', process.env.FUZZ_MAX_EXAMPLES ?? '25',

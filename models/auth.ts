@@ -48,7 +48,7 @@ const sessionSchema = new Schema(
   },
   { versionKey: false },
 );
-// FerretDB v1 has no TTL indexes: expired sessions are refused on read and purged by
+// The embedded engine has no TTL indexes: expired sessions are refused on read and purged by
 // the auth service (see purgeExpiredSessions).
 sessionSchema.index({ expiresAt: 1 });
 

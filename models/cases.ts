@@ -192,7 +192,7 @@ openCaseKeySchema.index({ caseId: 1 });
 export const OpenCaseKey = mongoose.model('OpenCaseKey', openCaseKeySchema);
 
 /**
- * A unit's cases, for its timeline on engines where only `_id` reaches an index (FerretDB):
+ * A unit's cases, for its timeline on engines where only `_id` reaches an index (the embedded engine):
  * `_id` = the unit id, `caseIds` every case that ever named it. Kept by the cases store when a
  * case gains a unit; on MongoDB the `unitIds` index serves the timeline instead.
  */

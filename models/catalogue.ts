@@ -4,7 +4,7 @@ import { CAPABILITIES, IMPORT_STATUSES, RISK_LEVELS } from '../server/domain/cat
 /**
  * Catalogue: product models and their units.
  *
- * Access paths (FerretDB v1 pushes down only `_id` equality, see README "Database"):
+ * Access paths (the embedded engine pushes down only `_id` equality, see README "Database"):
  *  - a product model by `_id` = its normalised SKU;
  *  - a unit by `_id` = `unitId(sku, serial)`, i.e. `SKU:SERIAL`;
  *  - a bare serial (from a report or a check-in without model) through `SerialIndex`,
@@ -120,7 +120,7 @@ const unitSchema = new Schema(
   },
   { versionKey: false },
 );
-// For MongoDB deployments; FerretDB v1 scans regardless (see README). A bare serial is found
+// For MongoDB deployments; the embedded engine scans regardless (see README). A bare serial is found
 // through SerialIndex on both engines (CONTRIBUTING.md, "Stored shape").
 unitSchema.index({ modelId: 1, serial: 1 }, { unique: true });
 unitSchema.index({ ownerUserId: 1 });

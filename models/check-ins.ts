@@ -57,12 +57,12 @@ export const UnknownSerial = mongoose.model('UnknownSerial', unknownSerialSchema
  * The summariser's outbox: one document per ingested batch, written before the log entries
  * and deleted once every unit summary, unknown-serial summary and red flag of the batch is
  * done. Ingest then only appends (this document and the log), and the per-unit summary
- * writes, which cost milliseconds each on FerretDB v1, happen in the background where many
+ * writes, which cost milliseconds each on the embedded engine, happen in the background where many
  * batches are folded together. The fold is idempotent (units remember the batches they
  * hold, flags have ids derived from the check-in and rule), so a batch still here after a
  * crash is simply folded again.
  *
- * The entries are one JSON string (`payload`), written once and read once: FerretDB v1
+ * The entries are one JSON string (`payload`), written once and read once: the embedded engine
  * encodes every field of every subdocument as its own value, and nothing ever queries them.
  * (This, dropping a second outbox write and letting folds give way to ingest together took
  * the bench's API/raw ratio from 41 % to 53 % on the same loaded machine; they were not

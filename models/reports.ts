@@ -9,7 +9,7 @@ import { HARM_CATEGORIES, type HarmCategory } from './cases';
  * the receipt without the server secret and ~10^16 slow hashes.
  *
  * Messages and evidence are embedded rather than kept in their own collections: a follow-up
- * page is then one `_id` read (FerretDB v1 scans on any other filter), every change is one
+ * page is then one `_id` read (the embedded engine scans on any other filter), every change is one
  * atomic `$push`/`$set` on one document without transactions, and retention wipes a
  * reporter's data in one update. Both arrays are capped (MAX_MESSAGES, MAX_EVIDENCE), which
  * keeps the document far below the 16 MB limit.
@@ -147,7 +147,7 @@ const reportSchema = new Schema(
   },
   { versionKey: false, minimize: false },
 );
-// For MongoDB deployments (and staff lists); FerretDB v1 scans regardless.
+// For MongoDB deployments (and staff lists); the embedded engine scans regardless.
 reportSchema.index({ caseId: 1 });
 reportSchema.index({ status: 1, receivedAt: -1 });
 

@@ -105,10 +105,8 @@ const customerRegistrationsSchema = new Schema(
 export const CustomerRegistrations = mongoose.model('CustomerRegistrations', customerRegistrationsSchema);
 
 /**
- * Unique keys that decide races. the embedded engine once applied a conditional `updateOne` as read, change,
- * write back, so two concurrent "set if still null" updates can both succeed (measured: 5 of 5
- * did); a duplicate `_id` insert is refused reliably on both engines. So whoever
- * inserts the key first wins:
+ * Unique keys that decide races where one decision spans several documents: a duplicate `_id`
+ * insert is refused on every engine, so whoever inserts the key first wins:
  *  - `registration:<unitId>|<n>`: the unit's n-th registration (n = registrations so far);
  *  - `transfer:<unitId>|<n>`: the unit's n-th transfer;
  *  - `decision:<transferId>`: the one decision on a pending transfer.

@@ -109,7 +109,6 @@ export const CustomerRegistrations = mongoose.model('CustomerRegistrations', cus
  * insert is refused on every engine, so whoever inserts the key first wins:
  *  - `registration:<unitId>|<n>`: the unit's n-th registration (n = registrations so far);
  *  - `transfer:<unitId>|<n>`: the unit's n-th transfer;
- *  - `decision:<transferId>`: the one decision on a pending transfer.
  */
 const claimKeySchema = new Schema(
   {

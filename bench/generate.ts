@@ -53,6 +53,8 @@ async function main() {
     // Units went straight into their collection: the dashboard's tallies are built from them, as `npm run insight:rebuild` does.
     const tallied = await rebuildUnitTallies({ now: new Date(), progress: (n) => process.stdout.write(`unit tallies: ${n.toLocaleString('en')} units read\n`), progressEvery: 50_000 });
     process.stdout.write(`unit tallies rebuilt in ${(tallied.ms / 1000).toFixed(1)} s\n`);
+    // Registrations went straight into their collection: their lists by model and country are built from them.
+    process.stdout.write(`registration lists by model and country: ${(await stores.registrations.rebuildPlaceLists()).toLocaleString('en')} active registrations\n`);
     // The data set is written in the current shape: nothing for a migration to look for at start.
     await recordMigrationsApplied(db.engine);
     // Cases went straight into their collection too: each unit's list of cases is built from them.

@@ -105,6 +105,22 @@ const customerRegistrationsSchema = new Schema(
 export const CustomerRegistrations = mongoose.model('CustomerRegistrations', customerRegistrationsSchema);
 
 /**
+ * Active registrations by product model and country, keyed `<modelId>|<country>`, newest last:
+ * what a misuse report naming a model and a country is linked to. One `_id` read per model and
+ * country, on every engine, instead of a query over every registration (which the embedded
+ * engine answers by scanning all of them, so the report path's cost grew with the catalogue).
+ * Bounded: only the newest `REGISTRATION_PLACE_MAX` are kept, more than a report is linked to.
+ */
+const registrationPlaceSchema = new Schema(
+  {
+    _id: { type: String, required: true },
+    registrations: { type: [new Schema({ _id: { type: String, required: true }, unitId: { type: String, required: true } }, { _id: false })], default: [] },
+  },
+  { versionKey: false },
+);
+export const RegistrationPlace = mongoose.model('RegistrationPlace', registrationPlaceSchema);
+
+/**
  * Unique keys that decide races where one decision spans several documents: a duplicate `_id`
  * insert is refused on every engine, so whoever inserts the key first wins:
  *  - `registration:<unitId>|<n>`: the unit's n-th registration (n = registrations so far);

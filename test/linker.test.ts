@@ -1,6 +1,9 @@
 import request from 'supertest';
 import { Case } from '../models/cases';
+import { Registration, RegistrationPlace } from '../models/registrations';
 import { Report } from '../models/reports';
+import mongoose from 'mongoose';
+import { runMigrations } from '../server/store/migrations';
 import { MAX_REGISTRATION_LINKS } from '../server/services/linker';
 import { createReceiptHasher } from '../server/services/reports';
 import { makeModel, makeRegistration, makeUnit } from './helpers/catalogue';
@@ -40,6 +43,20 @@ describe('linking reports to the catalogue (database)', () => {
     expect(result.links.filter((l) => l.kind === 'model')).toEqual([expect.objectContaining({ targetId: model._id, confidence: 'high' })]);
     expect(result.links.filter((l) => l.kind === 'registration')).toHaveLength(MAX_REGISTRATION_LINKS);
     expect(result).toMatchObject({ unitId: null, modelId: model._id });
+  });
+
+  it('links registrations written before the lists by model and country once npm run migrate built them', async () => {
+    const model = await makeModel(ctx, { sku: unique('OLD').toUpperCase(), name: 'Legacy Radio' });
+    const { unit } = await makeUnit(ctx, { model });
+    // Written the old way: straight into the collection, with no list by model and country.
+    await Registration.collection.insertOne({ _id: `reg_${unique('old')}` as never, unitId: unit._id, modelId: model._id, serial: unit.serial, country: 'ZM', status: 'active', createdAt: ctx.clock.now() });
+    const linked = async () => (await ctx.services.linker.linkReport({ serials: [], modelText: model._id, country: 'ZM' })).links.filter((l) => l.kind === 'registration').length;
+    expect(await linked()).toBe(0);
+
+    await RegistrationPlace.deleteMany({});
+    await mongoose.connection.collection('migrations').deleteMany({});
+    await runMigrations(ctx.db.engine);
+    expect(await linked()).toBe(1);
   });
 
   it('proposes only the country for a serial the catalogue does not know', async () => {

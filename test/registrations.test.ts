@@ -351,6 +351,9 @@ describe('registrations, transfers and the unit timeline', () => {
     it('ends the seller\'s registration on a resale and lets the new owner register the unit', async () => {
       const seller = await apiUser(ctx, 'customer');
       const { unit, registration } = await makeRegistration(ctx, { user: seller.user });
+      // What a misuse report naming the model and a country is linked to, among registrations.
+      const linked = async (country: string) => (await ctx.services.linker.linkReport({ serials: [], modelText: unit.modelId, country })).links.filter((l) => l.kind === 'registration').map((l) => l.targetId);
+      expect(await linked(registration.country)).toContain(registration._id);
       const res = await request(ctx.app).post('/api/v1/transfers').set(seller.auth).send(
         transferTo(unit._id, { kind: 'resale', newOwnerOrganisation: 'Kampala Data Co', newOwnerEndUserType: 'commercial-company', newOwnerContactEmail: 'it@kdc.example' }),
       );
@@ -367,6 +370,8 @@ describe('registrations, transfers and the unit timeline', () => {
       const now = await Unit.findById(unit._id).lean();
       expect(now).toMatchObject({ status: 'registered', registrationId: registered.body.registration.id, ownerUserId: buyer.user._id });
       expect(now!.registrationIds).toEqual([registration._id, registered.body.registration.id]);
+      expect(await linked(registration.country)).not.toContain(registration._id);
+      expect(await linked('UG')).toContain(registered.body.registration.id);
     });
 
     it('holds a high-risk resale as pending until staff approve it from the page, then applies it', async () => {

@@ -1,7 +1,7 @@
 import { Unit } from '../../models/catalogue';
 import { tallyUnits, unitStateChange } from './insight';
-import { ClaimKey, CustomerRegistrations, Registration, Transfer } from '../../models/registrations';
-import { existingByIds } from './by-ids';
+import { ClaimKey, CustomerRegistrations, Registration, RegistrationPlace, Transfer } from '../../models/registrations';
+import { byIds, existingByIds } from './by-ids';
 import { chunksOf, type Engine } from './engine';
 
 /**
@@ -23,12 +23,31 @@ export type NewTransfer = Omit<LeanTransfer, 'decision' | 'requestedByUserId' | 
 /** The unit's summary as it was before a write: what the dashboard's tallies move from. */
 type UnitBefore = { modelId: string; status?: string | null; current?: { country?: string | null } | null };
 
+/** More than a report is ever linked to (MAX_REGISTRATION_LINKS), few enough to read in one go. */
+export const REGISTRATION_PLACE_MAX = 200;
+
 const isDuplicateKey = (err: unknown) => (err as { code?: number }).code === 11000;
 
 export function createRegistrationsStore(engine: Engine) {
   async function tallyMove(before: UnitBefore | null, after: { status: string; country: string | null }) {
     if (before) await tallyUnits([unitStateChange(before.modelId, { status: before.status, country: before.current?.country }, after)]);
   }
+
+  /** A registration joins its model and country's list while it is active (see RegistrationPlace). */
+  const placeOf = (r: { modelId: string; country: string }) => `${r.modelId}|${r.country}`;
+  async function addToPlace(r: { _id: string; modelId: string; country: string; unitId: string }) {
+    const add = () =>
+      RegistrationPlace.updateOne({ _id: placeOf(r), 'registrations._id': { $ne: r._id } }, { $push: { registrations: { $each: [{ _id: r._id, unitId: r.unitId }], $slice: -REGISTRATION_PLACE_MAX } } }, { upsert: true });
+    // The guard makes a repeat add nothing; an upsert racing a first insert, or matching an
+    // existing list that already holds the id, collides on `_id`: both are fine.
+    await add().catch((err: unknown) => {
+      if (!isDuplicateKey(err)) throw err;
+    });
+  }
+  // The whole element, as stored: the embedded engine's `$pull` compares elements for equality
+  // rather than as a query on their fields.
+  const removeFromPlace = (r: { _id: string; modelId: string; country: string; unitId: string }) =>
+    RegistrationPlace.updateOne({ _id: placeOf(r) }, { $pull: { registrations: { _id: r._id, unitId: r.unitId } } });
 
   return {
     // ----- registrations -----
@@ -41,15 +60,17 @@ export function createRegistrationsStore(engine: Engine) {
     async insertRegistration(doc: NewRegistration): Promise<boolean> {
       try {
         await Registration.create(doc);
-        return true;
       } catch (err) {
         if (isDuplicateKey(err)) return false;
         throw err;
       }
+      await addToPlace(doc);
+      return true;
     },
 
     async deleteRegistration(id: string) {
-      await Registration.deleteOne({ _id: id });
+      const gone = await Registration.findOneAndDelete({ _id: id }).lean();
+      if (gone) await removeFromPlace(gone);
     },
 
     /**
@@ -161,7 +182,10 @@ export function createRegistrationsStore(engine: Engine) {
       ).lean();
       if (!before) return false;
       await tallyMove(before, { status: set.status, country: moved.country });
-      if (resale) await Registration.updateOne({ _id: transfer.registrationId }, { $set: { status: 'superseded' } });
+      if (resale) {
+        const superseded = await Registration.findOneAndUpdate({ _id: transfer.registrationId }, { $set: { status: 'superseded' } }, { new: true }).lean();
+        if (superseded) await removeFromPlace(superseded);
+      }
       return true;
     },
 
@@ -190,14 +214,29 @@ export function createRegistrationsStore(engine: Engine) {
      * for it; MongoDB answers from the { country, modelId } index.
      */
     async activeRegistrationsIn(countries: readonly string[], modelIds: readonly string[], take: (r: { _id: string; modelId: string; unitId: string; country: string }) => boolean) {
-      const cursor = Registration.find({ status: 'active', country: { $in: countries }, modelId: { $in: modelIds } }, { modelId: 1, unitId: 1, country: 1 })
-        .lean<Array<{ _id: string; modelId: string; unitId: string; country: string }>>()
-        .cursor();
-      try {
-        for await (const r of cursor) if (!take(r)) break;
-      } finally {
-        await cursor.close();
+      const places = modelIds.flatMap((modelId) => countries.map((country) => ({ modelId, country })));
+      const lists = await byIds<{ _id: string; registrations: Array<{ _id: string; unitId: string }> }>(engine, RegistrationPlace as never, places.map(placeOf));
+      for (const [i, list] of lists.entries()) {
+        const { modelId, country } = places[i]!;
+        // Newest first: the registrations a report most likely concerns.
+        for (const r of [...(list?.registrations ?? [])].reverse()) if (!take({ _id: r._id, unitId: r.unitId, modelId, country })) return;
       }
+    },
+
+    /** Rebuilds every model-and-country list from the active registrations (a repair, and data loaded outside the app). */
+    async rebuildPlaceLists(progress?: (n: number) => void): Promise<number> {
+      const lists = new Map<string, Array<{ _id: string; unitId: string }>>();
+      let n = 0;
+      for await (const r of Registration.find({ status: 'active' }, { modelId: 1, country: 1, unitId: 1 }).sort({ createdAt: 1 }).lean().cursor({ batchSize: 1_000 })) {
+        const key = placeOf(r);
+        lists.set(key, [...(lists.get(key) ?? []), { _id: r._id, unitId: r.unitId }].slice(-REGISTRATION_PLACE_MAX));
+        if (++n % 50_000 === 0) progress?.(n);
+      }
+      await RegistrationPlace.deleteMany({});
+      for (const chunk of chunksOf([...lists])) {
+        await RegistrationPlace.bulkWrite(chunk.map(([_id, registrations]) => ({ updateOne: { filter: { _id }, update: { $set: { registrations } }, upsert: true } })) as never, { ordered: false });
+      }
+      return n;
     },
   };
 }

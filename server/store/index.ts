@@ -10,6 +10,7 @@ import { createInsightStore } from './insight';
 import { createJobsStore } from './jobs';
 import { createLimitsStore } from './limits';
 import { createRegistrationsStore } from './registrations';
+import { createReportsStore } from './reports';
 
 /**
  * Every repository of the portal, built once per app from the detected engine. Services
@@ -30,6 +31,7 @@ export function createStores(engine: Engine) {
     jobs: createJobsStore(engine),
     limits: createLimitsStore(engine),
     registrations: createRegistrationsStore(engine),
+    reports: createReportsStore(engine),
   };
 }
 

@@ -10,7 +10,7 @@ import type { Actor } from './access';
 export interface CaseDeps {
   clock: Clock;
   config: Pick<Config, 'retentionMonths'>;
-  stores: Pick<Stores, 'cases' | 'auth' | 'flags' | 'catalogue'>;
+  stores: Pick<Stores, 'cases' | 'auth' | 'flags' | 'catalogue' | 'reports'>;
   audit: AuditService;
 }
 

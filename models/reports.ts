@@ -1,40 +1,42 @@
 import mongoose, { Schema } from 'mongoose';
-import { HARM_CATEGORIES, type HarmCategory } from './cases';
+import { CONFIDENCES, HARM_CATEGORIES, LINK_KINDS, LINKING_STATES, ONGOING, REPORT_PARTIES, REPORT_STATUSES, REPORTER_KINDS } from '../server/domain/reports';
 
 /**
  * Misuse reports from the public channel.
  *
- * `_id` is derived from the receipt by a slow keyed KDF (server/services/reports.ts
- * `reportIdFor`): follow-up is one `_id` lookup, and what is stored cannot be turned back into
+ * `_id` is derived from the receipt by a slow keyed KDF (server/services/reports/receipts.ts
+ * `createReceiptHasher`): follow-up is one `_id` lookup, and what is stored cannot be turned back into
  * the receipt without the server secret and ~10^16 slow hashes.
  *
  * Messages and evidence are embedded rather than kept in their own collections: a follow-up
  * page is then one `_id` read (the embedded engine scans on any other filter), every change is one
  * atomic `$push`/`$set` on one document without transactions, and retention wipes a
- * reporter's data in one update. Both arrays are capped (MAX_MESSAGES, MAX_EVIDENCE), which
- * keeps the document far below the 16 MB limit.
+ * reporter's data in one update. Both arrays are capped (MAX_MESSAGES, MAX_EVIDENCE in
+ * server/domain/reports.ts), which keeps the document far below the 16 MB limit.
  *
  * Nothing here identifies the sender's connection: no IP address, user agent or fingerprint.
  */
 
-export const REPORTER_KINDS = ['ngo', 'journalist', 'employee', 'affected-person', 'other'] as const;
-export type ReporterKind = (typeof REPORTER_KINDS)[number];
-
-// Harm categories are the primer's, shared with cases (models/cases.ts owns the list).
-export { HARM_CATEGORIES, type HarmCategory };
-
-export const REPORT_STATUSES = ['received', 'acknowledged', 'under-investigation', 'closed'] as const;
-export type ReportStatus = (typeof REPORT_STATUSES)[number];
-
-export const ONGOING = ['yes', 'no', 'unknown'] as const;
-
-export const LINK_KINDS = ['unit', 'model', 'registration', 'country'] as const;
-export type LinkKind = (typeof LINK_KINDS)[number];
-export const CONFIDENCES = ['high', 'medium', 'low'] as const;
-export type Confidence = (typeof CONFIDENCES)[number];
-
-export const MAX_MESSAGES = 500;
-export const MAX_EVIDENCE = 20;
+export {
+  CONFIDENCES,
+  HARM_CATEGORIES,
+  LINK_KINDS,
+  LINKING_STATES,
+  MAX_EVIDENCE,
+  MAX_MESSAGES,
+  ONGOING,
+  REPORT_PARTIES,
+  REPORT_STATUSES,
+  REPORTER_KINDS,
+  type Confidence,
+  type HarmCategory,
+  type LinkKind,
+  type LinkingState,
+  type Ongoing,
+  type ReportParty,
+  type ReportStatus,
+  type ReporterKind,
+} from '../server/domain/reports';
 
 const evidenceSchema = new Schema(
   {
@@ -47,7 +49,7 @@ const evidenceSchema = new Schema(
     /** The uploader's own file name: kept only when the reporter opted in; never sent in downloads. */
     originalName: { type: String, default: null },
     addedAt: { type: Date, required: true },
-    addedBy: { type: String, enum: ['reporter', 'investigator'], required: true },
+    addedBy: { type: String, enum: REPORT_PARTIES, required: true },
     addedByUserId: { type: String, default: null },
   },
   { _id: false },
@@ -71,7 +73,7 @@ const linkSchema = new Schema(
 const messageSchema = new Schema(
   {
     _id: { type: String, required: true }, // random, so a message can be referred to
-    from: { type: String, enum: ['reporter', 'investigator'], required: true },
+    from: { type: String, enum: REPORT_PARTIES, required: true },
     userId: { type: String, default: null }, // the investigator; never anything about the reporter
     text: { type: String, required: true, maxlength: 5000 },
     at: { type: Date, required: true },
@@ -119,10 +121,10 @@ const reportSchema = new Schema(
     links: { type: [linkSchema], default: [] },
     /**
      * 'pending' while the linker's second step (registrations of the linked models in the
-     * report's country) has not run yet; it runs in the background and then sets 'done'.
+     * report's country) has not run yet; the report-links job runs it and then sets 'done'.
      * Reports saved before this field existed read as done.
      */
-    linking: { type: String, enum: ['pending', 'done'], default: 'done' },
+    linking: { type: String, enum: LINKING_STATES, default: 'done' },
     caseId: { type: String, default: null },
     status: { type: String, enum: REPORT_STATUSES, default: 'received' },
     /** What investigators chose to share with the reporter. */
@@ -147,9 +149,11 @@ const reportSchema = new Schema(
   },
   { versionKey: false, minimize: false },
 );
-// For MongoDB deployments (and staff lists); the embedded engine scans regardless.
-reportSchema.index({ caseId: 1 });
-reportSchema.index({ status: 1, receivedAt: -1 });
+// For MongoDB deployments; the embedded engine scans regardless (server/store/reports.ts says where).
+reportSchema.index({ caseId: 1 }); // a merge re-points a case's reports
+reportSchema.index({ status: 1, receivedAt: -1 }); // staff lists
+reportSchema.index({ linking: 1 }); // the report-links job's few pending reports
+reportSchema.index({ 'evidence.fileId': 1 }); // the unclaimed-evidence clean-up: is a file held by a report?
 
 export const Report = mongoose.model('Report', reportSchema);
 export type ReportDoc = InstanceType<typeof Report>;

@@ -8,7 +8,7 @@ import { formAction } from '../server/middleware/forms';
 import { csrfBeforeBody, uploads } from '../server/middleware/uploads';
 import { email, pagination, parseBody, parseQuery, requiredText, shortText, toPage, pageBody } from '../server/middleware/validate';
 import type { IncomingFile } from '../server/services/files';
-import { HARM_CATEGORIES, ONGOING, REPORTER_KINDS } from '../models/reports';
+import { HARM_CATEGORIES, ONGOING, REPORTER_KINDS } from '../server/domain/reports';
 import type { RouteContext } from './context';
 
 /**

@@ -16,7 +16,10 @@ import { createLogger } from '../server/logger';
 import { viewsDir } from '../server/paths';
 import { CHALLENGE_MAX_AGE_MS, createReceiptHasher, createReportsService, RECEIPT_FAILURES_PER_WINDOW, RECEIPT_WINDOW_MS } from '../server/services/reports';
 import { LABELS } from '../routes/reports';
+import { backgroundJobs } from '../server/jobs';
+import { startJobs } from '../server/jobs/runner';
 import { createStores } from '../server/store';
+import { createJobsStore } from '../server/store/jobs';
 import { makeStaff } from './helpers/cases';
 import { makeModel, makeRegistration } from './helpers/catalogue';
 import { createTestContext, type TestContext } from './helpers/context';
@@ -394,27 +397,49 @@ describe('public misuse reports', () => {
       expect(report.links.map((l) => l.kind)).toEqual(['country']);
     });
 
-    it('runs the background step by itself after its delay, for every report waiting', async () => {
+    const fileAbout = (model: string, country: string) => fileReport(ctx, { serials: [], modelText: model, country }, { 'X-Forwarded-For': nextIp() });
+
+    it('runs the background step from the report-links job, for every report waiting', async () => {
       const model = await makeModel(ctx, { sku: unique('BGS').toUpperCase(), name: 'Background Sensor' });
       const regs = [await makeRegistration(ctx, { model, country: 'UG' }), await makeRegistration(ctx, { model, country: 'RW' })];
-      const { files, cases, audit, catalogue, flags, linker } = ctx.services;
-      const service = createReportsService({ config: ctx.config, clock: ctx.clock, stores: createStores(ctx.db.engine), files, cases, audit, catalogue, flags, linker, linkPassDelayMs: 3_000 });
-      const file = (country: string) =>
-        service.submit(
-          { reporterKind: 'ngo', serials: [], modelText: model._id, country, harmCategories: ['other'], description: `Seen in ${country}.`, ongoing: 'unknown' },
-          { files: [], problems: [] },
-          { challenge: service.newChallenge().token, client: nextIp() },
-        );
-      const ug = await file('UG');
-      expect((await linksOf(ug.reportId)).linking).toBe('pending');
-      const rw = await file('RW');
+      const [ug, rw] = await Promise.all([fileAbout(model._id, 'UG'), fileAbout(model._id, 'RW')].map(async (res) => reportIdOf(ctx, (await res).body.receipt)));
+      expect((await linksOf(ug!)).linking).toBe('pending');
 
-      const deadline = Date.now() + 20_000;
-      while (Date.now() < deadline && (await Report.countDocuments({ _id: { $in: [ug.reportId, rw.reportId] }, linking: 'done' })) < 2) await new Promise((r) => setTimeout(r, 100));
-      const [a, b] = [await linksOf(ug.reportId), await linksOf(rw.reportId)];
+      const jobs = backgroundJobs(ctx.services, { ...ctx.config.jobs, reportLinksEveryMs: 50 }, createLogger('silent')).filter((j) => j.name === 'report-links');
+      const runner = startJobs(jobs, { store: createJobsStore(ctx.db.engine), clock: ctx.clock, logger: createLogger('silent'), instanceId: unique('links'), leaseMs: 5_000, pollMs: 50 });
+      try {
+        const deadline = Date.now() + 20_000;
+        while (Date.now() < deadline && ((await linksOf(ug!)).linking !== 'done' || (await linksOf(rw!)).linking !== 'done')) await new Promise((r) => setTimeout(r, 100));
+      } finally {
+        await runner.stop();
+      }
+      const [a, b] = [await linksOf(ug!), await linksOf(rw!)];
       expect([a.linking, b.linking]).toEqual(['done', 'done']);
       expect(a.links.filter((l) => l.kind === 'registration').map((l) => l.targetId)).toEqual([regs[0]!.registration._id]);
       expect(b.links.filter((l) => l.kind === 'registration').map((l) => l.targetId)).toEqual([regs[1]!.registration._id]);
+    });
+
+    it('appends a report\'s country links once when a second instance\'s pass finishes after the first', async () => {
+      const model = await makeModel(ctx, { sku: unique('TWI').toUpperCase(), name: 'Twice Linked Sensor' });
+      const { registration } = await makeRegistration(ctx, { model, country: 'BI' });
+      const reportId = await reportIdOf(ctx, (await fileAbout(model._id, 'BI')).body.receipt);
+
+      // The other instance reads the report while it is pending, then answers only after the first pass finished it.
+      let reached!: () => void;
+      let release!: () => void;
+      const [atGate, gate] = [new Promise<void>((r) => (reached = r)), new Promise<void>((r) => (release = r))];
+      const { files, cases, audit, catalogue, flags, linker } = ctx.services;
+      const lateLinker = { ...linker, registrationLinksFor: async (...args: Parameters<typeof linker.registrationLinksFor>) => { const found = await linker.registrationLinksFor(...args); reached(); await gate; return found; } };
+      const other = createReportsService({ config: ctx.config, clock: ctx.clock, stores: createStores(ctx.db.engine), files, cases, audit, catalogue, flags, linker: lateLinker });
+      const late = other.completePendingLinks();
+      await atGate;
+      await ctx.services.reports.completePendingLinks();
+      release();
+      await late;
+
+      const done = await linksOf(reportId);
+      expect(done.linking).toBe('done');
+      expect(done.links.filter((l) => l.targetId === registration._id)).toHaveLength(1);
     });
   });
 

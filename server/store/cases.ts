@@ -1,6 +1,5 @@
 import mongoose, { type FilterQuery, type UpdateQuery } from 'mongoose';
 import { Case, Counter, OpenCaseKey, UnitCases, type CaseDoc } from '../../models/cases';
-import { Report } from '../../models/reports';
 import { CASE_STATUSES, type CaseStatus, type HarmCategory, type PriorityLevel } from '../domain/cases';
 import type { FlagRule } from '../domain/flags';
 import { createCaseQueueRows, noteCaseChanged, type CaseRow } from './case-queue';
@@ -308,12 +307,6 @@ export function createCasesStore(engine: Engine) {
       const due = await Case.find({ status: 'closed', closedAt: { $lte: closedBy }, 'retention.reporterDataDeletedAt': null }, { _id: 1 }).lean();
       return due.map((c) => c._id);
     },
-
-    // Reads/writes of reports: move to server/store/reports.ts at merge
-
-    /** A merged case's reports name the survivor (a `caseId` scan: merges are rare and by hand). */
-    moveReportsToCase: (fromCaseId: string, toCaseId: string) => Report.updateMany({ caseId: fromCaseId }, { $set: { caseId: toCaseId } }),
-    setCaseOfReport: (reportId: string, caseId: string) => Report.updateOne({ _id: reportId }, { $set: { caseId } }),
   };
 }
 

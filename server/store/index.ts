@@ -11,6 +11,7 @@ import { createInsightStore } from './insight';
 import { createJobsStore } from './jobs';
 import { createLimitsStore } from './limits';
 import { createRegistrationsStore } from './registrations';
+import { createReportsStore } from './reports';
 
 /**
  * Every repository of the portal, built once per app from the detected engine. Services
@@ -32,6 +33,7 @@ export function createStores(engine: Engine) {
     jobs: createJobsStore(engine),
     limits: createLimitsStore(engine),
     registrations: createRegistrationsStore(engine),
+    reports: createReportsStore(engine),
   };
 }
 

@@ -10,7 +10,7 @@ import type { Actor } from './access';
 export interface CaseDeps {
   clock: Clock;
   config: Pick<Config, 'retentionMonths' | 'identity'>;
-  stores: Pick<Stores, 'cases' | 'auth' | 'flags' | 'catalogue' | 'identityRequests'>;
+  stores: Pick<Stores, 'cases' | 'auth' | 'flags' | 'catalogue' | 'identityRequests' | 'reports'>;
   audit: AuditService;
 }
 

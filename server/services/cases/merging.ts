@@ -49,7 +49,7 @@ export function caseMerging(deps: CaseDeps) {
       await store.repointKeys(caseId, intoCaseId);
       // Flags and reports name their case; keep them pointing at the survivor.
       await deps.stores.flags.moveFlagsToCase(caseId, intoCaseId);
-      await store.moveReportsToCase(caseId, intoCaseId);
+      await deps.stores.reports.moveReportsToCase(caseId, intoCaseId);
       return intoCaseId;
     },
 
@@ -87,7 +87,7 @@ export function caseMerging(deps: CaseDeps) {
         history: [{ at: now, byUserId: actor.id, action: 'opened', detail: `split from ${caseId}` }],
       });
       await store.claimKey(`report:${reportId}`, newCaseId);
-      await store.setCaseOfReport(reportId, newCaseId);
+      await deps.stores.reports.setCaseOfReport(reportId, newCaseId);
       await record(actor, 'case.opened-by-split', newCaseId, { from: caseId, reportId });
       return newCaseId;
     },

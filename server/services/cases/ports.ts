@@ -29,7 +29,7 @@ export interface EvidenceFile {
   name: string;
 }
 
-/** The reporting channel (server/services/reports.ts). */
+/** The reporting channel (server/services/reports/staff.ts). */
 export interface ReportsPort {
   getReportForStaff(reportId: string): Promise<unknown>;
   listMessages(reportId: string): Promise<unknown>;

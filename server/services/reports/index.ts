@@ -1,0 +1,42 @@
+import type { ReportsDeps } from './context';
+import { reportEvidence } from './evidence';
+import { reportIntake } from './intake';
+import { reportLinking } from './linking';
+import { reportMessages } from './messages';
+import { createReceiptHasher, reportFollowUp } from './receipts';
+import { reportsForStaff } from './staff';
+
+/**
+ * The public misuse-reporting channel: anonymous reports, evidence, receipts, follow-up; and
+ * what investigators do on a report through the cases module.
+ *
+ * Privacy: nothing about the sender's connection is stored with a report. Rate limits, the
+ * receipt guard and used form tokens live in the database (every app instance shares them,
+ * server/store/limits.ts) for at most their window, under `client`: a keyed hash of the
+ * address that routes compute (server/middleware/rate-limit.ts), never the address.
+ *
+ * One responsibility per file: intake.ts (the form, its challenge, the submission),
+ * receipts.ts (receipts, their guard, the reporter's follow-up), evidence.ts, messages.ts,
+ * linking.ts (the background link pass), staff.ts (what the cases module reads and writes).
+ */
+export function createReportsService(deps: ReportsDeps) {
+  const reportIdFor = createReceiptHasher(deps.config.jwt.secret);
+  const evidence = reportEvidence(deps);
+  const messages = reportMessages(deps);
+  return {
+    ...reportIntake(deps, { evidence, reportIdFor }),
+    ...reportFollowUp(deps, { evidence, messages, reportIdFor }),
+    ...reportsForStaff(deps, { evidence, messages }),
+    ...reportLinking(deps),
+    /** Evidence files of report forms never sent, once the form has expired (the hourly job). */
+    removeUnclaimedEvidence: evidence.removeUnclaimed,
+  };
+}
+
+export type ReportsService = ReturnType<typeof createReportsService>;
+export type { ReportsDeps } from './context';
+export { evidenceName, UPLOADS_PER_SUBMISSION, type EvidenceRef } from './evidence';
+export { CHALLENGE_MAX_AGE_MS, createChallenge, powSolves, type ReportInput } from './intake';
+export { LINK_PASS_MAX_REPORTS } from './linking';
+export { MESSAGES_PER_PAGE, type Message } from './messages';
+export { createReceiptGuard, createReceiptHasher, formatReceipt, newReceipt, parseReceipt, RECEIPT_BASE_DELAY_MS, RECEIPT_FAILURES_PER_WINDOW, RECEIPT_MAX_DELAY_MS, RECEIPT_WINDOW_MS } from './receipts';

@@ -1,0 +1,82 @@
+import type { ReportStatus } from '../../domain/reports';
+import { NotFoundError, ValidationError } from '../../errors';
+import type { ReportRecord } from '../../store/reports';
+import type { IncomingFile } from '../files';
+import { reportOf, type ReportsDeps } from './context';
+import { evidenceNameOf, type EvidenceRef, type ReportEvidence } from './evidence';
+import type { Message, ReportMessages } from './messages';
+
+/**
+ * What investigators read and do on a report, through the cases module (its `ReportsPort`,
+ * server/services/cases/ports.ts): the caller checks access and audits reads.
+ */
+export function reportsForStaff(deps: ReportsDeps, parts: { evidence: ReportEvidence; messages: ReportMessages }) {
+  const { clock, files, audit } = deps;
+  const { evidence, messages } = parts;
+  const store = deps.stores.reports;
+
+  return {
+    /** The full report (contact, links, messages); evidence carries its generic `name` (derived for reports older than it). */
+    async getReportForStaff(reportId: string): Promise<ReportRecord> {
+      const report = await reportOf(store, reportId);
+      return { ...report, evidence: (report.evidence ?? []).map((e, i) => ({ ...e, name: evidenceNameOf(e, i) })) };
+    },
+
+    /** Oldest first. */
+    async listMessages(reportId: string): Promise<Message[]> {
+      return (await reportOf(store, reportId)).messages ?? [];
+    },
+
+    postInvestigatorMessage: (reportId: string, userId: string, text: string) => messages.post(reportId, 'investigator', userId, text),
+
+    /** What the reporter is shown. */
+    async setFeedback(reportId: string, text: string, userId: string) {
+      if (!(await store.setFeedback(reportId, { text, at: clock.now(), byUserId: userId }))) throw new NotFoundError('No such report.');
+      await audit.record({ actorKind: 'user', actorId: userId, action: 'report.feedback-shared', subjectKind: 'report', subjectId: reportId });
+    },
+
+    /** Recorded once: of two racing changes from the same status, the one that applied. */
+    async setStatus(reportId: string, status: ReportStatus, userId: string | null = null) {
+      const before = await reportOf(store, reportId);
+      if (before.status === status) return;
+      if (!(await store.changeStatus(reportId, before.status, status, clock.now()))) return;
+      await audit.record({ actorKind: userId ? 'user' : 'system', actorId: userId, action: 'report.status-changed', subjectKind: 'report', subjectId: reportId, detail: { from: before.status, to: status } });
+    },
+
+    async addInvestigatorEvidence(reportId: string, file: IncomingFile, userId: string): Promise<EvidenceRef> {
+      const report = await reportOf(store, reportId);
+      const { stored } = await evidence.storeAll([file], 'evidence', true);
+      const [ref] = evidence.refsOf(stored, 'investigator', userId, (report.evidence ?? []).length);
+      await evidence.append(reportId, [ref!], { kind: 'user', id: userId });
+      return ref!;
+    },
+
+    /** `name` is the generic download name (`evidence-2.pdf`): the name a device gave a file is never sent. */
+    async openEvidence(reportId: string, fileId: string) {
+      const report = await reportOf(store, reportId);
+      const index = (report.evidence ?? []).findIndex((e) => e.fileId === fileId);
+      const ref = report.evidence?.[index];
+      if (!ref) throw new NotFoundError('No such file in this report.');
+      return { stream: files.open(fileId), mediaType: ref.mediaType, size: ref.size, name: evidenceNameOf(ref, index), sha256: ref.sha256 };
+    },
+
+    async confirmLink(reportId: string, linkIndex: number, confirmed: boolean, userId: string) {
+      const report = await reportOf(store, reportId);
+      const link = (report.links ?? [])[linkIndex];
+      if (!Number.isInteger(linkIndex) || !link) throw new ValidationError({ linkIndex: 'No such link on this report.' });
+      await store.reviewLink(reportId, linkIndex, { confirmed, by: userId, at: clock.now() });
+      await audit.record({ actorKind: 'user', actorId: userId, action: confirmed ? 'report.link-confirmed' : 'report.link-rejected', subjectKind: 'report', subjectId: reportId, detail: { kind: link.kind, targetId: link.targetId } });
+    },
+
+    /** Retention: the reporter's contact, messages and evidence files really removed; the report keeps a trace (`erased`). */
+    async deleteReporterData(reportId: string) {
+      const report = await reportOf(store, reportId);
+      const held = report.evidence ?? [];
+      await Promise.all(held.map((e) => files.remove(e.fileId)));
+      const erased = { at: clock.now(), evidenceFiles: held.length, messages: (report.messages ?? []).length, evidenceSha256: held.map((e) => e.sha256) };
+      await store.eraseReporterData(reportId, erased);
+      await audit.record({ actorKind: 'system', action: 'report.reporter-data-deleted', subjectKind: 'report', subjectId: reportId, detail: { evidenceFiles: erased.evidenceFiles, messages: erased.messages } });
+      return { evidenceFiles: erased.evidenceFiles, messages: erased.messages };
+    },
+  };
+}

@@ -17,11 +17,6 @@ import type { Engine } from './engine';
  * an export; the figures scan only the small ones (flags, reports, cases, models).
  */
 
-// The domain vocabularies the insight service counts by: the service names them through here.
-export { CASE_STATUSES, CLOSURE_REASONS, HARM_CATEGORIES, LEVERAGE_ACTIONS, PRIORITY_LEVELS, type CaseStatus, type PriorityLevel } from '../../models/cases';
-export { type CheckInRun, type RiskLevel } from '../../models/catalogue';
-export { FLAG_RULES, type FlagRule } from '../../models/flags';
-export { REPORT_STATUSES } from '../../models/reports';
 
 const CURSOR_BATCH = 500;
 

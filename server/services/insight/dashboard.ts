@@ -1,7 +1,10 @@
 import type { Clock } from '../../clock';
 import { countryName } from '../../countries';
 import type { Logger } from '../../logger';
-import { CASE_STATUSES, FLAG_RULES, HARM_CATEGORIES, PRIORITY_LEVELS, type CaseForFigures, type CaseStatus, type FlagRule, type InsightStore, type PriorityLevel, type RiskLevel } from '../../store/insight';
+import { CASE_STATUSES, HARM_CATEGORIES, PRIORITY_LEVELS, type CaseStatus, type PriorityLevel } from '../../domain/cases';
+import type { RiskLevel } from '../../domain/catalogue';
+import { FLAG_RULES, type FlagRule } from '../../domain/flags';
+import type { CaseForFigures, InsightStore } from '../../store/insight';
 import { overdueOf } from '../cases';
 import { caseTime, DAY_MS, monthLabel, monthStarts, timeStats, type CaseTime } from './figures';
 import { modelIdsFor, type Actor, type InsightFilters } from './filters';

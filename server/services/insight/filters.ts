@@ -1,6 +1,7 @@
 import { ValidationError } from '../../errors';
 import { normaliseCode } from '../catalogue/codes';
-import { type InsightStore, type RiskLevel } from '../../store/insight';
+import type { RiskLevel } from '../../domain/catalogue';
+import type { InsightStore } from '../../store/insight';
 
 /** The dashboard's and the exports' filter on product models. */
 export interface InsightFilters {

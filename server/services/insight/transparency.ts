@@ -2,7 +2,9 @@ import type { Clock } from '../../clock';
 import type { Config } from '../../config';
 import { ValidationError } from '../../errors';
 import type { Logger } from '../../logger';
-import { CLOSURE_REASONS, HARM_CATEGORIES, LEVERAGE_ACTIONS, REPORT_STATUSES, type InsightStore } from '../../store/insight';
+import { CLOSURE_REASONS, HARM_CATEGORIES, LEVERAGE_ACTIONS } from '../../domain/cases';
+import { REPORT_STATUSES } from '../../domain/reports';
+import type { InsightStore } from '../../store/insight';
 import { caseTime, DAY_MS, durationStats, publishedCount, suppressCells, type CellSum, type DurationStats, type PublicCount } from './figures';
 import { sharedSnapshots } from './snapshots';
 

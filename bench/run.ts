@@ -312,11 +312,13 @@ async function reports(server: RunningServer, manifest: Manifest): Promise<Figur
       {
         setupRequest(req) {
           const unit = sample[(used * 7919) % sample.length]!;
+          const challenge = tokens[used++ % tokens.length]!;
           const { body, contentType } = multipart(
-            { reporterKind: 'ngo', country: unit.country, place: 'Nairobi', harmCategories: 'privacy-surveillance', description: 'Cameras of this model watch the entrance of a clinic and record every visitor.', affected: 'Patients', ongoing: 'yes', serials: unit.serial, modelText: unit.modelId, challenge: tokens[used++ % tokens.length]!, pow: '0' },
+            { reporterKind: 'ngo', country: unit.country, place: 'Nairobi', harmCategories: 'privacy-surveillance', description: 'Cameras of this model watch the entrance of a clinic and record every visitor.', affected: 'Patients', ongoing: 'yes', serials: unit.serial, modelText: unit.modelId, challenge, pow: '0' },
             photos.map((data, i) => ({ field: 'evidence', name: `photo-${i + 1}.jpg`, type: 'image/jpeg', data })),
           );
-          return { ...req, body, headers: { ...req.headers, 'content-type': contentType } };
+          // The form token also travels in a header: the server checks it before reading the files.
+          return { ...req, body, headers: { ...req.headers, 'content-type': contentType, 'x-report-challenge': challenge } };
         },
         onResponse(status, body) {
           if (status === 201) receipts.push((JSON.parse(body) as { receipt: string }).receipt);

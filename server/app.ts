@@ -115,7 +115,7 @@ export function createApp(deps: AppDeps): Express & { locals: { services: Servic
   const middleware: AppMiddleware = {
     csrf: createCsrf(config),
     limits: createRateLimits({ config, clock: deps.clock, limits: stores.limits, auth: services.auth }),
-    uploadSlots: createUploadSlots(),
+    uploadSlots: createUploadSlots({ perClient: config.uploads.atOncePerClient, total: config.uploads.atOnce }),
   };
   app.locals.middleware = middleware;
   app.use(noStoreForPrivate);

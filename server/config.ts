@@ -45,6 +45,9 @@ const envSchema = z.object({
   BODY_LIMIT_KB: positiveInt(100),
   UPLOAD_MAX_FILE_MB: positiveInt(25),
   UPLOAD_MAX_FILES: positiveInt(5),
+  /** Anonymous uploads one process receives at once, per client address and in all (a guard of its disk and CPU). */
+  UPLOADS_AT_ONCE_PER_CLIENT: positiveInt(2),
+  UPLOADS_AT_ONCE: positiveInt(16),
   RATE_LIMIT_LOGIN_PER_15MIN: positiveInt(10),
   RATE_LIMIT_PUBLIC_POST_PER_MIN: positiveInt(20),
   /** Anti-spam on the public report form: seconds a form must be open before it is accepted without proof of work. */
@@ -103,7 +106,7 @@ export interface Config {
   trustProxy: boolean | number | string;
   logLevel: string;
   bodyLimitKb: number;
-  uploads: { maxFileBytes: number; maxFiles: number };
+  uploads: { maxFileBytes: number; maxFiles: number; atOncePerClient: number; atOnce: number };
   rateLimits: { loginPer15Min: number; publicPostPerMin: number };
   /** Anti-spam for the anonymous report channel (counted in the database, on the injected clock). */
   reports: { minFillSeconds: number; powBits: number; submissionsPer10Min: number };
@@ -190,7 +193,7 @@ export function loadConfig(env: Env = process.env): Config {
     trustProxy: e.TRUST_PROXY,
     logLevel: e.LOG_LEVEL,
     bodyLimitKb: e.BODY_LIMIT_KB,
-    uploads: { maxFileBytes: e.UPLOAD_MAX_FILE_MB * 1024 * 1024, maxFiles: e.UPLOAD_MAX_FILES },
+    uploads: { maxFileBytes: e.UPLOAD_MAX_FILE_MB * 1024 * 1024, maxFiles: e.UPLOAD_MAX_FILES, atOncePerClient: e.UPLOADS_AT_ONCE_PER_CLIENT, atOnce: e.UPLOADS_AT_ONCE },
     rateLimits: {
       loginPer15Min: e.RATE_LIMIT_LOGIN_PER_15MIN,
       publicPostPerMin: e.RATE_LIMIT_PUBLIC_POST_PER_MIN,

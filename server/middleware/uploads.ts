@@ -97,17 +97,13 @@ export function csrfBeforeBody(ctx: { middleware: AppMiddleware }): RequestHandl
   };
 }
 
-/** Anonymous uploads in progress at once, per client and in all, in one app process. */
-export const ANONYMOUS_UPLOADS_PER_CLIENT = 2;
-export const ANONYMOUS_UPLOADS_TOTAL = 16;
-
 /**
  * Caps the anonymous uploads one process receives at once. This is a guard of the process's
  * own disk and CPU, not a limit that instances must agree on (those are in the database): each
  * instance guards itself, so it is kept here. Refused before the body is read: 429 for one
  * client's excess, 503 with Retry-After when the process is full.
  */
-export function createUploadSlots(limits = { perClient: ANONYMOUS_UPLOADS_PER_CLIENT, total: ANONYMOUS_UPLOADS_TOTAL }) {
+export function createUploadSlots(limits: { perClient: number; total: number }) {
   const byClient = new Map<string, number>();
   let total = 0;
   return (clientOf: (req: Request) => string): RequestHandler =>

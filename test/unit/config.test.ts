@@ -18,7 +18,7 @@ describe('config', () => {
       dataDir: dir,
       trustProxy: false,
       cookieSecure: false,
-      uploads: { maxFileBytes: 25 * 1024 * 1024, maxFiles: 5 },
+      uploads: { maxFileBytes: 25 * 1024 * 1024, maxFiles: 5, atOncePerClient: 2, atOnce: 16 },
     });
   });
 

@@ -405,11 +405,11 @@ describe('check-in ingest', () => {
       await Unit.collection.updateOne({ _id: asString._id as never }, { $set: { checkIns: { count: 9, lastAt: last.lastAt, lastCountry: 'KE', lastFirmware: '1.3', runsJson: JSON.stringify([older, last]), batchIds: [] } } });
       await Unit.collection.updateOne({ _id: asArray._id as never }, { $set: { checkIns: { count: 7, lastAt: older.lastAt, lastCountry: 'TZ', lastFirmware: '1.2', runs: [older], batchIds: [] } } });
 
-      expect((await pendingMigrations(ctx.db.engine)).map((p) => [p.id, p.remaining])).toEqual([['001-check-in-history', 2]]);
+      expect((await pendingMigrations(ctx.db.engine)).find((p) => p.id === '001-check-in-history')?.remaining).toBe(2);
       await expect(runMigrations(ctx.db.engine, { maxRemaining: 1 })).rejects.toThrow(/Run `npm run migrate` first/);
       const lines: string[] = [];
-      expect(await runMigrations(ctx.db.engine, { progress: (line) => lines.push(line) })).toEqual(['001-check-in-history']);
-      expect(lines.at(-1)).toMatch(/migrated 2 \/ 2 units/);
+      expect(await runMigrations(ctx.db.engine, { progress: (line) => lines.push(line) })).toContain('001-check-in-history');
+      expect(lines).toContainEqual(expect.stringMatching(/migrated 2 \/ 2 units/));
       expect(await runMigrations(ctx.db.engine)).toEqual([]); // recorded: nothing left to do
 
       expect(await unitRunsOf(ctx, asString._id)).toEqual([older, last]);

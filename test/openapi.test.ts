@@ -64,11 +64,12 @@ describe('OpenAPI document', () => {
 
   /**
    * The 4xx answers that come from middleware, not from a route, so no route's code shows them:
-   * a body can be malformed (400) or too large (413); an operation behind authentication answers
-   * 401 without credentials; a public write counts against the anonymous limit (429).
+   * a body can be malformed (400) or too large (413), and so can a query string (400: a list's
+   * `perPage` past its maximum); an operation behind authentication answers 401 without
+   * credentials; a public write counts against the anonymous limit (429).
    */
   it('documents on every operation the 4xx codes its middleware can answer', () => {
-    const doc = loadOpenApi() as { paths: Record<string, Record<string, { security?: unknown[]; requestBody?: unknown; responses?: Record<string, unknown> }>> };
+    const doc = loadOpenApi() as { paths: Record<string, Record<string, { security?: unknown[]; requestBody?: unknown; parameters?: unknown[]; responses?: Record<string, unknown> }>> };
     const missing: string[] = [];
     for (const [p, item] of Object.entries(doc.paths)) {
       for (const [method, op] of Object.entries(item)) {
@@ -76,6 +77,7 @@ describe('OpenAPI document', () => {
         const isPublic = Array.isArray(op.security) && op.security.length === 0;
         const expected = [
           ...(op.requestBody ? ['400', '413'] : []),
+          ...(/"in":"query"|Page/.test(JSON.stringify(op.parameters ?? [])) ? ['400'] : []),
           ...(isPublic ? [] : ['401']),
           ...(isPublic && method !== 'get' ? ['429'] : []),
         ];

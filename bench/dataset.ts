@@ -10,6 +10,7 @@ import { addMonths, priorityOf, reporterStatusOf, ACKNOWLEDGE_WITHIN_DAYS, FEEDB
 import { unitId as unitIdOf } from '../server/services/catalogue';
 import { foldRuns } from '../server/services/check-ins';
 import { bucketId, periodOf } from '../server/store/check-in-history';
+import type { LogEntry } from '../server/store/check-ins';
 import { createRandom, zipfCumulative, type Random } from './lib/random';
 
 /**
@@ -180,19 +181,8 @@ function buildModels(random: Random) {
   return { models, docs };
 }
 
-interface CheckInDoc {
-  _id: string;
-  unitId: string;
-  modelSku: string;
-  serial: string;
-  firmware: string;
-  observedAt: Date;
-  receivedAt: Date;
-  country: string;
-  apiKeyId: string;
-  answer: 'allowed';
-  flags: string[];
-}
+/** A log entry as ingest stores it, for a known unit, before any batch (the generator writes the log directly). */
+type CheckInDoc = Omit<LogEntry, 'unitId' | 'answer' | 'batchId'> & { unitId: string; answer: 'allowed' };
 
 /** A unit's check-ins in time order: mostly from home, short trips abroad, a diverted unit moves for good. */
 function unitCheckIns(random: Random, n: number, ids: { unitId: string; modelId: string; serial: string }, model: ModelInfo, from: number, home: string, diverted: string | null, pickCountry: () => string): CheckInDoc[] {

@@ -4,8 +4,12 @@ import { Case, CaseChanges, type CaseDoc } from '../../models/cases';
 
 /** How many changed case ids the change log keeps; a reader further behind reloads every row. */
 export const RECENT_CASE_CHANGES = 200;
-/** Rows older than this are read again even when the log says nothing changed (a write whose log update was lost). */
-const MAX_ROW_AGE_MS = 60_000;
+/**
+ * Rows older than this are read again even when the log says nothing changed: the safety net
+ * for a case write whose log update was lost (a crash in between). A full read costs about a
+ * second on the embedded engine, so it is rare; the log covers every write that completes.
+ */
+const MAX_ROW_AGE_MS = 10 * 60_000;
 const CHANGE_LOG_ID = 'cases';
 
 /** Records that a case changed, after the change itself (so a reader never caches a write not yet made). */

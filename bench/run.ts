@@ -7,6 +7,7 @@
  */
 import crypto from 'node:crypto';
 import fs from 'node:fs';
+import http from 'node:http';
 import os from 'node:os';
 import path from 'node:path';
 import { parseArgs } from 'node:util';
@@ -27,7 +28,7 @@ import { childPids, memorySampler, readMemory, startServer, type RunningServer }
 import { benchEnv, BENCH_DB_NAME, inheritedEnv, readManifest, resultsDir, type Manifest } from './lib/target';
 
 const { values: args } = parseArgs({ options: { profile: { type: 'boolean', default: false }, quick: { type: 'boolean', default: false }, only: { type: 'string', default: '' } } });
-/** --only timeline,queue,ingest,reports,import,export,dashboard: a subset of the phases (results are then partial). */
+/** --only timeline,queue,ingest,reports,uploads,import,export,dashboard: a subset of the phases (results are then partial). */
 const only = new Set(args.only.split(',').map((p) => p.trim()).filter(Boolean));
 /** --quick: shorter phases, for checking the bench itself (figures are then rougher). */
 const T = args.quick ? { latency: 4, ingest: 8, raw: 5, reports: 8 } : { latency: 10, ingest: 30, raw: 15, reports: 30 };
@@ -340,6 +341,46 @@ async function reports(server: RunningServer, manifest: Manifest): Promise<Figur
 }
 
 /**
+ * Anonymous uploads without a form token: each is refused before its body is read, so ten
+ * 50 MB bodies at once must leave the server's memory where it was (issue 20, finding 3: they
+ * once took RSS from 250 to 859 MB). The bodies are streamed in 1 MB chunks until the server
+ * answers and closes the connection.
+ */
+async function tokenlessUploads(server: RunningServer, memory: ReturnType<typeof memorySampler>): Promise<Figure[]> {
+  const UPLOADS = 10;
+  const BODY_MB = 50;
+  const chunk = Buffer.alloc(1024 * 1024, 0x41);
+  const boundary = 'bench-tokenless';
+  const baseline = readMemory(server.pid)?.rssMb ?? 0;
+  const window = memory.window();
+  const statuses = await Promise.all(
+    Array.from({ length: UPLOADS }, () =>
+      new Promise<number>((resolve) => {
+        const req = http.request(`${server.url}/api/v1/reports`, { method: 'POST', headers: { 'content-type': `multipart/form-data; boundary=${boundary}`, 'content-length': BODY_MB * chunk.length } }, (res) => {
+          res.resume();
+          resolve(res.statusCode ?? 0);
+        });
+        req.on('error', () => resolve(0));
+        let sent = 0;
+        const more = () => {
+          while (sent < BODY_MB && !req.destroyed) {
+            sent++;
+            if (!req.write(chunk)) return void req.once('drain', more);
+          }
+          if (!req.destroyed) req.end();
+        };
+        req.write(`--${boundary}\r\nContent-Disposition: form-data; name="evidence"; filename="big.jpg"\r\nContent-Type: image/jpeg\r\n\r\n`);
+        more();
+      }),
+    ),
+  );
+  await new Promise((r) => setTimeout(r, 1_000));
+  const { peakMb } = window();
+  log(`  ${UPLOADS} token-less ${BODY_MB} MB uploads: ${statuses.join(', ')}; RSS ${baseline.toFixed(0)} → peak ${peakMb.toFixed(0)} MB`);
+  return [{ id: 'uploads.rss', label: `${UPLOADS} concurrent token-less ${BODY_MB} MB uploads: server RSS growth`, value: Math.round(peakMb - baseline), unit: 'MB', target: { kind: 'max', value: 50 }, note: `RSS ${baseline.toFixed(0)} → peak ${peakMb.toFixed(0)} MB; answers ${[...new Set(statuses)].map((st) => (st ? String(st) : 'connection closed before an answer')).join(', ')}` }];
+}
+
+/**
  * Takes the imported units out again so that every run measures the same data set, through
  * the catalogue service's own removal (units by `_id`, in chunks, with the serial lookup and
  * model counts kept in step), on a connection of the bench's own while the server idles.
@@ -487,6 +528,7 @@ async function main() {
       return ingested.figures;
     });
     await phase('4. report submission: reports', () => reports(server, manifest));
+    await phase('4b. refused uploads: uploads', () => tokenlessUploads(server, memory));
     await phase('5. memory: import', () => csvImport(server, manifest, adminToken, memory, notes));
     await phase('6. memory: export', () => exportUnits(server, adminToken, memory));
     await phase('7. dashboard', async () => {

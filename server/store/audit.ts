@@ -1,5 +1,5 @@
 import { AuditEntry, AuditHead } from '../../models/audit';
-import type { Engine } from './engine';
+import { type Engine, isDuplicateKey, DUPLICATE_KEY } from './engine';
 
 /** An entry as stored: its `_id` is its sequence number, zero-padded. */
 export interface StoredAuditEntry {
@@ -15,7 +15,6 @@ export interface StoredAuditEntry {
   hash: string;
 }
 
-const DUPLICATE_KEY = 11000;
 export const auditEntryId = (seq: number) => String(seq).padStart(12, '0');
 
 /**
@@ -33,7 +32,7 @@ export function createAuditStore(engine: Engine) {
         await AuditEntry.create({ _id: auditEntryId(entry.seq), ...entry });
         return true;
       } catch (err) {
-        if ((err as { code?: number }).code === DUPLICATE_KEY) return false;
+        if (isDuplicateKey(err)) return false;
         throw err;
       }
     },

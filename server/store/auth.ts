@@ -1,9 +1,7 @@
 import { ApiKey, Session, User } from '../../models/auth';
 import { isUserId, type ApiKeyScope, type Role } from '../domain/auth';
-import type { Engine } from './engine';
+import { type Engine, isDuplicateKey } from './engine';
 
-const DUPLICATE_KEY = 11000;
-const isDuplicate = (err: unknown) => (err as { code?: number }).code === DUPLICATE_KEY;
 
 export type UserDoc = InstanceType<typeof User>;
 export type ApiKeyDoc = InstanceType<typeof ApiKey>;
@@ -29,7 +27,7 @@ export function createAuthStore(engine: Engine) {
       try {
         return await User.create(user);
       } catch (err) {
-        if (isDuplicate(err)) return null;
+        if (isDuplicateKey(err)) return null;
         throw err;
       }
     },

@@ -3,10 +3,8 @@ import { Case, Counter, OpenCaseKey, UnitCases, type CaseDoc } from '../../model
 import { CASE_STATUSES, type CaseStatus, type HarmCategory, type PriorityLevel } from '../domain/cases';
 import type { FlagRule } from '../domain/flags';
 import { createCaseQueueRows, noteCaseChanged, type CaseRow } from './case-queue';
-import { chunksOf, type Engine } from './engine';
+import { chunksOf, type Engine, isDuplicateKey } from './engine';
 
-const DUPLICATE_KEY = 11000;
-const isDuplicate = (err: unknown) => (err as { code?: number }).code === DUPLICATE_KEY;
 const oid = (id: string) => new mongoose.Types.ObjectId(id);
 
 export type StoredCase = NonNullable<Awaited<ReturnType<typeof readCase>>>;
@@ -183,7 +181,7 @@ export function createCasesStore(engine: Engine) {
       const bump = () => Counter.findOneAndUpdate({ _id: `case-${year}` }, { $inc: { seq: 1 } }, { upsert: true, new: true }).lean();
       // Two first-of-the-year upserts may both insert: the loser's retry then increments.
       const counter = await bump().catch((err: unknown) => {
-        if (isDuplicate(err)) return bump();
+        if (isDuplicateKey(err)) return bump();
         throw err;
       });
       return counter!.seq;
@@ -205,7 +203,7 @@ export function createCasesStore(engine: Engine) {
         await OpenCaseKey.create({ _id: key, caseId });
         return true;
       } catch (err) {
-        if (isDuplicate(err)) return false;
+        if (isDuplicateKey(err)) return false;
         throw err;
       }
     },

@@ -2,7 +2,7 @@ import type { Model } from 'mongoose';
 import { ImportJob, ProductModel, SerialIndex, Unit } from '../../models/catalogue';
 import { tallyUnits, unitStateChange } from './insight';
 import { byIds, existingByIds } from './by-ids';
-import { chunksOf, type Engine } from './engine';
+import { chunksOf, type Engine, isDuplicateKey, DUPLICATE_KEY } from './engine';
 
 /**
  * Product models, units, the serial lookup and import jobs. Every write here is one
@@ -49,8 +49,6 @@ export interface NewUnit {
 /** What deciding whether a unit may be removed needs. */
 type RemovableUnit = { _id: string; modelId: string; serial: string; status?: string | null; current?: { country?: string | null } | null };
 
-const isDuplicateKey = (err: unknown) => (err as { code?: number }).code === 11000;
-
 /** Indexes of the documents an unordered insertMany refused as duplicates, and other refusals with their message. */
 async function insertUnordered(model: Model<never>, docs: object[]): Promise<Map<number, string | null>> {
   const refused = new Map<number, string | null>(); // index → message (null: duplicate key)
@@ -60,7 +58,7 @@ async function insertUnordered(model: Model<never>, docs: object[]): Promise<Map
   } catch (err) {
     const writeErrors = (err as { writeErrors?: Array<{ index: number; code: number; errmsg?: string }> }).writeErrors;
     if (!writeErrors) throw err;
-    for (const e of writeErrors) refused.set(e.index, e.code === 11000 ? null : (e.errmsg ?? 'could not be stored.'));
+    for (const e of writeErrors) refused.set(e.index, e.code === DUPLICATE_KEY ? null : (e.errmsg ?? 'could not be stored.'));
   }
   return refused;
 }

@@ -1,7 +1,7 @@
 import { UnitCheckInHistory } from '../../models/catalogue';
 import type { CheckInRun } from '../domain/catalogue';
 import { byIds } from './by-ids';
-import { chunksOf, type Engine } from './engine';
+import { chunksOf, type Engine, isDuplicateKey } from './engine';
 
 /**
  * A unit's check-in history, bucketed per calendar year (models/catalogue.ts,
@@ -36,8 +36,6 @@ export interface BucketWrite {
 /** The calendar year (UTC) a check-in's bucket is: `YYYY`. */
 export const periodOf = (at: Date) => at.toISOString().slice(0, 4);
 export const bucketId = (unitId: string, period: string) => `${unitId}:${period}`;
-
-const isDuplicateKey = (err: unknown) => (err as { code?: number }).code === 11000;
 
 /**
  * The buckets' runs as one history, oldest first: a run that went on past the end of a year

@@ -3,7 +3,7 @@ import { CheckIn, CheckInBatch, UnknownSerial, WITHHELD_UNITS_ID, WithheldUnits 
 import { tallyUnits, unitCheckInChange } from './insight';
 import type { CheckInRun } from '../domain/catalogue';
 import { byIds } from './by-ids';
-import { chunksOf, type Engine } from './engine';
+import { chunksOf, type Engine, isDuplicateKey } from './engine';
 
 /**
  * The check-in log, the summariser's outbox (CheckInBatch), unknown-serial summaries, the
@@ -68,7 +68,6 @@ export interface UnknownSerialSummary {
   batchIds?: string[];
 }
 
-const isDuplicateKey = (e: { code?: number }) => e.code === 11000;
 
 export function createCheckInsStore(engine: Engine) {
   /** One guarded write per document, in parallel chunks; returns the `_id`s whose guard no longer held. */

@@ -39,3 +39,7 @@ export async function detectEngine(connection: mongoose.Connection): Promise<Eng
 export function chunksOf<T>(list: readonly T[], size = STATEMENTS_PER_COMMAND): T[][] {
   return Array.from({ length: Math.ceil(list.length / size) }, (_, i) => list.slice(i * size, (i + 1) * size));
 }
+
+/** MongoDB's (and FerretDB's) duplicate key error: a unique `_id` or index refused an insert or upsert. */
+export const DUPLICATE_KEY = 11000;
+export const isDuplicateKey = (err: unknown): boolean => (err as { code?: number } | null)?.code === DUPLICATE_KEY;

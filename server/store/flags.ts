@@ -2,9 +2,8 @@ import type { InferSchemaType } from 'mongoose';
 import { Flag, FlagSetting } from '../../models/flags';
 import type { FlagRule, FlagSourceKind } from '../domain/flags';
 import { existingByIds } from './by-ids';
-import type { Engine } from './engine';
+import { type Engine, isDuplicateKey } from './engine';
 
-const DUPLICATE_KEY = 11000;
 
 export interface NewFlag {
   _id: string;
@@ -30,7 +29,7 @@ export function createFlagsStore(engine: Engine) {
         await Flag.create(flag);
         return true;
       } catch (err) {
-        if ((err as { code?: number }).code === DUPLICATE_KEY) return false;
+        if (isDuplicateKey(err)) return false;
         throw err;
       }
     },

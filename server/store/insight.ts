@@ -7,7 +7,7 @@ import { InsightSnapshot, InsightState, UNIT_TALLIES, UnitTally } from '../../mo
 import { Registration, Transfer } from '../../models/registrations';
 import { Report } from '../../models/reports';
 import { createCheckInHistoryStore } from './check-in-history';
-import type { Engine } from './engine';
+import { type Engine, isDuplicateKey } from './engine';
 
 /**
  * The insight module's read side: the per-model unit tallies (kept on write by the catalogue,
@@ -145,8 +145,6 @@ export async function readUnitTallies(): Promise<Array<TallyFigures & { modelId:
 export async function unitTallyState() {
   return InsightState.findById(UNIT_TALLIES).lean();
 }
-
-const isDuplicateKey = (err: unknown) => (err as { code?: number } | null)?.code === 11000;
 
 /**
  * Claims the tallies' first rebuild for the caller, across every instance on the database:

@@ -1,5 +1,5 @@
 import { JobLease } from '../../models/jobs';
-import type { Engine } from './engine';
+import { type Engine, isDuplicateKey } from './engine';
 
 /** How many holder changes a lease keeps, newest last. */
 export const LEASE_HISTORY = 50;
@@ -14,8 +14,6 @@ export interface LeaseState {
   lastError: string | null;
   history: Array<{ holder: string; from: Date; reason: 'first' | 'expired' | 'released' }>;
 }
-
-const isDuplicateKey = (err: unknown) => (err as { code?: number })?.code === 11000;
 
 /**
  * Job leases. Acquiring is one upsert whose filter matches only a lease that is free (expired)

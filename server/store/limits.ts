@@ -1,5 +1,5 @@
 import { Limit } from '../../models/limits';
-import type { Engine } from './engine';
+import { type Engine, isDuplicateKey } from './engine';
 
 /**
  * Rate-limit counters and used one-time tokens, in the database so that every app instance
@@ -29,8 +29,6 @@ export interface WindowHit {
   /** The hit before this one in the same window, if any. */
   previous: Date | null;
 }
-
-const isDuplicateKey = (err: unknown) => (err as { code?: number }).code === 11000;
 
 export function createLimitsStore(_engine: Engine) {
   let lastSweep = 0;

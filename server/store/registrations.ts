@@ -2,7 +2,7 @@ import { Unit } from '../../models/catalogue';
 import { tallyUnits, unitStateChange } from './insight';
 import { ClaimKey, CustomerRegistrations, Registration, RegistrationPlace, Transfer } from '../../models/registrations';
 import { byIds, existingByIds } from './by-ids';
-import { chunksOf, type Engine } from './engine';
+import { chunksOf, type Engine, isDuplicateKey } from './engine';
 
 /**
  * Registrations, transfers, the claim keys that decide races between them, each customer's
@@ -25,8 +25,6 @@ type UnitBefore = { modelId: string; status?: string | null; current?: { country
 
 /** More than a report is ever linked to (MAX_REGISTRATION_LINKS), few enough to read in one go. */
 export const REGISTRATION_PLACE_MAX = 200;
-
-const isDuplicateKey = (err: unknown) => (err as { code?: number }).code === 11000;
 
 export function createRegistrationsStore(engine: Engine) {
   async function tallyMove(before: UnitBefore | null, after: { status: string; country: string | null }) {

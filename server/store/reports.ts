@@ -2,7 +2,7 @@ import type { Model } from 'mongoose';
 import { Report, UnclaimedEvidence, type ReportRecord as InferredReport } from '../../models/reports';
 import type { LinkKind, Confidence, ReportParty, ReportStatus } from '../domain/reports';
 import { byIds } from './by-ids';
-import type { Engine } from './engine';
+import { type Engine, isDuplicateKey } from './engine';
 
 /**
  * Misuse reports and the evidence files of report forms not yet sent. A report is one
@@ -77,8 +77,6 @@ export interface ErasedTrace {
 
 /** What the link pass reads of a report. */
 export type ReportToLink = Pick<ReportRecord, '_id' | 'links' | 'where' | 'linking'>;
-
-const isDuplicateKey = (err: unknown) => (err as { code?: number }).code === 11000;
 
 export function createReportsStore(engine: Engine) {
   /** Deletes by `_id`: one `$in` on MongoDB, one `_id` equality each on FerretDB (its `$in` scans). */

@@ -2,6 +2,7 @@ import mongoose, { type FilterQuery, type UpdateQuery } from 'mongoose';
 import { Case, Counter, OpenCaseKey, UnitCases, type CaseDoc } from '../../models/cases';
 import { CASE_STATUSES, type CaseStatus, type HarmCategory, type PriorityLevel } from '../domain/cases';
 import type { FlagRule } from '../domain/flags';
+import { existingByIds } from './by-ids';
 import { createCaseQueueRows, noteCaseChanged, type CaseRow } from './case-queue';
 import { chunksOf, type Engine, isDuplicateKey } from './engine';
 
@@ -176,6 +177,9 @@ export function createCasesStore(engine: Engine) {
   return {
     caseById: readCase,
 
+    /** Cases by id, in the order asked (missing ones left out). */
+    casesByIds: (ids: readonly string[]) => existingByIds<StoredCase>(engine, Case as never, ids),
+
     /** The next number of `year`'s sequence (1, 2, …), atomically. */
     async nextCaseNumber(year: number): Promise<number> {
       const bump = () => Counter.findOneAndUpdate({ _id: `case-${year}` }, { $inc: { seq: 1 } }, { upsert: true, new: true }).lean();
@@ -282,7 +286,7 @@ export function createCasesStore(engine: Engine) {
     async casesOfUnit(unitId: string) {
       if (engine.secondaryIndexes) return Case.find({ unitIds: unitId }, QUEUE_PROJECTION).sort({ openedAt: 1, _id: 1 }).lean();
       const caseIds = (await UnitCases.findById(unitId).lean())?.caseIds ?? [];
-      const found = (await Promise.all(caseIds.map((id) => Case.findById(id, QUEUE_PROJECTION).lean()))).filter((c): c is NonNullable<typeof c> => c !== null && c.unitIds.includes(unitId));
+      const found = (await existingByIds<StoredCase>(engine, Case as never, caseIds, QUEUE_PROJECTION)).filter((c) => c.unitIds.includes(unitId));
       return found.sort((a, b) => a.openedAt.getTime() - b.openedAt.getTime() || (a._id < b._id ? -1 : 1));
     },
 

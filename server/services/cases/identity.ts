@@ -138,8 +138,7 @@ export function caseIdentity(deps: CaseDeps, reports: ReportsPort) {
     async pendingIdentityRequests(actor: Actor) {
       await requireApprover(actor);
       const pending = (await store.pendingRequests()).filter((r) => String(r.requesterId) !== actor.id);
-      const cases = new Map<string, Case | null>();
-      for (const caseId of new Set(pending.map((r) => r.caseId))) cases.set(caseId, await deps.stores.cases.caseById(caseId));
+      const cases = new Map<string, Case>((await deps.stores.cases.casesByIds([...new Set(pending.map((r) => r.caseId))])).map((c) => [c._id, c]));
       const shown = pending.filter((r) => {
         const c = cases.get(r.caseId);
         return c && !isConflicted(c, actor.id);

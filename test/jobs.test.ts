@@ -65,6 +65,32 @@ describe('background jobs under a database lease', () => {
     expect(lease!.history.map((h) => [h.holder, h.reason])).toEqual([['first', 'first'], ['second', 'released']]);
   });
 
+  it('leaves the lease free when it stops during a lease check', async () => {
+    const job = unique('stop-mid-check');
+    let checks = 0;
+    let checking!: () => void;
+    const inCheck = new Promise<void>((r) => (checking = r));
+    // A slow database: the second lease check is still on its way when stop() is called.
+    const slow: JobsStore = {
+      ...store,
+      acquire: async (...args) => {
+        checks += 1;
+        if (checks === 2) {
+          checking();
+          await new Promise((r) => setTimeout(r, 200));
+        }
+        return store.acquire(...args);
+      },
+    };
+    const runner = startJobs([{ name: job, everyMs: 60_000, run: async () => undefined }], { store: slow, clock: ctx.clock, logger, instanceId: 'stopping', leaseMs: 60_000, pollMs: 20 });
+    await inCheck;
+    await runner.stop();
+    // Long enough for a check that outlived stop() to have landed.
+    await new Promise((r) => setTimeout(r, 300));
+    expect(await store.acquire(job, 'next', ctx.clock.now(), 60_000)).toBe(true);
+    expect((await store.lease(job))!.holder).toBe('next');
+  });
+
   it('takes over a lease its holder stopped renewing once it expires, and not before', async () => {
     const job = unique('failover');
     expect(await store.acquire(job, 'crashed', ctx.clock.now(), 10_000)).toBe(true);

@@ -54,7 +54,7 @@ export function startJobs(jobs: JobDefinition[], opts: JobRunnerOptions): JobRun
   const pollMs = opts.pollMs ?? Math.max(250, Math.floor(leaseMs / 3));
   let stopped = false;
 
-  const states = jobs.map((job) => ({ job, held: false, renewedAt: -Infinity, busy: false, lastRunAt: 0, running: null as Promise<void> | null, timer: null as NodeJS.Timeout | null }));
+  const states = jobs.map((job) => ({ job, held: false, renewedAt: -Infinity, busy: false, lastRunAt: 0, running: null as Promise<void> | null, ticking: null as Promise<void> | null, timer: null as NodeJS.Timeout | null }));
   const intervalOf = (state: (typeof states)[number]) => (state.busy && state.job.busyEveryMs !== undefined ? state.job.busyEveryMs : state.job.everyMs);
 
   const runOnce = async (state: (typeof states)[number]) => {
@@ -113,15 +113,23 @@ export function startJobs(jobs: JobDefinition[], opts: JobRunnerOptions): JobRun
     if (!stopped) {
       // The holder comes back when the next run is due, if that is before the next lease check.
       const untilDue = state.lastRunAt + intervalOf(state) - Date.now();
-      state.timer = setTimeout(() => void tick(state), state.held ? Math.max(0, Math.min(pollMs, untilDue)) : pollMs);
+      state.timer = setTimeout(() => void startTick(state), state.held ? Math.max(0, Math.min(pollMs, untilDue)) : pollMs);
       state.timer.unref();
     }
+  };
+
+  // Stop must wait for a lease check in flight too: one that lands after the release would take
+  // the lease again for an instance that has stopped, and no one would run the job until it lapsed.
+  const startTick = (state: (typeof states)[number]) => {
+    state.ticking = tick(state).finally(() => {
+      state.ticking = null;
+    });
   };
 
   for (const state of states) {
     // Not a run: the first tick decides whether this instance holds the job (and runs it at once if runOnAcquire).
     state.lastRunAt = Date.now();
-    void tick(state);
+    startTick(state);
   }
 
   return {
@@ -136,7 +144,7 @@ export function startJobs(jobs: JobDefinition[], opts: JobRunnerOptions): JobRun
     async stop() {
       stopped = true;
       for (const state of states) if (state.timer) clearTimeout(state.timer);
-      await Promise.all(states.map((s) => s.running));
+      await Promise.all(states.map((s) => s.ticking ?? s.running));
       await Promise.all(states.filter((s) => s.held).map((s) => store.release(s.job.name, instanceId).catch(() => {})));
       for (const state of states) state.held = false;
     },

@@ -62,12 +62,9 @@ export const UnknownSerial = mongoose.model('UnknownSerial', unknownSerialSchema
  * hold, flags have ids derived from the check-in and rule), so a batch still here after a
  * crash is simply folded again.
  *
- * The entries are one JSON string (`payload`), written once and read once: the embedded engine
- * encodes every field of every subdocument as its own value, and nothing ever queries them.
- * (This, dropping a second outbox write and letting folds give way to ingest together took
- * the bench's API/raw ratio from 41 % to 53 % on the same loaded machine; they were not
- * measured apart.) Which entries were duplicates (already in the log from an earlier batch)
- * the ingesting process tells its summariser in memory;
+ * The entries are an array of subdocuments, written once and read once by `_id`. Which
+ * entries were duplicates (already in the log from an earlier batch) the ingesting process
+ * tells its summariser in memory;
  * after a crash the summariser asks the log instead (entries stored by THIS batch carry its
  * `batchId`).
  */
@@ -78,8 +75,24 @@ const checkInBatchSchema = new Schema(
     receivedAt: { type: Date, required: true },
     /** Entries in the batch: the summariser sizes its folds by it without reading them. */
     size: { type: Number, required: true },
-    /** JSON: [[logId, serial, model|null, unitId|null, firmware, observedAt ISO, country], …] */
-    payload: { type: String, required: true },
+    entries: {
+      type: [
+        new Schema(
+          {
+            /** The log entry's `_id`. */
+            id: { type: String, required: true },
+            serial: { type: String, required: true },
+            model: { type: String, default: null },
+            unitId: { type: String, default: null },
+            firmware: { type: String, default: '' },
+            observedAt: { type: Date, required: true },
+            country: { type: String, required: true },
+          },
+          { _id: false },
+        ),
+      ],
+      required: true,
+    },
   },
   { versionKey: false },
 );

@@ -279,8 +279,8 @@ describe('check-in ingest', () => {
     /** The outbox document of a batch, rebuilt from the log (as ingest wrote it). */
     const outboxDoc = async (checkInIds: string[]) => {
       const logged = (await Promise.all(checkInIds.map((id) => CheckIn.findById(id).lean()))).map((c) => c!);
-      const payload = JSON.stringify(logged.map((c) => [c._id, c.serial, c.modelSku, c.unitId, c.firmware, c.observedAt.toISOString(), c.country]));
-      return { _id: logged[0]!.batchId!, apiKeyId: device.id, receivedAt: logged[0]!.receivedAt, size: logged.length, payload };
+      const entries = logged.map((c) => ({ id: c._id, serial: c.serial, model: c.modelSku, unitId: c.unitId, firmware: c.firmware, observedAt: c.observedAt, country: c.country }));
+      return { _id: logged[0]!.batchId!, apiKeyId: device.id, receivedAt: logged[0]!.receivedAt, size: logged.length, entries };
     };
 
     it('answers at once, shows the batch as backlog until it is folded, then empties the outbox', async () => {
@@ -326,8 +326,7 @@ describe('check-in ingest', () => {
       const batchId = `cib_${unique('abandoned')}`;
       const now = ctx.clock.now();
       const entries = [3, 2, 1].map((h) => ({ id: `${device.id}:${unique('lost')}`, serial: unit.serial, model: unit.modelId, unitId: unit._id, firmware: '1.0', observedAt: new Date(now.getTime() - h * 3_600_000), country: 'KE' }));
-      const payload = JSON.stringify(entries.map((e) => [e.id, e.serial, e.model, e.unitId, e.firmware, e.observedAt.toISOString(), e.country]));
-      await CheckInBatch.collection.insertOne({ _id: batchId, apiKeyId: device.id, receivedAt: now, size: entries.length, payload } as never);
+      await CheckInBatch.collection.insertOne({ _id: batchId, apiKeyId: device.id, receivedAt: now, size: entries.length, entries } as never);
       // The writer stored two of the three log entries, then the process died.
       await CheckIn.collection.insertMany(entries.slice(0, 2).map((e) => ({ _id: e.id, unitId: e.unitId, modelSku: e.model, serial: e.serial, firmware: e.firmware, observedAt: e.observedAt, receivedAt: now, country: e.country, apiKeyId: device.id, answer: 'allowed', flags: [], batchId })) as never[]);
 
@@ -356,7 +355,7 @@ describe('check-in ingest', () => {
 
     it('leaves a batch it cannot fold in the outbox and goes on with the batches behind it', async () => {
       const poisoned = `cib_${unique('poisoned')}`;
-      await CheckInBatch.collection.insertOne({ _id: poisoned, apiKeyId: device.id, receivedAt: new Date(ctx.clock.now().getTime() - ABANDONED_WRITE_MS - 1_000), size: 1, payload: '[["half a row"' } as never);
+      await CheckInBatch.collection.insertOne({ _id: poisoned, apiKeyId: device.id, receivedAt: new Date(ctx.clock.now().getTime() - ABANDONED_WRITE_MS - 1_000), size: 1, entries: [{ serial: 'half an entry' }] } as never);
       await ctx.services.checkIns.sweep();
       const unit = await makeCheckInUnit(ctx);
       await sendCheckIn(ctx, device.auth, checkInItem(unit));
@@ -425,6 +424,28 @@ describe('check-in ingest', () => {
       expect((await Unit.findById(asString._id).lean())!.checkIns).toMatchObject({ count: 10, lastCountry: 'KE', lastFirmware: '1.4' });
       const timeline = await ctx.services.registrations.timeline(asString._id, { id: 'any-investigator', role: 'investigator' });
       expect(timeline.entries.filter((e) => e.kind === 'check-ins').map((e) => e.title)).toEqual(['7 check-ins from TZ', '3 check-ins from KE']);
+    });
+
+    it('converts outbox batches stored as one JSON string, and folds them as any other', async () => {
+      const unit = await makeCheckInUnit(ctx, { country: 'KE' });
+      const batchId = `cib_${unique('old-outbox')}`;
+      const now = ctx.clock.now();
+      const entries = [2, 1].map((h) => ({ id: `${device.id}:${unique('old')}`, observedAt: new Date(now.getTime() - h * 3_600_000) }));
+      // As the previous version stored them: the outbox entry a JSON string, the log as today.
+      const payload = JSON.stringify(entries.map((e) => [e.id, unit.serial, unit.modelId, unit._id, '3.1', e.observedAt.toISOString(), 'KE']));
+      await CheckInBatch.collection.insertOne({ _id: batchId, apiKeyId: device.id, receivedAt: now, size: 2, payload } as never);
+      await CheckIn.collection.insertMany(entries.map((e) => ({ _id: e.id, unitId: unit._id, modelSku: unit.modelId, serial: unit.serial, firmware: '3.1', observedAt: e.observedAt, receivedAt: now, country: 'KE', apiKeyId: device.id, answer: 'allowed', flags: [], batchId })) as never[]);
+      await AppliedMigrations().deleteMany({});
+
+      expect((await pendingMigrations(ctx.db.engine)).find((p) => p.id === '003-check-in-outbox')?.remaining).toBe(1);
+      expect(await runMigrations(ctx.db.engine)).toContain('003-check-in-outbox');
+      const converted = (await CheckInBatch.collection.findOne({ _id: batchId as never }))!;
+      expect(converted.payload).toBeUndefined();
+      expect(converted.entries).toEqual(entries.map((e) => expect.objectContaining({ id: e.id, serial: unit.serial, observedAt: e.observedAt, country: 'KE' })));
+
+      await ctx.services.checkIns.sweep();
+      expect((await Unit.findById(unit._id).lean())!.checkIns).toMatchObject({ count: 2, lastFirmware: '3.1', batchIds: [batchId] });
+      expect(await CheckInBatch.findById(batchId).lean()).toBeNull();
     });
 
     it('converts again safely after an interruption half-way (a bucket already written, the unit not yet)', async () => {

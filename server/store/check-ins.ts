@@ -24,11 +24,22 @@ export interface UnitFacts {
 }
 const UNIT_FACTS = { modelId: 1, serial: 1, status: 1, current: 1, countries: 1, checkIns: 1, controls: 1 } as const;
 
+/** A check-in as the outbox keeps it: the log entry's `_id` and what the summariser folds. */
+export interface BatchEntry {
+  id: string;
+  serial: string;
+  model: string | null;
+  unitId: string | null;
+  firmware: string;
+  observedAt: Date;
+  country: string;
+}
+
 export interface StoredBatch {
   _id: string;
   receivedAt: Date;
   size: number;
-  payload: string;
+  entries: BatchEntry[];
 }
 
 export interface LogEntry {

@@ -8,7 +8,7 @@ import type { RegistrationsStore } from '../../store/registrations';
 import { normaliseCode, serialOf, unitId } from '../catalogue/codes';
 import type { FlagsService } from '../flags';
 import { createControls } from './controls';
-import { createSummariser, toPayload } from './summariser';
+import { createSummariser } from './summariser';
 
 export { checkInFlagId } from './entries';
 export { foldRuns, MAX_RUNS } from './runs';
@@ -117,7 +117,7 @@ export function createCheckInsService(deps: {
       country: item.country,
     }));
     // Outbox first: whatever part of the log gets written, the summariser will find it.
-    await store.insertBatch({ _id: batchId, apiKeyId, receivedAt, size: entries.length, payload: toPayload(entries) });
+    await store.insertBatch({ _id: batchId, apiKeyId, receivedAt, size: entries.length, entries });
     const inserted = await store.insertLog(
       entries.map((e, i) => ({
         _id: e.id,

@@ -4,6 +4,7 @@ import path from 'node:path';
 import readline from 'node:readline';
 import type { Env } from '../../server/config';
 import { projectRoot } from '../../server/paths';
+import { serverLogFile } from './target';
 
 /**
  * `npm start`'s own command line (its node flags, such as the heap budget, included), so the
@@ -40,6 +41,7 @@ export async function startServer(env: Env, nodeArgs: string[] = []): Promise<Ru
     stdio: ['ignore', 'pipe', 'pipe'],
   });
   const errors: string[] = [];
+  if (serverLogFile) child.stdout!.pipe(fs.createWriteStream(serverLogFile, { flags: 'a' }));
   readline.createInterface({ input: child.stderr! }).on('line', (line) => {
     errors.push(line);
     if (errors.length > 30) errors.shift();

@@ -11,6 +11,9 @@ import type { DatasetSummary } from '../dataset';
  */
 // eslint-disable-next-line no-restricted-properties -- a harness setting, read once like test/'s
 export const benchDataDir = path.resolve(process.env.BENCH_DATA_DIR || path.join(projectRoot, 'bench', 'data'));
+/** BENCH_SERVER_LOG=<file>: the server logs at info level into it (the summariser's per-fold phases, say). */
+// eslint-disable-next-line no-restricted-properties -- a harness setting, read once like test/'s
+export const serverLogFile = process.env.BENCH_SERVER_LOG || null;
 export const resultsDir = path.join(projectRoot, 'bench', 'results');
 export const manifestFile = path.join(benchDataDir, 'manifest.json');
 export const BENCH_DB_NAME = 'downstream_bench';
@@ -38,7 +41,7 @@ export function benchEnv(base: Env, jwtSecret: string, overrides: Env = {}): Env
     DATA_DIR: benchDataDir,
     MONGODB_DB: BENCH_DB_NAME,
     JWT_SECRET: jwtSecret,
-    LOG_LEVEL: 'warn',
+    LOG_LEVEL: serverLogFile ? 'info' : 'warn',
     ...overrides,
   };
 }

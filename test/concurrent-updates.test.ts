@@ -1,6 +1,7 @@
 import crypto from 'node:crypto';
 import mongoose from 'mongoose';
 import { detectEngine } from '../server/store/engine';
+import { guardedBulkWrite } from '../server/store/guarded-writes';
 import { exitOf, killSpawned, runTs, waitFor } from './helpers/processes';
 
 /**
@@ -65,6 +66,21 @@ describe('single-document updates from several processes at once', () => {
     const values = await concurrently('next', 10);
     expect([...values].sort((a, b) => (a as number) - (b as number))).toEqual(Array.from({ length: 20 }, (_, i) => i + 1));
     expect((await things().findOne({ _id: 'sequence' }))!.n).toBe(20);
+  });
+
+  it('names the guarded bulk writes that may not have applied, and only those chunks', async () => {
+    await things().insertMany([{ _id: 'a', n: 1 }, { _id: 'b', n: 1 }, { _id: 'taken', n: 0 }]);
+    const col = things() as never;
+    // All guards hold: nothing to read again.
+    expect(await guardedBulkWrite(col, [{ id: 'a', update: { filter: { _id: 'a', n: 1 }, update: { $set: { n: 2 } } } }, { id: 'new', insert: { _id: 'new', n: 1 } }])).toEqual([]);
+    // b's guard no longer holds, and `taken` exists: the insert's id and every update of the chunk come back.
+    const suspects = await guardedBulkWrite(col, [
+      { id: 'a', update: { filter: { _id: 'a', n: 2 }, update: { $set: { n: 3 } } } },
+      { id: 'b', update: { filter: { _id: 'b', n: 9 }, update: { $set: { n: 3 } } } },
+      { id: 'taken', insert: { _id: 'taken', n: 5 } },
+    ]);
+    expect([...suspects].sort()).toEqual(['a', 'b', 'taken']);
+    expect(await things().find({}).sort({ _id: 1 }).toArray()).toEqual([{ _id: 'a', n: 3 }, { _id: 'b', n: 1 }, { _id: 'new', n: 1 }, { _id: 'taken', n: 0 }]);
   });
 
   it('knows which server it talks to', async () => {

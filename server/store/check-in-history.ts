@@ -1,7 +1,8 @@
 import { UnitCheckInHistory } from '../../models/catalogue';
 import type { CheckInRun } from '../domain/catalogue';
 import { byIds } from './by-ids';
-import { chunksOf, type Engine, isDuplicateKey } from './engine';
+import { chunksOf, type Engine } from './engine';
+import { guardedBulkWrite } from './guarded-writes';
 
 /**
  * A unit's check-in history, bucketed per calendar year (models/catalogue.ts,
@@ -99,28 +100,16 @@ export function createCheckInHistoryStore(engine: Engine) {
      * well as append runs, and MongoDB refuses both paths of one array in one update.
      * Returns the `_id`s of the buckets that changed under the fold (to read and fold again).
      */
-    async write(writes: readonly BucketWrite[]): Promise<string[]> {
-      const conflicts: string[] = [];
-      for (const chunk of chunksOf(writes)) {
-        await Promise.all(
-          chunk.map(async (w) => {
-            const _id = bucketId(w.unitId, w.period);
-            if (w.exists) {
-              const res = await UnitCheckInHistory.updateOne({ _id, count: w.countSeen }, { $set: { runs: w.runs, batchIds: w.batchIds }, $inc: { count: w.added } });
-              if (res.matchedCount === 0) conflicts.push(_id);
-              return;
-            }
-            try {
-              await UnitCheckInHistory.collection.insertOne({ _id, unitId: w.unitId, period: w.period, count: w.added, runs: w.runs, batchIds: w.batchIds } as never);
-            } catch (err) {
-              if (!isDuplicateKey(err)) throw err;
-              conflicts.push(_id);
-            }
-          }),
-        );
-      }
-      return conflicts;
-    },
+    write: (writes: readonly BucketWrite[]): Promise<string[]> =>
+      guardedBulkWrite(
+        UnitCheckInHistory.collection,
+        writes.map((w) => {
+          const id = bucketId(w.unitId, w.period);
+          return w.exists
+            ? { id, update: { filter: { _id: id, count: w.countSeen }, update: { $set: { runs: w.runs, batchIds: w.batchIds }, $inc: { count: w.added } } } }
+            : { id, insert: { _id: id, unitId: w.unitId, period: w.period, count: w.added, runs: w.runs, batchIds: w.batchIds } };
+        }),
+      ),
 
     /**
      * Creates the buckets of a unit converted from an older stored shape (migrations): a bucket

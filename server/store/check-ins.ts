@@ -4,6 +4,7 @@ import { tallyUnits, unitCheckInChange } from './insight';
 import type { CheckInRun } from '../domain/catalogue';
 import { byIds } from './by-ids';
 import { chunksOf, type Engine, isDuplicateKey } from './engine';
+import { guardedBulkWrite } from './guarded-writes';
 
 /**
  * The check-in log, the summariser's outbox (CheckInBatch), unknown-serial summaries, the
@@ -81,16 +82,6 @@ export interface UnknownSerialSummary {
 
 
 export function createCheckInsStore(engine: Engine) {
-  /** One guarded write per document, in parallel chunks; returns the `_id`s whose guard no longer held. */
-  async function guardedWrites<T>(items: readonly T[], write: (item: T) => Promise<{ matchedCount: number }>, idOf: (item: T) => string) {
-    const conflicts: string[] = [];
-    for (const chunk of chunksOf(items)) {
-      const results = await Promise.all(chunk.map(write));
-      results.forEach((r, i) => r.matchedCount === 0 && conflicts.push(idOf(chunk[i]!)));
-    }
-    return conflicts;
-  }
-
   return {
     // ----- units, as ingest and the summariser see them -----
 
@@ -102,12 +93,13 @@ export function createCheckInsStore(engine: Engine) {
      * count twice). Returns the units that changed under the fold.
      */
     writeSummaries: (writes: readonly SummaryWrite[]) =>
-      guardedWrites(
-        writes,
-        (w) =>
-          Unit.updateOne(
-            { _id: w.unitId, 'checkIns.count': w.countSeen ? w.countSeen : { $in: [0, null] } },
-            {
+      guardedBulkWrite(
+        Unit.collection,
+        writes.map((w) => ({
+          id: w.unitId,
+          update: {
+            filter: { _id: w.unitId, 'checkIns.count': w.countSeen ? w.countSeen : { $in: [0, null] } },
+            update: {
               $set: {
                 'checkIns.count': w.count,
                 'checkIns.lastRun': w.lastRun,
@@ -116,8 +108,8 @@ export function createCheckInsStore(engine: Engine) {
                 ...(w.latest ? { 'checkIns.lastAt': w.latest.at, 'checkIns.lastCountry': w.latest.country, 'checkIns.lastFirmware': w.latest.firmware } : {}),
               },
             },
-          ),
-        (w) => w.unitId,
+          },
+        })),
       ),
 
     /** The dashboard's tallies follow each unit's last check-in country (owned by insight). */

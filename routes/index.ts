@@ -13,6 +13,7 @@ import { openapiApi } from './openapi';
 import { publicPages } from './pages';
 import { followUpApi, reportPages, reportsApi } from './reports';
 import { registrationPages, registrationsApi, transfersApi, unitTimelineApi } from './registrations';
+import { screeningApi, screeningPages } from './screening';
 
 /**
  * The API's modules and their prefixes under /api/v1. The OpenAPI test walks this list, so
@@ -39,6 +40,7 @@ export function apiModules(ctx: RouteContext): Array<{ prefix: string; router: E
     { prefix: '/transparency', router: transparencyApi(ctx) },
     { prefix: '/dashboard', router: dashboardApi(ctx) },
     { prefix: '/exports', router: exportsApi(ctx) },
+    { prefix: '/screening', router: screeningApi(ctx) },
   ];
 }
 
@@ -53,6 +55,7 @@ export function mountRoutes(app: Express, ctx: RouteContext) {
   app.use(cataloguePages(ctx));
   app.use(registrationPages(ctx));
   app.use(insightPages(ctx));
+  app.use(screeningPages(ctx));
 
   const api = Router();
   for (const { prefix, router } of apiModules(ctx)) api.use(prefix || '/', router);

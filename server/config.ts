@@ -90,6 +90,10 @@ const envSchema = z.object({
     .transform((v) => v.split(',').map((e) => e.trim().toLowerCase()).filter(Boolean))
     .refine((list) => list.every((e) => /^[^@\s]+@[^@\s]+$/.test(e)), 'a comma-separated list of e-mail addresses'),
   IDENTITY_GRANT_HOURS: z.coerce.number().int().min(1, 'must be at least 1 hour').max(720).default(24),
+  /** Restricted-party screening: a match scoring at least this holds the record for review. */
+  SCREENING_MATCH_THRESHOLD: z.coerce.number().min(0).max(1).default(0.8),
+  /** Matches scoring below this are not kept at all. */
+  SCREENING_CUTOFF: z.coerce.number().min(0).max(1).default(0.6),
 });
 
 export type Env = Record<string, string | undefined>;
@@ -124,6 +128,8 @@ export interface Config {
   mail: { smtpUrl: string | null; from: string; publicUrl: string };
   /** Reading a reporter's identity: who approves besides admins, and how long a grant lasts. */
   identity: { custodianEmails: string[]; grantHours: number };
+  /** Restricted-party screening scores in [0, 1]: hold for review at `threshold`, keep nothing below `cutoff`. */
+  screening: { threshold: number; cutoff: number };
 }
 
 export class ConfigError extends Error {
@@ -221,5 +227,6 @@ export function loadConfig(env: Env = process.env): Config {
       publicUrl: (e.PUBLIC_URL ?? `http://${e.HOST}:${e.PORT}`).replace(/\/$/, ''),
     },
     identity: { custodianEmails: e.IDENTITY_CUSTODIAN_EMAILS, grantHours: e.IDENTITY_GRANT_HOURS },
+    screening: { threshold: e.SCREENING_MATCH_THRESHOLD, cutoff: Math.min(e.SCREENING_CUTOFF, e.SCREENING_MATCH_THRESHOLD) },
   };
 }

@@ -8,6 +8,7 @@ export const FLAG_RULES = [
   'high-risk-end-user', // high-risk model with a high-risk end-user type
   'end-use-outside-intended', // declared end use outside the model's intended uses
   'misuse-report', // a misuse report naming the unit, its model or a registration's country
+  'restricted-party', // a registration's or transfer's party confirmed as a listed (sanctioned or restricted) party
 ] as const;
 export type FlagRule = (typeof FLAG_RULES)[number];
 

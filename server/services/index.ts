@@ -14,6 +14,7 @@ import { createLinkerService } from './linker';
 import { createNotificationsService } from './notifications';
 import { createRegistrationsService } from './registrations';
 import { createReportsService } from './reports';
+import { createScreeningReview, createScreeningService } from './screening';
 
 export interface ServiceDeps {
   config: Config;
@@ -40,12 +41,14 @@ export function createServices(deps: ServiceDeps) {
   const flags = createFlagsService({ ...deps, cases: caseIntake, audit });
   const checkIns = createCheckInsService({ ...deps, flags });
   const catalogue = createCatalogueService({ ...deps, audit });
-  const registrations = createRegistrationsService({ ...deps, audit, auth, files, flags, notifications, cases: caseIntake });
+  const screening = createScreeningService({ ...deps, audit });
+  const registrations = createRegistrationsService({ ...deps, audit, auth, files, flags, notifications, cases: caseIntake, screening });
+  const screeningReview = createScreeningReview({ ...deps, audit, flags, ports: { releaseRegistration: registrations.releaseHeldRegistration } });
   const linker = createLinkerService(deps);
   const reports = createReportsService({ ...deps, files, cases: caseIntake, audit, catalogue, flags, linker });
   const cases = createCasesService({ ...deps, audit, intake: caseIntake, ports: { unitControls: checkIns, registrations, reports } });
   const insight = createInsightService({ ...deps, audit });
-  return { audit, auth, cases, catalogue, checkIns, files, flags, insight, linker, notifications, registrations, reports };
+  return { audit, auth, cases, catalogue, checkIns, files, flags, insight, linker, notifications, registrations, reports, screening, screeningReview };
 }
 
 export type Services = ReturnType<typeof createServices>;

@@ -12,6 +12,7 @@ import { createJobsStore } from './jobs';
 import { createLimitsStore } from './limits';
 import { createRegistrationsStore } from './registrations';
 import { createReportsStore } from './reports';
+import { createScreeningStore } from './screening';
 
 /**
  * Every repository of the portal, built once per app from the detected engine. Services
@@ -34,6 +35,7 @@ export function createStores(engine: Engine) {
     limits: createLimitsStore(engine),
     registrations: createRegistrationsStore(engine),
     reports: createReportsStore(engine),
+    screening: createScreeningStore(engine),
   };
 }
 

@@ -95,13 +95,13 @@ describe('screening: list files (pure)', () => {
     const { entities, skipped } = parseFtmLines(fs.readFileSync(path.join(fixtures, 'synthetic-sanctions.ftm.jsonl'), 'utf8'), 'synthetic');
     expect(skipped).toBe(1);
     expect(entities).toHaveLength(6);
-    expect(entity('syn-p-001')).toMatchObject({ schema: 'Person', names: ['John Smith Doe', 'J. S. Doe', 'Johnny Doe'], countries: ['GB'], birthDates: ['1971-03-14'], identifiers: ['GB-551209'], programs: ['SYN-ARMS-2024'] });
+    expect(entity('syn-p-001')).toMatchObject({ entityType: 'Person', names: ['John Smith Doe', 'J. S. Doe', 'Johnny Doe'], countries: ['GB'], birthDates: ['1971-03-14'], identifiers: ['GB-551209'], programs: ['SYN-ARMS-2024'] });
   });
 
   it('reads CSL rows with alternative names split and the countries of addresses', () => {
     expect(csl).toHaveLength(3);
-    expect(entity('csl-001')).toMatchObject({ names: ['Zhongshan Vision Systems Co. Ltd', 'Zhong Shan Vision', 'ZVS Technology'], countries: ['CN'], schema: 'Organization' });
-    expect(entity('csl-002')).toMatchObject({ schema: 'Person', birthDates: ['1975-11-20'], identifiers: ['K1234567'] });
+    expect(entity('csl-001')).toMatchObject({ names: ['Zhongshan Vision Systems Co. Ltd', 'Zhong Shan Vision', 'ZVS Technology'], countries: ['CN'], entityType: 'Organization' });
+    expect(entity('csl-002')).toMatchObject({ entityType: 'Person', birthDates: ['1975-11-20'], identifiers: ['K1234567'] });
   });
 
   it('refuses a line that is not JSON, naming it', () => {

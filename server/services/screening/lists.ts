@@ -49,7 +49,7 @@ export function parseFtmLines(text: string, listId: string): { entities: ListEnt
     entities.push({
       entityId: doc.id,
       listId,
-      schema: doc.schema,
+      entityType: doc.schema,
       names,
       countries: upperCountries(get(COUNTRY_PROPS)),
       birthDates: get(['birthDate']),
@@ -77,7 +77,7 @@ export function parseCslCsv(text: string, listId: string): { entities: ListEntit
     return {
       entityId: row._id?.trim() || row.entity_number?.trim() || `row-${i + 2}`,
       listId,
-      schema: /individual/i.test(row.type ?? '') ? 'Person' : 'Organization',
+      entityType: /individual/i.test(row.type ?? '') ? 'Person' : 'Organization',
       names: clean([row.name, ...split(row.alt_names)]),
       countries: upperCountries([...split(row.countries), ...split(row.nationalities), ...split(row.citizenships), ...fromAddresses]),
       birthDates: split(row.dates_of_birth),

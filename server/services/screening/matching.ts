@@ -75,7 +75,8 @@ export interface Party {
 export interface ListEntity {
   entityId: string;
   listId: string;
-  schema: string;
+  /** Person, Organization, Company or LegalEntity (the FtM schema). */
+  entityType: string;
   names: string[];
   countries: string[];
   birthDates: string[];
@@ -198,6 +199,9 @@ export function partyFingerprint(party: Party): string {
 export function entityFingerprint(entity: ListEntity): string {
   return digest([[...entity.names].sort().join('|'), [...entity.countries].sort().join(','), [...entity.birthDates].sort().join(','), [...entity.identifiers].sort().join(',')].join('#'));
 }
+
+/** The false-positive memory's key: this party as screened, this entity as listed. */
+export const clearanceKey = (h: { partyFingerprint: string; entity: { listId: string; entityId: string }; entityFingerprint: string }) => `${h.partyFingerprint}|${h.entity.listId}:${h.entity.entityId}|${h.entityFingerprint}`;
 
 const digest = (text: string) => crypto.createHash('sha256').update(text).digest('hex').slice(0, 24);
 

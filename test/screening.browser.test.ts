@@ -52,7 +52,7 @@ describe('a registration by a listed party is held, reviewed and confirmed (head
       expect(await page.textContent('#explanation')).toContain('"ООО Ромашка" ~ "Romashka LLC"');
       expect(await page.textContent('#side-by-side')).toContain('Romashka Trading');
       // Nothing is wider than the screen.
-      expect(await page.evaluate(() => document.documentElement.scrollWidth)).toBeLessThanOrEqual(width);
+      expect(await page.evaluate(() => (globalThis as unknown as { document: { documentElement: { scrollWidth: number } } }).document.documentElement.scrollWidth)).toBeLessThanOrEqual(width);
       await screenshot(page, `screening-hit-${name}`);
       if (name === 'phone') {
         // A decision without a reason is refused by the field, keeping the choice.

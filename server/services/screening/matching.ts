@@ -136,6 +136,17 @@ function nameScore(party: NormalisedName, entity: NormalisedName) {
   return { score: 0.25 * tokenSet + 0.15 * ratio + 0.6 * aligned.score, tokenSet, ratio, tokens: aligned.score, pairs: aligned.pairs };
 }
 
+/**
+ * An entity's names normalised once per entity object: re-screening scores each listed entity
+ * against many parties, and transliterating its names every time was most of the cost.
+ */
+const normalisedCache = new WeakMap<ListEntity, NormalisedName[]>();
+function normalisedNames(entity: ListEntity): NormalisedName[] {
+  let names = normalisedCache.get(entity);
+  if (!names) normalisedCache.set(entity, (names = entity.names.map(normaliseName)));
+  return names;
+}
+
 const normaliseId = (id: string) => id.toUpperCase().replace(/[^A-Z0-9]/g, '');
 
 /**
@@ -145,9 +156,9 @@ const normaliseId = (id: string) => id.toUpperCase().replace(/[^A-Z0-9]/g, '');
  */
 export function scoreParty(party: Party, entity: ListEntity, partyName: NormalisedName = normaliseName(party.name)): Match {
   let best: (ReturnType<typeof nameScore> & { variant: string }) | null = null;
-  for (const variant of entity.names) {
-    const s = nameScore(partyName, normaliseName(variant));
-    if (!best || s.score > best.score) best = { ...s, variant };
+  for (const variant of normalisedNames(entity)) {
+    const s = nameScore(partyName, variant);
+    if (!best || s.score > best.score) best = { ...s, variant: variant.original };
   }
   const name = best ?? { score: 0, tokenSet: 0, ratio: 0, tokens: 0, pairs: [], variant: '' };
 

@@ -6,6 +6,7 @@ import { auditApi, auditPages } from './audit';
 import { apiKeysApi, authApi, authPages, usersApi } from './auth';
 import { casePages, casesApi } from './cases';
 import { cataloguePages, importsApi, modelsApi, unitsApi } from './catalogue';
+import { certificatePages, certificatesApi } from './certificates';
 import { checkInsApi } from './check-ins';
 import { flagPages, restrictedCountriesApi } from './flags';
 import { dashboardApi, exportsApi, insightPages, transparencyApi } from './insight';
@@ -41,6 +42,7 @@ export function apiModules(ctx: RouteContext): Array<{ prefix: string; router: E
     { prefix: '/dashboard', router: dashboardApi(ctx) },
     { prefix: '/exports', router: exportsApi(ctx) },
     { prefix: '/screening', router: screeningApi(ctx) },
+    { prefix: '/certificates', router: certificatesApi(ctx) },
   ];
 }
 
@@ -56,6 +58,7 @@ export function mountRoutes(app: Express, ctx: RouteContext) {
   app.use(registrationPages(ctx));
   app.use(insightPages(ctx));
   app.use(screeningPages(ctx));
+  app.use(certificatePages(ctx));
 
   const api = Router();
   for (const { prefix, router } of apiModules(ctx)) api.use(prefix || '/', router);

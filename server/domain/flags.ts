@@ -9,6 +9,10 @@ export const FLAG_RULES = [
   'end-use-outside-intended', // declared end use outside the model's intended uses
   'misuse-report', // a misuse report naming the unit, its model or a registration's country
   'restricted-party', // a registration's or transfer's party confirmed as a listed (sanctioned or restricted) party
+  'certificate-missing', // an end-use certificate is required (model risk or end-user type) and none is attached
+  'certificate-expired', // the end-use certificate covering a unit has passed its validity
+  'certificate-over-quantity', // a certificate is attached to more units of a model than it covers
+  'verification-failed', // a post-shipment verification visit did not find the unit, or found it elsewhere
 ] as const;
 export type FlagRule = (typeof FLAG_RULES)[number];
 

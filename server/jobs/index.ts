@@ -9,7 +9,7 @@ import type { JobDefinition } from './runner';
  * instance dies moves to another within the lease length. Every job is safe to run again
  * after a crash part-way: its writes are guarded or idempotent.
  */
-export function backgroundJobs(services: Pick<Services, 'checkIns' | 'cases' | 'reports' | 'insight' | 'screening'>, jobs: Config['jobs'], logger: Pick<Logger, 'info'>): JobDefinition[] {
+export function backgroundJobs(services: Pick<Services, 'checkIns' | 'cases' | 'reports' | 'insight' | 'screening' | 'certificates'>, jobs: Config['jobs'], logger: Pick<Logger, 'info'>): JobDefinition[] {
   return [
     {
       // Folds the check-in outbox into unit summaries, history buckets and red flags: often
@@ -41,6 +41,13 @@ export function backgroundJobs(services: Pick<Services, 'checkIns' | 'cases' | '
       everyMs: jobs.reportLinksEveryMs,
       runOnAcquire: true,
       run: () => services.reports.completePendingLinks(),
+    },
+    {
+      // End-use certificates past their validity raise their flags (on acquire too, as retention).
+      name: 'certificate-expiry',
+      everyMs: jobs.retentionEveryMs,
+      runOnAcquire: true,
+      run: async () => logger.info({ certificateExpiry: await services.certificates.sweepExpired() }, 'certificate expiry sweep'),
     },
     {
       // Every stored party against the lists again, after an import asked for it (a no-op

@@ -6,6 +6,7 @@ import { createAuditService } from './audit';
 import { createAuthService } from './auth';
 import { createCaseIntake, createCasesService } from './cases';
 import { createCatalogueService } from './catalogue';
+import { createCertificatesService } from './certificates';
 import { createCheckInsService } from './check-ins';
 import { createFilesService } from './files';
 import { createFlagsService } from './flags';
@@ -42,13 +43,14 @@ export function createServices(deps: ServiceDeps) {
   const checkIns = createCheckInsService({ ...deps, flags });
   const catalogue = createCatalogueService({ ...deps, audit });
   const screening = createScreeningService({ ...deps, audit });
-  const registrations = createRegistrationsService({ ...deps, audit, auth, files, flags, notifications, cases: caseIntake, screening });
+  const certificates = createCertificatesService({ ...deps, audit, files, flags });
+  const registrations = createRegistrationsService({ ...deps, audit, auth, files, flags, notifications, cases: caseIntake, screening, certificates });
   const screeningReview = createScreeningReview({ ...deps, audit, flags, ports: { releaseRegistration: registrations.releaseHeldRegistration } });
   const linker = createLinkerService(deps);
   const reports = createReportsService({ ...deps, files, cases: caseIntake, audit, catalogue, flags, linker });
   const cases = createCasesService({ ...deps, audit, intake: caseIntake, ports: { unitControls: checkIns, registrations, reports } });
   const insight = createInsightService({ ...deps, audit });
-  return { audit, auth, cases, catalogue, checkIns, files, flags, insight, linker, notifications, registrations, reports, screening, screeningReview };
+  return { audit, auth, cases, catalogue, certificates, checkIns, files, flags, insight, linker, notifications, registrations, reports, screening, screeningReview };
 }
 
 export type Services = ReturnType<typeof createServices>;

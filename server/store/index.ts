@@ -2,6 +2,7 @@ import { createAuditStore } from './audit';
 import { createAuthStore } from './auth';
 import { createCasesStore } from './cases';
 import { createCatalogueStore } from './catalogue';
+import { createCertificatesStore } from './certificates';
 import { createCheckInHistoryStore } from './check-in-history';
 import { createCheckInsStore } from './check-ins';
 import type { Engine } from './engine';
@@ -26,6 +27,7 @@ export function createStores(engine: Engine) {
     auth: createAuthStore(engine),
     cases: createCasesStore(engine),
     catalogue: createCatalogueStore(engine),
+    certificates: createCertificatesStore(engine),
     checkIns: createCheckInsStore(engine),
     checkInHistory: createCheckInHistoryStore(engine),
     flags: createFlagsStore(engine),

@@ -7,6 +7,7 @@ import type { CatalogueStore } from '../../store/catalogue';
 import type { CheckInHistoryStore } from '../../store/check-in-history';
 import type { FlagsStore } from '../../store/flags';
 import type { RegistrationsStore } from '../../store/registrations';
+import type { CertificatesStore } from '../../store/certificates';
 import type { AuditService } from '../audit';
 import type { AuthService, NewUser } from '../auth';
 import type { NotificationsService } from '../notifications';
@@ -16,6 +17,7 @@ import { normaliseCode, unitId } from '../catalogue/codes';
 import type { FilesService, IncomingFile } from '../files';
 import type { FlagsService } from '../flags';
 import type { ScreeningService } from '../screening';
+import type { CertificatesService } from '../certificates';
 import { createTimeline, isStaff, type Viewer } from './timeline';
 import type { EndUserType } from '../../domain/registrations';
 import type { RiskLevel } from '../../domain/catalogue';
@@ -101,12 +103,13 @@ export function createRegistrationsService(deps: {
   notifications: NotificationsService;
   cases: CasesService;
   screening: Pick<ScreeningService, 'screenRecord' | 'isHeld'>;
-  stores: { registrations: RegistrationsStore; catalogue: CatalogueStore; checkInHistory: CheckInHistoryStore; flags: Pick<FlagsStore, 'flagsByIds'> };
+  certificates: Pick<CertificatesService, 'rules' | 'requirement' | 'ofUnit'>;
+  stores: { registrations: RegistrationsStore; catalogue: CatalogueStore; checkInHistory: CheckInHistoryStore; flags: Pick<FlagsStore, 'flagsByIds'>; certificates: Pick<CertificatesStore, 'certificatesOfUnit'> };
 }) {
-  const { clock, audit, auth, files, flags, notifications, screening } = deps;
+  const { clock, audit, auth, files, flags, notifications, screening, certificates } = deps;
   const store = deps.stores.registrations;
   const catalogue = deps.stores.catalogue;
-  const { timeline, timelineFor } = createTimeline({ registrations: store, catalogue, history: deps.stores.checkInHistory, flags: deps.stores.flags, cases: deps.cases });
+  const { timeline, timelineFor } = createTimeline({ clock, registrations: store, catalogue, history: deps.stores.checkInHistory, flags: deps.stores.flags, cases: deps.cases, certificates: deps.stores.certificates });
 
   async function loadModelAndUnit(modelSku: string, serial: string) {
     const model = await catalogue.modelById(normaliseCode(modelSku));
@@ -122,11 +125,13 @@ export function createRegistrationsService(deps: {
     model: { _id: string; riskLevel: RiskLevel; intendedUses: string[] },
   ) {
     const restricted = await flags.restrictedCountries();
+    const certified = (await certificates.ofUnit(r.unitId)).filter((c) => c.attachments.some((a) => a.id === r._id)).length;
     return flags.raiseAll(
       [
         flags.rules.restrictedCountry(r.country, restricted, 'registration'),
         flags.rules.highRiskEndUser(model.riskLevel, r.endUserType),
         flags.rules.endUseOutsideIntended(model.intendedUses, r.intendedUse, r.declaredEndUse),
+        certificates.rules.missing(certificates.requirement, model.riskLevel, r.endUserType, certified),
       ],
       { unitId: r.unitId, modelId: model._id, serial: r.serial, country: r.country },
       { kind: 'registration', id: r._id },

@@ -15,6 +15,7 @@ import { publicPages } from './pages';
 import { followUpApi, reportPages, reportsApi } from './reports';
 import { registrationPages, registrationsApi, transfersApi, unitTimelineApi } from './registrations';
 import { screeningApi, screeningPages } from './screening';
+import { verificationPages, visitsApi } from './verification';
 
 /**
  * The API's modules and their prefixes under /api/v1. The OpenAPI test walks this list, so
@@ -43,6 +44,7 @@ export function apiModules(ctx: RouteContext): Array<{ prefix: string; router: E
     { prefix: '/exports', router: exportsApi(ctx) },
     { prefix: '/screening', router: screeningApi(ctx) },
     { prefix: '/certificates', router: certificatesApi(ctx) },
+    { prefix: '/visits', router: visitsApi(ctx) },
   ];
 }
 
@@ -59,6 +61,7 @@ export function mountRoutes(app: Express, ctx: RouteContext) {
   app.use(insightPages(ctx));
   app.use(screeningPages(ctx));
   app.use(certificatePages(ctx));
+  app.use(verificationPages(ctx));
 
   const api = Router();
   for (const { prefix, router } of apiModules(ctx)) api.use(prefix || '/', router);

@@ -16,6 +16,7 @@ import { createNotificationsService } from './notifications';
 import { createRegistrationsService } from './registrations';
 import { createReportsService } from './reports';
 import { createScreeningReview, createScreeningService } from './screening';
+import { createVerificationService } from './verification';
 
 export interface ServiceDeps {
   config: Config;
@@ -44,13 +45,14 @@ export function createServices(deps: ServiceDeps) {
   const catalogue = createCatalogueService({ ...deps, audit });
   const screening = createScreeningService({ ...deps, audit });
   const certificates = createCertificatesService({ ...deps, audit, files, flags });
+  const verification = createVerificationService({ ...deps, audit, files, flags });
   const registrations = createRegistrationsService({ ...deps, audit, auth, files, flags, notifications, cases: caseIntake, screening, certificates });
   const screeningReview = createScreeningReview({ ...deps, audit, flags, ports: { releaseRegistration: registrations.releaseHeldRegistration } });
   const linker = createLinkerService(deps);
   const reports = createReportsService({ ...deps, files, cases: caseIntake, audit, catalogue, flags, linker });
   const cases = createCasesService({ ...deps, audit, intake: caseIntake, ports: { unitControls: checkIns, registrations, reports } });
   const insight = createInsightService({ ...deps, audit });
-  return { audit, auth, cases, catalogue, certificates, checkIns, files, flags, insight, linker, notifications, registrations, reports, screening, screeningReview };
+  return { audit, auth, cases, catalogue, certificates, checkIns, files, flags, insight, linker, notifications, registrations, reports, screening, screeningReview, verification };
 }
 
 export type Services = ReturnType<typeof createServices>;

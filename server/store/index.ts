@@ -14,6 +14,7 @@ import { createLimitsStore } from './limits';
 import { createRegistrationsStore } from './registrations';
 import { createReportsStore } from './reports';
 import { createScreeningStore } from './screening';
+import { createVerificationStore } from './verification';
 
 /**
  * Every repository of the portal, built once per app from the detected engine. Services
@@ -38,6 +39,7 @@ export function createStores(engine: Engine) {
     registrations: createRegistrationsStore(engine),
     reports: createReportsStore(engine),
     screening: createScreeningStore(engine),
+    verification: createVerificationStore(engine),
   };
 }
 

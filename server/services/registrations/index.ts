@@ -8,6 +8,7 @@ import type { CheckInHistoryStore } from '../../store/check-in-history';
 import type { FlagsStore } from '../../store/flags';
 import type { RegistrationsStore } from '../../store/registrations';
 import type { CertificatesStore } from '../../store/certificates';
+import type { VerificationStore } from '../../store/verification';
 import type { AuditService } from '../audit';
 import type { AuthService, NewUser } from '../auth';
 import type { NotificationsService } from '../notifications';
@@ -104,12 +105,12 @@ export function createRegistrationsService(deps: {
   cases: CasesService;
   screening: Pick<ScreeningService, 'screenRecord' | 'isHeld'>;
   certificates: Pick<CertificatesService, 'rules' | 'requirement' | 'ofUnit'>;
-  stores: { registrations: RegistrationsStore; catalogue: CatalogueStore; checkInHistory: CheckInHistoryStore; flags: Pick<FlagsStore, 'flagsByIds'>; certificates: Pick<CertificatesStore, 'certificatesOfUnit'> };
+  stores: { registrations: RegistrationsStore; catalogue: CatalogueStore; checkInHistory: CheckInHistoryStore; flags: Pick<FlagsStore, 'flagsByIds'>; certificates: Pick<CertificatesStore, 'certificatesOfUnit'>; verification: Pick<VerificationStore, 'visitsOfUnit'> };
 }) {
   const { clock, audit, auth, files, flags, notifications, screening, certificates } = deps;
   const store = deps.stores.registrations;
   const catalogue = deps.stores.catalogue;
-  const { timeline, timelineFor } = createTimeline({ clock, registrations: store, catalogue, history: deps.stores.checkInHistory, flags: deps.stores.flags, cases: deps.cases, certificates: deps.stores.certificates });
+  const { timeline, timelineFor } = createTimeline({ clock, registrations: store, catalogue, history: deps.stores.checkInHistory, flags: deps.stores.flags, cases: deps.cases, certificates: deps.stores.certificates, visits: deps.stores.verification });
 
   async function loadModelAndUnit(modelSku: string, serial: string) {
     const model = await catalogue.modelById(normaliseCode(modelSku));

@@ -81,6 +81,13 @@ describe('post-shipment verification visits', () => {
     await request(ctx.app).post(`/api/v1/visits/${planned.body.visit.id}/outcome`).set(staff.auth).field({ finding_0: 'seen', serial_0: '1', locationConfirmed: '1', endUseConsistent: '1' });
     expect(await due()).not.toContain(unit._id);
 
+    // The dashboard lists the due units and the certificates expiring soon.
+    const { agent } = await signedInAgent(ctx, 'investigator');
+    const dashboard = await agent.get('/dashboard');
+    expect(dashboard.status).toBe(200);
+    expect(dashboard.text).toContain('high-risk units not verified in 6 months');
+    expect(dashboard.text).toContain('end-use certificates expiring in 30 days');
+
     // Seven months on it is due again (signed in afresh: sessions do not last months).
     ctx.clock.advance(7 * 31 * 86_400_000);
     staff = await apiUser(ctx, 'investigator');

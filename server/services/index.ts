@@ -51,7 +51,12 @@ export function createServices(deps: ServiceDeps) {
   const linker = createLinkerService(deps);
   const reports = createReportsService({ ...deps, files, cases: caseIntake, audit, catalogue, flags, linker });
   const cases = createCasesService({ ...deps, audit, intake: caseIntake, ports: { unitControls: checkIns, registrations, reports } });
-  const insight = createInsightService({ ...deps, audit });
+  const firstPage = { page: 1, perPage: 6, skip: 0, limit: 6 };
+  const insight = createInsightService({
+    ...deps,
+    audit,
+    dueDiligence: { certificatesExpiringSoon: () => certificates.expiringSoon(firstPage), unitsDueVerification: () => verification.dueForVerification(firstPage), verificationDueMonths: verification.dueMonths },
+  });
   return { audit, auth, cases, catalogue, certificates, checkIns, files, flags, insight, linker, notifications, registrations, reports, screening, screeningReview, verification };
 }
 

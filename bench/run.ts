@@ -24,11 +24,12 @@ import { createCatalogueService } from '../server/services/catalogue';
 import { createRandom } from './lib/random';
 import { mapLimit, runLoad, type LoadResult } from './lib/load';
 import { buildReport, machine, toMarkdown, type BenchReport, type Figure } from './lib/results';
+import { screeningBench } from './screening';
 import { childPids, memorySampler, readMemory, startServer, type RunningServer } from './lib/server';
 import { benchEnv, BENCH_DB_NAME, inheritedEnv, readManifest, resultsDir, type Manifest } from './lib/target';
 
 const { values: args } = parseArgs({ options: { profile: { type: 'boolean', default: false }, quick: { type: 'boolean', default: false }, only: { type: 'string', default: '' } } });
-/** --only timeline,queue,ingest,reports,uploads,import,export,dashboard: a subset of the phases (results are then partial). */
+/** --only timeline,queue,ingest,reports,uploads,import,export,dashboard,screening: a subset of the phases (results are then partial). */
 const only = new Set(args.only.split(',').map((p) => p.trim()).filter(Boolean));
 /** --quick: shorter phases, for checking the bench itself (figures are then rougher). */
 const T = args.quick ? { latency: 4, ingest: 8, raw: 5, reports: 8 } : { latency: 10, ingest: 30, raw: 15, reports: 30 };
@@ -488,7 +489,24 @@ function scalingFigure(report: BenchReport): Figure {
   };
 }
 
+/**
+ * `--only screening` needs neither the data set nor the server: re-screening is measured in
+ * this process on its own synthetic list and registrations (bench/screening.ts).
+ */
+function screeningOnly() {
+  const startedAt = new Date();
+  log('re-screening: 150,000 registrations against 50,000 listed entities, in this process');
+  const figures = screeningBench();
+  const report = buildReport({ startedAt: startedAt.toISOString(), durationSeconds: (Date.now() - startedAt.getTime()) / 1000, scale: 1, seed: 7, database: 'none (in-process matching)', machine: machine(), notes: [`Load average (1 min) at the end: ${os.loadavg()[0]!.toFixed(1)} on ${os.cpus().length} cores.`] }, figures);
+  fs.mkdirSync(resultsDir, { recursive: true });
+  const markdown = toMarkdown(report);
+  fs.writeFileSync(path.join(resultsDir, 'scale-1-screening.json'), `${JSON.stringify(report, null, 2)}\n`);
+  fs.writeFileSync(path.join(resultsDir, 'scale-1-screening.md'), markdown);
+  log(`\n${markdown}`);
+}
+
 async function main() {
+  if (only.size === 1 && only.has('screening')) return screeningOnly();
   const manifest = readManifest();
   const startedAt = new Date();
   const env = serverEnv(manifest);
@@ -537,6 +555,7 @@ async function main() {
       if (ready) return [figure, ...(await pages(server, manifest, cookie, true))];
       return [figure, { id: 'dashboard.p95', label: 'Dashboard (/dashboard): p95', value: null, unit: 'ms', target: { kind: 'max', value: 150 }, note: `its snapshot was not computed within ${DASHBOARD_WAIT_S} s, so the page shows "figures on their way"` }];
     });
+    await phase('8. re-screening: screening', async () => screeningBench(manifest.dataset.seed));
     notes.push(`Server peak RSS by phase: ${phasePeaks.join('; ')}.`);
     figures.push({ id: 'memory.peak', label: 'Server peak RSS over the whole bench', value: memory.peakMb, unit: 'MB', target: { kind: 'max', value: 512 }, note: `embedded database process peak ${databasePeakMb ? `${databasePeakMb.toFixed(0)} MB` : 'n/a'} (not counted)` });
   } catch (err) {

@@ -6,6 +6,7 @@ import { auditApi, auditPages } from './audit';
 import { apiKeysApi, authApi, authPages, usersApi } from './auth';
 import { casePages, casesApi } from './cases';
 import { cataloguePages, importsApi, modelsApi, unitsApi } from './catalogue';
+import { certificatePages, certificatesApi } from './certificates';
 import { checkInsApi } from './check-ins';
 import { flagPages, restrictedCountriesApi } from './flags';
 import { dashboardApi, exportsApi, insightPages, transparencyApi } from './insight';
@@ -13,6 +14,8 @@ import { openapiApi } from './openapi';
 import { publicPages } from './pages';
 import { followUpApi, reportPages, reportsApi } from './reports';
 import { registrationPages, registrationsApi, transfersApi, unitTimelineApi } from './registrations';
+import { screeningApi, screeningPages } from './screening';
+import { verificationPages, visitsApi } from './verification';
 
 /**
  * The API's modules and their prefixes under /api/v1. The OpenAPI test walks this list, so
@@ -39,6 +42,9 @@ export function apiModules(ctx: RouteContext): Array<{ prefix: string; router: E
     { prefix: '/transparency', router: transparencyApi(ctx) },
     { prefix: '/dashboard', router: dashboardApi(ctx) },
     { prefix: '/exports', router: exportsApi(ctx) },
+    { prefix: '/screening', router: screeningApi(ctx) },
+    { prefix: '/certificates', router: certificatesApi(ctx) },
+    { prefix: '/visits', router: visitsApi(ctx) },
   ];
 }
 
@@ -53,6 +59,9 @@ export function mountRoutes(app: Express, ctx: RouteContext) {
   app.use(cataloguePages(ctx));
   app.use(registrationPages(ctx));
   app.use(insightPages(ctx));
+  app.use(screeningPages(ctx));
+  app.use(certificatePages(ctx));
+  app.use(verificationPages(ctx));
 
   const api = Router();
   for (const { prefix, router } of apiModules(ctx)) api.use(prefix || '/', router);

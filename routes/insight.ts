@@ -121,6 +121,7 @@ export function insightPages({ services }: RouteContext) {
     humanDuration,
     words,
     preparing: false,
+    dueDiligence: await services.insight.dueDiligence(),
     ...DASHBOARD_EMPTY,
   });
 

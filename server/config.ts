@@ -2,6 +2,8 @@ import crypto from 'node:crypto';
 import fs from 'node:fs';
 import path from 'node:path';
 import { z } from 'zod';
+import { RISK_LEVELS } from './domain/catalogue';
+import { END_USER_TYPES } from './domain/registrations';
 import { projectRoot } from './paths';
 
 /**
@@ -90,6 +92,24 @@ const envSchema = z.object({
     .transform((v) => v.split(',').map((e) => e.trim().toLowerCase()).filter(Boolean))
     .refine((list) => list.every((e) => /^[^@\s]+@[^@\s]+$/.test(e)), 'a comma-separated list of e-mail addresses'),
   IDENTITY_GRANT_HOURS: z.coerce.number().int().min(1, 'must be at least 1 hour').max(720).default(24),
+  /** Restricted-party screening: a match scoring at least this holds the record for review. */
+  SCREENING_MATCH_THRESHOLD: z.coerce.number().min(0).max(1).default(0.8),
+  /** Matches scoring below this are not kept at all. */
+  SCREENING_CUTOFF: z.coerce.number().min(0).max(1).default(0.6),
+  /** End-use certificates are required for registrations of models of these risk levels… (none by default) */
+  CERTIFICATE_REQUIRED_RISK_LEVELS: z
+    .string()
+    .default('')
+    .transform((v) => v.split(',').map((c) => c.trim()).filter(Boolean))
+    .refine((list) => list.every((l) => (RISK_LEVELS as readonly string[]).includes(l)), `a comma-separated list of ${RISK_LEVELS.join(', ')}`),
+  /** …or for these end-user types, whatever the model. */
+  CERTIFICATE_REQUIRED_END_USER_TYPES: z
+    .string()
+    .default('')
+    .transform((v) => v.split(',').map((c) => c.trim()).filter(Boolean))
+    .refine((list) => list.every((t) => (END_USER_TYPES as readonly string[]).includes(t)), `a comma-separated list of ${END_USER_TYPES.join(', ')}`),
+  /** Post-shipment verification: highest-risk units with no visit in this many months are due one. */
+  VERIFICATION_DUE_MONTHS: z.coerce.number().int().min(1).max(120).default(12),
 });
 
 export type Env = Record<string, string | undefined>;
@@ -124,6 +144,12 @@ export interface Config {
   mail: { smtpUrl: string | null; from: string; publicUrl: string };
   /** Reading a reporter's identity: who approves besides admins, and how long a grant lasts. */
   identity: { custodianEmails: string[]; grantHours: number };
+  /** Restricted-party screening scores in [0, 1]: hold for review at `threshold`, keep nothing below `cutoff`. */
+  screening: { threshold: number; cutoff: number };
+  /** When an end-use certificate is required: a model's risk level or the end-user type. */
+  certificates: { requiredRiskLevels: string[]; requiredEndUserTypes: string[] };
+  /** Months without a verification visit after which a highest-risk unit is due one. */
+  verification: { dueMonths: number };
 }
 
 export class ConfigError extends Error {
@@ -221,5 +247,8 @@ export function loadConfig(env: Env = process.env): Config {
       publicUrl: (e.PUBLIC_URL ?? `http://${e.HOST}:${e.PORT}`).replace(/\/$/, ''),
     },
     identity: { custodianEmails: e.IDENTITY_CUSTODIAN_EMAILS, grantHours: e.IDENTITY_GRANT_HOURS },
+    screening: { threshold: e.SCREENING_MATCH_THRESHOLD, cutoff: Math.min(e.SCREENING_CUTOFF, e.SCREENING_MATCH_THRESHOLD) },
+    certificates: { requiredRiskLevels: e.CERTIFICATE_REQUIRED_RISK_LEVELS, requiredEndUserTypes: e.CERTIFICATE_REQUIRED_END_USER_TYPES },
+    verification: { dueMonths: e.VERIFICATION_DUE_MONTHS },
   };
 }

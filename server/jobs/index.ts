@@ -9,7 +9,7 @@ import type { JobDefinition } from './runner';
  * instance dies moves to another within the lease length. Every job is safe to run again
  * after a crash part-way: its writes are guarded or idempotent.
  */
-export function backgroundJobs(services: Pick<Services, 'checkIns' | 'cases' | 'reports' | 'insight'>, jobs: Config['jobs'], logger: Pick<Logger, 'info'>): JobDefinition[] {
+export function backgroundJobs(services: Pick<Services, 'checkIns' | 'cases' | 'reports' | 'insight' | 'screening' | 'certificates'>, jobs: Config['jobs'], logger: Pick<Logger, 'info'>): JobDefinition[] {
   return [
     {
       // Folds the check-in outbox into unit summaries, history buckets and red flags: often
@@ -41,6 +41,24 @@ export function backgroundJobs(services: Pick<Services, 'checkIns' | 'cases' | '
       everyMs: jobs.reportLinksEveryMs,
       runOnAcquire: true,
       run: () => services.reports.completePendingLinks(),
+    },
+    {
+      // End-use certificates past their validity raise their flags (on acquire too, as retention).
+      name: 'certificate-expiry',
+      everyMs: jobs.retentionEveryMs,
+      runOnAcquire: true,
+      run: async () => logger.info({ certificateExpiry: await services.certificates.sweepExpired() }, 'certificate expiry sweep'),
+    },
+    {
+      // Every stored party against the lists again, after an import asked for it (a no-op
+      // otherwise); progress is kept on the run's document for the lists page.
+      name: 'screening-rescreen',
+      everyMs: jobs.reportLinksEveryMs,
+      runOnAcquire: true,
+      run: async () => {
+        const done = await services.screening.rescreen();
+        if (done) logger.info({ rescreen: done }, 'screening re-run');
+      },
     },
     {
       // The dashboard's unit tallies on a database that never had them (first start of this

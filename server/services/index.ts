@@ -6,6 +6,7 @@ import { createAuditService } from './audit';
 import { createAuthService } from './auth';
 import { createCaseIntake, createCasesService } from './cases';
 import { createCatalogueService } from './catalogue';
+import { createCertificatesService } from './certificates';
 import { createCheckInsService } from './check-ins';
 import { createFilesService } from './files';
 import { createFlagsService } from './flags';
@@ -14,6 +15,8 @@ import { createLinkerService } from './linker';
 import { createNotificationsService } from './notifications';
 import { createRegistrationsService } from './registrations';
 import { createReportsService } from './reports';
+import { createScreeningReview, createScreeningService } from './screening';
+import { createVerificationService } from './verification';
 
 export interface ServiceDeps {
   config: Config;
@@ -40,12 +43,21 @@ export function createServices(deps: ServiceDeps) {
   const flags = createFlagsService({ ...deps, cases: caseIntake, audit });
   const checkIns = createCheckInsService({ ...deps, flags });
   const catalogue = createCatalogueService({ ...deps, audit });
-  const registrations = createRegistrationsService({ ...deps, audit, auth, files, flags, notifications, cases: caseIntake });
+  const screening = createScreeningService({ ...deps, audit });
+  const certificates = createCertificatesService({ ...deps, audit, files, flags });
+  const verification = createVerificationService({ ...deps, audit, files, flags });
+  const registrations = createRegistrationsService({ ...deps, audit, auth, files, flags, notifications, cases: caseIntake, screening, certificates });
+  const screeningReview = createScreeningReview({ ...deps, audit, flags, ports: { releaseRegistration: registrations.releaseHeldRegistration } });
   const linker = createLinkerService(deps);
   const reports = createReportsService({ ...deps, files, cases: caseIntake, audit, catalogue, flags, linker });
   const cases = createCasesService({ ...deps, audit, intake: caseIntake, ports: { unitControls: checkIns, registrations, reports } });
-  const insight = createInsightService({ ...deps, audit });
-  return { audit, auth, cases, catalogue, checkIns, files, flags, insight, linker, notifications, registrations, reports };
+  const firstPage = { page: 1, perPage: 6, skip: 0, limit: 6 };
+  const insight = createInsightService({
+    ...deps,
+    audit,
+    dueDiligence: { certificatesExpiringSoon: () => certificates.expiringSoon(firstPage), unitsDueVerification: () => verification.dueForVerification(firstPage), verificationDueMonths: verification.dueMonths },
+  });
+  return { audit, auth, cases, catalogue, certificates, checkIns, files, flags, insight, linker, notifications, registrations, reports, screening, screeningReview, verification };
 }
 
 export type Services = ReturnType<typeof createServices>;

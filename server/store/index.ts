@@ -2,6 +2,7 @@ import { createAuditStore } from './audit';
 import { createAuthStore } from './auth';
 import { createCasesStore } from './cases';
 import { createCatalogueStore } from './catalogue';
+import { createCertificatesStore } from './certificates';
 import { createCheckInHistoryStore } from './check-in-history';
 import { createCheckInsStore } from './check-ins';
 import type { Engine } from './engine';
@@ -12,6 +13,8 @@ import { createJobsStore } from './jobs';
 import { createLimitsStore } from './limits';
 import { createRegistrationsStore } from './registrations';
 import { createReportsStore } from './reports';
+import { createScreeningStore } from './screening';
+import { createVerificationStore } from './verification';
 
 /**
  * Every repository of the portal, built once per app from the detected engine. Services
@@ -25,6 +28,7 @@ export function createStores(engine: Engine) {
     auth: createAuthStore(engine),
     cases: createCasesStore(engine),
     catalogue: createCatalogueStore(engine),
+    certificates: createCertificatesStore(engine),
     checkIns: createCheckInsStore(engine),
     checkInHistory: createCheckInHistoryStore(engine),
     flags: createFlagsStore(engine),
@@ -34,6 +38,8 @@ export function createStores(engine: Engine) {
     limits: createLimitsStore(engine),
     registrations: createRegistrationsStore(engine),
     reports: createReportsStore(engine),
+    screening: createScreeningStore(engine),
+    verification: createVerificationStore(engine),
   };
 }
 

@@ -29,7 +29,17 @@ export { endedPeriods, parsePeriod, PERIOD_HINT, periodName, type TransparencyPe
 /** How long the very first dashboard view waits for figures before saying they are on their way. */
 export const FIRST_SNAPSHOT_WAIT_MS = 5_000;
 
-export function createInsightService(deps: { clock: Clock; config: Pick<Config, 'transparencyMinCount'>; audit: AuditService; logger: Logger; stores: { insight: InsightStore } }) {
+/** Export-control checks the dashboard shows beside its figures, read from their modules when asked. */
+export interface DueDiligencePorts {
+  certificatesExpiringSoon(): Promise<{ total: number }>;
+  unitsDueVerification(): Promise<{ items: Array<{ unitId: string; lastVerifiedAt: Date | null }>; more: boolean }>;
+  verificationDueMonths: number;
+}
+
+/** Units due a verification visit listed on the dashboard (the rest are on /visits/due). */
+const DUE_UNITS_SHOWN = 5;
+
+export function createInsightService(deps: { clock: Clock; config: Pick<Config, 'transparencyMinCount'>; audit: AuditService; logger: Logger; stores: { insight: InsightStore }; dueDiligence?: DueDiligencePorts }) {
   const { clock, config, audit, logger } = deps;
   const store = deps.stores.insight;
   const dashboard = dashboardFigures({ clock, logger, store });
@@ -50,6 +60,17 @@ export function createInsightService(deps: { clock: Clock; config: Pick<Config, 
      * unit tallies are kept on write, so only built here if they never were.
      */
     refreshDashboard: dashboard.refresh,
+
+    /**
+     * End-use certificates expiring within 30 days, and the first highest-risk units due a
+     * verification visit; null for an insight service built without those modules.
+     */
+    async dueDiligence() {
+      const ports = deps.dueDiligence;
+      if (!ports) return null;
+      const [expiring, due] = await Promise.all([ports.certificatesExpiringSoon(), ports.unitsDueVerification()]);
+      return { certificatesExpiring: expiring.total, unitsDue: due.items.slice(0, DUE_UNITS_SHOWN), moreUnitsDue: due.more || due.items.length > DUE_UNITS_SHOWN, dueMonths: ports.verificationDueMonths };
+    },
     ensureUnitTallies: dashboard.ensureUnitTallies,
     modelChoices: dashboard.modelChoices,
     transparency: transparency.transparency,

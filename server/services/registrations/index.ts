@@ -7,6 +7,8 @@ import type { CatalogueStore } from '../../store/catalogue';
 import type { CheckInHistoryStore } from '../../store/check-in-history';
 import type { FlagsStore } from '../../store/flags';
 import type { RegistrationsStore } from '../../store/registrations';
+import type { CertificatesStore } from '../../store/certificates';
+import type { VerificationStore } from '../../store/verification';
 import type { AuditService } from '../audit';
 import type { AuthService, NewUser } from '../auth';
 import type { NotificationsService } from '../notifications';
@@ -15,8 +17,11 @@ import type { CasesService } from '../cases';
 import { normaliseCode, unitId } from '../catalogue/codes';
 import type { FilesService, IncomingFile } from '../files';
 import type { FlagsService } from '../flags';
+import type { ScreeningService } from '../screening';
+import type { CertificatesService } from '../certificates';
 import { createTimeline, isStaff, type Viewer } from './timeline';
 import type { EndUserType } from '../../domain/registrations';
+import type { RiskLevel } from '../../domain/catalogue';
 
 export type { TimelineEntry, Viewer } from './timeline';
 
@@ -77,6 +82,8 @@ export interface Registered {
   created: boolean;
   user: UserDoc | null;
   flags: string[];
+  /** A party matched a screening list: the registration waits for an investigator's review before it takes effect. */
+  held?: boolean;
 }
 /** Sign-up with an e-mail that already had an account: nothing registered, the holder told by e-mail. */
 export interface NotRegistered {
@@ -96,12 +103,14 @@ export function createRegistrationsService(deps: {
   flags: FlagsService;
   notifications: NotificationsService;
   cases: CasesService;
-  stores: { registrations: RegistrationsStore; catalogue: CatalogueStore; checkInHistory: CheckInHistoryStore; flags: Pick<FlagsStore, 'flagsByIds'> };
+  screening: Pick<ScreeningService, 'screenRecord' | 'isHeld'>;
+  certificates: Pick<CertificatesService, 'rules' | 'requirement' | 'ofUnit'>;
+  stores: { registrations: RegistrationsStore; catalogue: CatalogueStore; checkInHistory: CheckInHistoryStore; flags: Pick<FlagsStore, 'flagsByIds'>; certificates: Pick<CertificatesStore, 'certificatesOfUnit'>; verification: Pick<VerificationStore, 'visitsOfUnit'> };
 }) {
-  const { clock, audit, auth, files, flags, notifications } = deps;
+  const { clock, audit, auth, files, flags, notifications, screening, certificates } = deps;
   const store = deps.stores.registrations;
   const catalogue = deps.stores.catalogue;
-  const { timeline, timelineFor } = createTimeline({ registrations: store, catalogue, history: deps.stores.checkInHistory, flags: deps.stores.flags, cases: deps.cases });
+  const { timeline, timelineFor } = createTimeline({ clock, registrations: store, catalogue, history: deps.stores.checkInHistory, flags: deps.stores.flags, cases: deps.cases, certificates: deps.stores.certificates, visits: deps.stores.verification });
 
   async function loadModelAndUnit(modelSku: string, serial: string) {
     const model = await catalogue.modelById(normaliseCode(modelSku));
@@ -109,6 +118,25 @@ export function createRegistrationsService(deps: {
     const unit = await catalogue.unitById(unitId(modelSku, serial));
     if (!unit) throw unknownSerial();
     return { model, unit };
+  }
+
+  /** The red-flag rules a registration meets when it takes effect. */
+  async function raiseRegistrationFlags(
+    r: { _id: string; unitId: string; serial: string; country: string; endUserType: EndUserType; intendedUse: string; declaredEndUse: string },
+    model: { _id: string; riskLevel: RiskLevel; intendedUses: string[] },
+  ) {
+    const restricted = await flags.restrictedCountries();
+    const certified = (await certificates.ofUnit(r.unitId)).filter((c) => c.attachments.some((a) => a.id === r._id)).length;
+    return flags.raiseAll(
+      [
+        flags.rules.restrictedCountry(r.country, restricted, 'registration'),
+        flags.rules.highRiskEndUser(model.riskLevel, r.endUserType),
+        flags.rules.endUseOutsideIntended(model.intendedUses, r.intendedUse, r.declaredEndUse),
+        certificates.rules.missing(certificates.requirement, model.riskLevel, r.endUserType, certified),
+      ],
+      { unitId: r.unitId, modelId: model._id, serial: r.serial, country: r.country },
+      { kind: 'registration', id: r._id },
+    );
   }
 
   /** Checks everything that can be checked before an account is created or a file stored. */
@@ -221,22 +249,36 @@ export function createRegistrationsService(deps: {
       if (theirs && String(theirs.customerUserId) === customerUserId) return { registration: theirs, created: false, user, flags: [] as string[] };
       throw await refuseTaken(winner, unit.serial);
     }
+    // Screened after the claim (the slot is ours) and before the unit changes: a listed party's
+    // registration waits for review instead of taking effect. A retry screens again and finds
+    // the same hits, so it stays held until they are decided.
+    const { held } = await screening.screenRecord({ kind: 'registration', id, unitId: unit._id, parties: [{ role: 'owner', name: input.ownerOrganisation, country: input.country }, { role: 'contact', name: input.contactName, country: input.country }] });
+    if (held) {
+      await store.addToCustomer(customerUserId, id);
+      await audit.record({ actorKind: 'user', actorId: customerUserId, action: 'registration.held', subjectKind: 'registration', subjectId: id, detail: { unitId: unit._id, country: input.country, reason: 'screening' } });
+      return { registration: (await store.registrationById(id))!, created: true, user, flags: [] as string[], held: true };
+    }
     const current = { country: input.country, region: [input.city, input.region].filter(Boolean).join(', '), owner: input.ownerOrganisation, endUserType: input.endUserType, since: now };
     if (!(await store.applyRegistration(unit._id, id, customerUserId, current))) return { registration: (await store.registrationById(id))!, created: false, user, flags: [] as string[] };
     await store.addToCustomer(customerUserId, id);
     await audit.record({ actorKind: 'user', actorId: customerUserId, action: 'registration.created', subjectKind: 'registration', subjectId: id, detail: { unitId: unit._id, country: input.country, endUserType: input.endUserType, termsVersion: terms.version } });
 
-    const restricted = await flags.restrictedCountries();
-    const fired = await flags.raiseAll(
-      [
-        flags.rules.restrictedCountry(input.country, restricted, 'registration'),
-        flags.rules.highRiskEndUser(model.riskLevel, input.endUserType),
-        flags.rules.endUseOutsideIntended(model.intendedUses, input.intendedUse, input.declaredEndUse),
-      ],
-      { unitId: unit._id, modelId: model._id, serial: unit.serial, country: input.country },
-      { kind: 'registration', id },
-    );
+    const fired = await raiseRegistrationFlags({ ...input, _id: id, unitId: unit._id, serial: unit.serial }, model);
     return { registration: (await store.registrationById(id))!, created: true, user, flags: fired };
+  }
+
+  /**
+   * A registration held by screening takes effect once its hits are cleared (the screening
+   * review calls this), with the red-flag rules it would have met at submission.
+   */
+  async function releaseHeldRegistration(id: string, byUserId: string) {
+    const r = await store.registrationById(id);
+    if (!r) throw new NotFoundError('No such registration.');
+    const current = { country: r.country, region: [r.city, r.region].filter(Boolean).join(', '), owner: r.ownerOrganisation, endUserType: r.endUserType, since: clock.now() };
+    if (!(await store.applyRegistration(r.unitId, id, String(r.customerUserId), current))) return;
+    await audit.record({ actorKind: 'user', actorId: byUserId, action: 'registration.released', subjectKind: 'registration', subjectId: id, detail: { unitId: r.unitId, reason: 'screening cleared' } });
+    const model = await catalogue.modelById(r.modelId);
+    if (model) await raiseRegistrationFlags(r, model);
   }
 
   async function getRegistration(id: string, viewer: Viewer) {
@@ -286,9 +328,13 @@ export function createRegistrationsService(deps: {
 
     const model = await catalogue.modelById(unit.modelId);
     if (!model) throw new NotFoundError('No such unit.');
-    const needsApproval = model.riskLevel === 'high';
     const now = clock.now();
     const id = randomId('trf');
+    // A resale to a listed party waits for approval whatever the model's risk, held until its hits are reviewed.
+    const screened = input.kind === 'resale'
+      ? await screening.screenRecord({ kind: 'transfer', id, unitId: unit._id, parties: [{ role: 'new-owner', name: input.newOwner!.organisation, country: input.country }, { role: 'new-owner-contact', name: input.newOwner!.contactName ?? '', country: input.country }] })
+      : { held: false };
+    const needsApproval = model.riskLevel === 'high' || screened.held;
     const newOwner = input.kind === 'resale' ? { organisation: input.newOwner!.organisation, contactName: input.newOwner!.contactName ?? '', contactEmail: input.newOwner!.contactEmail ?? '', endUserType: input.newOwner!.endUserType } : {};
     const transfer = {
       _id: id,
@@ -318,13 +364,14 @@ export function createRegistrationsService(deps: {
       { unitId: unit._id, modelId: model._id, serial: unit.serial, country: input.country },
       { kind: 'transfer', id },
     );
-    return { transfer: (await store.transferById(id))!, flags: fired };
+    return { transfer: (await store.transferById(id))!, flags: fired, held: screened.held };
   }
 
   /** An admin or investigator approves (the transfer becomes effective at once) or refuses. */
   async function decideTransfer(id: string, decision: 'approve' | 'refuse', reason: string, staffUserId: string) {
     const now = clock.now();
     if (!(await store.transferById(id))) throw new NotFoundError('No such transfer.');
+    if (decision === 'approve' && (await screening.isHeld('transfer', id))) throw new ConflictError('The new owner matched a screening list: review the screening hits before approving this transfer.');
     const transfer = await store.decideTransfer(id, decision === 'approve' ? 'effective' : 'refused', { byUserId: staffUserId, at: now, reason });
     if (!transfer) throw new ConflictError('This transfer has already been decided.');
     if (decision === 'approve') await applyTransfer(transfer, 'transfer-pending');
@@ -366,6 +413,7 @@ export function createRegistrationsService(deps: {
     },
 
     unitFor,
+    releaseHeldRegistration,
     requestTransfer,
     decideTransfer,
 

@@ -1,9 +1,12 @@
+import type { Clock } from '../../clock';
 import { countryName } from '../../countries';
 import { NotFoundError } from '../../errors';
 import type { CatalogueStore, LeanUnit } from '../../store/catalogue';
 import type { CheckInHistoryStore } from '../../store/check-in-history';
 import type { FlagsStore } from '../../store/flags';
 import type { RegistrationsStore } from '../../store/registrations';
+import type { CertificatesStore } from '../../store/certificates';
+import type { VerificationStore } from '../../store/verification';
 import type { AuthUser } from '../auth';
 import type { CasesService } from '../cases';
 import type { CheckInRun } from '../../domain/catalogue';
@@ -18,7 +21,7 @@ export interface Viewer {
 
 export interface TimelineEntry {
   at: Date;
-  kind: 'first-sale' | 'registration' | 'transfer' | 'check-ins' | 'flag' | 'case';
+  kind: 'first-sale' | 'registration' | 'transfer' | 'check-ins' | 'flag' | 'case' | 'certificate' | 'visit';
   title: string;
   detail: string;
   country: string | null;
@@ -46,11 +49,14 @@ function checkInRunEntry(run: CheckInRun): TimelineEntry {
 }
 
 export function createTimeline(deps: {
+  clock: Clock;
   registrations: RegistrationsStore;
   catalogue: Pick<CatalogueStore, 'unitById'>;
   history: Pick<CheckInHistoryStore, 'recentRunsOf'>;
   flags: Pick<FlagsStore, 'flagsByIds'>;
   cases: Pick<CasesService, 'casesOfUnit'>;
+  certificates: Pick<CertificatesStore, 'certificatesOfUnit'>;
+  visits: Pick<VerificationStore, 'visitsOfUnit'>;
 }) {
   const { registrations: store, catalogue, history, flags } = deps;
 
@@ -78,13 +84,16 @@ export function createTimeline(deps: {
   }
 
   async function timelineOf(unit: LeanUnit, viewer: Viewer) {
+    const now = deps.clock.now();
     // Only the cases the viewer may see: the flags shown are those of these cases, so a
     // hidden case shows neither itself nor its flags.
-    const [registrations, transfers, runs, cases] = await Promise.all([
+    const [registrations, transfers, runs, cases, certificates, visits] = await Promise.all([
       store.registrationsByIds(unit.registrationIds ?? []),
       store.transfersByIds(unit.transferIds ?? []),
       history.recentRunsOf(unit, MAX_RUNS),
       deps.cases.casesOfUnit(unit._id, viewer),
+      isStaff(viewer.role) ? deps.certificates.certificatesOfUnit(unit._id) : [],
+      isStaff(viewer.role) ? deps.visits.visitsOfUnit(unit._id) : [],
     ]);
     const flagIds = cases.flatMap((c) => c.sources.filter((s) => s.kind === 'flag').slice(-FLAGS_PER_CASE).map((s) => s.id));
     const raised = (await flags.flagsByIds(flagIds)).flatMap((f) => (f && f.unitId === unit._id ? [f] : []));
@@ -106,6 +115,16 @@ export function createTimeline(deps: {
     for (const run of runs.slice(-MAX_RUNS)) entries.push(checkInRunEntry(run));
     for (const f of raised) entries.push({ at: f.raisedAt, kind: 'flag', title: `Red flag: ${f.rule}`, detail: `raised by ${f.source?.kind ?? 'unknown'} ${f.source?.id ?? ''}${f.caseId ? ` · case ${f.caseId}` : ''}`, country: f.country ?? null });
     for (const c of cases) entries.push({ at: c.openedAt, kind: 'case', title: `Case ${c._id} opened`, detail: `${c.title} · ${c.status}`, country: null });
+    // A certificate shows where its validity ends: expiry is what the record must not miss.
+    for (const c of certificates) {
+      entries.push({ at: c.validUntil, kind: 'certificate', title: `End-use certificate ${c.number} ${c.validUntil.getTime() <= now.getTime() ? 'expired' : 'expires'}`, detail: `${c.issuingAuthority} · end user ${c.endUser} · valid from ${day(c.validFrom)} · covers ${c.items.map((i) => `${i.modelId} × ${i.quantity}`).join(', ')}`, country: null });
+    }
+    for (const v of visits) {
+      const found = v.outcome?.units.find((u) => u.unitId === unit._id);
+      const result = !v.outcome ? 'planned' : found?.finding === 'seen' ? `unit seen${found.serialConfirmed ? ', serial confirmed' : ''}` : found?.finding === 'elsewhere' ? 'unit found elsewhere' : 'unit not found';
+      const also = v.outcome ? ` · location ${v.outcome.locationConfirmed ? 'confirmed' : 'not confirmed'} · end use ${v.outcome.endUseConsistent ? 'consistent' : 'not consistent'}${v.outcome.findings ? ` · ${v.outcome.findings.slice(0, 200)}` : ''}` : '';
+      entries.push({ at: v.outcome?.recordedAt ?? v.plannedFor, kind: 'visit', title: `Verification visit (${result})`, detail: `${v.site} · inspector ${v.inspector}${also}`, country: null });
+    }
     entries.sort((a, b) => a.at.getTime() - b.at.getTime());
 
     return {

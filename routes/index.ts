@@ -7,6 +7,7 @@ import { apiKeysApi, authApi, authPages, usersApi } from './auth';
 import { casePages, casesApi } from './cases';
 import { cataloguePages, importsApi, modelsApi, unitsApi } from './catalogue';
 import { checkInsApi } from './check-ins';
+import { epcisApi } from './epcis';
 import { flagPages, restrictedCountriesApi } from './flags';
 import { dashboardApi, exportsApi, insightPages, transparencyApi } from './insight';
 import { openapiApi } from './openapi';
@@ -25,6 +26,7 @@ export function apiModules(ctx: RouteContext): Array<{ prefix: string; router: E
     { prefix: '/users', router: usersApi(ctx) },
     { prefix: '/api-keys', router: apiKeysApi(ctx) },
     { prefix: '/check-ins', router: checkInsApi(ctx) },
+    { prefix: '/epcis', router: epcisApi(ctx) },
     { prefix: '/restricted-countries', router: restrictedCountriesApi(ctx) },
     { prefix: '/cases', router: casesApi(ctx) },
     { prefix: '/audit', router: auditApi(ctx) },

@@ -12,5 +12,5 @@ export const FLAG_RULES = [
 export type FlagRule = (typeof FLAG_RULES)[number];
 
 /** What raised a flag: the kind of record it was found in. */
-export const FLAG_SOURCE_KINDS = ['registration', 'transfer', 'check-in', 'report'] as const;
+export const FLAG_SOURCE_KINDS = ['registration', 'transfer', 'check-in', 'report', 'epcis-event'] as const;
 export type FlagSourceKind = (typeof FLAG_SOURCE_KINDS)[number];

@@ -9,7 +9,7 @@ import type { JobDefinition } from './runner';
  * instance dies moves to another within the lease length. Every job is safe to run again
  * after a crash part-way: its writes are guarded or idempotent.
  */
-export function backgroundJobs(services: Pick<Services, 'checkIns' | 'cases' | 'reports' | 'insight'>, jobs: Config['jobs'], logger: Pick<Logger, 'info'>): JobDefinition[] {
+export function backgroundJobs(services: Pick<Services, 'checkIns' | 'cases' | 'reports' | 'insight' | 'epcis'>, jobs: Config['jobs'], logger: Pick<Logger, 'info'>): JobDefinition[] {
   return [
     {
       // Folds the check-in outbox into unit summaries, history buckets and red flags: often
@@ -19,6 +19,14 @@ export function backgroundJobs(services: Pick<Services, 'checkIns' | 'cases' | '
       busyEveryMs: jobs.checkInSweepMs,
       runOnAcquire: true,
       run: () => services.checkIns.sweep(),
+    },
+    {
+      // EPCIS captures: their events mapped onto units, chunk by chunk, with progress on the job.
+      name: 'epcis-captures',
+      everyMs: jobs.epcisCaptureIdleMs,
+      busyEveryMs: jobs.checkInSweepMs,
+      runOnAcquire: true,
+      run: () => services.epcis.processCaptures(),
     },
     {
       // Reporter data of cases closed longer than RETENTION_MONTHS. On acquire too: an

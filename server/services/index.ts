@@ -7,6 +7,7 @@ import { createAuthService } from './auth';
 import { createCaseIntake, createCasesService } from './cases';
 import { createCatalogueService } from './catalogue';
 import { createCheckInsService } from './check-ins';
+import { createEpcisService } from './epcis';
 import { createFilesService } from './files';
 import { createFlagsService } from './flags';
 import { createInsightService } from './insight';
@@ -45,7 +46,8 @@ export function createServices(deps: ServiceDeps) {
   const reports = createReportsService({ ...deps, files, cases: caseIntake, audit, catalogue, flags, linker });
   const cases = createCasesService({ ...deps, audit, intake: caseIntake, ports: { unitControls: checkIns, registrations, reports } });
   const insight = createInsightService({ ...deps, audit });
-  return { audit, auth, cases, catalogue, checkIns, files, flags, insight, linker, notifications, registrations, reports };
+  const epcis = createEpcisService({ ...deps, audit, flags });
+  return { audit, auth, cases, catalogue, checkIns, epcis, files, flags, insight, linker, notifications, registrations, reports };
 }
 
 export type Services = ReturnType<typeof createServices>;

@@ -5,6 +5,7 @@ import { createCatalogueStore } from './catalogue';
 import { createCheckInHistoryStore } from './check-in-history';
 import { createCheckInsStore } from './check-ins';
 import type { Engine } from './engine';
+import { createEpcisStore } from './epcis';
 import { createFlagsStore } from './flags';
 import { createIdentityRequestsStore } from './identity-requests';
 import { createInsightStore } from './insight';
@@ -27,6 +28,7 @@ export function createStores(engine: Engine) {
     catalogue: createCatalogueStore(engine),
     checkIns: createCheckInsStore(engine),
     checkInHistory: createCheckInHistoryStore(engine),
+    epcis: createEpcisStore(engine),
     flags: createFlagsStore(engine),
     identityRequests: createIdentityRequestsStore(engine),
     insight: createInsightStore(engine),

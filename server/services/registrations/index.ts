@@ -15,6 +15,7 @@ import type { CasesService } from '../cases';
 import { normaliseCode, unitId } from '../catalogue/codes';
 import type { FilesService, IncomingFile } from '../files';
 import type { FlagsService } from '../flags';
+import type { EpcisStore } from '../../store/epcis';
 import { createTimeline, isStaff, type Viewer } from './timeline';
 import type { EndUserType } from '../../domain/registrations';
 
@@ -96,12 +97,12 @@ export function createRegistrationsService(deps: {
   flags: FlagsService;
   notifications: NotificationsService;
   cases: CasesService;
-  stores: { registrations: RegistrationsStore; catalogue: CatalogueStore; checkInHistory: CheckInHistoryStore; flags: Pick<FlagsStore, 'flagsByIds'> };
+  stores: { registrations: RegistrationsStore; catalogue: CatalogueStore; checkInHistory: CheckInHistoryStore; flags: Pick<FlagsStore, 'flagsByIds'>; epcis: Pick<EpcisStore, 'unitEvents'> };
 }) {
   const { clock, audit, auth, files, flags, notifications } = deps;
   const store = deps.stores.registrations;
   const catalogue = deps.stores.catalogue;
-  const { timeline, timelineFor } = createTimeline({ registrations: store, catalogue, history: deps.stores.checkInHistory, flags: deps.stores.flags, cases: deps.cases });
+  const { timeline, timelineFor } = createTimeline({ registrations: store, catalogue, history: deps.stores.checkInHistory, flags: deps.stores.flags, cases: deps.cases, epcis: deps.stores.epcis });
 
   async function loadModelAndUnit(modelSku: string, serial: string) {
     const model = await catalogue.modelById(normaliseCode(modelSku));

@@ -7,9 +7,9 @@ import { Flag } from '../models/flags';
 import { gs1CheckDigit } from '../server/services/catalogue';
 import { schemaErrors } from '../server/services/epcis/validation';
 import { createTestContext, type TestContext } from './helpers/context';
-import { makeApiKey } from './helpers/check-ins';
+import { checkInItem, makeApiKey, sendBatch } from './helpers/check-ins';
 import { apiUser } from './helpers/factories';
-import { makeModel, makeUnit } from './helpers/catalogue';
+import { makeModel, makeRegistration, makeUnit } from './helpers/catalogue';
 import { capture, countryLocation, epcisDocument, epcisKey, makeGtinUnit, objectEvent } from './helpers/epcis';
 
 const fixture = (name: string) => JSON.parse(fs.readFileSync(path.join(__dirname, 'fixtures/epcis', name), 'utf8')) as Record<string, unknown>;
@@ -174,5 +174,128 @@ describe('EPCIS capture', () => {
 
   it('validates its own fixtures against the schema it ships', () => {
     expect(schemaErrors(fixture('Example_9.6.1-ObjectEvent.jsonld'))).toEqual([]);
+  });
+});
+
+describe('EPCIS query and current state', () => {
+  let ctx: TestContext;
+  let key: Awaited<ReturnType<typeof epcisKey>>;
+  beforeAll(async () => {
+    ctx = await createTestContext({ RESTRICTED_COUNTRIES: 'KP' });
+    key = await epcisKey(ctx);
+  });
+  afterAll(() => ctx.close());
+
+  const query = (params: Record<string, string | string[]>) => request(ctx.app).get('/api/v1/epcis/events').query(params).set(key.auth);
+  const nextToken = (link: string | undefined) => (link ? new URL(/<([^>]+)>/.exec(link)![1]!, 'http://x').searchParams.get('nextPageToken') : null);
+
+  /** Every page of a query, following nextPageToken; each page checked against the schema. */
+  async function allPages(params: Record<string, string>) {
+    const ids: string[] = [];
+    let token: string | null = null;
+    for (let pages = 0; pages < 50; pages++) {
+      const res = await query({ ...params, ...(token ? { nextPageToken: token } : {}) });
+      expect(res.status).toBe(200);
+      const body = JSON.parse(res.text);
+      expect(schemaErrors(body)).toEqual([]);
+      ids.push(...body.epcisBody.queryResults.resultsBody.eventList.map((e: { eventID: string }) => e.eventID));
+      token = nextToken(res.headers.link);
+      if (!token) return ids;
+    }
+    throw new Error('paging did not end');
+  }
+
+  const DAY = 86_400_000;
+  const daysAfter = (t: Date, days: number) => new Date(t.getTime() + days * DAY).toISOString();
+
+  /** A unit registered now, then (a day apart each) a check-in, a captured shipment and a captured inspection. */
+  async function unitWithHistory() {
+    const { unit: made, sgtin, model } = await makeGtinUnit(ctx);
+    const registeredAt = ctx.clock.now();
+    await makeRegistration(ctx, { unit: made, country: 'KE' });
+    ctx.clock.advance(3 * DAY);
+    const device = await makeApiKey(ctx);
+    await sendBatch(ctx, device.auth, [checkInItem(made, { country: 'KE', observedAt: daysAfter(registeredAt, 1) })]);
+    const shipped = objectEvent({ epcList: [sgtin], eventTime: daysAfter(registeredAt, 2), bizStep: 'shipping', destinationList: [{ type: 'location', destination: countryLocation('UG') }] });
+    const seen = objectEvent({ epcList: [sgtin], eventTime: daysAfter(registeredAt, 3), bizStep: 'inspecting', disposition: 'active', bizLocation: { id: countryLocation('UG') } });
+    await capture(ctx, key.auth, epcisDocument([shipped, seen]));
+    return { unit: made, sgtin, model, shipped, seen, registeredAt };
+  }
+
+  it("returns a unit's whole history for its SGTIN, as schema-valid EPCIS, in time order", async () => {
+    const { sgtin, shipped, seen } = await unitWithHistory();
+    const res = await query({ MATCH_epc: sgtin });
+    expect(res.status).toBe(200);
+    expect(res.headers['content-type']).toMatch(/application\/ld\+json/);
+    const body = JSON.parse(res.text);
+    expect(schemaErrors(body)).toEqual([]);
+    const events = body.epcisBody.queryResults.resultsBody.eventList as Array<{ eventID: string; bizStep: string; eventTime: string }>;
+    expect(events.map((e) => e.bizStep)).toEqual(['accepting', 'urn:downstream:bizstep:firmware-check-in', 'shipping', 'inspecting']);
+    expect(events.slice(2).map((e) => e.eventID)).toEqual([shipped.eventID, seen.eventID]);
+    expect(res.headers.link).toBeUndefined();
+  });
+
+  it('filters by event type, business step and time', async () => {
+    const { sgtin, shipped, seen, registeredAt } = await unitWithHistory();
+    const ids = async (params: Record<string, string>) => JSON.parse((await query({ MATCH_epc: sgtin, ...params })).text).epcisBody.queryResults.resultsBody.eventList.map((e: { eventID: string }) => e.eventID);
+    expect(await ids({ EQ_bizStep: 'shipping' })).toEqual([shipped.eventID]);
+    expect(await ids({ EQ_bizStep: 'shipping|inspecting' })).toEqual([shipped.eventID, seen.eventID]);
+    expect(await ids({ GE_eventTime: daysAfter(registeredAt, 2.5) })).toEqual([seen.eventID]);
+    expect(await ids({ GE_eventTime: daysAfter(registeredAt, 2), LT_eventTime: daysAfter(registeredAt, 3) })).toEqual([shipped.eventID]);
+    expect(await ids({ LT_eventTime: daysAfter(registeredAt, 0.5), eventType: 'ObjectEvent' })).toEqual([expect.stringMatching(/^urn:downstream:event:registration:/)]);
+    expect(await ids({ eventType: 'TransactionEvent' })).toEqual([]);
+  });
+
+  it('pages by nextPageToken, returning every event exactly once', async () => {
+    const { sgtin } = await unitWithHistory();
+    const whole = await allPages({ MATCH_epc: sgtin, perPage: '100' });
+    expect(whole).toHaveLength(4);
+    const paged = await allPages({ MATCH_epc: sgtin, perPage: '1' });
+    expect(paged).toEqual(whole);
+
+    // Over captured events with no EPC named: one location's events, two per page.
+    const place = countryLocation('RW');
+    const events = Array.from({ length: 5 }, (_, i) => objectEvent({ bizStep: 'inspecting', bizLocation: { id: place }, eventTime: i < 3 ? '2026-01-01T00:00:00Z' : `2026-01-0${i}T00:00:00Z` }));
+    await capture(ctx, key.auth, epcisDocument(events));
+    const byLocation = await allPages({ EQ_bizLocation: place, perPage: '2' });
+    expect([...byLocation].sort()).toEqual(events.map((e) => e.eventID).sort());
+    expect(new Set(byLocation).size).toBe(5);
+  });
+
+  it('answers 400 naming the parameter for a bad time, page size or token', async () => {
+    expect((await query({ GE_eventTime: 'last week' })).body.error.fields).toHaveProperty('GE_eventTime');
+    expect((await query({ perPage: '0' })).body.error.fields).toHaveProperty('perPage');
+    const token = await query({ nextPageToken: 'not-a-token' });
+    expect(token.status).toBe(400);
+    expect(token.body.error.fields).toHaveProperty('nextPageToken');
+    expect((await query({ EQ_color: 'red' })).status).toBe(400);
+  });
+
+  it("gives an item's current state from its summary, agreeing with the unit page", async () => {
+    const { unit, sgtin } = await unitWithHistory();
+    const res = await request(ctx.app).get(`/api/v1/epcis/currentState/${encodeURIComponent(sgtin)}`).set(key.auth);
+    expect(res.status).toBe(200);
+    const page = await timelineOf(ctx, unit._id);
+    expect(res.body).toMatchObject({
+      epc: sgtin,
+      unitId: unit._id,
+      status: 'registered',
+      location: { country: page.current.country, source: page.current.source },
+      disposition: 'active',
+      controls: { updates: 'allowed', warranty: 'valid' },
+      lastCheckIn: { country: 'KE' },
+    });
+    // The inspection in Uganda came after the registration in Kenya.
+    expect(res.body.location).toMatchObject({ country: 'UG', source: 'external-event' });
+    expect(res.body.owner.registrationId).toEqual(expect.stringMatching(/^reg_/));
+
+    const unknown = await request(ctx.app).get(`/api/v1/epcis/currentState/${encodeURIComponent('urn:epc:id:sgtin:9999999.012345.1')}`).set(key.auth);
+    expect(unknown.status).toBe(404);
+  });
+
+  it('needs a key with the epcis:query scope', async () => {
+    const captureOnly = await makeApiKey(ctx, { scopes: ['epcis:capture'] });
+    expect((await request(ctx.app).get('/api/v1/epcis/events').set(captureOnly.auth)).status).toBe(403);
+    expect((await request(ctx.app).get('/api/v1/epcis/events')).status).toBe(401);
   });
 });

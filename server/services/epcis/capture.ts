@@ -158,7 +158,7 @@ export function createCapture(deps: {
     const inserted = await store.insertEvents(docs);
     // An event already stored by this capture is a chunk run again after a crash: apply it again (idempotently).
     const repeats = docs.flatMap((d, i) => (inserted[i] ? [] : [d._id]));
-    const owners = new Map(repeats.map((id, i) => [id, null as string | null]));
+    const owners = new Map(repeats.map((id) => [id, null as string | null]));
     (await store.capturesOfEvents(repeats)).forEach((c, i) => owners.set(repeats[i]!, c));
     const mine = docs.filter((d, i) => inserted[i] || owners.get(d._id) === captureId);
     const timelines = new Map<string, UnitEpcisEntry[]>();

@@ -13,6 +13,7 @@ import { dashboardApi, exportsApi, insightPages, transparencyApi } from './insig
 import { openapiApi } from './openapi';
 import { publicPages } from './pages';
 import { followUpApi, reportPages, reportsApi } from './reports';
+import { webhookPages, webhooksApi } from './webhooks';
 import { registrationPages, registrationsApi, transfersApi, unitTimelineApi } from './registrations';
 
 /**
@@ -41,6 +42,7 @@ export function apiModules(ctx: RouteContext): Array<{ prefix: string; router: E
     { prefix: '/transparency', router: transparencyApi(ctx) },
     { prefix: '/dashboard', router: dashboardApi(ctx) },
     { prefix: '/exports', router: exportsApi(ctx) },
+    { prefix: '/webhooks', router: webhooksApi(ctx) },
   ];
 }
 
@@ -55,6 +57,7 @@ export function mountRoutes(app: Express, ctx: RouteContext) {
   app.use(cataloguePages(ctx));
   app.use(registrationPages(ctx));
   app.use(insightPages(ctx));
+  app.use(webhookPages(ctx));
 
   const api = Router();
   for (const { prefix, router } of apiModules(ctx)) api.use(prefix || '/', router);

@@ -15,6 +15,7 @@ import { createLinkerService } from './linker';
 import { createNotificationsService } from './notifications';
 import { createRegistrationsService } from './registrations';
 import { createReportsService } from './reports';
+import { createWebhooksService } from './webhooks';
 
 export interface ServiceDeps {
   config: Config;
@@ -35,19 +36,21 @@ export function createServices(deps: ServiceDeps) {
   // before it and passed in as narrow ports.
   const audit = createAuditService(deps);
   const notifications = createNotificationsService(deps);
+  // Built early: the modules that change cases, flags, transfers and reports emit into its outbox.
+  const webhooks = createWebhooksService({ ...deps, audit });
   const auth = createAuthService({ ...deps, audit, notifications });
-  const caseIntake = createCaseIntake({ ...deps, audit });
+  const caseIntake = createCaseIntake({ ...deps, audit, webhooks });
   const files = createFilesService(deps);
-  const flags = createFlagsService({ ...deps, cases: caseIntake, audit });
+  const flags = createFlagsService({ ...deps, cases: caseIntake, audit, webhooks });
   const checkIns = createCheckInsService({ ...deps, flags });
   const catalogue = createCatalogueService({ ...deps, audit });
-  const registrations = createRegistrationsService({ ...deps, audit, auth, files, flags, notifications, cases: caseIntake });
+  const registrations = createRegistrationsService({ ...deps, audit, auth, files, flags, notifications, cases: caseIntake, webhooks });
   const linker = createLinkerService(deps);
-  const reports = createReportsService({ ...deps, files, cases: caseIntake, audit, catalogue, flags, linker });
-  const cases = createCasesService({ ...deps, audit, intake: caseIntake, ports: { unitControls: checkIns, registrations, reports } });
+  const reports = createReportsService({ ...deps, files, cases: caseIntake, audit, catalogue, flags, linker, webhooks });
+  const cases = createCasesService({ ...deps, audit, webhooks, intake: caseIntake, ports: { unitControls: checkIns, registrations, reports } });
   const insight = createInsightService({ ...deps, audit });
   const epcis = createEpcisService({ ...deps, audit, flags });
-  return { audit, auth, cases, catalogue, checkIns, epcis, files, flags, insight, linker, notifications, registrations, reports };
+  return { audit, auth, cases, catalogue, checkIns, epcis, files, flags, insight, linker, notifications, registrations, reports, webhooks };
 }
 
 export type Services = ReturnType<typeof createServices>;

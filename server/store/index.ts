@@ -13,6 +13,7 @@ import { createJobsStore } from './jobs';
 import { createLimitsStore } from './limits';
 import { createRegistrationsStore } from './registrations';
 import { createReportsStore } from './reports';
+import { createWebhooksStore } from './webhooks';
 
 /**
  * Every repository of the portal, built once per app from the detected engine. Services
@@ -36,6 +37,7 @@ export function createStores(engine: Engine) {
     limits: createLimitsStore(engine),
     registrations: createRegistrationsStore(engine),
     reports: createReportsStore(engine),
+    webhooks: createWebhooksStore(engine),
   };
 }
 

@@ -16,6 +16,7 @@ import { normaliseCode, unitId } from '../catalogue/codes';
 import type { FilesService, IncomingFile } from '../files';
 import type { FlagsService } from '../flags';
 import type { EpcisStore } from '../../store/epcis';
+import type { WebhookEmitter } from '../webhooks';
 import { createTimeline, isStaff, type Viewer } from './timeline';
 import type { EndUserType } from '../../domain/registrations';
 
@@ -97,6 +98,7 @@ export function createRegistrationsService(deps: {
   flags: FlagsService;
   notifications: NotificationsService;
   cases: CasesService;
+  webhooks: WebhookEmitter;
   stores: { registrations: RegistrationsStore; catalogue: CatalogueStore; checkInHistory: CheckInHistoryStore; flags: Pick<FlagsStore, 'flagsByIds'>; epcis: Pick<EpcisStore, 'unitEvents'> };
 }) {
   const { clock, audit, auth, files, flags, notifications } = deps;
@@ -331,6 +333,7 @@ export function createRegistrationsService(deps: {
     if (decision === 'approve') await applyTransfer(transfer, 'transfer-pending');
     else await store.unitBackToRegistered(transfer.unitId, now);
     await audit.record({ actorKind: 'user', actorId: staffUserId, action: decision === 'approve' ? 'transfer.approved' : 'transfer.refused', subjectKind: 'transfer', subjectId: id, detail: { unitId: transfer.unitId, reason } });
+    await deps.webhooks.emit('transfer.decided', id, { transferId: id, unitId: transfer.unitId, kind: transfer.kind, decision: decision === 'approve' ? 'approved' : 'refused', decidedAt: now.toISOString() });
     return transfer;
   }
 

@@ -1,6 +1,5 @@
 import type { DeliveryStatus, WebhookEventType } from '../domain/webhooks';
 import { WebhookDelivery, WebhookEvent, WebhookSubscription } from '../../models/webhooks';
-import { byIds } from './by-ids';
 import { chunksOf, type Engine, isDuplicateKey } from './engine';
 
 /**
@@ -55,7 +54,9 @@ export interface StoredDelivery {
 /** Attempts a delivery keeps in its log (the count says how many there were). */
 const ATTEMPTS_KEPT = 20;
 
-export function createWebhooksStore(engine: Engine) {
+// One path on both engines: subscriptions and the outbox are small; the deliveries due and a
+// subscription's log are index reads on MongoDB and scans of the deliveries on the embedded engine.
+export function createWebhooksStore(_engine: Engine) {
   return {
     // ----- subscriptions (a small collection) -----
 
@@ -107,7 +108,6 @@ export function createWebhooksStore(engine: Engine) {
     dueDeliveries: (now: Date, limit: number) => WebhookDelivery.find({ status: 'pending', nextAttemptAt: { $lte: now } }).sort({ nextAttemptAt: 1 }).limit(limit).lean<StoredDelivery[]>(),
 
     deliveryById: (id: string) => WebhookDelivery.findById(id).lean<StoredDelivery>(),
-    deliveriesByIds: (ids: readonly string[]) => byIds<StoredDelivery>(engine, WebhookDelivery as never, ids),
 
     async deliveriesOf(subscriptionId: string, page: { skip: number; limit: number }) {
       const [items, total] = await Promise.all([

@@ -9,9 +9,9 @@ import { gs1CheckDigit, normaliseCode, normaliseGtin } from '../catalogue/codes'
  */
 
 /** A unit as our own exports name it. */
-export const UNIT_EPC_PREFIX = 'urn:downstream:unit:';
+const UNIT_EPC_PREFIX = 'urn:downstream:unit:';
 /** A country as our own exports name locations. */
-export const COUNTRY_LOCATION_PREFIX = 'urn:downstream:location:country:';
+const COUNTRY_LOCATION_PREFIX = 'urn:downstream:location:country:';
 
 export type EpcTarget = { kind: 'unit'; unitId: string } | { kind: 'gtin'; gtin: string; serial: string };
 

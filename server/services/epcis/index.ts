@@ -12,9 +12,7 @@ import { createCapture } from './capture';
 import { createQuery } from './query';
 import { createEpcResolver } from './resolver';
 
-export { captureView, CAPTURE_CHUNK_EVENTS, type CaptureErrorBehaviour } from './capture';
-export { lastKnownLocation, type CapturedEntry } from './state';
-export type { EventQuery } from './query';
+export { captureView } from './capture';
 
 /**
  * EPCIS 2.0 for other systems: capture (capture.ts: schema-checked, idempotent by eventID,

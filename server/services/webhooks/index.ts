@@ -11,8 +11,6 @@ import { send } from './sender';
 import { newSecret, signatureHeaders } from './signing';
 import { resolveTarget, TargetRefused } from './target';
 
-export { WEBHOOK_EVENT_TYPES, type WebhookEventType } from '../../domain/webhooks';
-
 /**
  * Outgoing webhooks. A change emits an event into the outbox (`emit`, one call at the service
  * that made the change); the delivery job fans each event out to the subscriptions that want
@@ -22,9 +20,9 @@ export { WEBHOOK_EVENT_TYPES, type WebhookEventType } from '../../domain/webhook
  */
 
 /** The first retry comes this long after a failure; each next one twice as long… */
-export const FIRST_RETRY_MS = 30_000;
+const FIRST_RETRY_MS = 30_000;
 /** …but never more than this apart. */
-export const MAX_RETRY_GAP_MS = 4 * 3_600_000;
+const MAX_RETRY_GAP_MS = 4 * 3_600_000;
 /** Deliveries attempted at once by one run, and due deliveries one run takes. */
 const PARALLEL = 5;
 const DUE_PER_RUN = 100;
@@ -41,7 +39,7 @@ export interface WebhookEmitter {
 }
 
 /** How long after `attempts` failures the next attempt comes. */
-export const retryDelay = (attempts: number) => Math.min(FIRST_RETRY_MS * 2 ** Math.max(0, attempts - 1), MAX_RETRY_GAP_MS);
+const retryDelay = (attempts: number) => Math.min(FIRST_RETRY_MS * 2 ** Math.max(0, attempts - 1), MAX_RETRY_GAP_MS);
 
 const publicSubscription = (s: StoredSubscription) => ({
   id: s._id,
@@ -53,7 +51,6 @@ const publicSubscription = (s: StoredSubscription) => ({
   createdAt: s.createdAt,
   updatedAt: s.updatedAt,
 });
-export type PublicSubscription = ReturnType<typeof publicSubscription>;
 
 const publicDelivery = (d: StoredDelivery) => ({
   id: d._id,
@@ -68,7 +65,6 @@ const publicDelivery = (d: StoredDelivery) => ({
   createdAt: d.createdAt,
   deliveredAt: d.deliveredAt,
 });
-export type PublicDelivery = ReturnType<typeof publicDelivery>;
 
 export function createWebhooksService(deps: { clock: Clock; config: Config; logger: Pick<Logger, 'info' | 'warn' | 'error'>; audit: AuditService; stores: { webhooks: WebhooksStore } }) {
   const { clock, audit } = deps;

@@ -19,14 +19,16 @@ const timelineOf = async (ctx: TestContext, unitId: string) => {
   return res.body as { current: { country: string | null; source: string }; entries: Array<{ kind: string; title: string; country: string | null }> };
 };
 
+// One app and database for the file: a test context owns the process's database connection.
+let ctx: TestContext;
+let key: Awaited<ReturnType<typeof epcisKey>>;
+beforeAll(async () => {
+  ctx = await createTestContext({ RESTRICTED_COUNTRIES: 'KP' });
+  key = await epcisKey(ctx);
+});
+afterAll(() => ctx.close());
+
 describe('EPCIS capture', () => {
-  let ctx: TestContext;
-  let key: Awaited<ReturnType<typeof epcisKey>>;
-  beforeAll(async () => {
-    ctx = await createTestContext({ RESTRICTED_COUNTRIES: 'KP' });
-    key = await epcisKey(ctx);
-  });
-  afterAll(() => ctx.close());
 
   it("captures the standard's ObjectEvent example onto the units its SGTINs name, placed by the location master data", async () => {
     // The example's SGTINs (urn:epc:id:sgtin:0614141.107346.*): indicator 1, company prefix 0614141, item 07346.
@@ -172,19 +174,30 @@ describe('EPCIS capture', () => {
     expect(res.body.error.fields['epcisBody.eventList']).toMatch(/At most 10,000 events/);
   });
 
+  it('gives a product model a GTIN only when its check digit holds and no other model has it', async () => {
+    const admin = await apiUser(ctx, 'admin');
+    const [first, second] = [await makeModel(ctx), await makeModel(ctx)];
+    const patch = (sku: string, gtin: string) => request(ctx.app).patch(`/api/v1/models/${sku}`).set(admin.auth).send({ gtin });
+    const wrong = await patch(first._id, '4006381333932');
+    expect(wrong.status).toBe(400);
+    expect(wrong.body.error.fields).toEqual({ gtin: 'Not a valid GTIN: 8, 12, 13 or 14 digits ending in the GS1 check digit.' });
+    const given = await patch(first._id, '4006381333931');
+    expect(given.status).toBe(200);
+    expect(given.body.model.gtin).toBe('04006381333931');
+    const taken = await patch(second._id, '04006381333931');
+    expect(taken.status).toBe(409);
+    expect(taken.body.error.fields).toEqual({ gtin: 'Another product model has this GTIN.' });
+    // Freed when the first model takes another one.
+    expect((await patch(first._id, '')).body.model.gtin).toBeNull();
+    expect((await patch(second._id, '4006381333931')).status).toBe(200);
+  });
+
   it('validates its own fixtures against the schema it ships', () => {
     expect(schemaErrors(fixture('Example_9.6.1-ObjectEvent.jsonld'))).toEqual([]);
   });
 });
 
 describe('EPCIS query and current state', () => {
-  let ctx: TestContext;
-  let key: Awaited<ReturnType<typeof epcisKey>>;
-  beforeAll(async () => {
-    ctx = await createTestContext({ RESTRICTED_COUNTRIES: 'KP' });
-    key = await epcisKey(ctx);
-  });
-  afterAll(() => ctx.close());
 
   const query = (params: Record<string, string | string[]>) => request(ctx.app).get('/api/v1/epcis/events').query(params).set(key.auth);
   const nextToken = (link: string | undefined) => (link ? new URL(/<([^>]+)>/.exec(link)![1]!, 'http://x').searchParams.get('nextPageToken') : null);

@@ -20,7 +20,7 @@ import { createStores } from '../server/store';
 import { createLogger } from '../server/logger';
 import { sessionCookieName } from '../server/middleware/auth';
 import { createAuditService } from '../server/services/audit';
-import { createCatalogueService } from '../server/services/catalogue';
+import { createCatalogueService, gs1CheckDigit } from '../server/services/catalogue';
 import { createRandom } from './lib/random';
 import { mapLimit, runLoad, type LoadResult } from './lib/load';
 import { buildReport, machine, toMarkdown, type BenchReport, type Figure } from './lib/results';
@@ -29,7 +29,7 @@ import { childPids, memorySampler, readMemory, startServer, type RunningServer }
 import { benchEnv, BENCH_DB_NAME, inheritedEnv, readManifest, resultsDir, type Manifest } from './lib/target';
 
 const { values: args } = parseArgs({ options: { profile: { type: 'boolean', default: false }, quick: { type: 'boolean', default: false }, only: { type: 'string', default: '' } } });
-/** --only timeline,queue,ingest,reports,uploads,import,export,dashboard,screening: a subset of the phases (results are then partial). */
+/** --only timeline,queue,ingest,reports,uploads,import,export,epcis,dashboard,screening: a subset of the phases (results are then partial). */
 const only = new Set(args.only.split(',').map((p) => p.trim()).filter(Boolean));
 /** --quick: shorter phases, for checking the bench itself (figures are then rougher). */
 const T = args.quick ? { latency: 4, ingest: 8, raw: 5, reports: 8 } : { latency: 10, ingest: 30, raw: 15, reports: 30 };
@@ -244,6 +244,105 @@ async function ingest(server: RunningServer, manifest: Manifest): Promise<{ figu
       { id: 'ingest.raw', label: 'Raw insertMany ceiling (driver, batches of 1,000, 4 in parallel)', value: raw, unit: 'docs/s', target: null },
       { id: 'ingest.api', label: 'Check-in batch API (1,000 per batch, flags + idempotency, 4 clients)', value: perSecond, unit: 'check-ins/s', target: null, note: `median batch ${Math.round(r.median ?? 0)} ms, p95 ${Math.round(r.p95 ?? 0)} ms${r.failures ? `; ${r.failures} failed: ${r.firstFailure}` : ''}` },
       { id: 'ingest.ratio', label: 'API throughput / raw ceiling', value: !raw ? null : (perSecond / raw) * 100, unit: '%', target: { kind: 'min', value: 50 } },
+    ],
+    notes,
+  };
+}
+
+/** EPCIS events one bench capture holds (the API's limit), and how many in all. */
+const EPCIS_PER_CAPTURE = 10_000;
+const EPCIS_EVENTS = args.quick ? 20_000 : 100_000;
+
+/** A GTIN-14 per model (indicator 0, a bench company prefix, the model's index), with its SGTIN form. */
+function benchGtin(index: number) {
+  const prefix = '0614141';
+  const item = `0${String(index).padStart(5, '0')}`;
+  const first13 = `${item[0]}${prefix}${item.slice(1)}`;
+  const gtin = `${first13}${gs1CheckDigit(first13)}`;
+  return { gtin, sgtin: (serial: string) => `urn:epc:id:sgtin:${prefix}.${item}.${serial}` };
+}
+
+/**
+ * EPCIS capture (issue 19): 100,000 ObjectEvents naming sampled units by SGTIN, sent as
+ * captures of 10,000 (4 at a time, as the check-in clients), timed from the first POST until
+ * every capture job reports done (events stored, mapped to units and on their timelines). The
+ * check-in batch API takes the same number of check-ins in the same run, first, for the ratio.
+ */
+async function epcisCapture(server: RunningServer, manifest: Manifest, adminToken: string): Promise<{ figures: Figure[]; notes: string[] }> {
+  const notes: string[] = [];
+  const gtins = new Map(manifest.dataset.modelIds.map((m, i) => [m, benchGtin(i + 1)]));
+  for (const [modelId, { gtin }] of gtins) {
+    const res = await api(server, 'PATCH', `/api/v1/models/${encodeURIComponent(modelId)}`, { token: adminToken, json: { gtin } });
+    if (res.status !== 200) throw new Error(`GTIN for ${modelId}: ${res.status} ${JSON.stringify(res.body)}`);
+  }
+  const made = await api<{ key: string }>(server, 'POST', '/api/v1/api-keys', { token: adminToken, json: { name: `bench epcis ${Date.now()}`, scopes: ['epcis:capture'] } });
+  if (made.status !== 201) throw new Error(`EPCIS key: ${made.status} ${JSON.stringify(made.body)}`);
+  const key = made.body.key;
+
+  // The check-in batch API on as many check-ins, 4 clients.
+  const next = batchMaker(manifest, 19);
+  let sent = 0;
+  const ciStarted = Date.now();
+  await mapLimit(Array.from({ length: EPCIS_EVENTS / BATCH }), 4, async () => {
+    const res = await api(server, 'POST', '/api/v1/check-ins/batch', { token: manifest.apiKey, json: { items: next() } });
+    if (res.status !== 200) throw new Error(`check-in batch: ${res.status}`);
+    sent += BATCH;
+  });
+  const checkInsPerSecond = sent / ((Date.now() - ciStarted) / 1000);
+  log(`  check-in batch API: ${Math.round(checkInsPerSecond).toLocaleString('en')} check-ins/s`);
+  await summariesCaughtUp(server);
+
+  const random = createRandom(23);
+  const runId = crypto.randomBytes(4).toString('hex');
+  const document = (c: number) => ({
+    '@context': ['https://ref.gs1.org/standards/epcis/2.0.0/epcis-context.jsonld'],
+    type: 'EPCISDocument',
+    schemaVersion: '2.0',
+    creationDate: new Date().toISOString(),
+    epcisBody: {
+      eventList: Array.from({ length: EPCIS_PER_CAPTURE }, (_, i) => {
+        const unit = random.pick(manifest.dataset.sample);
+        return {
+          type: 'ObjectEvent',
+          eventID: `urn:uuid:bench-${runId}-${c}-${i}`,
+          eventTime: new Date(Date.now() - random.int(0, 86_400_000)).toISOString(),
+          eventTimeZoneOffset: '+00:00',
+          epcList: [gtins.get(unit.modelId)!.sgtin(unit.serial)],
+          action: 'OBSERVE',
+          bizStep: 'inspecting',
+          disposition: 'active',
+          readPoint: { id: `urn:downstream:location:country:${unit.country}` },
+        };
+      }),
+    },
+  });
+  const started = Date.now();
+  const jobs = await mapLimit(Array.from({ length: EPCIS_EVENTS / EPCIS_PER_CAPTURE }, (_, c) => c), 4, async (c) => {
+    const res = await fetch(`${server.url}/api/v1/epcis/capture`, { method: 'POST', headers: { authorization: `Bearer ${key}`, 'content-type': 'application/ld+json' }, body: JSON.stringify(document(c)), signal: AbortSignal.timeout(300_000) });
+    if (res.status !== 202) throw new Error(`capture ${c}: ${res.status} ${(await res.text()).slice(0, 300)}`);
+    return res.headers.get('location')!;
+  });
+  const accepted = (Date.now() - started) / 1000;
+  let stored = 0;
+  for (const job of jobs) {
+    for (;;) {
+      const { body } = await api<{ running: boolean; success: boolean; counts: { stored: number; matchedUnits: number }; status: string }>(server, 'GET', job, { token: key });
+      if (!body.running) {
+        if (!body.success) notes.push(`EPCIS capture ${job} ended ${body.status}.`);
+        stored += body.counts.stored;
+        break;
+      }
+      await new Promise((r) => setTimeout(r, 500));
+    }
+  }
+  const seconds = (Date.now() - started) / 1000;
+  const perSecond = EPCIS_EVENTS / seconds;
+  log(`  EPCIS capture: ${Math.round(perSecond).toLocaleString('en')} events/s processed (${stored.toLocaleString('en')} stored; accepted in ${accepted.toFixed(1)} s)`);
+  return {
+    figures: [
+      { id: 'epcis.checkins', label: `Check-in batch API in this phase (${EPCIS_EVENTS.toLocaleString('en')} check-ins, 4 clients, answered)`, value: checkInsPerSecond, unit: 'check-ins/s', target: null },
+      { id: 'epcis.capture', label: `EPCIS capture, ${EPCIS_EVENTS.toLocaleString('en')} ObjectEvents by SGTIN (captures of 10,000, until every job is done)`, value: perSecond, unit: 'events/s', target: null, note: `${stored.toLocaleString('en')} stored; all ${EPCIS_EVENTS / EPCIS_PER_CAPTURE} captures accepted (202) after ${accepted.toFixed(1)} s` },
+      { id: 'epcis.ratio', label: 'EPCIS capture (processed) / check-in batch API (answered)', value: (perSecond / checkInsPerSecond) * 100, unit: '%', target: null, note: 'check-ins are answered before their background fold; captures are counted once mapped onto units' },
     ],
     notes,
   };
@@ -549,6 +648,11 @@ async function main() {
     await phase('4b. refused uploads: uploads', () => tokenlessUploads(server, memory));
     await phase('5. memory: import', () => csvImport(server, manifest, adminToken, memory, notes));
     await phase('6. memory: export', () => exportUnits(server, adminToken, memory));
+    await phase('8. EPCIS capture: epcis', async () => {
+      const captured = await epcisCapture(server, manifest, adminToken);
+      notes.push(...captured.notes);
+      return captured.figures;
+    });
     await phase('7. dashboard', async () => {
       const snapshot = await dashboardSnapshot(server, investigatorToken);
       const { ready, ...figure } = snapshot;

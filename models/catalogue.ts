@@ -38,6 +38,8 @@ const productModelSchema = new Schema(
     endUseTerms: { type: [endUseTermsSchema], default: [] },
     /** Shown in the public report form's model picker. */
     publicName: { type: String, trim: true, maxlength: 200 },
+    /** GTIN-14 of the model's trade item (EPCIS SGTINs and GS1 Digital Links name units by it); `ModelGtin` keeps it unique. */
+    gtin: { type: String, default: null },
     unitCount: { type: Number, default: 0 },
     createdAt: { type: Date, required: true },
     updatedAt: { type: Date, required: true },
@@ -46,6 +48,16 @@ const productModelSchema = new Schema(
 );
 
 export const ProductModel = mongoose.model('ProductModel', productModelSchema);
+
+/** GTIN-14 → the model carrying it: its `_id` makes a GTIN name one model on every engine. */
+const modelGtinSchema = new Schema(
+  {
+    _id: { type: String, required: true }, // GTIN-14
+    modelId: { type: String, required: true },
+  },
+  { versionKey: false },
+);
+export const ModelGtin = mongoose.model('ModelGtin', modelGtinSchema, 'modelGtins');
 
 const countryVisitSchema = new Schema(
   {

@@ -69,6 +69,7 @@ const modelFields = {
   capabilities: listOf(z.enum(CAPABILITIES, `Capabilities are among: ${CAPABILITIES.join(', ')}.`)).default([]),
   intendedUses: listOf(shortText(200, 'An intended use')).default([]).refine((l) => l.length <= 50, 'At most 50 intended uses.'),
   publicName: shortText(200, 'Public name').optional(),
+  gtin: shortText(20, 'GTIN').optional(),
 };
 export const modelInput = z.object({ sku: requiredText(64, 'SKU'), ...modelFields, endUseTerms: shortText(20_000, 'End-use terms').optional() });
 const modelEdit = z.object(modelFields);
@@ -113,6 +114,7 @@ export const publicModel = (m: LeanModel) => ({
   capabilities: m.capabilities,
   intendedUses: m.intendedUses,
   publicName: m.publicName ?? m.name,
+  gtin: m.gtin ?? null,
   endUseTerms: m.endUseTerms.map((t) => ({ version: t.version, text: t.text, publishedAt: t.publishedAt })),
   unitCount: m.unitCount ?? 0,
   createdAt: m.createdAt,

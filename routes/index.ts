@@ -8,11 +8,13 @@ import { casePages, casesApi } from './cases';
 import { cataloguePages, importsApi, modelsApi, unitsApi } from './catalogue';
 import { certificatePages, certificatesApi } from './certificates';
 import { checkInsApi } from './check-ins';
+import { epcisApi } from './epcis';
 import { flagPages, restrictedCountriesApi } from './flags';
 import { dashboardApi, exportsApi, insightPages, transparencyApi } from './insight';
 import { openapiApi } from './openapi';
 import { publicPages } from './pages';
 import { followUpApi, reportPages, reportsApi } from './reports';
+import { webhookPages, webhooksApi } from './webhooks';
 import { registrationPages, registrationsApi, transfersApi, unitTimelineApi } from './registrations';
 import { screeningApi, screeningPages } from './screening';
 import { verificationPages, visitsApi } from './verification';
@@ -28,6 +30,7 @@ export function apiModules(ctx: RouteContext): Array<{ prefix: string; router: E
     { prefix: '/users', router: usersApi(ctx) },
     { prefix: '/api-keys', router: apiKeysApi(ctx) },
     { prefix: '/check-ins', router: checkInsApi(ctx) },
+    { prefix: '/epcis', router: epcisApi(ctx) },
     { prefix: '/restricted-countries', router: restrictedCountriesApi(ctx) },
     { prefix: '/cases', router: casesApi(ctx) },
     { prefix: '/audit', router: auditApi(ctx) },
@@ -45,6 +48,7 @@ export function apiModules(ctx: RouteContext): Array<{ prefix: string; router: E
     { prefix: '/screening', router: screeningApi(ctx) },
     { prefix: '/certificates', router: certificatesApi(ctx) },
     { prefix: '/visits', router: visitsApi(ctx) },
+    { prefix: '/webhooks', router: webhooksApi(ctx) },
   ];
 }
 
@@ -62,6 +66,7 @@ export function mountRoutes(app: Express, ctx: RouteContext) {
   app.use(screeningPages(ctx));
   app.use(certificatePages(ctx));
   app.use(verificationPages(ctx));
+  app.use(webhookPages(ctx));
 
   const api = Router();
   for (const { prefix, router } of apiModules(ctx)) api.use(prefix || '/', router);

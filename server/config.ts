@@ -110,6 +110,23 @@ const envSchema = z.object({
     .refine((list) => list.every((t) => (END_USER_TYPES as readonly string[]).includes(t)), `a comma-separated list of ${END_USER_TYPES.join(', ')}`),
   /** Post-shipment verification: highest-risk units with no visit in this many months are due one. */
   VERIFICATION_DUE_MONTHS: z.coerce.number().int().min(1).max(120).default(12),
+  /** How often the holder of the EPCIS capture job looks for new captures when none is waiting. */
+  EPCIS_CAPTURE_IDLE_SECONDS: z.coerce.number().int().min(1).max(3600).default(2),
+  /** How often the holder of the webhook job delivers what is due. */
+  WEBHOOK_DELIVERY_EVERY_SECONDS: z.coerce.number().int().min(1).max(3600).default(5),
+  /** A webhook receiver must answer within this long; else the attempt failed and is retried. */
+  WEBHOOK_TIMEOUT_MS: z.coerce.number().int().min(100).max(30_000).default(5_000),
+  /** How long failed deliveries are retried (exponential backoff) before they are dead-lettered. */
+  WEBHOOK_RETRY_HOURS: z.coerce.number().int().min(1).max(168).default(24),
+  /**
+   * Private, loopback or link-local networks webhooks may still target (comma-separated CIDRs),
+   * e.g. an intranet ticketing system; empty: public addresses only. Cloud metadata addresses never.
+   */
+  WEBHOOK_ALLOWED_PRIVATE_TARGETS: z
+    .string()
+    .default('')
+    .transform((v) => v.split(',').map((c) => c.trim()).filter(Boolean))
+    .refine((list) => list.every((c) => /^[0-9a-fA-F:.]+\/\d{1,3}$/.test(c)), 'a comma-separated list of CIDR ranges, e.g. 10.20.0.0/16'),
 });
 
 export type Env = Record<string, string | undefined>;
@@ -139,7 +156,9 @@ export interface Config {
   /** Counts below this are hidden on the public transparency report (small numbers can identify people). */
   transparencyMinCount: number;
   /** Background jobs (server/jobs): each runs on the one instance holding its lease. */
-  jobs: { leaseMs: number; checkInSweepMs: number; checkInIdleSweepMs: number; retentionEveryMs: number; reportLinksEveryMs: number };
+  jobs: { leaseMs: number; checkInSweepMs: number; checkInIdleSweepMs: number; retentionEveryMs: number; reportLinksEveryMs: number; epcisCaptureIdleMs: number; webhookDeliveryEveryMs: number };
+  /** Outgoing webhooks: the receiver's time to answer, the retry window, the private networks an admin allowed. */
+  webhooks: { timeoutMs: number; retryWindowMs: number; allowedPrivateTargets: string[] };
   /** Outgoing mail: SMTP, or (smtpUrl null) .eml files in `dataDir/outbox`. */
   mail: { smtpUrl: string | null; from: string; publicUrl: string };
   /** Reading a reporter's identity: who approves besides admins, and how long a grant lasts. */
@@ -240,7 +259,10 @@ export function loadConfig(env: Env = process.env): Config {
       checkInIdleSweepMs: e.CHECK_IN_IDLE_SWEEP_SECONDS * 1000,
       retentionEveryMs: e.RETENTION_EVERY_MINUTES * 60_000,
       reportLinksEveryMs: e.REPORT_LINKS_EVERY_SECONDS * 1000,
+      epcisCaptureIdleMs: e.EPCIS_CAPTURE_IDLE_SECONDS * 1000,
+      webhookDeliveryEveryMs: e.WEBHOOK_DELIVERY_EVERY_SECONDS * 1000,
     },
+    webhooks: { timeoutMs: e.WEBHOOK_TIMEOUT_MS, retryWindowMs: e.WEBHOOK_RETRY_HOURS * 3_600_000, allowedPrivateTargets: e.WEBHOOK_ALLOWED_PRIVATE_TARGETS },
     mail: {
       smtpUrl: e.SMTP_URL ?? null,
       from: e.MAIL_FROM,

@@ -9,7 +9,11 @@ import type { JobDefinition } from './runner';
  * instance dies moves to another within the lease length. Every job is safe to run again
  * after a crash part-way: its writes are guarded or idempotent.
  */
-export function backgroundJobs(services: Pick<Services, 'checkIns' | 'cases' | 'reports' | 'insight' | 'screening' | 'certificates'>, jobs: Config['jobs'], logger: Pick<Logger, 'info'>): JobDefinition[] {
+export function backgroundJobs(
+  services: Pick<Services, 'checkIns' | 'cases' | 'reports' | 'insight' | 'screening' | 'certificates' | 'epcis' | 'webhooks'>,
+  jobs: Config['jobs'],
+  logger: Pick<Logger, 'info'>,
+): JobDefinition[] {
   return [
     {
       // Folds the check-in outbox into unit summaries, history buckets and red flags: often
@@ -19,6 +23,22 @@ export function backgroundJobs(services: Pick<Services, 'checkIns' | 'cases' | '
       busyEveryMs: jobs.checkInSweepMs,
       runOnAcquire: true,
       run: () => services.checkIns.sweep(),
+    },
+    {
+      // EPCIS captures: their events mapped onto units, chunk by chunk, with progress on the job.
+      name: 'epcis-captures',
+      everyMs: jobs.epcisCaptureIdleMs,
+      busyEveryMs: jobs.checkInSweepMs,
+      runOnAcquire: true,
+      run: () => services.epcis.processCaptures(),
+    },
+    {
+      // Webhooks: the outbox fanned out to subscriptions, then every delivery due (retries included).
+      name: 'webhook-deliveries',
+      everyMs: jobs.webhookDeliveryEveryMs,
+      busyEveryMs: jobs.checkInSweepMs,
+      runOnAcquire: true,
+      run: () => services.webhooks.deliverDue(),
     },
     {
       // Reporter data of cases closed longer than RETENTION_MONTHS. On acquire too: an

@@ -8,6 +8,7 @@ import { createCaseIntake, createCasesService } from './cases';
 import { createCatalogueService } from './catalogue';
 import { createCertificatesService } from './certificates';
 import { createCheckInsService } from './check-ins';
+import { createEpcisService } from './epcis';
 import { createFilesService } from './files';
 import { createFlagsService } from './flags';
 import { createInsightService } from './insight';
@@ -17,6 +18,7 @@ import { createRegistrationsService } from './registrations';
 import { createReportsService } from './reports';
 import { createScreeningReview, createScreeningService } from './screening';
 import { createVerificationService } from './verification';
+import { createWebhooksService } from './webhooks';
 
 export interface ServiceDeps {
   config: Config;
@@ -37,27 +39,30 @@ export function createServices(deps: ServiceDeps) {
   // before it and passed in as narrow ports.
   const audit = createAuditService(deps);
   const notifications = createNotificationsService(deps);
+  // Built early: the modules that change cases, flags, transfers and reports emit into its outbox.
+  const webhooks = createWebhooksService({ ...deps, audit });
   const auth = createAuthService({ ...deps, audit, notifications });
-  const caseIntake = createCaseIntake({ ...deps, audit });
+  const caseIntake = createCaseIntake({ ...deps, audit, webhooks });
   const files = createFilesService(deps);
-  const flags = createFlagsService({ ...deps, cases: caseIntake, audit });
+  const flags = createFlagsService({ ...deps, cases: caseIntake, audit, webhooks });
   const checkIns = createCheckInsService({ ...deps, flags });
   const catalogue = createCatalogueService({ ...deps, audit });
   const screening = createScreeningService({ ...deps, audit });
   const certificates = createCertificatesService({ ...deps, audit, files, flags });
   const verification = createVerificationService({ ...deps, audit, files, flags });
-  const registrations = createRegistrationsService({ ...deps, audit, auth, files, flags, notifications, cases: caseIntake, screening, certificates });
+  const registrations = createRegistrationsService({ ...deps, audit, auth, files, flags, notifications, cases: caseIntake, screening, certificates, webhooks });
   const screeningReview = createScreeningReview({ ...deps, audit, flags, ports: { releaseRegistration: registrations.releaseHeldRegistration } });
   const linker = createLinkerService(deps);
-  const reports = createReportsService({ ...deps, files, cases: caseIntake, audit, catalogue, flags, linker });
-  const cases = createCasesService({ ...deps, audit, intake: caseIntake, ports: { unitControls: checkIns, registrations, reports } });
+  const reports = createReportsService({ ...deps, files, cases: caseIntake, audit, catalogue, flags, linker, webhooks });
+  const cases = createCasesService({ ...deps, audit, webhooks, intake: caseIntake, ports: { unitControls: checkIns, registrations, reports } });
   const firstPage = { page: 1, perPage: 6, skip: 0, limit: 6 };
   const insight = createInsightService({
     ...deps,
     audit,
     dueDiligence: { certificatesExpiringSoon: () => certificates.expiringSoon(firstPage), unitsDueVerification: () => verification.dueForVerification(firstPage), verificationDueMonths: verification.dueMonths },
   });
-  return { audit, auth, cases, catalogue, certificates, checkIns, files, flags, insight, linker, notifications, registrations, reports, screening, screeningReview, verification };
+  const epcis = createEpcisService({ ...deps, audit, flags });
+  return { audit, auth, cases, catalogue, certificates, checkIns, epcis, files, flags, insight, linker, notifications, registrations, reports, screening, screeningReview, verification, webhooks };
 }
 
 export type Services = ReturnType<typeof createServices>;

@@ -1,5 +1,5 @@
 import type { Model } from 'mongoose';
-import { ImportJob, ProductModel, SerialIndex, Unit } from '../../models/catalogue';
+import { ImportJob, ModelGtin, ProductModel, SerialIndex, Unit } from '../../models/catalogue';
 import { tallyUnits, unitStateChange } from './insight';
 import { byIds, existingByIds } from './by-ids';
 import { chunksOf, type Engine, isDuplicateKey, DUPLICATE_KEY } from './engine';
@@ -123,6 +123,29 @@ export function createCatalogueStore(engine: Engine) {
     async appendTerms(id: string, versionsSeen: number, terms: { version: number; text: string; publishedAt: Date }): Promise<boolean> {
       const res = await ProductModel.updateOne({ _id: id, endUseTerms: { $size: versionsSeen } }, { $push: { endUseTerms: terms }, $set: { updatedAt: terms.publishedAt } });
       return res.modifiedCount === 1;
+    },
+
+    /**
+     * Gives the model `gtin` (or none): the lookup is claimed first, so of two models asking for
+     * one GTIN only one gets it (false: another model has it). The model's previous GTIN is freed.
+     */
+    async setModelGtin(modelId: string, gtin: string | null, previous: string | null): Promise<boolean> {
+      if (gtin && gtin !== previous) {
+        try {
+          await ModelGtin.create({ _id: gtin, modelId });
+        } catch (err) {
+          if (!isDuplicateKey(err)) throw err;
+          if ((await ModelGtin.findById(gtin).lean())?.modelId !== modelId) return false;
+        }
+      }
+      await ProductModel.updateOne({ _id: modelId }, { $set: { gtin } });
+      if (previous && previous !== gtin) await ModelGtin.deleteOne({ _id: previous, modelId });
+      return true;
+    },
+
+    /** The model ids of GTIN-14s, in order (null where none). */
+    async modelIdsByGtins(gtins: readonly string[]): Promise<Array<string | null>> {
+      return (await byIds<{ _id: string; modelId: string }>(engine, ModelGtin as never, gtins)).map((d) => d?.modelId ?? null);
     },
 
     async listModels(page: { skip: number; limit: number }) {

@@ -6,6 +6,7 @@ import { createCertificatesStore } from './certificates';
 import { createCheckInHistoryStore } from './check-in-history';
 import { createCheckInsStore } from './check-ins';
 import type { Engine } from './engine';
+import { createEpcisStore } from './epcis';
 import { createFlagsStore } from './flags';
 import { createIdentityRequestsStore } from './identity-requests';
 import { createInsightStore } from './insight';
@@ -15,6 +16,7 @@ import { createRegistrationsStore } from './registrations';
 import { createReportsStore } from './reports';
 import { createScreeningStore } from './screening';
 import { createVerificationStore } from './verification';
+import { createWebhooksStore } from './webhooks';
 
 /**
  * Every repository of the portal, built once per app from the detected engine. Services
@@ -31,6 +33,7 @@ export function createStores(engine: Engine) {
     certificates: createCertificatesStore(engine),
     checkIns: createCheckInsStore(engine),
     checkInHistory: createCheckInHistoryStore(engine),
+    epcis: createEpcisStore(engine),
     flags: createFlagsStore(engine),
     identityRequests: createIdentityRequestsStore(engine),
     insight: createInsightStore(engine),
@@ -40,6 +43,7 @@ export function createStores(engine: Engine) {
     reports: createReportsStore(engine),
     screening: createScreeningStore(engine),
     verification: createVerificationStore(engine),
+    webhooks: createWebhooksStore(engine),
   };
 }
 

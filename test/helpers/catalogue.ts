@@ -26,6 +26,7 @@ export async function makeModel(ctx: TestContext, fields: Partial<ModelInput> & 
       capabilities: fields.capabilities ?? [],
       intendedUses: fields.intendedUses ?? ['office networking', 'home networking'],
       publicName: fields.publicName,
+      gtin: fields.gtin,
       endUseTerms: 'endUseTerms' in fields ? fields.endUseTerms : DEFAULT_TERMS,
     },
     SYSTEM,

@@ -90,6 +90,8 @@ export function caseLeverage(deps: CaseDeps, ports: CasePorts) {
         audit: { actionId: action._id, kind: action.kind, unitIds },
       });
       await applyEffect(caseId, action, true, actor);
+      await deps.webhooks.emit('leverage.action_added', action._id, { caseId, actionId: action._id, kind: action.kind, unitIds, at: now.toISOString() });
+      if (action.kind === 'withhold-updates') await deps.webhooks.emit('leverage.updates_withheld', action._id, { caseId, actionId: action._id, unitIds, at: now.toISOString() });
       return action._id;
     },
 
@@ -108,7 +110,10 @@ export function caseLeverage(deps: CaseDeps, ports: CasePorts) {
         detail: `${action.kind} ${actionId}: ${action.status} → ${input.status}`,
         audit: { actionId, kind: action.kind, from: action.status, to: input.status, outcome: input.outcome ?? '' },
       });
-      if (action.status === 'open' && input.status !== 'open') await applyEffect(caseId, { kind: action.kind, target: { unitIds: action.target?.unitIds ?? [] } }, false, actor);
+      if (action.status === 'open' && input.status !== 'open') {
+        await applyEffect(caseId, { kind: action.kind, target: { unitIds: action.target?.unitIds ?? [] } }, false, actor);
+        if (action.kind === 'withhold-updates') await deps.webhooks.emit('leverage.updates_restored', actionId, { caseId, actionId, unitIds: action.target?.unitIds ?? [], at: now.toISOString() });
+      }
     },
 
     async addRemediation(caseId: string, input: RemediationInput, actor: Actor) {

@@ -19,7 +19,7 @@ export interface CaseSubject {
 const subjectKey = (subject: CaseSubject) =>
   subject.unitId ? `unit:${subject.unitId}` : subject.serial ? `serial:${subject.serial}` : `model:${subject.modelId ?? 'none'}`;
 
-export function caseOpening(deps: Pick<CaseDeps, 'clock' | 'stores'>) {
+export function caseOpening(deps: Pick<CaseDeps, 'clock' | 'stores' | 'webhooks'>) {
   const { clock } = deps;
   const store = deps.stores.cases;
 
@@ -68,6 +68,7 @@ export function caseOpening(deps: Pick<CaseDeps, 'clock' | 'stores'>) {
         openedAt: now,
         history: [{ ...line, action: 'opened' }],
       });
+      await deps.webhooks.emit('case.opened', caseId, { caseId, openedAt: now.toISOString(), source: source.kind, rule: source.rule });
       return { caseId, opened: true };
     }
     throw new Error(`could not open or attach a case for ${key}`);

@@ -89,6 +89,9 @@ export function caseWorkflow(deps: CaseDeps, reports: ReportsPort) {
         },
       );
       if (closing) await store.releaseKeys(caseId);
+      const change_ = { caseId, from, to: input.to, at: now.toISOString() };
+      await deps.webhooks.emit('case.status_changed', `${caseId}|${from}|${input.to}|${change_.at}`, change_);
+      if (closing) await deps.webhooks.emit('case.closed', `${caseId}|${change_.at}`, { caseId, closureReason: input.closureReason ?? null, closedAt: change_.at });
       const shown = reporterStatusOf(input.to);
       if (shown) await tellReporters(reports, c, (r, reportId) => r.setStatus(reportId, shown, actor.id));
       return getCase(caseId);

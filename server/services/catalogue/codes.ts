@@ -21,3 +21,18 @@ export function parseDay(value: string): Date | null | undefined {
   const d = new Date(`${v}T00:00:00Z`);
   return Number.isNaN(d.getTime()) || d.toISOString().slice(0, 10) !== v ? undefined : d;
 }
+
+/** GS1 check digit of the digits before it (mod 10, weights 3 and 1 from the right). */
+export function gs1CheckDigit(digits: string): number {
+  let sum = 0;
+  for (let i = 0; i < digits.length; i++) sum += Number(digits[digits.length - 1 - i]) * (i % 2 === 0 ? 3 : 1);
+  return (10 - (sum % 10)) % 10;
+}
+
+/** A GTIN-8/12/13/14 as its GTIN-14 (left-padded with zeros), or null when it is not one (length or check digit). */
+export function normaliseGtin(value: string): string | null {
+  const digits = value.trim().replace(/[\s-]/g, '');
+  if (!/^(\d{8}|\d{12}|\d{13}|\d{14})$/.test(digits)) return null;
+  const gtin = digits.padStart(14, '0');
+  return gs1CheckDigit(gtin.slice(0, 13)) === Number(gtin[13]) ? gtin : null;
+}

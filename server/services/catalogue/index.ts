@@ -6,12 +6,12 @@ import { ConflictError, NotFoundError, ValidationError } from '../../errors';
 import type { Page } from '../../middleware/validate';
 import type { CatalogueStore } from '../../store/catalogue';
 import type { AuditService } from '../audit';
-import { CODE_PATTERN, CODE_RULE, normaliseCode, unitId } from './codes';
+import { CODE_PATTERN, CODE_RULE, normaliseCode, normaliseGtin, unitId } from './codes';
 import { createUnitImport, IMPORT_BATCH_SIZE, openAndUnlink } from './import';
 import type { RiskLevel } from '../../domain/catalogue';
 import { newUnit, type UnitChanges, type UnitInput } from './units';
 
-export { CODE_PATTERN, CODE_RULE, normaliseCode, parseDay, unitId } from './codes';
+export { CODE_PATTERN, CODE_RULE, gs1CheckDigit, normaliseCode, normaliseGtin, parseDay, unitId } from './codes';
 export { IMPORT_BATCH_SIZE, IMPORT_HEADER } from './import';
 export type { FirstSale, UnitChanges, UnitInput } from './units';
 
@@ -33,6 +33,8 @@ export interface ModelInput {
   capabilities: string[];
   intendedUses: string[];
   publicName?: string;
+  /** The trade item's GTIN (8, 12, 13 or 14 digits): EPCIS events name units by GTIN and serial. '' or null: none. */
+  gtin?: string | null;
   /** The first version of the end-use terms, if given at creation. */
   endUseTerms?: string;
 }
@@ -66,6 +68,19 @@ export function createCatalogueService(deps: { clock: Clock; logger: Logger; aud
     return unit;
   }
 
+  /** The GTIN-14 of `given`, null for none, undefined when not given; a GTIN that is not one is a field error. */
+  function gtinOf(given: string | null | undefined): string | null | undefined {
+    if (given === undefined) return undefined;
+    if (given === null || !given.trim()) return null;
+    const gtin = normaliseGtin(given);
+    if (!gtin) throw new ValidationError({ gtin: 'Not a valid GTIN: 8, 12, 13 or 14 digits ending in the GS1 check digit.' });
+    return gtin;
+  }
+
+  async function giveGtin(modelId: string, gtin: string | null, previous: string | null) {
+    if (!(await store.setModelGtin(modelId, gtin, previous))) throw new ConflictError('Another product model has this GTIN.', { gtin: 'Another product model has this GTIN.' });
+  }
+
   function checkCodes(sku: string, serial: string) {
     const errors: Record<string, string> = {};
     if (!CODE_PATTERN.test(sku)) errors.sku = `Not a valid SKU. ${CODE_RULE}`;
@@ -81,6 +96,7 @@ export function createCatalogueService(deps: { clock: Clock; logger: Logger; aud
     async createModel(input: ModelInput, actor: Actor) {
       const id = normaliseCode(input.sku);
       if (!CODE_PATTERN.test(id)) throw new ValidationError({ sku: `Not a valid SKU. ${CODE_RULE}` });
+      const gtin = gtinOf(input.gtin);
       const now = clock.now();
       const created = await store.insertModel({
         _id: id,
@@ -96,12 +112,19 @@ export function createCatalogueService(deps: { clock: Clock; logger: Logger; aud
         updatedAt: now,
       });
       if (!created) throw new ConflictError('A product model with this SKU already exists.', { sku: 'A product model with this SKU already exists.' });
+      if (gtin) await giveGtin(id, gtin, null);
       await audit.record({ actorKind: actor.userId ? 'user' : 'system', actorId: actor.userId, action: 'model.created', subjectKind: 'product-model', subjectId: id, detail: { riskLevel: input.riskLevel } });
       return getModel(id);
     },
 
     async updateModel(id: string, changes: ModelChanges, actor: Actor) {
-      const model = await store.updateModel(normaliseCode(id), { ...changes, updatedAt: clock.now() });
+      const { gtin: givenGtin, ...rest } = changes;
+      const gtin = gtinOf(givenGtin);
+      if (gtin !== undefined) {
+        const before = await getModel(id);
+        await giveGtin(before._id, gtin, before.gtin ?? null);
+      }
+      const model = await store.updateModel(normaliseCode(id), { ...rest, updatedAt: clock.now() });
       if (!model) throw new NotFoundError('No product model with this SKU.');
       await audit.record({ actorKind: 'user', actorId: actor.userId, action: 'model.updated', subjectKind: 'product-model', subjectId: model._id, detail: { fields: Object.keys(changes) } });
       return model;
@@ -126,6 +149,9 @@ export function createCatalogueService(deps: { clock: Clock; logger: Logger; aud
     },
 
     getModel,
+
+    /** The model ids of GTINs (any length; normalised to GTIN-14), in order: null where no model has it. */
+    modelIdsByGtins: (gtins: readonly string[]) => store.modelIdsByGtins(gtins.map((g) => normaliseGtin(g) ?? g)),
 
     listModels: (page: Page) => store.listModels(page),
 

@@ -16,7 +16,7 @@ export const DOWNSTREAM_NS = 'https://downstream.example/ns/epcis#';
 
 export const epcOf = (unitIdValue: string) => `urn:downstream:unit:${unitIdValue}`;
 const locationOf = (country: string) => `urn:downstream:location:country:${country}`;
-const partyOf = (kind: string, id: string) => `urn:downstream:party:${kind}:${id}`;
+export const partyOf = (kind: string, id: string) => `urn:downstream:party:${kind}:${id}`;
 
 export interface EpcisEvent {
   type: 'ObjectEvent';

@@ -19,6 +19,8 @@ import type { FilesService, IncomingFile } from '../files';
 import type { FlagsService } from '../flags';
 import type { ScreeningService } from '../screening';
 import type { CertificatesService } from '../certificates';
+import type { EpcisStore } from '../../store/epcis';
+import type { WebhookEmitter } from '../webhooks';
 import { createTimeline, isStaff, type Viewer } from './timeline';
 import type { EndUserType } from '../../domain/registrations';
 import type { RiskLevel } from '../../domain/catalogue';
@@ -105,12 +107,21 @@ export function createRegistrationsService(deps: {
   cases: CasesService;
   screening: Pick<ScreeningService, 'screenRecord' | 'isHeld'>;
   certificates: Pick<CertificatesService, 'rules' | 'requirement' | 'ofUnit'>;
-  stores: { registrations: RegistrationsStore; catalogue: CatalogueStore; checkInHistory: CheckInHistoryStore; flags: Pick<FlagsStore, 'flagsByIds'>; certificates: Pick<CertificatesStore, 'certificatesOfUnit'>; verification: Pick<VerificationStore, 'visitsOfUnit'> };
+  webhooks: WebhookEmitter;
+  stores: {
+    registrations: RegistrationsStore;
+    catalogue: CatalogueStore;
+    checkInHistory: CheckInHistoryStore;
+    flags: Pick<FlagsStore, 'flagsByIds'>;
+    certificates: Pick<CertificatesStore, 'certificatesOfUnit'>;
+    verification: Pick<VerificationStore, 'visitsOfUnit'>;
+    epcis: Pick<EpcisStore, 'unitEvents'>;
+  };
 }) {
   const { clock, audit, auth, files, flags, notifications, screening, certificates } = deps;
   const store = deps.stores.registrations;
   const catalogue = deps.stores.catalogue;
-  const { timeline, timelineFor } = createTimeline({ clock, registrations: store, catalogue, history: deps.stores.checkInHistory, flags: deps.stores.flags, cases: deps.cases, certificates: deps.stores.certificates, visits: deps.stores.verification });
+  const { timeline, timelineFor } = createTimeline({ clock, registrations: store, catalogue, history: deps.stores.checkInHistory, flags: deps.stores.flags, cases: deps.cases, certificates: deps.stores.certificates, visits: deps.stores.verification, epcis: deps.stores.epcis });
 
   async function loadModelAndUnit(modelSku: string, serial: string) {
     const model = await catalogue.modelById(normaliseCode(modelSku));
@@ -377,6 +388,7 @@ export function createRegistrationsService(deps: {
     if (decision === 'approve') await applyTransfer(transfer, 'transfer-pending');
     else await store.unitBackToRegistered(transfer.unitId, now);
     await audit.record({ actorKind: 'user', actorId: staffUserId, action: decision === 'approve' ? 'transfer.approved' : 'transfer.refused', subjectKind: 'transfer', subjectId: id, detail: { unitId: transfer.unitId, reason } });
+    await deps.webhooks.emit('transfer.decided', id, { transferId: id, unitId: transfer.unitId, kind: transfer.kind, decision: decision === 'approve' ? 'approved' : 'refused', decidedAt: now.toISOString() });
     return transfer;
   }
 

@@ -3,6 +3,8 @@ import { countryName } from '../../countries';
 import { NotFoundError } from '../../errors';
 import type { CatalogueStore, LeanUnit } from '../../store/catalogue';
 import type { CheckInHistoryStore } from '../../store/check-in-history';
+import type { EpcisStore } from '../../store/epcis';
+import { lastKnownLocation } from '../epcis/state';
 import type { FlagsStore } from '../../store/flags';
 import type { RegistrationsStore } from '../../store/registrations';
 import type { CertificatesStore } from '../../store/certificates';
@@ -21,7 +23,7 @@ export interface Viewer {
 
 export interface TimelineEntry {
   at: Date;
-  kind: 'first-sale' | 'registration' | 'transfer' | 'check-ins' | 'flag' | 'case' | 'certificate' | 'visit';
+  kind: 'first-sale' | 'registration' | 'transfer' | 'check-ins' | 'external-event' | 'flag' | 'case' | 'certificate' | 'visit';
   title: string;
   detail: string;
   country: string | null;
@@ -57,6 +59,8 @@ export function createTimeline(deps: {
   cases: Pick<CasesService, 'casesOfUnit'>;
   certificates: Pick<CertificatesStore, 'certificatesOfUnit'>;
   visits: Pick<VerificationStore, 'visitsOfUnit'>;
+  /** Events other systems captured for the unit (EPCIS), shown as "external event". */
+  epcis: Pick<EpcisStore, 'unitEvents'>;
 }) {
   const { registrations: store, catalogue, history, flags } = deps;
 
@@ -87,14 +91,16 @@ export function createTimeline(deps: {
     const now = deps.clock.now();
     // Only the cases the viewer may see: the flags shown are those of these cases, so a
     // hidden case shows neither itself nor its flags.
-    const [registrations, transfers, runs, cases, certificates, visits] = await Promise.all([
+    const [registrations, transfers, runs, cases, certificates, visits, captured] = await Promise.all([
       store.registrationsByIds(unit.registrationIds ?? []),
       store.transfersByIds(unit.transferIds ?? []),
       history.recentRunsOf(unit, MAX_RUNS),
       deps.cases.casesOfUnit(unit._id, viewer),
       isStaff(viewer.role) ? deps.certificates.certificatesOfUnit(unit._id) : [],
       isStaff(viewer.role) ? deps.visits.visitsOfUnit(unit._id) : [],
+      deps.epcis.unitEvents(unit._id),
     ]);
+    const external = captured?.events ?? [];
     const flagIds = cases.flatMap((c) => c.sources.filter((s) => s.kind === 'flag').slice(-FLAGS_PER_CASE).map((s) => s.id));
     const raised = (await flags.flagsByIds(flagIds)).flatMap((f) => (f && f.unitId === unit._id ? [f] : []));
 
@@ -113,6 +119,10 @@ export function createTimeline(deps: {
       entries.push({ at: t.createdAt, kind: 'transfer', title: `${what} (${t.status})`, detail: `To ${countryName(t.newLocation?.country ?? '')}, effective ${day(t.effectiveDate)} · ${t.reason}${decided}`, country: t.newLocation?.country ?? null });
     }
     for (const run of runs.slice(-MAX_RUNS)) entries.push(checkInRunEntry(run));
+    for (const e of external) {
+      const what = e.bizStep ? e.bizStep.replace(/_/g, ' ') : e.type;
+      entries.push({ at: e.at, kind: 'external-event', title: `External event: ${what}`, detail: [e.type, e.disposition && `disposition ${e.disposition.replace(/_/g, ' ')}`, e.country && countryName(e.country)].filter(Boolean).join(' · '), country: e.country || null });
+    }
     for (const f of raised) entries.push({ at: f.raisedAt, kind: 'flag', title: `Red flag: ${f.rule}`, detail: `raised by ${f.source?.kind ?? 'unknown'} ${f.source?.id ?? ''}${f.caseId ? ` · case ${f.caseId}` : ''}`, country: f.country ?? null });
     for (const c of cases) entries.push({ at: c.openedAt, kind: 'case', title: `Case ${c._id} opened`, detail: `${c.title} · ${c.status}`, country: null });
     // A certificate shows where its validity ends: expiry is what the record must not miss.
@@ -138,13 +148,11 @@ export function createTimeline(deps: {
         updates: unit.controls?.updates ?? 'allowed',
       },
       current: {
-        country: unit.current?.country ?? sale?.shipToCountry ?? null,
+        // The same answer as EPCIS currentState: the registration, first sale or a later captured event.
+        ...(({ country, since, source }) => ({ country, since, source }))(lastKnownLocation(unit, external)),
         region: unit.current?.region ?? '',
         owner: unit.current?.owner ?? '',
         endUserType: unit.current?.endUserType ?? null,
-        since: unit.current?.since ?? null,
-        /** Known only from the first sale until someone registers the unit. */
-        source: unit.current?.country ? 'registration' : sale?.shipToCountry ? 'first-sale' : 'unknown',
       },
       countries: (unit.countries ?? []).map((c) => ({ country: c.country, name: countryName(c.country), source: c.source, firstSeen: c.firstSeen, lastSeen: c.lastSeen })),
       entries,

@@ -11,6 +11,7 @@ import type { CatalogueService } from '../catalogue';
 import type { FilesService } from '../files';
 import type { FlagsService } from '../flags';
 import type { LinkerService } from '../linker';
+import type { WebhookEmitter } from '../webhooks';
 
 /** What every part of the reporting channel is built from (server/services/index.ts). */
 export interface ReportsDeps {
@@ -24,6 +25,7 @@ export interface ReportsDeps {
   catalogue: Pick<CatalogueService, 'searchPublicModels'>;
   flags: Pick<FlagsService, 'rules' | 'recordOnCase'>;
   linker: Pick<LinkerService, 'linkDirect' | 'registrationLinksFor'>;
+  webhooks: WebhookEmitter;
 }
 
 export const MINUTE = 60_000;

@@ -1,5 +1,5 @@
 import mongoose, { Schema } from 'mongoose';
-import { CONFIDENCES, HARM_CATEGORIES, LINK_KINDS, LINKING_STATES, ONGOING, REPORT_PARTIES, REPORT_STATUSES, REPORTER_KINDS } from '../server/domain/reports';
+import { CONFIDENCES, HARM_CATEGORIES, LINK_KINDS, LINKING_STATES, MESSAGE_KINDS, ONGOING, REPORT_PARTIES, REPORT_STATUSES, REPORTER_KINDS } from '../server/domain/reports';
 
 /**
  * Misuse reports from the public channel.
@@ -74,6 +74,8 @@ const messageSchema = new Schema(
   {
     _id: { type: String, required: true }, // random, so a message can be referred to
     from: { type: String, enum: REPORT_PARTIES, required: true },
+    /** 'feedback': an investigator's answer on what was done, which the reporter is owed (shown as such). */
+    kind: { type: String, enum: MESSAGE_KINDS, default: 'message' },
     userId: { type: String, default: null }, // the investigator; never anything about the reporter
     text: { type: String, required: true, maxlength: 5000 },
     at: { type: Date, required: true },
@@ -127,6 +129,9 @@ const reportSchema = new Schema(
     linking: { type: String, enum: LINKING_STATES, default: 'done' },
     caseId: { type: String, default: null },
     status: { type: String, enum: REPORT_STATUSES, default: 'received' },
+    /** When the case was closed for the reporter, and the outcome they were given. */
+    closedAt: { type: Date, default: null },
+    outcome: { type: String, default: null },
     /** What investigators chose to share with the reporter. */
     feedback: {
       text: { type: String, default: '' },

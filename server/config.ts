@@ -55,6 +55,13 @@ const envSchema = z.object({
   /** Leading zero bits the report form's proof of work must reach (0 turns the fast path into "always"). */
   REPORT_POW_BITS: z.coerce.number().int().min(0).max(28).default(16),
   REPORT_SUBMISSIONS_PER_10MIN: positiveInt(5),
+  /** The portal's Tor onion service (`<56 chars>.onion`): announced to Tor Browser with `Onion-Location` on the public reporting pages. */
+  ONION_ADDRESS: z
+    .string()
+    .regex(/^[a-z2-7]{56}\.onion$/, 'a v3 onion address: 56 letters and digits, then .onion')
+    .optional(),
+  /** Days a closed report still takes the reporter's messages and files (0: none after closing). */
+  REPORT_MESSAGES_AFTER_CLOSURE_DAYS: z.coerce.number().int().min(0).max(3650).default(30),
   COOKIE_SECURE: bool.optional(),
   RESTRICTED_COUNTRIES: z
     .string()
@@ -109,8 +116,10 @@ export interface Config {
   uploads: { maxFileBytes: number; maxFiles: number; atOncePerClient: number; atOnce: number };
   rateLimits: { loginPer15Min: number; publicPostPerMin: number };
   /** Anti-spam for the anonymous report channel (counted in the database, on the injected clock). */
-  reports: { minFillSeconds: number; powBits: number; submissionsPer10Min: number };
+  reports: { minFillSeconds: number; powBits: number; submissionsPer10Min: number; messagesAfterClosureDays: number };
   cookieSecure: boolean;
+  /** The portal's onion address, when it runs as a Tor onion service (null: none). */
+  onionAddress: string | null;
   /** Initial restricted-country list; admins can change it at run time (flags settings). */
   restrictedCountries: string[];
   ferretdbLogLevel: 'debug' | 'info' | 'warn' | 'error';
@@ -199,11 +208,13 @@ export function loadConfig(env: Env = process.env): Config {
       publicPostPerMin: e.RATE_LIMIT_PUBLIC_POST_PER_MIN,
     },
     cookieSecure: e.COOKIE_SECURE ?? e.NODE_ENV === 'production',
+    onionAddress: e.ONION_ADDRESS ?? null,
     restrictedCountries: e.RESTRICTED_COUNTRIES,
     reports: {
       minFillSeconds: e.REPORT_MIN_FILL_SECONDS,
       powBits: e.REPORT_POW_BITS,
       submissionsPer10Min: e.REPORT_SUBMISSIONS_PER_10MIN,
+      messagesAfterClosureDays: e.REPORT_MESSAGES_AFTER_CLOSURE_DAYS,
     },
     ferretdbLogLevel: e.FERRETDB_LOG_LEVEL,
     retentionMonths: e.RETENTION_MONTHS,

@@ -21,12 +21,15 @@ import { rejectOperatorKeys } from './reject-operators';
 export function uploads(
   ctx: { config: Config; middleware: AppMiddleware },
   fields: Array<{ name: string; maxCount?: number }>,
-  opts: { csrf?: boolean } = {},
+  opts: { csrf?: boolean; fieldBytes?: number } = {},
 ): RequestHandler[] {
   const { maxFileBytes, maxFiles } = ctx.config.uploads;
+  // A form with long text (a report's testimony) raises it, so that text over its limit still
+  // arrives whole and is refused by its own rule, with a message about the text.
+  const fieldSize = opts.fieldBytes ?? 64 * 1024;
   const parser = multer({
     storage: privateDiskStorage(path.join(ctx.config.dataDir, 'uploads-tmp')),
-    limits: { fileSize: maxFileBytes, files: maxFiles, fields: 100, fieldSize: 64 * 1024, parts: 100 + maxFiles },
+    limits: { fileSize: maxFileBytes, files: maxFiles, fields: 100, fieldSize, parts: 100 + maxFiles },
   }).fields(fields.map((f) => ({ name: f.name, maxCount: Math.min(f.maxCount ?? maxFiles, maxFiles) })));
   // JSON API routes are not cookie-authenticated and skip CSRF.
   return opts.csrf === false ? multipart(parser) : [...multipart(parser), ctx.middleware.csrf.protect];

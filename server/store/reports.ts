@@ -1,6 +1,6 @@
 import type { Model } from 'mongoose';
 import { Report, UnclaimedEvidence, type ReportRecord as InferredReport } from '../../models/reports';
-import type { LinkKind, Confidence, ReportParty, ReportStatus } from '../domain/reports';
+import type { LinkKind, Confidence, MessageKind, ReportParty, ReportStatus } from '../domain/reports';
 import { byIds } from './by-ids';
 import { type Engine, isDuplicateKey } from './engine';
 
@@ -62,6 +62,7 @@ export type StoredLink = NewLink & { confirmed: boolean | null; confirmedBy: str
 export interface StoredMessage {
   _id: string;
   from: ReportParty;
+  kind: MessageKind;
   userId: string | null;
   text: string;
   at: Date;
@@ -125,8 +126,9 @@ export function createReportsStore(engine: Engine) {
     },
 
     /** From `from` to `to`, guarded by `from`: of two racing changes one applies (true). */
-    async changeStatus(reportId: string, from: ReportStatus, to: ReportStatus, at: Date): Promise<boolean> {
-      const updated = await Report.updateOne({ _id: reportId, status: from }, { $set: { status: to, updatedAt: at } });
+    async changeStatus(reportId: string, from: ReportStatus, to: ReportStatus, at: Date, outcome: string | null = null): Promise<boolean> {
+      const closure = to === 'closed' ? { closedAt: at, outcome } : { closedAt: null, outcome: null };
+      const updated = await Report.updateOne({ _id: reportId, status: from }, { $set: { status: to, ...closure, updatedAt: at } });
       return updated.matchedCount === 1;
     },
 

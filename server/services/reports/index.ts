@@ -36,7 +36,7 @@ export function createReportsService(deps: ReportsDeps) {
 export type ReportsService = ReturnType<typeof createReportsService>;
 export type { ReportsDeps } from './context';
 export { evidenceName, UPLOADS_PER_SUBMISSION, type EvidenceRef } from './evidence';
-export { CHALLENGE_MAX_AGE_MS, createChallenge, powSolves, type ReportInput } from './intake';
+export { CHALLENGE_MAX_AGE_MS, createChallenge, powSolves, RECEIPT_SHOWN_AGAIN_MS, type ReportInput } from './intake';
 export { LINK_PASS_MAX_REPORTS } from './linking';
 export { MESSAGES_PER_PAGE, type Message } from './messages';
-export { createReceiptGuard, createReceiptHasher, formatReceipt, newReceipt, parseReceipt, RECEIPT_BASE_DELAY_MS, RECEIPT_FAILURES_PER_WINDOW, RECEIPT_MAX_DELAY_MS, RECEIPT_WINDOW_MS } from './receipts';
+export { createReceiptGuard, createReceiptHasher, FOLLOW_UP_SESSION_MS, formatReceipt, newReceipt, parseReceipt, RECEIPT_BASE_DELAY_MS, RECEIPT_FAILURES_PER_WINDOW, RECEIPT_MAX_DELAY_MS, RECEIPT_WINDOW_MS } from './receipts';

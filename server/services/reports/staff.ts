@@ -1,4 +1,4 @@
-import type { ReportStatus } from '../../domain/reports';
+import type { MessageKind, ReportStatus } from '../../domain/reports';
 import { NotFoundError, ValidationError } from '../../errors';
 import type { ReportRecord } from '../../store/reports';
 import type { IncomingFile } from '../files';
@@ -27,7 +27,15 @@ export function reportsForStaff(deps: ReportsDeps, parts: { evidence: ReportEvid
       return (await reportOf(store, reportId)).messages ?? [];
     },
 
-    postInvestigatorMessage: (reportId: string, userId: string, text: string) => messages.post(reportId, 'investigator', userId, text),
+    /**
+     * A message to the reporter; `feedback` is the answer they are owed (what was found, what was
+     * done), shown to them as such and kept as the report's latest feedback.
+     */
+    async postInvestigatorMessage(reportId: string, userId: string, text: string, kind: MessageKind = 'message') {
+      const posted = await messages.post(reportId, 'investigator', userId, text, kind);
+      if (kind === 'feedback') await store.setFeedback(reportId, { text, at: posted.at, byUserId: userId });
+      return posted;
+    },
 
     /** What the reporter is shown. */
     async setFeedback(reportId: string, text: string, userId: string) {
@@ -35,11 +43,14 @@ export function reportsForStaff(deps: ReportsDeps, parts: { evidence: ReportEvid
       await audit.record({ actorKind: 'user', actorId: userId, action: 'report.feedback-shared', subjectKind: 'report', subjectId: reportId });
     },
 
-    /** Recorded once: of two racing changes from the same status, the one that applied. */
-    async setStatus(reportId: string, status: ReportStatus, userId: string | null = null) {
+    /**
+     * Recorded once: of two racing changes from the same status, the one that applied. Closing
+     * takes the outcome the reporter is shown (the cases module asks for it on closing).
+     */
+    async setStatus(reportId: string, status: ReportStatus, userId: string | null = null, outcome: string | null = null) {
       const before = await reportOf(store, reportId);
       if (before.status === status) return;
-      if (!(await store.changeStatus(reportId, before.status, status, clock.now()))) return;
+      if (!(await store.changeStatus(reportId, before.status, status, clock.now(), outcome))) return;
       await audit.record({ actorKind: userId ? 'user' : 'system', actorId: userId, action: 'report.status-changed', subjectKind: 'report', subjectId: reportId, detail: { from: before.status, to: status } });
     },
 

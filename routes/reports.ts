@@ -49,6 +49,9 @@ export const LABELS = {
 } as const;
 
 /** One or many values (textarea lines, repeated form fields, a JSON array) → trimmed list. */
+/** What a text field may carry in a multipart form: far past any limit, so that the limit's own message answers. */
+const LONG_TEXT_BYTES = 1024 * 1024;
+
 const list = <T extends z.ZodType>(item: T, max: number, tooMany: string, min = 0, tooFew = '') =>
   z.preprocess(
     (v) => (v === undefined || v === null ? [] : (Array.isArray(v) ? v : [v]).flatMap((s) => (typeof s === 'string' ? s.split(/[\n,;]+/) : [s])).map((s) => (typeof s === 'string' ? s.trim() : s)).filter((s) => s !== '')),
@@ -107,7 +110,7 @@ const evidenceFiles = (req: Request): IncomingFile[] => ((req.files as Record<st
  * with what was typed, so it is held for the form handler instead of ending the request.
  */
 function pageUploads(ctx: RouteContext): RequestHandler[] {
-  const [parser, ...rest] = uploads(ctx, [{ name: 'evidence' }]);
+  const [parser, ...rest] = uploads(ctx, [{ name: 'evidence' }], { fieldBytes: LONG_TEXT_BYTES });
   const mb = Math.round(ctx.config.uploads.maxFileBytes / 1024 / 1024);
   const messages: Record<string, string> = {
     LIMIT_FILE_SIZE: `Each file can be at most ${mb} MB. Leave out the larger file or send a smaller copy.`,
@@ -290,7 +293,7 @@ export function reportsApi(ctx: RouteContext) {
   router.post(
     '/',
     ...beforeUpload(ctx, (req, client) => services.reports.admitReportUpload({ challenge: challengeBeforeBody(req), client })),
-    ...uploads(ctx, [{ name: 'evidence' }], { csrf: false }),
+    ...uploads(ctx, [{ name: 'evidence' }], { csrf: false, fieldBytes: LONG_TEXT_BYTES }),
     async (req, res) => {
       const input = parseBody(reportInput, req);
       const body = req.body as Record<string, unknown>;

@@ -102,7 +102,7 @@ describe('public misuse reports', () => {
       expect(res.headers['cache-control']).toBe('no-store');
       const receipt = receiptFrom(res.text);
       expect(receipt).toMatch(/^\d{4} \d{4} \d{4} \d{4}$/);
-      expect(res.text).toContain('it is shown only this once');
+      expect(res.text).toContain('Write it down or keep it somewhere safe now');
 
       const reportId = await reportIdOf(ctx, receipt!);
       expect(reportId).toMatch(/^rpt_[0-9a-f]{40}$/);
@@ -158,7 +158,7 @@ describe('public misuse reports', () => {
       expect(first.text).toContain('Choose the country where it happened.');
       expect(first.text).toContain('Choose at least one kind of harm');
       expect(first.text).toContain('The &lt;b&gt;second&lt;/b&gt; floor camera films the union meeting room.');
-      expect(first.text).toMatch(/<ul id="kept-evidence"><li>evidence-1 /);
+      expect(first.text).toMatch(/id="kept-evidence"[^>]*>\s*<li><span dir="auto">evidence-1</);
       const again = formFields(first.text);
       expect(again.keptEvidence).not.toBe('');
       expect(again.challenge).toBe(hidden.challenge);
@@ -169,6 +169,62 @@ describe('public misuse reports', () => {
       const report = (await Report.findById(await reportIdOf(ctx, receiptFrom(second.text)!)).lean())!;
       expect(report.what!.description).toBe(description);
       expect(report.evidence.map((e) => e.name)).toEqual(['evidence-1.jpg']);
+    });
+
+    it('answers a 70,000-character description with a message about its length, keeping the text and the photo', async () => {
+      const agent = reportAgent(ctx, nextIp());
+      const description = `Testimony ${'w'.repeat(70_000)}`;
+      const res = await agent.file(reportFields({ description }), [{ name: 'scene.jpg', data: await jpegWithGps() }]);
+      expect(res.status).toBe(400);
+      expect(res.text).toContain('What happened? has 70,010 characters; at most 10,000 fit. Please shorten it: nothing you wrote was removed.');
+      expect(res.text).not.toContain('could not be received');
+      expect(res.text).toContain(description);
+      expect(res.text).toContain('maxlength="10000"');
+      expect(res.text).toMatch(/id="kept-evidence"[^>]*>\s*<li><span dir="auto">evidence-1</);
+    });
+
+    it('keeps the photo of a form sent too soon, lists it as attached, and files the report with it', async () => {
+      const agent = reportAgent(ctx, nextIp());
+      const hidden = await agent.openForm();
+      const tooSoon = await agent.postForm(hidden, reportFields({ description: 'Quick hand with a photo' }), [{ name: 'early.jpg', data: await jpegWithGps() }]);
+      expect(tooSoon.status).toBe(429);
+      expect(tooSoon.text).toContain('Already attached: 1 file');
+      ctx.clock.advance(5000);
+      const later = await agent.postForm(formFields(tooSoon.text), reportFields({ description: 'Quick hand with a photo' }));
+      expect(later.status).toBe(200);
+      const report = (await Report.findById(await reportIdOf(ctx, receiptFrom(later.text)!)).lean())!;
+      expect(report.evidence.map((e) => e.name)).toEqual(['evidence-1.jpg']);
+    });
+
+    it('shows the receipt again on reload from a sealed cookie for a short while, then only that the report was received', async () => {
+      const agent = reportAgent(ctx, nextIp());
+      const filed = await agent.file(reportFields({ description: 'Reloaded receipt page' }));
+      const receipt = receiptFrom(filed.text);
+      expect(receipt).not.toBeNull();
+      const cookie = String(filed.request.cookies ?? '');
+      expect(cookie.replace(/\D/g, '')).not.toContain(digitsOf(receipt!).slice(0, 8));
+      const reload = await agent.get('/report/received').set('X-Forwarded-For', agent.ip);
+      expect(receiptFrom(reload.text)).toBe(receipt);
+      ctx.clock.advance(11 * 60_000);
+      const later = await agent.get('/report/received').set('X-Forwarded-For', agent.ip);
+      expect(later.status).toBe(200);
+      expect(receiptFrom(later.text)).toBeNull();
+      expect(later.text).toContain('Your report was received.');
+      expect(await Report.countDocuments({ 'what.description': 'Reloaded receipt page' })).toBe(1);
+      ctx.clock.advance(-11 * 60_000); // later tests count windows from where the clock was
+    });
+
+    it('speaks the reporter\'s language: Accept-Language, a ?lang= switch remembered in a cookie, and rtl for Arabic', async () => {
+      const french = await request(ctx.app).get('/report').set('Accept-Language', 'fr-CA,fr;q=0.9,en;q=0.5');
+      expect(french.text).toContain('<html lang="fr" dir="ltr">');
+      expect(french.text).toContain('Signaler l’utilisation abusive d’un produit');
+      const agent = reportAgent(ctx, nextIp());
+      const arabic = await agent.get('/report?lang=ar').set('Accept-Language', 'fr');
+      expect(arabic.text).toContain('<html lang="ar" dir="rtl">');
+      expect(String(arabic.headers['set-cookie'])).toMatch(/lang=ar;/);
+      const remembered = await agent.get('/follow-up').set('Accept-Language', 'fr');
+      expect(remembered.text).toContain('<html lang="ar" dir="rtl">');
+      expect(remembered.text).toContain('متابعة بلاغ');
     });
 
     it('removes the photos of a form never sent once the form has expired, and keeps every photo a report holds', async () => {
@@ -217,7 +273,7 @@ describe('public misuse reports', () => {
       expect(res.status).toBe(400);
       expect(res.text).toContain('&#34;holiday.jpg&#34; is not a JPEG, PNG, WebP or PDF file (judged by its content, not its name)');
       expect(res.text).toContain('Kept description 41');
-      expect(res.text).toMatch(/<ul id="kept-evidence"><li>evidence-1 /);
+      expect(res.text).toMatch(/id="kept-evidence"[^>]*>\s*<li><span dir="auto">evidence-1</);
       expect(await Report.countDocuments({ 'what.description': 'Kept description 41' })).toBe(0);
     });
 
@@ -262,9 +318,10 @@ describe('public misuse reports', () => {
       expect(later.status).toBe(200);
       expect(receiptFrom(later.text)).not.toBeNull();
 
+      // Sent again (a reload, the back button): the receipt page once more, no second report.
       const replay = await agent.postForm(hidden, reportFields({ description: 'Sent by a quick hand' }));
-      expect(replay.status).toBe(400);
-      expect(replay.text).toContain('This form has expired');
+      expect(replay.status).toBe(200);
+      expect(receiptFrom(replay.text)).toBe(receiptFrom(later.text));
       expect(await Report.countDocuments({ 'what.description': 'Sent by a quick hand' })).toBe(1);
     });
 
@@ -308,13 +365,13 @@ describe('public misuse reports', () => {
       ['reporterKind', { reporterKind: 'spy' }, 'Choose who you are'],
       ['country', { country: 'XX' }, 'Choose the country'],
       ['country', { country: undefined }, 'Choose the country'],
-      ['description', { description: '   ' }, 'Description is required.'],
-      ['description', { description: 'x'.repeat(10_001) }, 'at most 10000 characters'],
+      ['description', { description: '   ' }, 'What happened?: this field is required.'],
+      ['description', { description: 'x'.repeat(10_001) }, 'has 10,001 characters; at most 10,000 fit'],
       ['harmCategories', { harmCategories: [] }, 'Choose at least one kind of harm'],
       ['harmCategories.0', { harmCategories: ['bad-vibes'] }, 'Choose from the list.'],
       ['contactEmail', { contactEmail: 'not-an-email' }, 'Enter a valid e-mail address.'],
       ['serials', { serials: Array.from({ length: 21 }, (_, i) => `S${i}`) }, 'at most 20 serial numbers'],
-      ['from', { from: 'last tuesday' }, 'enter a date as YYYY-MM-DD'],
+      ['from', { from: 'last tuesday' }, 'Enter a date as YYYY-MM-DD'],
       ['from', { from: '2030-01-01' }, 'cannot be in the future'],
       ['until', { from: '2026-01-10', until: '2026-01-01' }, 'after its start'],
       ['ongoing', { ongoing: 'maybe' }, 'Choose yes, no'],
@@ -470,45 +527,55 @@ describe('public misuse reports', () => {
       const api = await request(ctx.app).post('/api/v1/follow-up').set('X-Forwarded-For', nextIp()).send({ receipt: filed.body.receipt });
       expect(api.status).toBe(200);
       expect(api.body).toMatchObject({ status: 'acknowledged', feedback: { text: 'We contacted the <i>owner</i>.' }, messages: [{ from: 'investigator' }] });
-      expect(Object.keys(api.body).sort()).toEqual(['canAddEvidence', 'evidence', 'feedback', 'messagePage', 'messages', 'receivedAt', 'status']);
+      expect(Object.keys(api.body).sort()).toEqual(['canAddEvidence', 'canWrite', 'closure', 'evidence', 'feedback', 'messagePage', 'messages', 'receivedAt', 'status', 'submitted']);
       expect(JSON.stringify(api.body)).not.toMatch(/Secret Customer|reg_|caseId|links|C-20\d\d/);
     });
 
-    it('lets the reporter answer and add a file, keeping the receipt out of every URL', async () => {
+    it('lets the reporter answer and add a file, each post redirecting to the report page, with the receipt in no URL and no cookie', async () => {
       const filed = await fileReport(ctx);
       const reportId = await reportIdOf(ctx, filed.body.receipt);
       const agent = reportAgent(ctx, nextIp());
       const page = await agent.followUp(filed.body.receipt);
-      expect(page.text).toMatch(/<input type="hidden" name="receipt" value="[\d ]+">/);
+      expect(page.status).toBe(200);
+      expect(page.redirects).toEqual([expect.stringMatching(/\/follow-up\/report$/)]);
       const digits = digitsOf(filed.body.receipt);
-      for (const [, action] of page.text.matchAll(/action="([^"]*)"/g)) expect(action!.replace(/\D/g, '')).not.toContain(digits.slice(0, 8));
+      expect(page.text.replace(/\D/g, '')).not.toContain(digits.slice(0, 8));
+      expect(page.redirects.join(' ')).not.toContain(digits.slice(0, 8));
 
-      const empty = await agent.post('/follow-up/messages').set('X-Forwarded-For', agent.ip).type('form').send({ _csrf: csrfFrom(page.text), receipt: filed.body.receipt, text: ' ' });
+      const empty = await agent.post('/follow-up/messages').set('X-Forwarded-For', agent.ip).type('form').send({ _csrf: csrfFrom(page.text), text: ' ' });
       expect(empty.status).toBe(400);
-      expect(empty.text).toContain('Message is required.');
+      expect(empty.text).toContain('Message: this field is required.');
 
       const sent = await agent
         .post('/follow-up/messages')
         .set('X-Forwarded-For', agent.ip)
         .set('User-Agent', USER_AGENT)
         .type('form')
-        .send({ _csrf: csrfFrom(page.text), receipt: filed.body.receipt, text: 'It is the third floor.' });
-      expect(sent.status).toBe(200);
-      expect(sent.text).toContain('Your message was sent to the investigators.');
-      expect(sent.text).toContain('It is the third floor.');
+        .send({ _csrf: csrfFrom(page.text), text: 'It is the third floor.' });
+      expect(sent.status).toBe(303);
+      expect(sent.headers.location).toBe('/follow-up/report?done=message');
+      const after = await agent.get(String(sent.headers.location)).set('X-Forwarded-For', agent.ip);
+      expect(after.text).toContain('Your message was sent to the investigators.');
+      expect(after.text).toContain('It is the third floor.');
+
+      // Going back to the post's address opens the report page, not a 404.
+      const back = await agent.get('/follow-up/messages').set('X-Forwarded-For', agent.ip);
+      expect(back.status).toBe(303);
+      expect(back.headers.location).toBe('/follow-up/report');
 
       // The upload form carries its CSRF token in its address, checked before the files are read.
-      const uploadAction = /action="(\/follow-up\/evidence\?_csrf=[^"]+)"/.exec(sent.text)![1]!;
+      const uploadAction = /action="(\/follow-up\/evidence\?_csrf=[^"]+)"/.exec(after.text)![1]!;
       const added = await agent
         .post(uploadAction)
         .set('X-Forwarded-For', agent.ip)
-        .field('_csrf', csrfFrom(sent.text))
-        .field('receipt', filed.body.receipt)
-        .attach('evidence', await jpegWithGps(), 'third-floor.jpg');
+        .field('_csrf', csrfFrom(after.text))
+        .attach('evidence', await jpegWithGps(), 'third-floor.jpg')
+        .redirects(1);
       expect(added.status).toBe(200);
+      expect(added.text).toContain('Your files were added to the report.');
       expect(added.text).toContain('evidence-1.jpg');
       expect(added.text).not.toContain('third-floor.jpg');
-      const forged = await agent.post('/follow-up/evidence').set('X-Forwarded-For', agent.ip).field('receipt', filed.body.receipt).attach('evidence', await jpegWithGps(), 'x.jpg');
+      const forged = await agent.post('/follow-up/evidence').set('X-Forwarded-For', agent.ip).attach('evidence', await jpegWithGps(), 'x.jpg');
       expect(forged.status).toBe(403);
 
       const report = await Report.findById(reportId).lean();
@@ -516,6 +583,54 @@ describe('public misuse reports', () => {
       expect(report!.messageCount).toBe(1);
       expect(report!.evidence).toEqual([expect.objectContaining({ name: 'evidence-1.jpg', originalName: null, addedBy: 'reporter' })]);
       expectNoConnectionData(await storedText(reportId));
+
+      // Leaving forgets the report in this browser.
+      const left = await agent.post('/follow-up/leave').set('X-Forwarded-For', agent.ip).type('form').send({ _csrf: csrfFrom(after.text) });
+      expect(left.status).toBe(303);
+      const gone = await agent.get('/follow-up/report').set('X-Forwarded-For', agent.ip);
+      expect(gone.status).toBe(400);
+      expect(gone.text).toContain('Enter your receipt code again');
+    });
+
+    it('shows the reporter what they sent, and keeps a mistyped receipt in the box', async () => {
+      const filed = await fileReport(ctx, { description: 'Line one of the testimony.\nLine two.', place: 'Kisumu market', serials: ['KSM-77'] });
+      const agent = reportAgent(ctx, nextIp());
+      const page = await agent.followUp(filed.body.receipt);
+      expect(page.text).toMatch(/id="submitted-description"><p dir="auto">Line one of the testimony.<\/p><p dir="auto">Line two.<\/p>/);
+      expect(page.text).toContain('Kisumu market');
+      expect(page.text).toContain('KSM-77');
+      expect(page.text).toContain('Kenya');
+
+      const other = reportAgent(ctx, nextIp());
+      const form = await other.get('/follow-up').set('X-Forwarded-For', other.ip);
+      const wrong = await other.post('/follow-up').set('X-Forwarded-For', other.ip).type('form').send({ _csrf: csrfFrom(form.text), receipt: '1234 5678 9012 345' });
+      expect(wrong.status).toBe(400);
+      expect(wrong.text).toContain('value="1234 5678 9012 345"');
+    });
+
+    it('shows a closed report\'s outcome, takes messages for the configured days after closing, then refuses them saying why', async () => {
+      const filed = await fileReport(ctx);
+      const reportId = await reportIdOf(ctx, filed.body.receipt);
+      const investigator = await makeUser(ctx, 'investigator');
+      await ctx.services.reports.postInvestigatorMessage(reportId, String(investigator.user._id), 'We found the cameras were removed.', 'feedback');
+      await ctx.services.reports.setStatus(reportId, 'closed', String(investigator.user._id), 'The owner removed the cameras from the clinic entrance.');
+      const agent = reportAgent(ctx, nextIp());
+      const open = await agent.followUp(filed.body.receipt);
+      expect(open.text).toContain('The owner removed the cameras from the clinic entrance.');
+      expect(open.text).toContain('You can still write to the investigators or add files until');
+      expect(open.text).toContain('Feedback from the investigators');
+      expect(open.text).not.toContain('Nothing yet.');
+
+      ctx.clock.advance(31 * DAY);
+      const api = await request(ctx.app).post('/api/v1/follow-up/messages').set('X-Forwarded-For', nextIp()).send({ receipt: filed.body.receipt, text: 'One more thing' });
+      expect(api.status).toBe(409);
+      expect(api.body.error.fields.text).toContain('no longer accepts messages or files');
+      const late = await agent.followUp(filed.body.receipt);
+      expect(late.text).toContain('This report is closed and no longer accepts messages or files.');
+      expect(late.text).not.toContain('action="/follow-up/messages"');
+      expect((await Report.findById(reportId).lean())!.messages.map((m) => m.text)).toEqual(['We found the cameras were removed.']);
+      expect((await Report.findById(reportId).lean())!.feedback).toMatchObject({ text: 'We found the cameras were removed.' });
+      ctx.clock.advance(-31 * DAY); // later tests count windows from where the clock was
     });
 
     it('refuses a bad file added at follow-up, naming it, and stores nothing', async () => {

@@ -36,6 +36,9 @@ const catalogues = new Map<string, Catalogue>(LANGUAGES.map((l) => [l.code, JSON
 
 export const isLanguage = (code: unknown): code is Language => typeof code === 'string' && catalogues.has(code);
 
+/** Parses a message as ICU MessageFormat for `lang`; throws on broken syntax (the catalogue test). */
+export const compileMessage = (message: string, lang: string) => new IntlMessageFormat(message, lang);
+
 export type Translate = (key: string, values?: Record<string, string | number | Date>) => string;
 
 /** A translator for one language; a key missing from its catalogue falls back to English (the test forbids it). */

@@ -130,23 +130,24 @@ export function reportAgent(ctx: TestContext, ip = '10.0.0.1') {
         for (const item of Array.isArray(v) ? v : [v]) if (item !== undefined) req.field(k, String(item));
       }
       for (const f of files) req.attach('evidence', f.data, f.name);
-      return req;
+      // A filed report answers with a redirect to the receipt page (post/redirect/get): followed, as a browser does.
+      return req.redirects(1);
     },
     /** Form → solved challenge → post: what a browser with JavaScript sends. */
     async file(fields: Record<string, unknown>, files: Attachment[] = [], extra: { userAgent?: string } = {}) {
       const hidden = await this.openForm();
       return this.postForm(hidden, fields, files, { ...extra, pow: solvePow(hidden.challenge, ctx.config.reports.powBits) });
     },
-    /** Opens the follow-up page for a receipt. */
-    async followUp(receipt: string, page = 1) {
+    /** Opens the follow-up page for a receipt (the post redirects to the report's page, followed). */
+    async followUp(receipt: string) {
       const form = await agent.get('/follow-up').set('X-Forwarded-For', ip);
-      return agent.post('/follow-up').set('X-Forwarded-For', ip).type('form').send({ _csrf: csrfFrom(form.text), receipt, page });
+      return agent.post('/follow-up').set('X-Forwarded-For', ip).type('form').send({ _csrf: csrfFrom(form.text), receipt }).redirects(1);
     },
   });
 }
 
 /** The receipt as shown (groups joined by spaces, some non-breaking), in plain spaces. */
-export const receiptFrom = (html: string) => /id="receipt">([\d\s]+)</.exec(html)?.[1]?.replace(/\s+/g, ' ') ?? null;
+export const receiptFrom = (html: string) => /id="receipt"[^>]*>([\d\s]+)</.exec(html)?.[1]?.replace(/\s+/g, ' ') ?? null;
 
 /**
  * A PDF as a scanner app or word processor leaves it: author and creator in its properties,

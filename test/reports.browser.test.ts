@@ -45,8 +45,11 @@ describe('reporting misuse from a phone (headless Chromium)', () => {
     await page.waitForSelector('#receipt');
     const receipt = (await page.textContent('#receipt'))!.trim().replace(/\s+/g, ' ');
     expect(receipt).toMatch(/^\d{4} \d{4} \d{4} \d{4}$/);
-    // The form's token is in its address (checked before the files are read); the receipt never is.
-    expect(page.url()).toMatch(new RegExp(`^${suite.site.url}/report\\?challenge=[^&]+$`));
+    // Post/redirect/get: the receipt page is a GET page; the receipt is never in its address.
+    expect(page.url()).toBe(`${suite.site.url}/report/received`);
+    // A reload shows the same receipt, and files no second report.
+    await page.reload();
+    expect((await page.textContent('#receipt'))!.trim().replace(/\s+/g, ' ')).toBe(receipt);
     expect(page.url().replace(/\D/g, '')).not.toContain(digitsOf(receipt).slice(0, 8));
     await screenshot(page, 'report-2-receipt');
     await page.context().close();
@@ -82,7 +85,7 @@ describe('reporting misuse from a phone (headless Chromium)', () => {
     await back.waitForSelector('text=Your files were added to the report.');
     expect(await back.textContent('#evidence')).toContain('evidence-3.jpg');
     expect(await back.textContent('#evidence')).not.toContain('IMG_5100');
-    expect(back.url()).toMatch(new RegExp(`^${suite.site.url}/follow-up/evidence\\?_csrf=`));
+    expect(back.url()).toBe(`${suite.site.url}/follow-up/report?done=files`);
     await screenshot(back, 'report-4-answered-and-file-added');
     await back.context().close();
 

@@ -28,7 +28,7 @@
       input.addEventListener('change', function () {
         var big = Array.prototype.filter.call(input.files, function (f) { return f.size > max; });
         input.setCustomValidity(big.length ? big.map(function (f) { return f.name; }).join(', ') + ': ' + form.getAttribute('data-file-too-large') : '');
-        input.reportValidity();
+        if (big.length) input.reportValidity();
       });
     }
     if (!progress || !window.XMLHttpRequest || !window.FormData) return;

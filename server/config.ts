@@ -15,6 +15,17 @@ const bool = z
 
 const positiveInt = (fallback: number) => z.coerce.number().int().positive().default(fallback);
 
+const MASTER_KEY_BYTES = 32;
+const masterKey = z
+  .string()
+  .trim()
+  .transform((v, ctx) => {
+    const key = Buffer.from(v, 'base64');
+    if (key.length === MASTER_KEY_BYTES && /^[A-Za-z0-9+/]+={0,2}$/.test(v)) return key;
+    ctx.addIssue({ code: 'custom', message: `base64 of ${MASTER_KEY_BYTES} random bytes (e.g. \`openssl rand -base64 32\`)` });
+    return z.NEVER;
+  });
+
 const envSchema = z.object({
   NODE_ENV: z.enum(['development', 'test', 'production']).default('development'),
   HOST: z.string().min(1).default('127.0.0.1'),
@@ -97,6 +108,10 @@ const envSchema = z.object({
     .transform((v) => v.split(',').map((e) => e.trim().toLowerCase()).filter(Boolean))
     .refine((list) => list.every((e) => /^[^@\s]+@[^@\s]+$/.test(e)), 'a comma-separated list of e-mail addresses'),
   IDENTITY_GRANT_HOURS: z.coerce.number().int().min(1, 'must be at least 1 hour').max(720).default(24),
+  /** The master key of encryption at rest (base64 of 32 random bytes): wraps every report's data key. */
+  ENCRYPTION_KEY: masterKey.optional(),
+  /** During a key rotation: the master key being replaced, still accepted until `npm run keys:rotate` has re-wrapped every data key. */
+  ENCRYPTION_KEY_PREVIOUS: masterKey.optional(),
 });
 
 export type Env = Record<string, string | undefined>;
@@ -133,6 +148,8 @@ export interface Config {
   mail: { smtpUrl: string | null; from: string; publicUrl: string };
   /** Reading a reporter's identity: who approves besides admins, and how long a grant lasts. */
   identity: { custodianEmails: string[]; grantHours: number };
+  /** Encryption at rest of reporters' data: the master key, and the one a rotation is replacing. */
+  encryption: { key: Buffer; previousKey: Buffer | null };
 }
 
 export class ConfigError extends Error {
@@ -170,6 +187,39 @@ function resolveJwtSecret(given: string | undefined, nodeEnv: string, dataDir: s
     throw unusable(err);
   }
   return secret;
+}
+
+/**
+ * Like the JWT secret: development keeps a generated master key in the data directory (mode
+ * 0600, never logged), production must be given one. Losing this file loses every report it
+ * encrypted, so the README asks for a backup of it kept apart from the database backups.
+ */
+function resolveEncryptionKey(given: Buffer | undefined, nodeEnv: string, dataDir: string): Buffer {
+  if (given) return given;
+  if (nodeEnv === 'production') {
+    throw new ConfigError(['ENCRYPTION_KEY: required when NODE_ENV=production (base64 of 32 random bytes, e.g. `openssl rand -base64 32`)']);
+  }
+  const file = path.join(dataDir, 'encryption-key');
+  const unusable = (err: unknown) =>
+    new ConfigError([`DATA_DIR: ${dataDir} cannot be used (${(err as Error).message}); give a writable directory, or set ENCRYPTION_KEY`]);
+  try {
+    const stored = Buffer.from(fs.readFileSync(file, 'utf8').trim(), 'base64');
+    if (stored.length === MASTER_KEY_BYTES) return stored;
+    throw new ConfigError([`ENCRYPTION_KEY: ${file} does not hold base64 of ${MASTER_KEY_BYTES} bytes; restore it from its backup`]);
+  } catch (err) {
+    if (err instanceof ConfigError) throw err;
+    if ((err as NodeJS.ErrnoException).code !== 'ENOENT') throw unusable(err);
+  }
+  const key = crypto.randomBytes(MASTER_KEY_BYTES);
+  try {
+    fs.mkdirSync(dataDir, { recursive: true, mode: 0o700 });
+    fs.writeFileSync(file, `${key.toString('base64')}\n`, { mode: 0o600, flag: 'wx' });
+  } catch (err) {
+    // Another process starting beside this one wrote it first: theirs is the key.
+    if ((err as NodeJS.ErrnoException).code === 'EEXIST') return resolveEncryptionKey(undefined, nodeEnv, dataDir);
+    throw unusable(err);
+  }
+  return key;
 }
 
 /** For set-up scripts that only need to know whether the embedded database will be used. */
@@ -232,5 +282,6 @@ export function loadConfig(env: Env = process.env): Config {
       publicUrl: (e.PUBLIC_URL ?? `http://${e.HOST}:${e.PORT}`).replace(/\/$/, ''),
     },
     identity: { custodianEmails: e.IDENTITY_CUSTODIAN_EMAILS, grantHours: e.IDENTITY_GRANT_HOURS },
+    encryption: { key: resolveEncryptionKey(e.ENCRYPTION_KEY, e.NODE_ENV, dataDir), previousKey: e.ENCRYPTION_KEY_PREVIOUS ?? null },
   };
 }

@@ -37,6 +37,9 @@ import {
   reportFields,
   sha256,
   solvedChallenge,
+  countReportsDescribing,
+  evidenceBytes,
+  reportAsRead,
 } from './helpers/reports';
 
 const USER_AGENT = 'DownstreamTestPhone/7.1 (identifying-user-agent)';
@@ -106,7 +109,7 @@ describe('public misuse reports', () => {
 
       const reportId = await reportIdOf(ctx, receipt!);
       expect(reportId).toMatch(/^rpt_[0-9a-f]{40}$/);
-      const report = await Report.findById(reportId).lean<ReportRecord>();
+      const report = await reportAsRead(ctx, reportId);
       expect(report).toMatchObject({
         reporterKind: 'ngo',
         anonymous: true,
@@ -118,7 +121,7 @@ describe('public misuse reports', () => {
       });
       expect(report!.evidence).toHaveLength(2);
       for (const e of report!.evidence) {
-        const onDisk = fs.readFileSync(path.join(ctx.config.dataDir, 'files', e.fileId.slice(0, 2), e.fileId));
+        const onDisk = await evidenceBytes(ctx, reportId, e.fileId);
         expect(sha256(onDisk)).toBe(e.sha256);
         expect((await sharp(onDisk).metadata()).exif).toBeUndefined();
         expect(onDisk.toString('latin1')).not.toContain('SpyPhone');
@@ -143,7 +146,7 @@ describe('public misuse reports', () => {
     it('keeps contact details only when given, and then the report is not anonymous', async () => {
       const res = await fileReport(ctx, { contactName: 'Achieng O.', contactOrganisation: 'Haki Watch', contactEmail: 'Achieng@Haki.example' }, { 'X-Forwarded-For': nextIp() });
       expect(res.status).toBe(201);
-      const report = await Report.findById(await reportIdOf(ctx, res.body.receipt)).lean();
+      const report = await reportAsRead(ctx, await reportIdOf(ctx, res.body.receipt));
       expect(report).toMatchObject({ anonymous: false, contact: { name: 'Achieng O.', organisation: 'Haki Watch', email: 'achieng@haki.example' } });
     });
 
@@ -162,11 +165,11 @@ describe('public misuse reports', () => {
       const again = formFields(first.text);
       expect(again.keptEvidence).not.toBe('');
       expect(again.challenge).toBe(hidden.challenge);
-      expect(await Report.countDocuments({ 'what.description': description })).toBe(0);
+      expect(await countReportsDescribing(ctx, description)).toBe(0);
 
       const second = await agent.postForm(again, reportFields({ description, harmCategories: ['labour-rights'] }));
       expect(second.status).toBe(200);
-      const report = (await Report.findById(await reportIdOf(ctx, receiptFrom(second.text)!)).lean())!;
+      const report = (await reportAsRead(ctx, await reportIdOf(ctx, receiptFrom(second.text)!)))!;
       expect(report.what!.description).toBe(description);
       expect(report.evidence.map((e) => e.name)).toEqual(['evidence-1.jpg']);
     });
@@ -192,7 +195,7 @@ describe('public misuse reports', () => {
       ctx.clock.advance(5000);
       const later = await agent.postForm(formFields(tooSoon.text), reportFields({ description: 'Quick hand with a photo' }));
       expect(later.status).toBe(200);
-      const report = (await Report.findById(await reportIdOf(ctx, receiptFrom(later.text)!)).lean())!;
+      const report = (await reportAsRead(ctx, await reportIdOf(ctx, receiptFrom(later.text)!)))!;
       expect(report.evidence.map((e) => e.name)).toEqual(['evidence-1.jpg']);
     });
 
@@ -210,7 +213,7 @@ describe('public misuse reports', () => {
       expect(later.status).toBe(200);
       expect(receiptFrom(later.text)).toBeNull();
       expect(later.text).toContain('Your report was received.');
-      expect(await Report.countDocuments({ 'what.description': 'Reloaded receipt page' })).toBe(1);
+      expect(await countReportsDescribing(ctx, 'Reloaded receipt page')).toBe(1);
       ctx.clock.advance(-11 * 60_000); // later tests count windows from where the clock was
     });
 
@@ -244,7 +247,7 @@ describe('public misuse reports', () => {
       for (const [k, v] of Object.entries(reportFields({ description: 'Claimed photo' }))) for (const item of [v].flat()) req.field(k, String(item));
       const filed = await req.attach('evidence', await jpegWithGps(), 'claimed.jpg');
       expect(filed.status).toBe(201);
-      const claimed = (await Report.findById(await reportIdOf(ctx, filed.body.receipt)).lean())!.evidence[0]!.fileId;
+      const claimed = (await reportAsRead(ctx, await reportIdOf(ctx, filed.body.receipt)))!.evidence[0]!.fileId;
       expect(await UnclaimedEvidence.findById(claimed).lean()).toBeNull();
       // As if the claim had failed after the report was saved: the record is there, the report holds the file.
       await UnclaimedEvidence.create({ _id: claimed, storedAt: ctx.clock.now() });
@@ -274,7 +277,7 @@ describe('public misuse reports', () => {
       expect(res.text).toContain('&#34;holiday.jpg&#34; is not a JPEG, PNG, WebP or PDF file (judged by its content, not its name)');
       expect(res.text).toContain('Kept description 41');
       expect(res.text).toMatch(/id="kept-evidence"[^>]*>\s*<li><span dir="auto">evidence-1</);
-      expect(await Report.countDocuments({ 'what.description': 'Kept description 41' })).toBe(0);
+      expect(await countReportsDescribing(ctx, 'Kept description 41')).toBe(0);
     });
 
     it('refuses an oversize file with a clear message and shows what was typed', async () => {
@@ -322,7 +325,7 @@ describe('public misuse reports', () => {
       const replay = await agent.postForm(hidden, reportFields({ description: 'Sent by a quick hand' }));
       expect(replay.status).toBe(200);
       expect(receiptFrom(replay.text)).toBe(receiptFrom(later.text));
-      expect(await Report.countDocuments({ 'what.description': 'Sent by a quick hand' })).toBe(1);
+      expect(await countReportsDescribing(ctx, 'Sent by a quick hand')).toBe(1);
     });
 
     it('refuses a wrong proof of work and a forged token', async () => {
@@ -342,7 +345,7 @@ describe('public misuse reports', () => {
       expect(res.status).toBe(201);
       expect(res.body).toMatchObject({ status: 'received', evidence: [] });
       expect(res.body.receipt).toMatch(/^\d{4} \d{4} \d{4} \d{4}$/);
-      const report = (await Report.findById(await reportIdOf(ctx, res.body.receipt)).lean())!;
+      const report = (await reportAsRead(ctx, await reportIdOf(ctx, res.body.receipt)))!;
       expect(report.product!.serials).toEqual(['A-1', 'B-2']);
       expect(report.when!.from!.toISOString()).toBe('2026-01-01T00:00:00.000Z');
     });
@@ -357,7 +360,7 @@ describe('public misuse reports', () => {
       expect(res.body.evidence).toEqual([expect.objectContaining({ name: 'evidence-1.jpg', mediaType: 'image/jpeg' })]);
       expect(JSON.stringify(res.body)).not.toContain('scene.jpg');
       const reportId = await reportIdOf(ctx, res.body.receipt);
-      expect((await Report.findById(reportId).lean())!.evidence[0]!.sha256).toBe(res.body.evidence[0].sha256);
+      expect((await reportAsRead(ctx, reportId))!.evidence[0]!.sha256).toBe(res.body.evidence[0].sha256);
       expectNoConnectionData(await storedText(reportId));
     });
 
@@ -394,7 +397,7 @@ describe('public misuse reports', () => {
   });
 
   describe('linking in two steps', () => {
-    const linksOf = async (reportId: string) => (await Report.findById(reportId).lean())!;
+    const linksOf = async (reportId: string) => (await reportAsRead(ctx, reportId))!;
 
     it('files at once with the unit, its registration and model, and adds registrations of that model in the country in a background step', async () => {
       const model = await makeModel(ctx, { sku: unique('TWO').toUpperCase(), name: 'Two Step Camera' });
@@ -505,7 +508,7 @@ describe('public misuse reports', () => {
       const { registration, unit, model } = await makeRegistration(ctx, { ownerOrganisation: 'Secret Customer Holdings' });
       const filed = await fileReport(ctx, { serials: [unit.serial], modelText: model._id, country: 'KE' });
       const reportId = await reportIdOf(ctx, filed.body.receipt);
-      const report = await Report.findById(reportId).lean();
+      const report = await reportAsRead(ctx, reportId);
       expect(report!.links.map((l) => l.kind)).toEqual(expect.arrayContaining(['unit', 'registration']));
       const investigator = await makeUser(ctx, 'investigator');
       await ctx.services.reports.setStatus(reportId, 'acknowledged', String(investigator.user._id));
@@ -578,7 +581,7 @@ describe('public misuse reports', () => {
       const forged = await agent.post('/follow-up/evidence').set('X-Forwarded-For', agent.ip).attach('evidence', await jpegWithGps(), 'x.jpg');
       expect(forged.status).toBe(403);
 
-      const report = await Report.findById(reportId).lean();
+      const report = await reportAsRead(ctx, reportId);
       expect(report!.messages).toEqual([expect.objectContaining({ from: 'reporter', userId: null, text: 'It is the third floor.' })]);
       expect(report!.messageCount).toBe(1);
       expect(report!.evidence).toEqual([expect.objectContaining({ name: 'evidence-1.jpg', originalName: null, addedBy: 'reporter' })]);
@@ -628,8 +631,8 @@ describe('public misuse reports', () => {
       const late = await agent.followUp(filed.body.receipt);
       expect(late.text).toContain('This report is closed and no longer accepts messages or files.');
       expect(late.text).not.toContain('action="/follow-up/messages"');
-      expect((await Report.findById(reportId).lean())!.messages.map((m) => m.text)).toEqual(['We found the cameras were removed.']);
-      expect((await Report.findById(reportId).lean())!.feedback).toMatchObject({ text: 'We found the cameras were removed.' });
+      expect((await reportAsRead(ctx, reportId))!.messages.map((m) => m.text)).toEqual(['We found the cameras were removed.']);
+      expect((await reportAsRead(ctx, reportId))!.feedback).toMatchObject({ text: 'We found the cameras were removed.' });
       ctx.clock.advance(-31 * DAY); // later tests count windows from where the clock was
     });
 
@@ -642,7 +645,7 @@ describe('public misuse reports', () => {
         .attach('evidence', notAnImage(), 'photo.jpg');
       expect(res.status).toBe(400);
       expect(res.body.error.fields.evidence).toContain('"photo.jpg" is not a JPEG');
-      expect((await Report.findById(await reportIdOf(ctx, filed.body.receipt)).lean())!.evidence).toEqual([]);
+      expect((await reportAsRead(ctx, await reportIdOf(ctx, filed.body.receipt)))!.evidence).toEqual([]);
     });
 
     it('throttles receipt guessing with a growing delay and a cap, and lets the reporter in again after the window', async () => {
@@ -714,11 +717,11 @@ describe('public misuse reports', () => {
       const filed = await fileReport(ctx, { country: 'UG' });
       const reportId = await reportIdOf(ctx, filed.body.receipt);
       const { user } = await makeUser(ctx, 'investigator');
-      const before = await Report.findById(reportId).lean();
+      const before = await reportAsRead(ctx, reportId);
       const countryIndex = before!.links.findIndex((l) => l.kind === 'country');
       expect(countryIndex).toBeGreaterThanOrEqual(0);
       await ctx.services.reports.confirmLink(reportId, countryIndex, false, String(user._id));
-      const after = await Report.findById(reportId).lean();
+      const after = await reportAsRead(ctx, reportId);
       expect(after!.links[countryIndex]).toMatchObject({ kind: 'country', targetId: 'UG', confirmed: false, confirmedBy: String(user._id) });
       expect(await AuditEntry.countDocuments({ action: 'report.link-rejected', subjectId: reportId })).toBe(1);
       await expect(ctx.services.reports.confirmLink(reportId, 99, true, String(user._id))).rejects.toMatchObject({ status: 400, fields: { linkIndex: expect.any(String) } });
@@ -749,7 +752,7 @@ describe('public misuse reports', () => {
         .attach('evidence', png, 'one-too-many.png');
       expect(res.status).toBe(400);
       expect(res.body.error.fields.evidence).toBe(`A report can hold at most ${MAX_EVIDENCE} files.`);
-      expect((await Report.findById(reportId).lean())!.evidence).toHaveLength(MAX_EVIDENCE);
+      expect((await reportAsRead(ctx, reportId))!.evidence).toHaveLength(MAX_EVIDENCE);
       expect(storedFiles()).toBe(filesBefore);
     });
 
@@ -761,13 +764,13 @@ describe('public misuse reports', () => {
       const filed = await req.attach('evidence', photo, 'erase-me.jpg');
       const reportId = await reportIdOf(ctx, filed.body.receipt);
       await ctx.services.reports.reporterMessage(filed.body.receipt, nextIp(), 'A message to erase');
-      const before = (await Report.findById(reportId).lean())!;
+      const before = (await reportAsRead(ctx, reportId))!;
       const file = path.join(ctx.config.dataDir, 'files', before.evidence[0]!.fileId.slice(0, 2), before.evidence[0]!.fileId);
       expect(fs.existsSync(file)).toBe(true);
 
       expect(await ctx.services.reports.deleteReporterData(reportId)).toEqual({ evidenceFiles: 1, messages: 1 });
       expect(fs.existsSync(file)).toBe(false);
-      const after = (await Report.findById(reportId).lean())!;
+      const after = (await reportAsRead(ctx, reportId))!;
       expect(after).toMatchObject({ contact: null, messages: [], evidence: [], erased: { evidenceFiles: 1, messages: 1, evidenceSha256: [before.evidence[0]!.sha256] } });
       expect(JSON.stringify(after)).not.toContain('To be erased');
       expect(await AuditEntry.countDocuments({ action: 'report.reporter-data-deleted', subjectId: reportId })).toBe(1);
@@ -787,7 +790,7 @@ describe('public misuse reports', () => {
       const filed = await req.attach('evidence', pdf, 'Jane Reporter - delivery note.pdf');
       expect(filed.status).toBe(201);
       const reportId = await reportIdOf(ctx, filed.body.receipt);
-      const report = (await Report.findById(reportId).lean())!;
+      const report = (await reportAsRead(ctx, reportId))!;
       const investigator = await makeStaff(ctx);
       await ctx.services.cases.assign(report.caseId!, investigator.actor.id, investigator.actor);
 
@@ -856,7 +859,7 @@ describe('public misuse reports', () => {
       const again = await fileOn(b!, ip, solved);
       expect(again.status).toBe(400);
       expect(again.body.error.code).toBe('challenge_invalid');
-      expect(await Report.countDocuments({ 'what.description': reportFields().description, receivedAt: ctx.clock.now() })).toBeGreaterThanOrEqual(1);
+      expect(await countReportsDescribing(ctx, String(reportFields().description), { receivedAt: ctx.clock.now() })).toBeGreaterThanOrEqual(1);
     });
 
     it('forget a window once it is over: its document is removed by the sweep', async () => {
@@ -926,7 +929,7 @@ describe('public misuse reports', () => {
       for (const [k, v] of Object.entries(reportFields())) for (const item of [v].flat()) req.field(k, String(item));
       const res = await req.attach('evidence', await jpegWithGps(), 'kibera-market.jpg');
       expect(res.status).toBe(201);
-      const report = (await Report.findById(await reportIdOf(ctx, res.body.receipt)).lean())!;
+      const report = (await reportAsRead(ctx, await reportIdOf(ctx, res.body.receipt)))!;
       expect(report.evidence.map((e) => [e.name, e.originalName])).toEqual([['evidence-1.jpg', 'kibera-market.jpg']]);
     });
   });

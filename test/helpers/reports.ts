@@ -4,6 +4,7 @@ import { PDFDocument, PDFName, PDFString, StandardFonts } from 'pdf-lib';
 import sharp from 'sharp';
 import request from 'supertest';
 import { powSolves } from '../../server/services/reports';
+import { Report } from '../../models/reports';
 import type { TestContext } from './context';
 import { csrfFrom, pageAgent } from './factories';
 
@@ -168,4 +169,22 @@ export async function pdfWithHiddenData(): Promise<Buffer> {
   doc.catalog.set(PDFName.of('OpenAction'), doc.context.register(action));
   await doc.attach(Buffer.from('source spreadsheet of Jane'), 'jane-source.xlsx', { mimeType: 'application/vnd.ms-excel', description: 'attached-secret' });
   return Buffer.from(await doc.save({ useObjectStreams: false }));
+}
+
+/** A report as investigators read it (through the service: its texts are sealed in the database). */
+export const reportAsRead = (ctx: TestContext, reportId: string) => ctx.services.reports.getReportForStaff(reportId);
+
+/** Reports whose description is `text`, among those matching `filter`: decrypted one by one (the stored text is sealed). */
+export async function countReportsDescribing(ctx: TestContext, text: string, filter: Record<string, unknown> = {}) {
+  const ids = (await Report.find(filter, { _id: 1 }).lean()).map((r) => r._id);
+  const reports = await Promise.all(ids.map((id) => reportAsRead(ctx, id)));
+  return reports.filter((r) => r.what?.description === text).length;
+}
+
+/** An evidence file's plaintext as an authorised download streams it (the file on disk is sealed). */
+export async function evidenceBytes(ctx: TestContext, reportId: string, fileId: string): Promise<Buffer> {
+  const { stream } = await ctx.services.reports.openEvidence(reportId, fileId);
+  const chunks: Buffer[] = [];
+  for await (const chunk of stream) chunks.push(chunk as Buffer);
+  return Buffer.concat(chunks);
 }

@@ -3,10 +3,12 @@ import type { Clock } from '../../clock';
 import type { HarmCategory, Ongoing, ReporterKind } from '../../domain/reports';
 import { BadRequestError, HttpError, TooManyRequestsError, ValidationError } from '../../errors';
 import type { LimitsStore } from '../../store/limits';
-import type { IncomingFile, StoredFile } from '../files';
+import type { IncomingFile } from '../files';
+import type { PendingFile } from './evidence-files';
+import type { ReportSealing } from './sealing';
 import { createTokenSealer } from '../../crypto/sealed';
 import { hmac, MINUTE, type ReportsDeps } from './context';
-import type { ReportEvidence } from './evidence';
+import type { EvidenceRef, ReportEvidence } from './evidence';
 import { formatReceipt, newReceipt } from './receipts';
 
 /** A report form older than this is refused (and shown again with a fresh challenge). */
@@ -141,15 +143,15 @@ export function createChallenge(deps: { clock: Clock; secret: string; minFillSec
 const harmTitle = (input: ReportInput) => (input.harmCategories.length ? input.harmCategories.join(', ') : 'misuse');
 
 /** The report form: its challenge, its evidence, and filing the report with its case. */
-export function reportIntake(deps: ReportsDeps, parts: { evidence: ReportEvidence; reportIdFor: (digits: string) => Promise<string> }) {
+export function reportIntake(deps: ReportsDeps, parts: { evidence: ReportEvidence; sealing: ReportSealing; reportIdFor: (digits: string) => Promise<string> }) {
   const { config, clock, cases, audit, catalogue, flags, linker } = deps;
-  const { evidence, reportIdFor } = parts;
+  const { evidence, sealing, reportIdFor } = parts;
   const { limits, reports: store } = deps.stores;
   const challenge = createChallenge({ clock, secret: config.jwt.secret, ...config.reports, limits });
   const receiptTickets = createTokenSealer(config.jwt.secret, 'report-receipt');
 
   /** The files an earlier attempt of this form accepted, minus those the reporter chose to remove. */
-  function keptOf(body: { challenge?: unknown; keptEvidence?: unknown; removeEvidence?: unknown }): StoredFile[] {
+  function keptOf(body: { challenge?: unknown; keptEvidence?: unknown; removeEvidence?: unknown }): PendingFile[] {
     const removed = new Set([body.removeEvidence ?? []].flat().map(String));
     return evidence.readKept(body.keptEvidence, challenge.nonceOf(body.challenge)).filter((f) => !removed.has(f.fileId));
   }
@@ -188,7 +190,7 @@ export function reportIntake(deps: ReportsDeps, parts: { evidence: ReportEvidenc
      * What the report form carries between attempts: the challenge (kept while valid, so the
      * wait keeps counting) and the evidence already accepted, re-signed for that challenge.
      */
-    async formState(body: { challenge?: unknown; keptEvidence?: unknown; removeEvidence?: unknown } | undefined, accepted?: StoredFile[]) {
+    async formState(body: { challenge?: unknown; keptEvidence?: unknown; removeEvidence?: unknown } | undefined, accepted?: PendingFile[]) {
       const kept = accepted ?? keptOf(body ?? {});
       const token = await challenge.reuse(body?.challenge);
       return { challenge: token, powBits: config.reports.powBits, kept, keptEvidence: evidence.signKept(kept, challenge.nonceOf(token)) };
@@ -218,7 +220,7 @@ export function reportIntake(deps: ReportsDeps, parts: { evidence: ReportEvidenc
      * Step two: files a validated report with the evidence of step one; links it, opens or
      * attaches its case; returns the receipt, the only time it exists outside a hash.
      */
-    async submit(input: ReportInput, accepted: { files: StoredFile[]; problems: string[] }, args: { challenge: string; pow?: unknown; client: string }) {
+    async submit(input: ReportInput, accepted: { files: PendingFile[]; problems: string[] }, args: { challenge: string; pow?: unknown; client: string }) {
       await challenge.verify(args.challenge, args.pow);
       if (accepted.problems.length) throw new ValidationError({ evidence: accepted.problems.join(' ') }, accepted.problems.join(' '));
       checkDates(input);
@@ -234,13 +236,17 @@ export function reportIntake(deps: ReportsDeps, parts: { evidence: ReportEvidenc
       // in the country later, by the report-links job (a scan on the embedded engine): `linking` says which.
       const linked = await linker.linkDirect({ serials: input.serials, modelText: input.modelText ?? '', country: input.country });
 
-      const refs = evidence.refsOf(accepted.files, 'reporter', null, 0, input.keepFileNames);
       let receipt = '';
       let reportId = '';
+      let refs: EvidenceRef[] = [];
       for (let draw = 0; !reportId && draw < RECEIPT_DRAWS; draw++) {
         const digits = newReceipt();
         const id = await reportIdFor(digits);
-        const saved = await store.insertReport({
+        // The data key first, under the same `_id`: a report never exists without the key that opens it.
+        const dataKey = await sealing.createDataKey(id);
+        if (!dataKey) continue;
+        refs = evidence.refsFor(id, dataKey, accepted.files, 'reporter', null, 0, input.keepFileNames);
+        const saved = await store.insertReport(sealing.sealNew(id, dataKey, {
           _id: id,
           reporterKind: input.reporterKind,
           anonymous,
@@ -253,9 +259,10 @@ export function reportIntake(deps: ReportsDeps, parts: { evidence: ReportEvidenc
           links: linked.links,
           linking: linked.pending ? 'pending' : 'done',
           status: 'received',
+          sealed: true,
           receivedAt: now,
           updatedAt: now,
-        });
+        }));
         if (saved) [receipt, reportId] = [digits, id];
       }
       if (!reportId) throw new Error('could not draw a free receipt');

@@ -3,6 +3,7 @@ import { MAX_MESSAGES, type MessageKind, type ReportParty } from '../../domain/r
 import { ValidationError } from '../../errors';
 import type { StoredMessage } from '../../store/reports';
 import { reportOf, type ReportsDeps } from './context';
+import type { ReportSealing } from './sealing';
 
 export const MESSAGES_PER_PAGE = 20;
 
@@ -23,15 +24,16 @@ export function messagePage(messages: readonly Message[], page: number) {
 }
 
 /** The conversation between the reporter and investigators, embedded in the report. */
-export function reportMessages(deps: ReportsDeps) {
+export function reportMessages(deps: ReportsDeps, sealing: ReportSealing) {
   const { clock, audit } = deps;
   const store = deps.stores.reports;
 
   return {
-    /** Appends a message while the conversation is under MAX_MESSAGES, in one guarded update. */
+    /** Appends a message (sealed) while the conversation is under MAX_MESSAGES, in one guarded update; returns it in the clear. */
     async post(reportId: string, from: ReportParty, userId: string | null, text: string, kind: MessageKind = 'message'): Promise<Message> {
       const message = { _id: `msg_${crypto.randomBytes(10).toString('hex')}`, from, kind, userId, text, at: clock.now() };
-      if (!(await store.appendMessage(reportId, message, MAX_MESSAGES))) {
+      const sealed = { ...message, text: await sealing.sealText(reportId, sealing.messagePlace(message._id), text) };
+      if (!(await store.appendMessage(reportId, sealed, MAX_MESSAGES))) {
         await reportOf(store, reportId); // 404 if it is gone
         throw new ValidationError({ text: `This conversation has reached ${MAX_MESSAGES} messages.` });
       }

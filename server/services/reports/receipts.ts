@@ -8,6 +8,7 @@ import type { LimitsStore } from '../../store/limits';
 import type { ReportRecord } from '../../store/reports';
 import type { IncomingFile } from '../files';
 import { hmac, MINUTE, reportOf, type ReportsDeps } from './context';
+import type { ReportSealing } from './sealing';
 import { evidenceNameOf, type ReportEvidence } from './evidence';
 import { messagePage, type ReportMessages } from './messages';
 
@@ -116,14 +117,15 @@ function reporterView(report: ReportRecord, now: Date, daysAfterClosure: number,
 export type ReporterView = ReturnType<typeof reporterView>;
 
 /** The reporter's follow-up with a receipt: status, feedback, the conversation, more evidence. */
-export function reportFollowUp(deps: ReportsDeps, parts: { evidence: ReportEvidence; messages: ReportMessages; reportIdFor: (digits: string) => Promise<string> }) {
-  const { evidence, messages, reportIdFor } = parts;
+export function reportFollowUp(deps: ReportsDeps, parts: { evidence: ReportEvidence; messages: ReportMessages; sealing: ReportSealing; reportIdFor: (digits: string) => Promise<string> }) {
+  const { evidence, messages, sealing, reportIdFor } = parts;
   const store = deps.stores.reports;
   const receiptGuard = createReceiptGuard(deps.clock, deps.stores.limits);
 
   const sessions = createTokenSealer(deps.config.jwt.secret, 'report-follow-up');
   const { messagesAfterClosureDays } = deps.config.reports;
-  const viewOf = (report: ReportRecord, page = 1) => reporterView(report, deps.clock.now(), messagesAfterClosureDays, page);
+  /** What the reporter sees, decrypted for the page. */
+  const viewOf = async (report: ReportRecord, page = 1) => reporterView(await sealing.open(report), deps.clock.now(), messagesAfterClosureDays, page);
 
   /** The only way in for a reporter: the guard first (before any slow hash), then an `_id` lookup. */
   async function openByReceipt(receipt: unknown, client: string): Promise<ReportRecord> {
@@ -150,7 +152,7 @@ export function reportFollowUp(deps: ReportsDeps, parts: { evidence: ReportEvide
 
   /** A reporter may write while the report is open, and for the configured days after it closed. */
   function checkWritable(report: ReportRecord, field: string) {
-    if (viewOf(report).canWrite) return;
+    if (reporterView(report, deps.clock.now(), messagesAfterClosureDays).canWrite) return;
     const message = report.erased
       ? 'The data of this report was deleted under the retention policy, so nothing more can be added.'
       : `This report was closed and no longer accepts messages or files (it did for ${messagesAfterClosureDays} days after closing). If something new has happened, please send a new report.`;
@@ -167,7 +169,7 @@ export function reportFollowUp(deps: ReportsDeps, parts: { evidence: ReportEvide
     checkWritable(report, 'evidence');
     if (!incoming.length) throw new ValidationError({ evidence: 'Choose at least one file to add.' });
     const { stored } = await evidence.storeAll(incoming, 'evidence', true);
-    await evidence.append(report._id, evidence.refsOf(stored, 'reporter', null, (report.evidence ?? []).length), { kind: 'reporter', id: null });
+    await evidence.append(report._id, await evidence.refsOf(report, stored, 'reporter', null), { kind: 'reporter', id: null });
     return viewOf(await reportOf(store, report._id));
   }
 

@@ -1,5 +1,3 @@
-import fs from 'node:fs';
-import path from 'node:path';
 import sharp from 'sharp';
 import { AuditEntry } from '../models/audit';
 import { Report, type ReportRecord } from '../models/reports';
@@ -7,7 +5,7 @@ import { createReceiptHasher } from '../server/services/reports';
 import { browserSuite, phonePage, screenshot, tmpFile } from './helpers/browser';
 import { makeModel } from './helpers/catalogue';
 import { makeUser, unique } from './helpers/factories';
-import { digitsOf, jpegWithGps } from './helpers/reports';
+import { digitsOf, evidenceBytes, jpegWithGps, reportAsRead } from './helpers/reports';
 
 const WEEK = 7 * 86_400_000;
 
@@ -89,8 +87,8 @@ describe('reporting misuse from a phone (headless Chromium)', () => {
     await screenshot(back, 'report-4-answered-and-file-added');
     await back.context().close();
 
-    // --- what the database now holds
-    const report = (await Report.findById(reportId).lean<ReportRecord>())!;
+    // --- what the database now holds, read as investigators read it (the texts and files are sealed at rest)
+    const report = await reportAsRead(suite.ctx, reportId);
     expect(report.status).toBe('acknowledged');
     expect(report.messages.map((m) => [m.from, m.text])).toEqual([
       ['investigator', 'Thank you. Which day was the protest, and how many cameras did you see?'],
@@ -103,11 +101,11 @@ describe('reporting misuse from a phone (headless Chromium)', () => {
     ]);
     expect(report.evidence[2]!.addedAt.getTime()).toBe(report.receivedAt.getTime() + WEEK);
     for (const e of report.evidence) {
-      const data = fs.readFileSync(path.join(suite.ctx.config.dataDir, 'files', e.fileId.slice(0, 2), e.fileId));
+      const data = await evidenceBytes(suite.ctx, reportId, e.fileId);
       expect((await sharp(data).metadata()).exif).toBeUndefined();
     }
     expect(report.what!.description).toBe('Police use the camera to identify people at a peaceful protest. <b>not bold</b>');
-    const stored = JSON.stringify([report, await AuditEntry.find({ subjectId: reportId }).lean()]);
+    const stored = JSON.stringify([report, await Report.findById(reportId).lean(), await AuditEntry.find({ subjectId: reportId }).lean()]);
     expect(stored).not.toContain(userAgent);
     expect(stored).not.toMatch(/HeadlessChrome|127\.0\.0\.1|::ffff/);
     expect(stored).not.toContain(digitsOf(receipt));

@@ -10,7 +10,7 @@ import { AuditEntry } from '../models/audit';
 import { Limit } from '../models/limits';
 import { Case } from '../models/cases';
 import { Flag } from '../models/flags';
-import { MAX_EVIDENCE, Report, UnclaimedEvidence, type ReportRecord } from '../models/reports';
+import { MAX_EVIDENCE, Report, UnclaimedEvidence } from '../models/reports';
 import { createApp } from '../server/app';
 import { createLogger } from '../server/logger';
 import { viewsDir } from '../server/paths';

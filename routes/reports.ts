@@ -6,10 +6,10 @@ import { isCountryCode } from '../server/countries';
 import { countryOptions, DEFAULT_LANGUAGE, languageMiddleware, translator, type Language, type Translate } from '../server/i18n';
 import { HttpError } from '../server/errors';
 import { formAction } from '../server/middleware/forms';
-import { csrfBeforeBody, uploads } from '../server/middleware/uploads';
+import { csrfBeforeBody, isOversize, uploads } from '../server/middleware/uploads';
 import { email, pagination, parseBody, parseQuery, shortText, toPage, pageBody } from '../server/middleware/validate';
 import { FOLLOW_UP_SESSION_MS, RECEIPT_SHOWN_AGAIN_MS } from '../server/services/reports';
-import type { IncomingFile } from '../server/services/files';
+import { safeDisplayName, type IncomingFile } from '../server/services/files';
 import { HARM_CATEGORIES, ONGOING, REPORTER_KINDS } from '../server/domain/reports';
 import type { RouteContext } from './context';
 
@@ -110,7 +110,7 @@ const evidenceFiles = (req: Request): IncomingFile[] => ((req.files as Record<st
  * with what was typed, so it is held for the form handler instead of ending the request.
  */
 function pageUploads(ctx: RouteContext): RequestHandler[] {
-  const [parser, ...rest] = uploads(ctx, [{ name: 'evidence' }], { fieldBytes: LONG_TEXT_BYTES });
+  const [parser, ...rest] = uploads(ctx, [{ name: 'evidence' }], { fieldBytes: LONG_TEXT_BYTES, setAsideOversize: true });
   const mb = Math.round(ctx.config.uploads.maxFileBytes / 1024 / 1024);
   const messages: Record<string, string> = {
     LIMIT_FILE_SIZE: `Each file can be at most ${mb} MB. Leave out the larger file or send a smaller copy.`,
@@ -127,9 +127,15 @@ function pageUploads(ctx: RouteContext): RequestHandler[] {
   return [tolerant, ...rest];
 }
 
-const filesOrUploadError = (req: Request, res: Response) => {
+/**
+ * A page form's files: those to store, and a message naming each one set aside for its size
+ * (the others are kept, so one 30 MB video does not cost the reporter their photos).
+ */
+const uploadedEvidence = (req: Request, res: Response, maxFileBytes: number) => {
   if (res.locals.uploadError) throw res.locals.uploadError as HttpError;
-  return evidenceFiles(req);
+  const all = evidenceFiles(req);
+  const tooLarge = (res.locals.t as Translate)('evidence.tooLarge', { mb: Math.round(maxFileBytes / 1024 / 1024) });
+  return { files: all.filter((f) => !isOversize(f)), refused: all.filter(isOversize).map((f) => `"${safeDisplayName(f.originalname)}": ${tooLarge}`) };
 };
 
 /**
@@ -199,7 +205,7 @@ export function reportPages(ctx: RouteContext) {
         challenge: body.challenge,
         keptEvidence: body.keptEvidence,
         removeEvidence: body.removeEvidence,
-        files: filesOrUploadError(req, res),
+        ...uploadedEvidence(req, res, ctx.config.uploads.maxFileBytes),
       });
       const input = parseBody(reportInputIn(t(res)), req);
       const filed = await services.reports.submit(input, res.locals.evidence, { challenge: String(body.challenge), pow: body.pow, client: clientOf(req) });
@@ -260,7 +266,8 @@ export function reportPages(ctx: RouteContext) {
     csrfBeforeBody(ctx),
     ...pageUploads(ctx),
     formAction('reports/status', statusLocals, async (req, res) => {
-      await services.reports.reporterEvidenceBySession(req.cookies?.[FOLLOW_UP_COOKIE], filesOrUploadError(req, res));
+      const { files, refused } = uploadedEvidence(req, res, ctx.config.uploads.maxFileBytes);
+      await services.reports.reporterEvidenceBySession(req.cookies?.[FOLLOW_UP_COOKIE], files, refused);
       res.redirect(303, '/follow-up/report?done=files');
     }),
   );

@@ -280,15 +280,40 @@ describe('public misuse reports', () => {
       expect(await countReportsDescribing(ctx, 'Kept description 41')).toBe(0);
     });
 
-    it('refuses an oversize file with a clear message and shows what was typed', async () => {
+    it('sets an oversize file aside naming it, keeps the valid file sent with it and what was typed, and files the report with that file', async () => {
       const agent = reportAgent(ctx, nextIp());
       const before = await Report.countDocuments();
       const big = Buffer.concat([await jpegWithGps(), Buffer.alloc(1.5 * 1024 * 1024)]);
-      const res = await agent.file(reportFields({ description: 'Typed before the big file', place: 'Mombasa port' }), [{ name: 'huge.jpg', data: big }]);
-      expect(res.status).toBe(413);
-      expect(res.text).toContain('Each file can be at most 1 MB.');
+      const photo = await jpegWithGps({ r: 20, g: 140, b: 90 });
+      const res = await agent.file(reportFields({ description: 'Typed before the big file', place: 'Mombasa port' }), [
+        { name: 'street.jpg', data: photo },
+        { name: 'huge.jpg', data: big },
+      ]);
+      expect(res.status).toBe(400);
+      expect(res.text).toContain('&#34;huge.jpg&#34;: This file is larger than 1 MB: leave it out or send a smaller copy.');
+      expect(res.text).not.toContain('&#34;street.jpg&#34;');
       expect(res.text).toContain('Typed before the big file');
       expect(res.text).toContain('value="Mombasa port"');
+      expect(res.text).toMatch(/id="kept-evidence"[^>]*>\s*<li><span dir="auto">evidence-1</);
+      expect(await Report.countDocuments()).toBe(before);
+
+      ctx.clock.advance(6000); // sent again without JavaScript: the slow path
+      const again = await agent.postForm(formFields(res.text), reportFields({ description: 'Typed before the big file', place: 'Mombasa port' }));
+      expect(again.status).toBe(200);
+      const report = await reportAsRead(ctx, await reportIdOf(ctx, receiptFrom(again.text)!));
+      expect(report.evidence.map((e) => e.name)).toEqual(['evidence-1.jpg']);
+      expect(sha256(await evidenceBytes(ctx, report._id, report.evidence[0]!.fileId))).toBe(report.evidence[0]!.sha256);
+      expect(report.where?.place).toBe('Mombasa port');
+    });
+
+    it('refuses an upload past four times the size limit as a whole, with a clear message and what was typed', async () => {
+      const agent = reportAgent(ctx, nextIp());
+      const before = await Report.countDocuments();
+      const enormous = Buffer.concat([await jpegWithGps(), Buffer.alloc(4.5 * 1024 * 1024)]);
+      const res = await agent.file(reportFields({ description: 'Typed before the enormous file' }), [{ name: 'enormous.jpg', data: enormous }]);
+      expect(res.status).toBe(413);
+      expect(res.text).toContain('Each file can be at most 1 MB.');
+      expect(res.text).toContain('Typed before the enormous file');
       expect(await Report.countDocuments()).toBe(before);
     });
 
@@ -634,6 +659,24 @@ describe('public misuse reports', () => {
       expect((await reportAsRead(ctx, reportId))!.messages.map((m) => m.text)).toEqual(['We found the cameras were removed.']);
       expect((await reportAsRead(ctx, reportId))!.feedback).toMatchObject({ text: 'We found the cameras were removed.' });
       ctx.clock.advance(-31 * DAY); // later tests count windows from where the clock was
+    });
+
+    it('adds the valid file of a follow-up upload and names the oversize one sent with it', async () => {
+      const filed = await fileReport(ctx);
+      const agent = reportAgent(ctx, nextIp());
+      const page = await agent.followUp(filed.body.receipt);
+      const uploadAction = /action="(\/follow-up\/evidence\?_csrf=[^"]+)"/.exec(page.text)![1]!;
+      const res = await agent
+        .post(uploadAction)
+        .set('X-Forwarded-For', agent.ip)
+        .field('_csrf', csrfFrom(page.text))
+        .attach('evidence', await jpegWithGps(), 'stairs.jpg')
+        .attach('evidence', Buffer.concat([await jpegWithGps(), Buffer.alloc(1.5 * 1024 * 1024)]), 'long-video.jpg');
+      expect(res.status).toBe(400);
+      expect(res.text).toContain('&#34;long-video.jpg&#34;: This file is larger than 1 MB');
+      expect(res.text).toMatch(/id="evidence">\s*<li>evidence-1\.jpg/);
+      const report = await reportAsRead(ctx, await reportIdOf(ctx, filed.body.receipt));
+      expect(report.evidence.map((e) => [e.name, e.size < 1024 * 1024])).toEqual([['evidence-1.jpg', true]]);
     });
 
     it('refuses a bad file added at follow-up, naming it, and stores nothing', async () => {

@@ -203,7 +203,7 @@ export function reportIntake(deps: ReportsDeps, parts: { evidence: ReportEvidenc
      * `submit`, after this: a form sent too early keeps the files it carried (an upload's token
      * was already found live before its body was read).
      */
-    async acceptEvidence(args: { challenge: unknown; keptEvidence?: unknown; removeEvidence?: unknown; files: IncomingFile[]; strict?: boolean }) {
+    async acceptEvidence(args: { challenge: unknown; keptEvidence?: unknown; removeEvidence?: unknown; files: IncomingFile[]; refused?: string[]; strict?: boolean }) {
       const kept = keptOf(args);
       const max = config.uploads.maxFiles;
       if (kept.length + args.files.length > max) {
@@ -213,7 +213,8 @@ export function reportIntake(deps: ReportsDeps, parts: { evidence: ReportEvidenc
       }
       const { stored, problems } = await evidence.storeAll(args.files, 'evidence', args.strict ?? false);
       await store.noteUnclaimedEvidence(stored.map((f) => f.fileId), clock.now());
-      return { files: [...kept, ...stored], problems };
+      // `refused`: files the upload set aside (too large), named with the others refused.
+      return { files: [...kept, ...stored], problems: [...(args.refused ?? []), ...problems] };
     },
 
     /**

@@ -165,11 +165,15 @@ export function reportFollowUp(deps: ReportsDeps, parts: { evidence: ReportEvide
     return viewOf(await reportOf(store, report._id));
   }
 
-  async function addEvidence(report: ReportRecord, incoming: IncomingFile[]) {
+  /** `refused`: files the upload set aside (too large): the others are added, then these are named. */
+  async function addEvidence(report: ReportRecord, incoming: IncomingFile[], refused: string[] = []) {
     checkWritable(report, 'evidence');
-    if (!incoming.length) throw new ValidationError({ evidence: 'Choose at least one file to add.' });
-    const { stored } = await evidence.storeAll(incoming, 'evidence', true);
-    await evidence.append(report._id, await evidence.refsOf(report, stored, 'reporter', null), { kind: 'reporter', id: null });
+    if (!incoming.length && !refused.length) throw new ValidationError({ evidence: 'Choose at least one file to add.' });
+    if (incoming.length) {
+      const { stored } = await evidence.storeAll(incoming, 'evidence', true);
+      await evidence.append(report._id, await evidence.refsOf(report, stored, 'reporter', null), { kind: 'reporter', id: null });
+    }
+    if (refused.length) throw new ValidationError({ evidence: refused.join(' ') }, refused.join(' '));
     return viewOf(await reportOf(store, report._id));
   }
 
@@ -200,6 +204,6 @@ export function reportFollowUp(deps: ReportsDeps, parts: { evidence: ReportEvide
 
     reporterMessageBySession: async (session: unknown, text: string) => addMessage(await openBySession(session), text),
 
-    reporterEvidenceBySession: async (session: unknown, incoming: IncomingFile[]) => addEvidence(await openBySession(session), incoming),
+    reporterEvidenceBySession: async (session: unknown, incoming: IncomingFile[], refused: string[] = []) => addEvidence(await openBySession(session), incoming, refused),
   };
 }

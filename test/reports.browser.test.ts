@@ -2,6 +2,7 @@ import sharp from 'sharp';
 import { AuditEntry } from '../models/audit';
 import { Report, type ReportRecord } from '../models/reports';
 import { createReceiptHasher } from '../server/services/reports';
+import type { Page } from 'playwright-core';
 import { browserSuite, phonePage, screenshot, tmpFile } from './helpers/browser';
 import { makeModel } from './helpers/catalogue';
 import { makeUser, unique } from './helpers/factories';
@@ -109,5 +110,46 @@ describe('reporting misuse from a phone (headless Chromium)', () => {
     expect(stored).not.toContain(userAgent);
     expect(stored).not.toMatch(/HeadlessChrome|127\.0\.0\.1|::ffff/);
     expect(stored).not.toContain(digitsOf(receipt));
+  }, 90_000);
+
+  /** The page is no wider than its window: nothing to scroll sideways. */
+  const widthOverflow = (page: Page) => page.evaluate<number>('document.documentElement.scrollWidth - window.innerWidth');
+  /** Latin words in what a person sees (the page's own strings should all be Arabic). */
+  const latinWords = (page: Page) => page.evaluate<string[]>('document.body.innerText.match(/\\p{Script=Latin}{3,}/gu) ?? []');
+
+  it('files a report in Arabic right to left on a phone and a desktop, with no sideways scrolling, and opens its follow-up page', async () => {
+    const photo = tmpFile('IMG_7001.jpg', await jpegWithGps());
+    for (const width of [390, 1280]) {
+      const page = width === 390 ? await phonePage(suite.browser) : await (await suite.browser.newContext({ viewport: { width, height: 900 } })).newPage();
+      await page.goto(`${suite.site.url}/report?lang=ar`);
+      expect(await page.getAttribute('html', 'lang')).toBe('ar');
+      expect(await page.getAttribute('html', 'dir')).toBe('rtl');
+      // Besides the brand and the other languages' names in the switcher, nothing in Latin letters.
+      expect((await latinWords(page)).filter((w) => !['Downstream', 'English', 'Français', 'Español', 'JPEG', 'PNG', 'WebP', 'PDF', 'Tor', 'Browser', 'evidence', 'jpg', 'pdf'].includes(w))).toEqual([]);
+      await page.selectOption('#f-reporterKind', 'affected-person');
+      await page.selectOption('#f-country', 'EG');
+      await page.check('input[name="harmCategories"][value="privacy-surveillance"]');
+      await page.fill('#f-description', 'تستخدم الكاميرات لمراقبة المتظاهرين في الميدان.');
+      await page.setInputFiles('#f-evidence', [photo]);
+      await page.waitForSelector('form[data-pow-done="true"]', { timeout: 20_000 });
+      expect(await widthOverflow(page)).toBeLessThanOrEqual(0);
+      await screenshot(page, `report-ar-${width}-1-form`);
+      await page.click('form[action^="/report?challenge="] button[type="submit"]');
+      await page.waitForSelector('#receipt');
+      expect(await page.getAttribute('html', 'dir')).toBe('rtl');
+      expect(await widthOverflow(page)).toBeLessThanOrEqual(0);
+      await screenshot(page, `report-ar-${width}-2-receipt`);
+      const receipt = (await page.textContent('#receipt'))!.trim().replace(/\s+/g, ' ');
+
+      await page.goto(`${suite.site.url}/follow-up`);
+      await page.fill('#f-receipt', receipt);
+      await page.click('form[action="/follow-up"] button[type="submit"]');
+      await page.waitForSelector('#submitted');
+      expect(await page.getAttribute('html', 'dir')).toBe('rtl');
+      expect(await page.textContent('#submitted-description')).toContain('تستخدم الكاميرات لمراقبة المتظاهرين');
+      expect(await widthOverflow(page)).toBeLessThanOrEqual(0);
+      await screenshot(page, `report-ar-${width}-3-follow-up`);
+      await page.context().close();
+    }
   }, 90_000);
 });

@@ -1,17 +1,19 @@
 import crypto from 'node:crypto';
 import fs from 'node:fs';
+import os from 'node:os';
 import path from 'node:path';
 import mongoose from 'mongoose';
 import { EJSON } from 'bson';
 import request from 'supertest';
 import { Report, ReportKey } from '../models/reports';
+import { loadConfig } from '../server/config';
 import { createLogger } from '../server/logger';
 import { createServices } from '../server/services';
 import { createReceiptHasher } from '../server/services/reports';
 import { createStores } from '../server/store';
 import { runMigrations } from '../server/store/migrations';
 import { actorOf, makeReportCase } from './helpers/cases';
-import { createTestContext, type TestContext } from './helpers/context';
+import { createTestContext, testEnv, type TestContext } from './helpers/context';
 import { signedInAgent, unique } from './helpers/factories';
 import { digitsOf, evidenceBytes, pngImage, reportAgent, reportAsRead, reportFields, sha256, solvedChallenge } from './helpers/reports';
 
@@ -108,6 +110,19 @@ describe('reports encrypted at rest', () => {
     const file = path.join(ctx.config.dataDir, 'encryption-key');
     expect(fs.statSync(file).mode & 0o777).toBe(0o600);
     expect(Buffer.from(fs.readFileSync(file, 'utf8').trim(), 'base64').equals(ctx.config.encryption.key)).toBe(true);
+  });
+
+  it('refuses to start in production without ENCRYPTION_KEY, and names the variable when its value is not 32 bytes of base64', () => {
+    const dataDir = fs.mkdtempSync(path.join(os.tmpdir(), 'downstream-key-'));
+    try {
+      expect(() => loadConfig(testEnv({ DATA_DIR: dataDir, NODE_ENV: 'production' }))).toThrow(/ENCRYPTION_KEY: required when NODE_ENV=production/);
+      expect(() => loadConfig(testEnv({ DATA_DIR: dataDir, ENCRYPTION_KEY: Buffer.alloc(16).toString('base64') }))).toThrow(/ENCRYPTION_KEY: base64 of 32 random bytes/);
+      const given = crypto.randomBytes(32);
+      expect(loadConfig(testEnv({ DATA_DIR: dataDir, ENCRYPTION_KEY: given.toString('base64') })).encryption.key.equals(given)).toBe(true);
+      expect(fs.existsSync(path.join(dataDir, 'encryption-key'))).toBe(false); // a given key is never written to disk
+    } finally {
+      fs.rmSync(dataDir, { recursive: true, force: true });
+    }
   });
 
   it('opens every report after the master key is rotated, with progress, and a second run finds nothing left', async () => {

@@ -86,7 +86,6 @@ export function reportSealing(deps: ReportsDeps) {
 
   return {
     files,
-    keyring,
     createDataKey,
 
     sealNew: <T extends object>(reportId: string, dataKey: Buffer, report: T) => mapTexts(report, sealWith(dataKey, reportId)),

@@ -1,5 +1,5 @@
 import mongoose, { Schema } from 'mongoose';
-import { CONFIDENCES, HARM_CATEGORIES, LINK_KINDS, LINKING_STATES, ONGOING, REPORT_PARTIES, REPORT_STATUSES, REPORTER_KINDS } from '../server/domain/reports';
+import { CONFIDENCES, HARM_CATEGORIES, LINK_KINDS, LINKING_STATES, MESSAGE_KINDS, ONGOING, REPORT_PARTIES, REPORT_STATUSES, REPORTER_KINDS } from '../server/domain/reports';
 
 /**
  * Misuse reports from the public channel.
@@ -51,6 +51,11 @@ const evidenceSchema = new Schema(
     addedAt: { type: Date, required: true },
     addedBy: { type: String, enum: REPORT_PARTIES, required: true },
     addedByUserId: { type: String, default: null },
+    /**
+     * The file's own key sealed by the report's data key (the file on disk is sealed by it,
+     * server/crypto/envelope.ts); null for a file stored in the clear before encryption at rest.
+     */
+    key: { type: String, default: null },
   },
   { _id: false },
 );
@@ -74,8 +79,10 @@ const messageSchema = new Schema(
   {
     _id: { type: String, required: true }, // random, so a message can be referred to
     from: { type: String, enum: REPORT_PARTIES, required: true },
+    /** 'feedback': an investigator's answer on what was done, which the reporter is owed (shown as such). */
+    kind: { type: String, enum: MESSAGE_KINDS, default: 'message' },
     userId: { type: String, default: null }, // the investigator; never anything about the reporter
-    text: { type: String, required: true, maxlength: 5000 },
+    text: { type: String, required: true }, // sealed (the 5,000-character limit is the service's: ciphertext is longer)
     at: { type: Date, required: true },
   },
   { versionKey: false },
@@ -113,7 +120,7 @@ const reportSchema = new Schema(
     },
     what: {
       harmCategories: { type: [String], enum: HARM_CATEGORIES, default: [] },
-      description: { type: String, required: true, maxlength: 10_000 },
+      description: { type: String, required: true }, // sealed (the 10,000-character limit is the service's)
       affected: { type: String, default: '' },
       ongoing: { type: String, enum: ONGOING, default: 'unknown' },
     },
@@ -127,6 +134,9 @@ const reportSchema = new Schema(
     linking: { type: String, enum: LINKING_STATES, default: 'done' },
     caseId: { type: String, default: null },
     status: { type: String, enum: REPORT_STATUSES, default: 'received' },
+    /** When the case was closed for the reporter, and the outcome they were given. */
+    closedAt: { type: Date, default: null },
+    outcome: { type: String, default: null },
     /** What investigators chose to share with the reporter. */
     feedback: {
       text: { type: String, default: '' },
@@ -144,6 +154,12 @@ const reportSchema = new Schema(
       ),
       default: null,
     },
+    /**
+     * True when the reporter's texts (contact, device description, place, description, affected,
+     * messages, feedback, outcome) are sealed by the report's data key (ReportKey); false for a
+     * report written in the clear before encryption at rest, until `npm run migrate` seals it.
+     */
+    sealed: { type: Boolean, default: false },
     receivedAt: { type: Date, required: true },
     updatedAt: { type: Date, required: true },
   },
@@ -154,6 +170,7 @@ reportSchema.index({ caseId: 1 }); // a merge re-points a case's reports
 reportSchema.index({ status: 1, receivedAt: -1 }); // staff lists
 reportSchema.index({ linking: 1 }); // the report-links job's few pending reports
 reportSchema.index({ 'evidence.fileId': 1 }); // the unclaimed-evidence clean-up: is a file held by a report?
+reportSchema.index({ sealed: 1 }); // the encryption migration's reports still in the clear
 
 export const Report = mongoose.model('Report', reportSchema);
 export type ReportDoc = InstanceType<typeof Report>;
@@ -166,3 +183,21 @@ export type ReportRecord = mongoose.InferSchemaType<typeof reportSchema> & { _id
  */
 const unclaimedEvidenceSchema = new Schema({ _id: { type: String, required: true }, storedAt: { type: Date, required: true } }, { versionKey: false });
 export const UnclaimedEvidence = mongoose.model('UnclaimedEvidence', unclaimedEvidenceSchema);
+
+/**
+ * A report's data key (`_id`: the report's), wrapped by the master key `keyId`
+ * (server/crypto/envelope.ts). Kept apart from the report so that retention can destroy it
+ * (crypto-shredding: every leftover copy of the report's texts and files becomes unreadable),
+ * and so that a rotation re-wraps these small documents without touching the reports.
+ */
+const reportKeySchema = new Schema(
+  {
+    _id: { type: String, required: true },
+    keyId: { type: String, required: true },
+    wrapped: { type: String, required: true },
+    createdAt: { type: Date, required: true },
+  },
+  { versionKey: false },
+);
+reportKeySchema.index({ keyId: 1 }); // a rotation's keys still under the old master key
+export const ReportKey = mongoose.model('ReportKey', reportKeySchema);

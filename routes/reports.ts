@@ -2,12 +2,14 @@ import { type Request, type RequestHandler, type Response } from 'express';
 import { Router } from './router';
 import multer from 'multer';
 import { z } from 'zod';
-import { COUNTRY_OPTIONS, isCountryCode } from '../server/countries';
+import { isCountryCode } from '../server/countries';
+import { countryOptions, DEFAULT_LANGUAGE, languageMiddleware, translator, type Language, type Translate } from '../server/i18n';
 import { HttpError } from '../server/errors';
 import { formAction } from '../server/middleware/forms';
-import { csrfBeforeBody, uploads } from '../server/middleware/uploads';
-import { email, pagination, parseBody, parseQuery, requiredText, shortText, toPage, pageBody } from '../server/middleware/validate';
-import type { IncomingFile } from '../server/services/files';
+import { csrfBeforeBody, isOversize, uploads } from '../server/middleware/uploads';
+import { email, pagination, parseBody, parseQuery, shortText, toPage, pageBody } from '../server/middleware/validate';
+import { FOLLOW_UP_SESSION_MS, RECEIPT_SHOWN_AGAIN_MS } from '../server/services/reports';
+import { safeDisplayName, type IncomingFile } from '../server/services/files';
 import { HARM_CATEGORIES, ONGOING, REPORTER_KINDS } from '../server/domain/reports';
 import type { RouteContext } from './context';
 
@@ -47,43 +49,57 @@ export const LABELS = {
 } as const;
 
 /** One or many values (textarea lines, repeated form fields, a JSON array) → trimmed list. */
+/** What a text field may carry in a multipart form: far past any limit, so that the limit's own message answers. */
+const LONG_TEXT_BYTES = 1024 * 1024;
+
 const list = <T extends z.ZodType>(item: T, max: number, tooMany: string, min = 0, tooFew = '') =>
   z.preprocess(
     (v) => (v === undefined || v === null ? [] : (Array.isArray(v) ? v : [v]).flatMap((s) => (typeof s === 'string' ? s.split(/[\n,;]+/) : [s])).map((s) => (typeof s === 'string' ? s.trim() : s)).filter((s) => s !== '')),
     z.array(item).max(max, tooMany).min(min, tooFew),
   );
 
-const optionalDate = (label: string) =>
-  z.preprocess(
-    (v) => (v === '' || v === null || v === undefined ? null : v),
-    z.coerce.date({ error: `${label}: enter a date as YYYY-MM-DD.` }).nullable(),
-  );
+const optionalDate = (message: string) =>
+  z.preprocess((v) => (v === '' || v === null || v === undefined ? null : v), z.coerce.date({ error: message }).nullable());
 
-export const reportInput = z.object({
-  reporterKind: z.enum(REPORTER_KINDS, 'Choose who you are (or "Other").'),
-  contactName: shortText(120, 'Name').optional(),
-  contactOrganisation: shortText(200, 'Organisation').optional(),
-  contactEmail: z.union([z.literal(''), email]).optional(),
-  serials: list(z.string().max(64, 'A serial number has at most 64 characters.'), 20, 'Give at most 20 serial numbers.'),
-  modelText: shortText(200, 'Model').optional(),
-  deviceDescription: shortText(2000, 'Device description').optional(),
-  country: z
-    .string('Choose the country where it happened.')
-    .trim()
-    .toUpperCase()
-    .refine(isCountryCode, 'Choose the country where it happened.'),
-  place: shortText(200, 'Place').optional(),
-  from: optionalDate('Date'),
-  until: optionalDate('End of the period'),
-  harmCategories: list(z.enum(HARM_CATEGORIES, 'Choose from the list.'), HARM_CATEGORIES.length, 'Choose from the list.', 1, 'Choose at least one kind of harm ("Other" if none fits).'),
-  description: requiredText(10_000, 'Description'),
-  affected: shortText(2000, 'Who is affected').optional(),
-  ongoing: z.enum(ONGOING, 'Choose yes, no or "I do not know".').default('unknown'),
-  keepFileNames: z.preprocess((v) => v === true || v === 'yes' || v === 'on' || v === 'true', z.boolean()),
-});
+/** The longest texts a report and a message take (characters); stated on the form, counted in the browser. */
+export const TEXT_LIMITS = { description: 10_000, deviceDescription: 2000, affected: 2000, message: 5000 } as const;
+
+/**
+ * The report's fields, with messages in the reporter's language. A text over its limit is
+ * refused with its length and the limit, and comes back whole in the form.
+ */
+export function reportInputIn(t: Translate) {
+  const text = (max: number, label: string) =>
+    z.string().trim().superRefine((v, check) => {
+      if (v.length > max) check.addIssue({ code: 'custom', message: t('error.tooLong', { label, max, count: v.length }) });
+    });
+  const required = (max: number, label: string) => text(max, label).refine((v) => v.length > 0, t('error.required', { label }));
+  return z.object({
+    reporterKind: z.enum(REPORTER_KINDS, t('error.reporterKind')),
+    contactName: text(120, t('report.contactName')).optional(),
+    contactOrganisation: text(200, t('report.contactOrganisation')).optional(),
+    contactEmail: z.union([z.literal(''), email]).optional(),
+    serials: list(z.string().max(64, t('error.serial')), 20, t('error.serials')),
+    modelText: text(200, t('report.model')).optional(),
+    deviceDescription: text(TEXT_LIMITS.deviceDescription, t('report.deviceDescription')).optional(),
+    country: z.string(t('error.country')).trim().toUpperCase().refine(isCountryCode, t('error.country')),
+    place: text(200, t('report.place')).optional(),
+    from: optionalDate(t('error.date')),
+    until: optionalDate(t('error.date')),
+    harmCategories: list(z.enum(HARM_CATEGORIES, t('error.harm')), HARM_CATEGORIES.length, t('error.harm'), 1, t('error.harmNone')),
+    description: required(TEXT_LIMITS.description, t('report.description')),
+    affected: text(TEXT_LIMITS.affected, t('report.affected')).optional(),
+    ongoing: z.enum(ONGOING, t('error.ongoing')).default('unknown'),
+    keepFileNames: z.preprocess((v) => v === true || v === 'yes' || v === 'on' || v === 'true', z.boolean()),
+  });
+}
+const english = translator(DEFAULT_LANGUAGE);
+export const reportInput = reportInputIn(english);
+const messageInputIn = (t: Translate) => z.object({ text: z.string().trim().min(1, t('error.required', { label: t('status.message') })).max(TEXT_LIMITS.message, t('error.tooLongShort', { label: t('status.message'), max: TEXT_LIMITS.message })) });
 
 const receiptInput = z.object({ receipt: z.string().max(64).optional(), page: z.coerce.number().int().min(1).max(1000).default(1) });
-const messageInput = z.object({ text: requiredText(5000, 'Message') });
+const pageQuery = z.object({ page: z.coerce.number().int().min(1).max(1000).default(1), done: z.enum(['message', 'files']).optional() });
+const messageInput = messageInputIn(english);
 
 /** The form token of a multipart post, read before its body: from the address or a header. */
 const challengeBeforeBody = (req: Request): unknown => req.query.challenge ?? req.get('X-Report-Challenge');
@@ -94,7 +110,7 @@ const evidenceFiles = (req: Request): IncomingFile[] => ((req.files as Record<st
  * with what was typed, so it is held for the form handler instead of ending the request.
  */
 function pageUploads(ctx: RouteContext): RequestHandler[] {
-  const [parser, ...rest] = uploads(ctx, [{ name: 'evidence' }]);
+  const [parser, ...rest] = uploads(ctx, [{ name: 'evidence' }], { fieldBytes: LONG_TEXT_BYTES, setAsideOversize: true });
   const mb = Math.round(ctx.config.uploads.maxFileBytes / 1024 / 1024);
   const messages: Record<string, string> = {
     LIMIT_FILE_SIZE: `Each file can be at most ${mb} MB. Leave out the larger file or send a smaller copy.`,
@@ -111,9 +127,15 @@ function pageUploads(ctx: RouteContext): RequestHandler[] {
   return [tolerant, ...rest];
 }
 
-const filesOrUploadError = (req: Request, res: Response) => {
+/**
+ * A page form's files: those to store, and a message naming each one set aside for its size
+ * (the others are kept, so one 30 MB video does not cost the reporter their photos).
+ */
+const uploadedEvidence = (req: Request, res: Response, maxFileBytes: number) => {
   if (res.locals.uploadError) throw res.locals.uploadError as HttpError;
-  return evidenceFiles(req);
+  const all = evidenceFiles(req);
+  const tooLarge = (res.locals.t as Translate)('evidence.tooLarge', { mb: Math.round(maxFileBytes / 1024 / 1024) });
+  return { files: all.filter((f) => !isOversize(f)), refused: all.filter(isOversize).map((f) => `"${safeDisplayName(f.originalname)}": ${tooLarge}`) };
 };
 
 /**
@@ -133,61 +155,108 @@ function beforeUpload(ctx: RouteContext, admit: (req: Request, client: string) =
 const namesOf = (evidence: Array<{ name: string; mediaType: string; size: number; sha256: string }>) =>
   evidence.map((f) => ({ name: f.name, mediaType: f.mediaType, size: f.size, sha256: f.sha256 }));
 
+/** The receipt page's sealed cookie (server/services/reports/intake.ts `receiptTicket`). */
+const RECEIPT_COOKIE = 'report_receipt';
+/** The follow-up pages' sealed session: the report's `_id`, never the receipt. */
+const FOLLOW_UP_COOKIE = 'follow_up';
+
 export function reportPages(ctx: RouteContext) {
   const { services } = ctx;
   const router = Router();
   const clientOf = ctx.middleware.limits.clientKey;
+  const cookie = (path: string, maxAge?: number) => ({ httpOnly: true, sameSite: 'lax' as const, secure: ctx.config.cookieSecure, path, ...(maxAge ? { maxAge } : {}) });
+  const t = (res: Response) => res.locals.t as Translate;
+
+  // The reporter-facing pages speak the reporter's language, and offer the onion address when there is one.
+  router.use(['/report', '/follow-up'], languageMiddleware(ctx.config), (_req, res, next) => {
+    if (ctx.config.onionAddress) res.set('Onion-Location', `http://${ctx.config.onionAddress}${_req.originalUrl}`);
+    next();
+  });
+
+  const common = (res: Response) => ({ labels: LABELS, textLimits: TEXT_LIMITS, limits: ctx.config.uploads, countryName: (code: string) => countryOptions(res.locals.lang as Language).find(([c]) => c === code)?.[1] ?? code });
 
   const formLocals = async (req: Request, res: Response) => ({
-    title: 'Report misuse',
-    labels: LABELS,
-    countries: COUNTRY_OPTIONS,
+    ...common(res),
+    title: t(res)('report.title'),
+    countries: countryOptions(res.locals.lang as Language),
     models: await services.reports.publicModels(),
     form: await services.reports.formState(req.body as Record<string, unknown> | undefined, res.locals.evidence?.files),
     evidenceProblems: (res.locals.evidence?.problems as string[] | undefined) ?? [],
-    limits: ctx.config.uploads,
   });
 
   router.get('/report', async (req, res) => res.render('reports/new', { ...(await formLocals(req, res)), values: { ongoing: 'unknown' } }));
 
+  /** A form whose report was filed (a reload, the back button, a double click) is answered with the receipt page, never a second report. */
+  const answeredBefore: RequestHandler = async (req, res, next) => {
+    const token = (req.body as Record<string, unknown> | undefined)?.challenge ?? challengeBeforeBody(req);
+    if (await services.reports.formAlreadySent(token)) return res.redirect(303, '/report/received');
+    next();
+  };
+
   router.post(
     '/report',
+    answeredBefore,
     ...beforeUpload(ctx, (req, client) => services.reports.admitReportUpload({ challenge: challengeBeforeBody(req), client })),
     ...pageUploads(ctx),
     formAction('reports/new', formLocals, async (req, res) => {
       const body = req.body as Record<string, unknown>;
-      // Files first, so that a field to correct never costs the reporter the files just sent.
+      // Files first, so that a field to correct (or a form sent too soon) never costs the reporter the files just sent.
       res.locals.evidence = await services.reports.acceptEvidence({
         challenge: body.challenge,
-        pow: body.pow,
         keptEvidence: body.keptEvidence,
-        files: filesOrUploadError(req, res),
+        removeEvidence: body.removeEvidence,
+        ...uploadedEvidence(req, res, ctx.config.uploads.maxFileBytes),
       });
-      const filed = await services.reports.submit(parseBody(reportInput, req), res.locals.evidence, { challenge: String(body.challenge), client: clientOf(req) });
-      res.render('reports/receipt', { title: 'Your report was received', receipt: filed.receipt, evidence: filed.evidence });
+      const input = parseBody(reportInputIn(t(res)), req);
+      const filed = await services.reports.submit(input, res.locals.evidence, { challenge: String(body.challenge), pow: body.pow, client: clientOf(req) });
+      res.cookie(RECEIPT_COOKIE, services.reports.receiptTicket(filed), cookie('/report', RECEIPT_SHOWN_AGAIN_MS));
+      res.redirect(303, '/report/received');
     }),
   );
 
-  const statusLocals = async (req: Request) => {
-    const { receipt, page } = parseBody(receiptInput, req);
-    return { title: 'Your report', labels: LABELS, receipt, view: await services.reports.followUp(receipt, clientOf(req), page) };
+  router.get('/report/received', (req, res) =>
+    res.render('reports/receipt', {
+      title: t(res)('receipt.title'),
+      shown: services.reports.shownReceipt(req.cookies?.[RECEIPT_COOKIE]),
+      shownForMinutes: RECEIPT_SHOWN_AGAIN_MS / 60_000,
+    }),
+  );
+
+  const followUpLocals = (req: Request, res: Response) => ({
+    title: t(res)('followUp.title'),
+    typedReceipt: typeof req.body?.receipt === 'string' ? (req.body.receipt as string).slice(0, 64) : '',
+  });
+
+  const statusLocals = async (req: Request, res: Response) => {
+    const { page, done } = parseQuery(pageQuery, req);
+    return {
+      ...common(res),
+      title: t(res)('status.title'),
+      view: await services.reports.followUpBySession(req.cookies?.[FOLLOW_UP_COOKIE], page),
+      notice: done ? t(res)(done === 'message' ? 'status.messageSent' : 'status.filesAdded') : '',
+      sessionMinutes: FOLLOW_UP_SESSION_MS / 60_000,
+    };
   };
 
-  router.get('/follow-up', (_req, res) => res.render('reports/follow-up', { title: 'Follow up on a report' }));
+  router.get('/follow-up', (req, res) => res.render('reports/follow-up', followUpLocals(req, res)));
 
   router.post(
     '/follow-up',
-    formAction('reports/follow-up', () => ({ title: 'Follow up on a report' }), async (req, res) => {
-      res.render('reports/status', await statusLocals(req));
+    formAction('reports/follow-up', followUpLocals, async (req, res) => {
+      const session = await services.reports.openFollowUpSession(parseBody(receiptInput, req).receipt, clientOf(req));
+      res.cookie(FOLLOW_UP_COOKIE, session, cookie('/follow-up'));
+      res.redirect(303, '/follow-up/report');
     }),
   );
+
+  // A lapsed session shows the receipt form again, with why.
+  router.get('/follow-up/report', formAction('reports/follow-up', followUpLocals, async (req, res) => res.render('reports/status', await statusLocals(req, res))));
 
   router.post(
     '/follow-up/messages',
     formAction('reports/status', statusLocals, async (req, res) => {
-      const { receipt } = parseBody(receiptInput, req);
-      const view = await services.reports.reporterMessage(receipt, clientOf(req), parseBody(messageInput, req).text);
-      res.render('reports/status', { title: 'Your report', labels: LABELS, receipt, view, notice: 'Your message was sent to the investigators.' });
+      await services.reports.reporterMessageBySession(req.cookies?.[FOLLOW_UP_COOKIE], parseBody(messageInputIn(t(res)), req).text);
+      res.redirect(303, '/follow-up/report?done=message');
     }),
   );
 
@@ -197,11 +266,19 @@ export function reportPages(ctx: RouteContext) {
     csrfBeforeBody(ctx),
     ...pageUploads(ctx),
     formAction('reports/status', statusLocals, async (req, res) => {
-      const { receipt } = parseBody(receiptInput, req);
-      const view = await services.reports.reporterEvidence(receipt, clientOf(req), filesOrUploadError(req, res));
-      res.render('reports/status', { title: 'Your report', labels: LABELS, receipt, view, notice: 'Your files were added to the report.' });
+      const { files, refused } = uploadedEvidence(req, res, ctx.config.uploads.maxFileBytes);
+      await services.reports.reporterEvidenceBySession(req.cookies?.[FOLLOW_UP_COOKIE], files, refused);
+      res.redirect(303, '/follow-up/report?done=files');
     }),
   );
+
+  router.post('/follow-up/leave', (_req, res) => {
+    res.clearCookie(FOLLOW_UP_COOKIE, cookie('/follow-up'));
+    res.redirect(303, '/follow-up');
+  });
+
+  // The forms' addresses opened by GET (the back button, a bookmark) lead to the page they belong to.
+  for (const path of ['/follow-up/messages', '/follow-up/evidence']) router.get(path, (_req, res) => res.redirect(303, '/follow-up/report'));
 
   return router;
 }
@@ -223,13 +300,13 @@ export function reportsApi(ctx: RouteContext) {
   router.post(
     '/',
     ...beforeUpload(ctx, (req, client) => services.reports.admitReportUpload({ challenge: challengeBeforeBody(req), client })),
-    ...uploads(ctx, [{ name: 'evidence' }], { csrf: false }),
+    ...uploads(ctx, [{ name: 'evidence' }], { csrf: false, fieldBytes: LONG_TEXT_BYTES }),
     async (req, res) => {
       const input = parseBody(reportInput, req);
       const body = req.body as Record<string, unknown>;
       const challenge = body.challenge ?? challengeBeforeBody(req);
-      const evidence = await services.reports.acceptEvidence({ challenge, pow: body.pow, files: evidenceFiles(req), strict: true });
-      const filed = await services.reports.submit(input, evidence, { challenge: String(challenge), client: clientOf(req) });
+      const evidence = await services.reports.acceptEvidence({ challenge, files: evidenceFiles(req), strict: true });
+      const filed = await services.reports.submit(input, evidence, { challenge: String(challenge), pow: body.pow, client: clientOf(req) });
       res.status(201).json({ receipt: filed.receipt, receivedAt: filed.receivedAt, status: 'received', evidence: namesOf(filed.evidence) });
     },
   );

@@ -3,17 +3,23 @@
  *   npm run migrate
  * Safe to interrupt and to run again: each migration continues where it stopped.
  */
+import { systemClock } from '../server/clock';
 import { loadConfig } from '../server/config';
 import { connectDatabase } from '../server/db';
 import { createLogger } from '../server/logger';
+import { createServices } from '../server/services';
+import { createStores } from '../server/store';
 import { runMigrations } from '../server/store/migrations';
 
 async function main() {
   const config = loadConfig();
-  const db = await connectDatabase(config, createLogger('warn'));
+  const logger = createLogger('warn');
+  const db = await connectDatabase(config, logger);
   try {
     process.stdout.write(`database: ${db.describe()}\n`);
-    const applied = await runMigrations(db.engine, { progress: (line) => process.stdout.write(`${line}\n`) });
+    // Sealing reports written in the clear needs the master key, which the reports service holds.
+    const { reports } = createServices({ config, clock: systemClock, logger, stores: createStores(db.engine) });
+    const applied = await runMigrations(db.engine, { clearReports: reports.clearReports, progress: (line) => process.stdout.write(`${line}\n`) });
     process.stdout.write(applied.length ? `applied: ${applied.join(', ')}\n` : 'nothing to migrate\n');
   } finally {
     await db.close();

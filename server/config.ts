@@ -17,6 +17,17 @@ const bool = z
 
 const positiveInt = (fallback: number) => z.coerce.number().int().positive().default(fallback);
 
+const MASTER_KEY_BYTES = 32;
+const masterKey = z
+  .string()
+  .trim()
+  .transform((v, ctx) => {
+    const key = Buffer.from(v, 'base64');
+    if (key.length === MASTER_KEY_BYTES && /^[A-Za-z0-9+/]+={0,2}$/.test(v)) return key;
+    ctx.addIssue({ code: 'custom', message: `base64 of ${MASTER_KEY_BYTES} random bytes (e.g. \`openssl rand -base64 32\`)` });
+    return z.NEVER;
+  });
+
 const envSchema = z.object({
   NODE_ENV: z.enum(['development', 'test', 'production']).default('development'),
   HOST: z.string().min(1).default('127.0.0.1'),
@@ -57,6 +68,13 @@ const envSchema = z.object({
   /** Leading zero bits the report form's proof of work must reach (0 turns the fast path into "always"). */
   REPORT_POW_BITS: z.coerce.number().int().min(0).max(28).default(16),
   REPORT_SUBMISSIONS_PER_10MIN: positiveInt(5),
+  /** The portal's Tor onion service (`<56 chars>.onion`): announced to Tor Browser with `Onion-Location` on the public reporting pages. */
+  ONION_ADDRESS: z
+    .string()
+    .regex(/^[a-z2-7]{56}\.onion$/, 'a v3 onion address: 56 letters and digits, then .onion')
+    .optional(),
+  /** Days a closed report still takes the reporter's messages and files (0: none after closing). */
+  REPORT_MESSAGES_AFTER_CLOSURE_DAYS: z.coerce.number().int().min(0).max(3650).default(30),
   COOKIE_SECURE: bool.optional(),
   RESTRICTED_COUNTRIES: z
     .string()
@@ -127,6 +145,10 @@ const envSchema = z.object({
     .default('')
     .transform((v) => v.split(',').map((c) => c.trim()).filter(Boolean))
     .refine((list) => list.every((c) => /^[0-9a-fA-F:.]+\/\d{1,3}$/.test(c)), 'a comma-separated list of CIDR ranges, e.g. 10.20.0.0/16'),
+  /** The master key of encryption at rest (base64 of 32 random bytes): wraps every report's data key. */
+  ENCRYPTION_KEY: masterKey.optional(),
+  /** During a key rotation: the master key being replaced, still accepted until `npm run keys:rotate` has re-wrapped every data key. */
+  ENCRYPTION_KEY_PREVIOUS: masterKey.optional(),
 });
 
 export type Env = Record<string, string | undefined>;
@@ -146,8 +168,10 @@ export interface Config {
   uploads: { maxFileBytes: number; maxFiles: number; atOncePerClient: number; atOnce: number };
   rateLimits: { loginPer15Min: number; publicPostPerMin: number };
   /** Anti-spam for the anonymous report channel (counted in the database, on the injected clock). */
-  reports: { minFillSeconds: number; powBits: number; submissionsPer10Min: number };
+  reports: { minFillSeconds: number; powBits: number; submissionsPer10Min: number; messagesAfterClosureDays: number };
   cookieSecure: boolean;
+  /** The portal's onion address, when it runs as a Tor onion service (null: none). */
+  onionAddress: string | null;
   /** Initial restricted-country list; admins can change it at run time (flags settings). */
   restrictedCountries: string[];
   ferretdbLogLevel: 'debug' | 'info' | 'warn' | 'error';
@@ -169,6 +193,8 @@ export interface Config {
   certificates: { requiredRiskLevels: string[]; requiredEndUserTypes: string[] };
   /** Months without a verification visit after which a highest-risk unit is due one. */
   verification: { dueMonths: number };
+  /** Encryption at rest of reporters' data: the master key, and the one a rotation is replacing. */
+  encryption: { key: Buffer; previousKey: Buffer | null };
 }
 
 export class ConfigError extends Error {
@@ -208,6 +234,39 @@ function resolveJwtSecret(given: string | undefined, nodeEnv: string, dataDir: s
   return secret;
 }
 
+/**
+ * Like the JWT secret: development keeps a generated master key in the data directory (mode
+ * 0600, never logged), production must be given one. Losing this file loses every report it
+ * encrypted, so the README asks for a backup of it kept apart from the database backups.
+ */
+function resolveEncryptionKey(given: Buffer | undefined, nodeEnv: string, dataDir: string): Buffer {
+  if (given) return given;
+  if (nodeEnv === 'production') {
+    throw new ConfigError(['ENCRYPTION_KEY: required when NODE_ENV=production (base64 of 32 random bytes, e.g. `openssl rand -base64 32`)']);
+  }
+  const file = path.join(dataDir, 'encryption-key');
+  const unusable = (err: unknown) =>
+    new ConfigError([`DATA_DIR: ${dataDir} cannot be used (${(err as Error).message}); give a writable directory, or set ENCRYPTION_KEY`]);
+  try {
+    const stored = Buffer.from(fs.readFileSync(file, 'utf8').trim(), 'base64');
+    if (stored.length === MASTER_KEY_BYTES) return stored;
+    throw new ConfigError([`ENCRYPTION_KEY: ${file} does not hold base64 of ${MASTER_KEY_BYTES} bytes; restore it from its backup`]);
+  } catch (err) {
+    if (err instanceof ConfigError) throw err;
+    if ((err as NodeJS.ErrnoException).code !== 'ENOENT') throw unusable(err);
+  }
+  const key = crypto.randomBytes(MASTER_KEY_BYTES);
+  try {
+    fs.mkdirSync(dataDir, { recursive: true, mode: 0o700 });
+    fs.writeFileSync(file, `${key.toString('base64')}\n`, { mode: 0o600, flag: 'wx' });
+  } catch (err) {
+    // Another process starting beside this one wrote it first: theirs is the key.
+    if ((err as NodeJS.ErrnoException).code === 'EEXIST') return resolveEncryptionKey(undefined, nodeEnv, dataDir);
+    throw unusable(err);
+  }
+  return key;
+}
+
 /** For set-up scripts that only need to know whether the embedded database will be used. */
 export function usesEmbeddedDatabase(env: Env = process.env): boolean {
   return !env.MONGODB_URI;
@@ -244,11 +303,13 @@ export function loadConfig(env: Env = process.env): Config {
       publicPostPerMin: e.RATE_LIMIT_PUBLIC_POST_PER_MIN,
     },
     cookieSecure: e.COOKIE_SECURE ?? e.NODE_ENV === 'production',
+    onionAddress: e.ONION_ADDRESS ?? null,
     restrictedCountries: e.RESTRICTED_COUNTRIES,
     reports: {
       minFillSeconds: e.REPORT_MIN_FILL_SECONDS,
       powBits: e.REPORT_POW_BITS,
       submissionsPer10Min: e.REPORT_SUBMISSIONS_PER_10MIN,
+      messagesAfterClosureDays: e.REPORT_MESSAGES_AFTER_CLOSURE_DAYS,
     },
     ferretdbLogLevel: e.FERRETDB_LOG_LEVEL,
     retentionMonths: e.RETENTION_MONTHS,
@@ -272,5 +333,6 @@ export function loadConfig(env: Env = process.env): Config {
     screening: { threshold: e.SCREENING_MATCH_THRESHOLD, cutoff: Math.min(e.SCREENING_CUTOFF, e.SCREENING_MATCH_THRESHOLD) },
     certificates: { requiredRiskLevels: e.CERTIFICATE_REQUIRED_RISK_LEVELS, requiredEndUserTypes: e.CERTIFICATE_REQUIRED_END_USER_TYPES },
     verification: { dueMonths: e.VERIFICATION_DUE_MONTHS },
+    encryption: { key: resolveEncryptionKey(e.ENCRYPTION_KEY, e.NODE_ENV, dataDir), previousKey: e.ENCRYPTION_KEY_PREVIOUS ?? null },
   };
 }

@@ -1,13 +1,12 @@
-import fs from 'node:fs';
-import path from 'node:path';
 import sharp from 'sharp';
 import { AuditEntry } from '../models/audit';
 import { Report, type ReportRecord } from '../models/reports';
 import { createReceiptHasher } from '../server/services/reports';
+import type { Page } from 'playwright-core';
 import { browserSuite, phonePage, screenshot, tmpFile } from './helpers/browser';
 import { makeModel } from './helpers/catalogue';
 import { makeUser, unique } from './helpers/factories';
-import { digitsOf, jpegWithGps } from './helpers/reports';
+import { digitsOf, evidenceBytes, jpegWithGps, reportAsRead } from './helpers/reports';
 
 const WEEK = 7 * 86_400_000;
 
@@ -45,8 +44,11 @@ describe('reporting misuse from a phone (headless Chromium)', () => {
     await page.waitForSelector('#receipt');
     const receipt = (await page.textContent('#receipt'))!.trim().replace(/\s+/g, ' ');
     expect(receipt).toMatch(/^\d{4} \d{4} \d{4} \d{4}$/);
-    // The form's token is in its address (checked before the files are read); the receipt never is.
-    expect(page.url()).toMatch(new RegExp(`^${suite.site.url}/report\\?challenge=[^&]+$`));
+    // Post/redirect/get: the receipt page is a GET page; the receipt is never in its address.
+    expect(page.url()).toBe(`${suite.site.url}/report/received`);
+    // A reload shows the same receipt, and files no second report.
+    await page.reload();
+    expect((await page.textContent('#receipt'))!.trim().replace(/\s+/g, ' ')).toBe(receipt);
     expect(page.url().replace(/\D/g, '')).not.toContain(digitsOf(receipt).slice(0, 8));
     await screenshot(page, 'report-2-receipt');
     await page.context().close();
@@ -82,12 +84,12 @@ describe('reporting misuse from a phone (headless Chromium)', () => {
     await back.waitForSelector('text=Your files were added to the report.');
     expect(await back.textContent('#evidence')).toContain('evidence-3.jpg');
     expect(await back.textContent('#evidence')).not.toContain('IMG_5100');
-    expect(back.url()).toMatch(new RegExp(`^${suite.site.url}/follow-up/evidence\\?_csrf=`));
+    expect(back.url()).toBe(`${suite.site.url}/follow-up/report?done=files`);
     await screenshot(back, 'report-4-answered-and-file-added');
     await back.context().close();
 
-    // --- what the database now holds
-    const report = (await Report.findById(reportId).lean<ReportRecord>())!;
+    // --- what the database now holds, read as investigators read it (the texts and files are sealed at rest)
+    const report = await reportAsRead(suite.ctx, reportId);
     expect(report.status).toBe('acknowledged');
     expect(report.messages.map((m) => [m.from, m.text])).toEqual([
       ['investigator', 'Thank you. Which day was the protest, and how many cameras did you see?'],
@@ -100,13 +102,54 @@ describe('reporting misuse from a phone (headless Chromium)', () => {
     ]);
     expect(report.evidence[2]!.addedAt.getTime()).toBe(report.receivedAt.getTime() + WEEK);
     for (const e of report.evidence) {
-      const data = fs.readFileSync(path.join(suite.ctx.config.dataDir, 'files', e.fileId.slice(0, 2), e.fileId));
+      const data = await evidenceBytes(suite.ctx, reportId, e.fileId);
       expect((await sharp(data).metadata()).exif).toBeUndefined();
     }
     expect(report.what!.description).toBe('Police use the camera to identify people at a peaceful protest. <b>not bold</b>');
-    const stored = JSON.stringify([report, await AuditEntry.find({ subjectId: reportId }).lean()]);
+    const stored = JSON.stringify([report, await Report.findById(reportId).lean(), await AuditEntry.find({ subjectId: reportId }).lean()]);
     expect(stored).not.toContain(userAgent);
     expect(stored).not.toMatch(/HeadlessChrome|127\.0\.0\.1|::ffff/);
     expect(stored).not.toContain(digitsOf(receipt));
+  }, 90_000);
+
+  /** The page is no wider than its window: nothing to scroll sideways. */
+  const widthOverflow = (page: Page) => page.evaluate<number>('document.documentElement.scrollWidth - window.innerWidth');
+  /** Latin words in what a person sees (the page's own strings should all be Arabic). */
+  const latinWords = (page: Page) => page.evaluate<string[]>('document.body.innerText.match(/\\p{Script=Latin}{3,}/gu) ?? []');
+
+  it('files a report in Arabic right to left on a phone and a desktop, with no sideways scrolling, and opens its follow-up page', async () => {
+    const photo = tmpFile('IMG_7001.jpg', await jpegWithGps());
+    for (const width of [390, 1280]) {
+      const page = width === 390 ? await phonePage(suite.browser) : await (await suite.browser.newContext({ viewport: { width, height: 900 } })).newPage();
+      await page.goto(`${suite.site.url}/report?lang=ar`);
+      expect(await page.getAttribute('html', 'lang')).toBe('ar');
+      expect(await page.getAttribute('html', 'dir')).toBe('rtl');
+      // Besides the brand and the other languages' names in the switcher, nothing in Latin letters.
+      expect((await latinWords(page)).filter((w) => !['Downstream', 'English', 'Français', 'Español', 'JPEG', 'PNG', 'WebP', 'PDF', 'Tor', 'Browser', 'evidence', 'jpg', 'pdf'].includes(w))).toEqual([]);
+      await page.selectOption('#f-reporterKind', 'affected-person');
+      await page.selectOption('#f-country', 'EG');
+      await page.check('input[name="harmCategories"][value="privacy-surveillance"]');
+      await page.fill('#f-description', 'تستخدم الكاميرات لمراقبة المتظاهرين في الميدان.');
+      await page.setInputFiles('#f-evidence', [photo]);
+      await page.waitForSelector('form[data-pow-done="true"]', { timeout: 20_000 });
+      expect(await widthOverflow(page)).toBeLessThanOrEqual(0);
+      await screenshot(page, `report-ar-${width}-1-form`);
+      await page.click('form[action^="/report?challenge="] button[type="submit"]');
+      await page.waitForSelector('#receipt');
+      expect(await page.getAttribute('html', 'dir')).toBe('rtl');
+      expect(await widthOverflow(page)).toBeLessThanOrEqual(0);
+      await screenshot(page, `report-ar-${width}-2-receipt`);
+      const receipt = (await page.textContent('#receipt'))!.trim().replace(/\s+/g, ' ');
+
+      await page.goto(`${suite.site.url}/follow-up`);
+      await page.fill('#f-receipt', receipt);
+      await page.click('form[action="/follow-up"] button[type="submit"]');
+      await page.waitForSelector('#submitted');
+      expect(await page.getAttribute('html', 'dir')).toBe('rtl');
+      expect(await page.textContent('#submitted-description')).toContain('تستخدم الكاميرات لمراقبة المتظاهرين');
+      expect(await widthOverflow(page)).toBeLessThanOrEqual(0);
+      await screenshot(page, `report-ar-${width}-3-follow-up`);
+      await page.context().close();
+    }
   }, 90_000);
 });

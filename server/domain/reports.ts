@@ -33,6 +33,10 @@ export type LinkingState = (typeof LINKING_STATES)[number];
 export const REPORT_PARTIES = ['reporter', 'investigator'] as const;
 export type ReportParty = (typeof REPORT_PARTIES)[number];
 
+/** A message, or feedback: what investigators owe the reporter within three months of acknowledging. */
+export const MESSAGE_KINDS = ['message', 'feedback'] as const;
+export type MessageKind = (typeof MESSAGE_KINDS)[number];
+
 /** Caps of a report's embedded arrays: they keep the document far below the 16 MB limit. */
 export const MAX_MESSAGES = 500;
 export const MAX_EVIDENCE = 20;

@@ -21,23 +21,38 @@ import { rejectOperatorKeys } from './reject-operators';
 export function uploads(
   ctx: { config: Config; middleware: AppMiddleware },
   fields: Array<{ name: string; maxCount?: number }>,
-  opts: { csrf?: boolean } = {},
+  opts: { csrf?: boolean; fieldBytes?: number; setAsideOversize?: boolean } = {},
 ): RequestHandler[] {
   const { maxFileBytes, maxFiles } = ctx.config.uploads;
+  // A form with long text (a report's testimony) raises it, so that text over its limit still
+  // arrives whole and is refused by its own rule, with a message about the text.
+  const fieldSize = opts.fieldBytes ?? 64 * 1024;
   const parser = multer({
-    storage: privateDiskStorage(path.join(ctx.config.dataDir, 'uploads-tmp')),
-    limits: { fileSize: maxFileBytes, files: maxFiles, fields: 100, fieldSize: 64 * 1024, parts: 100 + maxFiles },
+    storage: privateDiskStorage(path.join(ctx.config.dataDir, 'uploads-tmp'), opts.setAsideOversize ? maxFileBytes : null),
+    // Setting oversize files aside reads them to their end (without keeping them) up to this
+    // bound; past it the whole upload is refused, as multer's own limit does.
+    limits: { fileSize: opts.setAsideOversize ? OVERSIZE_READ_FACTOR * maxFileBytes : maxFileBytes, files: maxFiles, fields: 100, fieldSize, parts: 100 + maxFiles },
   }).fields(fields.map((f) => ({ name: f.name, maxCount: Math.min(f.maxCount ?? maxFiles, maxFiles) })));
   // JSON API routes are not cookie-authenticated and skip CSRF.
   return opts.csrf === false ? multipart(parser) : [...multipart(parser), ctx.middleware.csrf.protect];
 }
 
+/** How far past the size limit a file set aside is still read (so that the files after it arrive). */
+const OVERSIZE_READ_FACTOR = 4;
+
+/** A file over the size limit, set aside: named for the form's message, never stored. */
+export const isOversize = (file: unknown) => (file as { oversize?: boolean }).oversize === true;
+
 /**
  * multer's disk storage with the mode it lacks (its files are 0644 under the usual umask):
  * evidence waiting to be cleaned is as private as evidence stored. Every file the request wrote
  * is removed once the response is sent or the connection drops.
+ *
+ * `setAsideOver` (bytes): a file past it is not an error that ends the upload (multer's limit
+ * would drop every file of the request, the valid ones too): its bytes stop being written, the
+ * partial file is removed, the rest of it is read and discarded, and it comes out `oversize`.
  */
-function privateDiskStorage(dir: string): multer.StorageEngine {
+function privateDiskStorage(dir: string, setAsideOver: number | null): multer.StorageEngine {
   return {
     _handleFile(req, file, done) {
       const target = path.join(dir, crypto.randomBytes(16).toString('hex'));
@@ -48,11 +63,30 @@ function privateDiskStorage(dir: string): multer.StorageEngine {
           removeAfterResponse(req, target);
           out.on('error', (err) => done(storageError(err, file.fieldname)));
           out.on('finish', () => done(null, { path: target, size: out.bytesWritten }));
-          file.stream.pipe(out);
+          if (setAsideOver === null) return void file.stream.pipe(out);
+          let size = 0;
+          let oversize = false;
+          file.stream.on('data', (chunk: Buffer) => {
+            size += chunk.length;
+            if (oversize) return;
+            if (size > setAsideOver) {
+              oversize = true;
+              out.destroy();
+              fs.rm(target, { force: true }, () => {});
+              file.stream.resume();
+              return;
+            }
+            if (!out.write(chunk)) {
+              file.stream.pause();
+              out.once('drain', () => file.stream.resume());
+            }
+          });
+          file.stream.on('end', () => (oversize ? done(null, { size, oversize: true } as Partial<Express.Multer.File>) : out.end()));
         })
         .catch((err: unknown) => done(storageError(err, file.fieldname)));
     },
     _removeFile(_req, file, done) {
+      if (!file.path) return done(null); // set aside: nothing was kept
       fs.rm(file.path, { force: true }, (err) => done(err));
     },
   };

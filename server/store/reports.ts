@@ -1,6 +1,7 @@
 import type { Model } from 'mongoose';
-import { Report, UnclaimedEvidence, type ReportRecord as InferredReport } from '../../models/reports';
-import type { LinkKind, Confidence, ReportParty, ReportStatus } from '../domain/reports';
+import { Report, ReportKey, UnclaimedEvidence, type ReportRecord as InferredReport } from '../../models/reports';
+import type { WrappedKey } from '../crypto/envelope';
+import type { LinkKind, Confidence, MessageKind, ReportParty, ReportStatus } from '../domain/reports';
 import { byIds } from './by-ids';
 import { type Engine, isDuplicateKey } from './engine';
 
@@ -32,6 +33,7 @@ export interface NewReport {
   links: NewLink[];
   linking: 'pending' | 'done';
   status: ReportStatus;
+  sealed: boolean;
   receivedAt: Date;
   updatedAt: Date;
 }
@@ -46,6 +48,8 @@ export interface NewEvidence {
   addedAt: Date;
   addedBy: ReportParty;
   addedByUserId: string | null;
+  /** The file's key sealed by the report's data key; null: a file stored in the clear (before encryption at rest). */
+  key: string | null;
 }
 
 export interface NewLink {
@@ -62,6 +66,7 @@ export type StoredLink = NewLink & { confirmed: boolean | null; confirmedBy: str
 export interface StoredMessage {
   _id: string;
   from: ReportParty;
+  kind: MessageKind;
   userId: string | null;
   text: string;
   at: Date;
@@ -125,8 +130,9 @@ export function createReportsStore(engine: Engine) {
     },
 
     /** From `from` to `to`, guarded by `from`: of two racing changes one applies (true). */
-    async changeStatus(reportId: string, from: ReportStatus, to: ReportStatus, at: Date): Promise<boolean> {
-      const updated = await Report.updateOne({ _id: reportId, status: from }, { $set: { status: to, updatedAt: at } });
+    async changeStatus(reportId: string, from: ReportStatus, to: ReportStatus, at: Date, outcome: string | null = null): Promise<boolean> {
+      const closure = to === 'closed' ? { closedAt: at, outcome } : { closedAt: null, outcome: null };
+      const updated = await Report.updateOne({ _id: reportId, status: from }, { $set: { status: to, ...closure, updatedAt: at } });
       return updated.matchedCount === 1;
     },
 
@@ -190,6 +196,54 @@ export function createReportsStore(engine: Engine) {
     },
 
     forgetUnclaimedEvidence: (fileId: string) => UnclaimedEvidence.deleteOne({ _id: fileId }).then(() => undefined),
+
+    // -- data keys (encryption at rest)
+
+    /** False when the `_id` is taken (a receipt collision: the report's `_id` is drawn again). */
+    async insertReportKey(reportId: string, key: WrappedKey, at: Date): Promise<boolean> {
+      try {
+        await ReportKey.create({ _id: reportId, ...key, createdAt: at });
+        return true;
+      } catch (err) {
+        if (isDuplicateKey(err)) return false;
+        throw err;
+      }
+    },
+
+    reportKeyById: (reportId: string) => ReportKey.findById(reportId, { keyId: 1, wrapped: 1 }).lean<WrappedKey & { _id: string }>(),
+
+    /** Crypto-shredding: the report's texts and files can no longer be decrypted, wherever copies of them lie. */
+    destroyReportKey: (reportId: string) => ReportKey.deleteOne({ _id: reportId }).then((r) => r.deletedCount === 1),
+
+    /** Keys not yet under `keyId` (a rotation's work; one scan on FerretDB, the `keyId` index on MongoDB). */
+    countKeysNotUnder: (keyId: string) => ReportKey.countDocuments({ keyId: { $ne: keyId } }),
+
+    keysNotUnder: (keyId: string): AsyncIterable<WrappedKey & { _id: string }> => ReportKey.find({ keyId: { $ne: keyId } }, { keyId: 1, wrapped: 1 }).lean<Array<WrappedKey & { _id: string }>>().cursor({ batchSize: 200 }),
+
+    /** Re-wrapped, guarded by the key it replaces: a second rotation run racing this one changes nothing twice. */
+    async rewrapReportKey(reportId: string, from: WrappedKey, to: WrappedKey): Promise<boolean> {
+      const updated = await ReportKey.updateOne({ _id: reportId, keyId: from.keyId, wrapped: from.wrapped }, { $set: to });
+      return updated.matchedCount === 1;
+    },
+
+    // -- reports written in the clear (the encryption migration)
+
+    countUnsealedReports: () => Report.countDocuments({ sealed: { $ne: true } }),
+
+    /** One scan (FerretDB) or the `sealed` index (MongoDB); a migration's run, not a request's. */
+    unsealedReports: (): AsyncIterable<ReportRecord> => Report.find({ sealed: { $ne: true } }).lean<ReportRecord[]>().cursor({ batchSize: 100 }),
+
+    /**
+     * Replaces a clear report's texts, messages and evidence with their sealed versions in one
+     * update, guarded so that a message or file added meanwhile is never overwritten (false: read it again).
+     */
+    async sealReport(before: Pick<ReportRecord, '_id' | 'messageCount' | 'evidence'>, sealed: Pick<ReportRecord, 'contact' | 'product' | 'where' | 'what' | 'messages' | 'feedback' | 'outcome' | 'evidence'>): Promise<boolean> {
+      const updated = await Report.updateOne(
+        { _id: before._id, sealed: { $ne: true }, messageCount: before.messageCount ?? 0, [`evidence.${(before.evidence ?? []).length}`]: { $exists: false } },
+        { $set: { ...sealed, sealed: true } },
+      );
+      return updated.matchedCount === 1;
+    },
 
     // -- the case a report belongs to (written by case intake and the cases module)
 

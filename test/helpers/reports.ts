@@ -4,6 +4,7 @@ import { PDFDocument, PDFName, PDFString, StandardFonts } from 'pdf-lib';
 import sharp from 'sharp';
 import request from 'supertest';
 import { powSolves } from '../../server/services/reports';
+import { Report } from '../../models/reports';
 import type { TestContext } from './context';
 import { csrfFrom, pageAgent } from './factories';
 
@@ -130,23 +131,24 @@ export function reportAgent(ctx: TestContext, ip = '10.0.0.1') {
         for (const item of Array.isArray(v) ? v : [v]) if (item !== undefined) req.field(k, String(item));
       }
       for (const f of files) req.attach('evidence', f.data, f.name);
-      return req;
+      // A filed report answers with a redirect to the receipt page (post/redirect/get): followed, as a browser does.
+      return req.redirects(1);
     },
     /** Form → solved challenge → post: what a browser with JavaScript sends. */
     async file(fields: Record<string, unknown>, files: Attachment[] = [], extra: { userAgent?: string } = {}) {
       const hidden = await this.openForm();
       return this.postForm(hidden, fields, files, { ...extra, pow: solvePow(hidden.challenge, ctx.config.reports.powBits) });
     },
-    /** Opens the follow-up page for a receipt. */
-    async followUp(receipt: string, page = 1) {
+    /** Opens the follow-up page for a receipt (the post redirects to the report's page, followed). */
+    async followUp(receipt: string) {
       const form = await agent.get('/follow-up').set('X-Forwarded-For', ip);
-      return agent.post('/follow-up').set('X-Forwarded-For', ip).type('form').send({ _csrf: csrfFrom(form.text), receipt, page });
+      return agent.post('/follow-up').set('X-Forwarded-For', ip).type('form').send({ _csrf: csrfFrom(form.text), receipt }).redirects(1);
     },
   });
 }
 
 /** The receipt as shown (groups joined by spaces, some non-breaking), in plain spaces. */
-export const receiptFrom = (html: string) => /id="receipt">([\d\s]+)</.exec(html)?.[1]?.replace(/\s+/g, ' ') ?? null;
+export const receiptFrom = (html: string) => /id="receipt"[^>]*>([\d\s]+)</.exec(html)?.[1]?.replace(/\s+/g, ' ') ?? null;
 
 /**
  * A PDF as a scanner app or word processor leaves it: author and creator in its properties,
@@ -167,4 +169,22 @@ export async function pdfWithHiddenData(): Promise<Buffer> {
   doc.catalog.set(PDFName.of('OpenAction'), doc.context.register(action));
   await doc.attach(Buffer.from('source spreadsheet of Jane'), 'jane-source.xlsx', { mimeType: 'application/vnd.ms-excel', description: 'attached-secret' });
   return Buffer.from(await doc.save({ useObjectStreams: false }));
+}
+
+/** A report as investigators read it (through the service: its texts are sealed in the database). */
+export const reportAsRead = (ctx: TestContext, reportId: string) => ctx.services.reports.getReportForStaff(reportId);
+
+/** Reports whose description is `text`, among those matching `filter`: decrypted one by one (the stored text is sealed). */
+export async function countReportsDescribing(ctx: TestContext, text: string, filter: Record<string, unknown> = {}) {
+  const ids = (await Report.find(filter, { _id: 1 }).lean()).map((r) => r._id);
+  const reports = await Promise.all(ids.map((id) => reportAsRead(ctx, id)));
+  return reports.filter((r) => r.what?.description === text).length;
+}
+
+/** An evidence file's plaintext as an authorised download streams it (the file on disk is sealed). */
+export async function evidenceBytes(ctx: TestContext, reportId: string, fileId: string): Promise<Buffer> {
+  const { stream } = await ctx.services.reports.openEvidence(reportId, fileId);
+  const chunks: Buffer[] = [];
+  for await (const chunk of stream) chunks.push(chunk as Buffer);
+  return Buffer.concat(chunks);
 }

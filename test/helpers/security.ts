@@ -24,6 +24,8 @@ export const serverEnv = (dataDir: string, extra: Record<string, string | undefi
   LOG_LEVEL: 'warn',
   NODE_ENV: 'development',
   JWT_SECRET: 'security-suite-secret-security-suite-0123',
+  // One master key for every spawned instance (production requires one; instances sharing a database must share it).
+  ENCRYPTION_KEY: Buffer.alloc(32, 7).toString('base64'),
   RATE_LIMIT_PUBLIC_POST_PER_MIN: '100000',
   RATE_LIMIT_LOGIN_PER_15MIN: '100000',
   REPORT_SUBMISSIONS_PER_10MIN: '100000',

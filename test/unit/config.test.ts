@@ -56,7 +56,7 @@ describe('config', () => {
   });
 
   it('uses secure cookies in production and parses trust-proxy hop counts', () => {
-    const config = loadConfig({ NODE_ENV: 'production', JWT_SECRET: 'x'.repeat(40), TRUST_PROXY: '2', DATA_DIR: tmp() });
+    const config = loadConfig({ NODE_ENV: 'production', JWT_SECRET: 'x'.repeat(40), ENCRYPTION_KEY: Buffer.alloc(32, 1).toString('base64'), TRUST_PROXY: '2', DATA_DIR: tmp() });
     expect(config.cookieSecure).toBe(true);
     expect(config.trustProxy).toBe(2);
     expect(loadConfig({ TRUST_PROXY: 'loopback', DATA_DIR: tmp() }).trustProxy).toBe('loopback');

@@ -1,8 +1,11 @@
 import crypto from 'node:crypto';
 import { MAX_EVIDENCE, type ReportParty } from '../../domain/reports';
 import { HttpError, TooManyRequestsError, ValidationError } from '../../errors';
+import type { ReportRecord } from '../../store/reports';
 import type { IncomingFile, StoredFile } from '../files';
 import { hmac, MINUTE, reportOf, type ReportsDeps } from './context';
+import type { PendingFile } from './evidence-files';
+import type { ReportSealing } from './sealing';
 import { CHALLENGE_MAX_AGE_MS } from './intake';
 
 /** Evidence uploads (multipart posts) one client may start in 10 minutes. */
@@ -18,6 +21,8 @@ export type EvidenceRef = Omit<StoredFile, 'originalName'> & {
   addedAt: Date;
   addedBy: ReportParty;
   addedByUserId: string | null;
+  /** The file's key sealed by the report's data key (null: a report still in the clear). */
+  key: string | null;
 };
 
 const EXTENSIONS: Record<StoredFile['mediaType'], string> = { 'image/jpeg': 'jpg', 'image/png': 'png', 'image/webp': 'webp', 'application/pdf': 'pdf' };
@@ -31,33 +36,49 @@ export const evidenceName = (mediaType: string, position: number) => `evidence-$
 export const evidenceNameOf = (e: { name?: string | null; mediaType: string }, index: number) => e.name || evidenceName(e.mediaType, index + 1);
 
 /** Storing, carrying, appending and cleaning up evidence files; used by intake, follow-up and staff. */
-export function reportEvidence(deps: ReportsDeps) {
-  const { config, clock, files, audit } = deps;
+export function reportEvidence(deps: ReportsDeps, sealing: ReportSealing) {
+  const { config, clock, audit } = deps;
+  const { files } = sealing;
   const { limits, reports: store } = deps.stores;
   const keptKey = hmac(config.jwt.secret, 'downstream/report-kept-evidence');
+
+  /** A new report's refs (`dataKey`: its data key, which seals each file's key). */
+  const refsFor = (reportId: string, dataKey: Buffer | null, list: PendingFile[], addedBy: ReportParty, userId: string | null, already: number, keepNames = false): EvidenceRef[] =>
+    list.map((f, i) => ({
+      fileId: f.fileId,
+      sha256: f.sha256,
+      mediaType: f.mediaType,
+      size: f.size,
+      name: evidenceName(f.mediaType, already + i + 1),
+      originalName: keepNames ? f.originalName : null,
+      addedAt: clock.now(),
+      addedBy,
+      addedByUserId: userId,
+      key: sealing.fileKeyFor(reportId, dataKey, f),
+    }));
 
   return {
     // -- evidence carried between attempts of one form, signed and bound to its challenge nonce
 
-    signKept(list: StoredFile[], nonce: string | null) {
+    signKept(list: PendingFile[], nonce: string | null) {
       if (!list.length || !nonce) return '';
       const body = Buffer.from(JSON.stringify(list)).toString('base64url');
       return `${body}.${hmac(keptKey, `${nonce}.${body}`).toString('base64url')}`;
     },
 
-    readKept(token: unknown, nonce: string | null): StoredFile[] {
+    readKept(token: unknown, nonce: string | null): PendingFile[] {
       if (typeof token !== 'string' || !token || !nonce) return [];
       const [body, mac] = token.split('.');
       if (!body || !mac) return [];
       const expected = hmac(keptKey, `${nonce}.${body}`).toString('base64url');
       if (mac.length !== expected.length || !crypto.timingSafeEqual(Buffer.from(mac), Buffer.from(expected))) return [];
-      const list = JSON.parse(Buffer.from(body, 'base64url').toString('utf8')) as StoredFile[];
+      const list = JSON.parse(Buffer.from(body, 'base64url').toString('utf8')) as PendingFile[];
       return list.filter((f) => files.exists(f.fileId)).slice(0, MAX_EVIDENCE);
     },
 
     /** Stores each file; a refused one is named, the others are kept. `strict` undoes all on a refusal. */
-    async storeAll(incoming: IncomingFile[], field: string, strict: boolean): Promise<{ stored: StoredFile[]; problems: string[] }> {
-      const stored: StoredFile[] = [];
+    async storeAll(incoming: IncomingFile[], field: string, strict: boolean): Promise<{ stored: PendingFile[]; problems: string[] }> {
+      const stored: PendingFile[] = [];
       const problems: string[] = [];
       for (const file of incoming) {
         try {
@@ -78,19 +99,12 @@ export function reportEvidence(deps: ReportsDeps) {
       return { stored, problems };
     },
 
-    /** `already`: files the report holds before these, so names continue its numbering. */
-    refsOf: (list: StoredFile[], addedBy: ReportParty, userId: string | null, already: number, keepNames = false): EvidenceRef[] =>
-      list.map((f, i) => ({
-        fileId: f.fileId,
-        sha256: f.sha256,
-        mediaType: f.mediaType,
-        size: f.size,
-        name: evidenceName(f.mediaType, already + i + 1),
-        originalName: keepNames ? f.originalName : null,
-        addedAt: clock.now(),
-        addedBy,
-        addedByUserId: userId,
-      })),
+    refsFor,
+
+    /** Refs of files added to an existing report; names continue its numbering. */
+    async refsOf(report: ReportRecord, list: PendingFile[], addedBy: ReportParty, userId: string | null): Promise<EvidenceRef[]> {
+      return refsFor(report._id, await sealing.writableKeyOf(report), list, addedBy, userId, (report.evidence ?? []).length);
+    },
 
     /** Appends evidence while the report stays under MAX_EVIDENCE, in one guarded update; refused files are removed. */
     async append(reportId: string, refs: EvidenceRef[], actor: { kind: 'reporter' | 'user'; id: string | null }) {

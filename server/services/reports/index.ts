@@ -4,6 +4,7 @@ import { reportIntake } from './intake';
 import { reportLinking } from './linking';
 import { reportMessages } from './messages';
 import { createReceiptHasher, reportFollowUp } from './receipts';
+import { reportSealing } from './sealing';
 import { reportsForStaff } from './staff';
 
 /**
@@ -21,22 +22,27 @@ import { reportsForStaff } from './staff';
  */
 export function createReportsService(deps: ReportsDeps) {
   const reportIdFor = createReceiptHasher(deps.config.jwt.secret);
-  const evidence = reportEvidence(deps);
-  const messages = reportMessages(deps);
+  const sealing = reportSealing(deps);
+  const evidence = reportEvidence(deps, sealing);
+  const messages = reportMessages(deps, sealing);
   return {
-    ...reportIntake(deps, { evidence, reportIdFor }),
-    ...reportFollowUp(deps, { evidence, messages, reportIdFor }),
-    ...reportsForStaff(deps, { evidence, messages }),
+    ...reportIntake(deps, { evidence, sealing, reportIdFor }),
+    ...reportFollowUp(deps, { evidence, messages, sealing, reportIdFor }),
+    ...reportsForStaff(deps, { evidence, messages, sealing }),
     ...reportLinking(deps),
     /** Evidence files of report forms never sent, once the form has expired (the hourly job). */
     removeUnclaimedEvidence: evidence.removeUnclaimed,
+    /** `npm run keys:rotate`: every data key re-wrapped under the current master key. */
+    rotateDataKeys: sealing.rotateDataKeys,
+    /** The encryption migration (`npm run migrate`): reports and files written in the clear. */
+    clearReports: { remaining: sealing.countClearReports, run: sealing.sealClearReports },
   };
 }
 
 export type ReportsService = ReturnType<typeof createReportsService>;
 export type { ReportsDeps } from './context';
 export { evidenceName, UPLOADS_PER_SUBMISSION, type EvidenceRef } from './evidence';
-export { CHALLENGE_MAX_AGE_MS, createChallenge, powSolves, type ReportInput } from './intake';
+export { CHALLENGE_MAX_AGE_MS, createChallenge, powSolves, RECEIPT_SHOWN_AGAIN_MS, type ReportInput } from './intake';
 export { LINK_PASS_MAX_REPORTS } from './linking';
 export { MESSAGES_PER_PAGE, type Message } from './messages';
-export { createReceiptGuard, createReceiptHasher, formatReceipt, newReceipt, parseReceipt, RECEIPT_BASE_DELAY_MS, RECEIPT_FAILURES_PER_WINDOW, RECEIPT_MAX_DELAY_MS, RECEIPT_WINDOW_MS } from './receipts';
+export { createReceiptGuard, createReceiptHasher, FOLLOW_UP_SESSION_MS, formatReceipt, newReceipt, parseReceipt, RECEIPT_BASE_DELAY_MS, RECEIPT_FAILURES_PER_WINDOW, RECEIPT_MAX_DELAY_MS, RECEIPT_WINDOW_MS } from './receipts';

@@ -3,15 +3,29 @@ import type { Clock } from '../../clock';
 import type { HarmCategory, Ongoing, ReporterKind } from '../../domain/reports';
 import { BadRequestError, HttpError, TooManyRequestsError, ValidationError } from '../../errors';
 import type { LimitsStore } from '../../store/limits';
-import type { IncomingFile, StoredFile } from '../files';
+import type { IncomingFile } from '../files';
+import type { PendingFile } from './evidence-files';
+import type { ReportSealing } from './sealing';
+import { createTokenSealer } from '../../crypto/sealed';
 import { hmac, MINUTE, type ReportsDeps } from './context';
-import type { ReportEvidence } from './evidence';
+import type { EvidenceRef, ReportEvidence } from './evidence';
 import { formatReceipt, newReceipt } from './receipts';
 
 /** A report form older than this is refused (and shown again with a fresh challenge). */
 export const CHALLENGE_MAX_AGE_MS = 24 * 60 * MINUTE;
 /** Receipts drawn before giving up: a collision among 10^16 is already unheard of. */
 const RECEIPT_DRAWS = 3;
+/**
+ * How long the receipt page shows the receipt again (a reload, the back button), from a sealed
+ * cookie in the reporter's browser: the receipt itself is never stored on the server.
+ */
+export const RECEIPT_SHOWN_AGAIN_MS = 10 * MINUTE;
+
+/** What the receipt page shows, sealed in the reporter's browser for RECEIPT_SHOWN_AGAIN_MS. */
+export interface ShownReceipt {
+  receipt: string;
+  evidence: string[];
+}
 
 export interface ReportInput {
   reporterKind: ReporterKind;
@@ -94,6 +108,11 @@ export function createChallenge(deps: { clock: Clock; secret: string; minFillSec
     issue,
     powBits: deps.powBits,
     nonceOf: (token: unknown) => parse(token)?.nonce ?? null,
+    /** A genuine token whose report was filed: a reload, a back button or a double click sent it again. */
+    wasUsed: async (token: unknown) => {
+      const parsed = parse(token);
+      return parsed !== null && (await deps.limits.nonceUsed(parsed.nonce));
+    },
     /** The same token while it can still be used (its wait keeps counting), else a new one. */
     reuse: async (token: unknown) => ((await read(token)) ? (token as string) : issue()),
     /** Throws a 400 unless the token is ours, unexpired and unused: checked before an upload's body is read. */
@@ -124,11 +143,18 @@ export function createChallenge(deps: { clock: Clock; secret: string; minFillSec
 const harmTitle = (input: ReportInput) => (input.harmCategories.length ? input.harmCategories.join(', ') : 'misuse');
 
 /** The report form: its challenge, its evidence, and filing the report with its case. */
-export function reportIntake(deps: ReportsDeps, parts: { evidence: ReportEvidence; reportIdFor: (digits: string) => Promise<string> }) {
+export function reportIntake(deps: ReportsDeps, parts: { evidence: ReportEvidence; sealing: ReportSealing; reportIdFor: (digits: string) => Promise<string> }) {
   const { config, clock, cases, audit, catalogue, flags, linker } = deps;
-  const { evidence, reportIdFor } = parts;
+  const { evidence, sealing, reportIdFor } = parts;
   const { limits, reports: store } = deps.stores;
   const challenge = createChallenge({ clock, secret: config.jwt.secret, ...config.reports, limits });
+  const receiptTickets = createTokenSealer(config.jwt.secret, 'report-receipt');
+
+  /** The files an earlier attempt of this form accepted, minus those the reporter chose to remove. */
+  function keptOf(body: { challenge?: unknown; keptEvidence?: unknown; removeEvidence?: unknown }): PendingFile[] {
+    const removed = new Set([body.removeEvidence ?? []].flat().map(String));
+    return evidence.readKept(body.keptEvidence, challenge.nonceOf(body.challenge)).filter((f) => !removed.has(f.fileId));
+  }
 
   function checkDates(input: ReportInput) {
     const today = clock.now();
@@ -147,6 +173,16 @@ export function reportIntake(deps: ReportsDeps, parts: { evidence: ReportEvidenc
       await evidence.admitUploadBatch(args.client);
     },
 
+    /** True when this form's report was already filed: the answer is then the receipt page, never a second report. */
+    formAlreadySent: (token: unknown) => challenge.wasUsed(token),
+
+    /** The receipt page's sealed cookie: the receipt of a report just filed, readable for RECEIPT_SHOWN_AGAIN_MS. */
+    receiptTicket: (filed: { receipt: string; evidence: Array<{ name: string }> }) =>
+      receiptTickets.seal<ShownReceipt>({ receipt: filed.receipt, evidence: filed.evidence.map((e) => e.name) }, new Date(clock.now().getTime() + RECEIPT_SHOWN_AGAIN_MS)),
+
+    /** The receipt a ticket holds, or null once it has expired (or was never ours). */
+    shownReceipt: (ticket: unknown) => receiptTickets.open<ShownReceipt>(ticket, clock.now()),
+
     /** A fresh form token for the report form (page or API). */
     newChallenge: () => ({ token: challenge.issue(), powBits: config.reports.powBits, minFillSeconds: config.reports.minFillSeconds }),
 
@@ -154,20 +190,21 @@ export function reportIntake(deps: ReportsDeps, parts: { evidence: ReportEvidenc
      * What the report form carries between attempts: the challenge (kept while valid, so the
      * wait keeps counting) and the evidence already accepted, re-signed for that challenge.
      */
-    async formState(body: { challenge?: unknown; keptEvidence?: unknown } | undefined, accepted?: StoredFile[]) {
-      const kept = accepted ?? evidence.readKept(body?.keptEvidence, challenge.nonceOf(body?.challenge));
+    async formState(body: { challenge?: unknown; keptEvidence?: unknown; removeEvidence?: unknown } | undefined, accepted?: PendingFile[]) {
+      const kept = accepted ?? keptOf(body ?? {});
       const token = await challenge.reuse(body?.challenge);
       return { challenge: token, powBits: config.reports.powBits, kept, keptEvidence: evidence.signKept(kept, challenge.nonceOf(token)) };
     },
 
     /**
-     * Step one of a submission: passes the challenge, then stores the new files next to those
-     * an earlier attempt of the same form accepted. Refused files are named in `problems`
-     * (page) or refuse the whole request (`strict`, API), but never lose the accepted ones.
+     * Step one of a submission: stores the new files next to those an earlier attempt of the
+     * same form accepted. Refused files are named in `problems` (page) or refuse the whole
+     * request (`strict`, API), but never lose the accepted ones. The challenge is checked by
+     * `submit`, after this: a form sent too early keeps the files it carried (an upload's token
+     * was already found live before its body was read).
      */
-    async acceptEvidence(args: { challenge: unknown; pow: unknown; keptEvidence?: unknown; files: IncomingFile[]; strict?: boolean }) {
-      await challenge.verify(args.challenge, args.pow);
-      const kept = evidence.readKept(args.keptEvidence, challenge.nonceOf(args.challenge));
+    async acceptEvidence(args: { challenge: unknown; keptEvidence?: unknown; removeEvidence?: unknown; files: IncomingFile[]; refused?: string[]; strict?: boolean }) {
+      const kept = keptOf(args);
       const max = config.uploads.maxFiles;
       if (kept.length + args.files.length > max) {
         throw new HttpError(413, 'upload_limit_file_count', `A report can carry at most ${max} files; ${kept.length} already attached.`, {
@@ -176,14 +213,16 @@ export function reportIntake(deps: ReportsDeps, parts: { evidence: ReportEvidenc
       }
       const { stored, problems } = await evidence.storeAll(args.files, 'evidence', args.strict ?? false);
       await store.noteUnclaimedEvidence(stored.map((f) => f.fileId), clock.now());
-      return { files: [...kept, ...stored], problems };
+      // `refused`: files the upload set aside (too large), named with the others refused.
+      return { files: [...kept, ...stored], problems: [...(args.refused ?? []), ...problems] };
     },
 
     /**
      * Step two: files a validated report with the evidence of step one; links it, opens or
      * attaches its case; returns the receipt, the only time it exists outside a hash.
      */
-    async submit(input: ReportInput, accepted: { files: StoredFile[]; problems: string[] }, args: { challenge: string; client: string }) {
+    async submit(input: ReportInput, accepted: { files: PendingFile[]; problems: string[] }, args: { challenge: string; pow?: unknown; client: string }) {
+      await challenge.verify(args.challenge, args.pow);
       if (accepted.problems.length) throw new ValidationError({ evidence: accepted.problems.join(' ') }, accepted.problems.join(' '));
       checkDates(input);
       // Counted before the form token is spent, on every instance alike.
@@ -198,13 +237,17 @@ export function reportIntake(deps: ReportsDeps, parts: { evidence: ReportEvidenc
       // in the country later, by the report-links job (a scan on the embedded engine): `linking` says which.
       const linked = await linker.linkDirect({ serials: input.serials, modelText: input.modelText ?? '', country: input.country });
 
-      const refs = evidence.refsOf(accepted.files, 'reporter', null, 0, input.keepFileNames);
       let receipt = '';
       let reportId = '';
+      let refs: EvidenceRef[] = [];
       for (let draw = 0; !reportId && draw < RECEIPT_DRAWS; draw++) {
         const digits = newReceipt();
         const id = await reportIdFor(digits);
-        const saved = await store.insertReport({
+        // The data key first, under the same `_id`: a report never exists without the key that opens it.
+        const dataKey = await sealing.createDataKey(id);
+        if (!dataKey) continue;
+        refs = evidence.refsFor(id, dataKey, accepted.files, 'reporter', null, 0, input.keepFileNames);
+        const saved = await store.insertReport(sealing.sealNew(id, dataKey, {
           _id: id,
           reporterKind: input.reporterKind,
           anonymous,
@@ -217,9 +260,10 @@ export function reportIntake(deps: ReportsDeps, parts: { evidence: ReportEvidenc
           links: linked.links,
           linking: linked.pending ? 'pending' : 'done',
           status: 'received',
+          sealed: true,
           receivedAt: now,
           updatedAt: now,
-        });
+        }));
         if (saved) [receipt, reportId] = [digits, id];
       }
       if (!reportId) throw new Error('could not draw a free receipt');

@@ -2,11 +2,13 @@ import crypto from 'node:crypto';
 import { hashRaw } from '@node-rs/argon2';
 import type { Clock } from '../../clock';
 import { MAX_EVIDENCE, type ReportStatus } from '../../domain/reports';
-import { TooManyRequestsError, ValidationError } from '../../errors';
+import { BadRequestError, ConflictError, TooManyRequestsError, ValidationError } from '../../errors';
+import { createTokenSealer } from '../../crypto/sealed';
 import type { LimitsStore } from '../../store/limits';
 import type { ReportRecord } from '../../store/reports';
 import type { IncomingFile } from '../files';
 import { hmac, MINUTE, reportOf, type ReportsDeps } from './context';
+import type { ReportSealing } from './sealing';
 import { evidenceNameOf, type ReportEvidence } from './evidence';
 import { messagePage, type ReportMessages } from './messages';
 
@@ -71,24 +73,59 @@ export function createReceiptGuard(clock: Clock, limits: LimitsStore) {
   };
 }
 
-/** What a reporter may see: never links, case, registrations, customers, contact or other reports. */
-function reporterView(report: ReportRecord, page = 1) {
+/** How long a follow-up page stays open in a browser without the receipt being typed again. */
+export const FOLLOW_UP_SESSION_MS = 30 * MINUTE;
+
+/** Until when a closed report still takes the reporter's messages and files (null: it is not closed). */
+export function writableUntil(report: Pick<ReportRecord, 'status' | 'closedAt'>, daysAfterClosure: number): Date | null {
+  if (report.status !== 'closed') return null;
+  return new Date((report.closedAt ?? new Date(0)).getTime() + daysAfterClosure * 86_400_000);
+}
+
+/** What a reporter may see: what they sent, and never links, case, registrations, customers, contact or other reports. */
+function reporterView(report: ReportRecord, now: Date, daysAfterClosure: number, page = 1) {
   const evidence = report.evidence ?? [];
+  const until = writableUntil(report, daysAfterClosure);
+  const canWrite = !report.erased && (until === null || until > now);
   return {
     receivedAt: report.receivedAt,
     status: report.status as ReportStatus,
     feedback: report.feedback?.text ? { text: report.feedback.text, at: report.feedback.at } : null,
+    /** The outcome the investigators gave on closing, and until when the channel still takes messages. */
+    closure: report.status === 'closed' ? { at: report.closedAt ?? null, outcome: report.outcome ?? report.feedback?.text ?? '', acceptsMessagesUntil: until } : null,
+    submitted: {
+      reporterKind: report.reporterKind,
+      serials: report.product?.serials ?? [],
+      modelText: report.product?.modelText ?? '',
+      deviceDescription: report.product?.deviceDescription ?? '',
+      country: report.where?.country ?? '',
+      place: report.where?.place ?? '',
+      from: report.when?.from ?? null,
+      until: report.when?.until ?? null,
+      harmCategories: report.what?.harmCategories ?? [],
+      description: report.what?.description ?? '',
+      affected: report.what?.affected ?? '',
+      ongoing: report.what?.ongoing ?? 'unknown',
+    },
     ...messagePage(report.messages ?? [], page),
     evidence: evidence.flatMap((e, i) => (e.addedBy === 'reporter' ? [{ name: evidenceNameOf(e, i), mediaType: e.mediaType, size: e.size, addedAt: e.addedAt }] : [])),
-    canAddEvidence: evidence.length < MAX_EVIDENCE && !report.erased,
+    canWrite,
+    canAddEvidence: canWrite && evidence.length < MAX_EVIDENCE,
   };
 }
 
+export type ReporterView = ReturnType<typeof reporterView>;
+
 /** The reporter's follow-up with a receipt: status, feedback, the conversation, more evidence. */
-export function reportFollowUp(deps: ReportsDeps, parts: { evidence: ReportEvidence; messages: ReportMessages; reportIdFor: (digits: string) => Promise<string> }) {
-  const { evidence, messages, reportIdFor } = parts;
+export function reportFollowUp(deps: ReportsDeps, parts: { evidence: ReportEvidence; messages: ReportMessages; sealing: ReportSealing; reportIdFor: (digits: string) => Promise<string> }) {
+  const { evidence, messages, sealing, reportIdFor } = parts;
   const store = deps.stores.reports;
   const receiptGuard = createReceiptGuard(deps.clock, deps.stores.limits);
+
+  const sessions = createTokenSealer(deps.config.jwt.secret, 'report-follow-up');
+  const { messagesAfterClosureDays } = deps.config.reports;
+  /** What the reporter sees, decrypted for the page. */
+  const viewOf = async (report: ReportRecord, page = 1) => reporterView(await sealing.open(report), deps.clock.now(), messagesAfterClosureDays, page);
 
   /** The only way in for a reporter: the guard first (before any slow hash), then an `_id` lookup. */
   async function openByReceipt(receipt: unknown, client: string): Promise<ReportRecord> {
@@ -103,6 +140,43 @@ export function reportFollowUp(deps: ReportsDeps, parts: { evidence: ReportEvide
     return report;
   }
 
+  /** A follow-up page's sealed session (the report's `_id`, never the receipt), or a 401 once it has lapsed. */
+  async function openBySession(session: unknown): Promise<ReportRecord> {
+    const reportId = sessions.open<string>(session, deps.clock.now());
+    if (!reportId) {
+      const message = `For your safety, this page forgets your report after ${FOLLOW_UP_SESSION_MS / MINUTE} minutes. Enter your receipt code again to open it.`;
+      throw new BadRequestError(message, { receipt: message }, 'follow_up_lapsed');
+    }
+    return reportOf(store, reportId);
+  }
+
+  /** A reporter may write while the report is open, and for the configured days after it closed. */
+  function checkWritable(report: ReportRecord, field: string) {
+    if (reporterView(report, deps.clock.now(), messagesAfterClosureDays).canWrite) return;
+    const message = report.erased
+      ? 'The data of this report was deleted under the retention policy, so nothing more can be added.'
+      : `This report was closed and no longer accepts messages or files (it did for ${messagesAfterClosureDays} days after closing). If something new has happened, please send a new report.`;
+    throw new ConflictError(message, { [field]: message });
+  }
+
+  async function addMessage(report: ReportRecord, text: string) {
+    checkWritable(report, 'text');
+    await messages.post(report._id, 'reporter', null, text);
+    return viewOf(await reportOf(store, report._id));
+  }
+
+  /** `refused`: files the upload set aside (too large): the others are added, then these are named. */
+  async function addEvidence(report: ReportRecord, incoming: IncomingFile[], refused: string[] = []) {
+    checkWritable(report, 'evidence');
+    if (!incoming.length && !refused.length) throw new ValidationError({ evidence: 'Choose at least one file to add.' });
+    if (incoming.length) {
+      const { stored } = await evidence.storeAll(incoming, 'evidence', true);
+      await evidence.append(report._id, await evidence.refsOf(report, stored, 'reporter', null), { kind: 'reporter', id: null });
+    }
+    if (refused.length) throw new ValidationError({ evidence: refused.join(' ') }, refused.join(' '));
+    return viewOf(await reportOf(store, report._id));
+  }
+
   return {
     /** Before a follow-up upload's body is read: a client locked out of receipts, or past its allowance, sends nothing. */
     async admitFollowUpUpload(args: { client: string }) {
@@ -111,21 +185,25 @@ export function reportFollowUp(deps: ReportsDeps, parts: { evidence: ReportEvide
     },
 
     async followUp(receipt: unknown, client: string, page = 1) {
-      return reporterView(await openByReceipt(receipt, client), page);
+      return viewOf(await openByReceipt(receipt, client), page);
     },
 
-    async reporterMessage(receipt: unknown, client: string, text: string) {
+    reporterMessage: async (receipt: unknown, client: string, text: string) => addMessage(await openByReceipt(receipt, client), text),
+
+    reporterEvidence: async (receipt: unknown, client: string, incoming: IncomingFile[]) => addEvidence(await openByReceipt(receipt, client), incoming),
+
+    // -- the follow-up pages: the receipt is typed once, then a sealed session cookie names the report
+
+    /** Checks the receipt; a session for the follow-up pages, valid FOLLOW_UP_SESSION_MS. */
+    async openFollowUpSession(receipt: unknown, client: string): Promise<string> {
       const report = await openByReceipt(receipt, client);
-      await messages.post(report._id, 'reporter', null, text);
-      return reporterView(await reportOf(store, report._id));
+      return sessions.seal(report._id, new Date(deps.clock.now().getTime() + FOLLOW_UP_SESSION_MS));
     },
 
-    async reporterEvidence(receipt: unknown, client: string, incoming: IncomingFile[]) {
-      const report = await openByReceipt(receipt, client);
-      if (!incoming.length) throw new ValidationError({ evidence: 'Choose at least one file to add.' });
-      const { stored } = await evidence.storeAll(incoming, 'evidence', true);
-      await evidence.append(report._id, evidence.refsOf(stored, 'reporter', null, (report.evidence ?? []).length), { kind: 'reporter', id: null });
-      return reporterView(await reportOf(store, report._id));
-    },
+    followUpBySession: async (session: unknown, page = 1) => viewOf(await openBySession(session), page),
+
+    reporterMessageBySession: async (session: unknown, text: string) => addMessage(await openBySession(session), text),
+
+    reporterEvidenceBySession: async (session: unknown, incoming: IncomingFile[], refused: string[] = []) => addEvidence(await openBySession(session), incoming, refused),
   };
 }

@@ -3,6 +3,7 @@ import type { Engine } from '../engine';
 import { checkInHistoryMigration } from './001-check-in-history';
 import { registrationPlacesMigration } from './002-registration-places';
 import { checkInOutboxMigration } from './003-check-in-outbox';
+import { reportEncryptionMigration, type ClearReports } from './004-report-encryption';
 
 /**
  * Changes of the stored shape, applied in order and recorded in the `migrations` collection
@@ -36,12 +37,25 @@ export class MigrationRequiredError extends Error {
   }
 }
 
-const migrationsFor = (engine: Engine): Migration[] => [checkInHistoryMigration(engine), registrationPlacesMigration(engine), checkInOutboxMigration()];
+/**
+ * `clearReports`: the reports service's sealing of reports written in the clear, which needs
+ * the master key (`npm run migrate` passes it); without it that migration is not run.
+ */
+export interface MigrationContext {
+  clearReports?: ClearReports;
+}
+
+const migrationsFor = (engine: Engine, context: MigrationContext): Migration[] => [
+  checkInHistoryMigration(engine),
+  registrationPlacesMigration(engine),
+  checkInOutboxMigration(),
+  ...(context.clearReports ? [reportEncryptionMigration(context.clearReports)] : []),
+];
 
 /** Migrations not yet recorded as applied, with how much each still has to convert. */
-export async function pendingMigrations(engine: Engine): Promise<Array<{ migration: Migration; id: string; description: string; unit: string; remaining: number }>> {
+export async function pendingMigrations(engine: Engine, context: MigrationContext = {}): Promise<Array<{ migration: Migration; id: string; description: string; unit: string; remaining: number }>> {
   const pending = [];
-  for (const migration of migrationsFor(engine)) {
+  for (const migration of migrationsFor(engine, context)) {
     if (await AppliedMigration.exists({ _id: migration.id })) continue;
     pending.push({ migration, id: migration.id, description: migration.description, unit: migration.unit, remaining: await migration.remaining() });
   }
@@ -52,8 +66,8 @@ export async function pendingMigrations(engine: Engine): Promise<Array<{ migrati
  * Runs the pending migrations and records each. `maxRemaining`: refuse (MigrationRequiredError)
  * before converting anything when one has more than this to convert (the start-up path).
  */
-export async function runMigrations(engine: Engine, opts: { maxRemaining?: number; progress?: (line: string) => void } = {}): Promise<string[]> {
-  const pending = await pendingMigrations(engine);
+export async function runMigrations(engine: Engine, opts: MigrationContext & { maxRemaining?: number; progress?: (line: string) => void } = {}): Promise<string[]> {
+  const pending = await pendingMigrations(engine, opts);
   const large = pending.filter((p) => opts.maxRemaining !== undefined && p.remaining > opts.maxRemaining);
   if (large.length) throw new MigrationRequiredError(large);
   for (const { migration, remaining } of pending) {
@@ -70,7 +84,7 @@ export async function runMigrations(engine: Engine, opts: { maxRemaining?: numbe
  * start does not scan its units for older shapes.
  */
 export async function recordMigrationsApplied(engine: Engine): Promise<void> {
-  for (const migration of migrationsFor(engine)) await AppliedMigration.updateOne({ _id: migration.id }, { $setOnInsert: { appliedAt: new Date(), converted: 0 } }, { upsert: true });
+  for (const migration of migrationsFor(engine, {})) await AppliedMigration.updateOne({ _id: migration.id }, { $setOnInsert: { appliedAt: new Date(), converted: 0 } }, { upsert: true });
 }
 
 /** At start-up: small conversions happen now; large ones stop the start with "Run `npm run migrate` first". */

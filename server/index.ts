@@ -15,12 +15,13 @@ async function main() {
   const config = loadConfig();
   const logger = createLogger(config.logLevel);
   const db = await connectDatabase(config, logger);
+  const app = createApp({ config, db, clock: systemClock, logger });
   // Data in an older stored shape: converted now if small, else the start stops with what to run.
-  await migrateAtStart(db.engine, (line) => logger.info(line)).catch(async (err: unknown) => {
+  // After the app is built (it serves nothing yet): sealing clear reports needs the reports service's key.
+  await migrateAtStart(db.engine, { clearReports: app.locals.services.reports.clearReports }, (line) => logger.info(line)).catch(async (err: unknown) => {
     await db.close();
     throw err;
   });
-  const app = createApp({ config, db, clock: systemClock, logger });
 
   // Check-in folding, retention, report links, the tally rebuild: each on the one instance
   // (of however many share this database) that holds its lease.

@@ -53,7 +53,7 @@ describe('no acknowledged write lost through two instances while the database is
     // The database must be back (it was restarted by the supervisor), then the truth is read from it.
     for (let i = 0; i < 100 && mongoose.connection.readyState !== 1; i++) await sleep(100);
     await sleep(1_500);
-    const { lost, duplicated } = await verifyAcknowledged(records);
+    const { lost, duplicated } = await verifyAcknowledged(records, fx.services.reports);
     // Every stored check-in folded into its unit's summary, by whichever instance held the lease.
     const db = mongoose.connection.db!;
     let outbox = -1;

@@ -110,8 +110,11 @@ export async function report(srv: RunningServer): Promise<WriteRecord[]> {
   return [{ kind: 'report', key: marker, outcomes: [await call(`${srv.url}/api/v1/reports`, { body })] }];
 }
 
-/** What the database holds for each acknowledged write: check-ins and registrations by their ids, reports by marker. */
-export async function verifyAcknowledged(records: WriteRecord[]) {
+/**
+ * What the database holds for each acknowledged write: check-ins and registrations by their
+ * ids, reports by marker (descriptions are encrypted at rest: read through the reports service).
+ */
+export async function verifyAcknowledged(records: WriteRecord[], reportsService: Pick<Fixtures['services']['reports'], 'getReportForStaff'>) {
   const db = mongoose.connection.db!;
   const lost: string[] = [];
   const duplicated: string[] = [];
@@ -131,8 +134,8 @@ export async function verifyAcknowledged(records: WriteRecord[]) {
     if (acknowledged(r) && n === 0) lost.push(`registration ${r.key}`);
     if (n > 1) duplicated.push(`registration ${r.key}`);
   }
-  const reports = await db.collection('reports').find({}, { projection: { 'what.description': 1 } }).toArray();
-  const texts = reports.map((d) => String((d as { what?: { description?: string } }).what?.description ?? ''));
+  const reportIds = (await db.collection('reports').find({}, { projection: { _id: 1 } }).toArray()).map((d) => String(d._id));
+  const texts = await Promise.all(reportIds.map(async (id) => (await reportsService.getReportForStaff(id)).what?.description ?? ''));
   for (const r of records.filter((x) => x.kind === 'report')) {
     const n = texts.filter((t) => t.endsWith(r.key)).length;
     if (acknowledged(r) && n === 0) lost.push(`report ${r.key}`);

@@ -88,4 +88,4 @@ export async function recordMigrationsApplied(engine: Engine): Promise<void> {
 }
 
 /** At start-up: small conversions happen now; large ones stop the start with "Run `npm run migrate` first". */
-export const migrateAtStart = (engine: Engine, progress?: (line: string) => void) => runMigrations(engine, { maxRemaining: MAX_AT_START, progress });
+export const migrateAtStart = (engine: Engine, context: MigrationContext, progress?: (line: string) => void) => runMigrations(engine, { ...context, maxRemaining: MAX_AT_START, progress });

@@ -10,6 +10,7 @@ import { checkInsApi } from './check-ins';
 import { flagPages, restrictedCountriesApi } from './flags';
 import { dashboardApi, exportsApi, insightPages, transparencyApi } from './insight';
 import { openapiApi } from './openapi';
+import { partnerPages, partnerPortalPages, partnersApi, saleReviewsApi, sellThroughApi } from './partners';
 import { publicPages } from './pages';
 import { followUpApi, reportPages, reportsApi } from './reports';
 import { registrationPages, registrationsApi, transfersApi, unitTimelineApi } from './registrations';
@@ -39,6 +40,9 @@ export function apiModules(ctx: RouteContext): Array<{ prefix: string; router: E
     { prefix: '/transparency', router: transparencyApi(ctx) },
     { prefix: '/dashboard', router: dashboardApi(ctx) },
     { prefix: '/exports', router: exportsApi(ctx) },
+    { prefix: '/partners', router: partnersApi(ctx) },
+    { prefix: '/sell-through', router: sellThroughApi(ctx) },
+    { prefix: '/sale-reviews', router: saleReviewsApi(ctx) },
   ];
 }
 
@@ -53,6 +57,8 @@ export function mountRoutes(app: Express, ctx: RouteContext) {
   app.use(cataloguePages(ctx));
   app.use(registrationPages(ctx));
   app.use(insightPages(ctx));
+  app.use(partnerPages(ctx));
+  app.use(partnerPortalPages(ctx));
 
   const api = Router();
   for (const { prefix, router } of apiModules(ctx)) api.use(prefix || '/', router);

@@ -8,9 +8,15 @@ export const FLAG_RULES = [
   'high-risk-end-user', // high-risk model with a high-risk end-user type
   'end-use-outside-intended', // declared end use outside the model's intended uses
   'misuse-report', // a misuse report naming the unit, its model or a registration's country
+  // Diversion signals from channel partners' sell-through reports (partners module):
+  'sale-outside-territory', // end-customer country outside the partner's authorised territories
+  'unauthorised-model-sale', // a model (or risk level) the partner is not authorised to sell
+  'unallocated-unit-sale', // a partner reports the sale of a unit never allocated to it
+  'unit-sold-twice', // the same unit reported sold a second time
+  'unapproved-high-risk-sale', // a sale needing review reported as done without an approval
 ] as const;
 export type FlagRule = (typeof FLAG_RULES)[number];
 
 /** What raised a flag: the kind of record it was found in. */
-export const FLAG_SOURCE_KINDS = ['registration', 'transfer', 'check-in', 'report'] as const;
+export const FLAG_SOURCE_KINDS = ['registration', 'transfer', 'check-in', 'report', 'sale'] as const;
 export type FlagSourceKind = (typeof FLAG_SOURCE_KINDS)[number];

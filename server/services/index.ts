@@ -12,6 +12,7 @@ import { createFlagsService } from './flags';
 import { createInsightService } from './insight';
 import { createLinkerService } from './linker';
 import { createNotificationsService } from './notifications';
+import { createPartnersService } from './partners';
 import { createRegistrationsService } from './registrations';
 import { createReportsService } from './reports';
 
@@ -41,11 +42,12 @@ export function createServices(deps: ServiceDeps) {
   const checkIns = createCheckInsService({ ...deps, flags });
   const catalogue = createCatalogueService({ ...deps, audit });
   const registrations = createRegistrationsService({ ...deps, audit, auth, files, flags, notifications, cases: caseIntake });
+  const partners = createPartnersService({ ...deps, audit, auth, flags });
   const linker = createLinkerService(deps);
   const reports = createReportsService({ ...deps, files, cases: caseIntake, audit, catalogue, flags, linker });
   const cases = createCasesService({ ...deps, audit, intake: caseIntake, ports: { unitControls: checkIns, registrations, reports } });
   const insight = createInsightService({ ...deps, audit });
-  return { audit, auth, cases, catalogue, checkIns, files, flags, insight, linker, notifications, registrations, reports };
+  return { audit, auth, cases, catalogue, checkIns, files, flags, insight, linker, notifications, partners, registrations, reports };
 }
 
 export type Services = ReturnType<typeof createServices>;

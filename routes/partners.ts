@@ -52,6 +52,27 @@ const partnerForm = z.preprocess((body) => {
   return b;
 }, partnerInput);
 
+/**
+ * The form's errors under the inputs that show them: a list's bad item (`territories.2`) by
+ * its list's field, a clause's date by that clause's row.
+ */
+function parsePartnerForm(req: Request) {
+  try {
+    return parseBody(partnerForm, req);
+  } catch (err) {
+    if (!(err instanceof ValidationError)) throw err;
+    const body = req.body as Record<string, unknown>;
+    const clauseKinds = CLAUSE_KINDS.filter((k) => body[`clause_${k}`]);
+    const fields: Record<string, string> = {};
+    for (const [key, message] of Object.entries(err.fields ?? {})) {
+      const [list, index, sub] = key.split('.');
+      const field = list === 'clauses' && index !== undefined && sub ? `clause_${clauseKinds[Number(index)]}_${sub}` : list!;
+      fields[field] ??= message;
+    }
+    throw new ValidationError(fields);
+  }
+}
+
 const partnerUserInput = z.object({ memberEmail: email, memberPassword: password, memberName: requiredText(120, 'Name') }).transform((i) => ({ email: i.memberEmail, password: i.memberPassword, name: i.memberName }));
 const apiKeyInput = z.object({ keyName: requiredText(120, 'Key name') });
 
@@ -188,7 +209,7 @@ export function partnerPages(ctx: RouteContext) {
     '/admin/partners',
     adminOnly,
     formAction('partners/list', listPage, async (req, res) => {
-      const partner = await partners.createPartner(parseBody(partnerForm, req), staffActor(req));
+      const partner = await partners.createPartner(parsePartnerForm(req), staffActor(req));
       res.flash(`Partner ${partner.name} created.`);
       res.redirect(303, `/admin/partners/${partner._id}`);
     }),
@@ -230,7 +251,7 @@ export function partnerPages(ctx: RouteContext) {
     '/admin/partners/:partnerId',
     adminOnly,
     formAction('partners/partner', detailPage, async (req, res) => {
-      const partner = await partners.updatePartner(String(req.params.partnerId), parseBody(partnerForm, req), staffActor(req));
+      const partner = await partners.updatePartner(String(req.params.partnerId), parsePartnerForm(req), staffActor(req));
       res.flash('The partner was saved.');
       res.redirect(303, `/admin/partners/${partner._id}`);
     }),

@@ -163,3 +163,28 @@ saleReviewSchema.index({ status: 1, submittedAt: 1 });
 saleReviewSchema.index({ partnerId: 1, submittedAt: -1 });
 saleReviewSchema.index({ unitId: 1 });
 export const SaleReview = mongoose.model('SaleReview', saleReviewSchema, 'saleReviews');
+
+/**
+ * A case's request to a partner (the "notify channel partner" leverage action): questions and
+ * a deadline; the partner answers in its portal and the answer goes onto the case's action.
+ */
+const partnerRequestSchema = new Schema(
+  {
+    _id: { type: String, required: true }, // prq_…
+    partnerId: { type: String, required: true },
+    caseId: { type: String, required: true },
+    actionId: { type: String, required: true },
+    questions: { type: String, required: true, maxlength: 5000 },
+    unitIds: { type: [String], default: [] },
+    dueBy: { type: Date, default: null },
+    status: { type: String, enum: ['open', 'answered'], required: true },
+    answer: { type: String, default: '', maxlength: 5000 },
+    answeredAt: { type: Date, default: null },
+    answeredByUserId: { type: String, default: null },
+    createdAt: { type: Date, required: true },
+  },
+  { versionKey: false },
+);
+partnerRequestSchema.index({ partnerId: 1, createdAt: -1 });
+partnerRequestSchema.index({ caseId: 1 });
+export const PartnerRequest = mongoose.model('PartnerRequest', partnerRequestSchema, 'partnerRequests');

@@ -10,7 +10,7 @@ import { checkInsApi } from './check-ins';
 import { flagPages, restrictedCountriesApi } from './flags';
 import { dashboardApi, exportsApi, insightPages, transparencyApi } from './insight';
 import { openapiApi } from './openapi';
-import { partnerPages, partnerPortalPages, partnersApi, saleReviewsApi, sellThroughApi } from './partners';
+import { partnerPages, partnerPortalPages, partnerRequestsApi, partnersApi, saleReviewsApi, sellThroughApi } from './partners';
 import { publicPages } from './pages';
 import { followUpApi, reportPages, reportsApi } from './reports';
 import { registrationPages, registrationsApi, transfersApi, unitTimelineApi } from './registrations';
@@ -43,6 +43,7 @@ export function apiModules(ctx: RouteContext): Array<{ prefix: string; router: E
     { prefix: '/partners', router: partnersApi(ctx) },
     { prefix: '/sell-through', router: sellThroughApi(ctx) },
     { prefix: '/sale-reviews', router: saleReviewsApi(ctx) },
+    { prefix: '/partner-requests', router: partnerRequestsApi(ctx) },
   ];
 }
 

@@ -93,6 +93,7 @@ export const decisionInput = z.object({
   conditions: listOf(shortText(500, 'A condition')).default([]),
 });
 const answerInput = z.object({ text: requiredText(2000, 'Answer') });
+export const requestAnswerInput = z.object({ answer: requiredText(5000, 'Answer') });
 const passOnInput = z.object({
   toId: partnerIdField,
   units: z.preprocess(
@@ -396,6 +397,25 @@ export function partnerPortalPages(ctx: RouteContext) {
     }),
   );
 
+  const requestsPage = async (req: Request) => {
+    const page = toPage(parseQuery(pagination, req));
+    const { items, total } = await partners.listRequests(await partnerActorOf(partners, req), page);
+    return { title: 'Requests from us', requests: items, total, page, now: ctx.clock.now() };
+  };
+  router.get('/partner/requests', partnerOnly, async (req, res) => res.render('partners/requests', await requestsPage(req)));
+
+  const requestPage = async (req: Request) => ({ title: 'Request', request: await partners.getRequest(String(req.params.requestId), await partnerActorOf(partners, req)), now: ctx.clock.now() });
+  router.get('/partner/requests/:requestId', partnerOnly, async (req, res) => res.render('partners/request', await requestPage(req)));
+  router.post(
+    '/partner/requests/:requestId/answer',
+    partnerOnly,
+    formAction('partners/request', requestPage, async (req, res) => {
+      const request = await partners.answerRequest(String(req.params.requestId), parseBody(requestAnswerInput, req).answer, await partnerActorOf(partners, req));
+      res.flash('Thank you: your answer is on the case.');
+      res.redirect(303, `/partner/requests/${request._id}`);
+    }),
+  );
+
   return router;
 }
 
@@ -450,6 +470,43 @@ export function sellThroughApi({ services }: RouteContext) {
   router.post('/', requireApiKey(services.auth, 'sell-through'), async (req, res) => {
     const actor = await partners.actorFor({ apiKeyId: req.apiKey!.id });
     res.json({ results: await partners.reportSales(actor, parseBody(salesInput, req).sales) });
+  });
+
+  return router;
+}
+
+type PartnerRequestDoc = Awaited<ReturnType<PartnersService['getRequest']>>;
+export const publicRequest = (r: PartnerRequestDoc) => ({
+  id: r._id,
+  partnerId: r.partnerId,
+  caseId: r.caseId,
+  questions: r.questions,
+  unitIds: r.unitIds,
+  dueBy: day(r.dueBy),
+  status: r.status,
+  answer: r.answer ?? '',
+  answeredAt: r.answeredAt ?? null,
+  createdAt: r.createdAt,
+});
+
+/** Requests from cases, for a partner's user. */
+export function partnerRequestsApi({ services }: RouteContext) {
+  const partners = services.partners;
+  const router = Router();
+  router.use(partnerOnly);
+
+  router.get('/', async (req, res) => {
+    const page = toPage(parseQuery(pagination, req));
+    const { items, total } = await partners.listRequests(await partnerActorOf(partners, req), page);
+    res.json(pageBody(items.map(publicRequest), total, page));
+  });
+
+  router.get('/:requestId', async (req, res) => {
+    res.json({ request: publicRequest(await partners.getRequest(String(req.params.requestId), await partnerActorOf(partners, req))) });
+  });
+
+  router.post('/:requestId/answer', async (req, res) => {
+    res.json({ request: publicRequest(await partners.answerRequest(String(req.params.requestId), parseBody(requestAnswerInput.strict(), req).answer, await partnerActorOf(partners, req))) });
   });
 
   return router;

@@ -6,7 +6,8 @@ import { Flag } from '../models/flags';
 import { ChannelUnit, Partner, SaleReview } from '../models/partners';
 import { createTestContext, type TestContext } from './helpers/context';
 import { makeModel, makeUnit } from './helpers/catalogue';
-import { apiUser, signedInAgent } from './helpers/factories';
+import { freshAuth, makeFlagCase, makeStaff } from './helpers/cases';
+import { apiUser, pageAgent, signedInAgent, TEST_PASSWORD } from './helpers/factories';
 import { allocatedUnits, makePartner, partnerKey, partnerUser, reviewOf, saleOf } from './helpers/partners';
 
 let ctx: TestContext;
@@ -347,5 +348,53 @@ describe('merging near-duplicate partners', () => {
     expect(await Partner.findById(dup._id).lean()).toBeNull();
     expect(await Partner.findById(kept._id).lean()).toMatchObject({ aliases: ['ZEPHYR TELECOM LIMITED.'], tallies: { allocated: 2 } });
     expect(await ChannelUnit.findById(units[0]!._id).lean()).toMatchObject({ holderId: kept._id });
+  });
+});
+
+describe('requests from cases', () => {
+  it('a case’s “notify channel partner” reaches the partner; overdue shows on the scorecard; the answer comes back on the case', async () => {
+    const partner = await makePartner(ctx, { name: 'Lakeside Integrators' });
+    const { units } = await allocatedUnits(ctx, partner._id, 1);
+    const investigator = await makeStaff(ctx);
+    const { caseId } = await makeFlagCase(ctx, { unitId: units[0]!._id, modelId: units[0]!.modelId });
+    await ctx.services.cases.assign(caseId, investigator.actor.id, investigator.actor);
+    const dueBy = new Date(ctx.clock.now().getTime() + 7 * 86_400_000).toISOString().slice(0, 10);
+
+    const unknown = await api().post(`/api/v1/cases/${caseId}/actions`).set(investigator.auth).send({ kind: 'notify-channel-partner', channelPartner: 'Nobody & Co', description: 'Who bought it?', dueBy });
+    expect(unknown.status).toBe(400);
+    expect(unknown.body.error.fields.channelPartner).toMatch(/No channel partner named/);
+
+    const sent = await api().post(`/api/v1/cases/${caseId}/actions`).set(investigator.auth).send({ kind: 'notify-channel-partner', channelPartner: 'LAKESIDE integrators', description: 'Who is the end user of this unit?', unitIds: [units[0]!._id], dueBy });
+    expect(sent.status).toBe(201);
+    const user = await partnerUser(ctx, partner._id);
+    const listed = await api().get('/api/v1/partner-requests').set(user.auth);
+    expect(listed.body.items).toEqual([expect.objectContaining({ caseId, questions: 'Who is the end user of this unit?', unitIds: [units[0]!._id], dueBy, status: 'open' })]);
+    const requestId = listed.body.items[0].id;
+    const stranger = await partnerUser(ctx, (await makePartner(ctx))._id);
+    expect((await api().get(`/api/v1/partner-requests/${requestId}`).set(stranger.auth)).status).toBe(403);
+    expect((await api().post(`/api/v1/partner-requests/${requestId}/answer`).set(stranger.auth).send({ answer: 'not me' })).status).toBe(403);
+
+    // Fresh credentials each time: the clock moves past a session's lifetime below.
+    const scorecardOf = async () => (await api().get(`/api/v1/partners/${partner._id}`).set(await freshAuth(ctx, investigator.user))).body.scorecard;
+    expect(await scorecardOf()).toMatchObject({ overdueRequests: 0, medianAnswerDays: null });
+    ctx.clock.advance(8 * 86_400_000);
+    expect(await scorecardOf()).toMatchObject({ overdueRequests: 1 });
+    const agent = pageAgent(ctx);
+    expect((await agent.form('/login', { email: user.email, password: TEST_PASSWORD })).headers.location).toBe('/partner');
+    expect((await agent.get('/partner')).text).toContain('1 overdue');
+
+    const empty = await agent.form(`/partner/requests/${requestId}/answer`, { answer: '' }, `/partner/requests/${requestId}`);
+    expect(empty.status).toBe(400);
+    expect(empty.text).toContain('Answer is required.');
+    const answered = await agent.form(`/partner/requests/${requestId}/answer`, { answer: 'Sold to the county water board, who still operate it.' }, `/partner/requests/${requestId}`);
+    expect(answered.status).toBe(303);
+
+    const c = (await api().get(`/api/v1/cases/${caseId}`).set(await freshAuth(ctx, investigator.user))).body.case;
+    const action = c.actions.find((a: { kind: string }) => a.kind === 'notify-channel-partner');
+    expect(action).toMatchObject({ status: 'done', outcome: expect.stringContaining('Lakeside Integrators answered on') });
+    expect(action.outcome).toContain('Sold to the county water board');
+    expect((await Case.findById(caseId).lean())!.history.map((h) => h.action)).toContain('partner-answered');
+    expect(await scorecardOf()).toMatchObject({ overdueRequests: 0, medianAnswerDays: 8 });
+    expect((await api().post(`/api/v1/partner-requests/${requestId}/answer`).set(await freshAuth(ctx, user.user)).send({ answer: 'again' })).status).toBe(409);
   });
 });

@@ -45,7 +45,7 @@ export function createServices(deps: ServiceDeps) {
   const partners = createPartnersService({ ...deps, audit, auth, flags });
   const linker = createLinkerService(deps);
   const reports = createReportsService({ ...deps, files, cases: caseIntake, audit, catalogue, flags, linker });
-  const cases = createCasesService({ ...deps, audit, intake: caseIntake, ports: { unitControls: checkIns, registrations, reports } });
+  const cases = createCasesService({ ...deps, audit, intake: caseIntake, ports: { unitControls: checkIns, registrations, reports, partners } });
   const insight = createInsightService({ ...deps, audit });
   return { audit, auth, cases, catalogue, checkIns, files, flags, insight, linker, notifications, partners, registrations, reports };
 }

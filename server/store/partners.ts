@@ -1,5 +1,5 @@
 import crypto from 'node:crypto';
-import { ChannelUnit, Partner, PartnerAllocation, PartnerMember, SaleReview } from '../../models/partners';
+import { ChannelUnit, Partner, PartnerAllocation, PartnerMember, PartnerRequest, SaleReview } from '../../models/partners';
 import type { AllocationSource, ReviewStatus } from '../domain/partners';
 import { existingByIds } from './by-ids';
 import { chunksOf, type Engine, isDuplicateKey } from './engine';
@@ -13,6 +13,8 @@ import { chunksOf, type Engine, isDuplicateKey } from './engine';
 
 const partnerById = (id: string) => Partner.findById(id).lean();
 const reviewById = (id: string) => SaleReview.findById(id).lean();
+const requestById = (id: string) => PartnerRequest.findById(id).lean();
+export type LeanRequest = NonNullable<Awaited<ReturnType<typeof requestById>>>;
 export type LeanPartner = NonNullable<Awaited<ReturnType<typeof partnerById>>>;
 export type LeanReview = NonNullable<Awaited<ReturnType<typeof reviewById>>>;
 type LeanChannelUnit = { _id: string; modelId: string; holderId: string; chain: string[]; allocatedAt: Date; sales: StoredSale[] };
@@ -210,6 +212,27 @@ export function createPartnersStore(engine: Engine) {
         if (isDuplicateKey(err)) return false;
         throw err;
       }
+    },
+
+    // ----- requests from cases (few: one per leverage action) -----
+
+    insertRequest: (doc: { _id: string; partnerId: string; caseId: string; actionId: string; questions: string; unitIds: string[]; dueBy: Date | null; status: 'open'; createdAt: Date }) => PartnerRequest.create(doc),
+
+    requestById,
+
+    async requestsOf(partnerIds: readonly string[], page: { skip: number; limit: number }) {
+      const filter = { partnerId: { $in: [...partnerIds] } };
+      const [items, total] = await Promise.all([PartnerRequest.find(filter).sort({ createdAt: -1, _id: 1 }).skip(page.skip).limit(page.limit).lean(), PartnerRequest.countDocuments(filter)]);
+      return { items, total };
+    },
+
+    /** Every request to one partner, for its scorecard (a partner has few). */
+    allRequestsOf: (partnerId: string) => PartnerRequest.find({ partnerId }, { status: 1, dueBy: 1, createdAt: 1, answeredAt: 1 }).lean(),
+
+    /** Records the answer once: false when the request was answered already. */
+    async answerRequest(id: string, answer: string, at: Date, byUserId: string | null) {
+      const res = await PartnerRequest.updateOne({ _id: id, status: 'open' }, { $set: { status: 'answered', answer, answeredAt: at, answeredByUserId: byUserId } });
+      return res.modifiedCount === 1;
     },
 
     // ----- high-risk sale reviews (few: only high-risk sales) -----

@@ -84,12 +84,17 @@ export function caseLeverage(deps: CaseDeps, ports: CasePorts) {
         updatedAt: now,
       };
       if (input.kind === 'void-warranty') await registrationsOf(unitIds); // refuse before recording
+      if (input.kind === 'notify-channel-partner') await ports.partners.checkPartnerNamed(input.channelPartner ?? '');
       await change(c, actor, { open: true }, { append: { actions: action } }, {
         action: 'action-added',
         detail: `${action.kind} ${action._id}${unitIds.length ? ` on ${unitIds.join(', ')}` : ''}`,
         audit: { actionId: action._id, kind: action.kind, unitIds },
       });
       await applyEffect(caseId, action, true, actor);
+      if (input.kind === 'notify-channel-partner') {
+        // The partner answers in its portal; the answer comes back as this action's outcome.
+        await ports.partners.requestFromCase({ caseId, actionId: action._id, channelPartner: action.target.channelPartner, questions: action.description, unitIds, dueBy: action.dueBy, byUserId: actor.id });
+      }
       return action._id;
     },
 

@@ -1,6 +1,7 @@
 import { partnerChannel } from './channel';
 import type { PartnerDeps } from './context';
 import { partnerRecords } from './records';
+import { partnerRequests } from './requests';
 import { saleReviews } from './reviews';
 
 export { SALES_CSV_HEADER, SALES_CSV_MAX_LINES, type SaleInput } from './channel';
@@ -10,11 +11,12 @@ export type { DecisionInput, ReviewInput } from './reviews';
 
 /**
  * Channel partners (records.ts), the units and sales flowing through them (channel.ts) and
- * high-risk sale reviews (reviews.ts). Every function that takes a partner's actor checks
+ * high-risk sale reviews (reviews.ts) and requests from cases (requests.ts). Every function that takes a partner's actor checks
  * that the records it touches are that partner's or its children's (context.ts).
  */
 export function createPartnersService(deps: PartnerDeps) {
-  return { ...partnerRecords(deps), ...partnerChannel(deps), ...saleReviews(deps) };
+  const requests = partnerRequests(deps);
+  return { ...partnerRecords(deps, requests), ...partnerChannel(deps), ...saleReviews(deps), ...requests };
 }
 
 export type PartnersService = ReturnType<typeof createPartnersService>;

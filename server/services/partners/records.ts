@@ -22,7 +22,7 @@ export interface PartnerInput {
 }
 
 /** Partner records, their users and API keys, the risk tier and the scorecard figures. */
-export function partnerRecords(deps: PartnerDeps) {
+export function partnerRecords(deps: PartnerDeps, requests: { requestFigures(partnerId: string): Promise<{ overdueRequests: number; medianAnswerDays: number | null }> }) {
   const { clock, audit } = deps;
   const store = deps.stores.partners;
   const scope = partnerScope(deps);
@@ -82,6 +82,7 @@ export function partnerRecords(deps: PartnerDeps) {
       closedCases: cases.filter((c) => c.status === 'closed').length,
       maturity: partner.dueDiligence?.maturity ?? 'none',
       reviewOverdue: !nextReviewAt || nextReviewAt.getTime() < now.getTime(),
+      ...(await requests.requestFigures(partner._id)),
     };
     return { risk, scorecard };
   }

@@ -4,6 +4,7 @@ import { AuditEntry } from '../models/audit';
 import { Case } from '../models/cases';
 import { Flag } from '../models/flags';
 import { ChannelUnit, Partner, SaleReview } from '../models/partners';
+import { channelPartnersMigration } from '../server/store/migrations/003-channel-partners';
 import { createTestContext, type TestContext } from './helpers/context';
 import { makeModel, makeUnit } from './helpers/catalogue';
 import { freshAuth, makeFlagCase, makeStaff } from './helpers/cases';
@@ -396,5 +397,33 @@ describe('requests from cases', () => {
     expect((await Case.findById(caseId).lean())!.history.map((h) => h.action)).toContain('partner-answered');
     expect(await scorecardOf()).toMatchObject({ overdueRequests: 0, medianAnswerDays: 8 });
     expect((await api().post(`/api/v1/partner-requests/${requestId}/answer`).set(await freshAuth(ctx, user.user)).send({ answer: 'again' })).status).toBe(409);
+  });
+});
+
+describe('free-text channel partners from older data (migration 003)', () => {
+  it('maps each spelling to a partner, allocates its units once, and leaves near-duplicates for the merge page', async () => {
+    const model = await makeModel(ctx);
+    const named = async (channelPartner: string) => (await makeUnit(ctx, { model, firstSale: { channelPartner, shipToCountry: 'KE', soldAt: null } })).unit;
+    const a = await named('Savannah Distribution Ltd');
+    const b = await named('SAVANNAH DISTRIBUTION');
+    const c = await named('Savanah Distribution');
+    const lines: number[] = [];
+    await channelPartnersMigration().run((done) => lines.push(done));
+    expect(lines.at(-1)).toBeGreaterThanOrEqual(3);
+
+    const savannah = (await Partner.findOne({ name: 'Savannah Distribution Ltd' }).lean())!;
+    expect(savannah).toMatchObject({ aliases: ['SAVANNAH DISTRIBUTION'], tallies: { allocated: 2 } });
+    expect(await ChannelUnit.findById(a._id).lean()).toMatchObject({ holderId: savannah._id });
+    expect(await ChannelUnit.findById(b._id).lean()).toMatchObject({ holderId: savannah._id });
+    const typo = (await Partner.findOne({ name: 'Savanah Distribution' }).lean())!;
+    expect((await ChannelUnit.findById(c._id).lean())!.holderId).toBe(typo._id);
+
+    await channelPartnersMigration().run(() => {});
+    expect((await Partner.findById(savannah._id).lean())!.tallies?.allocated).toBe(2); // resumed or run again: nothing twice
+    expect(await Partner.countDocuments({ nameKey: 'savannah distribution' })).toBe(1);
+
+    const admin = await signedInAgent(ctx, 'admin');
+    const page = await admin.agent.get('/admin/partners/merge');
+    expect(page.text).toMatch(/Savannah Distribution Ltd<\/strong> and <strong>Savanah Distribution|Savanah Distribution<\/strong> and <strong>Savannah Distribution Ltd/);
   });
 });

@@ -9,7 +9,7 @@ import type { CatalogueStore, NewUnit } from '../../store/catalogue';
 import { CODE_PATTERN, CODE_RULE, normaliseCode, parseDay } from './codes';
 import { IMPORT_ERRORS_KEPT } from '../../domain/catalogue';
 import { newUnit } from './units';
-import { nameKey } from '../partners/names';
+import { nameKey } from '../../domain/partners';
 
 /** Bulk import of units from CSV: streamed, checked row by row, inserted in batches. */
 

@@ -5,7 +5,7 @@ import type { ClauseKind, MaturityLevel, PartnerType } from '../../domain/partne
 import type { RiskLevel } from '../../domain/catalogue';
 import type { LeanPartner } from '../../store/partners';
 import { type PartnerActor, type PartnerDeps, partnerScope } from './context';
-import { nameKey } from './names';
+import { nameKey } from '../../domain/partners';
 import { riskTier } from './risk';
 
 export interface PartnerInput {

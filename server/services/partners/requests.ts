@@ -2,7 +2,7 @@ import crypto from 'node:crypto';
 import { ConflictError, ForbiddenError, NotFoundError, ValidationError } from '../../errors';
 import type { Page } from '../../middleware/validate';
 import { auditActor, type PartnerActor, type PartnerDeps, partnerScope } from './context';
-import { nameKey } from './names';
+import { nameKey } from '../../domain/partners';
 
 /**
  * Requests from cases: a case's "notify channel partner" action becomes a request to the

@@ -2,6 +2,7 @@ import mongoose, { Schema } from 'mongoose';
 import type { Engine } from '../engine';
 import { checkInHistoryMigration } from './001-check-in-history';
 import { registrationPlacesMigration } from './002-registration-places';
+import { channelPartnersMigration } from './003-channel-partners';
 
 /**
  * Changes of the stored shape, applied in order and recorded in the `migrations` collection
@@ -35,7 +36,7 @@ export class MigrationRequiredError extends Error {
   }
 }
 
-const migrationsFor = (engine: Engine): Migration[] => [checkInHistoryMigration(engine), registrationPlacesMigration(engine)];
+const migrationsFor = (engine: Engine): Migration[] => [checkInHistoryMigration(engine), registrationPlacesMigration(engine), channelPartnersMigration()];
 
 /** Migrations not yet recorded as applied, with how much each still has to convert. */
 export async function pendingMigrations(engine: Engine): Promise<Array<{ migration: Migration; id: string; description: string; unit: string; remaining: number }>> {

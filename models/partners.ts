@@ -106,6 +106,17 @@ const saleSchema = new Schema(
   { _id: false },
 );
 
+/**
+ * The sales ledger: one document per reported sale, `_id` = the sale's key (unit, day, end
+ * customer), so a sale reported again is refused by the unique `_id` and counted once. The
+ * unit's channel record holds the same sales for reading.
+ */
+const saleRecordSchema = new Schema({ _id: { type: String, required: true }, unitId: { type: String, required: true }, ...saleSchema.obj }, { versionKey: false });
+saleRecordSchema.remove('key');
+saleRecordSchema.index({ partnerId: 1, reportedAt: -1 });
+saleRecordSchema.index({ unitId: 1 });
+export const SaleRecord = mongoose.model('SaleRecord', saleRecordSchema, 'sales');
+
 /** A unit's place in the sales channel: `_id` = the unit's id. */
 const channelUnitSchema = new Schema(
   {

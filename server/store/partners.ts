@@ -1,8 +1,8 @@
 import crypto from 'node:crypto';
-import { ChannelUnit, Partner, PartnerAllocation, PartnerMember, PartnerRequest, SaleReview } from '../../models/partners';
+import { ChannelUnit, Partner, PartnerAllocation, PartnerMember, PartnerRequest, SaleRecord, SaleReview } from '../../models/partners';
 import type { AllocationSource, ReviewStatus } from '../domain/partners';
 import { existingByIds } from './by-ids';
-import { chunksOf, type Engine, isDuplicateKey } from './engine';
+import { chunksOf, DUPLICATE_KEY, type Engine, isDuplicateKey } from './engine';
 
 /**
  * Channel partners, their members (users and API keys), allocations of units, each unit's
@@ -132,8 +132,6 @@ export function createPartnersStore(engine: Engine) {
 
     countPartnerFlag: (id: string, caseId: string) => Partner.updateOne({ _id: id }, { $inc: { 'tallies.flags': 1 }, $addToSet: { caseIds: caseId } }),
 
-    countSale: (id: string) => Partner.updateOne({ _id: id }, { $inc: { 'tallies.sold': 1 } }),
-
     /**
      * Folds `fromId` into `intoId`: its spellings, allocations, counters and cases; its
      * children and units move to the survivor; then it goes. Merges are rare and by hand.
@@ -194,25 +192,42 @@ export function createPartnersStore(engine: Engine) {
     allocationsByIds: (ids: readonly string[]) => existingByIds<LeanAllocation>(engine, PartnerAllocation as never, ids),
 
     /**
-     * Appends a sale unless one with its key is there: 'recorded', 'repeated' (the same sale
-     * reported again), or 'no-unit' (the unit is not in the channel).
+     * Records a batch of sales: the ledger's unique `_id` (the sale's key) decides which are
+     * new (true at their index); each sale missing from its unit's channel record (`onUnit`
+     * false: new, or left out by a run stopped half-way) is appended there, guarded by its key,
+     * in bulk; a unit outside the channel gets its record, held by the seller.
      */
-    async appendSale(unitId: string, sale: StoredSale): Promise<'recorded' | 'repeated' | 'no-unit'> {
-      const res = await ChannelUnit.updateOne({ _id: unitId, 'sales.key': { $ne: sale.key } }, { $push: { sales: sale } });
-      if (res.modifiedCount === 1) return 'recorded';
-      return (await ChannelUnit.exists({ _id: unitId })) ? 'repeated' : 'no-unit';
+    async recordSales(items: ReadonlyArray<{ unitId: string; modelId: string; inChannel: boolean; onUnit: boolean; sale: StoredSale }>): Promise<boolean[]> {
+      const isNew = items.map(() => true);
+      if (!items.length) return isNew;
+      try {
+        await SaleRecord.collection.insertMany(items.map(({ unitId, sale: { key, ...sale } }) => ({ _id: key, unitId, ...sale })) as never[], { ordered: false });
+      } catch (err) {
+        const writeErrors = (err as { writeErrors?: Array<{ index: number; code: number }> }).writeErrors;
+        if (!writeErrors || writeErrors.some((e) => e.code !== DUPLICATE_KEY)) throw err;
+        for (const e of writeErrors) isNew[e.index] = false;
+      }
+      const toAppend = items.filter((item, i) => isNew[i] || !item.onUnit);
+      const outside = new Map<string, typeof toAppend>();
+      for (const item of toAppend.filter((it) => !it.inChannel)) outside.set(item.unitId, [...(outside.get(item.unitId) ?? []), item]);
+      for (const [unitIdValue, [first, ...rest]] of outside) {
+        const created = await ChannelUnit.create({ _id: unitIdValue, modelId: first!.modelId, holderId: first!.sale.partnerId, chain: [], allocatedAt: first!.sale.reportedAt, sales: [first!.sale] }).then(
+          () => true,
+          (err: unknown) => {
+            if (isDuplicateKey(err)) return false;
+            throw err;
+          },
+        );
+        if (created) for (const item of rest) toAppend.push({ ...item, inChannel: true });
+        else for (const item of [first!, ...rest]) toAppend.push({ ...item, inChannel: true });
+      }
+      for (const chunk of chunksOf(toAppend.filter((it) => it.inChannel))) {
+        await ChannelUnit.bulkWrite(chunk.map(({ unitId: _id, sale }) => ({ updateOne: { filter: { _id, 'sales.key': { $ne: sale.key } }, update: { $push: { sales: sale as never } } } })), { ordered: false });
+      }
+      return isNew;
     },
 
-    /** A sale of a unit no partner was given: its channel record starts with the sale's partner outside the chain. */
-    async insertUnallocatedSale(unitId: string, modelId: string, sale: StoredSale): Promise<boolean> {
-      try {
-        await ChannelUnit.create({ _id: unitId, modelId, holderId: sale.partnerId, chain: [], allocatedAt: sale.reportedAt, sales: [sale] });
-        return true;
-      } catch (err) {
-        if (isDuplicateKey(err)) return false;
-        throw err;
-      }
-    },
+    countSales: (id: string, n: number) => Partner.updateOne({ _id: id }, { $inc: { 'tallies.sold': n } }),
 
     // ----- requests from cases (few: one per leverage action) -----
 
@@ -253,8 +268,9 @@ export function createPartnersStore(engine: Engine) {
       return { items, total };
     },
 
-    /** The review of this sale that approved it, if any (a unit has few reviews). */
-    approvedReviewOf: (unitId: string, partnerId: string, approving: readonly ReviewStatus[]) => SaleReview.findOne({ unitId, partnerId, status: { $in: [...approving] } }).lean(),
+    /** The approving reviews of these units (reviews are few: only high-risk sales). */
+    approvedReviewsOf: async (unitIds: readonly string[], approving: readonly ReviewStatus[]) =>
+      unitIds.length ? SaleReview.find({ unitId: { $in: [...new Set(unitIds)] }, status: { $in: [...approving] } }, { unitId: 1, partnerId: 1 }).lean() : [],
 
     /** Records a decision if the review is still in `from`: false when another decision came first. */
     async decideReview(id: string, from: readonly ReviewStatus[], status: ReviewStatus, decision: { decision: string; reasons: string; conditions: string[]; byUserId: string; at: Date }) {

@@ -91,13 +91,6 @@ export function partnerChannel(deps: PartnerDeps) {
     await store.countPartnerFlag(partnerId, caseId);
   }
 
-  /** The seller's partner record for a unit, or why `actor` may not report it. */
-  async function sellerOf(actor: PartnerActor & { kind: 'partner' }, visible: readonly string[], held: { holderId: string } | null) {
-    if (!held) return actor.partnerId; // never allocated: recorded for the reporting partner, and flagged
-    if (!visible.includes(held.holderId)) return null;
-    return held.holderId;
-  }
-
   const channel = {
     /** Gives units (already in the catalogue) to a partner straight from the vendor. */
     async allocate(partnerId: string, ids: readonly string[], actor: PartnerActor & { kind: 'staff' }) {
@@ -133,56 +126,75 @@ export function partnerChannel(deps: PartnerDeps) {
      * Records sales, idempotently per unit and sale. A unit held by a partner `actor` may not
      * act for refuses the whole report (403, and the attempt raises its flag); one never
      * allocated is recorded and flagged. Every recorded sale goes through the diversion rules.
+     * A batch costs a read of its units' channel records, one insert into the sales ledger
+     * (whose `_id`, the sale's key, decides what is new) and bulk appends of the new sales.
      */
     async reportSales(actor: PartnerActor & { kind: 'partner' }, sales: readonly SaleInput[]): Promise<SaleOutcome[]> {
       const visible = (await scope.visibleIds(actor))!;
-      const restricted = await deps.flags.restrictedCountries();
       const ids = sales.map((s) => unitId(normaliseCode(s.sku), normaliseCode(s.serial)));
-      const units = new Map((await deps.stores.catalogue.unitsByIds(ids, { modelId: 1, serial: 1 })).map((u) => [u._id, u]));
-      const unknown = ids.map((id, i) => (units.has(id) ? null : i)).filter((i) => i !== null);
-      if (unknown.length) throw new ValidationError(Object.fromEntries(unknown.map((i) => [`sales.${i}`, `No unit ${ids[i]} in the catalogue.`])));
       const held = new Map((await store.channelUnitsByIds(ids)).map((u) => [u._id, u]));
-      const foreign = [];
-      for (let i = 0; i < ids.length; i++) {
-        if ((await sellerOf(actor, visible, held.get(ids[i]!) ?? null)) !== null) continue;
-        foreign.push(ids[i]!);
-        await raiseOnce({ rule: 'unallocated-unit-sale', evidence: { reportedBy: actor.partnerId } }, actor.partnerId, units.get(ids[i]!)!, sales[i]!.country, saleKey(ids[i]!, sales[i]!));
+      // Units outside the channel are looked up in the catalogue: known (flagged) or unknown (refused).
+      const outside = [...new Set(ids.filter((id) => !held.has(id)))];
+      const catalogued = new Map((await deps.stores.catalogue.unitsByIds(outside, { modelId: 1 })).map((u) => [u._id, u.modelId]));
+      const unknown = ids.map((id, i) => (held.has(id) || catalogued.has(id) ? null : i)).filter((i) => i !== null);
+      if (unknown.length) throw new ValidationError(Object.fromEntries(unknown.map((i) => [`sales.${i}`, `No unit ${ids[i]} in the catalogue.`])));
+      const subjectOf = (id: string) => ({ _id: id, modelId: held.get(id)?.modelId ?? catalogued.get(id)!, serial: id.slice(id.indexOf(':') + 1) });
+
+      const foreign = [...new Set(ids.filter((id) => held.has(id) && !visible.includes(held.get(id)!.holderId)))];
+      for (const id of foreign) {
+        const sale = sales[ids.indexOf(id)]!;
+        await raiseOnce({ rule: 'unallocated-unit-sale', evidence: { reportedBy: actor.partnerId } }, actor.partnerId, subjectOf(id), sale.country, saleKey(id, sale));
       }
       if (foreign.length) throw new ForbiddenError(`These units were not allocated to you: ${foreign.slice(0, 20).join(', ')}.`, 'not_your_units');
 
-      const partners = new Map<string, LeanPartner>();
+      const restricted = await deps.flags.restrictedCountries();
+      const partners = new Map((await store.partnersByIds(visible)).map((p) => [p._id, p]));
       const models = new Map<string, { _id: string; riskLevel: string }>();
+      for (const modelId of new Set(ids.map((id) => subjectOf(id).modelId))) models.set(modelId, (await deps.stores.catalogue.modelById(modelId))!);
+      const reportedAt = clock.now();
+      const stored = sales.map((sale, i): StoredSale & { criteria: ReturnType<typeof reviewCriteria> } => ({
+        key: saleKey(ids[i]!, sale),
+        partnerId: held.get(ids[i]!)?.holderId ?? actor.partnerId, // never allocated: the reporting partner sold it
+        customerName: sale.customerName,
+        customerType: sale.customerType,
+        country: sale.country,
+        endUse: sale.endUse,
+        soldAt: sale.soldAt,
+        reportedAt,
+        reviewId: null,
+        criteria: reviewCriteria(models.get(subjectOf(ids[i]!).modelId)!.riskLevel, sale.customerType, sale.country, restricted),
+      }));
+      const needingReview = stored.map((s, i) => (s.criteria.length ? ids[i]! : null)).filter((id) => id !== null);
+      const approvals = await store.approvedReviewsOf(needingReview, APPROVING_DECISIONS);
+      for (const [i, s] of stored.entries()) s.reviewId = approvals.find((r) => r.unitId === ids[i] && r.partnerId === s.partnerId)?._id ?? null;
+
+      const isNew = await store.recordSales(
+        stored.map(({ criteria: _criteria, ...sale }, i) => ({ unitId: ids[i]!, modelId: subjectOf(ids[i]!).modelId, inChannel: held.has(ids[i]!), onUnit: Boolean(held.get(ids[i]!)?.sales.some((s) => s.key === sale.key)), sale })),
+      );
+      const salesBefore = new Map(ids.map((id) => [id, held.get(id)?.sales.length ?? 0]));
       const outcomes: SaleOutcome[] = [];
-      for (let i = 0; i < sales.length; i++) {
-        const sale = sales[i]!;
-        const unit = units.get(ids[i]!)!;
-        const record = held.get(unit._id) ?? null;
-        const sellerId = (await sellerOf(actor, visible, record))!;
-        if (!partners.has(sellerId)) partners.set(sellerId, (await store.partnerById(sellerId))!);
-        if (!models.has(unit.modelId)) models.set(unit.modelId, (await deps.stores.catalogue.modelById(unit.modelId))!);
-        const seller = partners.get(sellerId)!;
-        const model = models.get(unit.modelId)!;
-        const key = saleKey(unit._id, sale);
-        const criteria = reviewCriteria(model.riskLevel, sale.customerType, sale.country, restricted);
-        const approved = criteria.length ? await store.approvedReviewOf(unit._id, sellerId, APPROVING_DECISIONS) : null;
-        const stored: StoredSale = { key, partnerId: sellerId, customerName: sale.customerName, customerType: sale.customerType, country: sale.country, endUse: sale.endUse, soldAt: sale.soldAt, reportedAt: clock.now(), reviewId: approved?._id ?? null };
-        const outcome = record ? await store.appendSale(unit._id, stored) : (await store.insertUnallocatedSale(unit._id, unit.modelId, stored)) ? 'recorded' : await store.appendSale(unit._id, stored);
-        if (outcome === 'repeated' || outcome === 'no-unit') {
-          outcomes.push({ unitId: unit._id, outcome: 'repeated', flags: [] });
+      const soldPerPartner = new Map<string, number>();
+      for (const [i, sale] of stored.entries()) {
+        const id = ids[i]!;
+        if (!isNew[i]) {
+          outcomes.push({ unitId: id, outcome: 'repeated', flags: [] });
           continue;
         }
-        const earlierSales = record?.sales.filter((s) => s.key !== key).length ?? 0;
-        if (!earlierSales) await store.countSale(sellerId);
+        const earlier = salesBefore.get(id)!;
+        salesBefore.set(id, earlier + 1);
+        if (!earlier) soldPerPartner.set(sale.partnerId, (soldPerPartner.get(sale.partnerId) ?? 0) + 1);
+        const seller = partners.get(sale.partnerId)!;
         const hits = [
-          record ? null : { rule: 'unallocated-unit-sale' as const, evidence: { reportedBy: actor.partnerId } },
-          earlierSales ? { rule: 'unit-sold-twice' as const, evidence: { sales: earlierSales + 1 } } : null,
+          held.has(id) ? null : { rule: 'unallocated-unit-sale' as const, evidence: { reportedBy: actor.partnerId } },
+          earlier ? { rule: 'unit-sold-twice' as const, evidence: { sales: earlier + 1 } } : null,
           saleRules.outsideTerritory(seller, sale.country),
-          saleRules.unauthorisedModel(seller, model),
-          criteria.length && !approved ? { rule: 'unapproved-high-risk-sale' as const, evidence: { criteria } } : null,
+          saleRules.unauthorisedModel(seller, models.get(subjectOf(id).modelId)!),
+          sale.criteria.length && !sale.reviewId ? { rule: 'unapproved-high-risk-sale' as const, evidence: { criteria: sale.criteria } } : null,
         ].filter((h) => h !== null);
-        for (const hit of hits) await raiseOnce(hit, sellerId, unit, sale.country, key);
-        outcomes.push({ unitId: unit._id, outcome: 'recorded', flags: hits.map((h) => h.rule) });
+        for (const hit of hits) await raiseOnce(hit, sale.partnerId, subjectOf(id), sale.country, sale.key);
+        outcomes.push({ unitId: id, outcome: 'recorded', flags: hits.map((h) => h.rule) });
       }
+      for (const [partnerId, n] of soldPerPartner) await store.countSales(partnerId, n);
       const recorded = outcomes.filter((o) => o.outcome === 'recorded').length;
       if (recorded) await audit.record({ ...auditActor(actor), action: 'partner.sales-reported', subjectKind: 'partner', subjectId: actor.partnerId, detail: { recorded, repeated: outcomes.length - recorded } });
       return outcomes;

@@ -453,6 +453,12 @@ export function partnersApi({ services }: RouteContext) {
     res.json({ partner: publicPartner(await partners.updatePartner(String(req.params.partnerId), parseBody(partnerInput.strict(), req), staffActor(req))) });
   });
 
+  /** A `sell-through` key bound to the partner; the full key is in this answer only. */
+  router.post('/:partnerId/api-keys', adminOnly, async (req, res) => {
+    const { apiKey, key } = await partners.createPartnerKey(String(req.params.partnerId), parseBody(apiKeyInput.strict(), req).keyName, staffActor(req));
+    res.status(201).json({ apiKey: { id: apiKey._id, name: apiKey.name, scopes: apiKey.scopes }, key });
+  });
+
   router.get('/:partnerId/units', anyPartnerUser, async (req, res) => {
     const page = toPage(parseQuery(pagination, req));
     const { items, total } = await partners.unitsOf(String(req.params.partnerId), await actorOf(partners, req), page);

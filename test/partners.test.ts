@@ -181,6 +181,19 @@ describe('sell-through by API key', () => {
     expect((await ChannelUnit.findById(units[0]!._id).lean())!.sales).toHaveLength(1);
   });
 
+  it('an admin creates a partner’s key through the API; a partner user cannot', async () => {
+    const partner = await makePartner(ctx);
+    const { units } = await allocatedUnits(ctx, partner._id, 1);
+    const admin = await apiUser(ctx, 'admin');
+    const created = await api().post(`/api/v1/partners/${partner._id}/api-keys`).set(admin.auth).send({ keyName: 'ERP' });
+    expect(created.status).toBe(201);
+    expect(created.body.apiKey.scopes).toEqual(['sell-through']);
+    const sold = await api().post('/api/v1/sell-through').set({ Authorization: `Bearer ${created.body.key}` }).send({ sales: [saleOf(units[0]!)] });
+    expect(sold.body.results).toEqual([{ unitId: units[0]!._id, outcome: 'recorded', flags: [] }]);
+    const user = await partnerUser(ctx, partner._id);
+    expect((await api().post(`/api/v1/partners/${partner._id}/api-keys`).set(user.auth).send({ keyName: 'mine' })).status).toBe(403);
+  });
+
   it('refuses a user token, a check-ins key and bad fields, naming them', async () => {
     const partner = await makePartner(ctx);
     const { units } = await allocatedUnits(ctx, partner._id, 1);

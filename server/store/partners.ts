@@ -73,21 +73,16 @@ const allocationId = () => `alc_${crypto.randomBytes(10).toString('hex')}`;
  * Also called by the catalogue import (server/store/catalogue.ts) for its `partner` column.
  */
 export async function allocateFromVendor(partnerId: string, units: ReadonlyArray<{ _id: string; modelId: string }>, source: AllocationSource, at: Date): Promise<string[]> {
-  const allocated: string[] = [];
-  for (const chunk of chunksOf(units)) {
-    const results = await Promise.all(
-      chunk.map((u) =>
-        ChannelUnit.create({ _id: u._id, modelId: u.modelId, holderId: partnerId, chain: [partnerId], allocatedAt: at, sales: [] }).then(
-          () => true,
-          (err: unknown) => {
-            if (isDuplicateKey(err)) return false;
-            throw err;
-          },
-        ),
-      ),
-    );
-    chunk.forEach((u, i) => results[i] && allocated.push(u._id));
+  if (!units.length) return [];
+  const taken = new Set<number>();
+  try {
+    await ChannelUnit.collection.insertMany(units.map((u) => ({ _id: u._id, modelId: u.modelId, holderId: partnerId, chain: [partnerId], allocatedAt: at, sales: [] })) as never[], { ordered: false });
+  } catch (err) {
+    const writeErrors = (err as { writeErrors?: Array<{ index: number; code: number }> }).writeErrors;
+    if (!writeErrors || writeErrors.some((e) => e.code !== DUPLICATE_KEY)) throw err;
+    for (const e of writeErrors) taken.add(e.index);
   }
+  const allocated = units.filter((_, i) => !taken.has(i)).map((u) => u._id);
   if (allocated.length) await recordAllocation(partnerId, null, source, allocated, at);
   return allocated;
 }

@@ -6,7 +6,8 @@ import { Flag } from '../models/flags';
 import { ChannelUnit, Partner, SaleReview } from '../models/partners';
 import { channelPartnersMigration } from '../server/store/migrations/003-channel-partners';
 import { createTestContext, type TestContext } from './helpers/context';
-import { makeModel, makeUnit } from './helpers/catalogue';
+import { makeModel, makeRegistration, makeUnit } from './helpers/catalogue';
+import { checkInItem, hoursAgo, makeApiKey, sendCheckIn } from './helpers/check-ins';
 import { freshAuth, makeFlagCase, makeStaff } from './helpers/cases';
 import { apiUser, pageAgent, signedInAgent, TEST_PASSWORD } from './helpers/factories';
 import { allocatedUnits, makePartner, partnerKey, partnerUser, reviewOf, saleOf } from './helpers/partners';
@@ -438,5 +439,41 @@ describe('free-text channel partners from older data (migration 003)', () => {
     const admin = await signedInAgent(ctx, 'admin');
     const page = await admin.agent.get('/admin/partners/merge');
     expect(page.text).toMatch(/Savannah Distribution Ltd<\/strong> and <strong>Savanah Distribution|Savanah Distribution<\/strong> and <strong>Savannah Distribution Ltd/);
+  });
+});
+
+describe('diversion rules that wait for a grace period (the partner-diversion job)', () => {
+  it('a unit registered elsewhere than it was sold to, and an unreported unit checking in abroad, each flagged once after its grace period', async () => {
+    const partner = await makePartner(ctx, { territories: ['KE'] });
+    const { units } = await allocatedUnits(ctx, partner._id, 3);
+    const [movedAway, unreported, stayed] = units as [(typeof units)[0], (typeof units)[0], (typeof units)[0]];
+    const key = await partnerKey(ctx, partner._id);
+    const today = ctx.clock.now().toISOString().slice(0, 10);
+    await api().post('/api/v1/sell-through').set(key).send({ sales: [saleOf(movedAway, { country: 'KE', soldAt: today }), saleOf(stayed, { country: 'KE', soldAt: today })] });
+    await makeRegistration(ctx, { unit: movedAway, country: 'TZ', region: 'Arusha', city: 'Arusha' });
+    await makeRegistration(ctx, { unit: stayed, country: 'KE' });
+    ctx.clock.advance(86_400_000);
+    const device = await makeApiKey(ctx);
+    await sendCheckIn(ctx, device.auth, checkInItem(unreported, { country: 'UG', observedAt: hoursAgo(ctx, 1) }));
+
+    const flagOf = (rule: string, unitId: string) => Flag.findById(`flg_${rule}_${unitId}`).lean();
+    await ctx.services.partners.sweepDiversion();
+    expect(await flagOf('sale-country-mismatch', movedAway._id)).toBeNull(); // within PARTNER_SALE_GRACE_DAYS (30)
+    expect(await flagOf('unreported-sale', unreported._id)).toBeNull(); // within PARTNER_UNREPORTED_DAYS (90)
+
+    ctx.clock.advance(30 * 86_400_000);
+    await ctx.services.partners.sweepDiversion();
+    const mismatch = await flagOf('sale-country-mismatch', movedAway._id);
+    expect(mismatch).toMatchObject({ country: 'TZ', evidence: { soldTo: 'KE', seenIn: 'TZ', where: 'registration', partnerId: partner._id } });
+    expect((await Case.findById(mismatch!.caseId).lean())!.rules).toContain('sale-country-mismatch');
+    expect(await flagOf('sale-country-mismatch', stayed._id)).toBeNull();
+    expect(await flagOf('unreported-sale', unreported._id)).toBeNull();
+
+    ctx.clock.advance(60 * 86_400_000);
+    await ctx.services.partners.sweepDiversion();
+    await ctx.services.partners.sweepDiversion();
+    expect(await flagOf('unreported-sale', unreported._id)).toMatchObject({ country: 'UG', evidence: { checkInCountry: 'UG', territories: ['KE'] } });
+    expect(await Flag.countDocuments({ unitId: { $in: [movedAway._id, unreported._id] }, rule: { $in: ['sale-country-mismatch', 'unreported-sale'] } })).toBe(2);
+    expect((await Partner.findById(partner._id).lean())!.tallies?.flags).toBe(2);
   });
 });

@@ -14,6 +14,8 @@ export const FLAG_RULES = [
   'unallocated-unit-sale', // a partner reports the sale of a unit never allocated to it
   'unit-sold-twice', // the same unit reported sold a second time
   'unapproved-high-risk-sale', // a sale needing review reported as done without an approval
+  'sale-country-mismatch', // registered in or checking in from another country than it was sold to, past the grace period
+  'unreported-sale', // allocated, never reported sold after N days, yet checking in outside the partner's territories
 ] as const;
 export type FlagRule = (typeof FLAG_RULES)[number];
 

@@ -9,7 +9,7 @@ import type { JobDefinition } from './runner';
  * instance dies moves to another within the lease length. Every job is safe to run again
  * after a crash part-way: its writes are guarded or idempotent.
  */
-export function backgroundJobs(services: Pick<Services, 'checkIns' | 'cases' | 'reports' | 'insight'>, jobs: Config['jobs'], logger: Pick<Logger, 'info'>): JobDefinition[] {
+export function backgroundJobs(services: Pick<Services, 'checkIns' | 'cases' | 'reports' | 'insight' | 'partners'>, jobs: Config['jobs'], logger: Pick<Logger, 'info'>): JobDefinition[] {
   return [
     {
       // Folds the check-in outbox into unit summaries, history buckets and red flags: often
@@ -41,6 +41,13 @@ export function backgroundJobs(services: Pick<Services, 'checkIns' | 'cases' | '
       everyMs: jobs.reportLinksEveryMs,
       runOnAcquire: true,
       run: () => services.reports.completePendingLinks(),
+    },
+    {
+      // Diversion rules that need time to pass (partners' grace periods): each unit's flag once.
+      name: 'partner-diversion',
+      everyMs: jobs.partnerDiversionEveryMs,
+      runOnAcquire: false,
+      run: async () => logger.info({ partnerDiversion: await services.partners.sweepDiversion() }, 'partner diversion sweep'),
     },
     {
       // The dashboard's unit tallies on a database that never had them (first start of this

@@ -8,7 +8,7 @@ import type { Page } from '../../middleware/validate';
 import type { LeanPartner, StoredSale } from '../../store/partners';
 import { normaliseCode, parseDay, unitId } from '../catalogue/codes';
 import type { FlagHit } from '../flags';
-import { auditActor, type PartnerActor, type PartnerDeps, partnerScope } from './context';
+import { auditActor, diversionFlagRaiser, type PartnerActor, type PartnerDeps, partnerScope } from './context';
 
 /**
  * Units in the channel: what a partner was given, passing units on to child partners, and
@@ -80,16 +80,7 @@ export function partnerChannel(deps: PartnerDeps) {
   const store = deps.stores.partners;
   const scope = partnerScope(deps);
 
-  /**
-   * Raises a diversion flag once per unit and rule (the flag's id says both) and counts it on
-   * the partner's scorecard with the case it opened or joined.
-   */
-  async function raiseOnce(hit: FlagHit, partnerId: string, unit: { _id: string; modelId: string; serial: string }, country: string, saleKeyValue: string) {
-    const id = `flg_${hit.rule}_${unit._id}`;
-    if (await deps.stores.flags.caseIdOfFlag(id)) return;
-    const { caseId } = await deps.flags.raise({ ...hit, evidence: { ...hit.evidence, partnerId } }, { unitId: unit._id, modelId: unit.modelId, serial: unit.serial, country }, { kind: 'sale', id: saleKeyValue }, { id });
-    await store.countPartnerFlag(partnerId, caseId);
-  }
+  const raiseOnce = diversionFlagRaiser(deps);
 
   const channel = {
     /** Gives units (already in the catalogue) to a partner straight from the vendor. */

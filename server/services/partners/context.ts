@@ -4,7 +4,7 @@ import { ForbiddenError, NotFoundError } from '../../errors';
 import type { Stores } from '../../store';
 import type { AuditService } from '../audit';
 import type { AuthService } from '../auth';
-import type { FlagsService } from '../flags';
+import type { FlagHit, FlagsService } from '../flags';
 
 export interface PartnerDeps {
   config: Config;
@@ -48,4 +48,19 @@ export function partnerScope(deps: PartnerDeps) {
   }
 
   return { visibleIds, canSee, visiblePartner };
+}
+
+/**
+ * Raises a diversion flag once per unit and rule (the flag's id says both), on the flag →
+ * case path, and counts it on the partner's scorecard with the case it opened or joined.
+ * `sourceId` names what showed it: the sale's key, or the unit for the sweep's rules.
+ */
+export function diversionFlagRaiser(deps: PartnerDeps) {
+  return async function raiseOnce(hit: FlagHit, partnerId: string, unit: { _id: string; modelId: string; serial: string }, country: string, sourceId: string) {
+    const id = `flg_${hit.rule}_${unit._id}`;
+    if (await deps.stores.flags.caseIdOfFlag(id)) return false;
+    const { caseId } = await deps.flags.raise({ ...hit, evidence: { ...hit.evidence, partnerId } }, { unitId: unit._id, modelId: unit.modelId, serial: unit.serial, country }, { kind: 'sale', id: sourceId }, { id });
+    await deps.stores.partners.countPartnerFlag(partnerId, caseId);
+    return true;
+  };
 }

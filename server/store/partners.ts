@@ -236,8 +236,8 @@ export function createPartnersStore(engine: Engine) {
       return { items, total };
     },
 
-    /** Every request to one partner, for its scorecard (a partner has few). */
-    allRequestsOf: (partnerId: string) => PartnerRequest.find({ partnerId }, { status: 1, dueBy: 1, createdAt: 1, answeredAt: 1 }).lean(),
+    /** The timing of every request to these partners, for their scorecards (requests are few: one per leverage action). */
+    requestTimesOf: (partnerIds: readonly string[]) => PartnerRequest.find({ partnerId: { $in: [...partnerIds] } }, { partnerId: 1, status: 1, dueBy: 1, createdAt: 1, answeredAt: 1 }).lean(),
 
     /** Records the answer once: false when the request was answered already. */
     async answerRequest(id: string, answer: string, at: Date, byUserId: string | null) {

@@ -22,7 +22,9 @@ export interface PartnerInput {
 }
 
 /** Partner records, their users and API keys, the risk tier and the scorecard figures. */
-export function partnerRecords(deps: PartnerDeps, requests: { requestFigures(partnerId: string): Promise<{ overdueRequests: number; medianAnswerDays: number | null }> }) {
+type RequestFigures = { overdueRequests: number; medianAnswerDays: number | null };
+
+export function partnerRecords(deps: PartnerDeps, requests: { requestFigures(partnerIds: readonly string[]): Promise<Map<string, RequestFigures>> }) {
   const { clock, audit } = deps;
   const store = deps.stores.partners;
   const scope = partnerScope(deps);
@@ -55,7 +57,7 @@ export function partnerRecords(deps: PartnerDeps, requests: { requestFigures(par
   });
 
   /** The tier with its inputs, and the scorecard's figures (from counters kept on write). */
-  async function assess(partner: LeanPartner) {
+  async function assess(partner: LeanPartner, requestFigures?: RequestFigures) {
     const now = clock.now();
     const levels = partner.authorisedRiskLevels.length ? partner.authorisedRiskLevels : partner.authorisedModels.length ? [] : ['low', 'elevated', 'high'];
     const models = (await Promise.all(partner.authorisedModels.map((id) => deps.stores.catalogue.modelById(id)))).filter((m) => m !== null);
@@ -82,7 +84,7 @@ export function partnerRecords(deps: PartnerDeps, requests: { requestFigures(par
       closedCases: cases.filter((c) => c.status === 'closed').length,
       maturity: partner.dueDiligence?.maturity ?? 'none',
       reviewOverdue: !nextReviewAt || nextReviewAt.getTime() < now.getTime(),
-      ...(await requests.requestFigures(partner._id)),
+      ...(requestFigures ?? (await requests.requestFigures([partner._id])).get(partner._id)!),
     };
     return { risk, scorecard };
   }
@@ -128,7 +130,8 @@ export function partnerRecords(deps: PartnerDeps, requests: { requestFigures(par
     /** The ranked scorecard table: highest risk first. */
     async scorecards(page: Page) {
       const partners = await store.allPartners();
-      const rows = await Promise.all(partners.map(async (partner) => ({ partner, ...(await assess(partner)) })));
+      const figures = await requests.requestFigures(partners.map((p) => p._id));
+      const rows = await Promise.all(partners.map(async (partner) => ({ partner, ...(await assess(partner, figures.get(partner._id))) })));
       rows.sort((a, b) => b.risk.score - a.risk.score || a.partner.name.localeCompare(b.partner.name));
       return { items: rows.slice(page.skip, page.skip + page.limit), total: rows.length };
     },

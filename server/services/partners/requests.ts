@@ -85,14 +85,22 @@ export function partnerRequests(deps: PartnerDeps) {
       return store.requestsOf((await scope.visibleIds(actor))!, page);
     },
 
-    /** The scorecard's request figures: open past their deadline, and the median days to answer. */
-    async requestFigures(partnerId: string) {
+    /** The scorecards' request figures per partner: open past their deadline, and the median days to answer. */
+    async requestFigures(partnerIds: readonly string[]) {
       const now = clock.now().getTime();
-      const requests = await store.allRequestsOf(partnerId);
-      return {
-        overdueRequests: requests.filter((r) => r.status === 'open' && r.dueBy && r.dueBy.getTime() < now).length,
-        medianAnswerDays: median(requests.filter((r) => r.answeredAt).map((r) => (r.answeredAt!.getTime() - r.createdAt.getTime()) / DAY_MS)),
-      };
+      const all = await store.requestTimesOf(partnerIds);
+      return new Map(
+        partnerIds.map((id) => {
+          const requests = all.filter((r) => r.partnerId === id);
+          return [
+            id,
+            {
+              overdueRequests: requests.filter((r) => r.status === 'open' && r.dueBy && r.dueBy.getTime() < now).length,
+              medianAnswerDays: median(requests.filter((r) => r.answeredAt).map((r) => (r.answeredAt!.getTime() - r.createdAt.getTime()) / DAY_MS)),
+            },
+          ];
+        }),
+      );
     },
   };
 }

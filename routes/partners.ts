@@ -14,6 +14,7 @@ import { requireRole } from '../server/middleware/auth';
 import { formAction } from '../server/middleware/forms';
 import { uploads } from '../server/middleware/uploads';
 import { email, pageBody, pagination, parseBody, parseQuery, password, requiredText, shortText, toPage, type Page } from '../server/middleware/validate';
+import { csvCell } from '../server/services/insight';
 import { SALES_CSV_HEADER, type PartnerActor, type PartnersService } from '../server/services/partners';
 import { ratio } from 'fuzzball';
 
@@ -423,6 +424,12 @@ export function partnerPortalPages(ctx: RouteContext) {
 
 const scorecardRow = (r: Awaited<ReturnType<PartnersService['scorecards']>>['items'][number]) => ({ partner: { id: r.partner._id, name: r.partner.name, type: r.partner.type }, risk: r.risk, scorecard: r.scorecard });
 
+const SCORECARD_COLUMNS = ['partner_id', 'name', 'type', 'risk_tier', 'risk_score', 'allocated', 'passed_on', 'sold', 'completeness', 'flags', 'flags_per_1000', 'open_cases', 'closed_cases', 'overdue_requests', 'median_answer_days', 'maturity', 'review_overdue'];
+const scorecardCells = (r: Awaited<ReturnType<PartnersService['scorecards']>>['items'][number]) => {
+  const s = r.scorecard;
+  return [r.partner._id, r.partner.name, r.partner.type, r.risk.tier, r.risk.score, s.allocated, s.passedOn, s.sold, s.completeness, s.flags, s.flagsPerThousand, s.openCases, s.closedCases, s.overdueRequests, s.medianAnswerDays, s.maturity, s.reviewOverdue];
+};
+
 export function partnersApi({ services }: RouteContext) {
   const partners = services.partners;
   const router = Router();
@@ -439,7 +446,14 @@ export function partnersApi({ services }: RouteContext) {
   });
 
   router.get('/scorecards', staffRoles, async (req, res) => {
-    const page: Page = toPage(parseQuery(pagination, req));
+    const { format, ...paging } = parseQuery(pagination.extend({ format: z.enum(['json', 'csv'], 'format is json or csv.').default('json') }), req);
+    if (format === 'csv') {
+      const rows = await partners.exportScorecards(staffActor(req));
+      const lines = [SCORECARD_COLUMNS.join(','), ...rows.map((r) => scorecardCells(r).map(csvCell).join(','))];
+      res.type('text/csv').attachment('partner-scorecards.csv').send(`${lines.join('\r\n')}\r\n`);
+      return;
+    }
+    const page: Page = toPage(paging);
     const { items, total } = await partners.scorecards(page);
     res.json(pageBody(items.map(scorecardRow), total, page));
   });

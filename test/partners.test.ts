@@ -55,6 +55,14 @@ describe('partner records', () => {
     expect(high.body.risk.factors).toEqual(expect.arrayContaining([expect.objectContaining({ factor: 'Territories on the restricted list', value: 'SY', points: 3 })]));
     const low = await api().get(`/api/v1/partners/${calm._id}`).set(investigator.auth);
     expect(low.body.risk.tier).toBe('low');
+
+    const csv = await api().get('/api/v1/partners/scorecards?format=csv').set(investigator.auth);
+    expect(csv.status).toBe(200);
+    expect(csv.headers['content-disposition']).toContain('partner-scorecards.csv');
+    const lines = csv.text.trim().split('\r\n');
+    expect(lines[0]).toMatch(/^partner_id,name,type,risk_tier,risk_score,allocated/);
+    expect(lines.find((l) => l.startsWith(risky._id))).toMatch(/,high,/);
+    expect(await AuditEntry.countDocuments({ action: 'export.partner-scorecards' })).toBe(1);
     await ctx.services.flags.setRestrictedCountries([], null);
   });
 });

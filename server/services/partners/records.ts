@@ -89,6 +89,15 @@ export function partnerRecords(deps: PartnerDeps, requests: { requestFigures(par
     return { risk, scorecard };
   }
 
+  /** The ranked scorecard table: highest risk first. */
+  async function scorecards(page: Page) {
+    const partners = await store.allPartners();
+    const figures = await requests.requestFigures(partners.map((p) => p._id));
+    const rows = await Promise.all(partners.map(async (partner) => ({ partner, ...(await assess(partner, figures.get(partner._id))) })));
+    rows.sort((a, b) => b.risk.score - a.risk.score || a.partner.name.localeCompare(b.partner.name));
+    return { items: rows.slice(page.skip, page.skip + page.limit), total: rows.length };
+  }
+
   return {
     async createPartner(input: PartnerInput, actor: PartnerActor & { kind: 'staff' }) {
       await checkParent(input.parentId, null);
@@ -127,13 +136,13 @@ export function partnerRecords(deps: PartnerDeps, requests: { requestFigures(par
     /** Every partner (a small collection) for pickers. */
     allPartners: () => store.allPartners(),
 
-    /** The ranked scorecard table: highest risk first. */
-    async scorecards(page: Page) {
-      const partners = await store.allPartners();
-      const figures = await requests.requestFigures(partners.map((p) => p._id));
-      const rows = await Promise.all(partners.map(async (partner) => ({ partner, ...(await assess(partner, figures.get(partner._id))) })));
-      rows.sort((a, b) => b.risk.score - a.risk.score || a.partner.name.localeCompare(b.partner.name));
-      return { items: rows.slice(page.skip, page.skip + page.limit), total: rows.length };
+    scorecards,
+
+    /** Every partner's scorecard for a download, audited as exports are. */
+    async exportScorecards(actor: PartnerActor & { kind: 'staff' }) {
+      const { items } = await scorecards({ page: 1, perPage: Number.MAX_SAFE_INTEGER, skip: 0, limit: Number.MAX_SAFE_INTEGER });
+      await audit.record({ actorKind: 'user', actorId: actor.userId, action: 'export.partner-scorecards', subjectKind: 'export', subjectId: 'partner-scorecards', detail: { rows: items.length } });
+      return items;
     },
 
     /** A partner's user: an account of role `partner` that belongs to this partner. */

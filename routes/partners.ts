@@ -1,5 +1,5 @@
 import fs from 'node:fs';
-import type { Request } from 'express';
+import express, { type Request } from 'express';
 import { z } from 'zod';
 import { Router } from './router';
 import type { RouteContext } from './context';
@@ -481,6 +481,13 @@ export function partnersApi({ services }: RouteContext) {
 
   return router;
 }
+
+/**
+ * A full report (1,000 sales, each with up to 1,000 characters of declared end use) is larger
+ * than the app's default body limit; only this route gets the larger parser (app.ts).
+ */
+export const SELL_THROUGH_PATH = '/api/v1/sell-through';
+export const sellThroughBodyParser = express.json({ limit: '1536kb' });
 
 /** Sell-through by a partner's `sell-through` API key: the key decides which partner reports. */
 export function sellThroughApi({ services }: RouteContext) {

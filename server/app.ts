@@ -18,6 +18,7 @@ import { createServices, type Services } from './services';
 import { createStores } from './store';
 import { mountRoutes } from '../routes';
 import { CHECK_IN_BATCH_PATH, checkInBatchBodyParser } from '../routes/check-ins';
+import { SELL_THROUGH_PATH, sellThroughBodyParser } from '../routes/partners';
 
 export interface AppDeps {
   config: Config;
@@ -104,8 +105,9 @@ export function createApp(deps: AppDeps): Express & { locals: { services: Servic
   });
 
   const limit = `${config.bodyLimitKb}kb`;
-  // A 1,000-item check-in batch needs more room than forms: its own parser runs first.
+  // A 1,000-item check-in batch or sell-through report needs more room than forms: its own parser runs first.
   app.use(CHECK_IN_BATCH_PATH, checkInBatchBodyParser);
+  app.use(SELL_THROUGH_PATH, sellThroughBodyParser);
   app.use(express.json({ limit }));
   app.use(express.urlencoded({ extended: false, limit, parameterLimit: 200 }));
   app.use(cookieParser(config.jwt.secret));

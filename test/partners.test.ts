@@ -210,6 +210,11 @@ describe('sell-through by API key', () => {
     expect((await api().post('/api/v1/sell-through').set(admin.auth).send({ sales: [saleOf(units[0]!)] })).status).toBe(401);
     const { key } = await ctx.services.auth.createApiKey({ name: 'updates', scopes: ['check-ins'] }, null);
     expect((await api().post('/api/v1/sell-through').set({ Authorization: `Bearer ${key}` }).send({ sales: [saleOf(units[0]!)] })).status).toBe(403);
+    // A full report of 1,000 sales with long declared end uses is read (its units are unknown here: 400, not 413).
+    const full = Array.from({ length: 1000 }, (_, i) => saleOf({ modelId: 'NO-SUCH', serial: `S${i}` }, { endUse: 'x'.repeat(1000) }));
+    const big = await api().post('/api/v1/sell-through').set(await partnerKey(ctx, partner._id)).send({ sales: full });
+    expect(big.status).toBe(400);
+    expect(big.body.error.fields['sales.999']).toMatch(/No unit NO-SUCH:S999/);
     const bad = await api().post('/api/v1/sell-through').set(await partnerKey(ctx, partner._id)).send({ sales: [saleOf(units[0]!, { customerType: 'spy', soldAt: '2026-02-30' })] });
     expect(bad.status).toBe(400);
     expect(Object.keys(bad.body.error.fields).sort()).toEqual(['sales.0.customerType', 'sales.0.soldAt']);

@@ -95,10 +95,11 @@ export async function partnersPhase(deps: PartnersBenchDeps, server: RunningServ
   });
   const seconds = (Date.now() - started) / 1000;
   const perSecond = (r.ok * BATCH) / seconds;
-  log(`  API: ${Math.round(perSecond).toLocaleString('en')} sales/s (${r.ok} batches in ${seconds.toFixed(0)} s, median ${r.median} ms)`);
+  log(`  API: ${Math.round(perSecond).toLocaleString('en')} sales/s (${r.ok} batches in ${seconds.toFixed(0)} s, median ${r.median} ms${r.failures ? `; ${r.failures} failed: ${r.firstFailure}` : ''}), ${raw ? ((perSecond / raw) * 100).toFixed(1) : '?'} % of raw`);
 
   log('  scorecards');
   const scorecards = await runLoad({ url: `${server.url}/api/v1/partners/scorecards`, connections: 2, duration: deps.latencySeconds, headers: { authorization: `Bearer ${tokens.investigator}` } });
+  log(`  scorecards: p95 ${scorecards.p95} ms, median ${scorecards.median} ms (${scorecards.responses} requests${scorecards.failures ? `, ${scorecards.failures} failed: ${scorecards.firstFailure}` : ''})`);
 
   const removing = Date.now();
   await removePhaseData(uri, partner.id, units.map((u) => `${u.sku}:${u.serial}`));

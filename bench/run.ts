@@ -22,6 +22,7 @@ import { sessionCookieName } from '../server/middleware/auth';
 import { createAuditService } from '../server/services/audit';
 import { createCatalogueService, gs1CheckDigit } from '../server/services/catalogue';
 import { createRandom } from './lib/random';
+import { partnersPhase } from './partners';
 import { mapLimit, runLoad, type LoadResult } from './lib/load';
 import { buildReport, machine, toMarkdown, type BenchReport, type Figure } from './lib/results';
 import { screeningBench } from './screening';
@@ -29,7 +30,7 @@ import { childPids, memorySampler, readMemory, startServer, type RunningServer }
 import { benchEnv, BENCH_DB_NAME, inheritedEnv, readManifest, resultsDir, type Manifest } from './lib/target';
 
 const { values: args } = parseArgs({ options: { profile: { type: 'boolean', default: false }, quick: { type: 'boolean', default: false }, only: { type: 'string', default: '' } } });
-/** --only timeline,queue,ingest,reports,uploads,import,export,epcis,dashboard,screening: a subset of the phases (results are then partial). */
+/** --only timeline,queue,ingest,reports,uploads,import,export,epcis,dashboard,screening,partners: a subset of the phases (results are then partial). */
 const only = new Set(args.only.split(',').map((p) => p.trim()).filter(Boolean));
 /** --quick: shorter phases, for checking the bench itself (figures are then rougher). */
 const T = args.quick ? { latency: 4, ingest: 8, raw: 5, reports: 8 } : { latency: 10, ingest: 30, raw: 15, reports: 30 };
@@ -660,6 +661,9 @@ async function main() {
       return [figure, { id: 'dashboard.p95', label: 'Dashboard (/dashboard): p95', value: null, unit: 'ms', target: { kind: 'max', value: 150 }, note: `its snapshot was not computed within ${DASHBOARD_WAIT_S} s, so the page shows "figures on their way"` }];
     });
     await phase('8. re-screening: screening', async () => screeningBench(manifest.dataset.seed));
+    await phase('9. sell-through and scorecards: partners', () =>
+      partnersPhase({ api, log, latencyFigures, removeImportedUnits, rawSeconds: T.raw, latencySeconds: T.latency }, server, manifest, { admin: adminToken, investigator: investigatorToken }, notes),
+    );
     notes.push(`Server peak RSS by phase: ${phasePeaks.join('; ')}.`);
     figures.push({ id: 'memory.peak', label: 'Server peak RSS over the whole bench', value: memory.peakMb, unit: 'MB', target: { kind: 'max', value: 512 }, note: `embedded database process peak ${databasePeakMb ? `${databasePeakMb.toFixed(0)} MB` : 'n/a'} (not counted)` });
   } catch (err) {

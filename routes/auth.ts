@@ -79,11 +79,12 @@ export function authPages({ config, services, middleware }: RouteContext) {
     middleware.limits.login,
     formAction('auth/login', () => ({ title: 'Sign in' }), async (req, res) => {
       const input = parseBody(logInInput, req);
-      const { token } = await services.auth.logIn(input.email, input.password);
+      const { token, user } = await services.auth.logIn(input.email, input.password);
       // A fresh session id on every login: a planted cookie is never promoted (no fixation).
       if (req.user) await services.auth.logOut(req.user.sessionId);
       res.cookie(cookie, token, sessionCookieOptions(config, true));
-      res.redirect(303, safeNextPath(input.next) ?? '/account');
+      // A partner's user lands on its portal; everyone else on their account.
+      res.redirect(303, safeNextPath(input.next) ?? (user.role === 'partner' ? '/partner' : '/account'));
     }),
   );
 

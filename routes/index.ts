@@ -12,6 +12,7 @@ import { epcisApi } from './epcis';
 import { flagPages, restrictedCountriesApi } from './flags';
 import { dashboardApi, exportsApi, insightPages, transparencyApi } from './insight';
 import { openapiApi } from './openapi';
+import { partnerPages, partnerPortalPages, partnerRequestsApi, partnersApi, saleReviewsApi, sellThroughApi } from './partners';
 import { publicPages } from './pages';
 import { followUpApi, reportPages, reportsApi } from './reports';
 import { webhookPages, webhooksApi } from './webhooks';
@@ -49,6 +50,10 @@ export function apiModules(ctx: RouteContext): Array<{ prefix: string; router: E
     { prefix: '/certificates', router: certificatesApi(ctx) },
     { prefix: '/visits', router: visitsApi(ctx) },
     { prefix: '/webhooks', router: webhooksApi(ctx) },
+    { prefix: '/partners', router: partnersApi(ctx) },
+    { prefix: '/sell-through', router: sellThroughApi(ctx) },
+    { prefix: '/sale-reviews', router: saleReviewsApi(ctx) },
+    { prefix: '/partner-requests', router: partnerRequestsApi(ctx) },
   ];
 }
 
@@ -67,6 +72,8 @@ export function mountRoutes(app: Express, ctx: RouteContext) {
   app.use(certificatePages(ctx));
   app.use(verificationPages(ctx));
   app.use(webhookPages(ctx));
+  app.use(partnerPages(ctx));
+  app.use(partnerPortalPages(ctx));
 
   const api = Router();
   for (const { prefix, router } of apiModules(ctx)) api.use(prefix || '/', router);

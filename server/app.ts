@@ -19,6 +19,7 @@ import { createStores } from './store';
 import { mountRoutes } from '../routes';
 import { CHECK_IN_BATCH_PATH, checkInBatchBodyParser } from '../routes/check-ins';
 import { EPCIS_CAPTURE_PATH, epcisCaptureBodyParser } from '../routes/epcis';
+import { SELL_THROUGH_PATH, sellThroughBodyParser } from '../routes/partners';
 
 export interface AppDeps {
   config: Config;
@@ -105,9 +106,10 @@ export function createApp(deps: AppDeps): Express & { locals: { services: Servic
   });
 
   const limit = `${config.bodyLimitKb}kb`;
-  // A 1,000-item check-in batch needs more room than forms: its own parser runs first.
+  // A 1,000-item check-in batch or sell-through report needs more room than forms: its own parser runs first.
   app.use(CHECK_IN_BATCH_PATH, checkInBatchBodyParser);
   app.use(EPCIS_CAPTURE_PATH, epcisCaptureBodyParser);
+  app.use(SELL_THROUGH_PATH, sellThroughBodyParser);
   app.use(express.json({ limit }));
   app.use(express.urlencoded({ extended: false, limit, parameterLimit: 200 }));
   app.use(cookieParser(config.jwt.secret));

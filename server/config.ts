@@ -92,6 +92,10 @@ const envSchema = z.object({
   CHECK_IN_IDLE_SWEEP_SECONDS: z.coerce.number().int().min(1).max(3600).default(5),
   RETENTION_EVERY_MINUTES: z.coerce.number().int().min(1).max(10_080).default(60),
   REPORT_LINKS_EVERY_SECONDS: z.coerce.number().int().min(1).max(86_400).default(60),
+  /** Channel partners' diversion rules: days after a sale before a unit seen elsewhere is flagged, and before an unreported unit checking in is. */
+  PARTNER_SALE_GRACE_DAYS: z.coerce.number().int().min(0).max(3650).default(30),
+  PARTNER_UNREPORTED_DAYS: z.coerce.number().int().min(1).max(3650).default(90),
+  PARTNER_DIVERSION_EVERY_MINUTES: z.coerce.number().int().min(1).max(10_080).default(60),
   /** Outgoing mail; unset: each message is written as an .eml file to DATA_DIR/outbox. */
   SMTP_URL: z
     .string()
@@ -180,9 +184,11 @@ export interface Config {
   /** Counts below this are hidden on the public transparency report (small numbers can identify people). */
   transparencyMinCount: number;
   /** Background jobs (server/jobs): each runs on the one instance holding its lease. */
-  jobs: { leaseMs: number; checkInSweepMs: number; checkInIdleSweepMs: number; retentionEveryMs: number; reportLinksEveryMs: number; epcisCaptureIdleMs: number; webhookDeliveryEveryMs: number };
+  jobs: { leaseMs: number; checkInSweepMs: number; checkInIdleSweepMs: number; retentionEveryMs: number; reportLinksEveryMs: number; epcisCaptureIdleMs: number; webhookDeliveryEveryMs: number; partnerDiversionEveryMs: number };
   /** Outgoing webhooks: the receiver's time to answer, the retry window, the private networks an admin allowed. */
   webhooks: { timeoutMs: number; retryWindowMs: number; allowedPrivateTargets: string[] };
+  /** Grace periods of the channel partners' diversion rules, in days. */
+  partners: { saleGraceDays: number; unreportedDays: number };
   /** Outgoing mail: SMTP, or (smtpUrl null) .eml files in `dataDir/outbox`. */
   mail: { smtpUrl: string | null; from: string; publicUrl: string };
   /** Reading a reporter's identity: who approves besides admins, and how long a grant lasts. */
@@ -322,8 +328,10 @@ export function loadConfig(env: Env = process.env): Config {
       reportLinksEveryMs: e.REPORT_LINKS_EVERY_SECONDS * 1000,
       epcisCaptureIdleMs: e.EPCIS_CAPTURE_IDLE_SECONDS * 1000,
       webhookDeliveryEveryMs: e.WEBHOOK_DELIVERY_EVERY_SECONDS * 1000,
+      partnerDiversionEveryMs: e.PARTNER_DIVERSION_EVERY_MINUTES * 60_000,
     },
     webhooks: { timeoutMs: e.WEBHOOK_TIMEOUT_MS, retryWindowMs: e.WEBHOOK_RETRY_HOURS * 3_600_000, allowedPrivateTargets: e.WEBHOOK_ALLOWED_PRIVATE_TARGETS },
+    partners: { saleGraceDays: e.PARTNER_SALE_GRACE_DAYS, unreportedDays: e.PARTNER_UNREPORTED_DAYS },
     mail: {
       smtpUrl: e.SMTP_URL ?? null,
       from: e.MAIL_FROM,

@@ -8,6 +8,7 @@ import { Flag } from '../models/flags';
 import { CheckIn } from '../models/check-ins';
 import { ProductModel, Unit, type RiskLevel } from '../models/catalogue';
 import { Registration, Transfer, type EndUserType } from '../models/registrations';
+import { Partner } from '../models/partners';
 import { Report } from '../models/reports';
 import type { Services } from './services';
 import type { CheckInItem } from './services/check-ins';
@@ -281,6 +282,8 @@ export async function seedDemo(services: Services, options: SeedOptions): Promis
   }
   log(`reports: ${filed} new`);
 
+  // Before the cases are worked, so their flag cases are worked on the first run like the others.
+  await seedPartners(services, { at, start, adminId: ids.admin!, apiKeyId, log });
   await workCases(services, clock, end, adminActor, log);
 
   clock.set(end);
@@ -336,4 +339,33 @@ async function workCases(services: Services, clock: SeedClock, end: Date, actor:
     worked++;
   }
   log(`cases: ${worked} moved along by the demo investigator`);
+}
+
+/** A distributor whose sales and units show each of the channel's diversion rules once. */
+async function seedPartners(services: Services, o: { at: (day: number) => void; start: Date; adminId: string; apiKeyId: string; log: (line: string) => void }) {
+  if (await Partner.exists({ name: 'Rift Valley Distribution' })) return o.log('partners: already there');
+  const day = (d: number) => new Date(o.start.getTime() + d * DAY);
+  o.at(10);
+  const staff = { kind: 'staff' as const, userId: o.adminId };
+  const partner = await services.partners.createPartner(
+    { name: 'Rift Valley Distribution', type: 'distributor', parentId: null, territories: ['KE', 'TZ'], authorisedModels: [], authorisedRiskLevels: ['low', 'elevated'], clauses: [{ kind: 'no-re-export', since: day(0), until: null }], maturity: 'basic', lastReviewAt: null, nextReviewAt: null },
+    staff,
+  );
+  const model = async (sku: string, riskLevel: 'elevated' | 'high') =>
+    services.catalogue.createModel({ sku, name: `Channel demo ${riskLevel}`, category: 'video analytics', riskLevel, capabilities: [], intendedUses: ['site security'], endUseTerms: 'No use against people exercising their rights.' }, { userId: o.adminId });
+  const [elevated, high] = [await model('DS-PTN-10', 'elevated'), await model('DS-PTN-20', 'high')];
+  const units = [];
+  for (const [i, m] of [elevated, elevated, elevated, elevated, high, elevated].entries()) units.push(await services.catalogue.createUnit({ sku: m._id, serial: `PTN-000${i + 1}` }, { userId: o.adminId }));
+  await services.partners.allocate(partner._id, units.slice(0, 5).map((u) => u._id), staff);
+  const actor = { kind: 'partner' as const, partnerId: partner._id, userId: null, apiKeyId: null };
+  const sale = (u: { modelId: string; serial: string }, customerName: string, country: string) => ({ sku: u.modelId, serial: u.serial, customerName, customerType: 'commercial-company' as const, country, endUse: 'site security', soldAt: day(10) });
+  const [abroad, twice, movedAway, unreported, highRisk, unallocated] = units as [(typeof units)[0], (typeof units)[0], (typeof units)[0], (typeof units)[0], (typeof units)[0], (typeof units)[0]];
+  await services.partners.reportSales(actor, [sale(abroad, 'Kampala Traders', 'UG'), sale(twice, 'Arusha Lodge', 'TZ'), sale(movedAway, 'Nakuru Clinic', 'KE'), sale(highRisk, 'Eldoret Mills', 'KE'), sale(unallocated, 'Kisumu Port', 'KE')]);
+  await services.partners.reportSales(actor, [sale(twice, 'Moshi Hotel', 'TZ')]);
+  o.at(20.5);
+  await services.checkIns.ingest(o.apiKeyId, [movedAway, unreported].map((u, i) => ({ serial: u.serial, model: u.modelId, firmware: '1.0', observedAt: day(20), country: i ? 'ET' : 'UG', eventId: `seed:partners:${u._id}` })));
+  await services.checkIns.settled();
+  o.at(120);
+  const swept = await services.partners.sweepDiversion();
+  o.log(`partners: 1 distributor, ${units.length} units, ${swept.raised} flags after the grace periods`);
 }

@@ -378,11 +378,11 @@ describe('investigation cases', () => {
 
     it('records other leverage with its target and outcome, without touching units', async () => {
       const { caseId, investigator } = await assignedReportCase();
-      const res = await request(ctx.app).post(`/api/v1/cases/${caseId}/actions`).set(investigator.auth).send({ kind: 'notify-channel-partner', channelPartner: 'Savannah Distribution' });
+      const res = await request(ctx.app).post(`/api/v1/cases/${caseId}/actions`).set(investigator.auth).send({ kind: 'training-guidance', channelPartner: 'Savannah Distribution' });
       expect(res.status).toBe(201);
       const done = await request(ctx.app).patch(`/api/v1/cases/${caseId}/actions/${res.body.id}`).set(investigator.auth).send({ status: 'done', outcome: 'Partner stopped sales to the customer' });
       expect(done.status).toBe(204);
-      expect((await Case.findById(caseId).lean())!.actions[0]).toMatchObject({ kind: 'notify-channel-partner', status: 'done', target: { channelPartner: 'Savannah Distribution' }, outcome: 'Partner stopped sales to the customer' });
+      expect((await Case.findById(caseId).lean())!.actions[0]).toMatchObject({ kind: 'training-guidance', status: 'done', target: { channelPartner: 'Savannah Distribution' }, outcome: 'Partner stopped sales to the customer' });
       const lift = await request(ctx.app).post(`/api/v1/cases/${caseId}/actions`).set(investigator.auth).send({ kind: 'audit-visit' });
       const wrong = await request(ctx.app).patch(`/api/v1/cases/${caseId}/actions/${lift.body.id}`).set(investigator.auth).send({ status: 'lifted' });
       expect(wrong.status).toBe(400);

@@ -20,7 +20,7 @@ describe('demo seed', () => {
 
     expect(first.accounts.map((a) => [a.role, a.email])).toEqual(DEMO_ACCOUNTS.map((a) => [a.role, a.email]));
     expect(first.accounts.every((a) => typeof a.password === 'string' && a.password.length >= 12)).toBe(true);
-    expect(first.counts).toMatchObject({ models: 4, units: 60, users: 3 });
+    expect(first.counts).toMatchObject({ models: 4, units: 60 + 6, users: 3 }); // + the channel partner's six (seedPartners)
     expect(first.counts.registrations).toBeGreaterThan(30);
     expect(first.counts.checkIns).toBeGreaterThan(500);
     expect(first.counts.reports).toBe(8);

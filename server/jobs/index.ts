@@ -10,7 +10,7 @@ import type { JobDefinition } from './runner';
  * after a crash part-way: its writes are guarded or idempotent.
  */
 export function backgroundJobs(
-  services: Pick<Services, 'checkIns' | 'cases' | 'reports' | 'insight' | 'screening' | 'certificates' | 'epcis' | 'webhooks'>,
+  services: Pick<Services, 'checkIns' | 'cases' | 'reports' | 'insight' | 'screening' | 'certificates' | 'epcis' | 'webhooks' | 'partners'>,
   jobs: Config['jobs'],
   logger: Pick<Logger, 'info'>,
 ): JobDefinition[] {
@@ -79,6 +79,13 @@ export function backgroundJobs(
         const done = await services.screening.rescreen();
         if (done) logger.info({ rescreen: done }, 'screening re-run');
       },
+    },
+    {
+      // Diversion rules that need time to pass (partners' grace periods): each unit's flag once.
+      name: 'partner-diversion',
+      everyMs: jobs.partnerDiversionEveryMs,
+      runOnAcquire: false,
+      run: async () => logger.info({ partnerDiversion: await services.partners.sweepDiversion() }, 'partner diversion sweep'),
     },
     {
       // The dashboard's unit tallies on a database that never had them (first start of this

@@ -14,6 +14,7 @@ import { createFlagsService } from './flags';
 import { createInsightService } from './insight';
 import { createLinkerService } from './linker';
 import { createNotificationsService } from './notifications';
+import { createPartnersService } from './partners';
 import { createRegistrationsService } from './registrations';
 import { createReportsService } from './reports';
 import { createScreeningReview, createScreeningService } from './screening';
@@ -52,9 +53,10 @@ export function createServices(deps: ServiceDeps) {
   const verification = createVerificationService({ ...deps, audit, files, flags });
   const registrations = createRegistrationsService({ ...deps, audit, auth, files, flags, notifications, cases: caseIntake, screening, certificates, webhooks });
   const screeningReview = createScreeningReview({ ...deps, audit, flags, ports: { releaseRegistration: registrations.releaseHeldRegistration } });
+  const partners = createPartnersService({ ...deps, audit, auth, flags });
   const linker = createLinkerService(deps);
   const reports = createReportsService({ ...deps, files, cases: caseIntake, audit, catalogue, flags, linker, webhooks });
-  const cases = createCasesService({ ...deps, audit, webhooks, intake: caseIntake, ports: { unitControls: checkIns, registrations, reports } });
+  const cases = createCasesService({ ...deps, audit, webhooks, intake: caseIntake, ports: { unitControls: checkIns, registrations, reports, partners } });
   const firstPage = { page: 1, perPage: 6, skip: 0, limit: 6 };
   const insight = createInsightService({
     ...deps,
@@ -62,7 +64,7 @@ export function createServices(deps: ServiceDeps) {
     dueDiligence: { certificatesExpiringSoon: () => certificates.expiringSoon(firstPage), unitsDueVerification: () => verification.dueForVerification(firstPage), verificationDueMonths: verification.dueMonths },
   });
   const epcis = createEpcisService({ ...deps, audit, flags });
-  return { audit, auth, cases, catalogue, certificates, checkIns, epcis, files, flags, insight, linker, notifications, registrations, reports, screening, screeningReview, verification, webhooks };
+  return { audit, auth, cases, catalogue, certificates, checkIns, epcis, files, flags, insight, linker, notifications, partners, registrations, reports, screening, screeningReview, verification, webhooks };
 }
 
 export type Services = ReturnType<typeof createServices>;

@@ -84,6 +84,7 @@ export function caseLeverage(deps: CaseDeps, ports: CasePorts) {
         updatedAt: now,
       };
       if (input.kind === 'void-warranty') await registrationsOf(unitIds); // refuse before recording
+      if (input.kind === 'notify-channel-partner') await ports.partners.checkPartnerNamed(input.channelPartner ?? '');
       await change(c, actor, { open: true }, { append: { actions: action } }, {
         action: 'action-added',
         detail: `${action.kind} ${action._id}${unitIds.length ? ` on ${unitIds.join(', ')}` : ''}`,
@@ -92,6 +93,10 @@ export function caseLeverage(deps: CaseDeps, ports: CasePorts) {
       await applyEffect(caseId, action, true, actor);
       await deps.webhooks.emit('leverage.action_added', action._id, { caseId, actionId: action._id, kind: action.kind, unitIds, at: now.toISOString() });
       if (action.kind === 'withhold-updates') await deps.webhooks.emit('leverage.updates_withheld', action._id, { caseId, actionId: action._id, unitIds, at: now.toISOString() });
+      if (input.kind === 'notify-channel-partner') {
+        // The partner answers in its portal; the answer comes back as this action's outcome.
+        await ports.partners.requestFromCase({ caseId, actionId: action._id, channelPartner: action.target.channelPartner, questions: action.description, unitIds, dueBy: action.dueBy, byUserId: actor.id });
+      }
       return action._id;
     },
 

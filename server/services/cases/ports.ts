@@ -42,8 +42,16 @@ export interface ReportsPort {
   confirmLink(reportId: string, linkIndex: number, confirmed: boolean, userId: string): Promise<unknown>;
 }
 
+/** Channel partners (server/services/partners): a "notify channel partner" action reaches the partner's portal. */
+export interface PartnerRequestsPort {
+  /** The partner's id; a ValidationError (on `channelPartner`) when no partner has that name. */
+  checkPartnerNamed(named: string): Promise<string>;
+  requestFromCase(input: { caseId: string; actionId: string; channelPartner: string; questions: string; unitIds: string[]; dueBy: Date | null; byUserId: string }): Promise<string>;
+}
+
 export interface CasePorts {
   unitControls: UnitControlsPort;
   registrations: RegistrationsPort;
   reports: ReportsPort;
+  partners: PartnerRequestsPort;
 }

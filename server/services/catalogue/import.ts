@@ -9,13 +9,14 @@ import type { CatalogueStore, NewUnit } from '../../store/catalogue';
 import { CODE_PATTERN, CODE_RULE, normaliseCode, parseDay } from './codes';
 import { IMPORT_ERRORS_KEPT } from '../../domain/catalogue';
 import { newUnit } from './units';
+import { nameKey } from '../../domain/partners';
 
 /** Bulk import of units from CSV: streamed, checked row by row, inserted in batches. */
 
 /** Rows inserted per round trip: large enough to be fast, small enough to bound memory. */
 export const IMPORT_BATCH_SIZE = 1000;
 
-export const IMPORT_HEADER = 'sku,serial,manufactured_at,channel_partner,ship_to_country,sold_at';
+export const IMPORT_HEADER = 'sku,serial,manufactured_at,channel_partner,ship_to_country,sold_at,partner';
 
 const IMPORT_COLUMNS: Record<string, keyof ImportRow> = {
   sku: 'sku',
@@ -27,6 +28,8 @@ const IMPORT_COLUMNS: Record<string, keyof ImportRow> = {
   channelpartner: 'channelPartner',
   shiptocountry: 'shipToCountry',
   soldat: 'soldAt',
+  partner: 'partner',
+  partnerid: 'partner',
 };
 interface ImportRow {
   sku: string;
@@ -35,6 +38,8 @@ interface ImportRow {
   channelPartner: string;
   shipToCountry: string;
   soldAt: string;
+  /** The channel partner the units are shipped to (its id or name): they are allocated to it. */
+  partner: string;
 }
 /** The header row → which field each column fills (null: a column we ignore). */
 function headerColumns(header: string[]): Array<keyof ImportRow | null> {
@@ -45,7 +50,7 @@ function headerColumns(header: string[]): Array<keyof ImportRow | null> {
 }
 
 function toRow(columns: Array<keyof ImportRow | null>, record: string[]): ImportRow {
-  const row: ImportRow = { sku: '', serial: '', manufacturedAt: '', channelPartner: '', shipToCountry: '', soldAt: '' };
+  const row: ImportRow = { sku: '', serial: '', manufacturedAt: '', channelPartner: '', shipToCountry: '', soldAt: '', partner: '' };
   columns.forEach((c, i) => {
     if (c) row[c] = record[i] ?? '';
   });
@@ -63,7 +68,7 @@ export function createUnitImport(deps: { clock: Clock; logger: Logger; store: Ca
   const { clock, logger, store } = deps;
 
   /** One CSV row → a unit document, or the field and message that refuse it. */
-  function checkRow(row: ImportRow, knownModels: ReadonlySet<string>): { error: { field: string; message: string } } | { doc: NewUnit } {
+  function checkRow(row: ImportRow, knownModels: ReadonlySet<string>, partners: ReadonlyMap<string, { _id: string; name: string }>): { error: { field: string; message: string } } | { doc: NewUnit; partnerId: string | null } {
     const sku = normaliseCode(row.sku ?? '');
     const serial = normaliseCode(row.serial ?? '');
     if (!CODE_PATTERN.test(sku)) return { error: { field: 'sku', message: sku ? `bad SKU "${row.sku}". ${CODE_RULE}` : 'SKU is missing.' } };
@@ -77,12 +82,22 @@ export function createUnitImport(deps: { clock: Clock; logger: Logger; store: Ca
     if (country && !isCountryCode(country)) return { error: { field: 'ship_to_country', message: `bad country "${row.shipToCountry}": use an ISO 3166-1 alpha-2 code such as KE.` } };
     const channelPartner = (row.channelPartner ?? '').trim();
     if (channelPartner.length > 200) return { error: { field: 'channel_partner', message: 'channel partner is longer than 200 characters.' } };
-    return { doc: newUnit(sku, serial, { manufacturedAt, firstSale: { channelPartner, shipToCountry: country || null, soldAt } }, clock.now()) };
+    const partnerName = (row.partner ?? '').trim();
+    const partner = partnerName ? (partners.get(partnerName) ?? partners.get(nameKey(partnerName))) : null;
+    if (partnerName && !partner) return { error: { field: 'partner', message: `unknown channel partner "${partnerName}": create it under Partners first.` } };
+    const firstSale = { channelPartner: partner?.name ?? channelPartner, shipToCountry: country || null, soldAt };
+    return { doc: newUnit(sku, serial, { manufacturedAt, firstSale }, clock.now()), partnerId: partner?._id ?? null };
   }
 
   /** Inserts one batch; rows whose unit already exists are counted as skipped, not errors. */
-  async function insertBatch(docs: NewUnit[]) {
+  async function insertBatch(docs: NewUnit[], partnerIds: Array<string | null>) {
     const refused = await store.insertUnits(docs);
+    const byPartner = new Map<string, NewUnit[]>();
+    docs.forEach((d, i) => {
+      const partnerId = partnerIds[i];
+      if (partnerId && !refused.has(i)) byPartner.set(partnerId, [...(byPartner.get(partnerId) ?? []), d]);
+    });
+    for (const [partnerId, units] of byPartner) await store.allocateToPartner(partnerId, units, clock.now());
     const failed = [...refused].filter(([, m]) => m !== null).map(([index, message]) => ({ index, message: message! }));
     return { imported: docs.length - refused.size, skipped: [...refused.values()].filter((m) => m === null).length, failed };
   }
@@ -94,14 +109,16 @@ export function createUnitImport(deps: { clock: Clock; logger: Logger; store: Ca
    */
   return async function runImport(jobId: string, input: Readable): Promise<void> {
     const knownModels = new Set((await store.modelNames()).map((m) => m._id));
+    // A partner is named by its id, its name or a spelling merged into it.
+    const partners = new Map((await store.partnerNames()).flatMap((p) => [p._id, p.nameKey, ...p.aliases.map(nameKey)].map((k) => [k, p] as const)));
     const seen = new Set<string>();
-    let batch: Array<{ line: number; doc: NewUnit }> = [];
+    let batch: Array<{ line: number; doc: NewUnit; partnerId: string | null }> = [];
     let pendingErrors: Array<{ line: number; field: string; message: string }> = [];
     let keptErrors = 0;
     const counts = { rows: 0, imported: 0, skipped: 0, rejected: 0 };
 
     const flush = async () => {
-      const result = await insertBatch(batch.map((b) => b.doc));
+      const result = await insertBatch(batch.map((b) => b.doc), batch.map((b) => b.partnerId));
       counts.imported += result.imported;
       counts.skipped += result.skipped;
       for (const f of result.failed) {
@@ -125,7 +142,7 @@ export function createUnitImport(deps: { clock: Clock; logger: Logger; store: Ca
         }
         counts.rows++;
         const line = info.lines;
-        const checked = record.length !== columns.length ? { error: { field: '', message: `wrong number of columns: ${record.length} instead of ${columns.length}.` } } : checkRow(toRow(columns, record), knownModels);
+        const checked = record.length !== columns.length ? { error: { field: '', message: `wrong number of columns: ${record.length} instead of ${columns.length}.` } } : checkRow(toRow(columns, record), knownModels, partners);
         if ('error' in checked) {
           counts.rejected++;
           pendingErrors.push({ line, ...checked.error });
@@ -134,7 +151,7 @@ export function createUnitImport(deps: { clock: Clock; logger: Logger; store: Ca
           pendingErrors.push({ line, field: 'serial', message: `duplicate within the file: ${checked.doc._id} appears on an earlier line.` });
         } else {
           seen.add(checked.doc._id);
-          batch.push({ line, doc: checked.doc });
+          batch.push({ line, doc: checked.doc, partnerId: checked.partnerId });
         }
         if (batch.length >= IMPORT_BATCH_SIZE || pendingErrors.length >= IMPORT_BATCH_SIZE) await flush();
       }

@@ -4,6 +4,7 @@ import { checkInHistoryMigration } from './001-check-in-history';
 import { registrationPlacesMigration } from './002-registration-places';
 import { checkInOutboxMigration } from './003-check-in-outbox';
 import { reportEncryptionMigration, type ClearReports } from './004-report-encryption';
+import { channelPartnersMigration } from './005-channel-partners';
 
 /**
  * Changes of the stored shape, applied in order and recorded in the `migrations` collection
@@ -50,6 +51,7 @@ const migrationsFor = (engine: Engine, context: MigrationContext): Migration[] =
   registrationPlacesMigration(engine),
   checkInOutboxMigration(),
   ...(context.clearReports ? [reportEncryptionMigration(context.clearReports)] : []),
+  channelPartnersMigration(),
 ];
 
 /** Migrations not yet recorded as applied, with how much each still has to convert. */

@@ -1,0 +1,84 @@
+import type { LeanPartner } from '../../store/partners';
+import type { FlagHit } from '../flags';
+import { diversionFlagRaiser, type PartnerDeps } from './context';
+
+/**
+ * The diversion rules that need time to pass, run by a background job (server/jobs,
+ * `partner-diversion`): where a unit was sold against where it is registered or checks in,
+ * after PARTNER_SALE_GRACE_DAYS; and a unit never reported sold after PARTNER_UNREPORTED_DAYS
+ * that checks in outside its partner's territories. Each flag is raised once per unit and rule.
+ */
+
+const DAY_MS = 86_400_000;
+/** Units read per round of the sweep. */
+const SWEEP_CHUNK = 200;
+
+interface SeenUnit {
+  current?: { country?: string | null } | null;
+  checkIns?: { lastCountry?: string | null; lastAt?: Date | null } | null;
+}
+
+export const graceRules = {
+  /** Registered, or checking in since the sale, in another country than the end customer's, once the grace period is over. */
+  saleCountryMismatch(sale: { country: string; soldAt: Date }, unit: SeenUnit, now: Date, graceDays: number): FlagHit | null {
+    if (now.getTime() - sale.soldAt.getTime() < graceDays * DAY_MS) return null;
+    const registered = unit.current?.country ?? null;
+    const checkedIn = unit.checkIns?.lastAt && unit.checkIns.lastAt >= sale.soldAt ? (unit.checkIns.lastCountry ?? null) : null;
+    const seen = registered && registered !== sale.country ? { where: 'registration', country: registered } : checkedIn && checkedIn !== sale.country ? { where: 'check-in', country: checkedIn } : null;
+    if (!seen) return null;
+    return { rule: 'sale-country-mismatch', evidence: { soldTo: sale.country, seenIn: seen.country, where: seen.where, soldAt: sale.soldAt.toISOString().slice(0, 10), graceDays } };
+  },
+
+  /** Allocated, no sale reported after `days`, yet checking in (since allocation) outside the partner's territories. */
+  unreportedSale(channel: { allocatedAt: Date; sales: readonly unknown[] }, unit: SeenUnit, territories: readonly string[], now: Date, days: number): FlagHit | null {
+    if (channel.sales.length || now.getTime() - channel.allocatedAt.getTime() < days * DAY_MS) return null;
+    const country = unit.checkIns?.lastCountry;
+    if (!country || !unit.checkIns?.lastAt || unit.checkIns.lastAt < channel.allocatedAt) return null;
+    if (territories.length && territories.includes(country)) return null;
+    return { rule: 'unreported-sale', evidence: { allocatedAt: channel.allocatedAt.toISOString().slice(0, 10), checkInCountry: country, territories: [...territories], days } };
+  },
+};
+
+export function partnerDiversion(deps: PartnerDeps) {
+  const store = deps.stores.partners;
+  const raiseOnce = diversionFlagRaiser(deps);
+
+  return {
+    /**
+     * Walks every partner's units (through its allocations, by `_id`) and applies the rules
+     * above to each unit once, for its current holder. Safe to run again: flags are raised once.
+     */
+    async sweepDiversion() {
+      const { saleGraceDays, unreportedDays } = deps.config.partners;
+      const now = deps.clock.now();
+      const partners = new Map<string, LeanPartner>((await store.allPartners()).map((p) => [p._id, p]));
+      const seen = new Set<string>();
+      let units = 0;
+      let raised = 0;
+      for (const partner of partners.values()) {
+        for (const allocation of await store.allocationsByIds(partner.allocationIds)) {
+          const ids = allocation.unitIds.filter((id) => !seen.has(id));
+          for (const id of ids) seen.add(id);
+          for (let at = 0; at < ids.length; at += SWEEP_CHUNK) {
+            const chunk = ids.slice(at, at + SWEEP_CHUNK);
+            const [records, catalogued] = await Promise.all([store.channelUnitsByIds(chunk), deps.stores.catalogue.unitsByIds(chunk, { modelId: 1, serial: 1, current: 1, checkIns: 1 })]);
+            const unitsById = new Map(catalogued.map((u) => [u._id, u]));
+            for (const record of records) {
+              const unit = unitsById.get(record._id);
+              if (!unit) continue;
+              units++;
+              const holder = partners.get(record.holderId);
+              const lastSale = record.sales.at(-1);
+              const hits = [
+                lastSale ? graceRules.saleCountryMismatch(lastSale, unit, now, saleGraceDays) : null,
+                graceRules.unreportedSale(record, unit, holder?.territories ?? [], now, unreportedDays),
+              ].filter((h) => h !== null);
+              for (const hit of hits) if (await raiseOnce(hit, record.holderId, unit, (hit.evidence.seenIn ?? hit.evidence.checkInCountry) as string, unit._id)) raised++;
+            }
+          }
+        }
+      }
+      return { units, raised };
+    },
+  };
+}

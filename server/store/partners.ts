@@ -1,0 +1,284 @@
+import crypto from 'node:crypto';
+import { ChannelUnit, Partner, PartnerAllocation, PartnerMember, PartnerRequest, SaleRecord, SaleReview } from '../../models/partners';
+import type { AllocationSource, ReviewStatus } from '../domain/partners';
+import { existingByIds } from './by-ids';
+import { chunksOf, DUPLICATE_KEY, type Engine, isDuplicateKey } from './engine';
+
+/**
+ * Channel partners, their members (users and API keys), allocations of units, each unit's
+ * channel record (holder and reported sales) and high-risk sale reviews. Every write is one
+ * single-document atomic update, guarded where two writers could race (a pass-on is guarded
+ * by the unit's holder, a sale by its idempotency key, a decision by the review's status).
+ */
+
+const partnerById = (id: string) => Partner.findById(id).lean();
+const reviewById = (id: string) => SaleReview.findById(id).lean();
+const requestById = (id: string) => PartnerRequest.findById(id).lean();
+export type LeanRequest = NonNullable<Awaited<ReturnType<typeof requestById>>>;
+export type LeanPartner = NonNullable<Awaited<ReturnType<typeof partnerById>>>;
+export type LeanReview = NonNullable<Awaited<ReturnType<typeof reviewById>>>;
+type LeanChannelUnit = { _id: string; modelId: string; holderId: string; chain: string[]; allocatedAt: Date; sales: StoredSale[] };
+type LeanAllocation = { _id: string; partnerId: string; fromPartnerId: string | null; source: AllocationSource; unitIds: string[]; at: Date };
+
+export interface NewPartner {
+  _id: string;
+  name: string;
+  nameKey: string;
+  aliases: string[];
+  type: string;
+  parentId: string | null;
+  territories: string[];
+  authorisedModels: string[];
+  authorisedRiskLevels: string[];
+  clauses: Array<{ kind: string; since: Date; until: Date | null }>;
+  dueDiligence: { maturity: string; lastReviewAt: Date | null; nextReviewAt: Date | null };
+  createdAt: Date;
+  updatedAt: Date;
+}
+
+export interface StoredSale {
+  key: string;
+  partnerId: string;
+  customerName: string;
+  customerType: string;
+  country: string;
+  endUse: string;
+  soldAt: Date;
+  reportedAt: Date;
+  reviewId: string | null;
+}
+
+export interface NewReview {
+  _id: string;
+  partnerId: string;
+  unitId: string;
+  customerName: string;
+  customerType: string;
+  country: string;
+  endUse: string;
+  plannedAt: Date | null;
+  criteria: string[];
+  status: 'pending';
+  submittedByUserId: string | null;
+  submittedAt: Date;
+  updatedAt: Date;
+}
+
+const allocationId = () => `alc_${crypto.randomBytes(10).toString('hex')}`;
+
+/**
+ * Gives units straight from the vendor to a partner: one allocation document, the partner's
+ * list and counter, and a channel record per unit. A unit already in the channel keeps its
+ * holder (an import run twice allocates nothing twice). Returns the ids newly allocated.
+ * Also called by the catalogue import (server/store/catalogue.ts) for its `partner` column.
+ */
+export async function allocateFromVendor(partnerId: string, units: ReadonlyArray<{ _id: string; modelId: string }>, source: AllocationSource, at: Date): Promise<string[]> {
+  if (!units.length) return [];
+  const taken = new Set<number>();
+  try {
+    await ChannelUnit.collection.insertMany(units.map((u) => ({ _id: u._id, modelId: u.modelId, holderId: partnerId, chain: [partnerId], allocatedAt: at, sales: [] })) as never[], { ordered: false });
+  } catch (err) {
+    const writeErrors = (err as { writeErrors?: Array<{ index: number; code: number }> }).writeErrors;
+    if (!writeErrors || writeErrors.some((e) => e.code !== DUPLICATE_KEY)) throw err;
+    for (const e of writeErrors) taken.add(e.index);
+  }
+  const allocated = units.filter((_, i) => !taken.has(i)).map((u) => u._id);
+  if (allocated.length) await recordAllocation(partnerId, null, source, allocated, at);
+  return allocated;
+}
+
+async function recordAllocation(partnerId: string, fromPartnerId: string | null, source: AllocationSource, unitIds: string[], at: Date) {
+  const _id = allocationId();
+  await PartnerAllocation.create({ _id, partnerId, fromPartnerId, source, unitIds, at });
+  await Partner.updateOne({ _id: partnerId }, { $push: { allocationIds: _id }, $inc: { 'tallies.allocated': unitIds.length } });
+  if (fromPartnerId) await Partner.updateOne({ _id: fromPartnerId }, { $inc: { 'tallies.passedOn': unitIds.length } });
+}
+
+export function createPartnersStore(engine: Engine) {
+  return {
+    // ----- partners (a small collection: scans are fine) -----
+
+    /** False when the `_id` is taken. */
+    async insertPartner(doc: NewPartner): Promise<boolean> {
+      try {
+        await Partner.create(doc);
+        return true;
+      } catch (err) {
+        if (isDuplicateKey(err)) return false;
+        throw err;
+      }
+    },
+
+    partnerById,
+
+    partnersByIds: (ids: readonly string[]) => existingByIds<LeanPartner>(engine, Partner as never, ids),
+
+    updatePartner: (id: string, set: Record<string, unknown>): Promise<LeanPartner | null> => Partner.findOneAndUpdate({ _id: id }, { $set: set }, { new: true, runValidators: true }).lean(),
+
+    async listPartners(page: { skip: number; limit: number }) {
+      const [items, total] = await Promise.all([Partner.find({}).sort({ name: 1, _id: 1 }).skip(page.skip).limit(page.limit).lean(), Partner.countDocuments({})]);
+      return { items, total };
+    },
+
+    /** Every partner (ids, names, tree): for name matching, the parent picker and the scorecard table. */
+    allPartners: () => Partner.find({}).sort({ name: 1, _id: 1 }).lean(),
+
+    childrenOf: (parentId: string) => Partner.find({ parentId }).sort({ name: 1 }).lean(),
+
+    countPartnerFlag: (id: string, caseId: string) => Partner.updateOne({ _id: id }, { $inc: { 'tallies.flags': 1 }, $addToSet: { caseIds: caseId } }),
+
+    /**
+     * Folds `fromId` into `intoId`: its spellings, allocations, counters and cases; its
+     * children and units move to the survivor; then it goes. Merges are rare and by hand.
+     */
+    async mergePartners(fromId: string, intoId: string, names: string[]) {
+      const from = await partnerById(fromId);
+      if (!from) return false;
+      await Partner.updateOne(
+        { _id: intoId },
+        {
+          $addToSet: { aliases: { $each: names }, allocationIds: { $each: from.allocationIds }, caseIds: { $each: from.caseIds } },
+          $inc: { 'tallies.allocated': from.tallies?.allocated ?? 0, 'tallies.passedOn': from.tallies?.passedOn ?? 0, 'tallies.sold': from.tallies?.sold ?? 0, 'tallies.flags': from.tallies?.flags ?? 0 },
+        },
+      );
+      await Partner.updateMany({ parentId: fromId }, { $set: { parentId: intoId } });
+      for (const allocation of await existingByIds<LeanAllocation>(engine, PartnerAllocation as never, from.allocationIds)) {
+        await PartnerAllocation.updateOne({ _id: allocation._id }, { $set: { partnerId: intoId } });
+        for (const chunk of chunksOf(allocation.unitIds)) {
+          await ChannelUnit.bulkWrite(chunk.map((_id) => ({ updateOne: { filter: { _id, holderId: fromId }, update: { $set: { holderId: intoId } } } })), { ordered: false });
+        }
+      }
+      await PartnerMember.updateMany({ partnerId: fromId }, { $set: { partnerId: intoId } });
+      await SaleReview.updateMany({ partnerId: fromId }, { $set: { partnerId: intoId } });
+      await Partner.deleteOne({ _id: fromId });
+      return true;
+    },
+
+    // ----- members: users and API keys acting for a partner -----
+
+    addMember: (memberId: string, partnerId: string, at: Date) => PartnerMember.create({ _id: memberId, partnerId, createdAt: at }),
+
+    partnerOfMember: async (memberId: string) => (await PartnerMember.findById(memberId).lean())?.partnerId ?? null,
+
+    membersOf: (partnerId: string) => PartnerMember.find({ partnerId }).lean(),
+
+    // ----- allocations and the units' channel records -----
+
+    allocateFromVendor,
+
+    /**
+     * Passes units from a holder to one of its child partners, each guarded by its holder:
+     * a unit passed on meanwhile (or never held) is left out. Returns the ids passed on.
+     */
+    async passOn(fromId: string, toId: string, unitIds: readonly string[], at: Date): Promise<string[]> {
+      const moved: string[] = [];
+      for (const chunk of chunksOf(unitIds)) {
+        const results = await Promise.all(chunk.map((_id) => ChannelUnit.updateOne({ _id, holderId: fromId }, { $set: { holderId: toId }, $push: { chain: toId } })));
+        chunk.forEach((id, i) => results[i]!.modifiedCount === 1 && moved.push(id));
+      }
+      if (moved.length) await recordAllocation(toId, fromId, 'pass-on', moved, at);
+      return moved;
+    },
+
+    channelUnitById: (id: string) => ChannelUnit.findById(id).lean<LeanChannelUnit>(),
+
+    channelUnitsByIds: (ids: readonly string[]) => existingByIds<LeanChannelUnit>(engine, ChannelUnit as never, ids),
+
+    allocationsByIds: (ids: readonly string[]) => existingByIds<LeanAllocation>(engine, PartnerAllocation as never, ids),
+
+    /**
+     * Records a batch of sales: the ledger's unique `_id` (the sale's key) decides which are
+     * new (true at their index); each sale missing from its unit's channel record (`onUnit`
+     * false: new, or left out by a run stopped half-way) is appended there, guarded by its key,
+     * in bulk; a unit outside the channel gets its record, held by the seller.
+     */
+    async recordSales(items: ReadonlyArray<{ unitId: string; modelId: string; inChannel: boolean; onUnit: boolean; sale: StoredSale }>): Promise<boolean[]> {
+      const isNew = items.map(() => true);
+      if (!items.length) return isNew;
+      try {
+        await SaleRecord.collection.insertMany(items.map(({ unitId, sale: { key, ...sale } }) => ({ _id: key, unitId, ...sale })) as never[], { ordered: false });
+      } catch (err) {
+        const writeErrors = (err as { writeErrors?: Array<{ index: number; code: number }> }).writeErrors;
+        if (!writeErrors || writeErrors.some((e) => e.code !== DUPLICATE_KEY)) throw err;
+        for (const e of writeErrors) isNew[e.index] = false;
+      }
+      const toAppend = items.filter((item, i) => isNew[i] || !item.onUnit);
+      const outside = new Map<string, typeof toAppend>();
+      for (const item of toAppend.filter((it) => !it.inChannel)) outside.set(item.unitId, [...(outside.get(item.unitId) ?? []), item]);
+      for (const [unitIdValue, [first, ...rest]] of outside) {
+        const created = await ChannelUnit.create({ _id: unitIdValue, modelId: first!.modelId, holderId: first!.sale.partnerId, chain: [], allocatedAt: first!.sale.reportedAt, sales: [first!.sale] }).then(
+          () => true,
+          (err: unknown) => {
+            if (isDuplicateKey(err)) return false;
+            throw err;
+          },
+        );
+        if (created) for (const item of rest) toAppend.push({ ...item, inChannel: true });
+        else for (const item of [first!, ...rest]) toAppend.push({ ...item, inChannel: true });
+      }
+      for (const chunk of chunksOf(toAppend.filter((it) => it.inChannel))) {
+        await ChannelUnit.bulkWrite(chunk.map(({ unitId: _id, sale }) => ({ updateOne: { filter: { _id, 'sales.key': { $ne: sale.key } }, update: { $push: { sales: sale as never } } } })), { ordered: false });
+      }
+      return isNew;
+    },
+
+    countSales: (id: string, n: number) => Partner.updateOne({ _id: id }, { $inc: { 'tallies.sold': n } }),
+
+    // ----- requests from cases (few: one per leverage action) -----
+
+    insertRequest: (doc: { _id: string; partnerId: string; caseId: string; actionId: string; questions: string; unitIds: string[]; dueBy: Date | null; status: 'open'; createdAt: Date }) => PartnerRequest.create(doc),
+
+    requestById,
+
+    async requestsOf(partnerIds: readonly string[], page: { skip: number; limit: number }) {
+      const filter = { partnerId: { $in: [...partnerIds] } };
+      const [items, total] = await Promise.all([PartnerRequest.find(filter).sort({ createdAt: -1, _id: 1 }).skip(page.skip).limit(page.limit).lean(), PartnerRequest.countDocuments(filter)]);
+      return { items, total };
+    },
+
+    /** The timing of every request to these partners, for their scorecards (requests are few: one per leverage action). */
+    requestTimesOf: (partnerIds: readonly string[]) => PartnerRequest.find({ partnerId: { $in: [...partnerIds] } }, { partnerId: 1, status: 1, dueBy: 1, createdAt: 1, answeredAt: 1 }).lean(),
+
+    /** Records the answer once: false when the request was answered already. */
+    async answerRequest(id: string, answer: string, at: Date, byUserId: string | null) {
+      const res = await PartnerRequest.updateOne({ _id: id, status: 'open' }, { $set: { status: 'answered', answer, answeredAt: at, answeredByUserId: byUserId } });
+      return res.modifiedCount === 1;
+    },
+
+    // ----- high-risk sale reviews (few: only high-risk sales) -----
+
+    insertReview: (doc: NewReview) => SaleReview.create(doc),
+
+    reviewById,
+
+    async reviewsOf(partnerIds: readonly string[], page: { skip: number; limit: number }) {
+      const filter = { partnerId: { $in: [...partnerIds] } };
+      const [items, total] = await Promise.all([SaleReview.find(filter).sort({ submittedAt: -1, _id: 1 }).skip(page.skip).limit(page.limit).lean(), SaleReview.countDocuments(filter)]);
+      return { items, total };
+    },
+
+    async reviewsWithStatus(statuses: readonly ReviewStatus[], page: { skip: number; limit: number }) {
+      const filter = { status: { $in: [...statuses] } };
+      const [items, total] = await Promise.all([SaleReview.find(filter).sort({ submittedAt: 1, _id: 1 }).skip(page.skip).limit(page.limit).lean(), SaleReview.countDocuments(filter)]);
+      return { items, total };
+    },
+
+    /** The approving reviews of these units (reviews are few: only high-risk sales). */
+    approvedReviewsOf: async (unitIds: readonly string[], approving: readonly ReviewStatus[]) =>
+      unitIds.length ? SaleReview.find({ unitId: { $in: [...new Set(unitIds)] }, status: { $in: [...approving] } }, { unitId: 1, partnerId: 1 }).lean() : [],
+
+    /** Records a decision if the review is still in `from`: false when another decision came first. */
+    async decideReview(id: string, from: readonly ReviewStatus[], status: ReviewStatus, decision: { decision: string; reasons: string; conditions: string[]; byUserId: string; at: Date }) {
+      const res = await SaleReview.updateOne({ _id: id, status: { $in: [...from] } }, { $set: { status, updatedAt: decision.at }, $push: { decisions: decision } });
+      return res.modifiedCount === 1;
+    },
+
+    /** The partner's answer to "more information": back to compliance's queue. */
+    async answerReview(id: string, text: string, at: Date) {
+      const res = await SaleReview.updateOne({ _id: id, status: 'more-information' }, { $set: { status: 'pending', updatedAt: at }, $push: { notes: { text, at } } });
+      return res.modifiedCount === 1;
+    },
+  };
+}
+
+export type PartnersStore = ReturnType<typeof createPartnersStore>;

@@ -30,6 +30,20 @@ export interface Manifest {
 }
 
 /**
+ * The data set's master key for reports encrypted at rest (production refuses to start without
+ * one): kept beside the data set, mode 0600, made on first use, so the generator, the runner and
+ * data sets made before encryption existed all agree on it.
+ */
+function benchEncryptionKey(): string {
+  const file = path.join(benchDataDir, 'encryption-key');
+  if (!fs.existsSync(file)) {
+    fs.mkdirSync(benchDataDir, { recursive: true, mode: 0o700 });
+    fs.writeFileSync(file, crypto.randomBytes(32).toString('base64'), { mode: 0o600, flag: 'wx' });
+  }
+  return fs.readFileSync(file, 'utf8').trim();
+}
+
+/**
  * The bench's own data directory and database name; MONGODB_URI, when set, is kept (the
  * benchmark then runs against that MongoDB). The JWT secret is the manifest's, so the
  * generator and the server agree on it.
@@ -41,6 +55,7 @@ export function benchEnv(base: Env, jwtSecret: string, overrides: Env = {}): Env
     DATA_DIR: benchDataDir,
     MONGODB_DB: BENCH_DB_NAME,
     JWT_SECRET: jwtSecret,
+    ENCRYPTION_KEY: benchEncryptionKey(),
     LOG_LEVEL: serverLogFile ? 'info' : 'warn',
     ...overrides,
   };

@@ -25,23 +25,16 @@ export interface UnitFacts {
 }
 const UNIT_FACTS = { modelId: 1, serial: 1, status: 1, current: 1, countries: 1, checkIns: 1, controls: 1 } as const;
 
-/** A check-in as the outbox keeps it: the log entry's `_id` and what the summariser folds. */
-export interface BatchEntry {
-  id: string;
-  serial: string;
-  model: string | null;
-  unitId: string | null;
-  firmware: string;
-  observedAt: Date;
-  country: string;
-}
-
 export interface StoredBatch {
   _id: string;
   receivedAt: Date;
   size: number;
-  entries: BatchEntry[];
+  logIds: string[];
 }
+
+/** A log entry as the summariser folds it (`batchId`: the batch that stored it). */
+export type LoggedEntry = Pick<LogEntry, '_id' | 'unitId' | 'modelSku' | 'serial' | 'firmware' | 'observedAt' | 'country' | 'batchId'>;
+const LOGGED_ENTRY = { unitId: 1, modelSku: 1, serial: 1, firmware: 1, observedAt: 1, country: 1, batchId: 1 } as const;
 
 export interface LogEntry {
   _id: string;
@@ -135,10 +128,8 @@ export function createCheckInsStore(engine: Engine) {
       return inserted;
     },
 
-    /** The batch each of these log entries was stored by (null: not in the log). */
-    async loggedBatchIds(ids: readonly string[]): Promise<Array<string | null>> {
-      return (await byIds<{ _id: string; batchId?: string | null }>(engine, CheckIn as never, ids, { batchId: 1 })).map((e) => e?.batchId ?? null);
-    },
+    /** These log entries, in order (null: not in the log, or not yet). */
+    loggedEntries: (ids: readonly string[]) => byIds<LoggedEntry>(engine, CheckIn as never, ids, LOGGED_ENTRY),
 
     /** Re-points log entries whose unit ingest guessed wrong. */
     async correctLogUnits(corrections: ReadonlyArray<{ id: string; unitId: string | null; modelSku: string }>) {

@@ -117,7 +117,7 @@ export function createCheckInsService(deps: {
       country: item.country,
     }));
     // Outbox first: whatever part of the log gets written, the summariser will find it.
-    await store.insertBatch({ _id: batchId, apiKeyId, receivedAt, size: entries.length, entries });
+    await store.insertBatch({ _id: batchId, apiKeyId, receivedAt, size: entries.length, logIds: entries.map((e) => e.id) });
     const inserted = await store.insertLog(
       entries.map((e, i) => ({
         _id: e.id,
@@ -134,8 +134,7 @@ export function createCheckInsService(deps: {
         batchId,
       })),
     );
-    const duplicates = inserted.flatMap((isNew, i) => (isNew ? [] : [i]));
-    summariser.stored(batchId, receivedAt, items.length - duplicates.length, duplicates);
+    summariser.stored(batchId, receivedAt, inserted.filter(Boolean).length);
     return items.map((item, i) => ({
       serial: item.serial,
       model: answers[i]!.model,

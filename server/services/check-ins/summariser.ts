@@ -40,8 +40,6 @@ const BATCH_IDS_KEPT = 2 * FOLD_MAX_BATCHES;
  * still be at work before, after that it died between the outbox and the end of the log.
  */
 export const ABANDONED_WRITE_MS = 60_000;
-/** Ingest hints kept for batches not folded here yet (another instance may fold them). */
-const INGESTED_HINTS_KEPT = 10_000;
 /** /readyz's view of the outbox is re-read when this process has not looked for this long. */
 const BACKLOG_REFRESH_MS = 2_000;
 /** Folding waits for this long without ingest… */
@@ -53,11 +51,6 @@ type Fold = ReturnType<typeof foldRuns<Entry>>;
 type Hit = { hit: FlagHit; checkInId: string; country: string };
 type Raise = { hits: Hit[]; subject: { unitId: string | null; modelId: string | null; serial: string } };
 
-/** A batch's entries; throws on a batch that does not hold them in the stored shape (left in the outbox). */
-const entriesOf = (batch: StoredBatch): Entry[] => {
-  if (!Array.isArray(batch.entries) || batch.entries.some((e) => typeof e?.id !== 'string' || !(e.observedAt instanceof Date))) throw new Error('batch entries are not in the stored shape');
-  return batch.entries.map((e) => ({ id: e.id, batchId: batch._id, serial: e.serial, model: e.model ?? null, unitId: e.unitId ?? null, firmware: e.firmware ?? '', observedAt: e.observedAt, country: e.country }));
-};
 
 const batchIdsAfter = (before: readonly string[] | undefined, entries: readonly Entry[]) => [...new Set([...(before ?? []), ...entries.map((e) => e.batchId)])].slice(-BATCH_IDS_KEPT);
 const latestOf = (entries: readonly Entry[]) => entries.reduce((a, b) => (b.observedAt > a.observedAt ? b : a));
@@ -85,12 +78,6 @@ export interface SummariserDeps {
 export function createSummariser(deps: SummariserDeps) {
   const { clock, flags, logger, store, history } = deps;
 
-  /**
-   * What ingest in this process knows of its own batches: the indexes of entries the log
-   * already held. A hint, not state: a batch without one (ingested elsewhere, or before a
-   * restart) is checked against the log instead. Bounded, since another instance may fold them.
-   */
-  const ingested = new Map<string, number[]>();
   /** The outbox as this process last saw it (for /readyz), oldest first; `seen` bumps on every change. */
   let waiting = new Map<string, { receivedAt: Date; size: number }>();
   let seen = { version: 0, at: -Infinity };
@@ -274,35 +261,32 @@ export function createSummariser(deps: SummariserDeps) {
 
   /**
    * The entries a batch stored in the log, or null while its writer may still be at work: a
-   * batch this process ingested is complete; another is once every entry is in the log (under
-   * this batch, or under an earlier one as a duplicate), or once ABANDONED_WRITE_MS old.
+   * batch is complete once every entry it names is in the log (stored by this batch, or by an
+   * earlier one as a duplicate), or once ABANDONED_WRITE_MS old (its writer died between the
+   * outbox and the end of the log). Only the entries this batch stored are its own.
    */
   async function storedEntriesOf(batches: StoredBatch[]): Promise<Map<string, Entry[] | null>> {
     const result = new Map<string, Entry[] | null>();
-    const unknown: Array<{ batch: StoredBatch; entries: Entry[] }> = [];
-    for (const batch of batches) {
-      let entries: Entry[];
-      try {
-        entries = entriesOf(batch);
-      } catch (err) {
-        // Left in the outbox for someone to look at; the batches behind it go on.
-        logger?.error({ err, batchId: batch._id }, 'check-in summaries: unreadable batch left in the outbox');
-        continue;
-      }
-      const duplicates = ingested.get(batch._id);
-      if (duplicates) {
-        const duplicate = new Set(duplicates);
-        result.set(batch._id, entries.filter((_, i) => !duplicate.has(i)));
-      } else unknown.push({ batch, entries });
-    }
-    const logged = await store.loggedBatchIds(unknown.flatMap(({ entries }) => entries.map((e) => e.id)));
+    const readable = batches.filter((batch) => {
+      if (Array.isArray(batch.logIds) && batch.logIds.every((id) => typeof id === 'string')) return true;
+      // Left in the outbox for someone to look at; the batches behind it go on.
+      logger?.error({ batchId: batch._id }, 'check-in summaries: unreadable batch left in the outbox');
+      return false;
+    });
+    const logged = await store.loggedEntries(readable.flatMap((batch) => batch.logIds));
     const now = clock.now().getTime();
     let next = 0;
-    for (const { batch, entries } of unknown) {
-      const loggedAs = logged.slice(next, (next += entries.length));
-      const complete = loggedAs.every((b) => b !== null);
+    for (const batch of readable) {
+      const entries = logged.slice(next, (next += batch.logIds.length));
+      const complete = entries.every((e) => e !== null);
       const abandoned = now - batch.receivedAt.getTime() > ABANDONED_WRITE_MS;
-      result.set(batch._id, complete || abandoned ? entries.filter((e, i) => loggedAs[i] === e.batchId) : null);
+      if (!complete && !abandoned) {
+        result.set(batch._id, null);
+        continue;
+      }
+      // An event id repeated within the batch is one log entry, named twice: folded once.
+      const own = new Map(entries.flatMap((e) => (e && e.batchId === batch._id ? [[e._id, e] as const] : [])));
+      result.set(batch._id, [...own.values()].map((e) => ({ id: e._id, batchId: batch._id, serial: e.serial, model: e.modelSku || null, unitId: e.unitId, firmware: e.firmware, observedAt: e.observedAt, country: e.country })));
     }
     return result;
   }
@@ -348,7 +332,6 @@ export function createSummariser(deps: SummariserDeps) {
     await store.writeUnknownSerials(unknownWrites);
     lap('unknown');
     await store.deleteBatches(batchIds);
-    for (const id of batchIds) ingested.delete(id);
     folded += entries.length;
     logger?.info({ batches: batchIds.length, checkIns: entries.length, units: units.written, refolded: units.refolded, unknown: unknownWrites.length, corrections: corrections.length, flags: units.flags + unknownRaises.reduce((n, r) => n + r.hits.length, 0), ms: Date.now() - started, phases, unitPhases: units.ms }, 'check-in summaries: folded');
   }
@@ -439,12 +422,10 @@ export function createSummariser(deps: SummariserDeps) {
     },
 
     /**
-     * A batch this process just stored, with the indexes of entries the log already held. Only
+     * A batch this process just stored (`size`: its new entries), for /readyz's view. Only
      * noted: the instance holding the summariser's lease folds it (`sweep`).
      */
-    stored(batchId: string, receivedAt: Date, size: number, duplicates: number[]) {
-      ingested.set(batchId, duplicates);
-      if (ingested.size > INGESTED_HINTS_KEPT) ingested.delete(ingested.keys().next().value!);
+    stored(batchId: string, receivedAt: Date, size: number) {
       waiting.set(batchId, { receivedAt, size });
       viewChanged();
     },

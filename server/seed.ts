@@ -1,5 +1,6 @@
 import crypto from 'node:crypto';
 import { Readable } from 'node:stream';
+import { PDFDocument } from 'pdf-lib';
 import type { Clock } from './clock';
 import { NotFoundError } from './errors';
 import { ApiKey, User, type Role } from '../models/auth';
@@ -284,6 +285,7 @@ export async function seedDemo(services: Services, options: SeedOptions): Promis
 
   // Before the cases are worked, so their flag cases are worked on the first run like the others.
   await seedPartners(services, { at, start, adminId: ids.admin!, apiKeyId, log });
+  await seedDueDiligence(services, { at, start, ids: { admin: ids.admin!, investigator: ids.investigator!, customer: ids.customer! }, log });
   await workCases(services, clock, end, adminActor, log);
 
   clock.set(end);
@@ -368,4 +370,101 @@ async function seedPartners(services: Services, o: { at: (day: number) => void; 
   o.at(120);
   const swept = await services.partners.sweepDiversion();
   o.log(`partners: 1 distributor, ${units.length} units, ${swept.raised} flags after the grace periods`);
+}
+
+/**
+ * The demo screening list: parties we made up (no real person or company), in the
+ * FollowTheMoney JSON-lines format the screening import reads.
+ */
+const DEMO_SCREENING_LIST = {
+  listId: 'demo-restricted-parties',
+  name: 'Demo restricted parties',
+  source: 'Made up for the demo: no real person or company',
+  entities: [
+    { id: 'demo-c-001', schema: 'Company', properties: { name: ['Obsidian Signals Trading LLC'], alias: ['Obsidian Signals'], country: ['ae'], program: ['Demo export-control list'] } },
+    { id: 'demo-p-001', schema: 'Person', properties: { name: ['Marek Voronin'], nationality: ['by'], birthDate: ['1971-04-12'], program: ['Demo sanctions list'] } },
+    { id: 'demo-c-002', schema: 'Company', properties: { name: ['Blue Lantern Surveillance Solutions'], country: ['mm'], program: ['Demo export-control list'] } },
+  ],
+};
+
+/** A one-page PDF standing in for a scanned certificate. */
+async function certificatePdf(number: string): Promise<Buffer> {
+  const doc = await PDFDocument.create();
+  doc.setTitle(`End-use certificate ${number}`);
+  doc.addPage([420, 300]).drawText(`End-use certificate ${number} (demo)`, { x: 40, y: 240, size: 14 });
+  return Buffer.from(await doc.save());
+}
+
+/**
+ * The export-control checks, each red flag once: a registration by a listed party (held, the
+ * hit confirmed by the investigator), a certificate attached to more units than it covers and
+ * that expires before the demo ends, and a verification visit that does not find a unit.
+ * `certificate-missing` comes from the portal's own requirement (CERTIFICATE_REQUIRED_*):
+ * the planted military and police end users raise it when the demo is configured to require
+ * certificates for them, and nothing is faked when it is not.
+ */
+async function seedDueDiligence(services: Services, o: { at: (day: number) => void; start: Date; ids: Record<'admin' | 'investigator' | 'customer', string>; log: (line: string) => void }) {
+  const investigatorId = o.ids.investigator;
+  const day = (d: number) => new Date(o.start.getTime() + d * DAY);
+  const { requiredRiskLevels, requiredEndUserTypes } = services.certificates.requirement;
+  if (!requiredRiskLevels.length && !requiredEndUserTypes.length) o.log('certificates: none required by this configuration (CERTIFICATE_REQUIRED_RISK_LEVELS, CERTIFICATE_REQUIRED_END_USER_TYPES), so no certificate-missing flags');
+  if ((await services.screening.lists()).some((l) => l._id === DEMO_SCREENING_LIST.listId)) return o.log('due diligence: already there');
+  o.at(78);
+  const { listId, name, source } = DEMO_SCREENING_LIST;
+  await services.screening.importList({ listId, name, source, versionDate: day(70), text: DEMO_SCREENING_LIST.entities.map((e) => JSON.stringify(e)).join('\n') }, investigatorId);
+
+  const register = async (sku: string, serial: string, party: { ownerOrganisation: string; contactName: string; country: string; endUserType: EndUserType; intendedUse: string }) => {
+    const model = await services.catalogue.getModel(sku);
+    await services.catalogue.createUnit({ sku, serial }, { userId: o.ids.admin });
+    const { registration } = await services.registrations.register(
+      { modelSku: sku, serial, ...party, contactEmail: DEMO_ACCOUNTS[2]!.email, city: '', region: '', declaredEndUse: 'As described in our purchase order.', purchaseDate: day(70), seller: PARTNERS[0], termsVersion: model.endUseTerms.at(-1)!.version, acceptTerms: true },
+      { userId: o.ids.customer },
+    );
+    return registration;
+  };
+
+  // A listed company registers a camera: held at submission; the investigator confirms the owner's hit.
+  o.at(80);
+  const listed = await register('DS-CAM-200', 'DD000001', { ownerOrganisation: 'Obsidian Signals Trading', contactName: 'Marek Voronin', country: 'AE', endUserType: 'commercial-company', intendedUse: 'site security' });
+  o.at(82);
+  const ownerHit = (await services.screening.hitsOf('registration', listed._id)).find((h) => h.subject.role === 'owner');
+  if (!ownerHit) throw new Error('seed: the demo screening list did not hold the listed company\'s registration');
+  await services.screeningReview.decide(ownerHit._id, 'true-match', 'Same trade licence number as the listed company on the proof of purchase.', investigatorId);
+
+  // Two gateways, one certificate for one unit, valid until day 150.
+  o.at(85);
+  const gateway = { ownerOrganisation: 'Coastal Telecom Ltd', contactName: 'Kofi Customer', country: 'KE', endUserType: 'commercial-company' as const, intendedUse: 'lawful interception under judicial warrant' };
+  const [first, second] = [await register('DS-LI-900', 'DD000002', gateway), await register('DS-LI-900', 'DD000003', gateway)];
+  o.at(86);
+  const number = 'KE-EUC-2026-0042';
+  const { certificate } = await services.certificates.upload(
+    { issuingAuthority: 'Communications Authority of Kenya', number, endUser: 'Coastal Telecom Ltd', statedEndUse: 'Lawful interception under judicial warrant', validFrom: day(75), validUntil: day(150), items: [{ modelId: 'DS-LI-900', quantity: 1 }] },
+    { buffer: await certificatePdf(number), originalname: `${number}.pdf` },
+    { kind: 'registration', id: first._id },
+    investigatorId,
+  );
+  await services.certificates.attach(certificate._id, { kind: 'registration', id: second._id }, investigatorId);
+
+  // A visit to the exchange finds one gateway and not the other.
+  o.at(140);
+  const visit = await services.verification.plan({ plannedFor: day(145), inspector: 'Ines Investigator', site: 'Coastal Telecom exchange, Mombasa', unitIds: [first.unitId, second.unitId], checklist: ['serial numbers', 'location', 'end use'] }, investigatorId);
+  o.at(145);
+  await services.verification.recordOutcome(
+    visit._id,
+    {
+      units: [
+        { unitId: first.unitId, finding: 'seen', serialConfirmed: true, note: 'Racked in the lawful-intercept room, serial on the label.' },
+        { unitId: second.unitId, finding: 'not-found', serialConfirmed: false, note: 'Not at the exchange; staff said it was lent to another operator.' },
+      ],
+      locationConfirmed: false,
+      endUseConsistent: true,
+      findings: 'One of the two gateways is missing from the site.',
+    },
+    [],
+    investigatorId,
+  );
+
+  o.at(160);
+  const { raised } = await services.certificates.sweepExpired();
+  o.log(`due diligence: a listed party's registration held and confirmed, a certificate over quantity and expired (${raised} flags), a visit that did not find a unit`);
 }

@@ -9,7 +9,8 @@ import { createTestContext, type TestContext } from './helpers/context';
 describe('demo seed', () => {
   let ctx: TestContext;
   beforeAll(async () => {
-    ctx = await createTestContext();
+    // Configured as a demo portal should be: end-use certificates required for military and police end users, so certificate-missing is raised by the rule, not planted.
+    ctx = await createTestContext({ CERTIFICATE_REQUIRED_END_USER_TYPES: 'military,police-security' });
   });
   afterAll(() => ctx.close());
 
@@ -20,7 +21,7 @@ describe('demo seed', () => {
 
     expect(first.accounts.map((a) => [a.role, a.email])).toEqual(DEMO_ACCOUNTS.map((a) => [a.role, a.email]));
     expect(first.accounts.every((a) => typeof a.password === 'string' && a.password.length >= 12)).toBe(true);
-    expect(first.counts).toMatchObject({ models: 4, units: 60 + 6, users: 3 }); // + the channel partner's six (seedPartners)
+    expect(first.counts).toMatchObject({ models: 4, units: 60 + 6 + 3, users: 3 }); // + the channel partner's six (seedPartners), the due-diligence three
     expect(first.counts.registrations).toBeGreaterThan(30);
     expect(first.counts.checkIns).toBeGreaterThan(500);
     expect(first.counts.reports).toBe(8);

@@ -17,9 +17,11 @@ import type { CheckInItem } from './services/check-ins';
 /**
  * The demo data set (`npm run seed`): a catalogue of four models of different risk, a few
  * thousand units, one account per role, registrations across many countries, transfers
- * (one pending on a high-risk model), weeks of firmware check-ins and misuse reports, all
- * made through the services so that summaries, flags and cases are the real ones. Some data
- * is planted to raise every red-flag rule the code raises.
+ * (one pending on a high-risk model), weeks of firmware check-ins and misuse reports, a channel
+ * partner, a made-up screening list, an end-use certificate and a verification visit, all made
+ * through the services so that summaries, flags and cases are the real ones. Some data is
+ * planted to raise every red-flag rule the code raises (`certificate-missing` only when the
+ * portal requires certificates: CERTIFICATE_REQUIRED_*).
  *
  * Idempotent: everything is keyed (fixed e-mails and SKUs, serial numbers by index, check-in
  * event ids, report texts) and skipped when already there, so a second run creates nothing.
@@ -285,7 +287,9 @@ export async function seedDemo(services: Services, options: SeedOptions): Promis
 
   // Before the cases are worked, so their flag cases are worked on the first run like the others.
   await seedPartners(services, { at, start, adminId: ids.admin!, apiKeyId, log });
-  await seedDueDiligence(services, { at, start, ids: { admin: ids.admin!, investigator: ids.investigator!, customer: ids.customer! }, log });
+  const [resold, ...gateways] = [regUnits.find((u) => u.sku === 'DS-CAM-200' && u !== pending), ...regUnits.filter((u) => u.sku === 'DS-LI-900').slice(0, 2)];
+  if (!resold || gateways.length < 2) throw new Error('seed: too few registered cameras and gateways for the due-diligence checks');
+  await seedDueDiligence(services, { at, start, ids: { investigator: ids.investigator!, customer: ids.customer! }, units: { resold, gateways: gateways as [PlannedUnit, PlannedUnit] }, log });
   await workCases(services, clock, end, adminActor, log);
 
   clock.set(end);
@@ -403,7 +407,7 @@ async function certificatePdf(number: string): Promise<Buffer> {
  * the planted military and police end users raise it when the demo is configured to require
  * certificates for them, and nothing is faked when it is not.
  */
-async function seedDueDiligence(services: Services, o: { at: (day: number) => void; start: Date; ids: Record<'admin' | 'investigator' | 'customer', string>; log: (line: string) => void }) {
+async function seedDueDiligence(services: Services, o: { at: (day: number) => void; start: Date; ids: Record<'investigator' | 'customer', string>; units: { resold: PlannedUnit; gateways: [PlannedUnit, PlannedUnit] }; log: (line: string) => void }) {
   const investigatorId = o.ids.investigator;
   const day = (d: number) => new Date(o.start.getTime() + d * DAY);
   const { requiredRiskLevels, requiredEndUserTypes } = services.certificates.requirement;
@@ -413,48 +417,43 @@ async function seedDueDiligence(services: Services, o: { at: (day: number) => vo
   const { listId, name, source } = DEMO_SCREENING_LIST;
   await services.screening.importList({ listId, name, source, versionDate: day(70), text: DEMO_SCREENING_LIST.entities.map((e) => JSON.stringify(e)).join('\n') }, investigatorId);
 
-  const register = async (sku: string, serial: string, party: { ownerOrganisation: string; contactName: string; country: string; endUserType: EndUserType; intendedUse: string }) => {
-    const model = await services.catalogue.getModel(sku);
-    await services.catalogue.createUnit({ sku, serial }, { userId: o.ids.admin });
-    const { registration } = await services.registrations.register(
-      { modelSku: sku, serial, ...party, contactEmail: DEMO_ACCOUNTS[2]!.email, city: '', region: '', declaredEndUse: 'As described in our purchase order.', purchaseDate: day(70), seller: PARTNERS[0], termsVersion: model.endUseTerms.at(-1)!.version, acceptTerms: true },
-      { userId: o.ids.customer },
-    );
-    return registration;
+  const registrationOf = async (u: PlannedUnit) => {
+    const unit = await Unit.findById(u.unitId, { registrationId: 1 }).lean();
+    const registration = unit?.registrationId ? await Registration.findById(unit.registrationId, { ownerOrganisation: 1, country: 1 }).lean() : null;
+    if (!registration) throw new Error(`seed: ${u.unitId} should be registered by now`);
+    return { unitId: u.unitId, registrationId: registration._id, owner: registration.ownerOrganisation, country: registration.country };
   };
 
-  // A listed company registers a camera: held at submission; the investigator confirms the owner's hit.
+  // A camera's owner reports its resale to a listed company: held; the investigator confirms the new owner's hit.
   o.at(80);
-  const listed = await register('DS-CAM-200', 'DD000001', { ownerOrganisation: 'Obsidian Signals Trading', contactName: 'Marek Voronin', country: 'AE', endUserType: 'commercial-company', intendedUse: 'site security' });
+  const { transfer } = await services.registrations.requestTransfer(o.units.resold.unitId, { kind: 'resale', newOwner: { organisation: 'Obsidian Signals Trading', contactName: 'Marek Voronin', endUserType: 'commercial-company' }, country: 'AE', reason: 'Sold with the rest of our branch equipment.', effectiveDate: day(80) }, o.ids.customer);
   o.at(82);
-  const ownerHit = (await services.screening.hitsOf('registration', listed._id)).find((h) => h.subject.role === 'owner');
-  if (!ownerHit) throw new Error('seed: the demo screening list did not hold the listed company\'s registration');
-  await services.screeningReview.decide(ownerHit._id, 'true-match', 'Same trade licence number as the listed company on the proof of purchase.', investigatorId);
+  const ownerHit = (await services.screening.hitsOf('transfer', transfer._id)).find((h) => h.subject.role === 'new-owner');
+  if (!ownerHit) throw new Error('seed: the demo screening list did not hold the resale to the listed company');
+  await services.screeningReview.decide(ownerHit._id, 'true-match', 'Same trade licence number as the listed company on the bill of sale.', investigatorId);
 
-  // Two gateways, one certificate for one unit, valid until day 150.
-  o.at(85);
-  const gateway = { ownerOrganisation: 'Coastal Telecom Ltd', contactName: 'Kofi Customer', country: 'KE', endUserType: 'commercial-company' as const, intendedUse: 'lawful interception under judicial warrant' };
-  const [first, second] = [await register('DS-LI-900', 'DD000002', gateway), await register('DS-LI-900', 'DD000003', gateway)];
+  // Two registered gateways, one certificate covering one unit, valid until day 150.
   o.at(86);
-  const number = 'KE-EUC-2026-0042';
+  const [first, second] = [await registrationOf(o.units.gateways[0]), await registrationOf(o.units.gateways[1])];
+  const number = `${first.country}-EUC-0042`;
   const { certificate } = await services.certificates.upload(
-    { issuingAuthority: 'Communications Authority of Kenya', number, endUser: 'Coastal Telecom Ltd', statedEndUse: 'Lawful interception under judicial warrant', validFrom: day(75), validUntil: day(150), items: [{ modelId: 'DS-LI-900', quantity: 1 }] },
+    { issuingAuthority: `Export licensing authority (${first.country})`, number, endUser: first.owner, statedEndUse: 'Lawful interception under judicial warrant', validFrom: day(75), validUntil: day(150), items: [{ modelId: 'DS-LI-900', quantity: 1 }] },
     { buffer: await certificatePdf(number), originalname: `${number}.pdf` },
-    { kind: 'registration', id: first._id },
+    { kind: 'registration', id: first.registrationId },
     investigatorId,
   );
-  await services.certificates.attach(certificate._id, { kind: 'registration', id: second._id }, investigatorId);
+  await services.certificates.attach(certificate._id, { kind: 'registration', id: second.registrationId }, investigatorId);
 
-  // A visit to the exchange finds one gateway and not the other.
+  // A visit to the first gateway's site finds it, and not the second one said to be there too.
   o.at(140);
-  const visit = await services.verification.plan({ plannedFor: day(145), inspector: 'Ines Investigator', site: 'Coastal Telecom exchange, Mombasa', unitIds: [first.unitId, second.unitId], checklist: ['serial numbers', 'location', 'end use'] }, investigatorId);
+  const visit = await services.verification.plan({ plannedFor: day(145), inspector: 'Ines Investigator', site: `${first.owner}, main site (${first.country})`, unitIds: [first.unitId, second.unitId], checklist: ['serial numbers', 'location', 'end use'] }, investigatorId);
   o.at(145);
   await services.verification.recordOutcome(
     visit._id,
     {
       units: [
-        { unitId: first.unitId, finding: 'seen', serialConfirmed: true, note: 'Racked in the lawful-intercept room, serial on the label.' },
-        { unitId: second.unitId, finding: 'not-found', serialConfirmed: false, note: 'Not at the exchange; staff said it was lent to another operator.' },
+        { unitId: first.unitId, finding: 'seen', serialConfirmed: true, note: 'Racked in the equipment room, serial on the label.' },
+        { unitId: second.unitId, finding: 'not-found', serialConfirmed: false, note: 'Not on site; staff said it was lent to another operator.' },
       ],
       locationConfirmed: false,
       endUseConsistent: true,
@@ -466,5 +465,5 @@ async function seedDueDiligence(services: Services, o: { at: (day: number) => vo
 
   o.at(160);
   const { raised } = await services.certificates.sweepExpired();
-  o.log(`due diligence: a listed party's registration held and confirmed, a certificate over quantity and expired (${raised} flags), a visit that did not find a unit`);
+  o.log(`due diligence: a resale to a listed party held and confirmed, a certificate over quantity and expired (${raised} flags), a visit that did not find a unit`);
 }

@@ -21,14 +21,14 @@ describe('demo seed', () => {
 
     expect(first.accounts.map((a) => [a.role, a.email])).toEqual(DEMO_ACCOUNTS.map((a) => [a.role, a.email]));
     expect(first.accounts.every((a) => typeof a.password === 'string' && a.password.length >= 12)).toBe(true);
-    expect(first.counts).toMatchObject({ models: 4, units: 60 + 6 + 3, users: 3 }); // + the channel partner's six (seedPartners), the due-diligence three
+    expect(first.counts).toMatchObject({ models: 4, units: 60 + 6, users: 3 }); // + the channel partner's six (seedPartners)
     expect(first.counts.registrations).toBeGreaterThan(30);
     expect(first.counts.checkIns).toBeGreaterThan(500);
     expect(first.counts.reports).toBe(8);
     expect(first.counts.cases).toBeGreaterThan(8);
     // Every rule, the misuse-report one included (seed reports name units).
     expect(FLAG_RULES.filter((r) => !((first.flagsByRule[r] ?? 0) > 0))).toEqual([]);
-    expect(await Transfer.countDocuments({ status: 'pending' })).toBe(1);
+    expect(await Transfer.countDocuments({ status: 'pending' })).toBe(2); // a high-risk resale, and one to a listed party (held by screening)
     expect(lines.some((l) => l.startsWith('check-ins: round 16/16'))).toBe(true);
     expect(ctx.clock.now().toISOString()).toBe('2026-06-30T12:00:00.000Z'); // the seed's walk through time ends where it began
 

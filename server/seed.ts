@@ -465,5 +465,14 @@ async function seedDueDiligence(services: Services, o: { at: (day: number) => vo
 
   o.at(160);
   const { raised } = await services.certificates.sweepExpired();
+  // Renewed for the gateway still on site only, ending soon after the demo's today: the dashboard's "expiring in 30 days".
+  o.at(165);
+  const renewed = `${first.country}-EUC-0077`;
+  await services.certificates.upload(
+    { issuingAuthority: `Export licensing authority (${first.country})`, number: renewed, endUser: first.owner, statedEndUse: 'Lawful interception under judicial warrant', validFrom: day(151), validUntil: day(200), items: [{ modelId: 'DS-LI-900', quantity: 1 }] },
+    { buffer: await certificatePdf(renewed), originalname: `${renewed}.pdf` },
+    { kind: 'registration', id: first.registrationId },
+    investigatorId,
+  );
   o.log(`due diligence: a resale to a listed party held and confirmed, a certificate over quantity and expired (${raised} flags), a visit that did not find a unit`);
 }

@@ -28,6 +28,7 @@ describe('demo seed', () => {
     expect(first.counts.cases).toBeGreaterThan(8);
     // Every rule, the misuse-report one included (seed reports name units).
     expect(FLAG_RULES.filter((r) => !((first.flagsByRule[r] ?? 0) > 0))).toEqual([]);
+    expect((await ctx.services.certificates.expiringSoon({ page: 1, perPage: 6, skip: 0, limit: 6 })).items).toHaveLength(1); // the dashboard has one to show
     expect(await Transfer.countDocuments({ status: 'pending' })).toBe(2); // a high-risk resale, and one to a listed party (held by screening)
     expect(lines.some((l) => l.startsWith('check-ins: round 16/16'))).toBe(true);
     expect(ctx.clock.now().toISOString()).toBe('2026-06-30T12:00:00.000Z'); // the seed's walk through time ends where it began

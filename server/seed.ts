@@ -1,5 +1,6 @@
 import crypto from 'node:crypto';
 import { Readable } from 'node:stream';
+import { PDFDocument } from 'pdf-lib';
 import type { Clock } from './clock';
 import { NotFoundError } from './errors';
 import { ApiKey, User, type Role } from '../models/auth';
@@ -16,9 +17,11 @@ import type { CheckInItem } from './services/check-ins';
 /**
  * The demo data set (`npm run seed`): a catalogue of four models of different risk, a few
  * thousand units, one account per role, registrations across many countries, transfers
- * (one pending on a high-risk model), weeks of firmware check-ins and misuse reports, all
- * made through the services so that summaries, flags and cases are the real ones. Some data
- * is planted to raise every red-flag rule the code raises.
+ * (one pending on a high-risk model), weeks of firmware check-ins and misuse reports, a channel
+ * partner, a made-up screening list, an end-use certificate and a verification visit, all made
+ * through the services so that summaries, flags and cases are the real ones. Some data is
+ * planted to raise every red-flag rule the code raises (`certificate-missing` only when the
+ * portal requires certificates: CERTIFICATE_REQUIRED_*).
  *
  * Idempotent: everything is keyed (fixed e-mails and SKUs, serial numbers by index, check-in
  * event ids, report texts) and skipped when already there, so a second run creates nothing.
@@ -284,6 +287,9 @@ export async function seedDemo(services: Services, options: SeedOptions): Promis
 
   // Before the cases are worked, so their flag cases are worked on the first run like the others.
   await seedPartners(services, { at, start, adminId: ids.admin!, apiKeyId, log });
+  const [resold, ...gateways] = [regUnits.find((u) => u.sku === 'DS-CAM-200' && u !== pending), ...regUnits.filter((u) => u.sku === 'DS-LI-900').slice(0, 2)];
+  if (!resold || gateways.length < 2) throw new Error('seed: too few registered cameras and gateways for the due-diligence checks');
+  await seedDueDiligence(services, { at, start, ids: { investigator: ids.investigator!, customer: ids.customer! }, units: { resold, gateways: gateways as [PlannedUnit, PlannedUnit] }, log });
   await workCases(services, clock, end, adminActor, log);
 
   clock.set(end);
@@ -368,4 +374,105 @@ async function seedPartners(services: Services, o: { at: (day: number) => void; 
   o.at(120);
   const swept = await services.partners.sweepDiversion();
   o.log(`partners: 1 distributor, ${units.length} units, ${swept.raised} flags after the grace periods`);
+}
+
+/**
+ * The demo screening list: parties we made up (no real person or company), in the
+ * FollowTheMoney JSON-lines format the screening import reads.
+ */
+const DEMO_SCREENING_LIST = {
+  listId: 'demo-restricted-parties',
+  name: 'Demo restricted parties',
+  source: 'Made up for the demo: no real person or company',
+  entities: [
+    { id: 'demo-c-001', schema: 'Company', properties: { name: ['Obsidian Signals Trading LLC'], alias: ['Obsidian Signals'], country: ['ae'], program: ['Demo export-control list'] } },
+    { id: 'demo-p-001', schema: 'Person', properties: { name: ['Marek Voronin'], nationality: ['by'], birthDate: ['1971-04-12'], program: ['Demo sanctions list'] } },
+    { id: 'demo-c-002', schema: 'Company', properties: { name: ['Blue Lantern Surveillance Solutions'], country: ['mm'], program: ['Demo export-control list'] } },
+  ],
+};
+
+/** A one-page PDF standing in for a scanned certificate. */
+async function certificatePdf(number: string): Promise<Buffer> {
+  const doc = await PDFDocument.create();
+  doc.setTitle(`End-use certificate ${number}`);
+  doc.addPage([420, 300]).drawText(`End-use certificate ${number} (demo)`, { x: 40, y: 240, size: 14 });
+  return Buffer.from(await doc.save());
+}
+
+/**
+ * The export-control checks, each red flag once: a registration by a listed party (held, the
+ * hit confirmed by the investigator), a certificate attached to more units than it covers and
+ * that expires before the demo ends, and a verification visit that does not find a unit.
+ * `certificate-missing` comes from the portal's own requirement (CERTIFICATE_REQUIRED_*):
+ * the planted military and police end users raise it when the demo is configured to require
+ * certificates for them, and nothing is faked when it is not.
+ */
+async function seedDueDiligence(services: Services, o: { at: (day: number) => void; start: Date; ids: Record<'investigator' | 'customer', string>; units: { resold: PlannedUnit; gateways: [PlannedUnit, PlannedUnit] }; log: (line: string) => void }) {
+  const investigatorId = o.ids.investigator;
+  const day = (d: number) => new Date(o.start.getTime() + d * DAY);
+  const { requiredRiskLevels, requiredEndUserTypes } = services.certificates.requirement;
+  if (!requiredRiskLevels.length && !requiredEndUserTypes.length) o.log('certificates: none required by this configuration (CERTIFICATE_REQUIRED_RISK_LEVELS, CERTIFICATE_REQUIRED_END_USER_TYPES), so no certificate-missing flags');
+  if ((await services.screening.lists()).some((l) => l._id === DEMO_SCREENING_LIST.listId)) return o.log('due diligence: already there');
+  o.at(78);
+  const { listId, name, source } = DEMO_SCREENING_LIST;
+  await services.screening.importList({ listId, name, source, versionDate: day(70), text: DEMO_SCREENING_LIST.entities.map((e) => JSON.stringify(e)).join('\n') }, investigatorId);
+
+  const registrationOf = async (u: PlannedUnit) => {
+    const unit = await Unit.findById(u.unitId, { registrationId: 1 }).lean();
+    const registration = unit?.registrationId ? await Registration.findById(unit.registrationId, { ownerOrganisation: 1, country: 1 }).lean() : null;
+    if (!registration) throw new Error(`seed: ${u.unitId} should be registered by now`);
+    return { unitId: u.unitId, registrationId: registration._id, owner: registration.ownerOrganisation, country: registration.country };
+  };
+
+  // A camera's owner reports its resale to a listed company: held; the investigator confirms the new owner's hit.
+  o.at(80);
+  const { transfer } = await services.registrations.requestTransfer(o.units.resold.unitId, { kind: 'resale', newOwner: { organisation: 'Obsidian Signals Trading', contactName: 'Marek Voronin', endUserType: 'commercial-company' }, country: 'AE', reason: 'Sold with the rest of our branch equipment.', effectiveDate: day(80) }, o.ids.customer);
+  o.at(82);
+  const ownerHit = (await services.screening.hitsOf('transfer', transfer._id)).find((h) => h.subject.role === 'new-owner');
+  if (!ownerHit) throw new Error('seed: the demo screening list did not hold the resale to the listed company');
+  await services.screeningReview.decide(ownerHit._id, 'true-match', 'Same trade licence number as the listed company on the bill of sale.', investigatorId);
+
+  // Two registered gateways, one certificate covering one unit, valid until day 150.
+  o.at(86);
+  const [first, second] = [await registrationOf(o.units.gateways[0]), await registrationOf(o.units.gateways[1])];
+  const number = `${first.country}-EUC-0042`;
+  const { certificate } = await services.certificates.upload(
+    { issuingAuthority: `Export licensing authority (${first.country})`, number, endUser: first.owner, statedEndUse: 'Lawful interception under judicial warrant', validFrom: day(75), validUntil: day(150), items: [{ modelId: 'DS-LI-900', quantity: 1 }] },
+    { buffer: await certificatePdf(number), originalname: `${number}.pdf` },
+    { kind: 'registration', id: first.registrationId },
+    investigatorId,
+  );
+  await services.certificates.attach(certificate._id, { kind: 'registration', id: second.registrationId }, investigatorId);
+
+  // A visit to the first gateway's site finds it, and not the second one said to be there too.
+  o.at(140);
+  const visit = await services.verification.plan({ plannedFor: day(145), inspector: 'Ines Investigator', site: `${first.owner}, main site (${first.country})`, unitIds: [first.unitId, second.unitId], checklist: ['serial numbers', 'location', 'end use'] }, investigatorId);
+  o.at(145);
+  await services.verification.recordOutcome(
+    visit._id,
+    {
+      units: [
+        { unitId: first.unitId, finding: 'seen', serialConfirmed: true, note: 'Racked in the equipment room, serial on the label.' },
+        { unitId: second.unitId, finding: 'not-found', serialConfirmed: false, note: 'Not on site; staff said it was lent to another operator.' },
+      ],
+      locationConfirmed: false,
+      endUseConsistent: true,
+      findings: 'One of the two gateways is missing from the site.',
+    },
+    [],
+    investigatorId,
+  );
+
+  o.at(160);
+  const { raised } = await services.certificates.sweepExpired();
+  // Renewed for the gateway still on site only, ending soon after the demo's today: the dashboard's "expiring in 30 days".
+  o.at(165);
+  const renewed = `${first.country}-EUC-0077`;
+  await services.certificates.upload(
+    { issuingAuthority: `Export licensing authority (${first.country})`, number: renewed, endUser: first.owner, statedEndUse: 'Lawful interception under judicial warrant', validFrom: day(151), validUntil: day(200), items: [{ modelId: 'DS-LI-900', quantity: 1 }] },
+    { buffer: await certificatePdf(renewed), originalname: `${renewed}.pdf` },
+    { kind: 'registration', id: first.registrationId },
+    investigatorId,
+  );
+  o.log(`due diligence: a resale to a listed party held and confirmed, a certificate over quantity and expired (${raised} flags), a visit that did not find a unit`);
 }

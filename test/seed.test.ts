@@ -9,7 +9,8 @@ import { createTestContext, type TestContext } from './helpers/context';
 describe('demo seed', () => {
   let ctx: TestContext;
   beforeAll(async () => {
-    ctx = await createTestContext();
+    // Configured as a demo portal should be: end-use certificates required for military and police end users, so certificate-missing is raised by the rule, not planted.
+    ctx = await createTestContext({ CERTIFICATE_REQUIRED_END_USER_TYPES: 'military,police-security' });
   });
   afterAll(() => ctx.close());
 
@@ -27,7 +28,8 @@ describe('demo seed', () => {
     expect(first.counts.cases).toBeGreaterThan(8);
     // Every rule, the misuse-report one included (seed reports name units).
     expect(FLAG_RULES.filter((r) => !((first.flagsByRule[r] ?? 0) > 0))).toEqual([]);
-    expect(await Transfer.countDocuments({ status: 'pending' })).toBe(1);
+    expect((await ctx.services.certificates.expiringSoon({ page: 1, perPage: 6, skip: 0, limit: 6 })).items).toHaveLength(1); // the dashboard has one to show
+    expect(await Transfer.countDocuments({ status: 'pending' })).toBe(2); // a high-risk resale, and one to a listed party (held by screening)
     expect(lines.some((l) => l.startsWith('check-ins: round 16/16'))).toBe(true);
     expect(ctx.clock.now().toISOString()).toBe('2026-06-30T12:00:00.000Z'); // the seed's walk through time ends where it began
 

@@ -6,7 +6,7 @@ import type { Page } from 'playwright-core';
 import { browserSuite, phonePage, screenshot, tmpFile } from './helpers/browser';
 import { makeModel } from './helpers/catalogue';
 import { makeUser, unique } from './helpers/factories';
-import { digitsOf, evidenceBytes, jpegWithGps, reportAsRead } from './helpers/reports';
+import { countReportsDescribing, digitsOf, evidenceBytes, jpegWithGps, reportAsRead } from './helpers/reports';
 
 const WEEK = 7 * 86_400_000;
 
@@ -116,6 +116,75 @@ describe('reporting misuse from a phone (headless Chromium)', () => {
   const widthOverflow = (page: Page) => page.evaluate<number>('document.documentElement.scrollWidth - window.innerWidth');
   /** Latin words in what a person sees (the page's own strings should all be Arabic). */
   const latinWords = (page: Page) => page.evaluate<string[]>('document.body.innerText.match(/\\p{Script=Latin}{3,}/gu) ?? []');
+
+  /** The fields every report needs, as a person fills them in. */
+  const fillRequired = async (page: Page, description: string) => {
+    await page.selectOption('#f-reporterKind', 'ngo');
+    await page.selectOption('#f-country', 'MX');
+    await page.check('input[name="harmCategories"][value="privacy-surveillance"]');
+    await page.fill('#f-description', description);
+  };
+  const receiptOn = async (page: Page) => (await page.textContent('#receipt'))!.trim().replace(/\s+/g, ' ');
+  const reportFiledWith = async (receipt: string) => reportAsRead(suite.ctx, await createReceiptHasher(suite.ctx.config.jwt.secret)(digitsOf(receipt)));
+
+  it('answers a 70,000-character testimony with a message about its length, keeps every character in the box and the photo attached, then files it shortened', async () => {
+    const photo = tmpFile('IMG_8800.jpg', await jpegWithGps({ r: 20, g: 140, b: 90 }));
+    const testimony = `Testimony ${'w'.repeat(70_000)}`;
+    const page = await phonePage(suite.browser);
+    await page.goto(`${suite.site.url}/report`);
+    await fillRequired(page, testimony);
+    await page.setInputFiles('#f-evidence', photo);
+    await page.waitForSelector('form[data-pow-done="true"]', { timeout: 20_000 });
+    // Stated before sending: the counter, past the limit, reads as an error.
+    expect(await page.textContent('#f-description-count')).toBe('70,010 of 10,000 characters');
+    expect(await page.getAttribute('#f-description-count', 'class')).toContain('field-error');
+    await page.click('form[action^="/report?challenge="] button[type="submit"]');
+    await page.waitForSelector('#f-description-error');
+    expect(await page.textContent('#f-description-error')).toContain('What happened? has 70,010 characters; at most 10,000 fit.');
+    expect(await page.content()).not.toContain('could not be received');
+    expect(await page.inputValue('#f-description')).toBe(testimony);
+    expect(await page.textContent('#kept-evidence')).toContain('evidence-1');
+    await screenshot(page, 'report-long-1-refused');
+
+    const shortened = `Testimony ${'w'.repeat(9000)}`;
+    await page.fill('#f-description', shortened);
+    await page.waitForSelector('form[data-pow-done="true"]', { timeout: 20_000 });
+    await page.click('form[action^="/report?challenge="] button[type="submit"]');
+    await page.waitForSelector('#receipt');
+    const report = await reportFiledWith(await receiptOn(page));
+    await page.context().close();
+    expect(report.what!.description).toBe(shortened);
+    expect(report.evidence.map((e) => e.name)).toEqual(['evidence-1.jpg']);
+  }, 90_000);
+
+  it('keeps the typed text and the attached photo of a form sent too soon without JavaScript, lists the photo as attached, and files the report with it once sent again', async () => {
+    const photo = tmpFile('IMG_9100.jpg', await jpegWithGps({ r: 200, g: 20, b: 200 }));
+    const description = `Cameras installed outside the clinic ${unique('no-js')}`;
+    // Tor Browser's safest level: no scripts, so no proof of work; the form must wait its minimum time.
+    const page = await (await suite.browser.newContext({ javaScriptEnabled: false, viewport: { width: 390, height: 844 } })).newPage();
+    await page.goto(`${suite.site.url}/report`);
+    await fillRequired(page, description);
+    await page.setInputFiles('#f-evidence', photo);
+    await page.click('form[action^="/report?challenge="] button[type="submit"]');
+
+    await page.waitForSelector('#kept-evidence');
+    expect(await page.textContent('body')).toContain('This form was sent within 30 seconds of opening it');
+    expect(await page.inputValue('#f-description')).toBe(description);
+    expect(await page.textContent('#kept-heading')).toContain('Already attached: 1 file');
+    expect(await page.textContent('#kept-evidence')).toContain('evidence-1');
+    expect(await countReportsDescribing(suite.ctx, description)).toBe(0);
+    expect(await widthOverflow(page)).toBeLessThanOrEqual(0);
+    await screenshot(page, 'report-too-soon-1-refused');
+
+    suite.ctx.clock.advance(30_000);
+    await page.click('form[action^="/report?challenge="] button[type="submit"]');
+    await page.waitForSelector('#receipt');
+    const report = await reportFiledWith(await receiptOn(page));
+    await page.context().close();
+    expect(report.what!.description).toBe(description);
+    expect(report.evidence.map((e) => e.name)).toEqual(['evidence-1.jpg']);
+    expect((await sharp(await evidenceBytes(suite.ctx, report._id, report.evidence[0]!.fileId)).metadata()).exif).toBeUndefined();
+  }, 90_000);
 
   it('files a report in Arabic right to left on a phone and a desktop, with no sideways scrolling, and opens its follow-up page', async () => {
     const photo = tmpFile('IMG_7001.jpg', await jpegWithGps());

@@ -1,7 +1,8 @@
 /*
  * Progressive help on the reporter forms; without JavaScript they work the same, with the
  * limits stated in the page and checked again by the server.
- * - a live character counter under each text with a limit (the textarea's maxlength holds too);
+ * - a live character counter under each text with a limit, marked as an error past it (not a
+ *   maxlength, which would silently cut a pasted testimony; the server refuses it, keeping it all);
  * - a file over the size limit is named before sending, so it does not cost the others;
  * - upload progress while the form is sent, then the page the server answers with.
  */
@@ -11,7 +12,7 @@
     var out = document.getElementById(area.getAttribute('data-counter'));
     if (!out) return;
     var template = out.getAttribute('data-template');
-    var max = parseInt(area.getAttribute('maxlength'), 10);
+    var max = parseInt(area.getAttribute('data-maxlength'), 10);
     function update() {
       out.textContent = template.replace('{count}', area.value.length.toLocaleString(document.documentElement.lang));
       out.classList.toggle('field-error', area.value.length > max);

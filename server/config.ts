@@ -90,6 +90,8 @@ const envSchema = z.object({
     .transform((v) => v.split(',').map((e) => e.trim().toLowerCase()).filter(Boolean))
     .refine((list) => list.every((e) => /^[^@\s]+@[^@\s]+$/.test(e)), 'a comma-separated list of e-mail addresses'),
   IDENTITY_GRANT_HOURS: z.coerce.number().int().min(1, 'must be at least 1 hour').max(720).default(24),
+  /** Whether investigators and admins must sign in with a second factor (TOTP). */
+  STAFF_TWO_FACTOR: z.enum(['required', 'optional'], 'must be required or optional').default('required'),
 });
 
 export type Env = Record<string, string | undefined>;
@@ -122,6 +124,8 @@ export interface Config {
   jobs: { leaseMs: number; checkInSweepMs: number; checkInIdleSweepMs: number; retentionEveryMs: number; reportLinksEveryMs: number };
   /** Outgoing mail: SMTP, or (smtpUrl null) .eml files in `dataDir/outbox`. */
   mail: { smtpUrl: string | null; from: string; publicUrl: string };
+  /** `required`: investigators and admins enrol a TOTP authenticator at their first sign-in. */
+  staffTwoFactor: 'required' | 'optional';
   /** Reading a reporter's identity: who approves besides admins, and how long a grant lasts. */
   identity: { custodianEmails: string[]; grantHours: number };
 }
@@ -221,5 +225,6 @@ export function loadConfig(env: Env = process.env): Config {
       publicUrl: (e.PUBLIC_URL ?? `http://${e.HOST}:${e.PORT}`).replace(/\/$/, ''),
     },
     identity: { custodianEmails: e.IDENTITY_CUSTODIAN_EMAILS, grantHours: e.IDENTITY_GRANT_HOURS },
+    staffTwoFactor: e.STAFF_TWO_FACTOR,
   };
 }

@@ -195,9 +195,9 @@ describe('accounts and sessions', () => {
     it('follows only same-site paths after login', async () => {
       for (const [next, expected] of [
         ['/admin/users', '/admin/users'],
-        ['//evil.example/x', '/account'],
-        ['https://evil.example', '/account'],
-        ['/\\evil.example', '/account'],
+        ['//evil.example/x', '/account/products'],
+        ['https://evil.example', '/account/products'],
+        ['/\\evil.example', '/account/products'],
       ]) {
         const { email } = await makeUser(ctx);
         const agent = pageAgent(ctx);

@@ -6,7 +6,7 @@ import { formAction } from '../server/middleware/forms';
 import { email, pagination, parse, parseBody, parseQuery, password, requiredText, shortText, toPage, pageBody } from '../server/middleware/validate';
 import { API_KEY_SCOPES } from '../server/domain/auth';
 import type { ApiKeyDoc, StoredUser } from '../server/store/auth';
-import { LANDING, type SecondStep } from '../server/services/auth';
+import { LANDING } from '../server/services/auth';
 import type { RouteContext } from './context';
 
 export const signUpInput = z.object({

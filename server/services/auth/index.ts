@@ -5,7 +5,7 @@ import type { Clock } from '../../clock';
 import type { Config } from '../../config';
 import type { AuditService } from '../audit';
 import type { NotificationsService } from '../notifications';
-import { BadRequestError, ConflictError, ForbiddenError, NotFoundError, UnauthorizedError, ValidationError } from '../../errors';
+import { BadRequestError, ConflictError, ForbiddenError, NotFoundError, UnauthorizedError } from '../../errors';
 import { isUserId, type Role } from '../../domain/auth';
 import type { Stores } from '../../store';
 import type { StoredUser, UserDoc } from '../../store/auth';

@@ -44,12 +44,13 @@ export type CasesService = ReturnType<typeof createCaseIntake>;
  */
 export function createCasesService(deps: CaseDeps & { intake: CasesService; ports: CasePorts }) {
   const { ports } = deps;
+  const leverage = caseLeverage(deps, ports);
   return {
     ...deps.intake,
     ...caseQueue(deps),
     ...caseDossier(deps, ports),
-    ...caseWorkflow(deps, ports.reports),
-    ...caseLeverage(deps, ports),
+    ...caseWorkflow(deps, ports.reports, leverage.endAction),
+    ...leverage,
     ...caseMerging(deps),
     ...caseReporting(deps, ports.reports),
     ...caseIdentity(deps, ports.reports),

@@ -45,8 +45,8 @@ export const triageInput = z.object({
   involvementRationale: needed(4000, 'Rationale'),
 });
 
-/** A form sends each open action's fate as `openActions.<actionId>`; the API as one object. */
-const OPEN_ACTION_FIELD = 'openActions.';
+/** A form sends each open action's fate as `openAction-<actionId>` (flat: no dotted keys); the API as one object. */
+const OPEN_ACTION_FIELD = 'openAction-';
 const withOpenActions = (body: unknown) => {
   if (!body || typeof body !== 'object') return body;
   const flat = Object.entries(body).filter(([k]) => k.startsWith(OPEN_ACTION_FIELD));

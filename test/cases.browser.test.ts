@@ -27,26 +27,38 @@ describe('an investigator works a case from new to closed (headless Chromium)', 
     return submit(page, '/transition');
   }
 
+  /** Whether the page scrolls sideways at its current width. */
+  const overflows = (page: Page) => page.evaluate<boolean>('document.documentElement.scrollWidth > window.innerWidth');
+
   it('triages, investigates, withholds the unit’s updates, remediates and closes; the unit answers withheld, and allowed once lifted', async () => {
     const { unit } = await makeUnit(suite.ctx);
     const { caseId, reportId } = await makeReportCase(suite.ctx, { unitId: unit._id, modelId: unit.modelId });
     const { user, email, password } = await makeUser(suite.ctx, 'investigator', { name: 'Imani Njoroge' });
 
     const page = await (await suite.browser.newContext({ viewport: { width: 1280, height: 900 } })).newPage();
-    await page.goto(`${suite.site.url}/login?next=/cases`);
+    page.setDefaultTimeout(10_000);
+    await page.goto(`${suite.site.url}/login`);
     await page.fill('#f-email', email);
     await page.fill('#f-password', password);
     await Promise.all([page.waitForNavigation(), page.click('form[action="/login"] button[type="submit"]')]);
+    // Investigators land on the queue; its first case is visible without scrolling at 1280×900.
     expect(new URL(page.url()).pathname).toBe('/cases');
+    const firstCase = await page.locator('table.queue tbody tr').first().boundingBox();
+    expect(firstCase!.y + firstCase!.height).toBeLessThanOrEqual(900);
+    expect(await overflows(page)).toBe(false);
+    await screenshot(page, 'queue-1280');
     await Promise.all([page.waitForNavigation(), page.click(`a[href="/cases/${caseId}"]`)]);
     expect(await page.textContent('h1')).toContain(caseId);
+    expect(await overflows(page)).toBe(false);
+    // Summary first, then the conversation with the reporter, before timelines and links.
+    const order = await page.evaluate<number[]>(`['summary', 'reports', 'units', 'links', 'work', 'history'].map((id) => document.getElementById(id).getBoundingClientRect().top)`);
+    expect(order).toEqual([...order].sort((a, b) => a - b));
 
-    // Take the case, acknowledge the report, triage.
-    await page.selectOption('#f-userId', String(user._id));
-    expect(await submit(page, '/assignees')).toBe('Investigator assigned.');
+    // Nobody is assigned yet: acknowledging and triaging need no assignment.
     expect(await submit(page, '/acknowledge')).toContain('Receipt acknowledged');
-    await page.check('input[name="harmCategories"][value="privacy-surveillance"]');
-    await page.check('input[name="harmCategories"][value="life-liberty-security"]');
+    // The reporter's harm category is pre-filled, and says where it came from.
+    expect(await page.isChecked('input[name="harmCategories"][value="privacy-surveillance"]')).toBe(true);
+    expect(await page.textContent('.prefilled')).toContain(`privacy surveillance (from report ${reportId})`);
     await page.selectOption('#f-scale', '4');
     await page.selectOption('#f-scope', '2');
     await page.selectOption('#f-irremediable', '3');
@@ -54,6 +66,12 @@ describe('an investigator works a case from new to closed (headless Chromium)', 
     await page.selectOption('#f-involvement', 'directly-linked');
     await page.fill('#f-involvementRationale', 'A third party uses our camera to watch a clinic entrance.');
     expect(await submit(page, '/triage')).toBe('Triage saved: priority high.');
+    expect((await Case.findById(caseId).lean())!.harmCategories).toEqual(['privacy-surveillance']);
+
+    // The assign menu offers no default; "Assign to me" is one click.
+    expect(await page.inputValue('#f-userId')).toBe('');
+    await Promise.all([page.waitForNavigation(), page.click('button:has-text("Assign to me")')]);
+    expect(await page.textContent('.notice')).toBe('Investigator assigned.');
 
     // A refused move keeps what was typed and says why.
     await page.selectOption('#f-to', 'closed');
@@ -84,7 +102,21 @@ describe('an investigator works a case from new to closed (headless Chromium)', 
     await page.fill('#f-toWhom', 'Patients of the clinic');
     await page.fill('#f-reporterFeedback', 'The recordings were deleted and the cameras moved.');
     expect(await submit(page, '/remediation')).toBe('Remediation recorded.');
+
+    // Closing with the withholding still open asks what becomes of it, keeping what was typed.
+    const actionId = (await Case.findById(caseId).lean())!.actions[0]!._id;
+    expect(await moveTo(page, 'closed', 'Remedy delivered and verified', 'substantiated')).toContain('open action');
+    expect(await page.textContent(`[id="f-openActions.${actionId}"] .field-error`)).toContain('withhold updates');
+    expect(await page.inputValue('#f-reason')).toBe('Remedy delivered and verified');
+    expect((await Case.findById(caseId).lean())!.status).toBe('remediation');
+    await page.check(`input[name="openAction-${actionId}"][value="keep"]`);
     expect(await moveTo(page, 'closed', 'Remedy delivered and verified', 'substantiated')).toBe('The case is now closed.');
+
+    // On a phone the closed case page does not scroll sideways.
+    await page.setViewportSize({ width: 390, height: 844 });
+    expect(await page.evaluate<number>('document.documentElement.scrollWidth')).toBeLessThanOrEqual(390);
+    await screenshot(page, 'case-closed-390');
+    await page.setViewportSize({ width: 1280, height: 900 });
 
     const shot = await screenshot(page, 'case-closed');
     expect(shot).toMatch(/case-closed\.png$/);
@@ -102,6 +134,8 @@ describe('an investigator works a case from new to closed (headless Chromium)', 
     expect((await Report.findById(reportId).lean())!.messages.at(-1)).toMatchObject({ from: 'investigator', userId: String(user._id) });
     const audited = (await AuditEntry.find({ subjectKind: 'case', subjectId: caseId }).sort({ seq: 1 }).lean()).map((e) => e.action);
     expect(audited).toEqual(expect.arrayContaining(['case.assigned', 'case.acknowledged', 'case.triaged', 'case.action-added', 'case.message-posted', 'case.remediation-recorded', 'case.status-changed']));
+    const closing = await AuditEntry.findOne({ subjectKind: 'case', subjectId: caseId, action: 'case.status-changed', 'detail.to': 'closed' }).lean();
+    expect(closing!.detail).toMatchObject({ openActions: { [actionId]: 'keep' } });
     expect((await suite.ctx.services.audit.verify()).ok).toBe(true);
 
     // The unit's next check-in is answered "withheld".
@@ -113,12 +147,11 @@ describe('an investigator works a case from new to closed (headless Chromium)', 
     expect(checkIn.body).toMatchObject({ serial: unit.serial, answer: 'withheld' });
 
     // Lifting the withholding from the case page restores updates at the next check-in.
-    const actionId = stored.actions[0]!._id;
     await page.selectOption(`#s-${actionId}`, 'lifted');
     await page.fill(`#o-${actionId}`, 'Cameras moved; updates may resume.');
     expect(await submit(page, `/actions/${actionId}`)).toBe('Action updated.');
     suite.ctx.clock.advance(60_000);
     const after = await request(suite.ctx.app).post('/api/v1/check-ins').set(device.auth).send(checkInItem(unit, { observedAt: suite.ctx.clock.now().toISOString() }));
     expect(after.body).toMatchObject({ serial: unit.serial, answer: 'allowed' });
-  });
+  }, 90_000);
 });

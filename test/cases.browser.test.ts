@@ -1,10 +1,14 @@
+import crypto from 'node:crypto';
 import request from 'supertest';
 import type { Page } from 'playwright-core';
 import { AuditEntry } from '../models/audit';
+import { User } from '../models/auth';
 import { Case } from '../models/cases';
 import { Unit } from '../models/catalogue';
 import { Report } from '../models/reports';
-import { browserSuite, screenshot } from './helpers/browser';
+import { createApp } from '../server/app';
+import { createLogger } from '../server/logger';
+import { browserSuite, screenshot, serve } from './helpers/browser';
 import { makeReportCase } from './helpers/cases';
 import { makeUnit } from './helpers/catalogue';
 import { checkInItem, makeApiKey } from './helpers/check-ins';
@@ -154,4 +158,55 @@ describe('an investigator works a case from new to closed (headless Chromium)', 
     const after = await request(suite.ctx.app).post('/api/v1/check-ins').set(device.auth).send(checkInItem(unit, { observedAt: suite.ctx.clock.now().toISOString() }));
     expect(after.body).toMatchObject({ serial: unit.serial, answer: 'allowed' });
   }, 90_000);
+
+  /** RFC 6238 from the key the page shows, computed here rather than by the app. */
+  function totpCode(secret: string, at: Date) {
+    const alphabet = 'ABCDEFGHIJKLMNOPQRSTUVWXYZ234567';
+    const bits = [...secret.replace(/\s/g, '')].map((c) => alphabet.indexOf(c).toString(2).padStart(5, '0')).join('');
+    const key = Buffer.from((bits.match(/.{8}/g) ?? []).map((b) => parseInt(b, 2)));
+    const counter = Buffer.alloc(8);
+    counter.writeBigUInt64BE(BigInt(Math.floor(at.getTime() / 30_000)));
+    const mac = crypto.createHmac('sha1', key).update(counter).digest();
+    return String((mac.readUInt32BE(mac[19]! & 15) & 0x7fffffff) % 1_000_000).padStart(6, '0');
+  }
+
+  it('makes staff enrol at first sign-in from the QR page, then sign in with a code; both fit a phone', async () => {
+    // Another instance on the same database, with two-factor sign-in required as in production.
+    const strict = await serve({ ...suite.ctx, app: createApp({ config: { ...suite.ctx.config, staffTwoFactor: 'required' }, db: suite.ctx.db, clock: suite.ctx.clock, logger: createLogger('silent') }) });
+    const { email, password } = await makeUser(suite.ctx, 'investigator', { name: 'Baraka Mwangi' });
+    for (const width of [1280, 390]) {
+      const page = await (await suite.browser.newContext({ viewport: { width, height: 900 } })).newPage();
+      page.setDefaultTimeout(10_000);
+      await page.goto(`${strict.url}/login`);
+      await page.fill('#f-email', email);
+      await page.fill('#f-password', password);
+      await Promise.all([page.waitForNavigation(), page.click('form[action="/login"] button[type="submit"]')]);
+      if (width === 1280) {
+        expect(new URL(page.url()).pathname).toBe('/login/enrol');
+        expect(await page.evaluate<number>(`document.querySelector('figure.qr img').naturalWidth`)).toBeGreaterThan(100);
+        expect(await page.evaluate<number>('document.documentElement.scrollWidth')).toBeLessThanOrEqual(width);
+        const secret = (await page.textContent('code.secret'))!;
+        await page.fill('#f-code', totpCode(secret, suite.ctx.clock.now()));
+        await Promise.all([page.waitForNavigation(), page.click('form[action="/login/enrol"] button[type="submit"]')]);
+        expect(await page.locator('ul.recovery-codes li').count()).toBe(10);
+        await screenshot(page, 'two-factor-recovery-codes');
+        await Promise.all([page.waitForNavigation(), page.click('a.button')]);
+        expect(new URL(page.url()).pathname).toBe('/cases');
+        suite.ctx.clock.advance(30_000);
+      } else {
+        expect(new URL(page.url()).pathname).toBe('/login/code');
+        expect(await page.evaluate<number>('document.documentElement.scrollWidth')).toBeLessThanOrEqual(390);
+        await page.fill('#f-code', '000000');
+        await Promise.all([page.waitForNavigation(), page.click('form[action="/login/code"] button[type="submit"]')]);
+        expect(await page.textContent('#f-code-error')).toContain('That code is not valid.');
+        const secret = (await User.findOne({ email }).lean())!.twoFactor!.secret!;
+        await page.fill('#f-code', totpCode(secret, suite.ctx.clock.now()));
+        await Promise.all([page.waitForNavigation(), page.click('form[action="/login/code"] button[type="submit"]')]);
+        expect(new URL(page.url()).pathname).toBe('/cases');
+        expect(await page.evaluate<number>('document.documentElement.scrollWidth')).toBeLessThanOrEqual(390);
+        await screenshot(page, 'queue-390');
+      }
+    }
+    await strict.close();
+  }, 60_000);
 });

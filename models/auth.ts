@@ -34,6 +34,18 @@ const userSchema = new Schema(
      * request anyway, so this ends them at once, on every instance, without a scan.
      */
     sessionGeneration: { type: Number, default: 0 },
+    /** Which e-mails a staff member wants, and the day whose deadline digest they last got (one a day). */
+    notifications: {
+      type: new Schema(
+        {
+          caseAssigned: { type: Boolean, default: true },
+          deadlineDigest: { type: Boolean, default: true },
+          digestSentFor: { type: String, default: '' },
+        },
+        { _id: false },
+      ),
+      default: () => ({}),
+    },
     /** TOTP (RFC 6238) second factor; `secret` is set once an enrolment is confirmed by a code. */
     twoFactor: {
       type: new Schema(

@@ -45,6 +45,9 @@ export const passwordChangeInput = z.object({
 
 export const forgotInput = z.object({ email });
 
+/** Unchecked boxes are not sent: absent means off. */
+export const notificationsInput = z.object({ caseAssigned: z.literal('on').optional(), deadlineDigest: z.literal('on').optional() });
+
 export const resetInput = z.object({ token: confirmInput.shape.token, newPassword: password });
 
 export const userIdParam = z.object({ id: z.string().regex(/^[a-f0-9]{24}$/, 'Not an account id.') });
@@ -215,6 +218,17 @@ export function authPages({ config, services, middleware }: RouteContext) {
     formAction('auth/account', accountPage, async (req, res) => {
       await services.auth.updateProfile(req.user!.id, parseBody(profileInput, req));
       res.flash('Your details were saved.');
+      res.redirect(303, '/account');
+    }),
+  );
+
+  router.post(
+    '/account/notifications',
+    requireRole('investigator', 'admin'),
+    formAction('auth/account', accountPage, async (req, res) => {
+      const input = parseBody(notificationsInput, req);
+      await services.auth.setNotificationPreferences(req.user!.id, { caseAssigned: input.caseAssigned === 'on', deadlineDigest: input.deadlineDigest === 'on' });
+      res.flash('Your e-mail choices were saved.');
       res.redirect(303, '/account');
     }),
   );

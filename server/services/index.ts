@@ -43,7 +43,7 @@ export function createServices(deps: ServiceDeps) {
   const registrations = createRegistrationsService({ ...deps, audit, auth, files, flags, notifications, cases: caseIntake });
   const linker = createLinkerService(deps);
   const reports = createReportsService({ ...deps, files, cases: caseIntake, audit, catalogue, flags, linker });
-  const cases = createCasesService({ ...deps, audit, intake: caseIntake, ports: { unitControls: checkIns, registrations, reports } });
+  const cases = createCasesService({ ...deps, audit, notifications, intake: caseIntake, ports: { unitControls: checkIns, registrations, reports } });
   const insight = createInsightService({ ...deps, audit });
   return { audit, auth, cases, catalogue, checkIns, files, flags, insight, linker, notifications, registrations, reports };
 }

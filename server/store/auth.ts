@@ -129,6 +129,20 @@ export function createAuthStore(engine: Engine) {
       return res.matchedCount === 1;
     },
 
+    // ----- notification preferences -----
+
+    setNotificationPreferences: (userId: string, prefs: { caseAssigned: boolean; deadlineDigest: boolean }) =>
+      User.updateOne({ _id: userId }, { $set: { 'notifications.caseAssigned': prefs.caseAssigned, 'notifications.deadlineDigest': prefs.deadlineDigest } }),
+
+    /** Claims `day`'s digest for this person: true for exactly one caller, on any instance. */
+    async claimDigest(userId: string, day: string): Promise<boolean> {
+      const res = await User.updateOne({ _id: userId, 'notifications.digestSentFor': { $ne: day } }, { $set: { 'notifications.digestSentFor': day } });
+      return res.modifiedCount === 1;
+    },
+
+    /** Active staff with their e-mail and preferences, for notices (users are a small collection). */
+    staffForNotices: (ids: readonly string[]) => usersByIds(ids, { name: 1, email: 1, role: 1, disabled: 1, notifications: 1 }),
+
     /** Active investigators and admins by name (users are a small collection). */
     staff: () =>
       User.find({ role: { $in: ['investigator', 'admin'] }, disabled: { $ne: true } }, { name: 1, role: 1 }).sort({ name: 1 }).limit(500).lean(),

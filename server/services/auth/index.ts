@@ -337,6 +337,12 @@ export function createAuthService(deps: { config: Config; clock: Clock; audit: A
       return store.listUsers(page);
     },
 
+    /** Which e-mails a staff member gets about their cases. */
+    async setNotificationPreferences(id: string, prefs: { caseAssigned: boolean; deadlineDigest: boolean }) {
+      await getUser(id);
+      await store.setNotificationPreferences(id, prefs);
+    },
+
     async updateProfile(id: string, changes: { name?: string; organisation?: string }) {
       const user = isUserId(id) ? await store.updateProfile(id, changes) : null;
       if (!user) throw new NotFoundError('No such user.');

@@ -22,6 +22,10 @@ const auditEntrySchema = new Schema(
   { versionKey: false, minimize: false },
 );
 auditEntrySchema.index({ subjectKind: 1, subjectId: 1, seq: 1 });
+// The admin's filters (who, what, when), newest first.
+auditEntrySchema.index({ actorId: 1, seq: -1 });
+auditEntrySchema.index({ action: 1, seq: -1 });
+auditEntrySchema.index({ at: -1 });
 
 export const AuditEntry = mongoose.model('AuditEntry', auditEntrySchema);
 

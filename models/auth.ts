@@ -23,6 +23,46 @@ const userSchema = new Schema(
       default: null,
     },
     confirmedAt: { type: Date, default: null },
+    /** A pending password reset: the one-time link's secret as a SHA-256, and its expiry. */
+    passwordReset: {
+      type: new Schema({ tokenHash: { type: String, required: true }, expiresAt: { type: Date, required: true } }, { _id: false }),
+      default: null,
+    },
+    /**
+     * Sessions carry the generation they were made in and end when it moves on (a password
+     * change or reset, a disabled account, a second factor reset): the user is read on every
+     * request anyway, so this ends them at once, on every instance, without a scan.
+     */
+    sessionGeneration: { type: Number, default: 0 },
+    /** Which e-mails a staff member wants, and the day whose deadline digest they last got (one a day). */
+    notifications: {
+      type: new Schema(
+        {
+          caseAssigned: { type: Boolean, default: true },
+          deadlineDigest: { type: Boolean, default: true },
+          digestSentFor: { type: String, default: '' },
+        },
+        { _id: false },
+      ),
+      default: () => ({}),
+    },
+    /** TOTP (RFC 6238) second factor; `secret` is set once an enrolment is confirmed by a code. */
+    twoFactor: {
+      type: new Schema(
+        {
+          secret: { type: String, default: null },
+          /** Shown while enrolling, until the first code proves the authenticator has it. */
+          pendingSecret: { type: String, default: null },
+          enabledAt: { type: Date, default: null },
+          /** The last time step accepted: a code is never accepted twice (replay). */
+          lastStep: { type: Number, default: 0 },
+          /** SHA-256 of each unused recovery code; a used one is pulled. */
+          recoveryCodeHashes: { type: [String], default: [] },
+        },
+        { _id: false },
+      ),
+      default: () => ({}),
+    },
   },
   { versionKey: false },
 );
@@ -45,6 +85,8 @@ const sessionSchema = new Schema(
     userId: { type: Schema.Types.ObjectId, ref: 'User', required: true },
     createdAt: { type: Date, required: true },
     expiresAt: { type: Date, required: true },
+    /** The user's `sessionGeneration` when the session began. */
+    generation: { type: Number, default: 0 },
   },
   { versionKey: false },
 );

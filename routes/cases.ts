@@ -45,11 +45,23 @@ export const triageInput = z.object({
   involvementRationale: needed(4000, 'Rationale'),
 });
 
-export const transitionInput = z.object({
-  to: z.enum(CASE_STATUSES, 'Choose the next status.'),
-  reason: needed(2000, 'Reason'),
-  closureReason: optional(z.enum(CLOSURE_REASONS, 'Choose a closure reason from the list.')),
-});
+/** A form sends each open action's fate as `openAction-<actionId>` (flat: no dotted keys); the API as one object. */
+const OPEN_ACTION_FIELD = 'openAction-';
+const withOpenActions = (body: unknown) => {
+  if (!body || typeof body !== 'object') return body;
+  const flat = Object.entries(body).filter(([k]) => k.startsWith(OPEN_ACTION_FIELD));
+  return flat.length ? { ...body, openActions: Object.fromEntries(flat.map(([k, v]) => [k.slice(OPEN_ACTION_FIELD.length), v])) } : body;
+};
+
+export const transitionInput = z.preprocess(
+  withOpenActions,
+  z.object({
+    to: z.enum(CASE_STATUSES, 'Choose the next status.'),
+    reason: needed(2000, 'Reason'),
+    closureReason: optional(z.enum(CLOSURE_REASONS, 'Choose a closure reason from the list.')),
+    openActions: z.record(z.string().regex(/^act_[a-f0-9]{16}$/, 'Not an action id.'), z.enum(['end', 'keep'], 'Choose to end the action or keep it.')).optional(),
+  }),
+);
 
 export const assignInput = z.object({ userId: objectIdText('Choose an investigator from the list.') });
 export const conflictInput = z.object({

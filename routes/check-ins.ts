@@ -76,8 +76,7 @@ export function checkInsApi({ services, clock }: RouteContext) {
   router.use(requireApiKey(services.auth, 'check-ins'));
 
   router.post('/', async (req, res) => {
-    const [answer] = await services.checkIns.ingest(req.apiKey!.id, [parseBody(item, req)]);
-    res.json(answer);
+    res.json(await services.checkIns.ingestOne(req.apiKey!.id, parseBody(item, req)));
   });
 
   router.post('/batch', async (req, res) => {

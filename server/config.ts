@@ -153,6 +153,8 @@ const envSchema = z.object({
   ENCRYPTION_KEY: masterKey.optional(),
   /** During a key rotation: the master key being replaced, still accepted until `npm run keys:rotate` has re-wrapped every data key. */
   ENCRYPTION_KEY_PREVIOUS: masterKey.optional(),
+  /** Whether investigators and admins must sign in with a second factor (TOTP). */
+  STAFF_TWO_FACTOR: z.enum(['required', 'optional'], 'must be required or optional').default('required'),
 });
 
 export type Env = Record<string, string | undefined>;
@@ -191,6 +193,8 @@ export interface Config {
   partners: { saleGraceDays: number; unreportedDays: number };
   /** Outgoing mail: SMTP, or (smtpUrl null) .eml files in `dataDir/outbox`. */
   mail: { smtpUrl: string | null; from: string; publicUrl: string };
+  /** `required`: investigators and admins enrol a TOTP authenticator at their first sign-in. */
+  staffTwoFactor: 'required' | 'optional';
   /** Reading a reporter's identity: who approves besides admins, and how long a grant lasts. */
   identity: { custodianEmails: string[]; grantHours: number };
   /** Restricted-party screening scores in [0, 1]: hold for review at `threshold`, keep nothing below `cutoff`. */
@@ -342,5 +346,6 @@ export function loadConfig(env: Env = process.env): Config {
     certificates: { requiredRiskLevels: e.CERTIFICATE_REQUIRED_RISK_LEVELS, requiredEndUserTypes: e.CERTIFICATE_REQUIRED_END_USER_TYPES },
     verification: { dueMonths: e.VERIFICATION_DUE_MONTHS },
     encryption: { key: resolveEncryptionKey(e.ENCRYPTION_KEY, e.NODE_ENV, dataDir), previousKey: e.ENCRYPTION_KEY_PREVIOUS ?? null },
+    staffTwoFactor: e.STAFF_TWO_FACTOR,
   };
 }

@@ -340,7 +340,9 @@ async function workCases(services: Services, clock: SeedClock, end: Date, actor:
     }
     if (n % 5 === 1) {
       when(20 + (n % 25));
-      await services.cases.transition(c._id, { to: 'closed', reason: 'Checked with the customer and the channel partner.', closureReason: n % 2 ? 'unsubstantiated' : 'substantiated' }, actor);
+      // Open actions stay in force on purpose: the demo shows closed cases still withholding.
+      const kept = Object.fromEntries((await services.cases.getCase(c._id)).actions.filter((a) => a.status === 'open').map((a) => [a._id, 'keep' as const]));
+      await services.cases.transition(c._id, { to: 'closed', reason: 'Checked with the customer and the channel partner.', closureReason: n % 2 ? 'unsubstantiated' : 'substantiated', openActions: kept }, actor);
     }
     worked++;
   }

@@ -149,6 +149,36 @@ describe('tamper-evident audit log', () => {
     expect(page.text).toContain('Verify the chain now');
   });
 
+  it('shows names and readable detail, filters by person, action and day, and keeps a bad filter typed', async () => {
+    const named = await makeStaff(ctx);
+    await ctx.services.auth.updateProfile(named.actor.id, { name: 'Wanjiru Kamau' });
+    const { caseId } = await makeReportCase(ctx);
+    await ctx.services.cases.assign(caseId, named.actor.id, named.actor);
+    await ctx.services.cases.addNote(caseId, 'filtered note', named.actor);
+    const { agent } = await signedInAgent(ctx, 'admin');
+
+    const byActor = await agent.get(`/admin/audit?actor=${named.actor.id}`);
+    expect(byActor.status).toBe(200);
+    const rows = byActor.text.split('<tr>').slice(2);
+    expect(rows).toHaveLength(2);
+    expect(rows.every((r) => r.includes('Wanjiru Kamau'))).toBe(true);
+    expect(byActor.text).not.toContain(`<td>user ${named.actor.id}`);
+    expect(byActor.text).toMatch(/<dt>note id<\/dt><dd>note_[a-f0-9]+<\/dd>/);
+    expect(byActor.text).not.toContain('{&#34;');
+
+    const byAction = await agent.get(`/admin/audit?actor=${named.actor.id}&action=case.note-added`);
+    expect(byAction.text.split('<tr>').slice(2)).toHaveLength(1);
+    const today = ctx.clock.now().toISOString().slice(0, 10);
+    expect((await agent.get(`/admin/audit?actor=${named.actor.id}&from=${today}&to=${today}`)).text.split('<tr>').slice(2)).toHaveLength(2);
+    expect((await agent.get(`/admin/audit?actor=${named.actor.id}&to=2000-01-01`)).text).toContain('No entries match.');
+
+    const bad = await agent.get('/admin/audit?from=yesterday&action=case.note-added');
+    expect(bad.status).toBe(400);
+    expect(bad.text).toContain('From: use a date like 2026-03-31.');
+    expect(bad.text).toContain('value="yesterday"');
+    expect(bad.text).toContain('value="case.note-added"');
+  });
+
   it('keeps one unbroken chain when two app instances append 50 entries at once', async () => {
     // A second set of services on the same database, as another app instance would have.
     const other = createServices({ config: ctx.config, clock: ctx.clock, logger: createLogger('silent'), stores: createStores(ctx.db.engine) });

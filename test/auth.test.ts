@@ -1,9 +1,28 @@
+import crypto from 'node:crypto';
 import jwt from 'jsonwebtoken';
 import request from 'supertest';
-import { Session, User } from '../models/auth';
+import { AuditEntry } from '../models/audit';
+import { ApiKey, Session, User } from '../models/auth';
+import { createApp } from '../server/app';
+import { createLogger } from '../server/logger';
 import { createTestContext, type TestContext } from './helpers/context';
 import { apiUser, makeUser, pageAgent, signedInAgent, TEST_PASSWORD, unique } from './helpers/factories';
 import { confirmationTokenFor, mailTo } from './helpers/mail';
+
+/** RFC 6238 (SHA-1, 6 digits, 30 s), written out here so the test does not trust the app's own TOTP code. */
+function totpCode(secret: string, at: Date) {
+  const alphabet = 'ABCDEFGHIJKLMNOPQRSTUVWXYZ234567';
+  let bits = '';
+  for (const char of secret.replace(/\s/g, '').toUpperCase()) bits += alphabet.indexOf(char).toString(2).padStart(5, '0');
+  const key = Buffer.from((bits.match(/.{8}/g) ?? []).map((b) => parseInt(b, 2)));
+  const counter = Buffer.alloc(8);
+  counter.writeBigUInt64BE(BigInt(Math.floor(at.getTime() / 30_000)));
+  const mac = crypto.createHmac('sha1', key).update(counter).digest();
+  const offset = mac[19]! & 15;
+  return String((mac.readUInt32BE(offset) & 0x7fffffff) % 1_000_000).padStart(6, '0');
+}
+
+const sessionCookie = (res: request.Response) => ([] as string[]).concat(res.headers['set-cookie'] ?? []).find((c) => c.startsWith('ds_session=') && !c.startsWith('ds_session=;'));
 
 describe('accounts and sessions', () => {
   let ctx: TestContext;
@@ -195,9 +214,9 @@ describe('accounts and sessions', () => {
     it('follows only same-site paths after login', async () => {
       for (const [next, expected] of [
         ['/admin/users', '/admin/users'],
-        ['//evil.example/x', '/account'],
-        ['https://evil.example', '/account'],
-        ['/\\evil.example', '/account'],
+        ['//evil.example/x', '/account/products'],
+        ['https://evil.example', '/account/products'],
+        ['/\\evil.example', '/account/products'],
       ]) {
         const { email } = await makeUser(ctx);
         const agent = pageAgent(ctx);
@@ -345,5 +364,275 @@ describe('accounts and sessions', () => {
     expect(res.status).toBe(400);
     expect(res.body.error.fields).toEqual({ role: 'This field is not accepted here.' });
     expect((await User.findById(customer.user._id).lean())!.role).toBe('customer');
+  });
+
+  describe('staff accounts', () => {
+    /** A second instance on the same database with two-factor sign-in required for staff (the default). */
+    let strict: TestContext['app'];
+    beforeAll(() => {
+      strict = createApp({ config: { ...ctx.config, staffTwoFactor: 'required', rateLimits: { ...ctx.config.rateLimits, loginPer15Min: 100 } }, db: ctx.db, clock: ctx.clock, logger: createLogger('silent') });
+    });
+    // The sign-in limit is counted in the database for both instances: each test starts a new window.
+    beforeEach(() => ctx.clock.advance(16 * 60_000));
+
+    /** A page agent on the strict instance. */
+    function strictAgent() {
+      return pageAgent({ ...ctx, app: strict });
+    }
+
+    /** Signs in with the password and enrols from the page; the agent is signed in after. */
+    async function enrolled(role: 'investigator' | 'admin' = 'investigator') {
+      const made = await makeUser(ctx, role);
+      const agent = strictAgent();
+      const login = await agent.form('/login', { email: made.email, password: made.password });
+      expect(login.status).toBe(303);
+      expect(login.headers.location).toBe('/login/enrol');
+      const page = await agent.get('/login/enrol');
+      const secret = /Key: <code class="secret">([A-Z2-7 ]+)<\/code>/.exec(page.text)![1]!.replace(/ /g, '');
+      const done = await agent.form('/login/enrol', { code: totpCode(secret, ctx.clock.now()) }, '/login/enrol');
+      expect(done.status).toBe(200);
+      const recoveryCodes = [...done.text.matchAll(/<li><code>([a-z2-9]{5}-[a-z2-9]{5})<\/code><\/li>/g)].map((m) => m[1]!);
+      ctx.clock.advance(30_000); // the next code is a new time step
+      return { ...made, agent, secret, recoveryCodes };
+    }
+
+    describe('sign-in form', () => {
+      it('shows the form again with the e-mail kept and one message, whether the e-mail is unknown or the password wrong', async () => {
+        const { email } = await makeUser(ctx, 'investigator');
+        const wrong = await pageAgent(ctx).form('/login', { email, password: 'not the password at all' });
+        const unknown = await pageAgent(ctx).form('/login', { email: 'nobody-here@example.test', password: 'not the password at all' });
+        expect(wrong.status).toBe(401);
+        expect(unknown.status).toBe(401);
+        expect(wrong.text).toContain('E-mail or password is incorrect.');
+        expect(unknown.text).toContain('E-mail or password is incorrect.');
+        expect(wrong.text).toContain(`value="${email}"`);
+        expect(wrong.text).not.toContain('not the password at all');
+        expect(wrong.text).not.toContain('Something went wrong');
+        expect(sessionCookie(wrong)).toBeUndefined();
+      });
+
+      it('lands each role where it works', async () => {
+        for (const [role, landing] of [['investigator', '/cases'], ['admin', '/admin'], ['customer', '/account/products']] as const) {
+          const { email, password } = await makeUser(ctx, role);
+          const agent = pageAgent(ctx);
+          const res = await agent.form('/login', { email, password });
+          expect(res.headers.location).toBe(landing);
+          expect((await agent.get('/login')).headers.location).toBe(landing);
+        }
+      });
+    });
+
+    describe('two-factor sign-in', () => {
+      it('makes staff enrol at first sign-in: QR code and key, a wrong code refused, then recovery codes shown once and stored hashed', async () => {
+        const { email, password } = await makeUser(ctx, 'admin');
+        const agent = strictAgent();
+        const login = await agent.form('/login', { email, password });
+        expect(login.status).toBe(303);
+        expect(login.headers.location).toBe('/login/enrol');
+        expect(sessionCookie(login)).toBeUndefined();
+        // Not signed in yet: the admin pages still ask for a sign-in.
+        expect((await agent.get('/admin')).headers.location).toBe('/login?next=%2Fadmin');
+
+        const page = await agent.get('/login/enrol');
+        expect(page.status).toBe(200);
+        expect(page.text).toMatch(/<img src="data:image\/png;base64,[A-Za-z0-9+/=]+" alt="QR code/);
+        const secret = /Key: <code class="secret">([A-Z2-7 ]+)<\/code>/.exec(page.text)![1]!.replace(/ /g, '');
+        expect((await User.findOne({ email }).lean())!.twoFactor).toMatchObject({ secret: null, pendingSecret: secret });
+        // Reloading shows the same key, so what was scanned stays valid.
+        expect((await agent.get('/login/enrol')).text).toContain(secret.slice(0, 4));
+
+        const wrongCode = totpCode(secret, new Date(ctx.clock.now().getTime() - 10 * 60_000));
+        const refused = await agent.form('/login/enrol', { code: wrongCode }, '/login/enrol');
+        expect(refused.status).toBe(400);
+        expect(refused.text).toContain('That code is not valid.');
+        expect((await User.findOne({ email }).lean())!.twoFactor!.secret).toBeNull();
+
+        const done = await agent.form('/login/enrol', { code: totpCode(secret, ctx.clock.now()) }, '/login/enrol');
+        expect(done.status).toBe(200);
+        expect(sessionCookie(done)).toBeDefined();
+        const codes = [...done.text.matchAll(/<li><code>([a-z2-9]{5}-[a-z2-9]{5})<\/code><\/li>/g)].map((m) => m[1]!);
+        expect(codes).toHaveLength(10);
+        expect(done.text).toContain('href="/admin"');
+        const stored = (await User.findOne({ email }).lean())!;
+        expect(stored.twoFactor).toMatchObject({ secret, pendingSecret: null, enabledAt: ctx.clock.now() });
+        expect(stored.twoFactor!.recoveryCodeHashes).toHaveLength(10);
+        expect(JSON.stringify(stored)).not.toContain(codes[0]!.replace('-', ''));
+        expect((await agent.get('/admin')).status).toBe(200);
+        ctx.clock.advance(30_000);
+      });
+
+      it('signs in with a code generated from the secret, refuses a wrong or replayed code, and accepts each recovery code once', async () => {
+        const { email, password, secret, recoveryCodes } = await enrolled();
+
+        const agent = strictAgent();
+        const login = await agent.form('/login', { email, password, next: '/cases?status=new' });
+        expect(login.headers.location).toBe('/login/code?next=%2Fcases%3Fstatus%3Dnew');
+        expect(sessionCookie(login)).toBeUndefined();
+        const wrong = await agent.form('/login/code', { code: '000000', next: '/cases?status=new' }, '/login/code');
+        expect(wrong.status).toBe(400);
+        expect(wrong.text).toContain('That code is not valid.');
+        expect(sessionCookie(wrong)).toBeUndefined();
+        const code = totpCode(secret, ctx.clock.now());
+        const ok = await agent.form('/login/code', { code, next: '/cases?status=new' }, '/login/code');
+        expect(ok.status).toBe(303);
+        expect(ok.headers.location).toBe('/cases?status=new');
+        expect(sessionCookie(ok)).toBeDefined();
+
+        // The same code a second time (someone looking over a shoulder) is refused.
+        const other = strictAgent();
+        await other.form('/login', { email, password });
+        expect((await other.form('/login/code', { code }, '/login/code')).status).toBe(400);
+
+        const recovery = recoveryCodes[3]!;
+        const withRecovery = await other.form('/login/code', { code: recovery.toUpperCase() }, '/login/code');
+        expect(withRecovery.status).toBe(303);
+        expect(withRecovery.headers.location).toBe('/cases');
+        expect((await User.findOne({ email }).lean())!.twoFactor!.recoveryCodeHashes).toHaveLength(9);
+        const third = strictAgent();
+        await third.form('/login', { email, password });
+        expect((await third.form('/login/code', { code: recovery }, '/login/code')).status).toBe(400);
+      });
+
+      it('asks the API for the code in the same request', async () => {
+        const { email, password, secret } = await enrolled();
+        const without = await request(strict).post('/api/v1/auth/token').send({ email, password });
+        expect(without.status).toBe(401);
+        expect(without.body.error.code).toBe('second_factor_required');
+        const wrong = await request(strict).post('/api/v1/auth/token').send({ email, password, code: '123456' });
+        expect(wrong.body.error.code).toBe('invalid_second_factor');
+        const ok = await request(strict).post('/api/v1/auth/token').send({ email, password, code: totpCode(secret, ctx.clock.now()) });
+        expect(ok.status).toBe(200);
+        expect(ok.body.user).toMatchObject({ email, role: 'investigator' });
+
+        const fresh = await makeUser(ctx, 'investigator');
+        const notEnrolled = await request(strict).post('/api/v1/auth/token').send({ email: fresh.email, password: fresh.password });
+        expect(notEnrolled.status).toBe(403);
+        expect(notEnrolled.body.error.code).toBe('two_factor_enrolment_required');
+      });
+
+      it('lets an admin reset a lost second factor after a confirmation page: sessions end and the account enrols again', async () => {
+        const { email, password, agent, user } = await enrolled();
+        const admin = await signedInAgent(ctx, 'admin');
+        const confirm = await admin.agent.get(`/admin/users/${String(user._id)}/reset-two-factor`);
+        expect(confirm.status).toBe(200);
+        expect(confirm.text).toContain('Reset two-factor sign-in');
+        expect((await User.findOne({ email }).lean())!.twoFactor!.secret).not.toBeNull();
+
+        const reset = await admin.agent.form(`/admin/users/${String(user._id)}/reset-two-factor`, {}, `/admin/users/${String(user._id)}/reset-two-factor`);
+        expect(reset.status).toBe(303);
+        expect((await User.findOne({ email }).lean())!.twoFactor).toMatchObject({ secret: null, recoveryCodeHashes: [] });
+        expect((await agent.get('/cases')).headers.location).toBe('/login?next=%2Fcases');
+        const again = await strictAgent().form('/login', { email, password });
+        expect(again.headers.location).toBe('/login/enrol');
+        const logged = await AuditEntry.findOne({ action: 'account.two-factor-reset', subjectId: String(user._id) }).lean();
+        expect(logged).toMatchObject({ actorId: String(admin.user._id) });
+      });
+    });
+
+    describe('accounts an admin manages', () => {
+      it('disabling ends the sessions at once, on pages and the API; enabling lets the person back in', async () => {
+        const target = await signedInAgent(ctx, 'investigator');
+        const { token } = await ctx.services.auth.issueSession(target.user);
+        const admin = await signedInAgent(ctx, 'admin');
+        const id = String(target.user._id);
+        expect((await admin.agent.get(`/admin/users/${id}/disable`)).text).toContain('signed out at once');
+        expect((await target.agent.get('/cases')).status).toBe(200);
+
+        const res = await admin.agent.form(`/admin/users/${id}/disable`, {}, `/admin/users/${id}/disable`);
+        expect(res.status).toBe(303);
+        expect((await User.findById(id).lean())!.disabled).toBe(true);
+        expect((await target.agent.get('/cases')).headers.location).toBe('/login?next=%2Fcases');
+        const api = await request(ctx.app).get('/api/v1/auth/me').set('Authorization', `Bearer ${token}`);
+        expect(api.status).toBe(401);
+        const login = await pageAgent(ctx).form('/login', { email: target.email, password: target.password });
+        expect(login.status).toBe(401);
+        expect(login.text).toContain('E-mail or password is incorrect.');
+
+        expect((await admin.agent.form(`/admin/users/${id}/enable`, {}, `/admin/users/${id}/enable`)).status).toBe(303);
+        expect((await pageAgent(ctx).form('/login', { email: target.email, password: target.password })).status).toBe(303);
+        // The sessions ended by disabling stay ended.
+        expect((await target.agent.get('/cases')).status).toBe(303);
+        expect((await admin.agent.form(`/admin/users/${String(admin.user._id)}/disable`, {}, '/admin/users')).status).toBe(409);
+      });
+
+      it("gives an admin a one-time reset link for a staff account, valid for 24 hours, also e-mailed", async () => {
+        const target = await signedInAgent(ctx, 'investigator');
+        const admin = await signedInAgent(ctx, 'admin');
+        const id = String(target.user._id);
+        const res = await admin.agent.form(`/admin/users/${id}/reset-password`, {}, `/admin/users/${id}/reset-password`);
+        expect(res.status).toBe(200);
+        expect(res.headers['cache-control']).toBe('no-store');
+        const link = /<code>(http[^<]+\/password\/reset\?token=([^<]+))<\/code>/.exec(res.text)!;
+        expect(mailTo(ctx, target.email).at(-1)!.text).toContain(link[1]!);
+        expect(JSON.stringify(await User.findById(id).lean())).not.toContain(link[2]!.split('.')[1]!);
+        // The old password works until the link is used.
+        expect((await target.agent.get('/cases')).status).toBe(200);
+
+        const agent = pageAgent(ctx);
+        const form = await agent.get(`/password/reset?token=${link[2]}`);
+        expect(form.text).toContain(`value="${link[2]}"`);
+        const short = await agent.form('/password/reset', { token: link[2], newPassword: 'short' }, `/password/reset?token=${link[2]}`);
+        expect(short.status).toBe(400);
+        expect(short.text).toContain('Use at least 12 characters.');
+        const done = await agent.form('/password/reset', { token: link[2], newPassword: 'a brand new passphrase' }, `/password/reset?token=${link[2]}`);
+        expect(done.status).toBe(303);
+        expect(done.headers.location).toBe('/login');
+        expect((await target.agent.get('/cases')).status).toBe(303);
+        expect((await pageAgent(ctx).form('/login', { email: target.email, password: target.password })).status).toBe(401);
+        expect((await pageAgent(ctx).form('/login', { email: target.email, password: 'a brand new passphrase' })).status).toBe(303);
+        const reused = await agent.form('/password/reset', { token: link[2], newPassword: 'yet another passphrase' }, `/password/reset?token=${link[2]}`);
+        expect(reused.status).toBe(400);
+        expect(reused.text).toContain('This reset link is not valid');
+      });
+
+      it('asks before revoking an API key; the POST from the confirmation page revokes it', async () => {
+        const admin = await apiUser(ctx, 'admin');
+        const { apiKey } = await ctx.services.auth.createApiKey({ name: 'EU update server', scopes: ['check-ins'] }, String(admin.user._id));
+        const { agent } = await signedInAgent(ctx, 'admin');
+        const list = await agent.get('/admin/api-keys');
+        expect(list.text).toContain(`href="/admin/api-keys/${apiKey._id}/revoke"`);
+        const confirm = await agent.get(`/admin/api-keys/${apiKey._id}/revoke`);
+        expect(confirm.status).toBe(200);
+        expect(confirm.text).toContain('Revoke the key <strong>EU update server</strong>');
+        expect((await ApiKey.findById(apiKey._id).lean())!.revokedAt).toBeNull();
+        const res = await agent.form(`/admin/api-keys/${apiKey._id}/revoke`, {}, `/admin/api-keys/${apiKey._id}/revoke`);
+        expect(res.status).toBe(303);
+        expect((await ApiKey.findById(apiKey._id).lean())!.revokedAt).toEqual(ctx.clock.now());
+      });
+    });
+
+    describe('own password', () => {
+      it('changes the password after checking the current one, and signs out every other session', async () => {
+        const here = await signedInAgent(ctx, 'customer');
+        const elsewhere = pageAgent(ctx);
+        await elsewhere.form('/login', { email: here.email, password: here.password });
+        const wrong = await here.agent.form('/account/password', { currentPassword: 'not my password', newPassword: 'a good new passphrase' }, '/account/password');
+        expect(wrong.status).toBe(400);
+        expect(wrong.text).toContain('Your current password is not correct.');
+        const ok = await here.agent.form('/account/password', { currentPassword: here.password, newPassword: 'a good new passphrase' }, '/account/password');
+        expect(ok.status).toBe(303);
+        expect((await here.agent.get('/account')).status).toBe(200);
+        expect((await elsewhere.get('/account')).status).toBe(303);
+        expect((await pageAgent(ctx).form('/login', { email: here.email, password: 'a good new passphrase' })).status).toBe(303);
+      });
+
+      it('e-mails a customer a reset link, answering the same for an unknown address; the link expires after 24 hours', async () => {
+        const { email } = await makeUser(ctx, 'customer');
+        const known = await pageAgent(ctx).form('/password/forgot', { email }, '/password/forgot');
+        const unknown = await pageAgent(ctx).form('/password/forgot', { email: 'no-account@example.test' }, '/password/forgot');
+        expect(known.status).toBe(200);
+        expect(unknown.status).toBe(200);
+        expect(known.text).toContain('If an account uses this address');
+        expect(unknown.text.replace(/name="_csrf" value="[^"]+"/g, '')).toBe(known.text.replace(/name="_csrf" value="[^"]+"/g, ''));
+        expect(mailTo(ctx, 'no-account@example.test')).toHaveLength(0);
+        const mail = mailTo(ctx, email).at(-1)!;
+        expect(mail.subject).toBe('Reset your Downstream password');
+        const token = /\/password\/reset\?token=(\S+)/.exec(mail.text)![1]!;
+        ctx.clock.advance(24 * 3_600_000 + 1000);
+        const late = await pageAgent(ctx).form('/password/reset', { token, newPassword: 'too late passphrase' }, '/password/reset');
+        expect(late.status).toBe(400);
+        expect(late.text).toContain('This reset link is not valid');
+      });
+    });
   });
 });

@@ -389,6 +389,65 @@ describe('investigation cases', () => {
     });
   });
 
+  describe('the workbench: before assignment, pre-filled triage, closing with open leverage', () => {
+    it('lets any investigator acknowledge and triage an unassigned case, but not one assigned to others', async () => {
+      const { caseId } = await makeReportCase(ctx);
+      const passer = await makeStaff(ctx);
+      const ack = await request(ctx.app).post(`/api/v1/cases/${caseId}/acknowledge`).set(passer.auth);
+      expect(ack.status).toBe(200);
+      const triaged = await request(ctx.app).post(`/api/v1/cases/${caseId}/triage`).set(passer.auth).send(triageFields());
+      expect(triaged.status).toBe(200);
+      const stored = (await Case.findById(caseId).lean())!;
+      expect(stored).toMatchObject({ status: 'triaged', assigneeIds: [] });
+      expect(String(stored.triage!.byUserId)).toBe(passer.actor.id);
+
+      const owner = await makeStaff(ctx);
+      await ctx.services.cases.assign(caseId, owner.actor.id, owner.actor);
+      const again = await request(ctx.app).post(`/api/v1/cases/${caseId}/triage`).set(passer.auth).send(triageFields({ scale: 1 }));
+      expect(again.status).toBe(403);
+    });
+
+    it("pre-fills triage's harm from the reporter's categories and a flag's rule, saying from where", async () => {
+      const { caseId, reportId } = await makeReportCase(ctx);
+      const { agent } = await signedInAgent(ctx, 'investigator');
+      const page = await agent.get(`/cases/${caseId}`);
+      expect(page.text).toMatch(/value="privacy-surveillance" checked/);
+      expect(page.text).toContain(`privacy surveillance (from report ${reportId})`);
+      const saved = await agent.form(`/cases/${caseId}/triage`, { harmCategories: 'privacy-surveillance', scale: '2', scope: '2', irremediable: '2', likelihood: '2', involvement: 'contribute', involvementRationale: 'First save' }, `/cases/${caseId}`);
+      expect(saved.status).toBe(303);
+      expect((await Case.findById(caseId).lean())!.harmCategories).toEqual(['privacy-surveillance']);
+
+      const { unit } = await makeUnit(ctx);
+      const flagged = await makeFlagCase(ctx, { unitId: unit._id, modelId: unit.modelId }, 'restricted-country');
+      const flagPage = await agent.get(`/cases/${flagged.caseId}`);
+      expect(flagPage.text).toMatch(/value="life-liberty-security" checked/);
+      expect(flagPage.text).toContain('life liberty security (from red flag restricted country)');
+    });
+
+    it('asks, before closing, whether each open action ends or stays; ending lifts a withholding, and the audit records the choice', async () => {
+      const { unit } = await makeUnit(ctx);
+      const { caseId, investigator } = await assignedReportCase({ unitId: unit._id, modelId: unit.modelId });
+      const withhold = await ctx.services.cases.addAction(caseId, { kind: 'withhold-updates', unitIds: [unit._id] }, investigator.actor);
+      const visit = await ctx.services.cases.addAction(caseId, { kind: 'audit-visit' }, investigator.actor);
+      const close = (body: object) => request(ctx.app).post(`/api/v1/cases/${caseId}/transitions`).set(investigator.auth).send({ to: 'closed', reason: 'Out of our hands', closureReason: 'referred', ...body });
+
+      const asked = await close({ openActions: { [visit]: 'keep' } });
+      expect(asked.status).toBe(400);
+      expect(Object.keys(asked.body.error.fields)).toEqual([`openActions.${withhold}`]);
+      expect(asked.body.error.message).toMatch(/2 open actions/);
+      expect((await Case.findById(caseId).lean())!.status).not.toBe('closed');
+
+      const closed = await close({ openActions: { [withhold]: 'end', [visit]: 'keep' } });
+      expect(closed.status).toBe(200);
+      const stored = (await Case.findById(caseId).lean())!;
+      expect(stored.status).toBe('closed');
+      expect(stored.actions.map((a) => [a._id, a.status])).toEqual([[withhold, 'lifted'], [visit, 'open']]);
+      expect((await Unit.findById(unit._id).lean())!.controls).toMatchObject({ updates: 'allowed' });
+      const [audit] = await auditFor(caseId, 'case.status-changed');
+      expect(audit!.detail).toMatchObject({ to: 'closed', openActions: { [withhold]: 'end', [visit]: 'keep' } });
+    });
+  });
+
   describe('remediation', () => {
     it('records what was provided, to whom and the feedback given, which meets the feedback deadline and reaches the reporter', async () => {
       const { caseId, reportId, investigator } = await assignedReportCase();

@@ -275,6 +275,30 @@ describe('check-in ingest', () => {
     });
   });
 
+  describe('a serial several models carry', () => {
+    it('is answered 409 with the candidate models when sent without a model, never "allowed" by guess, and nothing is stored', async () => {
+      const serial = unique('SN').toUpperCase();
+      const units = await Promise.all(['A', 'B', 'C'].map((m) => makeCheckInUnit(ctx, { sku: `${unique('AMB')}-${m}`.toUpperCase(), serial })));
+      await ctx.services.checkIns.withholdUpdates([units[1]!._id], 'C-2026-000950');
+      const skus = units.map((u) => u.modelId).sort();
+
+      const one = await sendCheckIn(ctx, device.auth, checkInItem(units[0]!, { model: undefined, eventId: 'amb-1' }));
+      expect(one.status).toBe(409);
+      expect(one.body.error).toMatchObject({ code: 'ambiguous_serial', fields: { model: `Serial ${serial} is used by 3 models (${skus.join(', ')}): send the model (SKU) with it.` } });
+      expect(one.body.error.message).toContain(skus[0]);
+
+      const free = await makeCheckInUnit(ctx);
+      const batch = await sendBatch(ctx, device.auth, [checkInItem(free, { eventId: 'amb-2' }), checkInItem(units[0]!, { model: undefined, eventId: 'amb-3' })]);
+      expect(batch.status).toBe(409);
+      expect(Object.keys(batch.body.error.fields)).toEqual(['items.1.model']);
+      expect(await CheckIn.countDocuments({ _id: { $in: [`${device.id}:amb-1`, `${device.id}:amb-2`, `${device.id}:amb-3`] } })).toBe(0);
+
+      // With its model the same serial is answered by that unit's own controls.
+      const named = await sendBatch(ctx, device.auth, [checkInItem(units[1]!), checkInItem(units[2]!)]);
+      expect(named.body.items.map((r: { answer: string }) => r.answer)).toEqual(['withheld', 'allowed']);
+    });
+  });
+
   describe('the summariser (summaries and red flags follow ingest in the background)', () => {
     /** The outbox document of a batch, rebuilt from the log (as ingest wrote it). */
     const outboxDoc = async (checkInIds: string[]) => {

@@ -97,8 +97,8 @@ describe('dashboard', () => {
     ctx.clock.advance(2 * HOUR);
     await ctx.services.cases.acknowledge(b, admin.actor);
     await ctx.services.cases.triage(b, triageFields(), admin.actor);
-    await ctx.services.cases.addAction(b, { kind: 'request-information', customer: 'Clinic' }, admin.actor);
-    await ctx.services.cases.transition(b, { to: 'closed', reason: 'Customer answered.', closureReason: 'unsubstantiated' }, admin.actor);
+    const asked = await ctx.services.cases.addAction(b, { kind: 'request-information', customer: 'Clinic' }, admin.actor);
+    await ctx.services.cases.transition(b, { to: 'closed', reason: 'Customer answered.', closureReason: 'unsubstantiated', openActions: { [asked]: 'keep' } }, admin.actor);
     ctx.clock.advance(8 * DAY); // c is now past its 7-day acknowledgement deadline
     await refreshSessions();
     await ctx.services.insight.refreshDashboard();

@@ -8,7 +8,10 @@ import { loadConfig } from '../server/config';
 import { createLogger } from '../server/logger';
 import { createNotificationsService, outboxDir } from '../server/services/notifications';
 import { createTestContext, testEnv, type TestContext } from './helpers/context';
-import { outbox } from './helpers/mail';
+import { User } from '../models/auth';
+import { makeReportCase, makeStaff } from './helpers/cases';
+import { signedInAgent } from './helpers/factories';
+import { mailTo, outbox } from './helpers/mail';
 
 const madeDirs: string[] = [];
 afterAll(() => madeDirs.forEach((dir) => fs.rmSync(dir, { recursive: true, force: true })));
@@ -84,5 +87,49 @@ describe('notifications by e-mail', () => {
     expect(() => loadConfig(testEnv({ SMTP_URL: 'http://mail.example.org' }))).toThrow(/SMTP_URL: must start with smtp:\/\/ or smtps:\/\//);
     expect(() => loadConfig(testEnv({ IDENTITY_CUSTODIAN_EMAILS: 'a@example.test, not-an-address' }))).toThrow(/IDENTITY_CUSTODIAN_EMAILS/);
     expect(loadConfig(testEnv({ IDENTITY_CUSTODIAN_EMAILS: ' A@Example.test ,b@example.test' })).identity).toEqual({ custodianEmails: ['a@example.test', 'b@example.test'], grantHours: 24 });
+  });
+
+  describe('notices to investigators about their cases', () => {
+    it('mails the person a case is assigned to, unless they assigned themselves or turned it off', async () => {
+      const lead = await makeStaff(ctx);
+      const colleague = await makeStaff(ctx);
+      const { caseId } = await makeReportCase(ctx);
+      await ctx.services.cases.assign(caseId, lead.actor.id, lead.actor);
+      expect(mailTo(ctx, lead.email)).toHaveLength(0);
+      await ctx.services.cases.assign(caseId, colleague.actor.id, lead.actor);
+      const [mail] = mailTo(ctx, colleague.email);
+      expect(mail!.subject).toBe(`Case ${caseId} is assigned to you`);
+      expect(mail!.text).toContain(`/cases/${caseId}`);
+      expect(mail!.text).not.toContain('clinic');
+
+      const quiet = await signedInAgent(ctx, 'investigator');
+      expect((await quiet.agent.form('/account/notifications', { deadlineDigest: 'on' }, '/account')).status).toBe(303);
+      expect((await User.findById(quiet.user._id).lean())!.notifications).toMatchObject({ caseAssigned: false, deadlineDigest: true });
+      await ctx.services.cases.assign(caseId, String(quiet.user._id), lead.actor);
+      expect(mailTo(ctx, quiet.email)).toHaveLength(0);
+    });
+
+    it('sends each investigator one digest a day of deadlines 2 days away or passed (injected clock)', async () => {
+      const investigator = await makeStaff(ctx);
+      const cases = [await makeReportCase(ctx), await makeReportCase(ctx)];
+      for (const { caseId } of cases) await ctx.services.cases.assign(caseId, investigator.actor.id, investigator.actor);
+      // Acknowledgement is due 7 days after receipt: nothing to say yet.
+      await ctx.services.cases.sendDeadlineDigests();
+      expect(mailTo(ctx, investigator.email)).toHaveLength(0);
+
+      ctx.clock.advance(5 * 86_400_000);
+      await ctx.services.cases.sendDeadlineDigests();
+      await ctx.services.cases.sendDeadlineDigests(); // the job again, the same day: nothing more
+      const [digest, ...more] = mailTo(ctx, investigator.email);
+      expect(more).toHaveLength(0);
+      expect(digest!.subject).toBe('Deadlines on 2 of your cases');
+      for (const { caseId } of cases) expect(digest!.text).toContain(`${caseId} `);
+      expect(digest!.text).toMatch(/acknowledge due \d{4}-\d{2}-\d{2}/);
+
+      ctx.clock.advance(3 * 86_400_000);
+      await ctx.services.cases.sendDeadlineDigests();
+      expect(mailTo(ctx, investigator.email)).toHaveLength(2);
+      expect(mailTo(ctx, investigator.email)[1]!.text).toMatch(/acknowledge overdue since/);
+    });
   });
 });

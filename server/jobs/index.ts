@@ -49,6 +49,14 @@ export function backgroundJobs(
       run: async () => logger.info({ retention: await services.cases.runRetention() }, 'retention run'),
     },
     {
+      // Investigators' daily digest of deadlines 2 days away or passed; hourly, so it goes out
+      // early each day, and once a day per person whichever instance holds the lease.
+      name: 'deadline-digest',
+      everyMs: jobs.retentionEveryMs,
+      runOnAcquire: true,
+      run: async () => logger.info({ deadlineDigests: await services.cases.sendDeadlineDigests() }, 'deadline digests sent'),
+    },
+    {
       // Evidence files of report forms never sent, once their form has expired.
       name: 'unclaimed-evidence',
       everyMs: jobs.retentionEveryMs,

@@ -25,6 +25,10 @@ const READS = new Set(['GET', 'HEAD', 'OPTIONS']);
  */
 export const PUBLIC_WRITE_PATHS = [
   '/login',
+  '/login/code',
+  '/login/enrol',
+  '/password/forgot',
+  '/password/reset',
   '/signup',
   '/signup/confirm',
   '/logout',

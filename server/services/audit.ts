@@ -47,9 +47,28 @@ const backOff = (attempt: number) => new Promise((resolve) => setTimeout(resolve
 /** Far more than any burst of concurrent writers needs: reaching it means the database is failing. */
 const MAX_ATTEMPTS = 1000;
 
-export function createAuditService(deps: { clock: Clock; stores: Pick<Stores, 'audit'> }) {
+/** What the audit page filters by: who, which action, and a range of days (UTC, inclusive). */
+export interface AuditFilters {
+  actorId?: string;
+  action?: string;
+  from?: Date;
+  to?: Date;
+}
+
+export function createAuditService(deps: { clock: Clock; stores: Pick<Stores, 'audit' | 'auth'> }) {
   const { clock } = deps;
   const store = deps.stores.audit;
+
+  /**
+   * A page of entries, newest first. The head says how many there are, and entry ids are
+   * their sequence numbers, so a page is a handful of `_id` lookups however long the log.
+   */
+  async function newestEntries(page: { skip: number; limit: number }) {
+    const total = (await store.head())?.seq ?? 0;
+    const top = total - page.skip;
+    const seqs = Array.from({ length: Math.max(0, Math.min(page.limit, top)) }, (_, i) => top - i);
+    return { items: await store.entriesAt(seqs), total };
+  }
 
   return {
     /**
@@ -88,15 +107,26 @@ export function createAuditService(deps: { clock: Clock; stores: Pick<Stores, 'a
       throw new Error(`audit log: could not append after ${MAX_ATTEMPTS} attempts`);
     },
 
+    list: newestEntries,
+
     /**
-     * A page of entries, newest first. The head says how many there are, and entry ids are
-     * their sequence numbers, so a page is a handful of `_id` lookups however long the log.
+     * The audit page: entries under the filters (newest first), with the names of the people
+     * who acted, and the staff to filter by. A user id the accounts no longer know shows as such.
      */
-    async list(page: { skip: number; limit: number }) {
-      const total = (await store.head())?.seq ?? 0;
-      const top = total - page.skip;
-      const seqs = Array.from({ length: Math.max(0, Math.min(page.limit, top)) }, (_, i) => top - i);
-      return { items: await store.entriesAt(seqs), total };
+    async browse(filters: AuditFilters, page: { skip: number; limit: number }) {
+      const filtered = Boolean(filters.actorId || filters.action || filters.from || filters.to);
+      const to = filters.to ? new Date(filters.to.getTime() + 86_400_000) : undefined; // the whole last day
+      const { items, total } = filtered ? await store.filteredEntries({ ...filters, to }, page) : await newestEntries(page);
+      const userIds = [...new Set(items.filter((e) => e.actorKind === 'user' && e.actorId).map((e) => e.actorId!))];
+      const [people, staff] = await Promise.all([deps.stores.auth.people(userIds), deps.stores.auth.staff()]);
+      const names = new Map(people.map((p) => [String(p._id), p.name]));
+      const actorName = (e: { actorKind: string; actorId?: string | null }) =>
+        e.actorKind === 'user' ? (e.actorId ? (names.get(e.actorId) ?? 'a former user') : 'someone') : e.actorKind === 'api-key' ? `API key ${e.actorId ?? ''}`.trim() : e.actorKind === 'reporter' ? 'a reporter' : 'the system';
+      return {
+        items: items.map((e) => ({ ...e, actorName: actorName(e) })),
+        total,
+        staff: staff.map((u) => ({ id: String(u._id), name: u.name })),
+      };
     },
 
     /** Walks the whole chain in order (streamed), checking every hash and link. */

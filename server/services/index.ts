@@ -56,7 +56,7 @@ export function createServices(deps: ServiceDeps) {
   const partners = createPartnersService({ ...deps, audit, auth, flags });
   const linker = createLinkerService(deps);
   const reports = createReportsService({ ...deps, files, cases: caseIntake, audit, catalogue, flags, linker, webhooks });
-  const cases = createCasesService({ ...deps, audit, webhooks, intake: caseIntake, ports: { unitControls: checkIns, registrations, reports, partners } });
+  const cases = createCasesService({ ...deps, audit, notifications, webhooks, intake: caseIntake, ports: { unitControls: checkIns, registrations, reports, partners } });
   const firstPage = { page: 1, perPage: 6, skip: 0, limit: 6 };
   const insight = createInsightService({
     ...deps,

@@ -59,6 +59,20 @@ export function createAuditStore(engine: Engine) {
       return ids.map((id) => byId.get(id)).filter((e) => e !== undefined);
     },
 
+    /**
+     * A page of entries under filters, newest first. MongoDB answers from the indexes declared
+     * on the model; FerretDB scans the log, which is acceptable only because filtering is an
+     * admin's occasional look-up (the unfiltered page stays a handful of `_id` reads).
+     */
+    async filteredEntries(filters: { actorId?: string; action?: string; from?: Date; to?: Date }, page: { skip: number; limit: number }) {
+      const query: Record<string, unknown> = {};
+      if (filters.actorId) query.actorId = filters.actorId;
+      if (filters.action) query.action = filters.action;
+      if (filters.from || filters.to) query.at = { ...(filters.from ? { $gte: filters.from } : {}), ...(filters.to ? { $lt: filters.to } : {}) };
+      const [items, total] = await Promise.all([AuditEntry.find(query).sort({ seq: -1 }).skip(page.skip).limit(page.limit).lean(), AuditEntry.countDocuments(query)]);
+      return { items, total };
+    },
+
     /** The whole chain in sequence order, streamed. */
     entriesInOrder: () => AuditEntry.find({}).sort({ seq: 1 }).lean().cursor(),
   };

@@ -60,7 +60,7 @@ export function createAuthStore(engine: Engine) {
 
     async listUsers(page: { skip: number; limit: number }) {
       const [items, total] = await Promise.all([
-        User.find({}, { passwordHash: 0 }).sort({ createdAt: -1 }).skip(page.skip).limit(page.limit).lean(),
+        User.find({}, { passwordHash: 0, passwordReset: 0, 'twoFactor.secret': 0, 'twoFactor.pendingSecret': 0, 'twoFactor.recoveryCodeHashes': 0 }).sort({ createdAt: -1 }).skip(page.skip).limit(page.limit).lean(),
         User.countDocuments({}),
       ]);
       return { items, total };
@@ -68,6 +68,80 @@ export function createAuthStore(engine: Engine) {
 
     updateProfile: (id: string, changes: { name?: string; organisation?: string }) =>
       User.findByIdAndUpdate(id, { $set: changes }, { new: true, runValidators: true }).lean(),
+
+    /** Enables or disables an account (disabling ends its sessions); false when it already was so. */
+    async setDisabled(userId: string, disabled: boolean): Promise<boolean> {
+      if (!isUserId(userId)) return false;
+      const res = await User.updateOne({ _id: userId, disabled: !disabled }, { $set: { disabled }, ...(disabled ? { $inc: { sessionGeneration: 1 } } : {}) });
+      return res.modifiedCount === 1;
+    },
+
+    /** A new password; every session of the account ends. The account as it now is. */
+    setPassword: (userId: string, passwordHash: string) =>
+      User.findOneAndUpdate({ _id: userId }, { $set: { passwordHash, passwordReset: null }, $inc: { sessionGeneration: 1 } }, { new: true }).lean(),
+
+    /** A new reset link for the account (an earlier one stops working). */
+    setPasswordReset: (userId: unknown, passwordReset: Confirmation) => User.updateOne({ _id: userId }, { $set: { passwordReset } }),
+
+    /** Consumes a reset link: one guarded write, so a link works once and only before it expires. */
+    async resetPassword(userId: string, tokenHash: string, passwordHash: string, now: Date) {
+      if (!isUserId(userId)) return null;
+      return User.findOneAndUpdate(
+        { _id: userId, 'passwordReset.tokenHash': tokenHash, 'passwordReset.expiresAt': { $gt: now } },
+        { $set: { passwordHash, passwordReset: null }, $inc: { sessionGeneration: 1 } },
+        { new: true },
+      ).lean();
+    },
+
+    // ----- two-factor -----
+
+    /** The secret being enrolled, kept until a code confirms it (reloading the page shows the same one). */
+    setPendingTwoFactor: (userId: string, secret: string) => User.updateOne({ _id: userId }, { $set: { 'twoFactor.pendingSecret': secret } }),
+
+    /** Turns on the enrolled secret, guarded by it still being the one shown. */
+    async enableTwoFactor(userId: string, pendingSecret: string, change: { enabledAt: Date; lastStep: number; recoveryCodeHashes: string[] }): Promise<boolean> {
+      const res = await User.updateOne(
+        { _id: userId, 'twoFactor.pendingSecret': pendingSecret },
+        { $set: { twoFactor: { secret: pendingSecret, pendingSecret: null, ...change } } },
+      );
+      return res.modifiedCount === 1;
+    },
+
+    /** Records an accepted code's time step; false when that step (or a later one) was already used. */
+    async acceptTimeStep(userId: string, step: number): Promise<boolean> {
+      const res = await User.updateOne({ _id: userId, 'twoFactor.lastStep': { $lt: step } }, { $set: { 'twoFactor.lastStep': step } });
+      return res.modifiedCount === 1;
+    },
+
+    /** Uses up a recovery code; false when it is not (or no longer) one of the account's. */
+    async useRecoveryCode(userId: string, codeHash: string): Promise<boolean> {
+      const res = await User.updateOne({ _id: userId, 'twoFactor.recoveryCodeHashes': codeHash }, { $pull: { 'twoFactor.recoveryCodeHashes': codeHash } });
+      return res.modifiedCount === 1;
+    },
+
+    /** Removes the second factor (an admin's reset): the account enrols again at its next sign-in. */
+    async clearTwoFactor(userId: string): Promise<boolean> {
+      if (!isUserId(userId)) return false;
+      const res = await User.updateOne(
+        { _id: userId },
+        { $set: { twoFactor: { secret: null, pendingSecret: null, enabledAt: null, lastStep: 0, recoveryCodeHashes: [] } }, $inc: { sessionGeneration: 1 } },
+      );
+      return res.matchedCount === 1;
+    },
+
+    // ----- notification preferences -----
+
+    setNotificationPreferences: (userId: string, prefs: { caseAssigned: boolean; deadlineDigest: boolean }) =>
+      User.updateOne({ _id: userId }, { $set: { 'notifications.caseAssigned': prefs.caseAssigned, 'notifications.deadlineDigest': prefs.deadlineDigest } }),
+
+    /** Claims `day`'s digest for this person: true for exactly one caller, on any instance. */
+    async claimDigest(userId: string, day: string): Promise<boolean> {
+      const res = await User.updateOne({ _id: userId, 'notifications.digestSentFor': { $ne: day } }, { $set: { 'notifications.digestSentFor': day } });
+      return res.modifiedCount === 1;
+    },
+
+    /** Active staff with their e-mail and preferences, for notices (users are a small collection). */
+    staffForNotices: (ids: readonly string[]) => usersByIds(ids, { name: 1, email: 1, role: 1, disabled: 1, notifications: 1 }),
 
     /** Active investigators and admins by name (users are a small collection). */
     staff: () =>
@@ -78,7 +152,7 @@ export function createAuthStore(engine: Engine) {
 
     // ----- sessions -----
 
-    insertSession: (session: { _id: string; userId: unknown; createdAt: Date; expiresAt: Date }) => Session.create(session),
+    insertSession: (session: { _id: string; userId: unknown; createdAt: Date; expiresAt: Date; generation: number }) => Session.create(session),
     sessionById: (id: string) => Session.findById(id).lean(),
     deleteSession: (id: string) => Session.deleteOne({ _id: id }),
     /** A scan of a small collection: the caller runs it rarely and never on a request path. */
@@ -110,3 +184,5 @@ export function createAuthStore(engine: Engine) {
 }
 
 export type AuthStore = ReturnType<typeof createAuthStore>;
+/** An account as read (a plain object). */
+export type StoredUser = NonNullable<Awaited<ReturnType<AuthStore['userById']>>>;

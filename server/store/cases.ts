@@ -304,6 +304,10 @@ export function createCasesStore(engine: Engine) {
       return perUnit.size;
     },
 
+    /** Open, assigned cases with their deadlines, for the daily digest (a small, off-path scan). */
+    openAssignedCases: () =>
+      Case.find({ status: { $ne: 'closed' }, 'assigneeIds.0': { $exists: true } }, { title: 1, status: 1, deadlines: 1, assigneeIds: 1 }).lean(),
+
     /** Closed cases whose reporter data is due for deletion (a small, off-path scan). */
     async casesDueForRetention(closedBy: Date): Promise<string[]> {
       const due = await Case.find({ status: 'closed', closedAt: { $lte: closedBy }, 'retention.reporterDataDeletedAt': null }, { _id: 1 }).lean();

@@ -26,6 +26,8 @@ export function testEnv(overrides: Env = {}): Env {
     MONGODB_DB: `t${process.env.JEST_WORKER_ID ?? '0'}_${crypto.randomBytes(5).toString('hex')}`,
     JWT_SECRET: 'test-secret-test-secret-test-secret-0123',
     LOG_LEVEL: 'silent',
+    // Most tests sign staff in with a password alone; test/auth.test.ts turns it on.
+    STAFF_TWO_FACTOR: 'optional',
     ...overrides,
   };
 }

@@ -58,6 +58,16 @@ export function caseAccess(deps: CaseDeps) {
     return found;
   }
 
+  /**
+   * Acknowledging and triaging: also by any investigator while nobody is assigned, so a new
+   * case does not wait for an assignment before its first step (conflicted people never see it).
+   */
+  async function workableCase(caseId: string, actor: Actor): Promise<Case> {
+    const found = await visibleCase(caseId, actor);
+    if (!(found.assigneeIds ?? []).length) return found;
+    return writableCase(caseId, actor);
+  }
+
   /** Reporter identity, messages and evidence: only for the case's assigned investigators. */
   async function assignedCase(caseId: string, actor: Actor): Promise<Case> {
     const found = await visibleCase(caseId, actor);
@@ -74,7 +84,7 @@ export function caseAccess(deps: CaseDeps) {
     return user;
   }
 
-  return { getCase, visibleCase, writableCase, assignedCase, investigator };
+  return { getCase, visibleCase, writableCase, workableCase, assignedCase, investigator };
 }
 
 /** Whether any report on the case names this person (then they may not work on it). */

@@ -4,7 +4,7 @@ import { CASE_PAGE_UNIT_FIELDS, type CaseDeps } from './context';
 import type { CasePorts } from './ports';
 import { staffDirectory } from './queue';
 import { caseIdentity, staffView } from './identity';
-import { overdueOf, TRANSITIONS } from './rules';
+import { deadlinesAhead, harmSuggestions, overdueOf, TRANSITIONS } from './rules';
 
 /** How many linked units' timelines and flags the case page loads (the rest are listed). */
 const PAGE_DETAIL_CAP = 20;
@@ -43,12 +43,19 @@ export function caseDossier(deps: CaseDeps, ports: Pick<CasePorts, 'reports' | '
       ]);
       // Only assigned investigators ask for and see the identity.
       const identity = !assigned ? null : opts.withIdentity ? ((await identityIfGranted(c, actor)) ?? (await identityAccess(c, actor))) : await identityAccess(c, actor);
+      const canWrite = assigned || actor.role === 'admin';
+      const reportHarm = reports.map((r) => ({ id: r.id, harmCategories: ((r.report?.what as { harmCategories?: string[] } | undefined)?.harmCategories ?? []) }));
       return {
         case: c,
         now,
         overdue: overdueOf(c, now),
+        deadlines: deadlinesAhead(c, now),
         isAssigned: assigned,
-        canWrite: assigned || actor.role === 'admin',
+        canWrite,
+        /** Acknowledge and triage: also anyone on the case's staff while nobody is assigned. */
+        canTriage: canWrite || !c.assigneeIds.length,
+        /** What pre-fills triage's harm categories until a triage has set them. */
+        harmSuggestions: harmSuggestions(reportHarm, c.rules ?? []),
         next: TRANSITIONS[c.status as CaseStatus],
         flags: flagList,
         reports,

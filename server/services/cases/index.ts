@@ -1,9 +1,12 @@
-import { caseAccess } from './access';
+import type { Config } from '../../config';
+import type { NotificationsService } from '../notifications';
+import { caseAccess, type Actor } from './access';
 import type { CaseDeps } from './context';
 import { caseDossier } from './dossier';
 import { caseIdentity } from './identity';
 import { caseLeverage } from './leverage';
 import { caseMerging } from './merging';
+import { caseNotices } from './notices';
 import { caseOpening } from './opening';
 import type { CasePorts } from './ports';
 import { caseQueue } from './queue';
@@ -42,14 +45,24 @@ export type CasesService = ReturnType<typeof createCaseIntake>;
  * The whole cases module: the intake, and the investigators' work, which acts on units,
  * registrations and reporters through `ports` (built before it, so no cycle).
  */
-export function createCasesService(deps: CaseDeps & { intake: CasesService; ports: CasePorts }) {
+export function createCasesService(deps: CaseDeps & { intake: CasesService; ports: CasePorts; notifications: NotificationsService; config: Pick<Config, 'mail'> }) {
   const { ports } = deps;
+  const leverage = caseLeverage(deps, ports);
+  const workflow = caseWorkflow(deps, ports.reports, leverage.endAction);
+  const notices = caseNotices(deps);
   return {
     ...deps.intake,
     ...caseQueue(deps),
     ...caseDossier(deps, ports),
-    ...caseWorkflow(deps, ports.reports),
-    ...caseLeverage(deps, ports),
+    ...workflow,
+    /** Assigns, and tells the person by e-mail when someone else did it. */
+    async assign(caseId: string, userId: string, actor: Actor) {
+      const c = await workflow.assign(caseId, userId, actor);
+      await notices.assigned(c, userId, actor);
+      return c;
+    },
+    sendDeadlineDigests: notices.sendDeadlineDigests,
+    ...leverage,
     ...caseMerging(deps),
     ...caseReporting(deps, ports.reports),
     ...caseIdentity(deps, ports.reports),

@@ -60,6 +60,27 @@ export function caseLeverage(deps: CaseDeps, ports: CasePorts) {
     }
   }
 
+  /** Moves an action on (done, lifted, cancelled) with its outcome; leaving `open` ends its effect. */
+  async function updateAction(caseId: string, actionId: string, input: ActionUpdate, actor: Actor) {
+    const c = await writableCase(caseId, actor);
+    const action = c.actions.find((a) => a._id === actionId);
+    if (!action) throw new NotFoundError('No such action on this case.');
+    if (action.status !== 'open' && input.status !== action.status) throw new ValidationError({ status: `This action is already ${action.status}.` });
+    if (input.status === 'lifted' && action.kind !== 'withhold-updates') throw new ValidationError({ status: 'Only a withholding can be lifted; use done or cancelled.' });
+    const now = clock.now();
+    const actions = c.actions.map((a) => (a._id === actionId ? { ...a, status: input.status, outcome: input.outcome ?? a.outcome, updatedAt: now } : a));
+    // The whole list is rewritten: guarded by the revision it was read at.
+    await change(c, actor, { rev: c.rev ?? 0 }, { set: { actions } }, {
+      action: 'action-updated',
+      detail: `${action.kind} ${actionId}: ${action.status} → ${input.status}`,
+      audit: { actionId, kind: action.kind, from: action.status, to: input.status, outcome: input.outcome ?? '' },
+    });
+    if (action.status === 'open' && input.status !== 'open') {
+      await applyEffect(caseId, { kind: action.kind, target: { unitIds: action.target?.unitIds ?? [] } }, false, actor);
+      if (action.kind === 'withhold-updates') await deps.webhooks.emit('leverage.updates_restored', actionId, { caseId, actionId, unitIds: action.target?.unitIds ?? [], at: now.toISOString() });
+    }
+  }
+
   return {
     /** Records a leverage action; withholding and voiding take effect on the units at once. */
     async addAction(caseId: string, input: ActionInput, actor: Actor) {
@@ -100,25 +121,14 @@ export function caseLeverage(deps: CaseDeps, ports: CasePorts) {
       return action._id;
     },
 
-    /** Moves an action on (done, lifted, cancelled) with its outcome; leaving `open` ends its effect. */
-    async updateAction(caseId: string, actionId: string, input: ActionUpdate, actor: Actor) {
+    updateAction,
+
+    /** Ends an open action as the case closes: a withholding is lifted, anything else done. */
+    async endAction(caseId: string, actionId: string, outcome: string, actor: Actor) {
       const c = await writableCase(caseId, actor);
       const action = c.actions.find((a) => a._id === actionId);
       if (!action) throw new NotFoundError('No such action on this case.');
-      if (action.status !== 'open' && input.status !== action.status) throw new ValidationError({ status: `This action is already ${action.status}.` });
-      if (input.status === 'lifted' && action.kind !== 'withhold-updates') throw new ValidationError({ status: 'Only a withholding can be lifted; use done or cancelled.' });
-      const now = clock.now();
-      const actions = c.actions.map((a) => (a._id === actionId ? { ...a, status: input.status, outcome: input.outcome ?? a.outcome, updatedAt: now } : a));
-      // The whole list is rewritten: guarded by the revision it was read at.
-      await change(c, actor, { rev: c.rev ?? 0 }, { set: { actions } }, {
-        action: 'action-updated',
-        detail: `${action.kind} ${actionId}: ${action.status} → ${input.status}`,
-        audit: { actionId, kind: action.kind, from: action.status, to: input.status, outcome: input.outcome ?? '' },
-      });
-      if (action.status === 'open' && input.status !== 'open') {
-        await applyEffect(caseId, { kind: action.kind, target: { unitIds: action.target?.unitIds ?? [] } }, false, actor);
-        if (action.kind === 'withhold-updates') await deps.webhooks.emit('leverage.updates_restored', actionId, { caseId, actionId, unitIds: action.target?.unitIds ?? [], at: now.toISOString() });
-      }
+      await updateAction(caseId, actionId, { status: action.kind === 'withhold-updates' ? 'lifted' : 'done', outcome }, actor);
     },
 
     async addRemediation(caseId: string, input: RemediationInput, actor: Actor) {

@@ -4,7 +4,7 @@ import { ValidationError } from '../../errors';
 import type { AuthStore } from '../../store/auth';
 import { isConflicted, isStaff, type Actor } from './access';
 import type { CaseDeps } from './context';
-import { overdueOf } from './rules';
+import { deadlinesAhead, overdueOf } from './rules';
 
 /** The case queue and a unit's cases: queries of the cases collection, paged by the database. */
 
@@ -62,7 +62,7 @@ export function caseQueue(deps: Pick<CaseDeps, 'clock' | 'stores'>) {
         }),
         staffDirectory(auth),
       ]);
-      return { items: items.map((c) => ({ ...c, overdue: overdueOf(c, now) })), total, counts, now, staff };
+      return { items: items.map((c) => ({ ...c, overdue: overdueOf(c, now), deadlinesAhead: deadlinesAhead(c, now) })), total, counts, now, staff };
     },
   };
 }

@@ -1,4 +1,5 @@
-import type { CaseStatus, PriorityLevel } from '../../domain/cases';
+import { HARM_CATEGORIES, type CaseStatus, type HarmCategory, type PriorityLevel } from '../../domain/cases';
+import type { FlagRule } from '../../domain/flags';
 
 /**
  * The rules of a case as pure functions: the workflow, priority, deadlines, retention and
@@ -81,6 +82,59 @@ export function overdueOf(c: { status: string; deadlines?: Deadlines | null }, n
   if (d.feedbackBy && !d.feedbackGivenAt && d.feedbackBy < now) late.push({ kind: 'feedback', due: d.feedbackBy });
   if (d.reviewBy && d.reviewBy < now) late.push({ kind: 'review', due: d.reviewBy });
   return late;
+}
+
+/** Each open deadline with whole days left (negative once passed), soonest first. */
+export function deadlinesAhead(c: { status: string; deadlines?: Deadlines | null }, now: Date): Array<{ kind: OverdueKind; due: Date; daysLeft: number }> {
+  const d = c.deadlines ?? {};
+  if (c.status === 'closed') return [];
+  const open: Array<{ kind: OverdueKind; due: Date }> = [];
+  if (d.acknowledgeBy && !d.acknowledgedAt) open.push({ kind: 'acknowledge', due: d.acknowledgeBy });
+  if (d.feedbackBy && !d.feedbackGivenAt) open.push({ kind: 'feedback', due: d.feedbackBy });
+  if (d.reviewBy) open.push({ kind: 'review', due: d.reviewBy });
+  return open
+    .map((x) => ({ ...x, daysLeft: Math.floor((x.due.getTime() - now.getTime()) / DAY) }))
+    .sort((a, b) => a.due.getTime() - b.due.getTime());
+}
+
+/**
+ * The harm a red flag suggests before anyone has triaged: a restricted country or a
+ * high-risk end user puts people's life, liberty and security at stake; an end use outside
+ * the intended ones is, for these products, surveillance. Diversion signals (a country
+ * mismatch, an unregistered or unknown serial, an unnotified transfer) suggest no harm of
+ * their own, and a misuse report brings the reporter's own categories.
+ */
+export const HARM_OF_FLAG_RULE: Readonly<Record<FlagRule, readonly HarmCategory[]>> = {
+  'restricted-country': ['life-liberty-security'],
+  'high-risk-end-user': ['life-liberty-security'],
+  'end-use-outside-intended': ['privacy-surveillance'],
+  'country-mismatch': [],
+  'unregistered-check-in': [],
+  'unknown-serial': [],
+  'unnotified-transfer': [],
+  'misuse-report': [],
+  // A listed party: sanctions and restricted-party lists name those who put people at risk.
+  'restricted-party': ['life-liberty-security'],
+  // Paperwork, visits and the sales channel: signals of diversion, with no harm of their own.
+  'certificate-missing': [],
+  'certificate-expired': [],
+  'certificate-over-quantity': [],
+  'verification-failed': [],
+  'sale-outside-territory': [],
+  'unauthorised-model-sale': [],
+  'unallocated-unit-sale': [],
+  'unit-sold-twice': [],
+  'unapproved-high-risk-sale': [],
+  'sale-country-mismatch': [],
+  'unreported-sale': [],
+};
+
+/** What pre-fills triage's harm categories, and from where: the reports' own, then the flags' rules. */
+export function harmSuggestions(reports: ReadonlyArray<{ id: string; harmCategories: readonly string[] }>, rules: readonly string[]): Array<{ category: HarmCategory; from: string }> {
+  const out = new Map<HarmCategory, string>();
+  for (const r of reports) for (const h of r.harmCategories) if ((HARM_CATEGORIES as readonly string[]).includes(h) && !out.has(h as HarmCategory)) out.set(h as HarmCategory, `report ${r.id}`);
+  for (const rule of rules) for (const h of HARM_OF_FLAG_RULE[rule as FlagRule] ?? []) if (!out.has(h)) out.set(h, `red flag ${rule.replace(/-/g, ' ')}`);
+  return [...out].map(([category, from]) => ({ category, from }));
 }
 
 export type RetentionDecision = 'keep' | 'hold' | 'delete' | 'done';

@@ -26,19 +26,41 @@ export interface TransitionInput {
   to: CaseStatus;
   reason: string;
   closureReason?: ClosureReason;
+  /** Closing: what becomes of each open leverage action (by id), chosen on purpose. */
+  openActions?: Record<string, 'end' | 'keep'>;
 }
+
+/** Ends a leverage action (its effect on units too): the leverage part of the module does it. */
+export type EndAction = (caseId: string, actionId: string, outcome: string, actor: Actor) => Promise<void>;
 
 export const newId = (prefix: string) => `${prefix}_${crypto.randomBytes(8).toString('hex')}`;
 
-export function caseWorkflow(deps: CaseDeps, reports: ReportsPort) {
+export function caseWorkflow(deps: CaseDeps, reports: ReportsPort, endAction: EndAction) {
   const { clock } = deps;
   const store = deps.stores.cases;
-  const { getCase, visibleCase, writableCase, investigator } = caseAccess(deps);
+  const { getCase, visibleCase, writableCase, workableCase, investigator } = caseAccess(deps);
+
+  /**
+   * Closing with open leverage (a withholding still in force): each open action must be
+   * ended or kept on purpose, or the case stays open and the form names every undecided one.
+   */
+  async function settleOpenActions(c: Awaited<ReturnType<typeof getCase>>, input: TransitionInput, actor: Actor) {
+    const open = c.actions.filter((a) => a.status === 'open');
+    const undecided = open.filter((a) => !input.openActions?.[a._id]);
+    if (undecided.length) {
+      throw new ValidationError(
+        Object.fromEntries(undecided.map((a) => [`openActions.${a._id}`, `"${a.kind.replace(/-/g, ' ')}" is still open: choose to end it or to keep it after closing.`])),
+        `This case has ${open.length} open action${open.length === 1 ? '' : 's'}: decide for each whether it ends with the case or stays in force.`,
+      );
+    }
+    for (const a of open) if (input.openActions![a._id] === 'end') await endAction(c._id, a._id, `Ended on closing the case: ${input.reason}`, actor);
+    return Object.fromEntries(open.map((a) => [a._id, input.openActions![a._id]!]));
+  }
   const change = caseChanger(deps);
 
   return {
     async triage(caseId: string, input: TriageInput, actor: Actor) {
-      const c = await writableCase(caseId, actor);
+      const c = await workableCase(caseId, actor);
       if (c.status === 'closed') throw new ConflictError('A closed case cannot be triaged. Reopen it first.', { status: 'The case is closed.' });
       const severity = { scale: input.scale, scope: input.scope, irremediable: input.irremediable };
       const { priority, level } = priorityOf(severity, input.likelihood);
@@ -73,8 +95,10 @@ export function caseWorkflow(deps: CaseDeps, reports: ReportsPort) {
       }
       if (input.to === 'triaged' && !c.triage) throw new ValidationError({ to: 'Record the triage (severity, likelihood, involvement) first.' });
       if (input.to === 'closed' && !input.closureReason) throw new ValidationError({ closureReason: 'Choose why the case is closed.' });
-      const now = clock.now();
       const closing = input.to === 'closed';
+      const openActions = closing ? await settleOpenActions(c, input, actor) : {};
+      const kept = Object.keys(openActions).filter((id) => openActions[id] === 'keep');
+      const now = clock.now();
       const reopening = from === 'closed';
       const reviewBy = c.deadlines?.reviewBy && !closing ? { 'deadlines.reviewBy': new Date(now.getTime() + REVIEW_WITHIN_DAYS * DAY) } : {};
       await change(
@@ -84,8 +108,8 @@ export function caseWorkflow(deps: CaseDeps, reports: ReportsPort) {
         { set: { status: input.to, closureReason: closing ? input.closureReason : null, closedAt: closing ? now : null, ...reviewBy } },
         {
           action: reopening ? 'reopened' : 'status-changed',
-          detail: `${from} → ${input.to}${closing ? ` (${input.closureReason})` : ''}: ${input.reason}`,
-          audit: { from, to: input.to, reason: input.reason, closureReason: input.closureReason ?? null },
+          detail: `${from} → ${input.to}${closing ? ` (${input.closureReason})` : ''}: ${input.reason}${kept.length ? `; kept open: ${kept.join(', ')}` : ''}`,
+          audit: { from, to: input.to, reason: input.reason, closureReason: input.closureReason ?? null, ...(closing && Object.keys(openActions).length ? { openActions } : {}) },
         },
       );
       if (closing) await store.releaseKeys(caseId);
@@ -99,7 +123,7 @@ export function caseWorkflow(deps: CaseDeps, reports: ReportsPort) {
 
     /** Report-sourced cases: receipt acknowledged; feedback is then due 3 months later. */
     async acknowledge(caseId: string, actor: Actor) {
-      const c = await writableCase(caseId, actor);
+      const c = await workableCase(caseId, actor);
       if (!c.deadlines?.acknowledgeBy) throw new ValidationError({ acknowledge: 'Only cases with a report have a receipt to acknowledge.' });
       if (c.deadlines.acknowledgedAt) throw new ConflictError('The report was already acknowledged.', { acknowledge: 'Already acknowledged.' });
       const now = clock.now();

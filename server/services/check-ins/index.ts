@@ -5,6 +5,7 @@ import type { CatalogueStore } from '../../store/catalogue';
 import type { CheckInHistoryStore } from '../../store/check-in-history';
 import type { CheckInsStore, UnitFacts } from '../../store/check-ins';
 import type { RegistrationsStore } from '../../store/registrations';
+import { ConflictError, type FieldErrors } from '../../errors';
 import { normaliseCode, serialOf, unitId } from '../catalogue/codes';
 import type { FlagsService } from '../flags';
 import { createControls } from './controls';
@@ -50,6 +51,9 @@ export interface CheckInAnswer {
   duplicate?: true;
 }
 
+/** The SKU part of a unit id (`SKU:SERIAL`). */
+const modelOf = (id: string) => id.slice(0, id.indexOf(':'));
+
 const newBatchId = () => `cib_${crypto.randomBytes(12).toString('hex')}`;
 
 export function createCheckInsService(deps: {
@@ -61,25 +65,30 @@ export function createCheckInsService(deps: {
   const { clock, flags, logger } = deps;
   const store = deps.stores.checkIns;
 
-  /** Units named by SKU and serial, by `_id`; then bare serials (and SKUs not found) by the serial lookup. */
-  async function resolveUnits(items: ReadonlyArray<{ model?: string | null; serial: string }>): Promise<Array<UnitFacts | null>> {
+  /**
+   * Units named by SKU and serial, by `_id`; then bare serials (and SKUs not found) by the
+   * serial lookup. A serial only one unit carries resolves to it; one several models share
+   * stays unresolved, with the models that carry it as `candidates`.
+   */
+  async function resolve(items: ReadonlyArray<{ model?: string | null; serial: string }>) {
     const named = [...new Set(items.flatMap((item) => (item.model ? [unitId(item.model, item.serial)] : [])))];
     const units = new Map<string, UnitFacts | null>();
     (await store.unitFacts(named)).forEach((u, i) => units.set(named[i]!, u));
     const unresolved = (item: { model?: string | null; serial: string }) => !item.model || !units.get(unitId(item.model, item.serial));
     const serials = [...new Set(items.filter(unresolved).map((item) => normaliseCode(item.serial)))];
-    const carriers = await Promise.all(serials.map((s) => deps.stores.catalogue.unitIdsWithSerial(s)));
-    // A serial only one unit carries resolves to it; one several models share stays ambiguous.
-    const soleCarrier = new Map(serials.map((s, i) => [s, carriers[i]!.length === 1 ? carriers[i]![0]! : null]));
-    const toRead = [...new Set([...soleCarrier.values()].filter((id): id is string => id !== null && !units.has(id)))];
+    const carriers = new Map(await Promise.all(serials.map(async (s) => [s, await deps.stores.catalogue.unitIdsWithSerial(s)] as const)));
+    const toRead = [...new Set([...carriers.values()].flatMap((ids) => (ids.length === 1 && !units.has(ids[0]!) ? ids : [])))];
     (await store.unitFacts(toRead)).forEach((u, i) => units.set(toRead[i]!, u));
     return items.map((item) => {
       const byModel = item.model ? units.get(unitId(item.model, item.serial)) : null;
-      if (byModel) return byModel;
-      const sole = soleCarrier.get(normaliseCode(item.serial));
-      return sole ? (units.get(sole) ?? null) : null;
+      if (byModel) return { unit: byModel, candidates: [] };
+      const ids = carriers.get(normaliseCode(item.serial)) ?? [];
+      if (ids.length === 1) return { unit: units.get(ids[0]!) ?? null, candidates: [] };
+      return { unit: null, candidates: ids.map(modelOf).sort() };
     });
   }
+
+  const resolveUnits = async (items: ReadonlyArray<{ model?: string | null; serial: string }>) => (await resolve(items)).map((r) => r.unit);
 
   const summariser = createSummariser({ clock, flags, logger, store, history: deps.stores.checkInHistory, registrations: deps.stores.registrations, resolveUnits });
 
@@ -88,24 +97,32 @@ export function createCheckInsService(deps: {
    * naming its model is logged under that unit id (the summariser corrects the rare entry whose
    * unit turns out to be another or none); bare serials, and serials some withheld unit has, are
    * resolved exactly, so `withheld` is answered exactly when the unit the item resolves to is.
+   * A serial that several models carry, without a model that settles it, is never answered by
+   * a guess: the batch is refused (409) naming the candidate models, and nothing is stored.
    */
-  async function answersFor(items: readonly CheckInItem[]): Promise<Array<{ answer: UpdateAnswer; model: string | null; unitId: string | null }>> {
+  async function answersFor(items: readonly CheckInItem[], fieldOf: (index: number) => string): Promise<Array<{ answer: UpdateAnswer; model: string | null; unitId: string | null }>> {
     const withheld = new Set(await store.withheldUnitIds());
     const withheldSerials = new Set([...withheld].map(serialOf));
     const exact = items.map((item) => !item.model || withheldSerials.has(normaliseCode(item.serial)));
-    const resolved = await resolveUnits(items.filter((_, i) => exact[i]));
+    const resolved = await resolve(items.filter((_, i) => exact[i]));
+    const ambiguous: FieldErrors = {};
     let next = 0;
-    return items.map((item, i) => {
+    const answers = items.map((item, i) => {
       if (!exact[i]) return { answer: 'allowed' as const, model: item.model!, unitId: unitId(item.model!, item.serial) };
-      const unit = resolved[next++];
+      const { unit, candidates } = resolved[next++]!;
+      if (candidates.length) ambiguous[fieldOf(i)] = `Serial ${normaliseCode(item.serial)} is used by ${candidates.length} models (${candidates.join(', ')}): send the model (SKU) with it.`;
       if (!unit) return { answer: 'allowed' as const, model: item.model ?? null, unitId: null };
       return { answer: withheld.has(unit._id) ? ('withheld' as const) : ('allowed' as const), model: unit.modelId, unitId: unit._id };
     });
+    if (Object.keys(ambiguous).length) {
+      throw new ConflictError(`${Object.values(ambiguous)[0]}${Object.keys(ambiguous).length > 1 ? ` (and ${Object.keys(ambiguous).length - 1} more)` : ''}`, ambiguous, 'ambiguous_serial');
+    }
+    return answers;
   }
 
-  async function ingestBatch(apiKeyId: string, items: readonly CheckInItem[]): Promise<CheckInAnswer[]> {
+  async function ingestBatch(apiKeyId: string, items: readonly CheckInItem[], fieldOf: (index: number) => string): Promise<CheckInAnswer[]> {
     const receivedAt = clock.now();
-    const answers = await answersFor(items);
+    const answers = await answersFor(items, fieldOf);
     const batchId = newBatchId();
     const entries = items.map((item, i) => ({
       id: item.eventId ? `${apiKeyId}:${item.eventId}` : `ci_${crypto.randomBytes(12).toString('hex')}`,
@@ -150,7 +167,10 @@ export function createCheckInsService(deps: {
      * `duplicate`, and change nothing. Items must already be validated and normalised.
      * Unit summaries and red flags follow in the background (`settled()` waits for them).
      */
-    ingest: (apiKeyId: string, items: readonly CheckInItem[]) => summariser.duringIngest(() => ingestBatch(apiKeyId, items)),
+    ingest: (apiKeyId: string, items: readonly CheckInItem[]) => summariser.duringIngest(() => ingestBatch(apiKeyId, items, (i) => `items.${i}.model`)),
+
+    /** One check-in, as `ingest` answers a batch of one; a refusal names its fields without an index. */
+    ingestOne: async (apiKeyId: string, item: CheckInItem) => (await summariser.duringIngest(() => ingestBatch(apiKeyId, [item], () => 'model')))[0]!,
 
     /**
      * Folds the outbox, whoever ingested it: run by the instance holding the summariser's job

@@ -38,8 +38,11 @@ const shortDay = (d: Date) => shortDayFormat.format(d);
 /** Flags read per open case on the timeline: enough to see the pattern, bounded. */
 const FLAGS_PER_CASE = 20;
 
+/** Devices report "2.4" or "v2.4": shown as "v2.4" either way. */
+const version = (firmware: string) => `v${firmware.replace(/^v/i, '')}`;
+
 function checkInRunEntry(run: CheckInRun): TimelineEntry {
-  const firmware = run.firstFirmware && run.lastFirmware && run.firstFirmware !== run.lastFirmware ? `v${run.firstFirmware}→v${run.lastFirmware}` : run.lastFirmware ? `v${run.lastFirmware}` : '';
+  const firmware = run.firstFirmware && run.lastFirmware && run.firstFirmware !== run.lastFirmware ? `${version(run.firstFirmware)}→${version(run.lastFirmware)}` : run.lastFirmware ? version(run.lastFirmware) : '';
   const span = day(run.firstAt) === day(run.lastAt) ? shortDay(run.firstAt) : `${shortDay(run.firstAt)}–${shortDay(run.lastAt)}`;
   return {
     at: run.firstAt,

@@ -1,14 +1,21 @@
 import crypto from 'node:crypto';
-import { hash, verify } from '@node-rs/argon2';
+import { verify } from '@node-rs/argon2';
 import jwt from 'jsonwebtoken';
-import type { Clock } from '../clock';
-import type { Config } from '../config';
-import type { AuditService } from './audit';
-import type { NotificationsService } from './notifications';
-import { BadRequestError, ConflictError, ForbiddenError, NotFoundError, UnauthorizedError } from '../errors';
-import { isUserId, type ApiKeyScope, type Role } from '../domain/auth';
-import type { Stores } from '../store';
-import type { AuthStore, UserDoc } from '../store/auth';
+import type { Clock } from '../../clock';
+import type { Config } from '../../config';
+import type { AuditService } from '../audit';
+import type { NotificationsService } from '../notifications';
+import { BadRequestError, ConflictError, ForbiddenError, NotFoundError, UnauthorizedError } from '../../errors';
+import { isUserId, type Role } from '../../domain/auth';
+import type { Stores } from '../../store';
+import type { StoredUser, UserDoc } from '../../store/auth';
+import { createAccountFunctions } from './accounts';
+import { hashPassword, sha256Hex } from './passwords';
+import { createApiKeyFunctions } from './api-keys';
+import { createTwoFactor, hasTwoFactor, INVALID_CODE } from './two-factor';
+
+export type { AuthApiKey } from './api-keys';
+export { INVALID_API_KEY } from './api-keys';
 
 /** What the rest of the app knows about the signed-in user. */
 export interface AuthUser {
@@ -29,10 +36,7 @@ export interface NewUser {
 
 const JWT_ALGORITHM = 'HS256' as const;
 
-// argon2id with OWASP's minimum parameters (19 MiB, 2 passes): ~30 ms here.
-const ARGON2_OPTIONS = { memoryCost: 19_456, timeCost: 2, parallelism: 1 } as const;
-
-export const hashPassword = (password: string) => hash(password, ARGON2_OPTIONS);
+export { hashPassword } from './passwords';
 
 // Verified against when the e-mail is unknown, so both failures take the same time.
 let dummyHash: Promise<string> | null = null;
@@ -46,7 +50,27 @@ const CONFIRMATION_HOURS = 24;
 /** `<userId>.<secret>`: the account is found by `_id`, the secret checked by its hash. */
 const CONFIRMATION_TOKEN = /^([a-f0-9]{24})\.([A-Za-z0-9_-]{43})$/;
 
-const sha256Hex = (secret: string) => crypto.createHash('sha256').update(secret).digest('hex');
+
+/** How long the step between a right password and the second factor may take. */
+const SECOND_FACTOR_MINUTES = 10;
+export const SIGN_IN_EXPIRED = 'Your sign-in took too long. Please enter your e-mail and password again.';
+
+/** Where each role starts its work after signing in. */
+export const LANDING: Record<Role, string> = { investigator: '/cases', admin: '/admin', customer: '/account/products', partner: '/partner' };
+
+/** Staff whose sign-in needs a second factor, and what is left to do after the password. */
+export type SecondStep = 'code' | 'enrol';
+
+/**
+ * The outcome of a right or wrong password: refused (one message for an unknown e-mail and a
+ * wrong password), signed in, or waiting for a second factor under a short-lived token.
+ */
+export type SignIn =
+  | { outcome: 'refused'; code: 'invalid_credentials' | 'unconfirmed'; message: string }
+  | { outcome: 'signed-in'; user: UserDoc; token: string; expiresAt: Date }
+  | { outcome: 'second-step'; step: SecondStep; user: UserDoc; pendingToken: string };
+
+const isStaff = (role: Role) => role === 'investigator' || role === 'admin';
 
 export function createAuthService(deps: { config: Config; clock: Clock; audit: AuditService; notifications: NotificationsService; stores: Pick<Stores, 'auth'> }) {
   const { config, clock, notifications } = deps;
@@ -86,12 +110,12 @@ export function createAuthService(deps: { config: Config; clock: Clock; audit: A
     await store.deleteSessionsExpiredBy(now);
   }
 
-  async function issueSession(user: UserDoc): Promise<{ token: string; expiresAt: Date }> {
+  async function issueSession(user: Pick<StoredUser, '_id' | 'sessionGeneration'>): Promise<{ token: string; expiresAt: Date }> {
     const now = clock.now();
     await purgeExpiredSessions(now);
     const expiresAt = new Date(now.getTime() + config.jwt.ttlMinutes * 60_000);
     const sessionId = crypto.randomBytes(24).toString('base64url');
-    await store.insertSession({ _id: sessionId, userId: user._id, createdAt: now, expiresAt });
+    await store.insertSession({ _id: sessionId, userId: user._id, createdAt: now, expiresAt, generation: user.sessionGeneration ?? 0 });
     const token = jwt.sign(
       { iat: Math.floor(now.getTime() / 1000) },
       jwtKey,
@@ -100,7 +124,7 @@ export function createAuthService(deps: { config: Config; clock: Clock; audit: A
         expiresIn: config.jwt.ttlMinutes * 60,
         issuer: config.jwt.issuer,
         audience: config.jwt.audience,
-        subject: user.id as string,
+        subject: String(user._id),
         jwtid: sessionId,
       },
     );
@@ -161,6 +185,69 @@ export function createAuthService(deps: { config: Config; clock: Clock; audit: A
     return null;
   }
 
+  async function getUser(id: string) {
+    const user = isUserId(id) ? await store.userById(id) : null;
+    if (!user) throw new NotFoundError('No such user.');
+    return user;
+  }
+
+  const twoFactor = createTwoFactor({ clock, audit: deps.audit, store, issuer: 'Downstream' });
+  const accounts = createAccountFunctions({ config, clock, audit: deps.audit, notifications, store, getUser, issueSession });
+  const pendingAudience = `${config.jwt.audience}:second-factor`;
+
+  /** The password step: refused, signed in, or a second step under a short-lived token. */
+  async function signIn(email: string, password: string): Promise<SignIn> {
+    const user = await store.userByEmail(email.trim().toLowerCase());
+    if (!user || user.disabled) {
+      dummyHash ??= hashPassword(crypto.randomBytes(16).toString('hex'));
+      await verify(await dummyHash, password).catch(() => false);
+      return { outcome: 'refused', code: 'invalid_credentials', message: INVALID_LOGIN };
+    }
+    const ok = await verify(user.passwordHash, password).catch(() => false);
+    if (!ok) return { outcome: 'refused', code: 'invalid_credentials', message: INVALID_LOGIN };
+    // Said only to whoever knows the password, so it tells nobody else the account exists.
+    if (user.confirmation) return { outcome: 'refused', code: 'unconfirmed', message: CONFIRM_FIRST };
+    await store.setLastLogin(user._id, clock.now());
+    const step: SecondStep | null = hasTwoFactor(user) ? 'code' : isStaff(user.role) && config.staffTwoFactor === 'required' ? 'enrol' : null;
+    if (!step) return { outcome: 'signed-in', user, ...(await issueSession(user)) };
+    // Signed, not stored: whichever instance answers the next step can check it.
+    const pendingToken = jwt.sign({ step, iat: Math.floor(clock.now().getTime() / 1000) }, jwtKey, {
+      algorithm: JWT_ALGORITHM,
+      expiresIn: SECOND_FACTOR_MINUTES * 60,
+      issuer: config.jwt.issuer,
+      audience: pendingAudience,
+      subject: String(user._id),
+    });
+    return { outcome: 'second-step', step, user, pendingToken };
+  }
+
+  /** Whose sign-in waits for a second step, and which; throws when the token is not (or no longer) valid. */
+  async function pendingSignIn(pendingToken: string) {
+    let payload: string | jwt.JwtPayload;
+    try {
+      payload = jwt.verify(pendingToken, jwtKey, { algorithms: [JWT_ALGORITHM], issuer: config.jwt.issuer, audience: pendingAudience, clockTimestamp: Math.floor(clock.now().getTime() / 1000) });
+    } catch {
+      throw new UnauthorizedError(SIGN_IN_EXPIRED, 'sign_in_expired');
+    }
+    const step = typeof payload === 'string' ? null : (payload.step as unknown);
+    const user = typeof payload !== 'string' && payload.sub && isUserId(payload.sub) ? await store.userById(payload.sub) : null;
+    if (!user || user.disabled || (step !== 'code' && step !== 'enrol')) throw new UnauthorizedError(SIGN_IN_EXPIRED, 'sign_in_expired');
+    // Enrolled meanwhile (another tab): the code step it is.
+    return { user, step: (hasTwoFactor(user) ? 'code' : step) as SecondStep };
+  }
+
+  /**
+   * The second step of a page sign-in: a code (step `code`), or the first code of a new
+   * enrolment (step `enrol`, which also returns the recovery codes to show once).
+   */
+  async function completeSignIn(pendingToken: string, code: string) {
+    const { user, step } = await pendingSignIn(pendingToken);
+    let recoveryCodes: string[] = [];
+    if (step === 'enrol') recoveryCodes = await twoFactor.confirmEnrolment(user, code);
+    else if (!(await twoFactor.check(user, code))) throw new BadRequestError(INVALID_CODE, { code: INVALID_CODE }, 'invalid_second_factor');
+    return { user, recoveryCodes, ...(await issueSession(user)) };
+  }
+
   return {
     signUp,
 
@@ -178,19 +265,33 @@ export function createAuthService(deps: { config: Config; clock: Clock; audit: A
 
     issueSession,
 
-    async logIn(email: string, password: string) {
-      const user = await store.userByEmail(email.trim().toLowerCase());
-      if (!user || user.disabled) {
-        dummyHash ??= hashPassword(crypto.randomBytes(16).toString('hex'));
-        await verify(await dummyHash, password).catch(() => false);
-        throw new UnauthorizedError(INVALID_LOGIN, 'invalid_credentials');
-      }
-      const ok = await verify(user.passwordHash, password).catch(() => false);
-      if (!ok) throw new UnauthorizedError(INVALID_LOGIN, 'invalid_credentials');
-      // Said only to whoever knows the password, so it tells nobody else the account exists.
-      if (user.confirmation) throw new UnauthorizedError(CONFIRM_FIRST, 'unconfirmed');
-      await store.setLastLogin(user._id, clock.now());
-      return { user, ...(await issueSession(user)) };
+    signIn,
+    completeSignIn,
+    pendingSignIn,
+
+    /**
+     * The API's sign-in: the password, and for an account with a second factor its `code`
+     * (from the authenticator or a recovery code) in the same request. Staff who must enrol
+     * do it on the web first.
+     */
+    async logIn(email: string, password: string, code?: string) {
+      const attempt = await signIn(email, password);
+      if (attempt.outcome === 'refused') throw new UnauthorizedError(attempt.message, attempt.code);
+      if (attempt.outcome === 'signed-in') return attempt;
+      if (attempt.step === 'enrol') throw new ForbiddenError('Set up two-factor sign-in first: sign in on the web, where you are asked to enrol an authenticator app.', 'two_factor_enrolment_required');
+      if (!code) throw new UnauthorizedError('This account signs in with a second factor: send the code from your authenticator app (or a recovery code) as "code".', 'second_factor_required');
+      if (!(await twoFactor.check(attempt.user, code))) throw new UnauthorizedError(INVALID_CODE, 'invalid_second_factor');
+      return { user: attempt.user, ...(await issueSession(attempt.user)) };
+    },
+
+    /** The secret and QR code to enrol an authenticator (first sign-in, or from the account page). */
+    async twoFactorEnrolment(userId: string) {
+      return twoFactor.enrolment(await getUser(userId));
+    },
+
+    /** A signed-in user's enrolment, confirmed by a first code: the recovery codes, shown once. */
+    async confirmTwoFactor(userId: string, code: string) {
+      return twoFactor.confirmEnrolment(await getUser(userId), code);
     },
 
     /**
@@ -213,7 +314,7 @@ export function createAuthService(deps: { config: Config; clock: Clock; audit: A
       if (!session || session.expiresAt <= clock.now() || String(session.userId) !== payload.sub) {
         throw new UnauthorizedError('Your session has ended. Please sign in again.', 'session_ended');
       }
-      if (!user || user.disabled || user.confirmation) {
+      if (!user || user.disabled || user.confirmation || (session.generation ?? 0) !== (user.sessionGeneration ?? 0)) {
         throw new UnauthorizedError('Your session has ended. Please sign in again.', 'session_ended');
       }
       return {
@@ -230,14 +331,16 @@ export function createAuthService(deps: { config: Config; clock: Clock; audit: A
       await store.deleteSession(sessionId);
     },
 
-    async getUser(id: string) {
-      const user = await store.userById(id);
-      if (!user) throw new NotFoundError('No such user.');
-      return user;
-    },
+    getUser,
 
     async listUsers(page: { skip: number; limit: number }) {
       return store.listUsers(page);
+    },
+
+    /** Which e-mails a staff member gets about their cases. */
+    async setNotificationPreferences(id: string, prefs: { caseAssigned: boolean; deadlineDigest: boolean }) {
+      await getUser(id);
+      await store.setNotificationPreferences(id, prefs);
     },
 
     async updateProfile(id: string, changes: { name?: string; organisation?: string }) {
@@ -247,80 +350,9 @@ export function createAuthService(deps: { config: Config; clock: Clock; audit: A
     },
 
     ...apiKeys,
+    ...accounts,
   };
 }
 
 export type AuthService = ReturnType<typeof createAuthService>;
 
-// ----- API keys (update servers and devices) -----
-
-/** What a request authenticated by an API key knows about its caller. */
-export interface AuthApiKey {
-  id: string;
-  name: string;
-  scopes: ApiKeyScope[];
-}
-
-const API_KEY_FORMAT = /^dsk_([a-f0-9]{16})_([A-Za-z0-9_-]{43})$/;
-const LAST_USED_EVERY_MS = 60_000;
-
-const sha256 = (secret: string) => crypto.createHash('sha256').update(secret).digest();
-
-export const INVALID_API_KEY = 'The API key is not valid or has been revoked.';
-
-function createApiKeyFunctions(clock: Clock, audit: AuditService, store: AuthStore) {
-  return {
-    /** The full key is returned here and never again: only its secret's hash is stored. */
-    async createApiKey(input: { name: string; scopes: ApiKeyScope[] }, byUserId: string | null) {
-      const id = crypto.randomBytes(8).toString('hex');
-      const secret = crypto.randomBytes(32).toString('base64url');
-      const apiKey = await store.insertApiKey({
-        _id: id,
-        name: input.name,
-        secretHash: sha256(secret).toString('hex'),
-        scopes: input.scopes,
-        createdByUserId: byUserId,
-        createdAt: clock.now(),
-      });
-      await audit.record({ actorKind: 'user', actorId: byUserId, action: 'api-key.created', subjectKind: 'api-key', subjectId: id, detail: { name: input.name, scopes: input.scopes } });
-      return { apiKey: apiKey.toObject(), key: `dsk_${id}_${secret}` };
-    },
-
-    async listApiKeys(page: { skip: number; limit: number }) {
-      return store.listApiKeys(page);
-    },
-
-    /** Revoking twice keeps the first revocation time. */
-    async revokeApiKey(id: string, byUserId: string | null) {
-      const found = await store.apiKeyWithoutSecret(id);
-      if (!found) throw new NotFoundError('No such API key.');
-      if (found.revokedAt) return found;
-      const revokedAt = clock.now();
-      // Of two concurrent revocations one changes the key; the other returns it as it now is.
-      if (!(await store.revokeApiKey(id, revokedAt))) return (await store.apiKeyWithoutSecret(id)) ?? found;
-      await audit.record({ actorKind: 'user', actorId: byUserId, action: 'api-key.revoked', subjectKind: 'api-key', subjectId: id, detail: { name: found.name } });
-      return { ...found, revokedAt };
-    },
-
-    /**
-     * `dsk_<id>_<secret>` → the key, by one `_id` lookup and a constant-time comparison of the
-     * secret's hash. Unknown, malformed and revoked keys get the same 401; a key without
-     * `scope` a 403.
-     */
-    async authenticateApiKey(key: string, scope: ApiKeyScope): Promise<AuthApiKey> {
-      const match = API_KEY_FORMAT.exec(key);
-      const found = match ? await store.apiKeyById(match[1]!) : null;
-      const given = sha256(match?.[2] ?? key);
-      const stored = found ? Buffer.from(found.secretHash, 'hex') : crypto.randomBytes(32);
-      if (!found || !crypto.timingSafeEqual(given, stored) || found.revokedAt) {
-        throw new UnauthorizedError(INVALID_API_KEY, 'invalid_api_key');
-      }
-      if (!found.scopes.includes(scope)) throw new ForbiddenError(`This API key is not allowed to use ${scope}.`, 'scope_missing');
-      const now = clock.now();
-      if (!found.lastUsedAt || now.getTime() - found.lastUsedAt.getTime() >= LAST_USED_EVERY_MS) {
-        await store.touchApiKey(found._id, now);
-      }
-      return { id: found._id, name: found.name, scopes: found.scopes as ApiKeyScope[] };
-    },
-  };
-}

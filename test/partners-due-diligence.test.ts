@@ -134,7 +134,7 @@ describe('due-diligence questionnaire', () => {
 
     const missing = await member.agent.form('/partner/due-diligence', { form: 'answers', version: String(v.version), answer_q1: 'partly', comment_q1: 'Only new customers', comment_q2: 'We ask for proof' });
     expect(missing.status).toBe(400);
-    expect(missing.text).toMatch(/id="f-answer_q2-error">Answer this question/);
+    expect(missing.text).toMatch(/id="f-answer_q2-error">Question 2 needs an answer/);
     expect(missing.text).toContain('value="partly" checked');
     expect(missing.text).toContain('Only new customers');
     expect(missing.text).toContain('We ask for proof');
@@ -170,5 +170,11 @@ describe('due-diligence questionnaire', () => {
     expect(recorded.body.dueDiligence.trainings).toEqual([expect.objectContaining({ person: 'Amina Otieno', training: 'End-use screening', completedAt: '2026-01-10' })]);
     const stored = await Partner.findById(partner._id).lean();
     expect(stored!.dueDiligence!.trainings).toEqual([expect.objectContaining({ person: 'Amina Otieno', training: 'End-use screening', completedAt: new Date('2026-01-10T00:00:00Z') })]);
+
+    // Editing the partner's record sets its maturity and dates, and leaves the attestations alone.
+    const admin = await apiUser(ctx, 'admin');
+    const edited = await api().put(`/api/v1/partners/${partner._id}`).set(admin.auth).send({ name: partner.name, type: partner.type, maturity: 'leading' });
+    expect(edited.status).toBe(200);
+    expect((await Partner.findById(partner._id).lean())!.dueDiligence).toMatchObject({ maturity: 'leading', trainings: [expect.objectContaining({ person: 'Amina Otieno' })] });
   });
 });

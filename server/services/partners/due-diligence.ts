@@ -77,8 +77,8 @@ export function partnerDueDiligence(deps: PartnerDeps) {
       if (!set) throw new ConflictError('There are no due-diligence questions yet.');
       if (set._id !== input.version) throw new ConflictError(`The questions changed meanwhile (now version ${set._id}): your answers are below; check them against the new questions and send again.`);
       const given = new Map(input.answers.map((a) => [a.questionId, a]));
-      const missing = set.questions.filter((q) => !given.has(q.id));
-      if (missing.length) throw new ValidationError(Object.fromEntries(missing.map((q) => [`answer_${q.id}`, 'Answer this question: yes, partly or no.'])));
+      const missing = set.questions.map((q, i) => ({ q, n: i + 1 })).filter(({ q }) => !given.has(q.id));
+      if (missing.length) throw new ValidationError(Object.fromEntries(missing.map(({ q, n }) => [`answer_${q.id}`, `Question ${n} needs an answer: yes, partly or no.`])));
       const unknown = input.answers.filter((a) => !set.questions.some((q) => q.id === a.questionId));
       if (unknown.length) throw new ValidationError({ answers: `No such question in version ${set._id}: ${unknown.map((a) => a.questionId).join(', ')}.` });
       const submitted = await store.submitQuestionnaire(partnerId, {

@@ -1,7 +1,7 @@
 import mongoose, { Schema } from 'mongoose';
 import { END_USER_TYPES } from '../server/domain/registrations';
 import { RISK_LEVELS } from '../server/domain/catalogue';
-import { ALLOCATION_SOURCES, CLAUSE_KINDS, MATURITY_LEVELS, PARTNER_TYPES, REVIEW_CRITERIA, REVIEW_STATUSES } from '../server/domain/partners';
+import { ALLOCATION_SOURCES, CLAUSE_KINDS, DD_ANSWERS, MATURITY_LEVELS, PARTNER_TYPES, QUESTIONNAIRE_STATUSES, REVIEW_CRITERIA, REVIEW_STATUSES } from '../server/domain/partners';
 
 /**
  * Channel partners and what flows through them.
@@ -24,6 +24,42 @@ const clauseSchema = new Schema(
   { _id: false },
 );
 
+/**
+ * A partner's due-diligence questionnaire: the questions as they stood in the version it
+ * answered (copied, so a later version changes no answer already given), its answers and
+ * compliance's review.
+ */
+const questionnaireSchema = new Schema(
+  {
+    version: { type: Number, required: true },
+    questions: { type: [new Schema({ id: { type: String, required: true }, text: { type: String, required: true } }, { _id: false })], default: [] },
+    answers: {
+      type: [new Schema({ questionId: { type: String, required: true }, answer: { type: String, enum: DD_ANSWERS, required: true }, comment: { type: String, default: '', maxlength: 2000 } }, { _id: false })],
+      default: [],
+    },
+    status: { type: String, enum: QUESTIONNAIRE_STATUSES, required: true },
+    submittedAt: { type: Date, required: true },
+    submittedByUserId: { type: String, default: null },
+    reviewedAt: { type: Date, default: null },
+    reviewedByUserId: { type: String, default: null },
+    /** Why compliance sent it back. */
+    reason: { type: String, default: '', maxlength: 2000 },
+  },
+  { _id: false },
+);
+
+/** Someone at the partner completed a training (recorded by the partner or by staff). */
+const trainingSchema = new Schema(
+  {
+    person: { type: String, required: true, maxlength: 200 },
+    training: { type: String, required: true, maxlength: 200 },
+    completedAt: { type: Date, required: true },
+    recordedAt: { type: Date, required: true },
+    recordedByUserId: { type: String, default: null },
+  },
+  { _id: false },
+);
+
 const partnerSchema = new Schema(
   {
     _id: { type: String, required: true }, // ptn_…
@@ -42,6 +78,8 @@ const partnerSchema = new Schema(
       maturity: { type: String, enum: MATURITY_LEVELS, default: 'none' },
       lastReviewAt: { type: Date, default: null },
       nextReviewAt: { type: Date, default: null },
+      questionnaire: { type: questionnaireSchema, default: null },
+      trainings: { type: [trainingSchema], default: [] },
     },
     allocationIds: { type: [String], default: [] },
     /** Counters kept on write (the scorecard's read model); `npm run` rebuild: rebuildScorecards. */
@@ -62,6 +100,22 @@ partnerSchema.index({ parentId: 1 });
 partnerSchema.index({ nameKey: 1 });
 
 export const Partner = mongoose.model('Partner', partnerSchema);
+
+/**
+ * The due-diligence questions, one document per version (`_id` = the version number, so two
+ * admins publishing at once cannot both take the same number). Admins publish a new version;
+ * old versions stay, for the questionnaires answered under them. A small collection.
+ */
+const questionSetSchema = new Schema(
+  {
+    _id: { type: Number, required: true },
+    questions: { type: [new Schema({ id: { type: String, required: true }, text: { type: String, required: true, maxlength: 1000 } }, { _id: false })], default: [] },
+    publishedByUserId: { type: String, required: true },
+    publishedAt: { type: Date, required: true },
+  },
+  { versionKey: false },
+);
+export const DueDiligenceQuestionSet = mongoose.model('DueDiligenceQuestionSet', questionSetSchema, 'dueDiligenceQuestionSets');
 
 /** Who acts for a partner: `_id` = `user:<userId>` or `key:<apiKeyId>`. */
 const partnerMemberSchema = new Schema(

@@ -6,7 +6,7 @@ import type { RouteContext } from './context';
 import { countryCode, dayField } from './catalogue';
 import { COUNTRY_OPTIONS } from '../server/countries';
 import { RISK_LEVELS } from '../server/domain/catalogue';
-import { CLAUSE_KINDS, MATURITY_LEVELS, PARTNER_TYPES, REVIEW_DECISIONS } from '../server/domain/partners';
+import { CLAUSE_KINDS, DD_ANSWERS, MATURITY_LEVELS, PARTNER_TYPES, QUESTIONNAIRE_DECISIONS, REVIEW_DECISIONS } from '../server/domain/partners';
 import { END_USER_TYPES } from '../server/domain/registrations';
 import { ValidationError } from '../server/errors';
 import { requireApiKey } from '../server/middleware/api-key';
@@ -107,6 +107,44 @@ const passOnInput = z.object({
 });
 const mergeInput = z.object({ fromId: partnerIdField, intoId: partnerIdField });
 
+// ----- due diligence -----
+
+export const questionSetInput = z.object({
+  questions: z.preprocess(
+    (v) => (typeof v === 'string' ? v.split(/\r?\n/).map((s) => s.trim()).filter(Boolean) : v),
+    z.array(requiredText(1000, 'A question')).min(1, 'Write at least one question, one per line.').max(100, 'At most 100 questions.'),
+  ),
+});
+const answerChoice = z.enum(DD_ANSWERS, `Answer yes, partly or no.`);
+export const questionnaireInput = z.object({
+  version: z.coerce.number().int().positive('Give the version of the questions you answered.'),
+  answers: z.array(z.object({ questionId: z.string().trim().min(1).max(20), answer: answerChoice, comment: shortText(2000, 'A comment').default('') }).strict()).max(100),
+});
+/** The form sends `answer_<questionId>` and `comment_<questionId>` per question; errors go back under those names. */
+function parseQuestionnaireForm(req: Request) {
+  const body = req.body as Record<string, unknown>;
+  const ids = Object.keys(body).filter((k) => k.startsWith('answer_') || k.startsWith('comment_')).map((k) => k.slice(k.indexOf('_') + 1));
+  const questionIds = [...new Set(ids)].filter((id) => body[`answer_${id}`]);
+  try {
+    return parseBody(questionnaireInput, { body: { version: body.version, answers: questionIds.map((id) => ({ questionId: id, answer: body[`answer_${id}`], comment: body[`comment_${id}`] ?? '' })) } } as Request);
+  } catch (err) {
+    if (!(err instanceof ValidationError)) throw err;
+    const fields: Record<string, string> = {};
+    for (const [key, message] of Object.entries(err.fields ?? {})) {
+      const [list, index, sub] = key.split('.');
+      fields[list === 'answers' && index !== undefined ? `${sub === 'comment' ? 'comment' : 'answer'}_${questionIds[Number(index)]}` : list!] ??= message;
+    }
+    throw new ValidationError(fields);
+  }
+}
+export const questionnaireReviewInput = z.object({
+  decision: z.enum(QUESTIONNAIRE_DECISIONS, `Choose a decision: ${QUESTIONNAIRE_DECISIONS.join(', ')}.`),
+  reason: shortText(2000, 'Reason').default(''),
+  maturity: z.preprocess((v) => (v === '' ? null : v), z.enum(MATURITY_LEVELS, `Choose a maturity level: ${MATURITY_LEVELS.join(', ')}.`).nullable()).default(null),
+  nextReviewAt: optionalDay('Next review').default(null),
+});
+export const trainingInput = z.object({ person: requiredText(200, 'Who'), training: requiredText(200, 'Training'), completedAt: dayField('Completed on') });
+
 // ----- output shapes -----
 
 type Partner = Awaited<ReturnType<PartnersService['getPartner']>>['partner'];
@@ -144,6 +182,32 @@ export const publicReview = (r: Review) => ({
   submittedAt: r.submittedAt,
 });
 
+type QuestionSet = NonNullable<Awaited<ReturnType<PartnersService['currentQuestionSet']>>>;
+export const publicQuestionSet = (q: QuestionSet) => ({ version: q._id, questions: q.questions.map((x) => ({ id: x.id, text: x.text })), publishedAt: q.publishedAt });
+
+export const publicDueDiligence = (p: Partner) => {
+  const dd = p.dueDiligence;
+  const q = dd?.questionnaire;
+  return {
+    partnerId: p._id,
+    maturity: dd?.maturity ?? 'none',
+    lastReviewAt: day(dd?.lastReviewAt),
+    nextReviewAt: day(dd?.nextReviewAt),
+    questionnaire: q
+      ? {
+          version: q.version,
+          status: q.status,
+          questions: q.questions.map((x) => ({ id: x.id, text: x.text })),
+          answers: q.answers.map((a) => ({ questionId: a.questionId, answer: a.answer, comment: a.comment ?? '' })),
+          submittedAt: q.submittedAt,
+          reviewedAt: q.reviewedAt ?? null,
+          reason: q.reason ?? '',
+        }
+      : null,
+    trainings: (dd?.trainings ?? []).map((t) => ({ person: t.person, training: t.training, completedAt: day(t.completedAt), recordedAt: t.recordedAt })),
+  };
+};
+
 /** The form's values for an existing partner (dates as YYYY-MM-DD, lists one per line). */
 const formValues = (p: Partner) => ({
   ...publicPartner(p),
@@ -178,6 +242,8 @@ const formOptions = {
   riskLevels: RISK_LEVELS,
   endUserTypes: END_USER_TYPES,
   decisions: REVIEW_DECISIONS,
+  ddAnswers: DD_ANSWERS,
+  questionnaireDecisions: QUESTIONNAIRE_DECISIONS,
   countries: COUNTRY_OPTIONS,
   salesCsvHeader: SALES_CSV_HEADER,
 };
@@ -223,6 +289,43 @@ export function partnerPages(ctx: RouteContext) {
     return { title: 'Partner scorecards', rows: items, total, page };
   };
   router.get('/admin/partners/scorecards', staffRoles, async (req, res) => res.render('partners/scorecards', await scorecardsPage(req)));
+
+  const questionsPage = async (req: Request) => {
+    const page = toPage(parseQuery(pagination, req));
+    const { items, total } = await partners.questionSets(page);
+    return { title: 'Due-diligence questions', sets: items, total, page, current: items[0] && page.page === 1 ? items[0] : await partners.currentQuestionSet() };
+  };
+  router.get('/admin/partners/questions', staffRoles, async (req, res) => res.render('partners/questions', await questionsPage(req)));
+  router.post(
+    '/admin/partners/questions',
+    adminOnly,
+    formAction('partners/questions', questionsPage, async (req, res) => {
+      const set = await partners.publishQuestionSet(parseBody(questionSetInput, req).questions, staffActor(req));
+      res.flash(`Version ${set._id} published: partners answer it from now on; answers already given keep their questions.`);
+      res.redirect(303, '/admin/partners/questions');
+    }),
+  );
+
+  const staffDueDiligencePage = async (req: Request) => ({ title: 'Due diligence', ...(await partners.dueDiligenceOf(String(req.params.partnerId), staffActor(req))), staffView: true, ...formOptions });
+  router.get('/admin/partners/:partnerId/due-diligence', staffRoles, async (req, res) => res.render('partners/due-diligence', await staffDueDiligencePage(req)));
+  router.post(
+    '/admin/partners/:partnerId/due-diligence/review',
+    staffRoles,
+    formAction('partners/due-diligence', staffDueDiligencePage, async (req, res) => {
+      const partner = await partners.reviewQuestionnaire(String(req.params.partnerId), parseBody(questionnaireReviewInput, req), staffActor(req));
+      res.flash(`Questionnaire ${partner.dueDiligence?.questionnaire?.status === 'accepted' ? 'accepted' : 'sent back'}.`);
+      res.redirect(303, `/admin/partners/${partner._id}/due-diligence`);
+    }),
+  );
+  router.post(
+    '/admin/partners/:partnerId/due-diligence/trainings',
+    staffRoles,
+    formAction('partners/due-diligence', staffDueDiligencePage, async (req, res) => {
+      const partner = await partners.attestTraining(String(req.params.partnerId), parseBody(trainingInput, req), staffActor(req));
+      res.flash('Training recorded.');
+      res.redirect(303, `/admin/partners/${partner._id}/due-diligence`);
+    }),
+  );
 
   const mergePage = async () => ({ title: 'Merge near-duplicate partners', pairs: await partners.nearDuplicates(ratio, MERGE_THRESHOLD), threshold: MERGE_THRESHOLD });
   router.get('/admin/partners/merge', adminOnly, async (_req, res) => res.render('partners/merge', await mergePage()));
@@ -398,6 +501,32 @@ export function partnerPortalPages(ctx: RouteContext) {
     }),
   );
 
+  const dueDiligencePage = async (req: Request) => {
+    const actor = await partnerActorOf(partners, req);
+    return { title: 'Due diligence', ...(await partners.dueDiligenceOf(actor.partnerId, actor)), staffView: false, ...formOptions };
+  };
+  router.get('/partner/due-diligence', partnerOnly, async (req, res) => res.render('partners/due-diligence', await dueDiligencePage(req)));
+  router.post(
+    '/partner/due-diligence',
+    partnerOnly,
+    formAction('partners/due-diligence', dueDiligencePage, async (req, res) => {
+      const actor = await partnerActorOf(partners, req);
+      await partners.answerQuestionnaire(actor.partnerId, parseQuestionnaireForm(req), actor);
+      res.flash('Thank you: your answers went to compliance for review.');
+      res.redirect(303, '/partner/due-diligence');
+    }),
+  );
+  router.post(
+    '/partner/due-diligence/trainings',
+    partnerOnly,
+    formAction('partners/due-diligence', dueDiligencePage, async (req, res) => {
+      const actor = await partnerActorOf(partners, req);
+      await partners.attestTraining(actor.partnerId, parseBody(trainingInput, req), actor);
+      res.flash('Training recorded.');
+      res.redirect(303, '/partner/due-diligence');
+    }),
+  );
+
   const requestsPage = async (req: Request) => {
     const page = toPage(parseQuery(pagination, req));
     const { items, total } = await partners.listRequests(await partnerActorOf(partners, req), page);
@@ -456,6 +585,35 @@ export function partnersApi({ services }: RouteContext) {
     const page: Page = toPage(paging);
     const { items, total } = await partners.scorecards(page);
     res.json(pageBody(items.map(scorecardRow), total, page));
+  });
+
+  router.get('/due-diligence-questions', anyPartnerUser, async (_req, res) => {
+    const set = await partners.currentQuestionSet();
+    res.json({ questionSet: set && publicQuestionSet(set) });
+  });
+
+  router.post('/due-diligence-questions', adminOnly, async (req, res) => {
+    res.status(201).json({ questionSet: publicQuestionSet(await partners.publishQuestionSet(parseBody(questionSetInput.strict(), req).questions, staffActor(req))) });
+  });
+
+  router.get('/:partnerId/due-diligence', anyPartnerUser, async (req, res) => {
+    const profile = await partners.dueDiligenceOf(String(req.params.partnerId), await actorOf(partners, req));
+    res.json({ dueDiligence: publicDueDiligence(profile.partner), questionSet: profile.questionSet && publicQuestionSet(profile.questionSet) });
+  });
+
+  router.put('/:partnerId/due-diligence/answers', partnerOnly, async (req, res) => {
+    const partner = await partners.answerQuestionnaire(String(req.params.partnerId), parseBody(questionnaireInput.strict(), req), await partnerActorOf(partners, req));
+    res.json({ dueDiligence: publicDueDiligence(partner) });
+  });
+
+  router.post('/:partnerId/due-diligence/review', staffRoles, async (req, res) => {
+    const partner = await partners.reviewQuestionnaire(String(req.params.partnerId), parseBody(questionnaireReviewInput.strict(), req), staffActor(req));
+    res.json({ dueDiligence: publicDueDiligence(partner) });
+  });
+
+  router.post('/:partnerId/due-diligence/trainings', anyPartnerUser, async (req, res) => {
+    const partner = await partners.attestTraining(String(req.params.partnerId), parseBody(trainingInput.strict(), req), await actorOf(partners, req));
+    res.status(201).json({ dueDiligence: publicDueDiligence(partner) });
   });
 
   router.get('/:partnerId', anyPartnerUser, async (req, res) => {

@@ -2,7 +2,8 @@ import type { Browser, Page } from 'playwright-core';
 import { ChannelUnit, Partner, SaleReview } from '../models/partners';
 import { browserSuite, screenshot, tmpFile } from './helpers/browser';
 import { makeModel } from './helpers/catalogue';
-import { makeUser } from './helpers/factories';
+import { makeUser, TEST_PASSWORD } from './helpers/factories';
+import { makePartner } from './helpers/partners';
 
 /**
  * The channel end to end in Chromium: an admin sets up a distributor and its reseller and
@@ -155,4 +156,62 @@ describe('sales channel partners (headless Chromium)', () => {
     await lookAt(adminPage, 'scorecards');
     expect(problems).toEqual([]);
   }, 180_000);
+
+  it('due diligence: an admin publishes questions, the partner answers (a missed question is named), compliance sends back then accepts, trainings recorded', async () => {
+    const { ctx, browser } = suite;
+    const admin = await makeUser(ctx, 'admin');
+    const investigator = await makeUser(ctx, 'investigator');
+    const partner = await makePartner(ctx, { name: 'Lake Region Integrators', maturity: 'basic' });
+    const email = 'dd-partner@example.test';
+    await ctx.services.partners.addPartnerUser(partner._id, { email, password: TEST_PASSWORD, name: 'DD partner' }, { kind: 'staff', userId: String(admin.user._id) });
+
+    const adminPage = await signedIn(browser, admin.email, admin.password);
+    await adminPage.goto(`${suite.site.url}/admin/partners/questions`);
+    await adminPage.fill('#f-questions', 'Do you screen every end customer against restricted-party lists?\nDo you keep signed end-use declarations for high-risk models?');
+    await submit(adminPage, '/admin/partners/questions');
+    await lookAt(adminPage, 'dd-questions');
+
+    const partnerPage = await signedIn(browser, email, TEST_PASSWORD);
+    await partnerPage.goto(`${suite.site.url}/partner/due-diligence`);
+    await partnerPage.check('input[name="answer_q1"][value="yes"]');
+    await partnerPage.fill('#f-comment_q2', 'Only for police customers so far');
+    await submit(partnerPage, '/partner/due-diligence');
+    expect(await partnerPage.textContent('#f-answer_q2-error')).toContain('Question 2 needs an answer');
+    expect(await partnerPage.inputValue('#f-comment_q2')).toBe('Only for police customers so far'); // nothing typed is lost
+    expect(await partnerPage.isChecked('input[name="answer_q1"][value="yes"]')).toBe(true);
+    await lookAt(partnerPage, 'dd-answer-error');
+    await partnerPage.check('input[name="answer_q2"][value="partly"]');
+    await submit(partnerPage, '/partner/due-diligence');
+    expect(await partnerPage.textContent('#dd-status')).toContain('waiting for compliance');
+
+    const investigatorPage = await signedIn(browser, investigator.email, investigator.password);
+    await investigatorPage.goto(`${suite.site.url}/admin/partners/${partner._id}/due-diligence`);
+    await investigatorPage.selectOption('#f-decision', 'send-back');
+    await submit(investigatorPage, `/admin/partners/${partner._id}/due-diligence/review`);
+    expect(await investigatorPage.textContent('#f-reason-error')).toContain('Say why');
+    await investigatorPage.fill('#f-reason', 'Declarations for every high-risk model, please: which ones are missing?');
+    await submit(investigatorPage, `/admin/partners/${partner._id}/due-diligence/review`);
+
+    await partnerPage.goto(`${suite.site.url}/partner/due-diligence`);
+    expect(await partnerPage.textContent('#dd-reason')).toContain('which ones are missing?');
+    expect(await partnerPage.isChecked('input[name="answer_q2"][value="partly"]')).toBe(true); // the answers sent stay offered
+    await partnerPage.check('input[name="answer_q2"][value="no"]');
+    await submit(partnerPage, '/partner/due-diligence');
+    await partnerPage.fill('#f-person', 'Grace Wanjiru');
+    await partnerPage.fill('#f-training', 'End-use red flags');
+    await partnerPage.fill('#f-completedAt', '2026-01-15');
+    await submit(partnerPage, '/partner/due-diligence/trainings');
+    await lookAt(partnerPage, 'dd-portal');
+
+    await investigatorPage.goto(`${suite.site.url}/admin/partners/${partner._id}/due-diligence`);
+    await investigatorPage.selectOption('#f-decision', 'accept');
+    await investigatorPage.selectOption('#f-maturity', 'established');
+    await submit(investigatorPage, `/admin/partners/${partner._id}/due-diligence/review`);
+    expect(await investigatorPage.textContent('#dd-status')).toContain('accepted');
+    expect(await investigatorPage.textContent('#dd-maturity')).toBe('established');
+    await lookAt(investigatorPage, 'dd-reviewed');
+    const stored = await Partner.findById(partner._id).lean();
+    expect(stored!.dueDiligence).toMatchObject({ maturity: 'established', questionnaire: { status: 'accepted', answers: [{ answer: 'yes' }, { answer: 'no', comment: 'Only for police customers so far' }] }, trainings: [{ person: 'Grace Wanjiru', training: 'End-use red flags' }] });
+    expect(problems).toEqual([]);
+  }, 120_000);
 });

@@ -46,3 +46,13 @@ export function nameKey(name: string): string {
     .replace(/\s+/g, ' ')
     .trim();
 }
+
+/** A partner's answer to one due-diligence question. */
+export const DD_ANSWERS = ['yes', 'partly', 'no'] as const;
+export type DueDiligenceAnswer = (typeof DD_ANSWERS)[number];
+
+/** A due-diligence questionnaire: answered and waiting for compliance, sent back with a reason, or accepted. */
+export const QUESTIONNAIRE_STATUSES = ['submitted', 'sent-back', 'accepted'] as const;
+export type QuestionnaireStatus = (typeof QUESTIONNAIRE_STATUSES)[number];
+export const QUESTIONNAIRE_DECISIONS = ['accept', 'send-back'] as const;
+export type QuestionnaireDecision = (typeof QUESTIONNAIRE_DECISIONS)[number];

@@ -1,5 +1,5 @@
 import crypto from 'node:crypto';
-import { ChannelUnit, Partner, PartnerAllocation, PartnerMember, PartnerRequest, SaleRecord, SaleReview } from '../../models/partners';
+import { ChannelUnit, DueDiligenceQuestionSet, Partner, PartnerAllocation, PartnerMember, PartnerRequest, SaleRecord, SaleReview } from '../../models/partners';
 import type { AllocationSource, ReviewStatus } from '../domain/partners';
 import { existingByIds } from './by-ids';
 import { chunksOf, DUPLICATE_KEY, type Engine, isDuplicateKey } from './engine';
@@ -34,6 +34,18 @@ export interface NewPartner {
   dueDiligence: { maturity: string; lastReviewAt: Date | null; nextReviewAt: Date | null };
   createdAt: Date;
   updatedAt: Date;
+}
+
+export interface StoredQuestionnaire {
+  version: number;
+  questions: Array<{ id: string; text: string }>;
+  answers: Array<{ questionId: string; answer: string; comment: string }>;
+  status: 'submitted';
+  submittedAt: Date;
+  submittedByUserId: string | null;
+  reviewedAt: null;
+  reviewedByUserId: null;
+  reason: '';
 }
 
 export interface StoredSale {
@@ -153,6 +165,41 @@ export function createPartnersStore(engine: Engine) {
       await Partner.deleteOne({ _id: fromId });
       return true;
     },
+
+    // ----- due diligence: the question set's versions and each partner's questionnaire -----
+
+    latestQuestionSet: () => DueDiligenceQuestionSet.findOne({}).sort({ _id: -1 }).lean(),
+
+    async listQuestionSets(page: { skip: number; limit: number }) {
+      const [items, total] = await Promise.all([DueDiligenceQuestionSet.find({}).sort({ _id: -1 }).skip(page.skip).limit(page.limit).lean(), DueDiligenceQuestionSet.countDocuments({})]);
+      return { items, total };
+    },
+
+    /** False when another admin published this version number first. */
+    async insertQuestionSet(doc: { _id: number; questions: Array<{ id: string; text: string }>; publishedByUserId: string; publishedAt: Date }): Promise<boolean> {
+      try {
+        await DueDiligenceQuestionSet.create(doc);
+        return true;
+      } catch (err) {
+        if (isDuplicateKey(err)) return false;
+        throw err;
+      }
+    },
+
+    /** Replaces the questionnaire unless one is waiting for compliance; false if one is. */
+    async submitQuestionnaire(partnerId: string, questionnaire: StoredQuestionnaire): Promise<boolean> {
+      const res = await Partner.updateOne({ _id: partnerId, 'dueDiligence.questionnaire.status': { $ne: 'submitted' } }, { $set: { 'dueDiligence.questionnaire': questionnaire } });
+      return res.modifiedCount === 1;
+    },
+
+    /** Compliance's review, guarded by the questionnaire still waiting for it; false if it is not. */
+    async reviewQuestionnaire(partnerId: string, set: Record<string, unknown>): Promise<boolean> {
+      const res = await Partner.updateOne({ _id: partnerId, 'dueDiligence.questionnaire.status': 'submitted' }, { $set: set });
+      return res.modifiedCount === 1;
+    },
+
+    addTraining: (partnerId: string, training: { person: string; training: string; completedAt: Date; recordedAt: Date; recordedByUserId: string | null }) =>
+      Partner.updateOne({ _id: partnerId }, { $push: { 'dueDiligence.trainings': training } }),
 
     // ----- members: users and API keys acting for a partner -----
 

@@ -1,6 +1,7 @@
 import { partnerChannel } from './channel';
 import type { PartnerDeps } from './context';
 import { partnerDiversion } from './diversion';
+import { partnerDueDiligence } from './due-diligence';
 import { partnerRecords } from './records';
 import { partnerRequests } from './requests';
 import { saleReviews } from './reviews';
@@ -8,17 +9,19 @@ import { saleReviews } from './reviews';
 export { SALES_CSV_HEADER, SALES_CSV_MAX_LINES, type SaleInput } from './channel';
 export type { PartnerActor } from './context';
 export type { PartnerInput } from './records';
+export type { QuestionnaireAnswers, QuestionnaireReview, TrainingAttestation } from './due-diligence';
 export type { DecisionInput, ReviewInput } from './reviews';
 
 /**
  * Channel partners (records.ts), the units and sales flowing through them (channel.ts) and
- * high-risk sale reviews (reviews.ts), requests from cases (requests.ts) and the diversion
+ * high-risk sale reviews (reviews.ts), requests from cases (requests.ts), the due-diligence
+ * profile (due-diligence.ts) and the diversion
  * rules that wait for a grace period (diversion.ts). Every function that takes a partner's actor checks
  * that the records it touches are that partner's or its children's (context.ts).
  */
 export function createPartnersService(deps: PartnerDeps) {
   const requests = partnerRequests(deps);
-  return { ...partnerRecords(deps, requests), ...partnerChannel(deps), ...saleReviews(deps), ...requests, ...partnerDiversion(deps) };
+  return { ...partnerRecords(deps, requests), ...partnerChannel(deps), ...saleReviews(deps), ...requests, ...partnerDiversion(deps), ...partnerDueDiligence(deps) };
 }
 
 export type PartnersService = ReturnType<typeof createPartnersService>;

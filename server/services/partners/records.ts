@@ -1,7 +1,7 @@
 import crypto from 'node:crypto';
 import { ConflictError, ForbiddenError, NotFoundError, ValidationError } from '../../errors';
 import type { Page } from '../../middleware/validate';
-import type { ClauseKind, MaturityLevel, PartnerType } from '../../domain/partners';
+import type { ClauseKind, MaturityLevel, PartnerType, QuestionnaireStatus } from '../../domain/partners';
 import type { RiskLevel } from '../../domain/catalogue';
 import type { LeanPartner } from '../../store/partners';
 import { type PartnerActor, type PartnerDeps, partnerScope } from './context';
@@ -64,11 +64,13 @@ export function partnerRecords(deps: PartnerDeps, requests: { requestFigures(par
     const cases = await deps.stores.cases.casesByIds(partner.caseIds);
     const tallies = { allocated: partner.tallies?.allocated ?? 0, passedOn: partner.tallies?.passedOn ?? 0, sold: partner.tallies?.sold ?? 0, flags: partner.tallies?.flags ?? 0 };
     const nextReviewAt = partner.dueDiligence?.nextReviewAt ?? null;
+    const questionnaire = partner.dueDiligence?.questionnaire ?? null;
     const risk = riskTier({
       territories: partner.territories,
       restrictedCountries: await deps.flags.restrictedCountries(),
       modelRiskLevels: [...levels, ...models.map((m) => m.riskLevel)],
       maturity: (partner.dueDiligence?.maturity ?? 'none') as MaturityLevel,
+      questionnaire: questionnaire && { status: questionnaire.status as QuestionnaireStatus, no: questionnaire.answers.filter((a) => a.answer === 'no').length, partly: questionnaire.answers.filter((a) => a.answer === 'partly').length },
       nextReviewAt,
       allocated: tallies.allocated,
       flags: tallies.flags,
@@ -83,6 +85,7 @@ export function partnerRecords(deps: PartnerDeps, requests: { requestFigures(par
       openCases: cases.filter((c) => c.status !== 'closed').length,
       closedCases: cases.filter((c) => c.status === 'closed').length,
       maturity: partner.dueDiligence?.maturity ?? 'none',
+      dueDiligenceStatus: questionnaire?.status ?? 'not-answered',
       reviewOverdue: !nextReviewAt || nextReviewAt.getTime() < now.getTime(),
       ...(requestFigures ?? (await requests.requestFigures([partner._id])).get(partner._id)!),
     };
@@ -112,7 +115,9 @@ export function partnerRecords(deps: PartnerDeps, requests: { requestFigures(par
     async updatePartner(id: string, input: PartnerInput, actor: PartnerActor & { kind: 'staff' }) {
       await checkParent(input.parentId, id);
       await checkModels(input.authorisedModels);
-      const partner = await store.updatePartner(id, { ...fields(input), updatedAt: clock.now() });
+      // Field by field: the questionnaire and training attestations are not the form's to overwrite.
+      const { dueDiligence, ...rest } = fields(input);
+      const partner = await store.updatePartner(id, { ...rest, ...Object.fromEntries(Object.entries(dueDiligence).map(([k, v]) => [`dueDiligence.${k}`, v])), updatedAt: clock.now() });
       if (!partner) throw new NotFoundError('No such partner.');
       await audit.record({ actorKind: 'user', actorId: actor.userId, action: 'partner.updated', subjectKind: 'partner', subjectId: id, detail: { fields: Object.keys(input) } });
       return partner;

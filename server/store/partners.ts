@@ -46,6 +46,7 @@ export interface StoredSale {
   soldAt: Date;
   reportedAt: Date;
   reviewId: string | null;
+  held: boolean;
 }
 
 export interface NewReview {
@@ -220,6 +221,19 @@ export function createPartnersStore(engine: Engine) {
         await ChannelUnit.bulkWrite(chunk.map(({ unitId: _id, sale }) => ({ updateOne: { filter: { _id, 'sales.key': { $ne: sale.key } }, update: { $push: { sales: sale as never } } } })), { ordered: false });
       }
       return isNew;
+    },
+
+    /** A sale in the ledger, by its key. */
+    saleByKey: (key: string) => SaleRecord.findById(key).lean<StoredSale & { _id: string; unitId: string }>(),
+
+    /**
+     * Lets a sale held for screening review count as made: the ledger's guarded update decides
+     * (false when it was not held, or another reviewer released it first), then the unit's copy.
+     */
+    async releaseSale(key: string, unitId: string): Promise<boolean> {
+      const res = await SaleRecord.updateOne({ _id: key, held: true }, { $set: { held: false } });
+      await ChannelUnit.updateOne({ _id: unitId, 'sales.key': key }, { $set: { 'sales.$.held': false } });
+      return res.modifiedCount === 1;
     },
 
     countSales: (id: string, n: number) => Partner.updateOne({ _id: id }, { $inc: { 'tallies.sold': n } }),

@@ -476,7 +476,7 @@ export function partnersApi({ services }: RouteContext) {
   router.get('/:partnerId/units', anyPartnerUser, async (req, res) => {
     const page = toPage(parseQuery(pagination, req));
     const { items, total } = await partners.unitsOf(String(req.params.partnerId), await actorOf(partners, req), page);
-    res.json(pageBody(items.map((u) => ({ unitId: u.unitId, holderId: u.holderId, sales: u.sales.map((s) => ({ partnerId: s.partnerId, customerName: s.customerName, customerType: s.customerType, country: s.country, endUse: s.endUse, soldAt: day(s.soldAt), reviewId: s.reviewId ?? null })) })), total, page));
+    res.json(pageBody(items.map((u) => ({ unitId: u.unitId, holderId: u.holderId, sales: u.sales.map((s) => ({ id: s.key, partnerId: s.partnerId, customerName: s.customerName, customerType: s.customerType, country: s.country, endUse: s.endUse, soldAt: day(s.soldAt), reviewId: s.reviewId ?? null, held: s.held ?? false })) })), total, page));
   });
 
   return router;

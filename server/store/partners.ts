@@ -232,7 +232,10 @@ export function createPartnersStore(engine: Engine) {
      */
     async releaseSale(key: string, unitId: string): Promise<boolean> {
       const res = await SaleRecord.updateOne({ _id: key, held: true }, { $set: { held: false } });
-      await ChannelUnit.updateOne({ _id: unitId, 'sales.key': key }, { $set: { 'sales.$.held': false } });
+      // By index, guarded by the key there (the embedded engine has no positional `$`); sales are only appended.
+      const unit = await ChannelUnit.findById(unitId, { sales: 1 }).lean<{ sales: StoredSale[] }>();
+      const at = unit?.sales.findIndex((s) => s.key === key) ?? -1;
+      if (at >= 0) await ChannelUnit.updateOne({ _id: unitId, [`sales.${at}.key`]: key }, { $set: { [`sales.${at}.held`]: false } });
       return res.modifiedCount === 1;
     },
 

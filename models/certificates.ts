@@ -21,7 +21,7 @@ const certificateSchema = new Schema(
     items: { type: [new Schema({ modelId: { type: String, required: true }, quantity: { type: Number, required: true, min: 1 } }, { _id: false })], default: [] },
     /** The registrations and transfers it is attached to, each with its unit and model. */
     attachments: {
-      type: [new Schema({ kind: { type: String, enum: ['registration', 'transfer'], required: true }, id: { type: String, required: true }, unitId: { type: String, required: true }, modelId: { type: String, required: true }, country: { type: String, default: null } }, { _id: false })],
+      type: [new Schema({ kind: { type: String, enum: ['registration', 'transfer', 'sale'], required: true }, id: { type: String, required: true }, unitId: { type: String, required: true }, modelId: { type: String, required: true }, country: { type: String, default: null } }, { _id: false })],
       default: [],
     },
     file: { type: fileSchema, required: true },

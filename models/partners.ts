@@ -156,6 +156,8 @@ const saleSchema = new Schema(
     soldAt: { type: Date, required: true },
     reportedAt: { type: Date, required: true },
     reviewId: { type: String, default: null },
+    /** Held for screening review: its end customer matched a listed party (recorded, not yet counted as sold). */
+    held: { type: Boolean, default: false },
   },
   { _id: false },
 );

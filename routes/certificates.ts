@@ -39,7 +39,12 @@ const itemsText = z.preprocess(
 const subjectFields = {
   registrationId: z.preprocess(blank, z.string().trim().max(64).optional()),
   transferId: z.preprocess(blank, z.string().trim().max(64).optional()),
+  /** A partner sale's key, as the partner's units page and the sell-through API show it. */
+  saleId: z.preprocess(blank, z.string().trim().max(400).optional()),
 };
+type SubjectFields = { registrationId?: string; transferId?: string; saleId?: string };
+/** Exactly one record: the certificate covers a registration, a transfer or a partner sale. */
+const oneSubject = (i: SubjectFields) => [i.registrationId, i.transferId, i.saleId].filter(Boolean).length === 1;
 
 export const certificateInput = z
   .object({
@@ -52,11 +57,12 @@ export const certificateInput = z
     items: itemsText,
     ...subjectFields,
   })
-  .refine((i) => !!i.registrationId !== !!i.transferId, { message: 'Give the registration or the transfer the certificate covers (one of them).', path: ['registrationId'] });
+  .refine(oneSubject, { message: 'Give the registration, the transfer or the partner sale the certificate covers (one of them).', path: ['registrationId'] });
 
-export const attachInput = z.object(subjectFields).strict().refine((i) => !!i.registrationId !== !!i.transferId, { message: 'Give a registration or a transfer (one of them).', path: ['registrationId'] });
+export const attachInput = z.object(subjectFields).strict().refine(oneSubject, { message: 'Give a registration, a transfer or a partner sale (one of them).', path: ['registrationId'] });
 
-const subjectOf = (i: { registrationId?: string; transferId?: string }): CertifiedSubject => (i.registrationId ? { kind: 'registration', id: i.registrationId } : { kind: 'transfer', id: i.transferId! });
+const subjectOf = (i: SubjectFields): CertifiedSubject =>
+  i.registrationId ? { kind: 'registration', id: i.registrationId } : i.transferId ? { kind: 'transfer', id: i.transferId } : { kind: 'sale', id: i.saleId! };
 const listQuery = pagination.extend({ expiring: z.preprocess(blank, z.enum(['1', '0'], 'Use 1 or 0.').optional()) });
 
 const staff = requireRole('admin', 'investigator');
@@ -89,7 +95,7 @@ export function certificatePages(ctx: RouteContext) {
     res.render('certificates/list', { title: 'End-use certificates', expiring: expiring.items, expiringTotal: expiring.total, certificates: all.items, total: all.total, page, now: ctx.clock.now() });
   });
 
-  const newPage = (req: Request) => ({ title: 'Add an end-use certificate', values: { registrationId: req.query.registrationId ?? '', transferId: req.query.transferId ?? '' } });
+  const newPage = (req: Request) => ({ title: 'Add an end-use certificate', values: { registrationId: req.query.registrationId ?? '', transferId: req.query.transferId ?? '', saleId: req.query.saleId ?? '' } });
   router.get('/certificates/new', staff, (req, res) => res.render('certificates/new', newPage(req)));
 
   router.post(
@@ -97,8 +103,8 @@ export function certificatePages(ctx: RouteContext) {
     staff,
     ...uploads(ctx, [{ name: 'certificate', maxCount: 1 }]),
     formAction('certificates/new', newPage, async (req, res) => {
-      const { registrationId, transferId, ...input } = parseBody(certificateInput, req);
-      const { certificate, flags } = await services.certificates.upload(input, fileOf(req), subjectOf({ registrationId, transferId }), req.user!.id);
+      const { registrationId, transferId, saleId, ...input } = parseBody(certificateInput, req);
+      const { certificate, flags } = await services.certificates.upload(input, fileOf(req), subjectOf({ registrationId, transferId, saleId }), req.user!.id);
       res.flash(flags.length ? `Certificate saved. It covers fewer units of this model than are attached: red flag raised.` : 'Certificate saved.');
       res.redirect(303, `/certificates/${certificate._id}`);
     }),
@@ -126,8 +132,8 @@ export function certificatesApi(ctx: RouteContext) {
   });
 
   router.post('/', ...uploads(ctx, [{ name: 'certificate', maxCount: 1 }], { csrf: false }), async (req, res) => {
-    const { registrationId, transferId, ...input } = parseBody(certificateInput, req);
-    const { certificate, flags } = await services.certificates.upload(input, fileOf(req), subjectOf({ registrationId, transferId }), req.user!.id);
+    const { registrationId, transferId, saleId, ...input } = parseBody(certificateInput, req);
+    const { certificate, flags } = await services.certificates.upload(input, fileOf(req), subjectOf({ registrationId, transferId, saleId }), req.user!.id);
     res.status(201).json({ certificate: publicCertificate(certificate), flags });
   });
 

@@ -457,7 +457,7 @@ export function partnerPortalPages(ctx: RouteContext) {
     partnerOnly,
     formAction('partners/sales', salesPage, async (req, res) => {
       const [outcome] = await partners.reportSales(await partnerActorOf(partners, req), [parseBody(saleInput, req)]);
-      res.flash(outcome!.outcome === 'repeated' ? `The sale of ${outcome!.unitId} was already reported: nothing changed.` : `Sale of ${outcome!.unitId} recorded.`);
+      res.flash(outcome!.outcome === 'repeated' ? `The sale of ${outcome!.unitId} was already reported: nothing changed.` : outcome!.held ? `Sale of ${outcome!.unitId} recorded; it is held for a compliance review before it counts as completed.` : `Sale of ${outcome!.unitId} recorded.`);
       res.redirect(303, '/partner/sales');
     }),
   );
@@ -634,7 +634,7 @@ export function partnersApi({ services }: RouteContext) {
   router.get('/:partnerId/units', anyPartnerUser, async (req, res) => {
     const page = toPage(parseQuery(pagination, req));
     const { items, total } = await partners.unitsOf(String(req.params.partnerId), await actorOf(partners, req), page);
-    res.json(pageBody(items.map((u) => ({ unitId: u.unitId, holderId: u.holderId, sales: u.sales.map((s) => ({ partnerId: s.partnerId, customerName: s.customerName, customerType: s.customerType, country: s.country, endUse: s.endUse, soldAt: day(s.soldAt), reviewId: s.reviewId ?? null })) })), total, page));
+    res.json(pageBody(items.map((u) => ({ unitId: u.unitId, holderId: u.holderId, sales: u.sales.map((s) => ({ id: s.key, partnerId: s.partnerId, customerName: s.customerName, customerType: s.customerType, country: s.country, endUse: s.endUse, soldAt: day(s.soldAt), reviewId: s.reviewId ?? null, held: s.held ?? false })) })), total, page));
   });
 
   return router;

@@ -6,6 +6,7 @@ import { Flag } from '../models/flags';
 import { createTestContext, type TestContext } from './helpers/context';
 import { makeModel, makeRegistration } from './helpers/catalogue';
 import { apiUser } from './helpers/factories';
+import { allocatedUnits, makePartner, partnerKey, saleOf } from './helpers/partners';
 
 const DAY = 86_400_000;
 
@@ -62,7 +63,7 @@ describe('end-use certificates', () => {
     expect(notPdf.status).toBe(400);
     expect(notPdf.body.error.fields).toHaveProperty('certificate');
     const neither = await upload({ items: 'X: 1' }, await pdf());
-    expect(neither.body.error.fields).toEqual({ registrationId: 'Give the registration or the transfer the certificate covers (one of them).' });
+    expect(neither.body.error.fields).toEqual({ registrationId: 'Give the registration, the transfer or the partner sale the certificate covers (one of them).' });
     expect(await EndUseCertificate.countDocuments({ 'attachments.id': registration._id })).toBe(0);
   });
 
@@ -78,6 +79,30 @@ describe('end-use certificates', () => {
     // Attaching again changes nothing and raises nothing new.
     await request(ctx.app).post(`/api/v1/certificates/${res.body.certificate.id}/attachments`).set(staff.auth).send({ registrationId: second.registration._id });
     expect(await Flag.countDocuments({ rule: 'certificate-over-quantity', unitId: second.unit._id })).toBe(1);
+  });
+
+  it('attaches to partner sales as to registrations: an unknown sale is named, and the over-quantity rule applies', async () => {
+    const partner = await makePartner(ctx);
+    const { model, units } = await allocatedUnits(ctx, partner._id, 2);
+    const sold = await request(ctx.app).post('/api/v1/sell-through').set(await partnerKey(ctx, partner._id)).send({ sales: units.map((u) => saleOf(u, { customerName: 'Kenya Wildlife Service' })) });
+    expect(sold.status).toBe(200);
+    const listed = await request(ctx.app).get(`/api/v1/partners/${partner._id}/units`).set(staff.auth);
+    const saleIds = units.map((u) => listed.body.items.find((i: { unitId: string }) => i.unitId === u._id).sales[0].id as string);
+
+    const unknown = await upload({ saleId: `${units[0]!._id}|2026-03-02|nobody`, items: `${model._id}: 1` }, await pdf());
+    expect(unknown.status).toBe(400);
+    expect(unknown.body.error.fields).toHaveProperty('saleId');
+    const both = await upload({ saleId: saleIds[0]!, registrationId: 'reg_x', items: `${model._id}: 1` }, await pdf());
+    expect(both.status).toBe(400);
+
+    const res = await upload({ saleId: saleIds[0]!, items: `${model._id}: 1` }, await pdf());
+    expect(res.status).toBe(201);
+    expect(res.body).toMatchObject({ flags: [], certificate: { attachments: [{ kind: 'sale', id: saleIds[0], unitId: units[0]!._id, modelId: model._id, country: 'KE' }] } });
+    const attach = await request(ctx.app).post(`/api/v1/certificates/${res.body.certificate.id}/attachments`).set(staff.auth).send({ saleId: saleIds[1] });
+    expect(attach.status).toBe(200);
+    expect(attach.body.flags).toEqual(['certificate-over-quantity']);
+    expect(await Flag.findOne({ rule: 'certificate-over-quantity', unitId: units[1]!._id }).lean()).toMatchObject({ source: { kind: 'sale', id: saleIds[1] }, evidence: { covered: 1, attached: 2 } });
+    expect(await EndUseCertificate.countDocuments({ 'attachments.id': { $in: saleIds } })).toBe(1);
   });
 
   it('lists certificates expiring within 30 days and, once the clock passes their validity, raises certificate-expired once per unit', async () => {

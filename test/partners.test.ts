@@ -177,7 +177,7 @@ describe('sell-through by API key', () => {
 
     const first = await api().post('/api/v1/sell-through').set(key).send({ sales });
     expect(first.status).toBe(200);
-    expect(first.body.results).toEqual(units.map((u) => ({ unitId: u._id, outcome: 'recorded', flags: [] })));
+    expect(first.body.results).toEqual(units.map((u) => ({ unitId: u._id, outcome: 'recorded', held: false, flags: [] })));
     const again = await api().post('/api/v1/sell-through').set(key).send({ sales });
     expect(again.status).toBe(200);
     expect(again.body.results.map((r: { outcome: string }) => r.outcome)).toEqual(['repeated', 'repeated', 'repeated']);
@@ -198,7 +198,7 @@ describe('sell-through by API key', () => {
     expect(created.status).toBe(201);
     expect(created.body.apiKey.scopes).toEqual(['sell-through']);
     const sold = await api().post('/api/v1/sell-through').set({ Authorization: `Bearer ${created.body.key}` }).send({ sales: [saleOf(units[0]!)] });
-    expect(sold.body.results).toEqual([{ unitId: units[0]!._id, outcome: 'recorded', flags: [] }]);
+    expect(sold.body.results).toEqual([{ unitId: units[0]!._id, outcome: 'recorded', held: false, flags: [] }]);
     const user = await partnerUser(ctx, partner._id);
     expect((await api().post(`/api/v1/partners/${partner._id}/api-keys`).set(user.auth).send({ keyName: 'mine' })).status).toBe(403);
   });

@@ -25,5 +25,5 @@ export const FLAG_RULES = [
 export type FlagRule = (typeof FLAG_RULES)[number];
 
 /** What raised a flag: the kind of record it was found in. */
-export const FLAG_SOURCE_KINDS = ['registration', 'transfer', 'check-in', 'report', 'certificate', 'visit', 'epcis-event', 'sale'] as const;
+export const FLAG_SOURCE_KINDS = ['registration', 'transfer', 'check-in', 'report', 'certificate', 'visit', 'epcis-event', 'sale', 'partner'] as const;
 export type FlagSourceKind = (typeof FLAG_SOURCE_KINDS)[number];

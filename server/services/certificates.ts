@@ -7,6 +7,7 @@ import { NotFoundError, ValidationError } from '../errors';
 import type { Page } from '../middleware/validate';
 import type { CatalogueStore } from '../store/catalogue';
 import type { Attachment, CertificateDoc, CertificatesStore } from '../store/certificates';
+import type { PartnersStore } from '../store/partners';
 import type { RegistrationsStore } from '../store/registrations';
 import type { AuditService } from './audit';
 import type { FilesService, IncomingFile } from './files';
@@ -14,7 +15,7 @@ import type { FlagHit, FlagsService } from './flags';
 
 /**
  * End-use and end-user certificates: uploaded as a PDF with the same checks as evidence,
- * attached to the registrations and transfers they cover, and three red flags:
+ * attached to the registrations, transfers and partner sales they cover, and three red flags:
  * - `certificate-missing`: a registration whose model's risk level or end-user type requires a
  *   certificate (CERTIFICATE_REQUIRED_*), raised when it takes effect (the registrations
  *   module asks `rules.missing`);
@@ -33,7 +34,8 @@ export interface CertificateInput {
   items: Array<{ modelId: string; quantity: number }>;
 }
 
-export type CertifiedSubject = { kind: 'registration' | 'transfer'; id: string };
+/** A sale is a partner's sell-through sale, by its key. */
+export type CertifiedSubject = { kind: 'registration' | 'transfer' | 'sale'; id: string };
 
 export const rules = {
   /** Whether a registration needs a certificate: its model's risk level, or its end-user type. */
@@ -70,7 +72,7 @@ export function createCertificatesService(deps: {
   audit: AuditService;
   files: FilesService;
   flags: Pick<FlagsService, 'raise'>;
-  stores: { certificates: CertificatesStore; registrations: Pick<RegistrationsStore, 'registrationById' | 'transferById'>; catalogue: Pick<CatalogueStore, 'unitById'> };
+  stores: { certificates: CertificatesStore; registrations: Pick<RegistrationsStore, 'registrationById' | 'transferById'>; catalogue: Pick<CatalogueStore, 'unitById'>; partners: Pick<PartnersStore, 'saleByKey'> };
 }) {
   const { config, clock, audit, files, flags } = deps;
   const store = deps.stores.certificates;
@@ -81,6 +83,12 @@ export function createCertificatesService(deps: {
       const r = await deps.stores.registrations.registrationById(subject.id);
       if (!r) throw new ValidationError({ registrationId: 'No such registration.' });
       return { kind: 'registration', id: r._id, unitId: r.unitId, modelId: r.modelId, country: r.country };
+    }
+    if (subject.kind === 'sale') {
+      const sale = await deps.stores.partners.saleByKey(subject.id);
+      const unit = sale ? await deps.stores.catalogue.unitById(sale.unitId) : null;
+      if (!sale || !unit) throw new ValidationError({ saleId: 'No such sale.' });
+      return { kind: 'sale', id: sale._id, unitId: sale.unitId, modelId: unit.modelId, country: sale.country };
     }
     const t = await deps.stores.registrations.transferById(subject.id);
     const unit = t ? await deps.stores.catalogue.unitById(t.unitId) : null;

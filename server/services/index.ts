@@ -52,8 +52,8 @@ export function createServices(deps: ServiceDeps) {
   const certificates = createCertificatesService({ ...deps, audit, files, flags });
   const verification = createVerificationService({ ...deps, audit, files, flags });
   const registrations = createRegistrationsService({ ...deps, audit, auth, files, flags, notifications, cases: caseIntake, screening, certificates, webhooks });
-  const screeningReview = createScreeningReview({ ...deps, audit, flags, ports: { releaseRegistration: registrations.releaseHeldRegistration } });
-  const partners = createPartnersService({ ...deps, audit, auth, flags });
+  const partners = createPartnersService({ ...deps, audit, auth, flags, screening });
+  const screeningReview = createScreeningReview({ ...deps, audit, flags, ports: { releaseRegistration: registrations.releaseHeldRegistration, releaseSale: partners.releaseHeldSale } });
   const linker = createLinkerService(deps);
   const reports = createReportsService({ ...deps, files, cases: caseIntake, audit, catalogue, flags, linker, webhooks });
   const cases = createCasesService({ ...deps, audit, notifications, webhooks, intake: caseIntake, ports: { unitControls: checkIns, registrations, reports, partners } });

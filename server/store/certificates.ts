@@ -10,7 +10,7 @@ import { isDuplicateKey } from './engine';
  */
 
 export interface Attachment {
-  kind: 'registration' | 'transfer';
+  kind: 'registration' | 'transfer' | 'sale';
   id: string;
   unitId: string;
   modelId: string;

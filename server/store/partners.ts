@@ -58,6 +58,7 @@ export interface StoredSale {
   soldAt: Date;
   reportedAt: Date;
   reviewId: string | null;
+  held: boolean;
 }
 
 export interface NewReview {
@@ -267,6 +268,22 @@ export function createPartnersStore(engine: Engine) {
         await ChannelUnit.bulkWrite(chunk.map(({ unitId: _id, sale }) => ({ updateOne: { filter: { _id, 'sales.key': { $ne: sale.key } }, update: { $push: { sales: sale as never } } } })), { ordered: false });
       }
       return isNew;
+    },
+
+    /** A sale in the ledger, by its key. */
+    saleByKey: (key: string) => SaleRecord.findById(key).lean<StoredSale & { _id: string; unitId: string }>(),
+
+    /**
+     * Lets a sale held for screening review count as made: the ledger's guarded update decides
+     * (false when it was not held, or another reviewer released it first), then the unit's copy.
+     */
+    async releaseSale(key: string, unitId: string): Promise<boolean> {
+      const res = await SaleRecord.updateOne({ _id: key, held: true }, { $set: { held: false } });
+      // By index, guarded by the key there (the embedded engine has no positional `$`); sales are only appended.
+      const unit = await ChannelUnit.findById(unitId, { sales: 1 }).lean<{ sales: StoredSale[] }>();
+      const at = unit?.sales.findIndex((s) => s.key === key) ?? -1;
+      if (at >= 0) await ChannelUnit.updateOne({ _id: unitId, [`sales.${at}.key`]: key }, { $set: { [`sales.${at}.held`]: false } });
+      return res.modifiedCount === 1;
     },
 
     countSales: (id: string, n: number) => Partner.updateOne({ _id: id }, { $inc: { 'tallies.sold': n } }),

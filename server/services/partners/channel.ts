@@ -3,7 +3,7 @@ import { isCountryCode } from '../../countries';
 import { APPROVING_DECISIONS, type ReviewCriterion } from '../../domain/partners';
 import type { FlagRule } from '../../domain/flags';
 import { END_USER_TYPES, HIGH_RISK_END_USER_TYPES, type EndUserType } from '../../domain/registrations';
-import { ForbiddenError, ValidationError } from '../../errors';
+import { ForbiddenError, NotFoundError, ValidationError } from '../../errors';
 import type { Page } from '../../middleware/validate';
 import type { LeanPartner, StoredSale } from '../../store/partners';
 import { normaliseCode, parseDay, unitId } from '../catalogue/codes';
@@ -26,7 +26,8 @@ export interface SaleInput {
   soldAt: Date;
 }
 
-export type SaleOutcome = { unitId: string; outcome: 'recorded' | 'repeated'; flags: FlagRule[] };
+/** `held`: the end customer matched a screening list; the sale is recorded but waits for the screening review. */
+export type SaleOutcome = { unitId: string; outcome: 'recorded' | 'repeated'; held: boolean; flags: FlagRule[] };
 
 /** Lines of a sell-through CSV the portal reads at once (larger files go through the API). */
 export const SALES_CSV_MAX_LINES = 5_000;
@@ -153,27 +154,34 @@ export function partnerChannel(deps: PartnerDeps) {
         soldAt: sale.soldAt,
         reportedAt,
         reviewId: null,
+        held: false,
         criteria: reviewCriteria(models.get(subjectOf(ids[i]!).modelId)!.riskLevel, sale.customerType, sale.country, restricted),
       }));
       const needingReview = stored.map((s, i) => (s.criteria.length ? ids[i]! : null)).filter((id) => id !== null);
       const approvals = await store.approvedReviewsOf(needingReview, APPROVING_DECISIONS);
       for (const [i, s] of stored.entries()) s.reviewId = approvals.find((r) => r.unitId === ids[i] && r.partnerId === s.partnerId)?._id ?? null;
+      // Screened before recording, so a held sale is stored held (its key is the hits' subject).
+      const screened = await deps.screening.screenRecords(stored.map((s, i) => ({ kind: 'sale', id: s.key, unitId: ids[i]!, parties: [{ role: 'end-customer', name: s.customerName, country: s.country }] })));
+      for (const [i, s] of stored.entries()) s.held = screened[i]!.held;
 
       const isNew = await store.recordSales(
         stored.map(({ criteria: _criteria, ...sale }, i) => ({ unitId: ids[i]!, modelId: subjectOf(ids[i]!).modelId, inChannel: held.has(ids[i]!), onUnit: Boolean(held.get(ids[i]!)?.sales.some((s) => s.key === sale.key)), sale })),
       );
       const salesBefore = new Map(ids.map((id) => [id, held.get(id)?.sales.length ?? 0]));
+      const completedBefore = new Map(ids.map((id) => [id, held.get(id)?.sales.filter((s) => !s.held).length ?? 0]));
       const outcomes: SaleOutcome[] = [];
       const soldPerPartner = new Map<string, number>();
       for (const [i, sale] of stored.entries()) {
         const id = ids[i]!;
         if (!isNew[i]) {
-          outcomes.push({ unitId: id, outcome: 'repeated', flags: [] });
+          outcomes.push({ unitId: id, outcome: 'repeated', held: false, flags: [] });
           continue;
         }
         const earlier = salesBefore.get(id)!;
         salesBefore.set(id, earlier + 1);
-        if (!earlier) soldPerPartner.set(sale.partnerId, (soldPerPartner.get(sale.partnerId) ?? 0) + 1);
+        // The unit's first completed sale counts; a held one once the screening review releases it (releaseHeldSale).
+        if (!sale.held && !completedBefore.get(id)) soldPerPartner.set(sale.partnerId, (soldPerPartner.get(sale.partnerId) ?? 0) + 1);
+        if (!sale.held) completedBefore.set(id, completedBefore.get(id)! + 1);
         const seller = partners.get(sale.partnerId)!;
         const hits = [
           held.has(id) ? null : { rule: 'unallocated-unit-sale' as const, evidence: { reportedBy: actor.partnerId } },
@@ -183,7 +191,7 @@ export function partnerChannel(deps: PartnerDeps) {
           sale.criteria.length && !sale.reviewId ? { rule: 'unapproved-high-risk-sale' as const, evidence: { criteria: sale.criteria } } : null,
         ].filter((h) => h !== null);
         for (const hit of hits) await raiseOnce(hit, sale.partnerId, subjectOf(id), sale.country, sale.key);
-        outcomes.push({ unitId: id, outcome: 'recorded', flags: hits.map((h) => h.rule) });
+        outcomes.push({ unitId: id, outcome: 'recorded', held: sale.held, flags: hits.map((h) => h.rule) });
       }
       for (const [partnerId, n] of soldPerPartner) await store.countSales(partnerId, n);
       const recorded = outcomes.filter((o) => o.outcome === 'recorded').length;
@@ -226,7 +234,21 @@ export function partnerChannel(deps: PartnerDeps) {
         }
       }
       errors.sort((a, b) => a.line - b.line);
-      return { lines: rows.length, recorded: outcomes.filter((o) => o.outcome === 'recorded').length, repeated: outcomes.filter((o) => o.outcome === 'repeated').length, flagged: outcomes.filter((o) => o.flags.length).length, errors };
+      return { lines: rows.length, recorded: outcomes.filter((o) => o.outcome === 'recorded').length, repeated: outcomes.filter((o) => o.outcome === 'repeated').length, held: outcomes.filter((o) => o.held).length, flagged: outcomes.filter((o) => o.flags.length).length, errors };
+    },
+
+    /**
+     * A sale held by screening takes effect once its hits are cleared (the screening review
+     * calls this): it becomes a completed sale, counted on the seller's scorecard if it is its
+     * unit's first. Of two reviewers releasing it, one does.
+     */
+    async releaseHeldSale(key: string, byUserId: string) {
+      const sale = await store.saleByKey(key);
+      if (!sale) throw new NotFoundError('No such sale.');
+      if (!(await store.releaseSale(key, sale.unitId))) return;
+      const unit = await store.channelUnitById(sale.unitId);
+      if (!unit?.sales.some((s) => s.key !== key && !s.held)) await store.countSales(sale.partnerId, 1);
+      await audit.record({ actorKind: 'user', actorId: byUserId, action: 'partner.sale-released', subjectKind: 'partner', subjectId: sale.partnerId, detail: { unitId: sale.unitId, saleKey: key, reason: 'screening cleared' } });
     },
   };
   return channel;

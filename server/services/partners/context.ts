@@ -5,6 +5,7 @@ import type { Stores } from '../../store';
 import type { AuditService } from '../audit';
 import type { AuthService } from '../auth';
 import type { FlagHit, FlagsService } from '../flags';
+import type { ScreeningService } from '../screening';
 
 export interface PartnerDeps {
   config: Config;
@@ -12,6 +13,8 @@ export interface PartnerDeps {
   audit: AuditService;
   auth: Pick<AuthService, 'createUser' | 'createApiKey'>;
   flags: Pick<FlagsService, 'raise' | 'restrictedCountries'>;
+  /** Partner records and sales' end customers are screened as registrations are. */
+  screening: Pick<ScreeningService, 'screenRecord' | 'screenRecords'>;
   stores: Pick<Stores, 'partners' | 'catalogue' | 'flags' | 'cases'>;
 }
 

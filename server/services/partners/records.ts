@@ -101,6 +101,9 @@ export function partnerRecords(deps: PartnerDeps, requests: { requestFigures(par
     return { items: rows.slice(page.skip, page.skip + page.limit), total: rows.length };
   }
 
+  /** Screens the partner's name (no country: a partner has territories, not a country of its own). */
+  const screen = (id: string, name: string) => deps.screening.screenRecord({ kind: 'partner', id, unitId: null, parties: [{ role: 'partner', name, country: null }] });
+
   return {
     async createPartner(input: PartnerInput, actor: PartnerActor & { kind: 'staff' }) {
       await checkParent(input.parentId, null);
@@ -109,17 +112,20 @@ export function partnerRecords(deps: PartnerDeps, requests: { requestFigures(par
       const id = `ptn_${crypto.randomBytes(10).toString('hex')}`;
       await store.insertPartner({ _id: id, ...fields(input), aliases: [], createdAt: now, updatedAt: now });
       await audit.record({ actorKind: 'user', actorId: actor.userId, action: 'partner.created', subjectKind: 'partner', subjectId: id, detail: { name: input.name, type: input.type, parentId: input.parentId } });
+      await screen(id, input.name);
       return (await store.partnerById(id))!;
     },
 
     async updatePartner(id: string, input: PartnerInput, actor: PartnerActor & { kind: 'staff' }) {
       await checkParent(input.parentId, id);
       await checkModels(input.authorisedModels);
+      const before = await store.partnerById(id);
       // Field by field: the questionnaire and training attestations are not the form's to overwrite.
       const { dueDiligence, ...rest } = fields(input);
       const partner = await store.updatePartner(id, { ...rest, ...Object.fromEntries(Object.entries(dueDiligence).map(([k, v]) => [`dueDiligence.${k}`, v])), updatedAt: clock.now() });
       if (!partner) throw new NotFoundError('No such partner.');
       await audit.record({ actorKind: 'user', actorId: actor.userId, action: 'partner.updated', subjectKind: 'partner', subjectId: id, detail: { fields: Object.keys(input) } });
+      if (before?.name !== partner.name) await screen(id, partner.name);
       return partner;
     },
 

@@ -29,7 +29,8 @@ export interface ListUpload {
 export interface ScreenedRecord {
   kind: ScreenedSubjectKind;
   id: string;
-  unitId: string;
+  /** None for a partner record. */
+  unitId: string | null;
   parties: Array<Party & { role: string }>;
 }
 
@@ -131,17 +132,34 @@ export function createScreeningService(deps: { config: Config; clock: Clock; aud
      * held while any of its hits is open or confirmed. Idempotent: a retry finds its hits.
      */
     async screenRecord(record: ScreenedRecord): Promise<{ held: boolean; hits: number }> {
+      return (await this.screenRecords([record]))[0]!;
+    },
+
+    /**
+     * `screenRecord` for a batch (a sell-through report): the lists are read once and a party
+     * named in several records is matched once. A record without a hit now is not held: it is
+     * new (a hit from an earlier screening would match again, its party and the lists being
+     * the same).
+     */
+    async screenRecords(records: readonly ScreenedRecord[]): Promise<Array<{ held: boolean; hits: number }>> {
       const lists = await store.lists();
-      if (!lists.length) return { held: false, hits: 0 };
-      const hits: NewHit[] = [];
-      for (const party of record.parties) {
-        if (!party.name.trim()) continue;
-        for (const { list, match } of await matchesOf(party, lists)) {
-          if (match.score >= threshold) hits.push(hitFor({ kind: record.kind, id: record.id, unitId: record.unitId, role: party.role }, party, match, list, true));
+      if (!lists.length) return records.map(() => ({ held: false, hits: 0 }));
+      const matched = new Map<string, Awaited<ReturnType<typeof matchesOf>>>();
+      const results = [];
+      for (const record of records) {
+        const hits: NewHit[] = [];
+        for (const party of record.parties) {
+          if (!party.name.trim()) continue;
+          const at = `${party.name}|${party.country ?? ''}`;
+          if (!matched.has(at)) matched.set(at, await matchesOf(party, lists));
+          for (const { list, match } of matched.get(at)!) {
+            if (match.score >= threshold) hits.push(hitFor({ kind: record.kind, id: record.id, unitId: record.unitId, role: party.role }, party, match, list, true));
+          }
         }
+        await raiseHits(hits);
+        results.push({ held: hits.length > 0 && (await this.isHeld(record.kind, record.id)), hits: hits.length });
       }
-      await raiseHits(hits);
-      return { held: await this.isHeld(record.kind, record.id), hits: hits.length };
+      return results;
     },
 
     /** A record is held while any of its hits is open or confirmed. */

@@ -1,5 +1,5 @@
 import type { Clock } from '../../clock';
-import type { HitDecision } from '../../domain/screening';
+import type { HitDecision, ScreenedSubjectKind } from '../../domain/screening';
 import { ConflictError, NotFoundError } from '../../errors';
 import type { ScreeningStore } from '../../store/screening';
 import type { AuditService } from '../audit';
@@ -14,10 +14,14 @@ import { clearanceKey } from './matching';
  *   released once none of its hits is open or confirmed.
  */
 
-/** What the review needs of the registrations module: to let a held record take effect. */
+/** What the review needs of the registrations and partners modules: to let a held record take effect. */
 export interface ScreeningPorts {
   releaseRegistration(registrationId: string, byUserId: string): Promise<void>;
+  releaseSale(saleKey: string, byUserId: string): Promise<void>;
 }
+
+/** The held records a cleared hit lets take effect (a held resale waits for its approval on /admin/transfers). */
+const RELEASE = { registration: 'releaseRegistration', sale: 'releaseSale' } as const satisfies Partial<Record<ScreenedSubjectKind, keyof ScreeningPorts>>;
 
 export function createScreeningReview(deps: { clock: Clock; audit: AuditService; flags: Pick<FlagsService, 'raise'>; ports: ScreeningPorts; stores: { screening: ScreeningStore } }) {
   const { clock, audit, flags, ports } = deps;
@@ -48,7 +52,8 @@ export function createScreeningReview(deps: { clock: Clock; audit: AuditService;
       } else {
         await store.recordClearance(clearanceKey(decided), { hitId: id, reason, byUserId, at: clock.now() });
         const others = await store.hitsOfSubject(decided.subject.kind, decided.subject.id);
-        if (decided.held && decided.subject.kind === 'registration' && others.every((h) => h.status === 'false-positive')) await ports.releaseRegistration(decided.subject.id, byUserId);
+        const release = RELEASE[decided.subject.kind as keyof typeof RELEASE] as (typeof RELEASE)[keyof typeof RELEASE] | undefined;
+        if (decided.held && release && others.every((h) => h.status === 'false-positive')) await ports[release](decided.subject.id, byUserId);
       }
       await audit.record({ actorKind: 'user', actorId: byUserId, action: `screening.${decision}`, subjectKind: 'screening-hit', subjectId: id, detail: { subject: decided.subject, listId: decided.entity.listId, entityId: decided.entity.entityId, score: decided.score, reason, caseId } });
       return { ...decided, caseId };

@@ -1,17 +1,19 @@
 import { NotFoundError, ValidationError } from '../../errors';
 import type { EpcisStore, EventFilter, StoredEpcisEvent } from '../../store/epcis';
 import type { InsightStore } from '../../store/insight';
+import type { CasesStore } from '../../store/cases';
 import type { Clock } from '../../clock';
 import { EPCIS_CONTEXT, DOWNSTREAM_NS, epcOf, partyOf, unitEpcisEvents } from '../insight/epcis';
 import { cbvShort } from './identifiers';
+import { leverageEpcisEvents } from './leverage';
 import type { EpcResolver } from './resolver';
 import { lastKnownLocation, lastPlacing } from './state';
 
 /**
  * EPCIS 2.0 queries (the REST binding's `GET /events` with the simple query's parameters) and
  * the current state of one item. A query naming EPCs reads those units by `_id`: their own
- * history in the export's mapping (registrations, transfers, check-ins) plus the events
- * captured for them, so one query returns a unit's whole history. A query naming no EPC runs
+ * history in the export's mapping (registrations, transfers, check-ins, leverage effects) plus
+ * the events captured for them, so one query returns a unit's whole history. A query naming no EPC runs
  * over the captured events.
  */
 
@@ -55,16 +57,20 @@ export function queryDocument(now: Date, eventList: unknown[]) {
   };
 }
 
-export function createQuery(deps: { clock: Clock; store: EpcisStore; insight: Pick<InsightStore, 'unit' | 'historyOf'>; resolveEpcs: EpcResolver }) {
-  const { clock, store, insight, resolveEpcs } = deps;
+export function createQuery(deps: { clock: Clock; store: EpcisStore; insight: Pick<InsightStore, 'unit' | 'historyOf'>; cases: Pick<CasesStore, 'casesOfUnit'>; resolveEpcs: EpcResolver }) {
+  const { clock, store, insight, cases, resolveEpcs } = deps;
 
   /** A unit's own history and its captured events, as EPCIS events. */
   async function unitHistory(unitIdValue: string): Promise<AnyEvent[]> {
     const [unit, summary] = await Promise.all([insight.unit(unitIdValue), store.unitEvents(unitIdValue)]);
     if (!unit) return [];
-    const { registrations, transfers, runs } = await insight.historyOf(unit);
+    const [{ registrations, transfers, runs }, ofUnit] = await Promise.all([insight.historyOf(unit), cases.casesOfUnit(unit._id)]);
     const captured = (await store.eventsByIds((summary?.events ?? []).map((e) => e.eventId))).filter((e): e is StoredEpcisEvent => !!e);
-    return [...(unitEpcisEvents(unit, registrations, transfers, runs) as unknown as AnyEvent[]), ...captured.map((e) => e.event as AnyEvent)];
+    return [
+      ...(unitEpcisEvents(unit, registrations, transfers, runs) as unknown as AnyEvent[]),
+      ...leverageEpcisEvents(unit._id, ofUnit),
+      ...captured.map((e) => e.event as AnyEvent),
+    ];
   }
 
   function matches(e: AnyEvent, q: EventQuery, epcs: ReadonlySet<string> | null) {

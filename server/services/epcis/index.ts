@@ -9,6 +9,7 @@ import type { EpcisStore } from '../../store/epcis';
 import type { InsightStore } from '../../store/insight';
 import type { AuditService } from '../audit';
 import type { FlagsService } from '../flags';
+import type { EpcisQueryPush } from '../webhooks';
 import { createCapture } from './capture';
 import { createQuery } from './query';
 import { createEpcResolver } from './resolver';
@@ -25,12 +26,13 @@ export function createEpcisService(deps: {
   logger: Pick<Logger, 'info' | 'error'>;
   audit: AuditService;
   flags: FlagsService;
+  webhooks: EpcisQueryPush;
   stores: { epcis: EpcisStore; catalogue: Pick<CatalogueStore, 'unitsByIds' | 'modelIdsByGtins'>; insight: Pick<InsightStore, 'unit' | 'historyOf'>; cases: Pick<CasesStore, 'casesOfUnit'> };
 }) {
   const { clock, audit } = deps;
   const store = deps.stores.epcis;
   const resolveEpcs = createEpcResolver(deps.stores.catalogue);
-  const capture = createCapture({ clock, logger: deps.logger, audit, flags: deps.flags, store, resolveEpcs });
+  const capture = createCapture({ clock, logger: deps.logger, audit, flags: deps.flags, store, resolveEpcs, webhooks: deps.webhooks });
   const query = createQuery({ clock, store, insight: deps.stores.insight, cases: deps.stores.cases, resolveEpcs });
 
   return {

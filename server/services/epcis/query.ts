@@ -29,7 +29,7 @@ export interface EventQuery {
   nextPageToken?: string;
 }
 
-type AnyEvent = Record<string, unknown> & { eventID: string; eventTime: string; type: string };
+export type AnyEvent = Record<string, unknown> & { eventID: string; eventTime: string; type: string };
 
 /** The position after which the next page starts: (eventTime, eventID), opaque to the caller. */
 const encodeToken = (e: { at: Date; id: string }) => Buffer.from(JSON.stringify({ t: e.at.toISOString(), id: e.id })).toString('base64url');
@@ -47,14 +47,27 @@ function decodeToken(token: string): { at: Date; id: string } {
 const compare = (a: { at: Date; id: string }, b: { at: Date; id: string }) => a.at.getTime() - b.at.getTime() || (a.id < b.id ? -1 : a.id > b.id ? 1 : 0);
 const keyOf = (e: AnyEvent) => ({ at: new Date(e.eventTime), id: e.eventID });
 
-export function queryDocument(now: Date, eventList: unknown[]) {
+/** A query's answer; a subscription's pushed results name the subscription. */
+export function queryDocument(now: Date, eventList: unknown[], subscriptionID?: string) {
   return {
     '@context': [EPCIS_CONTEXT, { downstream: DOWNSTREAM_NS }],
     type: 'EPCISQueryDocument',
     schemaVersion: '2.0',
     creationDate: now.toISOString(),
-    epcisBody: { queryResults: { queryName: 'SimpleEventQuery', resultsBody: { eventList } } },
+    epcisBody: { queryResults: { ...(subscriptionID ? { subscriptionID } : {}), queryName: 'SimpleEventQuery', resultsBody: { eventList } } },
   };
+}
+
+/** Whether an event passes the query's filters; `epcs` (null: no EPC filter) are the EPCs that count as named. */
+export function eventMatches(e: AnyEvent, q: Omit<EventQuery, 'perPage'>, epcs: ReadonlySet<string> | null) {
+  const at = new Date(e.eventTime);
+  if (q.eventType?.length && !q.eventType.includes(e.type)) return false;
+  if (q.GE_eventTime && at < q.GE_eventTime) return false;
+  if (q.LT_eventTime && at >= q.LT_eventTime) return false;
+  if (q.EQ_bizStep?.length && !q.EQ_bizStep.map(cbvShort).includes(cbvShort(e.bizStep as string | undefined))) return false;
+  if (q.EQ_bizLocation?.length && !q.EQ_bizLocation.includes((e.bizLocation as { id?: string } | undefined)?.id ?? '')) return false;
+  if (epcs && !((e.epcList as string[] | undefined) ?? []).some((epc) => epcs.has(epc))) return false;
+  return true;
 }
 
 export function createQuery(deps: { clock: Clock; store: EpcisStore; insight: Pick<InsightStore, 'unit' | 'historyOf'>; cases: Pick<CasesStore, 'casesOfUnit'>; resolveEpcs: EpcResolver }) {
@@ -73,17 +86,6 @@ export function createQuery(deps: { clock: Clock; store: EpcisStore; insight: Pi
     ];
   }
 
-  function matches(e: AnyEvent, q: EventQuery, epcs: ReadonlySet<string> | null) {
-    const at = new Date(e.eventTime);
-    if (q.eventType?.length && !q.eventType.includes(e.type)) return false;
-    if (q.GE_eventTime && at < q.GE_eventTime) return false;
-    if (q.LT_eventTime && at >= q.LT_eventTime) return false;
-    if (q.EQ_bizStep?.length && !q.EQ_bizStep.map(cbvShort).includes(cbvShort(e.bizStep as string | undefined))) return false;
-    if (q.EQ_bizLocation?.length && !q.EQ_bizLocation.includes((e.bizLocation as { id?: string } | undefined)?.id ?? '')) return false;
-    if (epcs && !((e.epcList as string[] | undefined) ?? []).some((epc) => epcs.has(epc))) return false;
-    return true;
-  }
-
   /**
    * One page of events in (eventTime, eventID) order, and the token of the next page (null:
    * this was the last). Paging by token returns every event once, also while events are added.
@@ -100,7 +102,7 @@ export function createQuery(deps: { clock: Clock; store: EpcisStore; insight: Pi
       const seen = new Set<string>();
       const all = (await Promise.all(unitIds.map(unitHistory))).flat().filter((e) => !seen.has(e.eventID) && seen.add(e.eventID));
       page = all
-        .filter((e) => matches(e, q, epcs) && (!after || compare(keyOf(e), after) > 0))
+        .filter((e) => eventMatches(e, q, epcs) && (!after || compare(keyOf(e), after) > 0))
         .sort((a, b) => compare(keyOf(a), keyOf(b)))
         .slice(0, q.perPage + 1);
     } else {

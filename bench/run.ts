@@ -255,8 +255,8 @@ const EPCIS_PER_CAPTURE = 10_000;
 const EPCIS_EVENTS = args.quick ? 20_000 : 100_000;
 /** Seconds the check-in batch API is measured for, beside the capture. */
 const EPCIS_CHECKIN_S = args.quick ? 5 : 15;
-/** How long the bench waits for the capture jobs to finish. */
-const EPCIS_WAIT_S = 900;
+/** How long the bench waits for the capture jobs to finish (the rate is then over what was processed). */
+const EPCIS_WAIT_S = args.quick ? 60 : 300;
 
 /** A GTIN-14 per model (indicator 0, a bench company prefix, the model's index), with its SGTIN form. */
 function benchGtin(index: number) {
@@ -332,27 +332,27 @@ async function epcisCapture(server: RunningServer, manifest: Manifest, adminToke
     return res.headers.get('location')!;
   });
   const accepted = (Date.now() - started) / 1000;
-  let stored = 0;
+  // Every job polled until all are done or the window closes: the rate is what was processed by then.
+  type Job = { running: boolean; success: boolean; status: string; counts: { stored: number; processed: number } };
   const deadline = started + EPCIS_WAIT_S * 1000;
-  for (const job of jobs) {
-    for (;;) {
-      if (Date.now() > deadline) throw new Error(`EPCIS capture: not done after ${EPCIS_WAIT_S} s (${job})`);
-      const { body } = await api<{ running: boolean; success: boolean; counts: { stored: number; matchedUnits: number }; status: string }>(server, 'GET', job, { token: key });
-      if (!body.running) {
-        if (!body.success) notes.push(`EPCIS capture ${job} ended ${body.status}.`);
-        stored += body.counts.stored;
-        break;
-      }
-      await new Promise((r) => setTimeout(r, 500));
-    }
+  let views: Job[] = [];
+  for (;;) {
+    views = await Promise.all(jobs.map(async (job) => (await api<Job>(server, 'GET', job, { token: key })).body));
+    if (!views.some((v) => v.running) || Date.now() > deadline) break;
+    await new Promise((r) => setTimeout(r, 1_000));
   }
   const seconds = (Date.now() - started) / 1000;
-  const perSecond = EPCIS_EVENTS / seconds;
-  log(`  EPCIS capture: ${Math.round(perSecond).toLocaleString('en')} events/s processed (${stored.toLocaleString('en')} stored; accepted in ${accepted.toFixed(1)} s)`);
+  const processed = views.reduce((n, v) => n + v.counts.processed, 0);
+  const stored = views.reduce((n, v) => n + v.counts.stored, 0);
+  const finished = !views.some((v) => v.running);
+  views.filter((v) => !v.running && !v.success).forEach((v, i) => notes.push(`EPCIS capture ${i} ended ${v.status}.`));
+  if (!finished) notes.push(`EPCIS capture: the ${EPCIS_WAIT_S} s window closed with ${processed.toLocaleString('en')} of ${EPCIS_EVENTS.toLocaleString('en')} events processed; the rate is over that window.`);
+  const perSecond = processed / seconds;
+  log(`  EPCIS capture: ${Math.round(perSecond).toLocaleString('en')} events/s processed (${processed.toLocaleString('en')} in ${seconds.toFixed(0)} s; accepted in ${accepted.toFixed(1)} s)`);
   return {
     figures: [
       { id: 'epcis.checkins', label: `Check-in batch API in this phase (1,000 per batch, 4 clients, ${EPCIS_CHECKIN_S} s, answered)`, value: checkInsPerSecond, unit: 'check-ins/s', target: null },
-      { id: 'epcis.capture', label: `EPCIS capture, ${EPCIS_EVENTS.toLocaleString('en')} ObjectEvents by SGTIN (captures of 10,000, until every job is done)`, value: perSecond, unit: 'events/s', target: null, note: `${stored.toLocaleString('en')} stored; all ${EPCIS_EVENTS / EPCIS_PER_CAPTURE} captures accepted (202) after ${accepted.toFixed(1)} s` },
+      { id: 'epcis.capture', label: `EPCIS capture, ${EPCIS_EVENTS.toLocaleString('en')} ObjectEvents by SGTIN (captures of 10,000, until every job is done or ${EPCIS_WAIT_S} s)`, value: perSecond, unit: 'events/s', target: null, note: `${processed.toLocaleString('en')} processed (${stored.toLocaleString('en')} stored) in ${seconds.toFixed(0)} s${finished ? '' : ', window closed first'}; all ${EPCIS_EVENTS / EPCIS_PER_CAPTURE} captures accepted (202) after ${accepted.toFixed(1)} s` },
       { id: 'epcis.ratio', label: 'EPCIS capture (processed) / check-in batch API (answered)', value: (perSecond / checkInsPerSecond) * 100, unit: '%', target: null, note: 'check-ins are answered before their background fold; captures are counted once mapped onto units' },
     ],
     notes,

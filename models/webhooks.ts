@@ -1,5 +1,5 @@
 import mongoose, { Schema } from 'mongoose';
-import { DELIVERY_STATUSES, WEBHOOK_EVENT_TYPES } from '../server/domain/webhooks';
+import { DELIVERY_STATUSES, EPCIS_QUERY_EVENT, WEBHOOK_EVENT_TYPES } from '../server/domain/webhooks';
 
 /**
  * Outgoing webhooks: subscriptions (a small collection, scanned), the outbox of events not yet
@@ -17,12 +17,26 @@ const secretSchema = new Schema(
   { _id: false },
 );
 
+/** An EPCIS query subscription's saved query: each list "any of", an empty list no filter. */
+const savedEpcisQuerySchema = new Schema(
+  {
+    eventType: { type: [String], default: [] },
+    EQ_bizStep: { type: [String], default: [] },
+    MATCH_epc: { type: [String], default: [] },
+    MATCH_anyEPC: { type: [String], default: [] },
+    EQ_bizLocation: { type: [String], default: [] },
+  },
+  { _id: false },
+);
+
 const subscriptionSchema = new Schema(
   {
     _id: { type: String, required: true }, // whs_…
     url: { type: String, required: true, maxlength: 2000 },
     description: { type: String, default: '', maxlength: 200 },
     eventTypes: { type: [String], enum: WEBHOOK_EVENT_TYPES, default: [] },
+    /** Set on an EPCIS query subscription: new captured events it matches are pushed as `epcis.events`. */
+    epcisQuery: { type: savedEpcisQuerySchema, default: null },
     secrets: { type: [secretSchema], default: [] },
     active: { type: Boolean, default: true },
     createdByUserId: { type: String, default: null },
@@ -38,7 +52,9 @@ export const WebhookSubscription = mongoose.model('WebhookSubscription', subscri
 const webhookEventSchema = new Schema(
   {
     _id: { type: String, required: true }, // evt_… derived from the change (idempotent)
-    type: { type: String, enum: WEBHOOK_EVENT_TYPES, required: true },
+    type: { type: String, enum: [...WEBHOOK_EVENT_TYPES, EPCIS_QUERY_EVENT], required: true },
+    /** For one subscription only (an EPCIS query's results); null: for every subscription wanting the type. */
+    subscriptionId: { type: String, default: null },
     data: { type: Schema.Types.Mixed, required: true },
     occurredAt: { type: Date, required: true },
   },

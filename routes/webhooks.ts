@@ -11,14 +11,21 @@ import type { RouteContext } from './context';
 /** Webhook subscriptions and their delivery logs (admins): JSON API and admin pages. */
 
 const listOf = <T extends z.ZodType>(item: T) => z.preprocess((v) => (v === undefined || v === '' ? [] : [v].flat()), z.array(item));
+const eventTypeList = listOf(z.enum(WEBHOOK_EVENT_TYPES, `Event types are among: ${WEBHOOK_EVENT_TYPES.join(', ')}.`));
 const subscriptionFields = z.object({
   url: z.string('URL is required.').trim().min(1, 'URL is required.').max(2000, 'A URL has at most 2,000 characters.'),
-  eventTypes: listOf(z.enum(WEBHOOK_EVENT_TYPES, `Event types are among: ${WEBHOOK_EVENT_TYPES.join(', ')}.`)).refine((l) => l.length > 0, 'Choose at least one event type.'),
+  eventTypes: eventTypeList.refine((l) => l.length > 0, 'Choose at least one event type.'),
   description: shortText(200, 'Description').default(''),
 });
+/** A saved EPCIS query: `GET /api/v1/epcis/events`'s filters (not its times or paging), each a list meaning "any of". */
+const savedValues = (label: string) => z.array(z.string(`${label}: a list of strings.`).trim().min(1, `${label}: no empty values.`).max(500, `${label}: values of at most 500 characters.`), `${label}: a list of strings.`).max(100, `${label}: at most 100 values.`).default([]);
+const epcisQueryInput = z
+  .object({ eventType: savedValues('eventType'), EQ_bizStep: savedValues('EQ_bizStep'), MATCH_epc: savedValues('MATCH_epc'), MATCH_anyEPC: savedValues('MATCH_anyEPC'), EQ_bizLocation: savedValues('EQ_bizLocation') })
+  .strict();
 const rotateFields = z.object({ overlapHours: z.coerce.number('Overlap: a number of hours from 0 to 168.').int('Overlap: whole hours.').min(0, 'Overlap: at least 0 hours.').max(168, 'Overlap: at most 168 hours (a week).').default(DEFAULT_OVERLAP_HOURS) });
 // The API refuses fields it does not know; the pages' forms also carry their CSRF token.
-const subscriptionInput = subscriptionFields.strict();
+// An EPCIS query subscription (API only) may have no event types: its saved query is what it wants.
+const subscriptionInput = subscriptionFields.extend({ eventTypes: eventTypeList, epcisQuery: epcisQueryInput.optional() }).strict();
 const rotateInput = rotateFields.strict();
 const ids = z.object({ id: z.string().regex(/^whs_[0-9a-f]{20}$/, 'No such webhook subscription.') });
 const deliveryIds = ids.extend({ deliveryId: z.string().min(1).max(200) });

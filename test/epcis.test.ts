@@ -10,6 +10,7 @@ import { createTestContext, type TestContext } from './helpers/context';
 import { checkInItem, makeApiKey, sendBatch } from './helpers/check-ins';
 import { apiUser } from './helpers/factories';
 import { makeModel, makeRegistration, makeUnit } from './helpers/catalogue';
+import { makeFlagCase, makeStaff } from './helpers/cases';
 import { capture, countryLocation, epcisDocument, epcisKey, makeGtinUnit, objectEvent } from './helpers/epcis';
 
 const fixture = (name: string) => JSON.parse(fs.readFileSync(path.join(__dirname, 'fixtures/epcis', name), 'utf8')) as Record<string, unknown>;
@@ -246,6 +247,35 @@ describe('EPCIS query and current state', () => {
     expect(events.map((e) => e.bizStep)).toEqual(['accepting', 'urn:downstream:bizstep:firmware-check-in', 'shipping', 'inspecting']);
     expect(events.slice(2).map((e) => e.eventID)).toEqual([shipped.eventID, seen.eventID]);
     expect(res.headers.link).toBeUndefined();
+  });
+
+  it("adds the unit's leverage effects: updates withheld, then restored, and its warranty voided", async () => {
+    const { unit, sgtin } = await unitWithHistory();
+    const { caseId } = await makeFlagCase(ctx, { unitId: unit._id, modelId: unit.modelId });
+    const { actor } = await makeStaff(ctx, 'admin');
+    ctx.clock.advance(DAY);
+    const withheldAt = ctx.clock.now();
+    const withhold = await ctx.services.cases.addAction(caseId, { kind: 'withhold-updates', unitIds: [unit._id] }, actor);
+    await ctx.services.cases.addAction(caseId, { kind: 'request-information', unitIds: [unit._id], customer: 'Clinic Ltd' }, actor);
+    ctx.clock.advance(DAY);
+    const restoredAt = ctx.clock.now();
+    await ctx.services.cases.updateAction(caseId, withhold, { status: 'lifted', outcome: 'Cameras removed' }, actor);
+    ctx.clock.advance(DAY);
+    const voidedAt = ctx.clock.now();
+    const voiding = await ctx.services.cases.addAction(caseId, { kind: 'void-warranty', unitIds: [unit._id] }, actor);
+
+    const res = await query({ MATCH_epc: sgtin, GE_eventTime: withheldAt.toISOString() });
+    expect(res.status).toBe(200);
+    const body = JSON.parse(res.text);
+    expect(schemaErrors(body)).toEqual([]);
+    expect(body.epcisBody.queryResults.resultsBody.eventList).toEqual([
+      expect.objectContaining({ eventID: `urn:downstream:event:withheld:${withhold}:${unit._id}`, eventTime: withheldAt.toISOString(), bizStep: 'urn:downstream:bizstep:updates-withheld', disposition: 'urn:downstream:disp:updates-withheld', epcList: [`urn:downstream:unit:${unit._id}`], 'downstream:caseId': caseId }),
+      expect.objectContaining({ eventID: `urn:downstream:event:restored:${withhold}:${unit._id}`, eventTime: restoredAt.toISOString(), bizStep: 'urn:downstream:bizstep:updates-restored', disposition: 'active' }),
+      expect.objectContaining({ eventID: `urn:downstream:event:voided:${voiding}:${unit._id}`, eventTime: voidedAt.toISOString(), bizStep: 'urn:downstream:bizstep:warranty-voided', disposition: 'urn:downstream:disp:warranty-void' }),
+    ]);
+    // A business-step filter picks them out as it does every other event.
+    const withheldOnly = JSON.parse((await query({ MATCH_epc: sgtin, EQ_bizStep: 'urn:downstream:bizstep:updates-withheld' })).text);
+    expect(withheldOnly.epcisBody.queryResults.resultsBody.eventList.map((e: { eventID: string }) => e.eventID)).toEqual([`urn:downstream:event:withheld:${withhold}:${unit._id}`]);
   });
 
   it('filters by event type, business step and time', async () => {

@@ -13,6 +13,8 @@ import { freshAuth, makeFlagCase, makeStaff, triageFields } from './helpers/case
 import { makeRegistration } from './helpers/catalogue';
 import { apiUser, signedInAgent } from './helpers/factories';
 import { fileReport } from './helpers/reports';
+import { capture, countryLocation, epcisDocument, epcisKey, makeGtinUnit, objectEvent } from './helpers/epcis';
+import { schemaErrors } from '../server/services/epcis/validation';
 
 /** The README's verification snippet, as a receiver would paste it. */
 function readmeVerifier(): (secret: string, headers: Record<string, string>, body: string, nowSeconds?: number) => boolean {
@@ -129,6 +131,45 @@ describe('webhooks', () => {
     // Delivered once: another run sends nothing again.
     await deliver();
     expect(receiver.received.filter((r) => r.path === '/ok/all')).toHaveLength(got.length);
+  });
+
+  it('pushes the new captured events an EPCIS query subscription matches, once, signed', async () => {
+    const { sgtin, digitalLink } = await makeGtinUnit(ctx);
+    const other = await makeGtinUnit(ctx);
+    const epcisQuery = { EQ_bizStep: ['shipping'], MATCH_epc: [sgtin] };
+    const created = await request(ctx.app).post('/api/v1/webhooks').set(await asAdmin()).send({ url: receiver.url('/ok/epcis-query'), description: 'ERP', epcisQuery });
+    expect(created.status).toBe(201);
+    expect(created.body.subscription).toMatchObject({ eventTypes: [], epcisQuery: { ...epcisQuery, eventType: [], MATCH_anyEPC: [], EQ_bizLocation: [] } });
+    const bad = await request(ctx.app).post('/api/v1/webhooks').set(await asAdmin()).send({ url: receiver.url('/ok/x'), epcisQuery: { EQ_bizStep: 'shipping' } });
+    expect(bad.status).toBe(400);
+    expect(Object.keys(bad.body.error.fields)).toEqual(['epcisQuery.EQ_bizStep']);
+
+    // The unit shipped (named by its Digital Link: the same unit) and inspected; another unit shipped.
+    const key = await epcisKey(ctx);
+    const shipped = objectEvent({ epcList: [digitalLink], bizStep: 'shipping', destinationList: [{ type: 'location', destination: countryLocation('UG') }] });
+    const seen = objectEvent({ epcList: [sgtin], bizStep: 'inspecting', disposition: 'active' });
+    const elsewhere = objectEvent({ epcList: [other.sgtin], bizStep: 'shipping' });
+    const doc = epcisDocument([shipped, seen, elsewhere]);
+    expect((await capture(ctx, key.auth, doc)).job!.body.success).toBe(true);
+    await deliver();
+
+    const got = receiver.received.filter((r) => r.path === '/ok/epcis-query');
+    expect(got).toHaveLength(1);
+    expect(verify(created.body.secret, got[0]!.headers, got[0]!.body, ctx.clock.now().getTime() / 1000)).toBe(true);
+    const pushed = JSON.parse(got[0]!.body) as { type: string; data: { type: string; epcisBody: { queryResults: { subscriptionID: string; resultsBody: { eventList: Array<{ eventID: string }> } } } } };
+    expect(pushed.type).toBe('epcis.events');
+    expect(pushed.data.type).toBe('EPCISQueryDocument');
+    expect(schemaErrors(pushed.data)).toEqual([]);
+    expect(pushed.data.epcisBody.queryResults.subscriptionID).toBe(created.body.subscription.id);
+    expect(pushed.data.epcisBody.queryResults.resultsBody.eventList.map((e) => e.eventID)).toEqual([shipped.eventID]);
+    expect(await deliveriesOf(created.body.subscription.id)).toEqual([expect.objectContaining({ type: 'epcis.events', status: 'delivered', lastResponseCode: 204 })]);
+    // Only its subscriber gets it: the subscription to every event type heard nothing of it.
+    expect(receiver.received.filter((r) => r.body.includes(shipped.eventID))).toHaveLength(1);
+
+    // The same events captured again are not new: nothing more is pushed.
+    await capture(ctx, key.auth, doc);
+    await deliver();
+    expect(receiver.received.filter((r) => r.path === '/ok/epcis-query')).toHaveLength(1);
   });
 
   it('delivers on the fourth try to a receiver that answers 500 three times, backing off between tries', async () => {

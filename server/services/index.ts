@@ -63,7 +63,7 @@ export function createServices(deps: ServiceDeps) {
     audit,
     dueDiligence: { certificatesExpiringSoon: () => certificates.expiringSoon(firstPage), unitsDueVerification: () => verification.dueForVerification(firstPage), verificationDueMonths: verification.dueMonths },
   });
-  const epcis = createEpcisService({ ...deps, audit, flags });
+  const epcis = createEpcisService({ ...deps, audit, flags, webhooks });
   return { audit, auth, cases, catalogue, certificates, checkIns, epcis, files, flags, insight, linker, notifications, partners, registrations, reports, screening, screeningReview, verification, webhooks };
 }
 

@@ -1,4 +1,4 @@
-import type { DeliveryStatus, WebhookEventType } from '../domain/webhooks';
+import type { DeliveryStatus, OutboxEventType, SavedEpcisQuery, WebhookEventType } from '../domain/webhooks';
 import { WebhookDelivery, WebhookEvent, WebhookSubscription } from '../../models/webhooks';
 import { chunksOf, type Engine, isDuplicateKey } from './engine';
 
@@ -13,6 +13,7 @@ export interface StoredSubscription {
   url: string;
   description: string;
   eventTypes: WebhookEventType[];
+  epcisQuery?: SavedEpcisQuery | null;
   secrets: Array<{ secret: string; createdAt: Date; expiresAt: Date | null }>;
   active: boolean;
   createdByUserId: string | null;
@@ -22,7 +23,8 @@ export interface StoredSubscription {
 
 export interface OutboxEvent {
   _id: string;
-  type: WebhookEventType;
+  type: OutboxEventType;
+  subscriptionId?: string | null;
   data: Record<string, unknown>;
   occurredAt: Date;
 }
@@ -63,6 +65,7 @@ export function createWebhooksStore(_engine: Engine) {
     insertSubscription: (doc: StoredSubscription) => WebhookSubscription.create(doc),
     subscriptionById: (id: string) => WebhookSubscription.findById(id).lean<StoredSubscription>(),
     activeSubscriptions: () => WebhookSubscription.find({ active: true }).lean<StoredSubscription[]>(),
+    activeEpcisQueries: () => WebhookSubscription.find({ active: true, epcisQuery: { $ne: null } }, { epcisQuery: 1 }).lean<Array<{ _id: string; epcisQuery: SavedEpcisQuery }>>(),
     async listSubscriptions(page: { skip: number; limit: number }) {
       const [items, total] = await Promise.all([WebhookSubscription.find({}).sort({ createdAt: -1, _id: 1 }).skip(page.skip).limit(page.limit).lean<StoredSubscription[]>(), WebhookSubscription.countDocuments({})]);
       return { items, total };

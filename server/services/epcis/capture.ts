@@ -6,7 +6,9 @@ import type { LeanUnit } from '../../store/catalogue';
 import type { EpcisStore, StoredEpcisEvent, UnitEpcisEntry } from '../../store/epcis';
 import type { AuditService } from '../audit';
 import type { FlagHit, FlagsService } from '../flags';
+import type { EpcisQueryPush } from '../webhooks';
 import { cbvShort, countryOfLocationId, eventIdOf } from './identifiers';
+import { eventMatches, queryDocument, type AnyEvent } from './query';
 import type { EpcResolver } from './resolver';
 import { checkDocument, type EventError } from './validation';
 
@@ -53,8 +55,9 @@ export function createCapture(deps: {
   flags: FlagsService;
   store: EpcisStore;
   resolveEpcs: EpcResolver;
+  webhooks: EpcisQueryPush;
 }) {
-  const { clock, audit, flags, store, resolveEpcs } = deps;
+  const { clock, audit, flags, store, resolveEpcs, webhooks } = deps;
 
   async function startCapture(apiKeyId: string, doc: unknown, errorBehaviour: CaptureErrorBehaviour) {
     const check = checkDocument(doc);
@@ -125,8 +128,25 @@ export function createCapture(deps: {
     }
   }
 
+  /**
+   * EPCIS query subscriptions: the chunk's new events each saved query matches go to its
+   * subscriber as one EPCISQueryDocument, through the webhook outbox (keyed by the chunk, so a
+   * chunk processed again pushes nothing twice). An EPC named in the query matches the events
+   * naming the same unit in any form (SGTIN, Digital Link, our unit URN).
+   */
+  async function pushToQuerySubscriptions(chunkId: string, docs: readonly StoredEpcisEvent[]) {
+    if (!docs.length) return;
+    for (const { _id, epcisQuery: q } of await webhooks.activeEpcisQueries()) {
+      const named = new Set([...q.MATCH_epc, ...q.MATCH_anyEPC]);
+      const resolved = named.size ? await resolveEpcs([...named]) : null;
+      const units = new Set([...named].flatMap((epc) => { const n = resolved?.named.get(epc); return n && resolved?.units.has(n.unitId) ? [n.unitId] : []; }));
+      const hits = docs.filter((d) => eventMatches(d.event as AnyEvent, { ...q, MATCH_epc: [], MATCH_anyEPC: [] }, null) && (!named.size || d.epcs.some((epc) => named.has(epc)) || d.unitIds.some((u) => units.has(u))));
+      if (hits.length) await webhooks.emitQueryResults(_id, chunkId, queryDocument(clock.now(), hits.map((d) => d.event), _id));
+    }
+  }
+
   /** Stores and applies one chunk of a capture; safe to run again (events are keyed, effects guarded). */
-  async function processChunk(captureId: string, events: ReadonlyArray<{ index: number; event: unknown }>) {
+  async function processChunk(captureId: string, chunkId: string, events: ReadonlyArray<{ index: number; event: unknown }>) {
     const raw = events.map((e) => e.event as RawEvent);
     const { named, units } = await resolveEpcs([...new Set(raw.flatMap((e) => e.epcList ?? []))]);
     const locationIds = [...new Set(raw.flatMap((e) => [e.bizLocation?.id, e.readPoint?.id, destinationOf(e)].filter((id): id is string => !!id)))];
@@ -166,6 +186,7 @@ export function createCapture(deps: {
       for (const id of doc.unitIds) timelines.set(id, [...(timelines.get(id) ?? []), { eventId: doc._id, at: doc.eventTime, type: doc.type, bizStep: doc.bizStep ?? '', disposition: doc.disposition ?? '', country: doc.country ?? '' }]);
     }
     await store.appendUnitEvents(timelines);
+    await pushToQuerySubscriptions(chunkId, mine);
     const restricted = await flags.restrictedCountries();
     let matchedUnits = 0;
     for (const doc of mine) {
@@ -193,8 +214,9 @@ export function createCapture(deps: {
             await store.finishCapture(_id, capture.counts.rejected ? 'partial' : 'succeeded', clock.now());
             break;
           }
-          const chunk = await store.chunk(`${_id}:${capture.chunksDone}`);
-          const counts = chunk ? await processChunk(_id, chunk.events) : { processed: 0, stored: 0, duplicates: 0, matchedUnits: 0 };
+          const chunkId = `${_id}:${capture.chunksDone}`;
+          const chunk = await store.chunk(chunkId);
+          const counts = chunk ? await processChunk(_id, chunkId, chunk.events) : { processed: 0, stored: 0, duplicates: 0, matchedUnits: 0 };
           await store.chunkDone(_id, capture.chunksDone, counts);
         }
       } catch (err) {

@@ -3,11 +3,13 @@ import { isCountryCode } from '../../countries';
 import { ValidationError } from '../../errors';
 import type { Logger } from '../../logger';
 import type { Page } from '../../middleware/validate';
+import type { CasesStore } from '../../store/cases';
 import type { CatalogueStore } from '../../store/catalogue';
 import type { EpcisStore } from '../../store/epcis';
 import type { InsightStore } from '../../store/insight';
 import type { AuditService } from '../audit';
 import type { FlagsService } from '../flags';
+import type { EpcisQueryPush } from '../webhooks';
 import { createCapture } from './capture';
 import { createQuery } from './query';
 import { createEpcResolver } from './resolver';
@@ -24,13 +26,14 @@ export function createEpcisService(deps: {
   logger: Pick<Logger, 'info' | 'error'>;
   audit: AuditService;
   flags: FlagsService;
-  stores: { epcis: EpcisStore; catalogue: Pick<CatalogueStore, 'unitsByIds' | 'modelIdsByGtins'>; insight: Pick<InsightStore, 'unit' | 'historyOf'> };
+  webhooks: EpcisQueryPush;
+  stores: { epcis: EpcisStore; catalogue: Pick<CatalogueStore, 'unitsByIds' | 'modelIdsByGtins'>; insight: Pick<InsightStore, 'unit' | 'historyOf'>; cases: Pick<CasesStore, 'casesOfUnit'> };
 }) {
   const { clock, audit } = deps;
   const store = deps.stores.epcis;
   const resolveEpcs = createEpcResolver(deps.stores.catalogue);
-  const capture = createCapture({ clock, logger: deps.logger, audit, flags: deps.flags, store, resolveEpcs });
-  const query = createQuery({ clock, store, insight: deps.stores.insight, resolveEpcs });
+  const capture = createCapture({ clock, logger: deps.logger, audit, flags: deps.flags, store, resolveEpcs, webhooks: deps.webhooks });
+  const query = createQuery({ clock, store, insight: deps.stores.insight, cases: deps.stores.cases, resolveEpcs });
 
   return {
     ...capture,

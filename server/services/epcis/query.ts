@@ -1,17 +1,19 @@
 import { NotFoundError, ValidationError } from '../../errors';
 import type { EpcisStore, EventFilter, StoredEpcisEvent } from '../../store/epcis';
 import type { InsightStore } from '../../store/insight';
+import type { CasesStore } from '../../store/cases';
 import type { Clock } from '../../clock';
 import { EPCIS_CONTEXT, DOWNSTREAM_NS, epcOf, partyOf, unitEpcisEvents } from '../insight/epcis';
 import { cbvShort } from './identifiers';
+import { leverageEpcisEvents } from './leverage';
 import type { EpcResolver } from './resolver';
 import { lastKnownLocation, lastPlacing } from './state';
 
 /**
  * EPCIS 2.0 queries (the REST binding's `GET /events` with the simple query's parameters) and
  * the current state of one item. A query naming EPCs reads those units by `_id`: their own
- * history in the export's mapping (registrations, transfers, check-ins) plus the events
- * captured for them, so one query returns a unit's whole history. A query naming no EPC runs
+ * history in the export's mapping (registrations, transfers, check-ins, leverage effects) plus
+ * the events captured for them, so one query returns a unit's whole history. A query naming no EPC runs
  * over the captured events.
  */
 
@@ -27,7 +29,7 @@ export interface EventQuery {
   nextPageToken?: string;
 }
 
-type AnyEvent = Record<string, unknown> & { eventID: string; eventTime: string; type: string };
+export type AnyEvent = Record<string, unknown> & { eventID: string; eventTime: string; type: string };
 
 /** The position after which the next page starts: (eventTime, eventID), opaque to the caller. */
 const encodeToken = (e: { at: Date; id: string }) => Buffer.from(JSON.stringify({ t: e.at.toISOString(), id: e.id })).toString('base64url');
@@ -45,37 +47,43 @@ function decodeToken(token: string): { at: Date; id: string } {
 const compare = (a: { at: Date; id: string }, b: { at: Date; id: string }) => a.at.getTime() - b.at.getTime() || (a.id < b.id ? -1 : a.id > b.id ? 1 : 0);
 const keyOf = (e: AnyEvent) => ({ at: new Date(e.eventTime), id: e.eventID });
 
-export function queryDocument(now: Date, eventList: unknown[]) {
+/** A query's answer; a subscription's pushed results name the subscription. */
+export function queryDocument(now: Date, eventList: unknown[], subscriptionID?: string) {
   return {
     '@context': [EPCIS_CONTEXT, { downstream: DOWNSTREAM_NS }],
     type: 'EPCISQueryDocument',
     schemaVersion: '2.0',
     creationDate: now.toISOString(),
-    epcisBody: { queryResults: { queryName: 'SimpleEventQuery', resultsBody: { eventList } } },
+    epcisBody: { queryResults: { ...(subscriptionID ? { subscriptionID } : {}), queryName: 'SimpleEventQuery', resultsBody: { eventList } } },
   };
 }
 
-export function createQuery(deps: { clock: Clock; store: EpcisStore; insight: Pick<InsightStore, 'unit' | 'historyOf'>; resolveEpcs: EpcResolver }) {
-  const { clock, store, insight, resolveEpcs } = deps;
+/** Whether an event passes the query's filters; `epcs` (null: no EPC filter) are the EPCs that count as named. */
+export function eventMatches(e: AnyEvent, q: Omit<EventQuery, 'perPage'>, epcs: ReadonlySet<string> | null) {
+  const at = new Date(e.eventTime);
+  if (q.eventType?.length && !q.eventType.includes(e.type)) return false;
+  if (q.GE_eventTime && at < q.GE_eventTime) return false;
+  if (q.LT_eventTime && at >= q.LT_eventTime) return false;
+  if (q.EQ_bizStep?.length && !q.EQ_bizStep.map(cbvShort).includes(cbvShort(e.bizStep as string | undefined))) return false;
+  if (q.EQ_bizLocation?.length && !q.EQ_bizLocation.includes((e.bizLocation as { id?: string } | undefined)?.id ?? '')) return false;
+  if (epcs && !((e.epcList as string[] | undefined) ?? []).some((epc) => epcs.has(epc))) return false;
+  return true;
+}
+
+export function createQuery(deps: { clock: Clock; store: EpcisStore; insight: Pick<InsightStore, 'unit' | 'historyOf'>; cases: Pick<CasesStore, 'casesOfUnit'>; resolveEpcs: EpcResolver }) {
+  const { clock, store, insight, cases, resolveEpcs } = deps;
 
   /** A unit's own history and its captured events, as EPCIS events. */
   async function unitHistory(unitIdValue: string): Promise<AnyEvent[]> {
     const [unit, summary] = await Promise.all([insight.unit(unitIdValue), store.unitEvents(unitIdValue)]);
     if (!unit) return [];
-    const { registrations, transfers, runs } = await insight.historyOf(unit);
+    const [{ registrations, transfers, runs }, ofUnit] = await Promise.all([insight.historyOf(unit), cases.casesOfUnit(unit._id)]);
     const captured = (await store.eventsByIds((summary?.events ?? []).map((e) => e.eventId))).filter((e): e is StoredEpcisEvent => !!e);
-    return [...(unitEpcisEvents(unit, registrations, transfers, runs) as unknown as AnyEvent[]), ...captured.map((e) => e.event as AnyEvent)];
-  }
-
-  function matches(e: AnyEvent, q: EventQuery, epcs: ReadonlySet<string> | null) {
-    const at = new Date(e.eventTime);
-    if (q.eventType?.length && !q.eventType.includes(e.type)) return false;
-    if (q.GE_eventTime && at < q.GE_eventTime) return false;
-    if (q.LT_eventTime && at >= q.LT_eventTime) return false;
-    if (q.EQ_bizStep?.length && !q.EQ_bizStep.map(cbvShort).includes(cbvShort(e.bizStep as string | undefined))) return false;
-    if (q.EQ_bizLocation?.length && !q.EQ_bizLocation.includes((e.bizLocation as { id?: string } | undefined)?.id ?? '')) return false;
-    if (epcs && !((e.epcList as string[] | undefined) ?? []).some((epc) => epcs.has(epc))) return false;
-    return true;
+    return [
+      ...(unitEpcisEvents(unit, registrations, transfers, runs) as unknown as AnyEvent[]),
+      ...leverageEpcisEvents(unit._id, ofUnit),
+      ...captured.map((e) => e.event as AnyEvent),
+    ];
   }
 
   /**
@@ -94,7 +102,7 @@ export function createQuery(deps: { clock: Clock; store: EpcisStore; insight: Pi
       const seen = new Set<string>();
       const all = (await Promise.all(unitIds.map(unitHistory))).flat().filter((e) => !seen.has(e.eventID) && seen.add(e.eventID));
       page = all
-        .filter((e) => matches(e, q, epcs) && (!after || compare(keyOf(e), after) > 0))
+        .filter((e) => eventMatches(e, q, epcs) && (!after || compare(keyOf(e), after) > 0))
         .sort((a, b) => compare(keyOf(a), keyOf(b)))
         .slice(0, q.perPage + 1);
     } else {

@@ -4,7 +4,7 @@ import type { Config } from '../../config';
 import { ConflictError, NotFoundError, ValidationError } from '../../errors';
 import type { Logger } from '../../logger';
 import type { Page } from '../../middleware/validate';
-import { WEBHOOK_EVENT_TYPES, type WebhookEventType } from '../../domain/webhooks';
+import { EPCIS_QUERY_EVENT, WEBHOOK_EVENT_TYPES, type SavedEpcisQuery, type WebhookEventType } from '../../domain/webhooks';
 import type { StoredDelivery, StoredSubscription, WebhooksStore } from '../../store/webhooks';
 import type { AuditService } from '../audit';
 import { send } from './sender';
@@ -38,6 +38,13 @@ export interface WebhookEmitter {
   emit(type: WebhookEventType, key: string, data: Record<string, unknown>): Promise<void>;
 }
 
+/** What EPCIS capture needs of webhooks: the saved queries, and an outbox event for one of them. */
+export interface EpcisQueryPush {
+  activeEpcisQueries(): Promise<Array<{ _id: string; epcisQuery: SavedEpcisQuery }>>;
+  /** Puts one subscription's query results in the outbox; `key` names them (a chunk processed again pushes nothing twice). */
+  emitQueryResults(subscriptionId: string, key: string, document: Record<string, unknown>): Promise<void>;
+}
+
 /** How long after `attempts` failures the next attempt comes. */
 const retryDelay = (attempts: number) => Math.min(FIRST_RETRY_MS * 2 ** Math.max(0, attempts - 1), MAX_RETRY_GAP_MS);
 
@@ -46,6 +53,7 @@ const publicSubscription = (s: StoredSubscription) => ({
   url: s.url,
   description: s.description,
   eventTypes: s.eventTypes,
+  epcisQuery: s.epcisQuery ?? null,
   active: s.active,
   secrets: s.secrets.map((x) => ({ createdAt: x.createdAt, expiresAt: x.expiresAt })),
   createdAt: s.createdAt,
@@ -118,7 +126,7 @@ export function createWebhooksService(deps: { clock: Clock; config: Config; logg
     const now = clock.now();
     const deliveries: StoredDelivery[] = events.flatMap((e) =>
       subscriptions
-        .filter((s) => s.eventTypes.includes(e.type))
+        .filter((s) => (e.subscriptionId ? e.subscriptionId === s._id : e.type !== EPCIS_QUERY_EVENT && s.eventTypes.includes(e.type)))
         .map((s) => ({
           _id: `${e._id}:${s._id}`,
           subscriptionId: s._id,
@@ -142,10 +150,17 @@ export function createWebhooksService(deps: { clock: Clock; config: Config; logg
     return events.length;
   }
 
+  const outboxId = (type: string, key: string) => `evt_${crypto.createHash('sha256').update(`${type}|${key}`).digest('hex').slice(0, 24)}`;
+
   return {
     async emit(type: WebhookEventType, key: string, data: Record<string, unknown>) {
-      const id = `evt_${crypto.createHash('sha256').update(`${type}|${key}`).digest('hex').slice(0, 24)}`;
-      await store.insertEvent({ _id: id, type, data, occurredAt: clock.now() });
+      await store.insertEvent({ _id: outboxId(type, key), type, data, occurredAt: clock.now() });
+    },
+
+    activeEpcisQueries: () => store.activeEpcisQueries(),
+
+    async emitQueryResults(subscriptionId: string, key: string, document: Record<string, unknown>) {
+      await store.insertEvent({ _id: outboxId(EPCIS_QUERY_EVENT, `${subscriptionId}|${key}`), type: EPCIS_QUERY_EVENT, subscriptionId, data: document, occurredAt: clock.now() });
     },
 
     /**
@@ -161,15 +176,20 @@ export function createWebhooksService(deps: { clock: Clock; config: Config; logg
       return fanned > 0 || due.length > 0;
     },
 
-    async subscribe(input: { url: string; eventTypes: WebhookEventType[]; description: string }, actor: { userId: string }) {
+    /**
+     * A subscription to event types, or (with `epcisQuery`) an EPCIS query subscription: the
+     * new captured events its saved query matches are pushed to it, with or without event types.
+     */
+    async subscribe(input: { url: string; eventTypes: WebhookEventType[]; description: string; epcisQuery?: SavedEpcisQuery | null }, actor: { userId: string }) {
       const eventTypes = [...new Set(input.eventTypes)];
-      if (!eventTypes.length || eventTypes.some((t) => !WEBHOOK_EVENT_TYPES.includes(t))) throw new ValidationError({ eventTypes: `Choose at least one of: ${WEBHOOK_EVENT_TYPES.join(', ')}.` });
+      const epcisQuery = input.epcisQuery ?? null;
+      if ((!eventTypes.length && !epcisQuery) || eventTypes.some((t) => !WEBHOOK_EVENT_TYPES.includes(t))) throw new ValidationError({ eventTypes: `Choose at least one of: ${WEBHOOK_EVENT_TYPES.join(', ')} (or save an EPCIS query).` });
       await checkTarget(input.url);
       const now = clock.now();
       const secret = newSecret();
-      const doc: StoredSubscription = { _id: `whs_${crypto.randomBytes(10).toString('hex')}`, url: input.url, description: input.description, eventTypes, secrets: [{ secret, createdAt: now, expiresAt: null }], active: true, createdByUserId: actor.userId, createdAt: now, updatedAt: now };
+      const doc: StoredSubscription = { _id: `whs_${crypto.randomBytes(10).toString('hex')}`, url: input.url, description: input.description, eventTypes, epcisQuery, secrets: [{ secret, createdAt: now, expiresAt: null }], active: true, createdByUserId: actor.userId, createdAt: now, updatedAt: now };
       await store.insertSubscription(doc);
-      await audit.record({ actorKind: 'user', actorId: actor.userId, action: 'webhook.subscribed', subjectKind: 'webhook', subjectId: doc._id, detail: { url: input.url, eventTypes } });
+      await audit.record({ actorKind: 'user', actorId: actor.userId, action: 'webhook.subscribed', subjectKind: 'webhook', subjectId: doc._id, detail: { url: input.url, eventTypes, epcisQuery } });
       // The secret is shown this once; afterwards only its dates are.
       return { subscription: publicSubscription(doc), secret };
     },

@@ -24,15 +24,8 @@ import type { FlagHit, FlagsService } from './flags';
  * - `certificate-over-quantity`: a certificate attached to more units of a model than it covers.
  */
 
-export interface CertificateInput {
-  issuingAuthority: string;
-  number: string;
-  endUser: string;
-  statedEndUse: string;
-  validFrom: Date;
-  validUntil: Date;
-  items: Array<{ modelId: string; quantity: number }>;
-}
+/** What a person states about a certificate: the stored record less its files and bookkeeping. */
+export type CertificateInput = Pick<CertificateDoc, 'issuingAuthority' | 'number' | 'endUser' | 'statedEndUse' | 'validFrom' | 'validUntil' | 'items'>;
 
 /** A sale is a partner's sell-through sale, by its key. */
 export type CertifiedSubject = { kind: 'registration' | 'transfer' | 'sale'; id: string };

@@ -14,9 +14,9 @@ import { requireRole } from '../server/middleware/auth';
 import { formAction } from '../server/middleware/forms';
 import { uploads } from '../server/middleware/uploads';
 import { email, pageBody, pagination, parseBody, parseQuery, password, requiredText, shortText, toPage, type Page } from '../server/middleware/validate';
+import { modelOf, serialOf } from '../server/services/catalogue/codes';
 import { csvCell } from '../server/services/insight';
-import { SALES_CSV_HEADER, type PartnerActor, type PartnersService } from '../server/services/partners';
-import { ratio } from 'fuzzball';
+import { MERGE_THRESHOLD, SALES_CSV_HEADER, type PartnerActor, type PartnersService } from '../server/services/partners';
 
 // ----- inputs -----
 
@@ -248,9 +248,6 @@ const formOptions = {
   salesCsvHeader: SALES_CSV_HEADER,
 };
 
-/** Near-duplicate names: fuzzy ratio of the folded names, 0–100. */
-const MERGE_THRESHOLD = 85;
-
 /** The uploaded CSV of sales (small: the portal reads it at once). */
 function uploadedText(req: Request): string {
   const file = (req.files as Record<string, Express.Multer.File[]> | undefined)?.file?.[0];
@@ -327,7 +324,7 @@ export function partnerPages(ctx: RouteContext) {
     }),
   );
 
-  const mergePage = async () => ({ title: 'Merge near-duplicate partners', pairs: await partners.nearDuplicates(ratio, MERGE_THRESHOLD), threshold: MERGE_THRESHOLD });
+  const mergePage = async () => ({ title: 'Merge near-duplicate partners', pairs: await partners.nearDuplicates(), threshold: MERGE_THRESHOLD });
   router.get('/admin/partners/merge', adminOnly, async (_req, res) => res.render('partners/merge', await mergePage()));
   router.post(
     '/admin/partners/merge',
@@ -434,7 +431,7 @@ export function partnerPortalPages(ctx: RouteContext) {
       const { moved, notHeld } = await partners.passOn(
         actor,
         input.toId,
-        input.units.map((u) => ({ sku: u.split(':')[0]!, serial: u.split(':')[1]! })),
+        input.units.map((u) => ({ sku: modelOf(u), serial: serialOf(u) })),
       );
       res.flash(`${moved.length} units passed on.${notHeld.length ? ` Not held by you, so not passed: ${notHeld.slice(0, 10).join(', ')}${notHeld.length > 10 ? '…' : ''}.` : ''}`);
       res.redirect(303, '/partner');

@@ -8,6 +8,8 @@ export const unitId = (sku: string, serial: string) => `${normaliseCode(sku)}:${
 
 /** The serial part of a unit id. */
 export const serialOf = (id: string) => id.slice(id.indexOf(':') + 1);
+/** The SKU part of a unit id (`SKU:SERIAL`). */
+export const modelOf = (id: string) => id.slice(0, id.indexOf(':'));
 
 /** What a normalised SKU or serial may contain: URL-safe, and never the `:` of a unit id. */
 export const CODE_PATTERN = /^[A-Z0-9][A-Z0-9._-]{0,63}$/;

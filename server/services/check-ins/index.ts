@@ -6,7 +6,7 @@ import type { CheckInHistoryStore } from '../../store/check-in-history';
 import type { CheckInsStore, UnitFacts } from '../../store/check-ins';
 import type { RegistrationsStore } from '../../store/registrations';
 import { ConflictError, type FieldErrors } from '../../errors';
-import { normaliseCode, serialOf, unitId } from '../catalogue/codes';
+import { modelOf, normaliseCode, serialOf, unitId } from '../catalogue/codes';
 import type { FlagsService } from '../flags';
 import { createControls } from './controls';
 import { createSummariser } from './summariser';
@@ -50,9 +50,6 @@ export interface CheckInAnswer {
   answer: UpdateAnswer;
   duplicate?: true;
 }
-
-/** The SKU part of a unit id (`SKU:SERIAL`). */
-const modelOf = (id: string) => id.slice(0, id.indexOf(':'));
 
 const newBatchId = () => `cib_${crypto.randomBytes(12).toString('hex')}`;
 

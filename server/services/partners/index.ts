@@ -9,6 +9,7 @@ import { saleReviews } from './reviews';
 export { SALES_CSV_HEADER, SALES_CSV_MAX_LINES, type SaleInput } from './channel';
 export type { PartnerActor } from './context';
 export type { PartnerInput } from './records';
+export { MERGE_THRESHOLD } from './records';
 export type { QuestionnaireAnswers, QuestionnaireReview, TrainingAttestation } from './due-diligence';
 export type { DecisionInput, ReviewInput } from './reviews';
 

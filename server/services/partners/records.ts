@@ -1,4 +1,5 @@
 import crypto from 'node:crypto';
+import { ratio } from 'fuzzball';
 import { ConflictError, ForbiddenError, NotFoundError, ValidationError } from '../../errors';
 import type { Page } from '../../middleware/validate';
 import type { ClauseKind, MaturityLevel, PartnerType, QuestionnaireStatus } from '../../domain/partners';
@@ -7,6 +8,9 @@ import type { LeanPartner } from '../../store/partners';
 import { type PartnerActor, type PartnerDeps, partnerScope } from './context';
 import { nameKey } from '../../domain/partners';
 import { riskTier } from './risk';
+
+/** Near-duplicate names: fuzzy ratio (0–100) of the folded names at or above this. */
+export const MERGE_THRESHOLD = 85;
 
 export interface PartnerInput {
   name: string;
@@ -184,14 +188,14 @@ export function partnerRecords(deps: PartnerDeps, requests: { requestFigures(par
       return { kind: 'partner', partnerId, userId: 'userId' in who ? who.userId : null, apiKeyId: 'apiKeyId' in who ? who.apiKeyId : null };
     },
 
-    /** Partners whose names are near each other (free text from older data, typos): merge candidates. */
-    async nearDuplicates(similar: (a: string, b: string) => number, threshold: number) {
+    /** Partners whose folded names are near each other (free text from older data, typos): merge candidates. */
+    async nearDuplicates() {
       const partners = await store.allPartners();
       const pairs = [];
       for (let i = 0; i < partners.length; i++) {
         for (let j = i + 1; j < partners.length; j++) {
-          const score = similar(partners[i]!.nameKey, partners[j]!.nameKey);
-          if (score >= threshold) pairs.push({ a: partners[i]!, b: partners[j]!, score });
+          const score = ratio(partners[i]!.nameKey, partners[j]!.nameKey);
+          if (score >= MERGE_THRESHOLD) pairs.push({ a: partners[i]!, b: partners[j]!, score });
         }
       }
       return pairs.sort((x, y) => y.score - x.score);

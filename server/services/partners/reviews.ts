@@ -1,10 +1,9 @@
 import crypto from 'node:crypto';
 import type { ReviewDecision, ReviewStatus } from '../../domain/partners';
-import type { EndUserType } from '../../domain/registrations';
 import { ConflictError, ForbiddenError, NotFoundError, ValidationError } from '../../errors';
 import type { Page } from '../../middleware/validate';
 import { normaliseCode, unitId } from '../catalogue/codes';
-import { reviewCriteria } from './channel';
+import { reviewCriteria, type SaleInput } from './channel';
 import { auditActor, type PartnerActor, type PartnerDeps, partnerScope } from './context';
 
 /**
@@ -13,15 +12,8 @@ import { auditActor, type PartnerActor, type PartnerDeps, partnerScope } from '.
  * partner sees the decision. Every step is audited.
  */
 
-export interface ReviewInput {
-  sku: string;
-  serial: string;
-  customerName: string;
-  customerType: EndUserType;
-  country: string;
-  endUse: string;
-  plannedAt: Date | null;
-}
+/** A sale planned rather than done: the same facts, with when it is planned instead of when it happened. */
+export type ReviewInput = Omit<SaleInput, 'soldAt'> & { plannedAt: Date | null };
 
 export interface DecisionInput {
   decision: ReviewDecision;

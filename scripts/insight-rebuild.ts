@@ -16,7 +16,7 @@ import { rebuildUnitTallies } from '../server/store/insight';
 async function main() {
   const config = loadConfig();
   const logger = createLogger('warn');
-  const db = await connectDatabase(config, logger);
+  const db = await connectDatabase(config, logger, { maintenance: true });
   try {
     process.stdout.write(`Rebuilding the unit tallies from the units (${db.describe()})\n`);
     const done = await rebuildUnitTallies({ now: systemClock.now(), progress: (n) => process.stdout.write(`  ${n.toLocaleString('en')} units read\n`) });

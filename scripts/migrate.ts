@@ -14,7 +14,7 @@ import { runMigrations } from '../server/store/migrations';
 async function main() {
   const config = loadConfig();
   const logger = createLogger('warn');
-  const db = await connectDatabase(config, logger);
+  const db = await connectDatabase(config, logger, { maintenance: true });
   try {
     process.stdout.write(`database: ${db.describe()}\n`);
     // Sealing reports written in the clear needs the master key, which the reports service holds.

@@ -36,7 +36,15 @@ export interface Database {
  * command), so this is where the data directory is locked down and where a process either
  * starts the embedded database or joins the one already running on the same DATA_DIR.
  */
-export async function connectDatabase(config: Config, logger: Logger): Promise<Database> {
+/**
+ * `maintenance`: for one-off commands (migrations, rebuilds) whose whole-collection scans may
+ * legitimately run for minutes on the embedded engine; the portal keeps its short timeouts.
+ */
+export interface ConnectOptions {
+  maintenance?: boolean;
+}
+
+export async function connectDatabase(config: Config, logger: Logger, options: ConnectOptions = {}): Promise<Database> {
   restrictDataDir(config.dataDir);
   const loose = firstLooseEntry(config.dataDir);
   if (loose) {
@@ -63,7 +71,7 @@ export async function connectDatabase(config: Config, logger: Logger): Promise<D
     uri = embedded.uri;
   }
 
-  const connection = await connectWithRetry(uri, config.databaseName).catch(async (err: Error) => {
+  const connection = await connectWithRetry(uri, config.databaseName, options.maintenance ? 0 : REQUEST_SOCKET_TIMEOUT_MS).catch(async (err: Error) => {
     await embedded?.close();
     throw err;
   });
@@ -106,7 +114,10 @@ export async function connectDatabase(config: Config, logger: Logger): Promise<D
 const SERVER_SELECTION_TIMEOUT_MS = 1_000;
 const CONNECT_ATTEMPTS = 10;
 
-async function connectWithRetry(uri: string, dbName: string): Promise<mongoose.Connection> {
+/** A hung (not dead) server must not hold a request forever either. */
+const REQUEST_SOCKET_TIMEOUT_MS = 60_000;
+
+async function connectWithRetry(uri: string, dbName: string, socketTimeoutMS: number): Promise<mongoose.Connection> {
   for (let attempt = 1; ; attempt++) {
     try {
       const m = await mongoose.connect(uri, {
@@ -114,8 +125,7 @@ async function connectWithRetry(uri: string, dbName: string): Promise<mongoose.C
         serverSelectionTimeoutMS: SERVER_SELECTION_TIMEOUT_MS,
         // Notice a restarted server quickly instead of after the default 10 s.
         heartbeatFrequencyMS: 1_000,
-        // A hung (not dead) server must not hold a request forever either.
-        socketTimeoutMS: 60_000,
+        socketTimeoutMS,
         // Fail fast while the database is down instead of queueing requests for minutes.
         bufferCommands: false,
       });

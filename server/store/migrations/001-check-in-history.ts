@@ -1,7 +1,7 @@
 import { Unit } from '../../../models/catalogue';
 import type { CheckInRun } from '../../domain/catalogue';
 import { createCheckInHistoryStore, periodOf, type HistoryBucket } from '../check-in-history';
-import type { Engine } from '../engine';
+import { chunksOf, type Engine } from '../engine';
 import type { Migration } from './index';
 
 /**
@@ -19,6 +19,8 @@ import type { Migration } from './index';
 // drop them from filters and projections, matching every unit.
 const LEGACY = { $or: [{ 'checkIns.runsJson': { $exists: true } }, { 'checkIns.runs': { $exists: true } }] } as never;
 const BATCH = 500;
+/** Passes over units a concurrent fold kept changing before giving up with an error. */
+const MAX_PASSES = 5;
 
 type LegacyUnit = { _id: string; checkIns?: { count?: number; runsJson?: string | null; runs?: CheckInRun[] | null } | null };
 
@@ -51,26 +53,41 @@ export function checkInHistoryMigration(engine: Engine): Migration {
 
     async run(progress) {
       let done = 0;
-      for (;;) {
-        // Converted units drop out of the filter, so each round reads the next ones.
-        const units = (await Unit.collection.find(LEGACY, { projection: { 'checkIns.count': 1, 'checkIns.runsJson': 1, 'checkIns.runs': 1 } }).limit(BATCH).toArray()) as unknown as LegacyUnit[];
-        if (!units.length) return done;
-        let converted = 0;
-        for (const unit of units) {
-          const runs = legacyRuns(unit.checkIns);
-          const buckets = bucketsOf(unit._id, runs);
-          await history.createIfAbsent(buckets);
-          const res = await Unit.collection.updateOne(
-            // Guarded by the count it was read with, as the summariser's own writes are.
-            { _id: unit._id as never, 'checkIns.count': unit.checkIns?.count ?? { $in: [0, null] } },
-            { $set: { 'checkIns.lastRun': runs.at(-1) ?? null, 'checkIns.periods': buckets.map((b) => b.period) }, $unset: { 'checkIns.runsJson': '', 'checkIns.runs': '' } },
+      const convert = async (units: LegacyUnit[]) => {
+        const converted = units.map((unit) => ({ unit, runs: legacyRuns(unit.checkIns) })).map(({ unit, runs }) => ({ unit, runs, buckets: bucketsOf(unit._id, runs) }));
+        await history.createIfAbsent(converted.flatMap((c) => c.buckets));
+        for (const chunk of chunksOf(converted)) {
+          await Unit.collection.bulkWrite(
+            chunk.map(({ unit, runs, buckets }) => ({
+              updateOne: {
+                // Guarded by the count it was read with, as the summariser's own writes are.
+                filter: { _id: unit._id as never, 'checkIns.count': unit.checkIns?.count ?? { $in: [0, null] } },
+                update: { $set: { 'checkIns.lastRun': runs.at(-1) ?? null, 'checkIns.periods': buckets.map((b) => b.period) }, $unset: { 'checkIns.runsJson': '', 'checkIns.runs': '' } },
+              },
+            })),
+            { ordered: false },
           );
-          converted += res.modifiedCount;
         }
-        // Another process converting at once takes some; a round converting none would loop.
-        if (!converted && (await Unit.collection.countDocuments(LEGACY)) >= units.length) throw new Error('check-in history: units stay unconverted');
         done += units.length;
         progress(done);
+      };
+      // One streamed pass: a query per batch would rescan the converted units each time, which
+      // on the embedded engine (no secondary index) is quadratic in the number of units.
+      // A unit folded meanwhile misses its guard and stays for the next pass.
+      for (let pass = 1; ; pass++) {
+        const before = done;
+        let batch: LegacyUnit[] = [];
+        const cursor = Unit.collection.find(LEGACY, { projection: { 'checkIns.count': 1, 'checkIns.runsJson': 1, 'checkIns.runs': 1 }, batchSize: BATCH });
+        for await (const unit of cursor) {
+          batch.push(unit as unknown as LegacyUnit);
+          if (batch.length >= BATCH) {
+            await convert(batch);
+            batch = [];
+          }
+        }
+        if (batch.length) await convert(batch);
+        if (done === before) return done;
+        if (pass >= MAX_PASSES) throw new Error('check-in history: units stay unconverted');
       }
     },
   };

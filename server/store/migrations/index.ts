@@ -74,7 +74,14 @@ export async function runMigrations(engine: Engine, opts: MigrationContext & { m
   if (large.length) throw new MigrationRequiredError(large);
   for (const { migration, remaining } of pending) {
     opts.progress?.(`${migration.id}: ${migration.description} (${remaining.toLocaleString('en')} ${migration.unit} to convert)`);
-    const converted = await migration.run((done) => opts.progress?.(`  migrated ${done.toLocaleString('en')} / ${remaining.toLocaleString('en')} ${migration.unit}`));
+    // A line per whole per cent (and the last): thousands of reports would be thousands of lines.
+    const step = Math.max(1, Math.ceil(remaining / 100));
+    let shown = -1;
+    const converted = await migration.run((done) => {
+      if (done < remaining && Math.floor(done / step) === shown) return;
+      shown = Math.floor(done / step);
+      opts.progress?.(`  migrated ${done.toLocaleString('en')} / ${remaining.toLocaleString('en')} ${migration.unit}`);
+    });
     await AppliedMigration.updateOne({ _id: migration.id }, { $setOnInsert: { appliedAt: new Date(), converted } }, { upsert: true });
   }
   return pending.map((p) => p.id);

@@ -27,14 +27,14 @@ import path from 'node:path';
  *
  * 3. One SQLite transaction per update command. The update handler wrote each changed document
  * in its own transaction, and each commit is a WAL fsync (about 2 ms on this machine's disk),
- * so a bulk of 50 guarded updates cost 50 fsyncs: that bounded the check-in fold at ~270
- * documents/s whatever the app did. The handler now hands the changed documents to a
+ * so a bulk of 50 guarded updates cost 50 fsyncs, whatever the app batched (4.65 ms per
+ * document against 1.18 ms with one transaction per command, measured side by side). The handler now hands the changed documents to a
  * `commandWrites`, which writes them in one transaction before the command answers (still
  * under the collection's write lock, so nothing else sees the half-done command, and nothing
  * is acknowledged before it is committed). A statement that may read a document still held
  * (its filter has no plain `_id`, or names one held) writes the held ones first, so every
  * statement sees the ones before it, as before. Measured with the fold bench (README,
- * Performance); test/embedded-db.test.ts checks read-your-writes within one command.
+ * Performance); test/concurrent-updates.test.ts checks that statements see the ones before them.
  */
 const LOCK_COLLECTION_WRITES = '\tdefer lockCollectionWrites(params.DB, params.Collection)() // Downstream: FerretDB #3040\n';
 

@@ -396,6 +396,7 @@ describe('check-in ingest', () => {
       await sendBatch(ctx, device.auth, [item]);
       const raised = await Flag.find({ unitId: unit._id }, { rule: 1 }).lean();
       expect(raised.map((f) => f.rule).sort()).toEqual(['country-mismatch', 'restricted-country']);
+      expect([...(await CheckIn.findById(id).lean())!.flags].sort()).toEqual(['country-mismatch', 'restricted-country']);
       const replay = await outboxDoc([id]);
 
       // Crashed after raising the flags, before the summary and the outbox clean-up; restarted a minute later.

@@ -83,6 +83,29 @@ describe('single-document updates from several processes at once', () => {
     expect(await things().find({}).sort({ _id: 1 }).toArray()).toEqual([{ _id: 'a', n: 3 }, { _id: 'b', n: 1 }, { _id: 'new', n: 1 }, { _id: 'taken', n: 0 }]);
   });
 
+  it('lets each statement of one bulk update see the statements before it', async () => {
+    // The embedded engine writes a command's changes in one transaction at its end (patch 3):
+    // a later statement on a document an earlier one changed must still see that change.
+    await things().insertMany([{ _id: 'x', n: 0 }, { _id: 'y', n: 0, status: 'open' }]);
+    const res = await things().bulkWrite(
+      [
+        { updateOne: { filter: { _id: 'x', n: 0 }, update: { $inc: { n: 1 } } } },
+        { updateOne: { filter: { _id: 'y' }, update: { $set: { status: 'taken' } } } },
+        { updateOne: { filter: { _id: 'x', n: 1 }, update: { $inc: { n: 1 } } } },
+        { updateOne: { filter: { status: 'taken' }, update: { $set: { by: 'scan' } } } },
+        { updateOne: { filter: { _id: 'x', n: 0 }, update: { $set: { n: 99 } } } },
+        { updateOne: { filter: { _id: 'z' }, update: { $inc: { n: 1 } }, upsert: true } },
+      ],
+      { ordered: false },
+    );
+    expect({ matched: res.matchedCount, upserted: res.upsertedCount }).toEqual({ matched: 4, upserted: 1 });
+    expect(await things().find({}).sort({ _id: 1 }).toArray()).toEqual([
+      { _id: 'x', n: 2 },
+      { _id: 'y', n: 0, status: 'taken', by: 'scan' },
+      { _id: 'z', n: 1 },
+    ]);
+  });
+
   it('knows which server it talks to', async () => {
     // The suite runs on the embedded FerretDB unless MONGODB_URI points at a real MongoDB.
     const connection = await mongoose.createConnection(process.env.MONGODB_URI!).asPromise();

@@ -138,9 +138,11 @@ export function createCheckInsStore(engine: Engine) {
       }
     },
 
-    /** Records on a log entry the rules it raised. */
-    async markLogFlags(id: string, rules: readonly string[]) {
-      await CheckIn.updateOne({ _id: id }, { $set: { flags: rules } });
+    /** Records on log entries the rules they raised (one bulk command per chunk). */
+    async markLogFlags(marks: ReadonlyArray<{ id: string; rules: readonly string[] }>) {
+      for (const chunk of chunksOf(marks)) {
+        await CheckIn.bulkWrite(chunk.map((m) => ({ updateOne: { filter: { _id: m.id }, update: { $set: { flags: [...m.rules] } } } })), { ordered: false });
+      }
     },
 
     // ----- the summariser's outbox -----

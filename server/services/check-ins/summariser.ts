@@ -112,18 +112,21 @@ export function createSummariser(deps: SummariserDeps) {
     return hits;
   }
 
-  async function raise(hits: Hit[], subject: Raise['subject']) {
+  /**
+   * Each subject's hits in order, several subjects at once (they open or join different cases);
+   * then the log entries record what they raised, in bulk. A crash in between raises nothing
+   * twice when the batch is folded again (the flags' ids), and records the rules then.
+   */
+  async function raiseEach(raises: readonly Raise[]) {
     const fired = new Map<string, string[]>();
-    for (const { hit, checkInId, country } of hits) {
-      await flags.raise(hit, { ...subject, country }, { kind: 'check-in', id: checkInId }, { id: checkInFlagId(checkInId, hit.rule) });
-      fired.set(checkInId, [...(fired.get(checkInId) ?? []), hit.rule]);
-    }
-    // Rare (rules fire when they start to hold): the log entry records what it raised.
-    await Promise.all([...fired].map(([id, rules]) => store.markLogFlags(id, rules)));
+    await eachLimited(raises, RAISING_AT_ONCE, async ({ hits, subject }) => {
+      for (const { hit, checkInId, country } of hits) {
+        await flags.raise(hit, { ...subject, country }, { kind: 'check-in', id: checkInId }, { id: checkInFlagId(checkInId, hit.rule) });
+        fired.set(checkInId, [...(fired.get(checkInId) ?? []), hit.rule]);
+      }
+    });
+    await store.markLogFlags([...fired].map(([id, rules]) => ({ id, rules })));
   }
-
-  /** Each subject's hits in order, several subjects at once (they open or join different cases). */
-  const raiseEach = (raises: readonly Raise[]) => eachLimited(raises, RAISING_AT_ONCE, ({ hits, subject }) => raise(hits, subject));
 
   /** Unknown serials: one small summary each; a hit when a run of them starts (first or new country). */
   async function unknownFold(key: string, all: Entry[], restricted: ReadonlySet<string>) {
@@ -194,7 +197,7 @@ export function createSummariser(deps: SummariserDeps) {
 
   /**
    * Folds each unit's new check-ins into its history and summary and raises what they show.
-   * Flags go first, then the history buckets, then the summary (which names the batches it
+   * Flags and the history buckets go first, then the summary (which names the batches it
    * holds): a crash in between folds the batch again, the flags' ids make raising them again
    * a no-op and the buckets skip what they hold, whereas a summary written first would hide
    * the rest for good. Each summary write is guarded by the count it was computed from; a unit
@@ -241,8 +244,8 @@ export function createSummariser(deps: SummariserDeps) {
         if (hits.length) raises.push({ hits, subject: { unitId: unit._id, modelId: unit.modelId, serial: unit.serial } });
         flagged += hits.length;
       }
-      await timed('flags', () => raiseEach(raises));
-      await timed('history', () => foldHistory(todo));
+      // Flags and history touch different documents and are both idempotent: at once.
+      await Promise.all([timed('flags', () => raiseEach(raises)), timed('history', () => foldHistory(todo))]);
       const conflicts = new Set(await timed('summaries', () => store.writeSummaries(writes)));
       written += writes.length - conflicts.size;
       if (!conflicts.size) break;
@@ -325,12 +328,11 @@ export function createSummariser(deps: SummariserDeps) {
     const unknown = await Promise.all([...perUnknown].map(async ([key, mine]) => ({ mine, ...(await unknownFold(key, mine, restricted)) })));
     const unknownRaises: Raise[] = unknown.flatMap(({ mine, hits }) => (hits.length ? [{ hits, subject: { unitId: null, modelId: mine[0]!.model || null, serial: mine[0]!.serial } }] : []));
     lap('rules');
-    const units = await foldUnits([...perUnit.values()], restricted);
-    lap('units');
-    await raiseEach(unknownRaises);
+    // Unknown serials open or join their own cases (by serial), apart from the units': at once.
+    // Each summary is written after its flags, as a unit's is.
     const unknownWrites = unknown.flatMap(({ write }) => (write ? [write] : []));
-    await store.writeUnknownSerials(unknownWrites);
-    lap('unknown');
+    const [units] = await Promise.all([foldUnits([...perUnit.values()], restricted), raiseEach(unknownRaises).then(() => store.writeUnknownSerials(unknownWrites))]);
+    lap('units');
     await store.deleteBatches(batchIds);
     folded += entries.length;
     logger?.info({ batches: batchIds.length, checkIns: entries.length, units: units.written, refolded: units.refolded, unknown: unknownWrites.length, corrections: corrections.length, flags: units.flags + unknownRaises.reduce((n, r) => n + r.hits.length, 0), ms: Date.now() - started, phases, unitPhases: units.ms }, 'check-in summaries: folded');

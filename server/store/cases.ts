@@ -184,7 +184,7 @@ export function createCasesStore(engine: Engine) {
     caseById: readCase,
 
     /** Cases by id, in the order asked (missing ones left out). */
-    casesByIds: (ids: readonly string[]) => existingByIds<StoredCase>(engine, Case as never, ids),
+    casesByIds: (ids: readonly string[]) => existingByIds<StoredCase>(engine, Case as never, ids, { pendingEvents: 0 }),
 
     /** The next number of `year`'s sequence (1, 2, …), atomically. */
     async nextCaseNumber(year: number): Promise<number> {

@@ -85,6 +85,24 @@ async function duplicatesIn(write: () => Promise<unknown>): Promise<number[]> {
   }
 }
 
+/**
+ * Bulk commands one write keeps in flight: enough to overlap round trips, few enough that the
+ * embedded engine's single writer is not swamped (more timed out under load).
+ */
+const COMMANDS_IN_FLIGHT = 4;
+
+/** Runs `write` over the commands, `COMMANDS_IN_FLIGHT` at a time. */
+async function inFlight<T>(commands: readonly T[], write: (command: T, n: number) => Promise<void>) {
+  let next = 0;
+  const worker = async () => {
+    while (next < commands.length) {
+      const n = next++;
+      await write(commands[n]!, n);
+    }
+  };
+  await Promise.all(Array.from({ length: Math.min(COMMANDS_IN_FLIGHT, commands.length) }, worker));
+}
+
 export function createEpcisStore(engine: Engine) {
   return {
     // ----- captures -----
@@ -120,15 +138,13 @@ export function createEpcisStore(engine: Engine) {
 
     /**
      * Inserts events; per event whether it is new (false: an event with its id was captured
-     * before: the duplicate key is the idempotency check). Commands of 50 run side by side.
+     * before: the duplicate key is the idempotency check). Commands of 50, a few in flight at once.
      */
     async insertEvents(docs: readonly StoredEpcisEvent[]): Promise<boolean[]> {
       const inserted = docs.map(() => true);
-      await Promise.all(
-        chunksOf(docs).map(async (group, n) => {
-          for (const index of await duplicatesIn(() => EpcisEvent.collection.insertMany(group as never[], { ordered: false }))) inserted[n * STATEMENTS_PER_COMMAND + index] = false;
-        }),
-      );
+      await inFlight(chunksOf(docs), async (group, n) => {
+        for (const index of await duplicatesIn(() => EpcisEvent.collection.insertMany(group as never[], { ordered: false }))) inserted[n * STATEMENTS_PER_COMMAND + index] = false;
+      });
       return inserted;
     },
 
@@ -165,14 +181,12 @@ export function createEpcisStore(engine: Engine) {
     async appendUnitEvents(perUnit: ReadonlyMap<string, readonly UnitEpcisEntry[]>): Promise<void> {
       const units = [...perUnit];
       const refused: Array<[string, readonly UnitEpcisEntry[]]> = [];
-      await Promise.all(
-        chunksOf(units).map(async (group) => {
-          const ops = group.map(([unitId, entries]) => ({
-            updateOne: { filter: { _id: unitId, 'events.eventId': { $nin: entries.map((e) => e.eventId) } }, update: { $push: { events: { $each: entries } }, $inc: { count: entries.length } }, upsert: true },
-          }));
-          for (const index of await duplicatesIn(() => UnitEpcisEvents.collection.bulkWrite(ops as never[], { ordered: false }))) refused.push(group[index]!);
-        }),
-      );
+      await inFlight(chunksOf(units), async (group) => {
+        const ops = group.map(([unitId, entries]) => ({
+          updateOne: { filter: { _id: unitId, 'events.eventId': { $nin: entries.map((e) => e.eventId) } }, update: { $push: { events: { $each: entries } }, $inc: { count: entries.length } }, upsert: true },
+        }));
+        for (const index of await duplicatesIn(() => UnitEpcisEvents.collection.bulkWrite(ops as never[], { ordered: false }))) refused.push(group[index]!);
+      });
       const one = async (unitId: string, entry: UnitEpcisEntry) => {
         try {
           await UnitEpcisEvents.collection.updateOne({ _id: unitId, 'events.eventId': { $ne: entry.eventId } } as never, { $push: { events: entry }, $inc: { count: 1 } } as never, { upsert: true });

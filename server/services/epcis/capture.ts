@@ -26,8 +26,8 @@ import { checkDocument, type EventError } from './validation';
 export const CAPTURE_CHUNK_EVENTS = 2_000;
 /** Per-event errors a job keeps (the counts say how many there were). */
 const EVENT_ERRORS_KEPT = 1_000;
-/** Captures one job run works through, side by side. */
-const CAPTURES_PER_RUN = 4;
+/** Captures one job run works through, side by side (more only queue behind the engine's one writer). */
+const CAPTURES_PER_RUN = 2;
 /** Units whose flags and moves one step applies at once (each unit's own events in order). */
 const UNITS_AT_ONCE = 25;
 /** What capture reads of a unit: enough for its rules and its first sale. */

@@ -114,6 +114,16 @@ const conflictSchema = new Schema(
   { _id: false },
 );
 
+const pendingEventSchema = new Schema(
+  {
+    _id: { type: String, required: true }, // evt_… derived from the change (idempotent)
+    type: { type: String, required: true },
+    data: { type: Schema.Types.Mixed, required: true },
+    occurredAt: { type: Date, required: true },
+  },
+  { minimize: false },
+);
+
 const caseSchema = new Schema(
   {
     _id: { type: String, required: true }, // C-2026-000123
@@ -163,6 +173,12 @@ const caseSchema = new Schema(
     updatedAt: { type: Date, required: true },
     closedAt: { type: Date, default: null },
     history: { type: [historySchema], default: [] },
+    /**
+     * Webhook events of this case's changes, pushed in the same update as the change (the
+     * outbox of "Connecting other systems"); the webhook job moves them to its own outbox and
+     * pulls them. Absent or empty when nothing waits.
+     */
+    pendingEvents: { type: [pendingEventSchema], default: undefined },
   },
   { versionKey: false },
 );
@@ -172,6 +188,7 @@ caseSchema.index({ status: 1, updatedAt: -1 }); // the queue by last change
 caseSchema.index({ assigneeIds: 1, status: 1 }); // "my cases"
 caseSchema.index({ unitIds: 1, openedAt: 1 }); // a unit's timeline
 caseSchema.index({ status: 1, closedAt: 1 }); // retention
+caseSchema.index({ 'pendingEvents._id': 1 }, { sparse: true }); // webhook events waiting to be moved
 
 export const Case = mongoose.model('Case', caseSchema);
 export type CaseDoc = InstanceType<typeof Case>;

@@ -5,6 +5,7 @@ import { Unit } from '../models/catalogue';
 import { EpcisEvent } from '../models/epcis';
 import { Flag } from '../models/flags';
 import { gs1CheckDigit } from '../server/services/catalogue';
+import { CAPTURE_CHUNK_EVENTS } from '../server/services/epcis/capture';
 import { schemaErrors } from '../server/services/epcis/validation';
 import { createTestContext, type TestContext } from './helpers/context';
 import { checkInItem, makeApiKey, sendBatch } from './helpers/check-ins';
@@ -157,15 +158,25 @@ describe('EPCIS capture', () => {
   });
 
   it('processes a large capture in the background in chunks, with progress on the job', async () => {
-    const { unit, sgtin } = await makeGtinUnit(ctx);
-    const events = Array.from({ length: 1_100 }, (_, i) => objectEvent({ epcList: [sgtin], bizStep: 'inspecting', eventTime: new Date(Date.UTC(2026, 0, 1, 0, i)).toISOString() }));
+    const units = [await makeGtinUnit(ctx), await makeGtinUnit(ctx), await makeGtinUnit(ctx)];
+    const size = 2 * CAPTURE_CHUNK_EVENTS + 100;
+    const events = Array.from({ length: size }, (_, i) => objectEvent({ epcList: [units[i % 3]!.sgtin], bizStep: 'inspecting', eventTime: new Date(Date.UTC(2026, 0, 1, 0, i)).toISOString() }));
     const posted = await request(ctx.app).post('/api/v1/epcis/capture').set(key.auth).send(epcisDocument(events));
     expect(posted.status).toBe(202);
-    expect(posted.body.progress).toEqual({ events: 1_100, processed: 0, chunks: 3, chunksDone: 0 });
+    expect(posted.body.progress).toEqual({ events: size, processed: 0, chunks: 3, chunksDone: 0 });
     while (await ctx.services.epcis.processCaptures());
     const job = await request(ctx.app).get(posted.headers.location!).set(key.auth);
-    expect(job.body).toMatchObject({ success: true, progress: { events: 1_100, processed: 1_100, chunks: 3, chunksDone: 3 }, counts: { stored: 1_100, matchedUnits: 1_100 } });
-    expect((await timelineOf(ctx, unit._id)).entries.filter((e) => e.kind === 'external-event')).toHaveLength(1_100);
+    expect(job.body).toMatchObject({ success: true, progress: { events: size, processed: size, chunks: 3, chunksDone: 3 }, counts: { stored: size, matchedUnits: size } });
+    const onTimeline = await Promise.all(units.map(async ({ unit }) => (await timelineOf(ctx, unit._id)).entries.filter((e) => e.kind === 'external-event').length));
+    expect(onTimeline).toEqual([1_367, 1_367, 1_366]);
+  });
+
+  it('counts an event sent twice in one capture once, on the job and on the timeline', async () => {
+    const { unit, sgtin } = await makeGtinUnit(ctx);
+    const event = objectEvent({ epcList: [sgtin], bizStep: 'inspecting' });
+    const { job } = await capture(ctx, key.auth, epcisDocument([event, objectEvent({ epcList: [sgtin] }), event]));
+    expect(job!.body).toMatchObject({ success: true, counts: { events: 3, processed: 3, stored: 2, duplicates: 1 } });
+    expect((await timelineOf(ctx, unit._id)).entries.filter((e) => e.kind === 'external-event')).toHaveLength(2);
   });
 
   it('refuses a capture of more than 10,000 events', async () => {

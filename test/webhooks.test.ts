@@ -219,6 +219,37 @@ describe('webhooks', () => {
     expect((await request(ctx.app).post(`/api/v1/webhooks/${body.subscription.id}/deliveries/${encodeURIComponent(d!.id)}/retry`).set(await asAdmin())).status).toBe(409);
   });
 
+  it('delivers the events of case changes made by a process that died right after writing them', async () => {
+    const { body } = await subscribe(receiver.url('/ok/crash'), ['case.opened', 'flag.raised', 'case.status_changed', 'leverage.action_added', 'leverage.updates_withheld']);
+    const investigator = await makeStaff(ctx, 'admin');
+    const { unit } = await makeRegistration(ctx);
+    // Another instance whose process dies as soon as the case is written: the next write (the
+    // flag's own record, the audit entry) never happens, nor anything after it.
+    const stores = createStores(ctx.db.engine);
+    const died = async () => {
+      throw new Error('the process died');
+    };
+    const dying = createServices({ config: ctx.config, clock: ctx.clock, logger: createLogger('silent'), stores: { ...stores, audit: { ...stores.audit, head: died as never }, flags: { ...stores.flags, insertFlag: died } } });
+    const hit = { rule: 'restricted-country' as const, evidence: { country: 'KP' } };
+    await expect(dying.flags.raise(hit, { unitId: unit._id, modelId: unit.modelId, country: 'KP' }, { kind: 'check-in', id: 'chk-crash' })).rejects.toThrow('the process died');
+    const [caseId] = (await ctx.services.cases.casesOfUnit(unit._id, investigator.actor)).map((c) => c._id);
+    expect(caseId).toBeDefined();
+    await ctx.services.cases.triage(caseId!, triageFields(), investigator.actor);
+    await expect(dying.cases.transition(caseId!, { to: 'investigating', reason: 'Looking into it' }, investigator.actor)).rejects.toThrow('the process died');
+    await expect(dying.cases.addAction(caseId!, { kind: 'withhold-updates', unitIds: [unit._id] }, investigator.actor)).rejects.toThrow('the process died');
+    // The changes were made…
+    expect((await ctx.services.cases.getCase(caseId!)).status).toBe('investigating');
+
+    // …and their events are delivered by any instance's delivery job, each once.
+    await deliver();
+    await deliver();
+    const got = receiver.received.filter((r) => r.path === '/ok/crash').map((r) => JSON.parse(r.body) as { type: string; data: Record<string, unknown> });
+    expect(got.map((e) => e.type).sort()).toEqual(['case.opened', 'case.status_changed', 'flag.raised', 'leverage.action_added', 'leverage.updates_withheld']);
+    expect(got.every((e) => e.data.caseId === caseId)).toBe(true);
+    expect(got.find((e) => e.type === 'case.status_changed')!.data).toMatchObject({ from: 'triaged', to: 'investigating' });
+    expect((await deliveriesOf(body.subscription.id)).every((d) => d.status === 'delivered')).toBe(true);
+  });
+
   it('refuses private, loopback, link-local and metadata targets that are not allowed', async () => {
     for (const url of ['http://10.0.0.5/hook', 'http://127.0.0.2/hook', 'http://169.254.169.254/latest/meta-data', 'http://[::1]/hook', 'http://192.168.1.10/hook', 'ftp://example.org/hook']) {
       const res = await subscribe(url, ['case.opened']);

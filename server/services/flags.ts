@@ -7,7 +7,6 @@ import { HIGH_RISK_END_USER_TYPES, type EndUserType } from '../domain/registrati
 import type { AuditService } from './audit';
 import type { Stores } from '../store';
 import type { CasesService } from './cases';
-import type { WebhookEmitter } from './webhooks';
 
 /**
  * Red-flag rules (domain primer) as pure functions: each takes the facts it needs and returns
@@ -99,7 +98,7 @@ const RESTRICTED_CACHE_MS = 10_000;
 /** What raised a flag: the record it was found in. */
 export type FlagSource = { kind: FlagSourceKind; id: string };
 
-export function createFlagsService(deps: { clock: Clock; config: Config; cases: CasesService; audit: AuditService; webhooks: WebhookEmitter; stores: Pick<Stores, 'flags'> }) {
+export function createFlagsService(deps: { clock: Clock; config: Config; cases: CasesService; audit: AuditService; stores: Pick<Stores, 'flags'> }) {
   const { clock, config, cases, audit } = deps;
   const store = deps.stores.flags;
   // Read on every registration, transfer and check-in, so cached; another instance's change
@@ -160,9 +159,9 @@ export function createFlagsService(deps: { clock: Clock; config: Config; cases: 
         if (caseId) return { flagId: given.id, caseId };
       }
       const id = given?.id ?? `flg_${crypto.randomBytes(10).toString('hex')}`;
-      const { caseId } = await cases.openOrUpdateForFlag({ id, rule: hit.rule, ...subject });
+      // The case's update carries the flag.raised webhook event (written with the change).
+      const { caseId } = await cases.openOrUpdateForFlag({ id, rule: hit.rule, source: source.kind, ...subject });
       await storeFlag(id, hit, subject, source, caseId);
-      await deps.webhooks.emit('flag.raised', id, { flagId: id, rule: hit.rule, caseId, unitId: subject.unitId ?? null, modelId: subject.modelId ?? null, country: subject.country ?? null, source: source.kind, raisedAt: clock.now().toISOString() });
       return { flagId: id, caseId };
     },
 

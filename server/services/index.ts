@@ -40,12 +40,12 @@ export function createServices(deps: ServiceDeps) {
   // before it and passed in as narrow ports.
   const audit = createAuditService(deps);
   const notifications = createNotificationsService(deps);
-  // Built early: the modules that change cases, flags, transfers and reports emit into its outbox.
+  // Built early: transfers and EPCIS query results go into its outbox (cases carry their own events).
   const webhooks = createWebhooksService({ ...deps, audit });
   const auth = createAuthService({ ...deps, audit, notifications });
-  const caseIntake = createCaseIntake({ ...deps, audit, webhooks });
+  const caseIntake = createCaseIntake({ ...deps, audit });
   const files = createFilesService(deps);
-  const flags = createFlagsService({ ...deps, cases: caseIntake, audit, webhooks });
+  const flags = createFlagsService({ ...deps, cases: caseIntake, audit });
   const checkIns = createCheckInsService({ ...deps, flags });
   const catalogue = createCatalogueService({ ...deps, audit });
   const screening = createScreeningService({ ...deps, audit });
@@ -56,7 +56,7 @@ export function createServices(deps: ServiceDeps) {
   const screeningReview = createScreeningReview({ ...deps, audit, flags, ports: { releaseRegistration: registrations.releaseHeldRegistration, releaseSale: partners.releaseHeldSale } });
   const linker = createLinkerService(deps);
   const reports = createReportsService({ ...deps, files, cases: caseIntake, audit, catalogue, flags, linker, webhooks });
-  const cases = createCasesService({ ...deps, audit, notifications, webhooks, intake: caseIntake, ports: { unitControls: checkIns, registrations, reports, partners } });
+  const cases = createCasesService({ ...deps, audit, notifications, intake: caseIntake, ports: { unitControls: checkIns, registrations, reports, partners } });
   const firstPage = { page: 1, perPage: 6, skip: 0, limit: 6 };
   const insight = createInsightService({
     ...deps,

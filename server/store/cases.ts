@@ -5,11 +5,13 @@ import type { FlagRule } from '../domain/flags';
 import { existingByIds } from './by-ids';
 import { createCaseQueueRows, noteCaseChanged, type CaseRow } from './case-queue';
 import { chunksOf, type Engine, isDuplicateKey } from './engine';
+import type { OutboxEvent } from './webhooks';
 
 const oid = (id: string) => new mongoose.Types.ObjectId(id);
 
 export type StoredCase = NonNullable<Awaited<ReturnType<typeof readCase>>>;
-const readCase = (id: string) => Case.findById(id).lean();
+// Webhook events waiting in the case are the webhook job's, not part of the case as shown.
+const readCase = (id: string) => Case.findById(id, { pendingEvents: 0 }).lean();
 
 export interface CaseSource {
   kind: 'flag' | 'report';
@@ -40,6 +42,8 @@ export interface NewCase {
   conflictedUserIds?: unknown[];
   openedAt: Date;
   history: HistoryLine[];
+  /** Webhook events of the opening (case.opened, flag.raised…), written with the case. */
+  pendingEvents?: OutboxEvent[];
 }
 
 /**
@@ -72,6 +76,8 @@ export interface CaseChange {
   addToSets?: Partial<Record<CaseSets, readonly unknown[]>>;
   removeFromSets?: Partial<Record<'assigneeIds', string>>;
   append?: Partial<Record<CaseLists, Record<string, unknown>>>;
+  /** Webhook events of this change, written in the same update (see `pendingWebhookEvents`). */
+  announce?: readonly OutboxEvent[];
 }
 
 function guardFilter(caseId: string, guard: CaseGuard): FilterQuery<CaseDoc> {
@@ -178,7 +184,7 @@ export function createCasesStore(engine: Engine) {
     caseById: readCase,
 
     /** Cases by id, in the order asked (missing ones left out). */
-    casesByIds: (ids: readonly string[]) => existingByIds<StoredCase>(engine, Case as never, ids),
+    casesByIds: (ids: readonly string[]) => existingByIds<StoredCase>(engine, Case as never, ids, { pendingEvents: 0 }),
 
     /** The next number of `year`'s sequence (1, 2, …), atomically. */
     async nextCaseNumber(year: number): Promise<number> {
@@ -222,12 +228,12 @@ export function createCasesStore(engine: Engine) {
     // ----- changes -----
 
     /** Adds a source (and its subjects) to a case unless it closed meanwhile; false if it did. */
-    async attachSource(caseId: string, source: CaseSource, subjects: { rules?: FlagRule; unitIds?: string; modelIds?: string; countries?: string }, line: HistoryLine): Promise<boolean> {
+    async attachSource(caseId: string, source: CaseSource, subjects: { rules?: FlagRule; unitIds?: string; modelIds?: string; countries?: string }, line: HistoryLine, announce: readonly OutboxEvent[] = []): Promise<boolean> {
       if (subjects.unitIds) await indexUnits(caseId, [subjects.unitIds]);
       const res = await Case.updateOne(
         { _id: caseId, status: { $ne: 'closed' } },
         {
-          $push: { sources: source, history: line },
+          $push: { sources: source, history: line, ...(announce.length ? { pendingEvents: { $each: [...announce] } } : {}) },
           $addToSet: { sourceKinds: source.kind, ...subjects },
           $set: { updatedAt: line.at },
           $inc: { rev: 1 }, // a concurrent rewrite of the sources then fails its revision guard
@@ -245,7 +251,7 @@ export function createCasesStore(engine: Engine) {
       const update: UpdateQuery<CaseDoc> = {
         $set: { ...change.set, updatedAt: line.at },
         $inc: { rev: 1 },
-        $push: { ...change.append, history: line },
+        $push: { ...change.append, history: line, ...(change.announce?.length ? { pendingEvents: { $each: [...change.announce] } } : {}) },
       };
       const sets = Object.entries(change.addToSets ?? {});
       if (sets.length) update.$addToSet = Object.fromEntries(sets.map(([field, values]) => [field, { $each: values }]));
@@ -254,6 +260,23 @@ export function createCasesStore(engine: Engine) {
       const res = await Case.updateOne(guardFilter(caseId, guard), update);
       if (res.matchedCount === 1) await noteChanged(caseId);
       return res.matchedCount === 1;
+    },
+
+    // ----- webhook events written with the changes (the webhook job's outbox) -----
+
+    /** Cases with webhook events waiting, and those events (a small collection: scanned on the embedded engine). */
+    pendingWebhookEvents: (limit: number) =>
+      Case.find({ 'pendingEvents._id': { $exists: true } }, { pendingEvents: 1, rev: 1 }).limit(limit).lean<Array<{ _id: string; rev?: number; pendingEvents: OutboxEvent[] }>>(),
+
+    /**
+     * Takes the events moved to the webhook outbox out of the case, unless the case changed
+     * since they were read (every change that adds events bumps `rev`): those are moved on the
+     * next run. The revision stays as it is, so an investigator's change in progress still
+     * applies. (FerretDB v1 has no `$pull` by condition, hence the guard.)
+     */
+    async clearPendingWebhookEvents(caseId: string, revSeen: number | undefined): Promise<boolean> {
+      const res = await Case.updateOne({ _id: caseId, rev: revSeen ?? { $exists: false } }, { $unset: { pendingEvents: '' } });
+      return res.modifiedCount === 1;
     },
 
     // ----- reads of many cases -----

@@ -290,6 +290,22 @@ export function createCatalogueStore(engine: Engine) {
 
     /** Imported units shipped to a partner: allocated to it (see allocateFromVendor). */
     allocateToPartner: (partnerId: string, units: ReadonlyArray<{ _id: string; modelId: string }>, at: Date) => allocateFromVendor(partnerId, units, 'import', at),
+
+    // ----- units moved by captured EPCIS events (shipping, receiving) -----
+
+    /** The unit's first sale, from a shipment, when it has none yet (false: it had one). */
+    async recordFirstSale(unitId: string, country: string, at: Date): Promise<boolean> {
+      const res = await Unit.updateOne(
+        { _id: unitId, 'firstSale.soldAt': null, 'firstSale.shipToCountry': null },
+        { $set: { 'firstSale.shipToCountry': country, 'firstSale.soldAt': at, updatedAt: at } },
+      );
+      return res.modifiedCount === 1;
+    },
+
+    /** A country the unit was told to be in (by a shipment), added once to its country history. */
+    async addUnitCountry(unitId: string, country: string, source: 'first-sale' | 'transfer', at: Date) {
+      await Unit.updateOne({ _id: unitId, 'countries.country': { $ne: country } }, { $push: { countries: { country, source, firstSeen: at, lastSeen: at } } });
+    },
   };
 }
 

@@ -1,8 +1,7 @@
 import type { CaptureStatus } from '../domain/epcis';
 import { EpcisCapture, EpcisCaptureChunk, EpcisEvent, EpcisLocation, UnitEpcisEvents } from '../../models/epcis';
-import { Unit } from '../../models/catalogue';
 import { byIds } from './by-ids';
-import { chunksOf, type Engine, isDuplicateKey } from './engine';
+import { chunksOf, type Engine, isDuplicateKey, STATEMENTS_PER_COMMAND } from './engine';
 
 /**
  * EPCIS captures, captured events, a unit's captured events and the location master data.
@@ -70,6 +69,40 @@ export interface EventFilter {
   after?: { at: Date; id: string };
 }
 
+/**
+ * Runs an unordered bulk write and answers the indexes its duplicate keys refused; any other
+ * failure is thrown.
+ */
+async function duplicatesIn(write: () => Promise<unknown>): Promise<number[]> {
+  try {
+    await write();
+    return [];
+  } catch (err) {
+    const writeErrors = (err as { writeErrors?: Array<{ index: number; code?: number }> | { index: number; code?: number } }).writeErrors;
+    const list = Array.isArray(writeErrors) ? writeErrors : writeErrors ? [writeErrors] : null;
+    if (!list?.length || !list.every(isDuplicateKey)) throw err;
+    return list.map((e) => e.index);
+  }
+}
+
+/**
+ * Bulk commands one write keeps in flight: enough to overlap round trips, few enough that the
+ * embedded engine's single writer is not swamped (more timed out under load).
+ */
+const COMMANDS_IN_FLIGHT = 4;
+
+/** Runs `write` over the commands, `COMMANDS_IN_FLIGHT` at a time. */
+async function inFlight<T>(commands: readonly T[], write: (command: T, n: number) => Promise<void>) {
+  let next = 0;
+  const worker = async () => {
+    while (next < commands.length) {
+      const n = next++;
+      await write(commands[n]!, n);
+    }
+  };
+  await Promise.all(Array.from({ length: Math.min(COMMANDS_IN_FLIGHT, commands.length) }, worker));
+}
+
 export function createEpcisStore(engine: Engine) {
   return {
     // ----- captures -----
@@ -103,20 +136,15 @@ export function createEpcisStore(engine: Engine) {
 
     // ----- captured events -----
 
-    /** Inserts events; per event whether it is new (false: an event with its id was captured before). */
+    /**
+     * Inserts events; per event whether it is new (false: an event with its id was captured
+     * before: the duplicate key is the idempotency check). Commands of 50, a few in flight at once.
+     */
     async insertEvents(docs: readonly StoredEpcisEvent[]): Promise<boolean[]> {
       const inserted = docs.map(() => true);
-      for (let at = 0; at < docs.length; at += 50) {
-        const group = docs.slice(at, at + 50);
-        try {
-          await EpcisEvent.collection.insertMany(group as never[], { ordered: false });
-        } catch (err) {
-          const writeErrors = (err as { writeErrors?: Array<{ index: number; code?: number }> | { index: number; code?: number } }).writeErrors;
-          const list = Array.isArray(writeErrors) ? writeErrors : writeErrors ? [writeErrors] : null;
-          if (!list?.length || !list.every(isDuplicateKey)) throw err;
-          for (const e of list) inserted[at + e.index] = false;
-        }
-      }
+      await inFlight(chunksOf(docs), async (group, n) => {
+        for (const index of await duplicatesIn(() => EpcisEvent.collection.insertMany(group as never[], { ordered: false }))) inserted[n * STATEMENTS_PER_COMMAND + index] = false;
+      });
       return inserted;
     },
 
@@ -145,34 +173,29 @@ export function createEpcisStore(engine: Engine) {
     // ----- a unit's captured events -----
 
     /**
-     * Adds events to units' lists, each once: per unit one write, guarded by the count of events
-     * read, so a concurrent writer's events are read again and never lost or doubled.
+     * Adds events to units' lists, each once, without reading them: per unit one `$push`
+     * guarded by none of its events being there yet (an upsert for a unit's first events), in
+     * bulk commands side by side. A guard that fails (some of the events are there: a step run
+     * again, or the same event twice in one capture) falls back to one guarded push per event.
      */
     async appendUnitEvents(perUnit: ReadonlyMap<string, readonly UnitEpcisEntry[]>): Promise<void> {
-      let todo = [...perUnit];
-      for (let attempt = 0; todo.length; attempt++) {
-        if (attempt === 5) throw new Error(`unit EPCIS events: ${todo.length} units kept changing`);
-        const docs = await byIds<{ _id: string; count?: number; events: UnitEpcisEntry[] }>(engine, UnitEpcisEvents as never, todo.map(([id]) => id), { count: 1, 'events.eventId': 1 });
-        const conflicts: typeof todo = [];
-        await Promise.all(
-          todo.map(async ([unitId, entries], i) => {
-            const doc = docs[i];
-            const held = new Set((doc?.events ?? []).map((e) => e.eventId));
-            const fresh = entries.filter((e) => !held.has(e.eventId));
-            if (!fresh.length) return;
-            try {
-              // Plain `$push`/`$each`: FerretDB v1 has no `$slice`/`$sort` modifiers; readers sort by time.
-              const res = await UnitEpcisEvents.updateOne({ _id: unitId, count: doc?.count ?? 0 }, { $push: { events: { $each: fresh } }, $inc: { count: fresh.length } }, { upsert: !doc });
-              if (res.matchedCount + res.upsertedCount === 0) conflicts.push([unitId, entries]);
-            } catch (err) {
-              // Two first writers: the second one's upsert meets the first one's document.
-              if (!isDuplicateKey(err)) throw err;
-              conflicts.push([unitId, entries]);
-            }
-          }),
-        );
-        todo = conflicts;
-      }
+      const units = [...perUnit];
+      const refused: Array<[string, readonly UnitEpcisEntry[]]> = [];
+      await inFlight(chunksOf(units), async (group) => {
+        const ops = group.map(([unitId, entries]) => ({
+          updateOne: { filter: { _id: unitId, 'events.eventId': { $nin: entries.map((e) => e.eventId) } }, update: { $push: { events: { $each: entries } }, $inc: { count: entries.length } }, upsert: true },
+        }));
+        for (const index of await duplicatesIn(() => UnitEpcisEvents.collection.bulkWrite(ops as never[], { ordered: false }))) refused.push(group[index]!);
+      });
+      const one = async (unitId: string, entry: UnitEpcisEntry) => {
+        try {
+          await UnitEpcisEvents.collection.updateOne({ _id: unitId, 'events.eventId': { $ne: entry.eventId } } as never, { $push: { events: entry }, $inc: { count: 1 } } as never, { upsert: true });
+        } catch (err) {
+          // The event is there already (the upsert met the unit's list).
+          if (!isDuplicateKey(err)) throw err;
+        }
+      };
+      for (const [unitId, entries] of refused) for (const entry of entries) await one(unitId, entry);
     },
 
     unitEvents: (unitId: string) => UnitEpcisEvents.findById(unitId).lean<{ _id: string; events: UnitEpcisEntry[] }>(),
@@ -188,22 +211,6 @@ export function createEpcisStore(engine: Engine) {
     async listLocations(page: { skip: number; limit: number }) {
       const [items, total] = await Promise.all([EpcisLocation.find({}).sort({ _id: 1 }).skip(page.skip).limit(page.limit).lean(), EpcisLocation.countDocuments({})]);
       return { items, total };
-    },
-
-    // Reads/writes of units: move to server/store/catalogue.ts at merge
-
-    /** The unit's first sale, from a shipment, when it has none yet (false: it had one). */
-    async recordFirstSale(unitId: string, country: string, at: Date): Promise<boolean> {
-      const res = await Unit.updateOne(
-        { _id: unitId, 'firstSale.soldAt': null, 'firstSale.shipToCountry': null },
-        { $set: { 'firstSale.shipToCountry': country, 'firstSale.soldAt': at, updatedAt: at } },
-      );
-      return res.modifiedCount === 1;
-    },
-
-    /** A country the unit was told to be in (by a shipment), added once to its country history. */
-    async addUnitCountry(unitId: string, country: string, source: 'first-sale' | 'transfer', at: Date) {
-      await Unit.updateOne({ _id: unitId, 'countries.country': { $ne: country } }, { $push: { countries: { country, source, firstSeen: at, lastSeen: at } } });
     },
   };
 }

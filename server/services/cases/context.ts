@@ -4,7 +4,6 @@ import { ConflictError } from '../../errors';
 import type { Stores } from '../../store';
 import type { CaseChange, CaseGuard, StoredCase } from '../../store/cases';
 import type { AuditService } from '../audit';
-import type { WebhookEmitter } from '../webhooks';
 import type { Actor } from './access';
 
 /** What every part of the cases module is built from. */
@@ -13,8 +12,6 @@ export interface CaseDeps {
   config: Pick<Config, 'retentionMonths' | 'identity'>;
   stores: Pick<Stores, 'cases' | 'auth' | 'flags' | 'catalogue' | 'identityRequests' | 'reports'>;
   audit: AuditService;
-  /** Case changes other systems subscribe to (webhooks' outbox). */
-  webhooks: WebhookEmitter;
 }
 
 export type Case = StoredCase;

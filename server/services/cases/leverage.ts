@@ -1,3 +1,4 @@
+import { webhookEvent } from '../webhooks';
 import type { ActionStatus, LeverageActionKind } from '../../domain/cases';
 import { ConflictError, NotFoundError, ValidationError } from '../../errors';
 import { caseAccess, tellReporters, type Actor } from './access';
@@ -70,14 +71,15 @@ export function caseLeverage(deps: CaseDeps, ports: CasePorts) {
     const now = clock.now();
     const actions = c.actions.map((a) => (a._id === actionId ? { ...a, status: input.status, outcome: input.outcome ?? a.outcome, updatedAt: now } : a));
     // The whole list is rewritten: guarded by the revision it was read at.
-    await change(c, actor, { rev: c.rev ?? 0 }, { set: { actions } }, {
+    const restored = action.status === 'open' && input.status !== 'open' && action.kind === 'withhold-updates';
+    const announce = restored ? [webhookEvent('leverage.updates_restored', actionId, { caseId, actionId, unitIds: action.target?.unitIds ?? [], at: now.toISOString() }, now)] : [];
+    await change(c, actor, { rev: c.rev ?? 0 }, { set: { actions }, announce }, {
       action: 'action-updated',
       detail: `${action.kind} ${actionId}: ${action.status} → ${input.status}`,
       audit: { actionId, kind: action.kind, from: action.status, to: input.status, outcome: input.outcome ?? '' },
     });
     if (action.status === 'open' && input.status !== 'open') {
       await applyEffect(caseId, { kind: action.kind, target: { unitIds: action.target?.unitIds ?? [] } }, false, actor);
-      if (action.kind === 'withhold-updates') await deps.webhooks.emit('leverage.updates_restored', actionId, { caseId, actionId, unitIds: action.target?.unitIds ?? [], at: now.toISOString() });
     }
   }
 
@@ -106,14 +108,17 @@ export function caseLeverage(deps: CaseDeps, ports: CasePorts) {
       };
       if (input.kind === 'void-warranty') await registrationsOf(unitIds); // refuse before recording
       if (input.kind === 'notify-channel-partner') await ports.partners.checkPartnerNamed(input.channelPartner ?? '');
-      await change(c, actor, { open: true }, { append: { actions: action } }, {
+      const added = { caseId, actionId: action._id, kind: action.kind, unitIds, at: now.toISOString() };
+      const announce = [
+        webhookEvent('leverage.action_added', action._id, added, now),
+        ...(action.kind === 'withhold-updates' ? [webhookEvent('leverage.updates_withheld', action._id, { caseId, actionId: action._id, unitIds, at: added.at }, now)] : []),
+      ];
+      await change(c, actor, { open: true }, { append: { actions: action }, announce }, {
         action: 'action-added',
         detail: `${action.kind} ${action._id}${unitIds.length ? ` on ${unitIds.join(', ')}` : ''}`,
         audit: { actionId: action._id, kind: action.kind, unitIds },
       });
       await applyEffect(caseId, action, true, actor);
-      await deps.webhooks.emit('leverage.action_added', action._id, { caseId, actionId: action._id, kind: action.kind, unitIds, at: now.toISOString() });
-      if (action.kind === 'withhold-updates') await deps.webhooks.emit('leverage.updates_withheld', action._id, { caseId, actionId: action._id, unitIds, at: now.toISOString() });
       if (input.kind === 'notify-channel-partner') {
         // The partner answers in its portal; the answer comes back as this action's outcome.
         await ports.partners.requestFromCase({ caseId, actionId: action._id, channelPartner: action.target.channelPartner, questions: action.description, unitIds, dueBy: action.dueBy, byUserId: actor.id });

@@ -1,4 +1,6 @@
-import type { FlagRule } from '../../domain/flags';
+import type { FlagRule, FlagSourceKind } from '../../domain/flags';
+import type { OutboxEvent } from '../../store/webhooks';
+import { webhookEvent } from '../webhooks';
 import type { CaseDeps } from './context';
 import { flagDeadlines, reportDeadlines } from './rules';
 
@@ -19,7 +21,7 @@ export interface CaseSubject {
 const subjectKey = (subject: CaseSubject) =>
   subject.unitId ? `unit:${subject.unitId}` : subject.serial ? `serial:${subject.serial}` : `model:${subject.modelId ?? 'none'}`;
 
-export function caseOpening(deps: Pick<CaseDeps, 'clock' | 'stores' | 'webhooks'>) {
+export function caseOpening(deps: Pick<CaseDeps, 'clock' | 'stores'>) {
   const { clock } = deps;
   const store = deps.stores.cases;
 
@@ -35,6 +37,8 @@ export function caseOpening(deps: Pick<CaseDeps, 'clock' | 'stores' | 'webhooks'
     source: { kind: 'flag' | 'report'; id: string; rule: FlagRule | null },
     subject: CaseSubject,
     init: { title: string; deadlines: { acknowledgeBy: Date | null; feedbackBy: Date | null; reviewBy: Date | null } },
+    /** The webhook events of the source itself (flag.raised, report.received), written with the case. */
+    announce: (caseId: string) => OutboxEvent[],
   ): Promise<{ caseId: string; opened: boolean }> {
     const now = clock.now();
     const sourceDoc = { ...source, at: now };
@@ -48,7 +52,7 @@ export function caseOpening(deps: Pick<CaseDeps, 'clock' | 'stores' | 'webhooks'
           ...(subject.modelId ? { modelIds: subject.modelId } : {}),
           ...(subject.country ? { countries: subject.country } : {}),
         };
-        if (await store.attachSource(existing, sourceDoc, subjects, { ...line, action: 'source-added' })) return { caseId: existing, opened: false };
+        if (await store.attachSource(existing, sourceDoc, subjects, { ...line, action: 'source-added' }, announce(existing))) return { caseId: existing, opened: false };
         // The case closed under us: drop the stale key and open a new case.
         await store.dropStaleKey(key, existing);
         continue;
@@ -67,8 +71,8 @@ export function caseOpening(deps: Pick<CaseDeps, 'clock' | 'stores' | 'webhooks'
         deadlines: init.deadlines,
         openedAt: now,
         history: [{ ...line, action: 'opened' }],
+        pendingEvents: [webhookEvent('case.opened', caseId, { caseId, openedAt: now.toISOString(), source: source.kind, rule: source.rule }, now), ...announce(caseId)],
       });
-      await deps.webhooks.emit('case.opened', caseId, { caseId, openedAt: now.toISOString(), source: source.kind, rule: source.rule });
       return { caseId, opened: true };
     }
     throw new Error(`could not open or attach a case for ${key}`);
@@ -78,12 +82,13 @@ export function caseOpening(deps: Pick<CaseDeps, 'clock' | 'stores' | 'webhooks'
     nextCaseId,
 
     /** A raised red flag: one open case per unit (or serial) and rule; further hits add to it. */
-    openOrUpdateForFlag(flag: { id: string; rule: FlagRule } & CaseSubject) {
+    openOrUpdateForFlag(flag: { id: string; rule: FlagRule; source: FlagSourceKind } & CaseSubject) {
       const what = flag.unitId ?? flag.serial ?? flag.modelId ?? 'unknown unit';
-      return openOrAttach(`${subjectKey(flag)}|${flag.rule}`, { kind: 'flag', id: flag.id, rule: flag.rule }, flag, {
-        title: `Red flag ${flag.rule} on ${what}`,
-        deadlines: flagDeadlines(clock.now()),
-      });
+      const now = clock.now();
+      const raised = (caseId: string) => [
+        webhookEvent('flag.raised', flag.id, { flagId: flag.id, rule: flag.rule, caseId, unitId: flag.unitId ?? null, modelId: flag.modelId ?? null, country: flag.country ?? null, source: flag.source, raisedAt: now.toISOString() }, now),
+      ];
+      return openOrAttach(`${subjectKey(flag)}|${flag.rule}`, { kind: 'flag', id: flag.id, rule: flag.rule }, flag, { title: `Red flag ${flag.rule} on ${what}`, deadlines: flagDeadlines(now) }, raised);
     },
 
     /**
@@ -92,10 +97,9 @@ export function caseOpening(deps: Pick<CaseDeps, 'clock' | 'stores' | 'webhooks'
      */
     openOrAttachForReport(report: { id: string; receivedAt: Date; title: string } & CaseSubject) {
       const key = report.unitId ? `unit:${report.unitId}|report` : `report:${report.id}`;
-      return openOrAttach(key, { kind: 'report', id: report.id, rule: null }, report, {
-        title: report.title,
-        deadlines: reportDeadlines(report.receivedAt),
-      });
+      // Only the case and the time: nothing of what the reporter wrote leaves the portal.
+      const received = (caseId: string) => [webhookEvent('report.received', report.id, { caseId, receivedAt: report.receivedAt.toISOString() }, report.receivedAt)];
+      return openOrAttach(key, { kind: 'report', id: report.id, rule: null }, report, { title: report.title, deadlines: reportDeadlines(report.receivedAt) }, received);
     },
   };
 }

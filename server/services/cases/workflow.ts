@@ -1,3 +1,4 @@
+import { webhookEvent } from '../webhooks';
 import crypto from 'node:crypto';
 import type { CaseStatus, ClosureReason, HarmCategory, Involvement } from '../../domain/cases';
 import { ConflictError, NotFoundError, ValidationError } from '../../errors';
@@ -101,11 +102,17 @@ export function caseWorkflow(deps: CaseDeps, reports: ReportsPort, endAction: En
       const now = clock.now();
       const reopening = from === 'closed';
       const reviewBy = c.deadlines?.reviewBy && !closing ? { 'deadlines.reviewBy': new Date(now.getTime() + REVIEW_WITHIN_DAYS * DAY) } : {};
+      // The webhook events go in the same update as the change (delivered even if this process dies next).
+      const at = now.toISOString();
+      const announce = [
+        webhookEvent('case.status_changed', `${caseId}|${from}|${input.to}|${at}`, { caseId, from, to: input.to, at }, now),
+        ...(closing ? [webhookEvent('case.closed', `${caseId}|${at}`, { caseId, closureReason: input.closureReason ?? null, closedAt: at }, now)] : []),
+      ];
       await change(
         c,
         actor,
         { status: from },
-        { set: { status: input.to, closureReason: closing ? input.closureReason : null, closedAt: closing ? now : null, ...reviewBy } },
+        { set: { status: input.to, closureReason: closing ? input.closureReason : null, closedAt: closing ? now : null, ...reviewBy }, announce },
         {
           action: reopening ? 'reopened' : 'status-changed',
           detail: `${from} → ${input.to}${closing ? ` (${input.closureReason})` : ''}: ${input.reason}${kept.length ? `; kept open: ${kept.join(', ')}` : ''}`,
@@ -113,9 +120,6 @@ export function caseWorkflow(deps: CaseDeps, reports: ReportsPort, endAction: En
         },
       );
       if (closing) await store.releaseKeys(caseId);
-      const change_ = { caseId, from, to: input.to, at: now.toISOString() };
-      await deps.webhooks.emit('case.status_changed', `${caseId}|${from}|${input.to}|${change_.at}`, change_);
-      if (closing) await deps.webhooks.emit('case.closed', `${caseId}|${change_.at}`, { caseId, closureReason: input.closureReason ?? null, closedAt: change_.at });
       const shown = reporterStatusOf(input.to);
       if (shown) await tellReporters(reports, c, (r, reportId) => r.setStatus(reportId, shown, actor.id));
       return getCase(caseId);

@@ -27,12 +27,12 @@ export function createEpcisService(deps: {
   audit: AuditService;
   flags: FlagsService;
   webhooks: EpcisQueryPush;
-  stores: { epcis: EpcisStore; catalogue: Pick<CatalogueStore, 'unitsByIds' | 'modelIdsByGtins'>; insight: Pick<InsightStore, 'unit' | 'historyOf'>; cases: Pick<CasesStore, 'casesOfUnit'> };
+  stores: { epcis: EpcisStore; catalogue: Pick<CatalogueStore, 'unitsByIds' | 'modelIdsByGtins' | 'recordFirstSale' | 'addUnitCountry'>; insight: Pick<InsightStore, 'unit' | 'historyOf'>; cases: Pick<CasesStore, 'casesOfUnit'> };
 }) {
   const { clock, audit } = deps;
   const store = deps.stores.epcis;
   const resolveEpcs = createEpcResolver(deps.stores.catalogue);
-  const capture = createCapture({ clock, logger: deps.logger, audit, flags: deps.flags, store, resolveEpcs, webhooks: deps.webhooks });
+  const capture = createCapture({ clock, logger: deps.logger, audit, flags: deps.flags, store, catalogue: deps.stores.catalogue, resolveEpcs, webhooks: deps.webhooks });
   const query = createQuery({ clock, store, insight: deps.stores.insight, cases: deps.stores.cases, resolveEpcs });
 
   return {

@@ -4,7 +4,8 @@ import { parseEpc, serialOfEpc, type EpcTarget } from './identifiers';
 
 /** EPCs → Downstream units: our unit URNs directly, SGTINs and Digital Links through the model's GTIN. */
 export function createEpcResolver(catalogue: Pick<CatalogueStore, 'unitsByIds' | 'modelIdsByGtins'>) {
-  return async function resolveEpcs(epcs: readonly string[]) {
+  /** `fields`: the unit fields the caller reads (all when left out). */
+  return async function resolveEpcs(epcs: readonly string[], fields?: Record<string, 1>) {
     const targets = new Map<string, EpcTarget>();
     for (const epc of epcs) {
       const target = parseEpc(epc);
@@ -22,7 +23,7 @@ export function createEpcResolver(catalogue: Pick<CatalogueStore, 'unitsByIds' |
         if (modelId) named.set(epc, { unitId: unitId(modelId, serialOfEpc(t)), modelId, serial: serialOfEpc(t) });
       }
     }
-    const units = new Map((await catalogue.unitsByIds([...new Set([...named.values()].map((n) => n.unitId))])).map((u) => [u._id, u]));
+    const units = new Map((await catalogue.unitsByIds([...new Set([...named.values()].map((n) => n.unitId))], fields)).map((u) => [u._id, u]));
     return { named, units };
   };
 }

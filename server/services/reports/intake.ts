@@ -296,8 +296,6 @@ export function reportIntake(deps: ReportsDeps, parts: { evidence: ReportEvidenc
         subjectId: reportId,
         detail: { caseId, evidenceFiles: accepted.files.length, links: linked.links.length },
       });
-      // Only the case and the time: nothing of what the reporter wrote leaves the portal.
-      await deps.webhooks.emit('report.received', reportId, { caseId, receivedAt: now.toISOString() });
       return { receipt: formatReceipt(receipt), reportId, caseId, receivedAt: now, evidence: refs };
     },
 

@@ -5,15 +5,17 @@ import { ConflictError, NotFoundError, ValidationError } from '../../errors';
 import type { Logger } from '../../logger';
 import type { Page } from '../../middleware/validate';
 import { EPCIS_QUERY_EVENT, WEBHOOK_EVENT_TYPES, type SavedEpcisQuery, type WebhookEventType } from '../../domain/webhooks';
-import type { StoredDelivery, StoredSubscription, WebhooksStore } from '../../store/webhooks';
+import type { CasesStore } from '../../store/cases';
+import type { OutboxEvent, StoredDelivery, StoredSubscription, WebhooksStore } from '../../store/webhooks';
 import type { AuditService } from '../audit';
 import { send } from './sender';
 import { newSecret, signatureHeaders } from './signing';
 import { resolveTarget, TargetRefused } from './target';
 
 /**
- * Outgoing webhooks. A change emits an event into the outbox (`emit`, one call at the service
- * that made the change); the delivery job fans each event out to the subscriptions that want
+ * Outgoing webhooks. A case's change carries its event in the same update (`webhookEvent`,
+ * moved to the outbox by the delivery job); other changes emit an event into the outbox (`emit`,
+ * one call at the service that made the change, just after it); the delivery job fans each event out to the subscriptions that want
  * it and delivers what is due, at least once, signed in the Standard Webhooks scheme
  * (signing.ts), to addresses the SSRF guard allows (target.ts), retrying with exponential
  * backoff for the retry window, then dead-lettered until an admin retries it.
@@ -45,6 +47,15 @@ export interface EpcisQueryPush {
   emitQueryResults(subscriptionId: string, key: string, document: Record<string, unknown>): Promise<void>;
 }
 
+const outboxId = (type: string, key: string) => `evt_${crypto.createHash('sha256').update(`${type}|${key}`).digest('hex').slice(0, 24)}`;
+
+/**
+ * A webhook event for the changed document to carry, written in the same update as the change
+ * (a case's `pendingEvents`): the delivery job moves it to the outbox, so a process that dies
+ * right after the change still has its event delivered. `key` names the change, as for `emit`.
+ */
+export const webhookEvent = (type: WebhookEventType, key: string, data: Record<string, unknown>, at: Date): OutboxEvent => ({ _id: outboxId(type, key), type, data, occurredAt: at });
+
 /** How long after `attempts` failures the next attempt comes. */
 const retryDelay = (attempts: number) => Math.min(FIRST_RETRY_MS * 2 ** Math.max(0, attempts - 1), MAX_RETRY_GAP_MS);
 
@@ -74,7 +85,13 @@ const publicDelivery = (d: StoredDelivery) => ({
   deliveredAt: d.deliveredAt,
 });
 
-export function createWebhooksService(deps: { clock: Clock; config: Config; logger: Pick<Logger, 'info' | 'warn' | 'error'>; audit: AuditService; stores: { webhooks: WebhooksStore } }) {
+export function createWebhooksService(deps: {
+  clock: Clock;
+  config: Config;
+  logger: Pick<Logger, 'info' | 'warn' | 'error'>;
+  audit: AuditService;
+  stores: { webhooks: WebhooksStore; cases: Pick<CasesStore, 'pendingWebhookEvents' | 'clearPendingWebhookEvents'> };
+}) {
   const { clock, audit } = deps;
   const { timeoutMs, retryWindowMs, allowedPrivateTargets } = deps.config.webhooks;
   const store = deps.stores.webhooks;
@@ -119,6 +136,20 @@ export function createWebhooksService(deps: { clock: Clock; config: Config; logg
     await store.recordAttempt(delivery._id, delivery.attemptCount, { at: now, ...result }, delivered ? { status: 'delivered', nextAttemptAt: null } : gone ? { status: 'dead', nextAttemptAt: null } : { status: 'pending', nextAttemptAt: next });
   }
 
+  /**
+   * Events the changes wrote into the changed cases move to the outbox, then leave the case:
+   * written to the outbox first (idempotent by id), so a run that dies between the two, or a
+   * case that changed meanwhile, moves the same events again and nothing is lost or doubled.
+   */
+  async function collectFromCases() {
+    const cases = await deps.stores.cases.pendingWebhookEvents(EVENTS_PER_RUN);
+    for (const c of cases) {
+      for (const event of c.pendingEvents) await store.insertEvent(event);
+      await deps.stores.cases.clearPendingWebhookEvents(c._id, c.rev);
+    }
+    return cases.length;
+  }
+
   /** The outbox's events, one delivery per subscription that wants each; then the events leave the outbox. */
   async function fanOut(subscriptions: readonly StoredSubscription[]) {
     const events = await store.waitingEvents(EVENTS_PER_RUN);
@@ -150,8 +181,6 @@ export function createWebhooksService(deps: { clock: Clock; config: Config; logg
     return events.length;
   }
 
-  const outboxId = (type: string, key: string) => `evt_${crypto.createHash('sha256').update(`${type}|${key}`).digest('hex').slice(0, 24)}`;
-
   return {
     async emit(type: WebhookEventType, key: string, data: Record<string, unknown>) {
       await store.insertEvent({ _id: outboxId(type, key), type, data, occurredAt: clock.now() });
@@ -168,12 +197,13 @@ export function createWebhooksService(deps: { clock: Clock; config: Config; logg
      * delivery that is due, a few at a time. Resolves true when there was work.
      */
     async deliverDue(): Promise<boolean> {
+      const collected = await collectFromCases();
       const subscriptions = await store.activeSubscriptions();
       const fanned = await fanOut(subscriptions);
       const due = await store.dueDeliveries(clock.now(), DUE_PER_RUN);
       const byId = new Map(subscriptions.map((s) => [s._id, s]));
       for (let at = 0; at < due.length; at += PARALLEL) await Promise.all(due.slice(at, at + PARALLEL).map((d) => attempt(d, byId)));
-      return fanned > 0 || due.length > 0;
+      return collected > 0 || fanned > 0 || due.length > 0;
     },
 
     /**

@@ -38,7 +38,8 @@ function parse(id: string, raw: string): OutboxMessage {
   const body = raw.slice(split).replace(/^\r?\n\r?\n/, '');
   const encoding = header('Content-Transfer-Encoding').toLowerCase();
   const text = encoding === 'quoted-printable' ? unQuote(body) : encoding === 'base64' ? Buffer.from(body, 'base64').toString('utf8') : body;
-  return { id, to: header('To'), subject: header('Subject'), date: header('Date'), text };
+  const written = new Date(header('Date'));
+  return { id, to: header('To'), subject: header('Subject'), date: Number.isNaN(written.getTime()) ? header('Date') : `${written.toISOString().slice(0, 16).replace('T', ' ')} UTC`, text };
 }
 
 export function outboxFolder(config: Pick<Config, 'dataDir' | 'mail'>) {

@@ -16,9 +16,9 @@ export function notificationPages({ services }: RouteContext) {
   const router = Router();
   const { notifications } = services;
 
-  // The count in the navigation of every staff page: one `_id` read.
+  // The count in the navigation of every staff page (not the API): one `_id` read.
   router.use(async (req: Request, res: Response, next: NextFunction) => {
-    if (req.method === 'GET' && isStaff(req)) res.locals.unreadNotices = await notifications.unreadCount(req.user!.id);
+    if (req.method === 'GET' && !req.path.startsWith('/api/') && isStaff(req)) res.locals.unreadNotices = await notifications.unreadCount(req.user!.id);
     next();
   });
 

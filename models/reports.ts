@@ -100,6 +100,8 @@ const reportSchema = new Schema(
           name: { type: String, default: '' },
           organisation: { type: String, default: '' },
           email: { type: String, default: '' },
+          /** Opted in to "there is news, use your receipt" e-mails (a flag: not sealed). */
+          newsByEmail: { type: Boolean, default: false },
         },
         { _id: false },
       ),

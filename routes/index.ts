@@ -11,6 +11,7 @@ import { checkInsApi } from './check-ins';
 import { epcisApi } from './epcis';
 import { flagPages, restrictedCountriesApi } from './flags';
 import { dashboardApi, exportsApi, insightPages, transparencyApi } from './insight';
+import { notificationPages, notificationsApi } from './notifications';
 import { openapiApi } from './openapi';
 import { partnerPages, partnerPortalPages, partnerRequestsApi, partnersApi, saleReviewsApi, sellThroughApi } from './partners';
 import { publicPages } from './pages';
@@ -35,6 +36,7 @@ export function apiModules(ctx: RouteContext): Array<{ prefix: string; router: E
     { prefix: '/restricted-countries', router: restrictedCountriesApi(ctx) },
     { prefix: '/cases', router: casesApi(ctx) },
     { prefix: '/audit', router: auditApi(ctx) },
+    { prefix: '/notifications', router: notificationsApi(ctx) },
     { prefix: '/reports', router: reportsApi(ctx) },
     { prefix: '/follow-up', router: followUpApi(ctx) },
     { prefix: '/models', router: modelsApi(ctx) },
@@ -58,6 +60,8 @@ export function apiModules(ctx: RouteContext): Array<{ prefix: string; router: E
 }
 
 export function mountRoutes(app: Express, ctx: RouteContext) {
+  // First: it puts the unread count in the navigation of every page after it.
+  app.use(notificationPages(ctx));
   app.use(publicPages(ctx));
   app.use(authPages(ctx));
   app.use(adminPages(ctx));

@@ -10,6 +10,8 @@ const UPCOMING: Record<string, string> = {};
 export function publicPages(_ctx: RouteContext) {
   const router = Router();
   router.get('/', (_req, res) => res.render('home', { title: 'Downstream' }));
+  // Browsers ask for /favicon.ico whatever the page links; the icon is the SVG the pages name.
+  router.get('/favicon.ico', (_req, res) => res.redirect(301, '/static/favicon.svg'));
   for (const [path, title] of Object.entries(UPCOMING)) {
     router.get(path, (_req, res) => res.status(503).render('upcoming', { title }));
   }

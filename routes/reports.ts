@@ -79,6 +79,7 @@ export function reportInputIn(t: Translate) {
     contactName: text(120, t('report.contactName')).optional(),
     contactOrganisation: text(200, t('report.contactOrganisation')).optional(),
     contactEmail: z.union([z.literal(''), email]).optional(),
+    contactNews: z.preprocess((v) => v === true || v === 'yes' || v === 'on' || v === 'true', z.boolean()),
     serials: list(z.string().max(64, t('error.serial')), 20, t('error.serials')),
     modelText: text(200, t('report.model')).optional(),
     deviceDescription: text(TEXT_LIMITS.deviceDescription, t('report.deviceDescription')).optional(),
@@ -91,6 +92,9 @@ export function reportInputIn(t: Translate) {
     affected: text(TEXT_LIMITS.affected, t('report.affected')).optional(),
     ongoing: z.enum(ONGOING, t('error.ongoing')).default('unknown'),
     keepFileNames: z.preprocess((v) => v === true || v === 'yes' || v === 'on' || v === 'true', z.boolean()),
+  }).superRefine((v, check) => {
+    // News can only be sent to an address: named on the box, so nothing typed is lost.
+    if (v.contactNews && !v.contactEmail) check.addIssue({ code: 'custom', path: ['contactNews'], message: t('error.contactNews') });
   });
 }
 const english = translator(DEFAULT_LANGUAGE);

@@ -514,9 +514,9 @@ describe('public misuse reports', () => {
       let reached!: () => void;
       let release!: () => void;
       const [atGate, gate] = [new Promise<void>((r) => (reached = r)), new Promise<void>((r) => (release = r))];
-      const { files, cases, audit, catalogue, flags, linker, webhooks } = ctx.services;
+      const { files, cases, audit, catalogue, flags, linker, webhooks, notifications } = ctx.services;
       const lateLinker = { ...linker, registrationLinksFor: async (...args: Parameters<typeof linker.registrationLinksFor>) => { const found = await linker.registrationLinksFor(...args); reached(); await gate; return found; } };
-      const other = createReportsService({ config: ctx.config, clock: ctx.clock, stores: createStores(ctx.db.engine), files, cases, audit, catalogue, flags, linker: lateLinker, webhooks });
+      const other = createReportsService({ config: ctx.config, clock: ctx.clock, stores: createStores(ctx.db.engine), files, cases, audit, catalogue, flags, linker: lateLinker, webhooks, notifications });
       const late = other.completePendingLinks();
       await atGate;
       await ctx.services.reports.completePendingLinks();

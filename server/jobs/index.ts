@@ -10,7 +10,7 @@ import type { JobDefinition } from './runner';
  * after a crash part-way: its writes are guarded or idempotent.
  */
 export function backgroundJobs(
-  services: Pick<Services, 'checkIns' | 'cases' | 'reports' | 'insight' | 'screening' | 'certificates' | 'epcis' | 'webhooks' | 'partners'>,
+  services: Pick<Services, 'checkIns' | 'cases' | 'reports' | 'insight' | 'screening' | 'certificates' | 'epcis' | 'webhooks' | 'partners' | 'notifications'>,
   jobs: Config['jobs'],
   logger: Pick<Logger, 'info'>,
 ): JobDefinition[] {
@@ -39,6 +39,15 @@ export function backgroundJobs(
       busyEveryMs: jobs.checkInSweepMs,
       runOnAcquire: true,
       run: () => services.webhooks.deliverDue(),
+    },
+    {
+      // Notices' e-mail, queued by the request that raised them: sent here so no answer waits
+      // on a mail server; outgoing deliveries (webhooks, mail) share one cadence.
+      name: 'notification-mail',
+      everyMs: jobs.webhookDeliveryEveryMs,
+      busyEveryMs: jobs.checkInSweepMs,
+      runOnAcquire: true,
+      run: async () => (await services.notifications.deliverMail()).more,
     },
     {
       // Reporter data of cases closed longer than RETENTION_MONTHS. On acquire too: an

@@ -43,7 +43,7 @@ export function createServices(deps: ServiceDeps) {
   // Built early: transfers and EPCIS query results go into its outbox (cases carry their own events).
   const webhooks = createWebhooksService({ ...deps, audit });
   const auth = createAuthService({ ...deps, audit, notifications });
-  const caseIntake = createCaseIntake({ ...deps, audit });
+  const caseIntake = createCaseIntake({ ...deps, audit, notifications });
   const files = createFilesService(deps);
   const flags = createFlagsService({ ...deps, cases: caseIntake, audit });
   const checkIns = createCheckInsService({ ...deps, flags });
@@ -55,7 +55,7 @@ export function createServices(deps: ServiceDeps) {
   const partners = createPartnersService({ ...deps, audit, auth, flags, screening });
   const screeningReview = createScreeningReview({ ...deps, audit, flags, ports: { releaseRegistration: registrations.releaseHeldRegistration, releaseSale: partners.releaseHeldSale } });
   const linker = createLinkerService(deps);
-  const reports = createReportsService({ ...deps, files, cases: caseIntake, audit, catalogue, flags, linker, webhooks });
+  const reports = createReportsService({ ...deps, files, cases: caseIntake, audit, catalogue, flags, linker, webhooks, notifications });
   const cases = createCasesService({ ...deps, audit, notifications, intake: caseIntake, ports: { unitControls: checkIns, registrations, reports, partners } });
   const firstPage = { page: 1, perPage: 6, skip: 0, limit: 6 };
   const insight = createInsightService({

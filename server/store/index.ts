@@ -12,6 +12,7 @@ import { createIdentityRequestsStore } from './identity-requests';
 import { createInsightStore } from './insight';
 import { createJobsStore } from './jobs';
 import { createLimitsStore } from './limits';
+import { createNotificationsStore } from './notifications';
 import { createPartnersStore } from './partners';
 import { createRegistrationsStore } from './registrations';
 import { createReportsStore } from './reports';
@@ -40,6 +41,7 @@ export function createStores(engine: Engine) {
     insight: createInsightStore(engine),
     jobs: createJobsStore(engine),
     limits: createLimitsStore(engine),
+    notifications: createNotificationsStore(engine),
     partners: createPartnersStore(engine),
     registrations: createRegistrationsStore(engine),
     reports: createReportsStore(engine),

@@ -24,7 +24,7 @@ export interface NewReport {
   _id: string;
   reporterKind: string;
   anonymous: boolean;
-  contact: { name: string; organisation: string; email: string } | null;
+  contact: { name: string; organisation: string; email: string; newsByEmail?: boolean } | null;
   product: { serials: string[]; modelText: string; deviceDescription: string };
   where: { country: string; place: string };
   when: { from: Date | null; until: Date | null };

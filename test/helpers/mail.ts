@@ -1,5 +1,7 @@
 import fs from 'node:fs';
 import path from 'node:path';
+import type { AddressInfo } from 'node:net';
+import { SMTPServer } from 'smtp-server';
 import { outboxDir } from '../../server/services/notifications';
 import type { Config } from '../../server/config';
 
@@ -46,4 +48,44 @@ export function confirmationTokenFor(ctx: WithDataDir, address: string): string 
     .at(-1);
   if (!link) throw new Error(`no confirmation link sent to ${address}`);
   return link;
+}
+
+/** A message the in-test SMTP server received: envelope recipients, subject and text. */
+export interface ReceivedMail {
+  to: string[];
+  subject: string;
+  text: string;
+}
+
+/**
+ * A real SMTP server inside the test process (the `smtp-server` package); start a test app
+ * with `SMTP_URL: server.url`. `to(address)` lists what that address received, oldest first.
+ */
+export async function startMailServer() {
+  const received: ReceivedMail[] = [];
+  const server = new SMTPServer({
+    authOptional: true,
+    disabledCommands: ['STARTTLS'],
+    logger: false,
+    onData(stream, session, done) {
+      let data = '';
+      stream.on('data', (chunk: Buffer) => (data += chunk.toString('utf8')));
+      stream.on('end', () => {
+        const split = data.search(/\r?\n\r?\n/);
+        const headers = data.slice(0, split).replace(/\r?\n[ \t]+/g, ' ');
+        const body = data.slice(split).replace(/^\r?\n\r?\n/, '').replace(/\r\n/g, '\n');
+        const subject = /^Subject: (.*)$/im.exec(headers)?.[1]?.trim() ?? '';
+        received.push({ to: session.envelope.rcptTo.map((r) => r.address.toLowerCase()), subject, text: /quoted-printable/i.test(headers) ? unQuote(body) : body });
+        done();
+      });
+    },
+  });
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+  const { port } = server.server.address() as AddressInfo;
+  return {
+    url: `smtp://127.0.0.1:${port}`,
+    received,
+    to: (address: string) => received.filter((m) => m.to.includes(address.toLowerCase())),
+    close: () => new Promise<void>((resolve) => server.close(() => resolve())),
+  };
 }

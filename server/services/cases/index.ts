@@ -1,4 +1,3 @@
-import type { Config } from '../../config';
 import type { NotificationsService } from '../notifications';
 import { caseAccess, type Actor } from './access';
 import type { CaseDeps } from './context';
@@ -31,11 +30,19 @@ export { overdueFilter } from '../../store/cases';
  * cases. Needs nothing but the database and the audit log, so it is built first and the
  * modules that open cases are built on it (server/services/index.ts).
  */
-export function createCaseIntake(deps: CaseDeps) {
+export function createCaseIntake(deps: CaseDeps & { notifications: NotificationsService }) {
   const { getCase } = caseAccess(deps);
-  const { openOrUpdateForFlag, openOrAttachForReport } = caseOpening(deps);
+  const notices = caseNotices(deps);
+  const { openOrUpdateForFlag, openOrAttachForReport } = caseOpening(deps, notices);
   const { casesOfUnit } = caseQueue(deps);
-  return { openOrUpdateForFlag, openOrAttachForReport, casesOfUnit, getCase };
+  return {
+    openOrUpdateForFlag,
+    openOrAttachForReport,
+    casesOfUnit,
+    getCase,
+    /** The reporter wrote on their report: the people whose queue holds its case are told. */
+    reporterWrote: notices.reporterWrote,
+  };
 }
 
 /** The part of cases that flags, registrations and reports use. */
@@ -45,7 +52,7 @@ export type CasesService = ReturnType<typeof createCaseIntake>;
  * The whole cases module: the intake, and the investigators' work, which acts on units,
  * registrations and reporters through `ports` (built before it, so no cycle).
  */
-export function createCasesService(deps: CaseDeps & { intake: CasesService; ports: CasePorts; notifications: NotificationsService; config: Pick<Config, 'mail'> }) {
+export function createCasesService(deps: CaseDeps & { intake: CasesService; ports: CasePorts; notifications: NotificationsService }) {
   const { ports } = deps;
   const leverage = caseLeverage(deps, ports);
   const workflow = caseWorkflow(deps, ports.reports, leverage.endAction);
@@ -55,7 +62,7 @@ export function createCasesService(deps: CaseDeps & { intake: CasesService; port
     ...caseQueue(deps),
     ...caseDossier(deps, ports),
     ...workflow,
-    /** Assigns, and tells the person by e-mail when someone else did it. */
+    /** Assigns, and tells the person when someone else did it. */
     async assign(caseId: string, userId: string, actor: Actor) {
       const c = await workflow.assign(caseId, userId, actor);
       await notices.assigned(c, userId, actor);

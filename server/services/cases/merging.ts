@@ -1,7 +1,7 @@
 import { ConflictError, NotFoundError, ValidationError } from '../../errors';
 import { caseAccess, type Actor } from './access';
 import { caseChanger, recorder, type CaseDeps } from './context';
-import { caseOpening } from './opening';
+import { caseNumbers } from './opening';
 import { reportDeadlines } from './rules';
 
 /** Duplicates folded into one case, and reports wrongly attached split off into their own. */
@@ -9,7 +9,7 @@ export function caseMerging(deps: CaseDeps) {
   const { clock } = deps;
   const store = deps.stores.cases;
   const { visibleCase, writableCase } = caseAccess(deps);
-  const { nextCaseId } = caseOpening(deps);
+  const nextCaseId = caseNumbers(deps);
   const change = caseChanger(deps);
   const record = recorder(deps.audit);
 

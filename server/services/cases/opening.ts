@@ -2,6 +2,7 @@ import type { FlagRule, FlagSourceKind } from '../../domain/flags';
 import type { OutboxEvent } from '../../store/webhooks';
 import { webhookEvent } from '../webhooks';
 import type { CaseDeps } from './context';
+import type { CaseNotices } from './notices';
 import { flagDeadlines, reportDeadlines } from './rules';
 
 /**
@@ -21,15 +22,18 @@ export interface CaseSubject {
 const subjectKey = (subject: CaseSubject) =>
   subject.unitId ? `unit:${subject.unitId}` : subject.serial ? `serial:${subject.serial}` : `model:${subject.modelId ?? 'none'}`;
 
-export function caseOpening(deps: Pick<CaseDeps, 'clock' | 'stores'>) {
+/** `C-2026-000123`: the year's counter, incremented atomically. */
+export function caseNumbers(deps: Pick<CaseDeps, 'stores'>) {
+  return async function nextCaseId(now: Date): Promise<string> {
+    const year = now.getUTCFullYear();
+    return `C-${year}-${String(await deps.stores.cases.nextCaseNumber(year)).padStart(6, '0')}`;
+  };
+}
+
+export function caseOpening(deps: Pick<CaseDeps, 'clock' | 'stores'>, notices: Pick<CaseNotices, 'opened' | 'reportAdded'>) {
   const { clock } = deps;
   const store = deps.stores.cases;
-
-  /** `C-2026-000123`: the year's counter, incremented atomically. */
-  async function nextCaseId(now: Date): Promise<string> {
-    const year = now.getUTCFullYear();
-    return `C-${year}-${String(await store.nextCaseNumber(year)).padStart(6, '0')}`;
-  }
+  const nextCaseId = caseNumbers(deps);
 
   /** Attaches a source to the open case under `key`, or opens one. */
   async function openOrAttach(
@@ -52,7 +56,10 @@ export function caseOpening(deps: Pick<CaseDeps, 'clock' | 'stores'>) {
           ...(subject.modelId ? { modelIds: subject.modelId } : {}),
           ...(subject.country ? { countries: subject.country } : {}),
         };
-        if (await store.attachSource(existing, sourceDoc, subjects, { ...line, action: 'source-added' }, announce(existing))) return { caseId: existing, opened: false };
+        if (await store.attachSource(existing, sourceDoc, subjects, { ...line, action: 'source-added' }, announce(existing))) {
+          if (source.kind === 'report') await notices.reportAdded(existing);
+          return { caseId: existing, opened: false };
+        }
         // The case closed under us: drop the stale key and open a new case.
         await store.dropStaleKey(key, existing);
         continue;
@@ -73,14 +80,13 @@ export function caseOpening(deps: Pick<CaseDeps, 'clock' | 'stores'>) {
         history: [{ ...line, action: 'opened' }],
         pendingEvents: [webhookEvent('case.opened', caseId, { caseId, openedAt: now.toISOString(), source: source.kind, rule: source.rule }, now), ...announce(caseId)],
       });
+      await notices.opened(caseId, init.title, source.kind);
       return { caseId, opened: true };
     }
     throw new Error(`could not open or attach a case for ${key}`);
   }
 
   return {
-    nextCaseId,
-
     /** A raised red flag: one open case per unit (or serial) and rule; further hits add to it. */
     openOrUpdateForFlag(flag: { id: string; rule: FlagRule; source: FlagSourceKind } & CaseSubject) {
       const what = flag.unitId ?? flag.serial ?? flag.modelId ?? 'unknown unit';

@@ -21,6 +21,7 @@ import type { ScreeningService } from '../screening';
 import type { CertificatesService } from '../certificates';
 import type { EpcisStore } from '../../store/epcis';
 import type { WebhookEmitter } from '../webhooks';
+import { registrationNotices } from './notices';
 import { createTimeline, isStaff, type Viewer } from './timeline';
 import type { EndUserType } from '../../domain/registrations';
 import type { RiskLevel } from '../../domain/catalogue';
@@ -121,6 +122,7 @@ export function createRegistrationsService(deps: {
   const { clock, audit, auth, files, flags, notifications, screening, certificates } = deps;
   const store = deps.stores.registrations;
   const catalogue = deps.stores.catalogue;
+  const notices = registrationNotices({ auth, notifications });
   const { timeline, timelineFor } = createTimeline({ clock, registrations: store, catalogue, history: deps.stores.checkInHistory, flags: deps.stores.flags, cases: deps.cases, certificates: deps.stores.certificates, visits: deps.stores.verification, epcis: deps.stores.epcis });
 
   async function loadModelAndUnit(modelSku: string, serial: string) {
@@ -273,6 +275,7 @@ export function createRegistrationsService(deps: {
     if (!(await store.applyRegistration(unit._id, id, customerUserId, current))) return { registration: (await store.registrationById(id))!, created: false, user, flags: [] as string[] };
     await store.addToCustomer(customerUserId, id);
     await audit.record({ actorKind: 'user', actorId: customerUserId, action: 'registration.created', subjectKind: 'registration', subjectId: id, detail: { unitId: unit._id, country: input.country, endUserType: input.endUserType, termsVersion: terms.version } });
+    await notices.registrationConfirmed({ customerUserId, serial: unit.serial, modelId: model._id });
 
     const fired = await raiseRegistrationFlags({ ...input, _id: id, unitId: unit._id, serial: unit.serial }, model);
     return { registration: (await store.registrationById(id))!, created: true, user, flags: fired };
@@ -288,6 +291,7 @@ export function createRegistrationsService(deps: {
     const current = { country: r.country, region: [r.city, r.region].filter(Boolean).join(', '), owner: r.ownerOrganisation, endUserType: r.endUserType, since: clock.now() };
     if (!(await store.applyRegistration(r.unitId, id, String(r.customerUserId), current))) return;
     await audit.record({ actorKind: 'user', actorId: byUserId, action: 'registration.released', subjectKind: 'registration', subjectId: id, detail: { unitId: r.unitId, reason: 'screening cleared' } });
+    await notices.registrationConfirmed(r);
     const model = await catalogue.modelById(r.modelId);
     if (model) await raiseRegistrationFlags(r, model);
   }
@@ -368,6 +372,7 @@ export function createRegistrationsService(deps: {
     await store.recordTransferOnUnit(unit._id, id, needsApproval ? now : null);
     if (!needsApproval) await applyTransfer(transfer, 'registered');
     await audit.record({ actorKind: 'user', actorId: userId, action: needsApproval ? 'transfer.requested' : 'transfer.effective', subjectKind: 'transfer', subjectId: id, detail: { unitId: unit._id, kind: input.kind, country: input.country } });
+    if (needsApproval) await notices.transferPending(transfer);
 
     const restricted = await flags.restrictedCountries();
     const fired = await flags.raiseAll(
@@ -389,6 +394,7 @@ export function createRegistrationsService(deps: {
     else await store.unitBackToRegistered(transfer.unitId, now);
     await audit.record({ actorKind: 'user', actorId: staffUserId, action: decision === 'approve' ? 'transfer.approved' : 'transfer.refused', subjectKind: 'transfer', subjectId: id, detail: { unitId: transfer.unitId, reason } });
     await deps.webhooks.emit('transfer.decided', id, { transferId: id, unitId: transfer.unitId, kind: transfer.kind, decision: decision === 'approve' ? 'approved' : 'refused', decidedAt: now.toISOString() });
+    await notices.transferDecided(transfer);
     return transfer;
   }
 

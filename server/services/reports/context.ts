@@ -11,6 +11,7 @@ import type { CatalogueService } from '../catalogue';
 import type { FilesService } from '../files';
 import type { FlagsService } from '../flags';
 import type { LinkerService } from '../linker';
+import type { NotificationsService } from '../notifications';
 import type { WebhookEmitter } from '../webhooks';
 
 /** What every part of the reporting channel is built from (server/services/index.ts). */
@@ -26,6 +27,8 @@ export interface ReportsDeps {
   flags: Pick<FlagsService, 'rules' | 'recordOnCase'>;
   linker: Pick<LinkerService, 'linkDirect' | 'registrationLinksFor'>;
   webhooks: WebhookEmitter;
+  /** Reporters who opted in are told there is news (never what). */
+  notifications: Pick<NotificationsService, 'tellReporterOfNews'>;
 }
 
 export const MINUTE = 60_000;

@@ -32,6 +32,8 @@ export interface ReportInput {
   contactName?: string;
   contactOrganisation?: string;
   contactEmail?: string;
+  /** The reporter asked to be told by e-mail when there is news (never what it is). */
+  contactNews?: boolean;
   serials: string[];
   modelText?: string;
   deviceDescription?: string;
@@ -231,7 +233,7 @@ export function reportIntake(deps: ReportsDeps, parts: { evidence: ReportEvidenc
       await challenge.consume(args.challenge);
 
       const now = clock.now();
-      const contact = { name: input.contactName ?? '', organisation: input.contactOrganisation ?? '', email: input.contactEmail ?? '' };
+      const contact = { name: input.contactName ?? '', organisation: input.contactOrganisation ?? '', email: input.contactEmail ?? '', newsByEmail: Boolean(input.contactEmail && input.contactNews) };
       const anonymous = !contact.name && !contact.organisation && !contact.email;
       // Unit, registration and model links now (`_id` lookups); registrations of those models
       // in the country later, by the report-links job (a scan on the embedded engine): `linking` says which.

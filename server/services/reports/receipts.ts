@@ -162,6 +162,7 @@ export function reportFollowUp(deps: ReportsDeps, parts: { evidence: ReportEvide
   async function addMessage(report: ReportRecord, text: string) {
     checkWritable(report, 'text');
     await messages.post(report._id, 'reporter', null, text);
+    if (report.caseId) await deps.cases.reporterWrote(report.caseId);
     return viewOf(await reportOf(store, report._id));
   }
 

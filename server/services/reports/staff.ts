@@ -17,6 +17,12 @@ export function reportsForStaff(deps: ReportsDeps, parts: { evidence: ReportEvid
   const { files } = sealing;
   const store = deps.stores.reports;
 
+  /** A reporter who gave an address and opted in is told there is news; the address is read in the clear only here. */
+  async function tellReporter(reportId: string) {
+    const { contact } = await sealing.open(await reportOf(store, reportId));
+    if (contact?.newsByEmail && contact.email) await deps.notifications.tellReporterOfNews(contact.email);
+  }
+
   return {
     /**
      * The full report in the clear (contact, links, messages); evidence carries its generic
@@ -40,6 +46,7 @@ export function reportsForStaff(deps: ReportsDeps, parts: { evidence: ReportEvid
     async postInvestigatorMessage(reportId: string, userId: string, text: string, kind: MessageKind = 'message') {
       const posted = await messages.post(reportId, 'investigator', userId, text, kind);
       if (kind === 'feedback') await store.setFeedback(reportId, { text: await sealing.sealText(reportId, 'feedback', text), at: posted.at, byUserId: userId });
+      await tellReporter(reportId);
       return posted;
     },
 
@@ -47,6 +54,7 @@ export function reportsForStaff(deps: ReportsDeps, parts: { evidence: ReportEvid
     async setFeedback(reportId: string, text: string, userId: string) {
       if (!(await store.setFeedback(reportId, { text: await sealing.sealText(reportId, 'feedback', text), at: clock.now(), byUserId: userId }))) throw new NotFoundError('No such report.');
       await audit.record({ actorKind: 'user', actorId: userId, action: 'report.feedback-shared', subjectKind: 'report', subjectId: reportId });
+      await tellReporter(reportId);
     },
 
     /**
@@ -59,6 +67,7 @@ export function reportsForStaff(deps: ReportsDeps, parts: { evidence: ReportEvid
       const sealedOutcome = outcome ? await sealing.sealText(reportId, 'outcome', outcome) : null;
       if (!(await store.changeStatus(reportId, before.status, status, clock.now(), sealedOutcome))) return;
       await audit.record({ actorKind: userId ? 'user' : 'system', actorId: userId, action: 'report.status-changed', subjectKind: 'report', subjectId: reportId, detail: { from: before.status, to: status } });
+      await tellReporter(reportId);
     },
 
     async addInvestigatorEvidence(reportId: string, file: IncomingFile, userId: string): Promise<EvidenceRef> {

@@ -2,15 +2,14 @@ import crypto from 'node:crypto';
 import fs from 'node:fs/promises';
 import path from 'node:path';
 import nodemailer from 'nodemailer';
-import type { Clock } from '../clock';
-import type { Config } from '../config';
-import type { Logger } from '../logger';
+import type { Clock } from '../../clock';
+import type { Config } from '../../config';
+import type { Logger } from '../../logger';
 
 /**
- * E-mail to account holders and unit owners: through SMTP when `SMTP_URL` is set, otherwise
- * written as an .eml file to `DATA_DIR/outbox` (readable by the portal's account only).
- * A small service so any module can send; the notifications issue extends it (in-app notices,
- * webhooks). Callers never put a reporter's data in a message.
+ * Sending one e-mail: through SMTP when `SMTP_URL` is set, otherwise written as an .eml file
+ * to `DATA_DIR/outbox` (readable by the portal's account only; admins read it at /admin/outbox).
+ * Callers never put a reporter's data in a message.
  */
 
 export interface Mail {
@@ -23,7 +22,7 @@ export function outboxDir(config: Pick<Config, 'dataDir'>) {
   return path.join(config.dataDir, 'outbox');
 }
 
-export function createNotificationsService(deps: { config: Config; clock: Clock; logger: Logger }) {
+export function mailSender(deps: { config: Config; clock: Clock; logger: Logger }) {
   const { config, clock, logger } = deps;
   const smtp = config.mail.smtpUrl;
   const transport = smtp ? nodemailer.createTransport(smtp) : nodemailer.createTransport({ streamTransport: true, buffer: true, newline: 'unix' });
@@ -56,4 +55,4 @@ export function createNotificationsService(deps: { config: Config; clock: Clock;
   };
 }
 
-export type NotificationsService = ReturnType<typeof createNotificationsService>;
+export type MailSender = ReturnType<typeof mailSender>;

@@ -2,6 +2,7 @@ import crypto from 'node:crypto';
 import { ChannelUnit, DueDiligenceQuestionSet, Partner, PartnerAllocation, PartnerMember, PartnerRequest, SaleRecord, SaleReview } from '../../models/partners';
 import type { AllocationSource, ReviewStatus } from '../domain/partners';
 import { existingByIds } from './by-ids';
+import type { StoredParty } from './screening';
 import { chunksOf, DUPLICATE_KEY, type Engine, isDuplicateKey } from './engine';
 
 /**
@@ -135,6 +136,23 @@ export function createPartnersStore(engine: Engine) {
 
     /** Every partner (ids, names, tree): for name matching, the parent picker and the scorecard table. */
     allPartners: () => Partner.find({}).sort({ name: 1, _id: 1 }).lean(),
+
+    /** Partners' ids, folded names and merged spellings, for the catalogue import's `partner` column. */
+    partnerNames: () => Partner.find({}, { nameKey: 1, name: 1, aliases: 1 }).lean<Array<{ _id: string; name: string; nameKey: string; aliases: string[] }>>(),
+
+    /**
+     * Partner records and every sale's end customer, for re-screening after a list import (the
+     * sales ledger in one streamed scan, off the request path). A partner has territories, not
+     * a country of its own, so it is screened by name alone.
+     */
+    async *screenedParties(): AsyncGenerator<StoredParty> {
+      for await (const p of Partner.find({}, { name: 1 }).lean().cursor({ batchSize: 1_000 })) {
+        yield { subject: { kind: 'partner', id: p._id, unitId: null, role: 'partner' }, name: p.name, country: null };
+      }
+      for await (const s of SaleRecord.find({}, { unitId: 1, customerName: 1, country: 1 }).lean<Array<{ _id: string; unitId: string; customerName: string; country: string }>>().cursor({ batchSize: 1_000 })) {
+        yield { subject: { kind: 'sale', id: s._id, unitId: s.unitId, role: 'end-customer' }, name: s.customerName, country: s.country };
+      }
+    },
 
     childrenOf: (parentId: string) => Partner.find({ parentId }).sort({ name: 1 }).lean(),
 

@@ -214,6 +214,28 @@ describe('sell-through by API key', () => {
     expect((await Partner.findById(partner._id).lean())!.tallies).toMatchObject({ sold: 2, flags: 1 });
   });
 
+  it('a distributor reports for the reseller holding the unit, but not once the unit went further down the tree', async () => {
+    const distributor = await makePartner(ctx, { type: 'distributor' });
+    const reseller = await makePartner(ctx, { type: 'distributor', parentId: distributor._id }); // a regional distributor, with resellers of its own
+    const subReseller = await makePartner(ctx, { type: 'reseller', parentId: reseller._id });
+    const { units } = await allocatedUnits(ctx, distributor._id, 2);
+    const [passed, kept] = units as [(typeof units)[0], (typeof units)[0]];
+    const at = (partnerId: string) => ({ kind: 'partner' as const, partnerId, userId: null, apiKeyId: null });
+    await ctx.services.partners.passOn(at(distributor._id), reseller._id, [{ sku: passed.modelId, serial: passed.serial }]);
+    const key = await partnerKey(ctx, distributor._id);
+
+    expect((await reportSales(ctx, key, [saleOf(passed), saleOf(kept)])).body.results.map((r: { outcome: string }) => r.outcome)).toEqual(['recorded', 'recorded']);
+    const sold = await ChannelUnit.findById(passed._id).lean();
+    expect(sold!.sales).toMatchObject([{ partnerId: reseller._id }]);
+    expect((await Partner.findById(reseller._id).lean())!.tallies?.sold).toBe(1);
+    expect((await Partner.findById(distributor._id).lean())!.tallies?.sold).toBe(1);
+
+    await ctx.services.partners.passOn(at(reseller._id), subReseller._id, [{ sku: passed.modelId, serial: passed.serial }]);
+    const refused = await reportSales(ctx, key, [saleOf(passed, { customerName: 'Another Buyer' })]);
+    expect(refused.status).toBe(403);
+    expect((await ChannelUnit.findById(passed._id).lean())!.sales).toHaveLength(1);
+  });
+
   it('an admin creates a partner’s key through the API; a partner user cannot', async () => {
     const partner = await makePartner(ctx);
     const { units } = await allocatedUnits(ctx, partner._id, 1);

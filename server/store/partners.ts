@@ -70,7 +70,8 @@ export interface NewSaleBatch {
   reportedBy: string;
   receivedAt: Date;
   size: number;
-  saleIds: string[];
+  sales: LedgerSale[];
+  fresh: number[] | null;
 }
 
 /** Sell-through batches a partner remembers having counted (far more than one fold takes). */
@@ -122,7 +123,11 @@ async function recordAllocation(partnerId: string, fromPartnerId: string | null,
   if (fromPartnerId) await Partner.updateOne({ _id: fromPartnerId }, { $inc: { 'tallies.passedOn': unitIds.length } });
 }
 
+/** Allocations kept in memory (each up to an import batch of unit ids: about 30 MB at most). */
+const ALLOCATIONS_CACHED = 1_000;
+
 export function createPartnersStore(engine: Engine) {
+  const allocationCache = new Map<string, { _id: string; at: Date; unitIds: string[] }>();
   return {
     // ----- partners (a small collection: scans are fine) -----
 
@@ -266,6 +271,21 @@ export function createPartnersStore(engine: Engine) {
 
     allocationsByIds: (ids: readonly string[]) => existingByIds<LeanAllocation>(engine, PartnerAllocation as never, ids),
 
+    /**
+     * The units of these allocations with when each was given, by `_id`. An allocation's units
+     * and date never change once written (a merge only moves it to another partner's list), so
+     * this process keeps the ones it has read: a partner's reports then cost no allocation read
+     * but its new ones. Nothing depends on the copy but speed: every instance reads the same.
+     */
+    async allocationUnits(ids: readonly string[]): Promise<Array<{ _id: string; at: Date; unitIds: string[] }>> {
+      const missing = ids.filter((id) => !allocationCache.has(id));
+      for (const a of await existingByIds<{ _id: string; at: Date; unitIds: string[] }>(engine, PartnerAllocation as never, missing, { at: 1, unitIds: 1 })) {
+        if (allocationCache.size >= ALLOCATIONS_CACHED) allocationCache.clear();
+        allocationCache.set(a._id, a);
+      }
+      return ids.flatMap((id) => allocationCache.get(id) ?? []);
+    },
+
     /** Who holds each unit now (the scope check of a sell-through report), by `_id`; units outside the channel are left out. */
     holdersOf: (ids: readonly string[]) => existingByIds<{ _id: string; modelId: string; holderId: string }>(engine, ChannelUnit as never, ids, { modelId: 1, holderId: 1 }),
 
@@ -273,10 +293,12 @@ export function createPartnersStore(engine: Engine) {
      * Stores a sell-through report: the outbox entry first (whatever part of the ledger gets
      * written, the fold will find it), then the sales in one unordered insert whose `_id`s
      * (the sales' keys) decide what is new: true at their index, false for a sale already in
-     * the ledger (a replay, or the same sale twice in one report).
+     * the ledger (a replay, or the same sale twice in one report); then the outbox entry
+     * learns which were new, so the fold need not read the ledger.
      */
-    async appendSales(batch: NewSaleBatch, sales: readonly LedgerSale[]): Promise<boolean[]> {
-      await SaleBatch.collection.insertOne(batch as never);
+    async appendSales(batch: Omit<NewSaleBatch, 'fresh'>): Promise<boolean[]> {
+      const { sales } = batch;
+      await SaleBatch.collection.insertOne({ ...batch, fresh: null } as never);
       const isNew = sales.map(() => true);
       try {
         await SaleRecord.collection.insertMany(sales as never[], { ordered: false });
@@ -285,6 +307,7 @@ export function createPartnersStore(engine: Engine) {
         if (!writeErrors || writeErrors.some((e) => e.code !== DUPLICATE_KEY)) throw err;
         for (const e of writeErrors) isNew[e.index] = false;
       }
+      await SaleBatch.updateOne({ _id: batch._id }, { $set: { fresh: isNew.flatMap((fresh, i) => (fresh ? [i] : [])) } });
       return isNew;
     },
 

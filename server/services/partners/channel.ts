@@ -5,7 +5,7 @@ import { END_USER_TYPES, type EndUserType } from '../../domain/registrations';
 import { ForbiddenError, NotFoundError, ValidationError } from '../../errors';
 import type { Page } from '../../middleware/validate';
 import type { LedgerSale } from '../../store/partners';
-import { normaliseCode, parseDay, serialOf, unitId } from '../catalogue/codes';
+import { modelOf, normaliseCode, parseDay, serialOf, unitId } from '../catalogue/codes';
 import { auditActor, diversionFlagRaiser, type PartnerActor, type PartnerDeps, partnerScope } from './context';
 import { saleKey } from './sale-rules';
 import { salesFold } from './sales-fold';
@@ -65,17 +65,37 @@ export function partnerChannel(deps: PartnerDeps) {
   const fold = salesFold(deps, raiseOnce);
 
   /**
-   * Each sale's unit and who may report it, with one read of the units' holders for the whole
-   * report (and a catalogue read for the few outside the channel): `unknown-unit` when the
-   * catalogue has no such unit, `not-your-unit` when a partner `actor` may not act for holds it.
+   * Each sale's unit and who may report it: `unknown-unit` when the catalogue has no such unit,
+   * `not-your-unit` when a partner `actor` may not act for holds it. Units only move down the
+   * partner tree (vendor → partner → its child), so a unit in an allocation of `actor` or its
+   * children, and not passed on below them, is held by the latest of those partners to be given
+   * it: read from the allocations (a few `_id` reads, immutable documents). Only the rest (a
+   * unit never allocated, or another partner's) is looked up unit by unit.
    */
   async function checkScope(actor: PartnerActor & { kind: 'partner' }, sales: readonly SaleInput[]): Promise<CheckedSale[]> {
-    const visible = new Set((await scope.visibleIds(actor))!);
+    const partners = await store.allPartners();
+    const visible = new Set([actor.partnerId, ...partners.filter((p) => p.parentId === actor.partnerId).map((p) => p._id)]);
+    const below = partners.filter((p) => p.parentId && visible.has(p.parentId) && !visible.has(p._id));
+    const holderOf = new Map<string, { partnerId: string; at: number }>();
+    // `actor` first, then its children: of two allocations at the same time, the child's is the pass-on.
+    for (const partnerId of visible) {
+      for (const allocation of await store.allocationUnits(partners.find((p) => p._id === partnerId)?.allocationIds ?? [])) {
+        for (const id of allocation.unitIds) {
+          const known = holderOf.get(id);
+          if (!known || known.at <= allocation.at.getTime()) holderOf.set(id, { partnerId, at: allocation.at.getTime() });
+        }
+      }
+    }
+    for (const allocation of await store.allocationUnits(below.flatMap((p) => p.allocationIds))) for (const id of allocation.unitIds) holderOf.delete(id);
+
     const ids = sales.map((s) => unitId(normaliseCode(s.sku), normaliseCode(s.serial)));
-    const holders = new Map((await store.holdersOf([...new Set(ids)])).map((u) => [u._id, u]));
-    const outside = [...new Set(ids.filter((id) => !holders.has(id)))];
+    const rest = [...new Set(ids.filter((id) => !holderOf.has(id)))];
+    const holders = new Map((await store.holdersOf(rest)).map((u) => [u._id, u]));
+    const outside = rest.filter((id) => !holders.has(id));
     const catalogued = new Map((await deps.stores.catalogue.unitsByIds(outside, { modelId: 1 })).map((u) => [u._id, u.modelId]));
     return ids.map((id) => {
+      const inTree = holderOf.get(id);
+      if (inTree) return { unitId: id, modelId: modelOf(id), sellerId: inTree.partnerId, refused: null };
       const holder = holders.get(id);
       if (holder) return { unitId: id, modelId: holder.modelId, sellerId: holder.holderId, refused: visible.has(holder.holderId) ? null : 'not-your-unit' };
       const modelId = catalogued.get(id);
@@ -102,7 +122,7 @@ export function partnerChannel(deps: PartnerDeps) {
       const { unitId: id, modelId, sellerId } = checked[i]!;
       return { _id: saleKey(id, sale), unitId: id, modelId, batchId, partnerId: sellerId, customerName: sale.customerName, customerType: sale.customerType, country: sale.country, endUse: sale.endUse, soldAt: sale.soldAt, reportedAt: receivedAt, reviewId: null, held: false };
     });
-    const isNew = await store.appendSales({ _id: batchId, reportedBy: actor.partnerId, receivedAt, size: ledger.length, saleIds: ledger.map((s) => s._id) }, ledger);
+    const isNew = await store.appendSales({ _id: batchId, reportedBy: actor.partnerId, receivedAt, size: ledger.length, sales: ledger });
     const recorded = isNew.filter(Boolean).length;
     if (recorded) await audit.record({ ...auditActor(actor), action: 'partner.sales-reported', subjectKind: 'partner', subjectId: actor.partnerId, detail: { recorded, repeated: ledger.length - recorded, batchId } });
     return ledger.map((s, i) => ({ unitId: s.unitId, outcome: isNew[i] ? 'recorded' : 'repeated' }));

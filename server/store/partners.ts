@@ -1,4 +1,5 @@
 import crypto from 'node:crypto';
+import { Case } from '../../models/cases';
 import { ChannelUnit, DueDiligenceQuestionSet, Partner, PartnerAllocation, PartnerMember, PartnerRequest, SaleBatch, SaleRecord, SaleReview } from '../../models/partners';
 import type { AllocationSource, ReviewStatus } from '../domain/partners';
 import { byIds, existingByIds } from './by-ids';
@@ -382,6 +383,10 @@ export function createPartnersStore(engine: Engine) {
     },
 
     countSales: (id: string, n: number) => Partner.updateOne({ _id: id }, { $inc: { 'tallies.sold': n } }),
+
+    // Reads of cases: move to server/store/cases.ts at merge
+    /** The status of these cases, for partners' scorecards: one read for every partner's cases (a small collection), without their history. */
+    caseStatuses: async (ids: readonly string[]) => (ids.length ? Case.find({ _id: { $in: [...new Set(ids)] } }, { status: 1 }).lean<Array<{ _id: string; status: string }>>() : []),
 
     // ----- requests from cases (few: one per leverage action) -----
 

@@ -30,7 +30,7 @@ const ABANDONED_WRITE_MS = 60_000;
 /** Folding waits for this long without sell-through requests in this process… */
 const INGEST_QUIET_MS = 200;
 /** …unless the oldest waiting report has waited this long. */
-export const SALES_MAX_LAG_MS = 60_000;
+const SALES_MAX_LAG_MS = 60_000;
 
 type Raise = { hits: FlagHit[]; partnerId: string; unit: { _id: string; modelId: string; serial: string }; country: string; saleKey: string };
 

@@ -159,7 +159,7 @@ async function removePhaseData(uri: string, partnerId: string, unitIds: string[]
     for (const id of (partner?.allocationIds ?? []) as string[]) await db.collection('partnerAllocations').deleteOne({ _id: id as never });
     // Reports the fold had not reached (none when it finished): their sales are in the ledger only.
     for (const batch of await db.collection('saleBatches').find({ reportedBy: partnerId }).toArray()) {
-      for (const sale of (batch.sales ?? []) as Array<{ _id: string }>) await db.collection('sales').deleteOne({ _id: sale._id as never });
+      for (const id of (batch.saleIds ?? []) as string[]) await db.collection('sales').deleteOne({ _id: id as never });
       await db.collection('saleBatches').deleteOne({ _id: batch._id });
     }
     await db.collection('partnerMembers').deleteMany({ partnerId });

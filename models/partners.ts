@@ -180,7 +180,7 @@ saleRecordSchema.index({ unitId: 1 });
 export const SaleRecord = mongoose.model('SaleRecord', saleRecordSchema, 'sales');
 
 /**
- * The sell-through outbox: one document per report, holding the sales it sent. The request
+ * The sell-through outbox: one document per report, naming the sales it sent. The request
  * stores this and the ledger and answers; the fold (server/jobs, `partner-sales`) copies the
  * sales onto their units' channel records, applies the diversion rules and counts them on the
  * scorecards, then deletes the batch. Small: it holds only what waits for the fold.
@@ -191,10 +191,8 @@ const saleBatchSchema = new Schema(
     reportedBy: { type: String, required: true },
     receivedAt: { type: Date, required: true },
     size: { type: Number, required: true },
-    /** The report's sales as the ledger stores them, so the fold reads one document per report. */
-    sales: { type: [new Schema(saleRecordSchema.obj, { _id: false })], default: [] },
-    /** Which of them the ledger took as new (by index), once its insert is done; null until then. */
-    fresh: { type: [Number], default: null },
+    /** The keys of the report's sales, in the ledger (a small document: the request writes the sales once). */
+    saleIds: { type: [String], default: [] },
   },
   { versionKey: false },
 );

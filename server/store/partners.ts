@@ -71,8 +71,7 @@ export interface NewSaleBatch {
   reportedBy: string;
   receivedAt: Date;
   size: number;
-  sales: LedgerSale[];
-  fresh: number[] | null;
+  saleIds: string[];
 }
 
 /** Sell-through batches a partner remembers having counted (far more than one fold takes). */
@@ -294,12 +293,11 @@ export function createPartnersStore(engine: Engine) {
      * Stores a sell-through report: the outbox entry first (whatever part of the ledger gets
      * written, the fold will find it), then the sales in one unordered insert whose `_id`s
      * (the sales' keys) decide what is new: true at their index, false for a sale already in
-     * the ledger (a replay, or the same sale twice in one report); then the outbox entry
-     * learns which were new, so the fold need not read the ledger.
+     * the ledger (a replay, or the same sale twice in one report). The fold reads the sales
+     * back from the ledger, so the request writes each sale once.
      */
-    async appendSales(batch: Omit<NewSaleBatch, 'fresh'>): Promise<boolean[]> {
-      const { sales } = batch;
-      await SaleBatch.collection.insertOne({ ...batch, fresh: null } as never);
+    async appendSales(batch: NewSaleBatch, sales: readonly LedgerSale[]): Promise<boolean[]> {
+      await SaleBatch.collection.insertOne(batch as never);
       const isNew = sales.map(() => true);
       try {
         await SaleRecord.collection.insertMany(sales as never[], { ordered: false });
@@ -308,7 +306,6 @@ export function createPartnersStore(engine: Engine) {
         if (!writeErrors || writeErrors.some((e) => e.code !== DUPLICATE_KEY)) throw err;
         for (const e of writeErrors) isNew[e.index] = false;
       }
-      await SaleBatch.updateOne({ _id: batch._id }, { $set: { fresh: isNew.flatMap((fresh, i) => (fresh ? [i] : [])) } });
       return isNew;
     },
 

@@ -122,7 +122,7 @@ export function partnerChannel(deps: PartnerDeps) {
       const { unitId: id, modelId, sellerId } = checked[i]!;
       return { _id: saleKey(id, sale), unitId: id, modelId, batchId, partnerId: sellerId, customerName: sale.customerName, customerType: sale.customerType, country: sale.country, endUse: sale.endUse, soldAt: sale.soldAt, reportedAt: receivedAt, reviewId: null, held: false };
     });
-    const isNew = await store.appendSales({ _id: batchId, reportedBy: actor.partnerId, receivedAt, size: ledger.length, sales: ledger });
+    const isNew = await store.appendSales({ _id: batchId, reportedBy: actor.partnerId, receivedAt, size: ledger.length, saleIds: ledger.map((s) => s._id) }, ledger);
     const recorded = isNew.filter(Boolean).length;
     if (recorded) await audit.record({ ...auditActor(actor), action: 'partner.sales-reported', subjectKind: 'partner', subjectId: actor.partnerId, detail: { recorded, repeated: ledger.length - recorded, batchId } });
     return ledger.map((s, i) => ({ unitId: s.unitId, outcome: isNew[i] ? 'recorded' : 'repeated' }));

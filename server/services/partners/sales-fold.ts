@@ -44,17 +44,20 @@ export function salesFold(deps: PartnerDeps, raiseOnce: ReturnType<typeof divers
 
   /**
    * The sales each report stored itself (a replay's lines belong to the report that stored
-   * them first), or null while its ledger insert may still be under way. The report says which
-   * were new once its insert is done; one whose writer died before saying so is read back from
-   * the ledger once ABANDONED_WRITE_MS old.
+   * them first), read back from the ledger; null while its insert may still be under way (a
+   * report whose writer died between the outbox and the ledger is folded once
+   * ABANDONED_WRITE_MS old, with what got written).
    */
   async function ownSales(batches: NewSaleBatch[]): Promise<Map<string, LedgerSale[] | null>> {
-    const result = new Map<string, LedgerSale[] | null>();
+    const found = await store.salesByKeys(batches.flatMap((b) => b.saleIds));
     const now = clock.now().getTime();
+    const result = new Map<string, LedgerSale[] | null>();
+    let next = 0;
     for (const batch of batches) {
-      if (batch.fresh) result.set(batch._id, batch.fresh.map((i) => batch.sales[i]!));
-      else if (now - batch.receivedAt.getTime() <= ABANDONED_WRITE_MS) result.set(batch._id, null);
-      else result.set(batch._id, (await store.salesByKeys(batch.sales.map((s) => s._id))).filter((s): s is LedgerSale => s?.batchId === batch._id));
+      const sales = found.slice(next, (next += batch.saleIds.length));
+      const complete = sales.every((s) => s !== null);
+      if (!complete && now - batch.receivedAt.getTime() <= ABANDONED_WRITE_MS) result.set(batch._id, null);
+      else result.set(batch._id, [...new Map(sales.flatMap((s) => (s?.batchId === batch._id ? [[s._id, s] as const] : []))).values()]);
     }
     return result;
   }

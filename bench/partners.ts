@@ -33,7 +33,7 @@ export interface PartnersBenchDeps {
 }
 
 /** How long the fold may take to empty the outbox after the last report before the phase gives up. */
-const FOLD_WAIT_MS = 1_800_000;
+const FOLD_WAIT_MS = 900_000;
 
 type Sale = { sku: string; serial: string; customerName: string; customerType: string; country: string; endUse: string; soldAt: string };
 
@@ -121,8 +121,9 @@ export async function partnersPhase(deps: PartnersBenchDeps, server: RunningServ
   await watch.close();
   const foldSeconds = (Date.now() - started) / 1000;
   const afterIngest = (Date.now() - foldStarted) / 1000;
-  const foldRate = waiting ? null : (r.ok * BATCH) / foldSeconds;
-  log(`  fold: ${waiting ? `${waiting} reports still waiting after ${FOLD_WAIT_MS / 1000} s` : `all folded ${afterIngest.toFixed(0)} s after the last report, ${Math.round(foldRate!).toLocaleString('en')} sales/s from the first report`}`);
+  // Over what was folded by then, so a fold slower than the wait still gives a figure.
+  const foldRate = (Math.max(0, r.ok - waiting) * BATCH) / foldSeconds;
+  log(`  fold: ${Math.round(foldRate).toLocaleString('en')} sales/s from the first report; ${waiting ? `${waiting} reports still waiting after ${FOLD_WAIT_MS / 1000} s` : `all folded ${afterIngest.toFixed(0)} s after the last report`}`);
 
   log('  scorecards');
   const scorecards = await runLoad({ url: `${server.url}/api/v1/partners/scorecards`, connections: 2, duration: deps.latencySeconds, headers: { authorization: `Bearer ${tokens.investigator}` } });
@@ -138,7 +139,7 @@ export async function partnersPhase(deps: PartnersBenchDeps, server: RunningServ
     { id: 'partners.raw', label: 'Raw insertMany ceiling for sales (driver, batches of 1,000, 4 in parallel)', value: raw, unit: 'docs/s', target: null },
     { id: 'partners.api', label: `Sell-through API (${count.toLocaleString('en')} sales, 1,000 per request, 4 clients)`, value: perSecond, unit: 'sales/s', target: null, note: `median request ${Math.round(r.median ?? 0)} ms, p95 ${Math.round(r.p95 ?? 0)} ms${r.failures ? `; ${r.failures} failed: ${r.firstFailure}` : ''}` },
     { id: 'partners.ratio', label: 'Sell-through API / raw ceiling', value: raw ? (perSecond / raw) * 100 : null, unit: '%', target: { kind: 'min', value: 50 } },
-    { id: 'partners.fold', label: 'Sell-through fold (channel records, rules, scorecards), first report to empty outbox', value: foldRate, unit: 'sales/s', target: null, note: waiting ? `${waiting} reports still waiting` : `outbox empty ${afterIngest.toFixed(0)} s after the last report` },
+    { id: 'partners.fold', label: 'Sell-through fold (channel records, rules, scorecards), first report to empty outbox', value: foldRate, unit: 'sales/s', target: null, note: waiting ? `rate over the reports folded; ${waiting} still waiting after ${FOLD_WAIT_MS / 1000} s` : `outbox empty ${afterIngest.toFixed(0)} s after the last report` },
     ...deps.latencyFigures('partners.scorecards', 'Partner scorecards (/api/v1/partners/scorecards)', scorecards, 150, '2 concurrent clients'),
     ...deps.latencyFigures('partners.scorecards-page', 'Partner scorecards page (/admin/partners/scorecards, ranked table)', page, 150, '2 concurrent clients'),
   ];

@@ -29,7 +29,7 @@ import { screeningBench } from './screening';
 import { childPids, memorySampler, readMemory, startServer, type RunningServer } from './lib/server';
 import { benchEnv, BENCH_DB_NAME, inheritedEnv, readManifest, resultsDir, type Manifest } from './lib/target';
 
-const { values: args } = parseArgs({ options: { profile: { type: 'boolean', default: false }, quick: { type: 'boolean', default: false }, only: { type: 'string', default: '' } } });
+const { values: args } = parseArgs({ options: { profile: { type: 'boolean', default: false }, quick: { type: 'boolean', default: false }, only: { type: 'string', default: '' }, sales: { type: 'string', default: '' } } });
 /** --only timeline,queue,ingest,reports,uploads,import,export,epcis,dashboard,screening,partners: a subset of the phases (results are then partial). */
 const only = new Set(args.only.split(',').map((p) => p.trim()).filter(Boolean));
 /** --quick: shorter phases, for checking the bench itself (figures are then rougher). */
@@ -683,7 +683,7 @@ async function main() {
     });
     await phase('8. re-screening: screening', async () => screeningBench(manifest.dataset.seed));
     await phase('9. sell-through and scorecards: partners', () =>
-      partnersPhase({ api, log, latencyFigures, removeImportedUnits, rawSeconds: T.raw, latencySeconds: T.latency }, server, manifest, { admin: adminToken, investigator: investigatorToken }, notes),
+      partnersPhase({ api, log, latencyFigures, removeImportedUnits, rawSeconds: T.raw, latencySeconds: T.latency, sales: args.sales ? Number(args.sales) : null, cookie }, server, manifest, { admin: adminToken, investigator: investigatorToken }, notes),
     );
     notes.push(`Server peak RSS by phase: ${phasePeaks.join('; ')}.`);
     figures.push({ id: 'memory.peak', label: 'Server peak RSS over the whole bench', value: memory.peakMb, unit: 'MB', target: { kind: 'max', value: 512 }, note: `embedded database process peak ${databasePeakMb ? `${databasePeakMb.toFixed(0)} MB` : 'n/a'} (not counted)` });

@@ -89,6 +89,8 @@ const partnerSchema = new Schema(
       sold: { type: Number, default: 0 },
       flags: { type: Number, default: 0 },
     },
+    /** The last sell-through batches whose completed sales `tallies.sold` counts: a fold run again counts nothing twice. */
+    saleBatchIds: { type: [String], default: [] },
     /** Cases opened or joined by the flags this partner's reports raised. */
     caseIds: { type: [String], default: [] },
     createdAt: { type: Date, required: true },
@@ -165,13 +167,37 @@ const saleSchema = new Schema(
 /**
  * The sales ledger: one document per reported sale, `_id` = the sale's key (unit, day, end
  * customer), so a sale reported again is refused by the unique `_id` and counted once. The
- * unit's channel record holds the same sales for reading.
+ * unit's channel record holds the same sales for reading, once the fold has copied them there
+ * (`batchId` names the report that stored the sale; `modelId` is the unit's, for the rules).
  */
-const saleRecordSchema = new Schema({ _id: { type: String, required: true }, unitId: { type: String, required: true }, ...saleSchema.obj }, { versionKey: false });
+const saleRecordSchema = new Schema(
+  { _id: { type: String, required: true }, unitId: { type: String, required: true }, modelId: { type: String, default: '' }, batchId: { type: String, default: null }, ...saleSchema.obj },
+  { versionKey: false },
+);
 saleRecordSchema.remove('key');
 saleRecordSchema.index({ partnerId: 1, reportedAt: -1 });
 saleRecordSchema.index({ unitId: 1 });
 export const SaleRecord = mongoose.model('SaleRecord', saleRecordSchema, 'sales');
+
+/**
+ * The sell-through outbox: one document per report, naming the sales it sent. The request
+ * stores this and the ledger and answers; the fold (server/jobs, `partner-sales`) copies the
+ * sales onto their units' channel records, applies the diversion rules and counts them on the
+ * scorecards, then deletes the batch. Small: it holds only what waits for the fold.
+ */
+const saleBatchSchema = new Schema(
+  {
+    _id: { type: String, required: true }, // sab_…
+    reportedBy: { type: String, required: true },
+    receivedAt: { type: Date, required: true },
+    size: { type: Number, required: true },
+    /** The keys of the report's sales, in the ledger (a small document: the request writes the sales once). */
+    saleIds: { type: [String], default: [] },
+  },
+  { versionKey: false },
+);
+saleBatchSchema.index({ receivedAt: 1 });
+export const SaleBatch = mongoose.model('SaleBatch', saleBatchSchema, 'saleBatches');
 
 /** A unit's place in the sales channel: `_id` = the unit's id. */
 const channelUnitSchema = new Schema(

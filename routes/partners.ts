@@ -454,7 +454,7 @@ export function partnerPortalPages(ctx: RouteContext) {
     partnerOnly,
     formAction('partners/sales', salesPage, async (req, res) => {
       const [outcome] = await partners.reportSales(await partnerActorOf(partners, req), [parseBody(saleInput, req)]);
-      res.flash(outcome!.outcome === 'repeated' ? `The sale of ${outcome!.unitId} was already reported: nothing changed.` : outcome!.held ? `Sale of ${outcome!.unitId} recorded; it is held for a compliance review before it counts as completed.` : `Sale of ${outcome!.unitId} recorded.`);
+      res.flash(outcome!.outcome === 'repeated' ? `The sale of ${outcome!.unitId} was already reported: nothing changed.` : `Sale of ${outcome!.unitId} recorded. Its checks (screening, diversion rules) follow within a minute: see Your units.`);
       res.redirect(303, '/partner/sales');
     }),
   );

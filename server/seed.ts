@@ -370,6 +370,8 @@ async function seedPartners(services: Services, o: { at: (day: number) => void; 
   const [abroad, twice, movedAway, unreported, highRisk, unallocated] = units as [(typeof units)[0], (typeof units)[0], (typeof units)[0], (typeof units)[0], (typeof units)[0], (typeof units)[0]];
   await services.partners.reportSales(actor, [sale(abroad, 'Kampala Traders', 'UG'), sale(twice, 'Arusha Lodge', 'TZ'), sale(movedAway, 'Nakuru Clinic', 'KE'), sale(highRisk, 'Eldoret Mills', 'KE'), sale(unallocated, 'Kisumu Port', 'KE')]);
   await services.partners.reportSales(actor, [sale(twice, 'Moshi Hotel', 'TZ')]);
+  // The diversion flags and the units' sales follow in the sell-through fold: the seed runs no job runner.
+  await services.partners.settleSales();
   o.at(20.5);
   await services.checkIns.ingest(o.apiKeyId, [movedAway, unreported].map((u, i) => ({ serial: u.serial, model: u.modelId, firmware: '1.0', observedAt: day(20), country: i ? 'ET' : 'UG', eventId: `seed:partners:${u._id}` })));
   await services.checkIns.settled();

@@ -86,6 +86,7 @@ describe('end-use certificates', () => {
     const { model, units } = await allocatedUnits(ctx, partner._id, 2);
     const sold = await request(ctx.app).post('/api/v1/sell-through').set(await partnerKey(ctx, partner._id)).send({ sales: units.map((u) => saleOf(u, { customerName: 'Kenya Wildlife Service' })) });
     expect(sold.status).toBe(200);
+    await ctx.services.partners.settleSales();
     const listed = await request(ctx.app).get(`/api/v1/partners/${partner._id}/units`).set(staff.auth);
     const saleIds = units.map((u) => listed.body.items.find((i: { unitId: string }) => i.unitId === u._id).sales[0].id as string);
 

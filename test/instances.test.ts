@@ -156,7 +156,7 @@ describe('two app instances on one database', () => {
 
   it('runs each background job on one instance at a time, and nowhere else', async () => {
     const held = await leases();
-    expect(held.map((l) => l._id).sort()).toEqual(['certificate-expiry', 'check-in-summaries', 'deadline-digest', 'epcis-captures', 'notification-mail', 'partner-diversion', 'report-links', 'retention', 'screening-rescreen', 'unclaimed-evidence', 'unit-tallies', 'webhook-deliveries']);
+    expect(held.map((l) => l._id).sort()).toEqual(['certificate-expiry', 'check-in-summaries', 'deadline-digest', 'epcis-captures', 'notification-mail', 'partner-diversion', 'partner-sales', 'report-links', 'retention', 'screening-rescreen', 'unclaimed-evidence', 'unit-tallies', 'webhook-deliveries']);
     for (const lease of held) {
       // Each change of holder is a new holder, from a later time than the one before.
       lease.history.slice(1).forEach((change, i) => {

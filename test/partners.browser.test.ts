@@ -116,6 +116,7 @@ describe('sales channel partners (headless Chromium)', () => {
     await submit(partnerPage, '/partner/sales/csv');
     expect(await partnerPage.textContent('#csv-result')).toMatch(/5 lines read: 4 sales recorded, 0 already reported, 1 refused/);
     expect(await partnerPage.textContent('#csv-errors tbody tr')).toMatch(/^4\s*country\s*bad country "Kenya"/);
+    await ctx.services.partners.settleSales();
     expect((await ChannelUnit.findById(`${sku}:RV-020`).lean())!.sales).toHaveLength(1);
     await lookAt(partnerPage, 'sales');
 

@@ -10,7 +10,7 @@ import { makeModel, makeRegistration, makeUnit } from './helpers/catalogue';
 import { checkInItem, hoursAgo, makeApiKey, sendCheckIn } from './helpers/check-ins';
 import { freshAuth, makeFlagCase, makeStaff } from './helpers/cases';
 import { apiUser, pageAgent, signedInAgent, TEST_PASSWORD } from './helpers/factories';
-import { allocatedUnits, makePartner, partnerKey, partnerUser, reviewOf, saleOf } from './helpers/partners';
+import { allocatedUnits, makePartner, partnerKey, partnerUser, reportSales, reviewOf, saleOf } from './helpers/partners';
 
 let ctx: TestContext;
 beforeAll(async () => {
@@ -175,19 +175,65 @@ describe('sell-through by API key', () => {
     const sales = units.map((u) => saleOf(u));
     const key = await partnerKey(ctx, mine._id);
 
-    const first = await api().post('/api/v1/sell-through').set(key).send({ sales });
+    const first = await reportSales(ctx, key, sales);
     expect(first.status).toBe(200);
-    expect(first.body.results).toEqual(units.map((u) => ({ unitId: u._id, outcome: 'recorded', held: false, flags: [] })));
-    const again = await api().post('/api/v1/sell-through').set(key).send({ sales });
+    expect(first.body.results).toEqual(units.map((u) => ({ unitId: u._id, outcome: 'recorded' })));
+    const again = await reportSales(ctx, key, sales);
     expect(again.status).toBe(200);
     expect(again.body.results.map((r: { outcome: string }) => r.outcome)).toEqual(['repeated', 'repeated', 'repeated']);
     expect((await ChannelUnit.findById(units[0]!._id).lean())!.sales).toHaveLength(1);
     expect((await Partner.findById(mine._id).lean())!.tallies?.sold).toBe(3);
 
-    const refused = await api().post('/api/v1/sell-through').set(await partnerKey(ctx, theirs._id)).send({ sales });
+    const refused = await reportSales(ctx, await partnerKey(ctx, theirs._id), sales);
     expect(refused.status).toBe(403);
     expect(refused.body.error.code).toBe('not_your_units');
     expect((await ChannelUnit.findById(units[0]!._id).lean())!.sales).toHaveLength(1);
+  });
+
+  it('answers at once and folds later: the sale reaches its unit, the rules and the scorecard once, however often the fold runs', async () => {
+    const partner = await makePartner(ctx, { territories: ['KE'] });
+    const { units } = await allocatedUnits(ctx, partner._id, 2);
+    const key = await partnerKey(ctx, partner._id);
+    const res = await api().post('/api/v1/sell-through').set(key).send({ sales: [saleOf(units[0]!, { country: 'RU' }), saleOf(units[1]!), saleOf(units[1]!)] });
+    expect(res.status).toBe(200);
+    expect(res.body.results).toEqual([
+      { unitId: units[0]!._id, outcome: 'recorded' },
+      { unitId: units[1]!._id, outcome: 'recorded' },
+      { unitId: units[1]!._id, outcome: 'repeated' },
+    ]);
+    // Before the fold: in the ledger only.
+    expect((await ChannelUnit.findById(units[0]!._id).lean())!.sales).toHaveLength(0);
+    expect(await Flag.findById(`flg_sale-outside-territory_${units[0]!._id}`).lean()).toBeNull();
+    expect((await Partner.findById(partner._id).lean())!.tallies?.sold).toBe(0);
+
+    await ctx.services.partners.settleSales();
+    await ctx.services.partners.settleSales();
+    expect((await ChannelUnit.findById(units[0]!._id).lean())!.sales).toMatchObject([{ country: 'RU', held: false }]);
+    expect((await ChannelUnit.findById(units[1]!._id).lean())!.sales).toHaveLength(1);
+    expect(await Flag.countDocuments({ rule: 'sale-outside-territory', unitId: units[0]!._id })).toBe(1);
+    expect((await Partner.findById(partner._id).lean())!.tallies).toMatchObject({ sold: 2, flags: 1 });
+  });
+
+  it('a distributor reports for the reseller holding the unit, but not once the unit went further down the tree', async () => {
+    const distributor = await makePartner(ctx, { type: 'distributor' });
+    const reseller = await makePartner(ctx, { type: 'distributor', parentId: distributor._id }); // a regional distributor, with resellers of its own
+    const subReseller = await makePartner(ctx, { type: 'reseller', parentId: reseller._id });
+    const { units } = await allocatedUnits(ctx, distributor._id, 2);
+    const [passed, kept] = units as [(typeof units)[0], (typeof units)[0]];
+    const at = (partnerId: string) => ({ kind: 'partner' as const, partnerId, userId: null, apiKeyId: null });
+    await ctx.services.partners.passOn(at(distributor._id), reseller._id, [{ sku: passed.modelId, serial: passed.serial }]);
+    const key = await partnerKey(ctx, distributor._id);
+
+    expect((await reportSales(ctx, key, [saleOf(passed), saleOf(kept)])).body.results.map((r: { outcome: string }) => r.outcome)).toEqual(['recorded', 'recorded']);
+    const sold = await ChannelUnit.findById(passed._id).lean();
+    expect(sold!.sales).toMatchObject([{ partnerId: reseller._id }]);
+    expect((await Partner.findById(reseller._id).lean())!.tallies?.sold).toBe(1);
+    expect((await Partner.findById(distributor._id).lean())!.tallies?.sold).toBe(1);
+
+    await ctx.services.partners.passOn(at(reseller._id), subReseller._id, [{ sku: passed.modelId, serial: passed.serial }]);
+    const refused = await reportSales(ctx, key, [saleOf(passed, { customerName: 'Another Buyer' })]);
+    expect(refused.status).toBe(403);
+    expect((await ChannelUnit.findById(passed._id).lean())!.sales).toHaveLength(1);
   });
 
   it('an admin creates a partner’s key through the API; a partner user cannot', async () => {
@@ -197,8 +243,8 @@ describe('sell-through by API key', () => {
     const created = await api().post(`/api/v1/partners/${partner._id}/api-keys`).set(admin.auth).send({ keyName: 'ERP' });
     expect(created.status).toBe(201);
     expect(created.body.apiKey.scopes).toEqual(['sell-through']);
-    const sold = await api().post('/api/v1/sell-through').set({ Authorization: `Bearer ${created.body.key}` }).send({ sales: [saleOf(units[0]!)] });
-    expect(sold.body.results).toEqual([{ unitId: units[0]!._id, outcome: 'recorded', held: false, flags: [] }]);
+    const sold = await reportSales(ctx, { Authorization: `Bearer ${created.body.key}` }, [saleOf(units[0]!)]);
+    expect(sold.body.results).toEqual([{ unitId: units[0]!._id, outcome: 'recorded' }]);
     const user = await partnerUser(ctx, partner._id);
     expect((await api().post(`/api/v1/partners/${partner._id}/api-keys`).set(user.auth).send({ keyName: 'mine' })).status).toBe(403);
   });
@@ -207,15 +253,15 @@ describe('sell-through by API key', () => {
     const partner = await makePartner(ctx);
     const { units } = await allocatedUnits(ctx, partner._id, 1);
     const admin = await apiUser(ctx, 'admin');
-    expect((await api().post('/api/v1/sell-through').set(admin.auth).send({ sales: [saleOf(units[0]!)] })).status).toBe(401);
+    expect((await reportSales(ctx, admin.auth, [saleOf(units[0]!)])).status).toBe(401);
     const { key } = await ctx.services.auth.createApiKey({ name: 'updates', scopes: ['check-ins'] }, null);
-    expect((await api().post('/api/v1/sell-through').set({ Authorization: `Bearer ${key}` }).send({ sales: [saleOf(units[0]!)] })).status).toBe(403);
+    expect((await reportSales(ctx, { Authorization: `Bearer ${key}` }, [saleOf(units[0]!)])).status).toBe(403);
     // A full report of 1,000 sales with long declared end uses is read (its units are unknown here: 400, not 413).
     const full = Array.from({ length: 1000 }, (_, i) => saleOf({ modelId: 'NO-SUCH', serial: `S${i}` }, { endUse: 'x'.repeat(1000) }));
-    const big = await api().post('/api/v1/sell-through').set(await partnerKey(ctx, partner._id)).send({ sales: full });
+    const big = await reportSales(ctx, await partnerKey(ctx, partner._id), full);
     expect(big.status).toBe(400);
     expect(big.body.error.fields['sales.999']).toMatch(/No unit NO-SUCH:S999/);
-    const bad = await api().post('/api/v1/sell-through').set(await partnerKey(ctx, partner._id)).send({ sales: [saleOf(units[0]!, { customerType: 'spy', soldAt: '2026-02-30' })] });
+    const bad = await reportSales(ctx, await partnerKey(ctx, partner._id), [saleOf(units[0]!, { customerType: 'spy', soldAt: '2026-02-30' })]);
     expect(bad.status).toBe(400);
     expect(Object.keys(bad.body.error.fields).sort()).toEqual(['sales.0.customerType', 'sales.0.soldAt']);
   });
@@ -237,12 +283,12 @@ describe('diversion rules: each raises its flag once per unit and rule, on a cas
     const partner = await makePartner(ctx, { territories: ['KE', 'TZ'] });
     const { units } = await allocatedUnits(ctx, partner._id, 1);
     const key = await partnerKey(ctx, partner._id);
-    const res = await api().post('/api/v1/sell-through').set(key).send({ sales: [saleOf(units[0]!, { country: 'RU' })] });
-    expect(res.body.results[0].flags).toEqual(['sale-outside-territory']);
+    const res = await reportSales(ctx, key, [saleOf(units[0]!, { country: 'RU' })]);
+    expect(res.body.results[0].outcome).toBe('recorded');
     const flag = await expectFlagOnCase('sale-outside-territory', units[0]!._id);
     expect(flag.evidence).toMatchObject({ country: 'RU', territories: ['KE', 'TZ'], partnerId: partner._id });
     // Reported again as another sale (a second customer): sold twice, but the territory flag stays one.
-    await api().post('/api/v1/sell-through').set(key).send({ sales: [saleOf(units[0]!, { country: 'RU', customerName: 'Someone Else' })] });
+    await reportSales(ctx, key, [saleOf(units[0]!, { country: 'RU', customerName: 'Someone Else' })]);
     expect(await Flag.countDocuments({ rule: 'sale-outside-territory', unitId: units[0]!._id })).toBe(1);
     await expectFlagOnCase('unit-sold-twice', units[0]!._id);
     expect((await Partner.findById(partner._id).lean())!.tallies?.flags).toBe(2);
@@ -251,8 +297,8 @@ describe('diversion rules: each raises its flag once per unit and rule, on a cas
   it('a model the partner is not authorised to sell', async () => {
     const partner = await makePartner(ctx, { authorisedRiskLevels: ['low'] });
     const { units } = await allocatedUnits(ctx, partner._id, 1, { riskLevel: 'elevated' });
-    const res = await api().post('/api/v1/sell-through').set(await partnerKey(ctx, partner._id)).send({ sales: [saleOf(units[0]!)] });
-    expect(res.body.results[0].flags).toEqual(['unauthorised-model-sale']);
+    const res = await reportSales(ctx, await partnerKey(ctx, partner._id), [saleOf(units[0]!)]);
+    expect(res.body.results[0].outcome).toBe('recorded');
     await expectFlagOnCase('unauthorised-model-sale', units[0]!._id);
   });
 
@@ -260,16 +306,16 @@ describe('diversion rules: each raises its flag once per unit and rule, on a cas
     const partner = await makePartner(ctx);
     const { unit } = await makeUnit(ctx);
     const key = await partnerKey(ctx, partner._id);
-    const res = await api().post('/api/v1/sell-through').set(key).send({ sales: [saleOf(unit)] });
+    const res = await reportSales(ctx, key, [saleOf(unit)]);
     expect(res.status).toBe(200);
-    expect(res.body.results[0].flags).toEqual(['unallocated-unit-sale']);
+    expect(res.body.results[0].outcome).toBe('recorded');
     await expectFlagOnCase('unallocated-unit-sale', unit._id);
     expect(await ChannelUnit.findById(unit._id).lean()).toMatchObject({ holderId: partner._id, chain: [] });
 
     const holder = await makePartner(ctx);
     const { units } = await allocatedUnits(ctx, holder._id, 1);
-    expect((await api().post('/api/v1/sell-through').set(key).send({ sales: [saleOf(units[0]!)] })).status).toBe(403);
-    expect((await api().post('/api/v1/sell-through').set(key).send({ sales: [saleOf(units[0]!)] })).status).toBe(403);
+    expect((await reportSales(ctx, key, [saleOf(units[0]!)])).status).toBe(403);
+    expect((await reportSales(ctx, key, [saleOf(units[0]!)])).status).toBe(403);
     expect(await Flag.countDocuments({ rule: 'unallocated-unit-sale', unitId: units[0]!._id })).toBe(1);
   });
 
@@ -277,8 +323,8 @@ describe('diversion rules: each raises its flag once per unit and rule, on a cas
     const partner = await makePartner(ctx);
     const { units } = await allocatedUnits(ctx, partner._id, 2, { riskLevel: 'high' });
     const key = await partnerKey(ctx, partner._id);
-    const unapproved = await api().post('/api/v1/sell-through').set(key).send({ sales: [saleOf(units[0]!, { customerType: 'police-security' })] });
-    expect(unapproved.body.results[0].flags).toEqual(['unapproved-high-risk-sale']);
+    const unapproved = await reportSales(ctx, key, [saleOf(units[0]!, { customerType: 'police-security' })]);
+    expect(unapproved.body.results[0].outcome).toBe('recorded');
     const flag = await expectFlagOnCase('unapproved-high-risk-sale', units[0]!._id);
     expect(flag.evidence).toMatchObject({ criteria: ['high-risk-model', 'high-risk-end-user'] });
 
@@ -286,8 +332,9 @@ describe('diversion rules: each raises its flag once per unit and rule, on a cas
     const submitted = await api().post('/api/v1/sale-reviews').set(user.auth).send(reviewOf(units[1]!, { customerType: 'police-security' }));
     const investigator = await apiUser(ctx, 'investigator');
     await api().post(`/api/v1/sale-reviews/${submitted.body.review.id}/decision`).set(investigator.auth).send({ decision: 'approved', reasons: 'End-use certificate checked.' });
-    const approved = await api().post('/api/v1/sell-through').set(key).send({ sales: [saleOf(units[1]!, { customerType: 'police-security' })] });
-    expect(approved.body.results[0].flags).toEqual([]);
+    const approved = await reportSales(ctx, key, [saleOf(units[1]!, { customerType: 'police-security' })]);
+    expect(approved.body.results[0].outcome).toBe('recorded');
+    expect(await flagOf('unapproved-high-risk-sale', units[1]!._id)).toBeNull();
     expect((await ChannelUnit.findById(units[1]!._id).lean())!.sales[0]!.reviewId).toBe(submitted.body.review.id);
   });
 });
@@ -358,6 +405,7 @@ describe('sell-through by CSV in the portal', () => {
     expect(res.status).toBe(200);
     expect(res.text).toMatch(/3 lines read: 2 sales recorded, 0 already reported, 1 refused/);
     expect(res.text).toMatch(/<td>3<\/td><td>sold_at<\/td>/);
+    await ctx.services.partners.settleSales();
     expect((await ChannelUnit.findById(units[0]!._id).lean())!.sales).toHaveLength(1);
     expect((await ChannelUnit.findById(units[1]!._id).lean())!.sales).toHaveLength(0);
   });
@@ -462,7 +510,7 @@ describe('diversion rules that wait for a grace period (the partner-diversion jo
     const [movedAway, unreported, stayed] = units as [(typeof units)[0], (typeof units)[0], (typeof units)[0]];
     const key = await partnerKey(ctx, partner._id);
     const today = ctx.clock.now().toISOString().slice(0, 10);
-    await api().post('/api/v1/sell-through').set(key).send({ sales: [saleOf(movedAway, { country: 'KE', soldAt: today }), saleOf(stayed, { country: 'KE', soldAt: today })] });
+    await reportSales(ctx, key, [saleOf(movedAway, { country: 'KE', soldAt: today }), saleOf(stayed, { country: 'KE', soldAt: today })]);
     await makeRegistration(ctx, { unit: movedAway, country: 'TZ', region: 'Arusha', city: 'Arusha' });
     await makeRegistration(ctx, { unit: stayed, country: 'KE' });
     ctx.clock.advance(86_400_000);

@@ -5,7 +5,7 @@ import { Flag } from '../models/flags';
 import { Partner } from '../models/partners';
 import { createTestContext, type TestContext } from './helpers/context';
 import { apiUser } from './helpers/factories';
-import { allocatedUnits, makePartner, partnerKey, saleOf, staffActor } from './helpers/partners';
+import { allocatedUnits, makePartner, partnerKey, reportSales, saleOf, staffActor } from './helpers/partners';
 import { importSyntheticList } from './helpers/screening';
 
 /** Issue 18 meets issue 17: partner records and sell-through end customers are screened as registrations are. */
@@ -33,7 +33,7 @@ describe('screening channel partners and their end customers', () => {
   async function sellTo(customers: Array<{ customerName: string; country: string }>) {
     const partner = await makePartner(ctx);
     const { units } = await allocatedUnits(ctx, partner._id, customers.length);
-    const res = await api().post('/api/v1/sell-through').set(await partnerKey(ctx, partner._id)).send({ sales: units.map((u, i) => saleOf(u, customers[i])) });
+    const res = await reportSales(ctx, await partnerKey(ctx, partner._id), units.map((u, i) => saleOf(u, customers[i])));
     return { partner, units, res };
   }
 
@@ -41,8 +41,8 @@ describe('screening channel partners and their end customers', () => {
     const { partner, units, res } = await sellTo([{ customerName: 'Romashka Trading OOO', country: 'RU' }, { customerName: 'Mombasa Logistics Ltd', country: 'KE' }]);
     expect(res.status).toBe(200);
     expect(res.body.results).toEqual([
-      { unitId: units[0]!._id, outcome: 'recorded', held: true, flags: [] },
-      { unitId: units[1]!._id, outcome: 'recorded', held: false, flags: [] },
+      { unitId: units[0]!._id, outcome: 'recorded' },
+      { unitId: units[1]!._id, outcome: 'recorded' },
     ]);
     const sales = await salesOf(partner._id);
     const heldSale = sales.find((u) => u.unitId === units[0]!._id)!.sales[0]!;
@@ -58,8 +58,8 @@ describe('screening channel partners and their end customers', () => {
     expect(await hitsOf(sales.find((u) => u.unitId === units[1]!._id)!.sales[0]!.id)).toHaveLength(0);
 
     // Reporting the same sale again changes nothing and raises nothing twice.
-    const again = await api().post('/api/v1/sell-through').set(await partnerKey(ctx, partner._id)).send({ sales: [saleOf(units[0]!, { customerName: 'Romashka Trading OOO', country: 'RU' })] });
-    expect(again.body.results).toEqual([{ unitId: units[0]!._id, outcome: 'repeated', held: false, flags: [] }]);
+    const again = await reportSales(ctx, await partnerKey(ctx, partner._id), [saleOf(units[0]!, { customerName: 'Romashka Trading OOO', country: 'RU' })]);
+    expect(again.body.results).toEqual([{ unitId: units[0]!._id, outcome: 'repeated' }]);
     expect(await hitsOf(heldSale.id)).toHaveLength(1);
   });
 
@@ -89,8 +89,9 @@ describe('screening channel partners and their end customers', () => {
 
     // The same end customer bought another unit: remembered, so not held.
     const { units: more } = await allocatedUnits(ctx, partner._id, 1);
-    const next = await api().post('/api/v1/sell-through').set(await partnerKey(ctx, partner._id)).send({ sales: [saleOf(more[0]!, { customerName: 'Ivan Petrov', country: 'RU' })] });
-    expect(next.body.results).toEqual([{ unitId: more[0]!._id, outcome: 'recorded', held: false, flags: [] }]);
+    const next = await reportSales(ctx, await partnerKey(ctx, partner._id), [saleOf(more[0]!, { customerName: 'Ivan Petrov', country: 'RU' })]);
+    expect(next.body.results).toEqual([{ unitId: more[0]!._id, outcome: 'recorded' }]);
+    expect((await salesOf(partner._id)).find((u) => u.unitId === more[0]!._id)!.sales[0]).toMatchObject({ held: false });
     expect((await Partner.findById(partner._id).lean())!.tallies?.sold).toBe(2);
   });
 
@@ -115,8 +116,8 @@ describe('screening channel partners and their end customers', () => {
 
   it('re-screening after a list import covers partner records and sales already stored', async () => {
     const partner = await makePartner(ctx, { name: 'Zephyr Optics Trading' });
-    const { res } = await sellTo([{ customerName: 'Kestrel Marine Holdings', country: 'PA' }]);
-    expect(res.body.results[0].held).toBe(false);
+    const { partner: seller } = await sellTo([{ customerName: 'Kestrel Marine Holdings', country: 'PA' }]);
+    expect((await salesOf(seller._id))[0]!.sales[0]).toMatchObject({ held: false });
     expect(await hitsOf(partner._id)).toHaveLength(0);
 
     const list = [

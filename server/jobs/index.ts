@@ -98,6 +98,15 @@ export function backgroundJobs(
       },
     },
     {
+      // Sell-through reports folded onto units, diversion flags and scorecards: often while
+      // reports are waiting, else a look now and then (the request only appends).
+      name: 'partner-sales',
+      everyMs: jobs.checkInIdleSweepMs,
+      busyEveryMs: jobs.checkInSweepMs,
+      runOnAcquire: true,
+      run: () => services.partners.foldSales(),
+    },
+    {
       // Diversion rules that need time to pass (partners' grace periods): each unit's flag once.
       name: 'partner-diversion',
       everyMs: jobs.partnerDiversionEveryMs,

@@ -1,7 +1,5 @@
 import type { Model } from 'mongoose';
 import { ImportJob, ModelGtin, ProductModel, SerialIndex, Unit } from '../../models/catalogue';
-import { Partner } from '../../models/partners';
-import { allocateFromVendor } from './partners';
 import { tallyUnits, unitStateChange } from './insight';
 import { byIds, existingByIds } from './by-ids';
 import { chunksOf, type Engine, isDuplicateKey, DUPLICATE_KEY } from './engine';
@@ -283,13 +281,6 @@ export function createCatalogueStore(engine: Engine) {
       const [items, total] = await Promise.all([ImportJob.find({}, { rowErrors: 0 }).sort({ startedAt: -1 }).skip(page.skip).limit(page.limit).lean(), ImportJob.countDocuments({})]);
       return { items, total };
     },
-
-    // Reads/writes of partners: move to server/store/partners.ts at merge
-    /** Partners' ids, folded names and merged spellings, for the import's `partner` column (a small collection). */
-    partnerNames: () => Partner.find({}, { nameKey: 1, name: 1, aliases: 1 }).lean<Array<{ _id: string; name: string; nameKey: string; aliases: string[] }>>(),
-
-    /** Imported units shipped to a partner: allocated to it (see allocateFromVendor). */
-    allocateToPartner: (partnerId: string, units: ReadonlyArray<{ _id: string; modelId: string }>, at: Date) => allocateFromVendor(partnerId, units, 'import', at),
 
     // ----- units moved by captured EPCIS events (shipping, receiving) -----
 

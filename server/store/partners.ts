@@ -1,7 +1,9 @@
 import crypto from 'node:crypto';
-import { ChannelUnit, DueDiligenceQuestionSet, Partner, PartnerAllocation, PartnerMember, PartnerRequest, SaleRecord, SaleReview } from '../../models/partners';
+import { Case } from '../../models/cases';
+import { ChannelUnit, DueDiligenceQuestionSet, Partner, PartnerAllocation, PartnerMember, PartnerRequest, SaleBatch, SaleRecord, SaleReview } from '../../models/partners';
 import type { AllocationSource, ReviewStatus } from '../domain/partners';
-import { existingByIds } from './by-ids';
+import { byIds, existingByIds } from './by-ids';
+import type { StoredParty } from './screening';
 import { chunksOf, DUPLICATE_KEY, type Engine, isDuplicateKey } from './engine';
 
 /**
@@ -61,6 +63,20 @@ export interface StoredSale {
   held: boolean;
 }
 
+/** A sale as the ledger stores it: `_id` = the sale's key, with its unit and the report that stored it. */
+export type LedgerSale = Omit<StoredSale, 'key'> & { _id: string; unitId: string; modelId: string; batchId: string };
+
+export interface NewSaleBatch {
+  _id: string;
+  reportedBy: string;
+  receivedAt: Date;
+  size: number;
+  saleIds: string[];
+}
+
+/** Sell-through batches a partner remembers having counted (far more than one fold takes). */
+const SALE_BATCHES_KEPT = 256;
+
 export interface NewReview {
   _id: string;
   partnerId: string;
@@ -107,7 +123,11 @@ async function recordAllocation(partnerId: string, fromPartnerId: string | null,
   if (fromPartnerId) await Partner.updateOne({ _id: fromPartnerId }, { $inc: { 'tallies.passedOn': unitIds.length } });
 }
 
+/** Allocations kept in memory (each up to an import batch of unit ids: about 30 MB at most). */
+const ALLOCATIONS_CACHED = 1_000;
+
 export function createPartnersStore(engine: Engine) {
+  const allocationCache = new Map<string, { _id: string; at: Date; unitIds: string[] }>();
   return {
     // ----- partners (a small collection: scans are fine) -----
 
@@ -135,6 +155,23 @@ export function createPartnersStore(engine: Engine) {
 
     /** Every partner (ids, names, tree): for name matching, the parent picker and the scorecard table. */
     allPartners: () => Partner.find({}).sort({ name: 1, _id: 1 }).lean(),
+
+    /** Partners' ids, folded names and merged spellings, for the catalogue import's `partner` column. */
+    partnerNames: () => Partner.find({}, { nameKey: 1, name: 1, aliases: 1 }).lean<Array<{ _id: string; name: string; nameKey: string; aliases: string[] }>>(),
+
+    /**
+     * Partner records and every sale's end customer, for re-screening after a list import (the
+     * sales ledger in one streamed scan, off the request path). A partner has territories, not
+     * a country of its own, so it is screened by name alone.
+     */
+    async *screenedParties(): AsyncGenerator<StoredParty> {
+      for await (const p of Partner.find({}, { name: 1 }).lean().cursor({ batchSize: 1_000 })) {
+        yield { subject: { kind: 'partner', id: p._id, unitId: null, role: 'partner' }, name: p.name, country: null };
+      }
+      for await (const s of SaleRecord.find({}, { unitId: 1, customerName: 1, country: 1 }).lean<Array<{ _id: string; unitId: string; customerName: string; country: string }>>().cursor({ batchSize: 1_000 })) {
+        yield { subject: { kind: 'sale', id: s._id, unitId: s.unitId, role: 'end-customer' }, name: s.customerName, country: s.country };
+      }
+    },
 
     childrenOf: (parentId: string) => Partner.find({ parentId }).sort({ name: 1 }).lean(),
 
@@ -235,40 +272,96 @@ export function createPartnersStore(engine: Engine) {
     allocationsByIds: (ids: readonly string[]) => existingByIds<LeanAllocation>(engine, PartnerAllocation as never, ids),
 
     /**
-     * Records a batch of sales: the ledger's unique `_id` (the sale's key) decides which are
-     * new (true at their index); each sale missing from its unit's channel record (`onUnit`
-     * false: new, or left out by a run stopped half-way) is appended there, guarded by its key,
-     * in bulk; a unit outside the channel gets its record, held by the seller.
+     * The units of these allocations with when each was given, by `_id`. An allocation's units
+     * and date never change once written (a merge only moves it to another partner's list), so
+     * this process keeps the ones it has read: a partner's reports then cost no allocation read
+     * but its new ones. Nothing depends on the copy but speed: every instance reads the same.
      */
-    async recordSales(items: ReadonlyArray<{ unitId: string; modelId: string; inChannel: boolean; onUnit: boolean; sale: StoredSale }>): Promise<boolean[]> {
-      const isNew = items.map(() => true);
-      if (!items.length) return isNew;
+    async allocationUnits(ids: readonly string[]): Promise<Array<{ _id: string; at: Date; unitIds: string[] }>> {
+      const missing = ids.filter((id) => !allocationCache.has(id));
+      for (const a of await existingByIds<{ _id: string; at: Date; unitIds: string[] }>(engine, PartnerAllocation as never, missing, { at: 1, unitIds: 1 })) {
+        if (allocationCache.size >= ALLOCATIONS_CACHED) allocationCache.clear();
+        allocationCache.set(a._id, a);
+      }
+      return ids.flatMap((id) => allocationCache.get(id) ?? []);
+    },
+
+    /** Who holds each unit now (the scope check of a sell-through report), by `_id`; units outside the channel are left out. */
+    holdersOf: (ids: readonly string[]) => existingByIds<{ _id: string; modelId: string; holderId: string }>(engine, ChannelUnit as never, ids, { modelId: 1, holderId: 1 }),
+
+    /**
+     * Stores a sell-through report: the outbox entry first (whatever part of the ledger gets
+     * written, the fold will find it), then the sales in one unordered insert whose `_id`s
+     * (the sales' keys) decide what is new: true at their index, false for a sale already in
+     * the ledger (a replay, or the same sale twice in one report). The fold reads the sales
+     * back from the ledger, so the request writes each sale once.
+     */
+    async appendSales(batch: NewSaleBatch, sales: readonly LedgerSale[]): Promise<boolean[]> {
+      await SaleBatch.collection.insertOne(batch as never);
+      const isNew = sales.map(() => true);
       try {
-        await SaleRecord.collection.insertMany(items.map(({ unitId, sale: { key, ...sale } }) => ({ _id: key, unitId, ...sale })) as never[], { ordered: false });
+        await SaleRecord.collection.insertMany(sales as never[], { ordered: false });
       } catch (err) {
         const writeErrors = (err as { writeErrors?: Array<{ index: number; code: number }> }).writeErrors;
         if (!writeErrors || writeErrors.some((e) => e.code !== DUPLICATE_KEY)) throw err;
         for (const e of writeErrors) isNew[e.index] = false;
       }
-      const toAppend = items.filter((item, i) => isNew[i] || !item.onUnit);
-      const outside = new Map<string, typeof toAppend>();
-      for (const item of toAppend.filter((it) => !it.inChannel)) outside.set(item.unitId, [...(outside.get(item.unitId) ?? []), item]);
-      for (const [unitIdValue, [first, ...rest]] of outside) {
-        const created = await ChannelUnit.create({ _id: unitIdValue, modelId: first!.modelId, holderId: first!.sale.partnerId, chain: [], allocatedAt: first!.sale.reportedAt, sales: [first!.sale] }).then(
-          () => true,
-          (err: unknown) => {
-            if (isDuplicateKey(err)) return false;
-            throw err;
-          },
-        );
-        if (created) for (const item of rest) toAppend.push({ ...item, inChannel: true });
-        else for (const item of [first!, ...rest]) toAppend.push({ ...item, inChannel: true });
-      }
-      for (const chunk of chunksOf(toAppend.filter((it) => it.inChannel))) {
-        await ChannelUnit.bulkWrite(chunk.map(({ unitId: _id, sale }) => ({ updateOne: { filter: { _id, 'sales.key': { $ne: sale.key } }, update: { $push: { sales: sale as never } } } })), { ordered: false });
-      }
       return isNew;
     },
+
+    /** The outbox, oldest first (a small collection: it holds what waits for the fold). */
+    waitingSaleBatches: () => SaleBatch.find({}, { receivedAt: 1, size: 1 }).sort({ receivedAt: 1, _id: 1 }).lean<Array<{ _id: string; receivedAt: Date; size: number }>>(),
+
+    saleBatchesByIds: (ids: readonly string[]) => existingByIds<NewSaleBatch>(engine, SaleBatch as never, ids),
+
+    /** Ledger sales by key, in order (null where none). */
+    salesByKeys: (keys: readonly string[]) => byIds<LedgerSale>(engine, SaleRecord as never, keys),
+
+    /** What the fold decided about a few sales (held by screening, or naming their approval), on the ledger. */
+    async markSales(marks: ReadonlyArray<{ key: string; held: boolean; reviewId: string | null }>) {
+      for (const chunk of chunksOf(marks)) {
+        await SaleRecord.bulkWrite(chunk.map(({ key, held, reviewId }) => ({ updateOne: { filter: { _id: key }, update: { $set: { held, reviewId } } } })), { ordered: false });
+      }
+    },
+
+    /**
+     * Copies folded sales onto their units' channel records, one statement per unit: a unit
+     * outside the channel gets its record (held by the seller); the others get their sales
+     * appended unless the record holds any of them already (a fold run again after a crash).
+     */
+    async appendToChannelUnits(units: ReadonlyArray<{ unitId: string; modelId: string; exists: boolean; sales: StoredSale[] }>) {
+      const fresh = units.filter((u) => !u.exists);
+      const existing = units.filter((u) => u.exists);
+      for (const chunk of chunksOf(fresh)) {
+        try {
+          await ChannelUnit.collection.insertMany(chunk.map((u) => ({ _id: u.unitId, modelId: u.modelId, holderId: u.sales[0]!.partnerId, chain: [], allocatedAt: u.sales[0]!.reportedAt, sales: u.sales })) as never[], { ordered: false });
+        } catch (err) {
+          const writeErrors = (err as { writeErrors?: Array<{ index: number; code: number }> }).writeErrors;
+          if (!writeErrors || writeErrors.some((e) => e.code !== DUPLICATE_KEY)) throw err;
+          // Allocated, or created by an earlier run of this fold, meanwhile: appended to instead.
+          for (const e of writeErrors) existing.push(chunk[e.index]!);
+        }
+      }
+      for (const chunk of chunksOf(existing)) {
+        await ChannelUnit.bulkWrite(
+          chunk.map((u) => ({ updateOne: { filter: { _id: u.unitId, 'sales.key': { $nin: u.sales.map((sale) => sale.key) } }, update: { $push: { sales: { $each: u.sales as never[] } } } } })),
+          { ordered: false },
+        );
+      }
+    },
+
+    /**
+     * Counts a batch's completed sales on a partner's scorecard, once: the partner remembers
+     * the batches it counted (the newest SALE_BATCHES_KEPT; batches fold oldest first, so an
+     * older one never comes back).
+     */
+    async countBatchSales(partnerId: string, batchId: string, n: number) {
+      const partner = await Partner.findOneAndUpdate({ _id: partnerId, saleBatchIds: { $ne: batchId } }, { $inc: { 'tallies.sold': n }, $push: { saleBatchIds: batchId } }, { new: true }).lean();
+      const stale = (partner?.saleBatchIds ?? []).slice(0, -SALE_BATCHES_KEPT);
+      if (stale.length) await Partner.updateOne({ _id: partnerId }, { $pull: { saleBatchIds: { $in: stale } } });
+    },
+
+    deleteSaleBatches: (ids: readonly string[]) => SaleBatch.deleteMany({ _id: { $in: [...ids] } }),
 
     /** A sale in the ledger, by its key. */
     saleByKey: (key: string) => SaleRecord.findById(key).lean<StoredSale & { _id: string; unitId: string }>(),
@@ -287,6 +380,10 @@ export function createPartnersStore(engine: Engine) {
     },
 
     countSales: (id: string, n: number) => Partner.updateOne({ _id: id }, { $inc: { 'tallies.sold': n } }),
+
+    // Reads of cases: move to server/store/cases.ts at merge
+    /** The status of these cases, for partners' scorecards: one read for every partner's cases (a small collection), without their history. */
+    caseStatuses: async (ids: readonly string[]) => (ids.length ? Case.find({ _id: { $in: [...new Set(ids)] } }, { status: 1 }).lean<Array<{ _id: string; status: string }>>() : []),
 
     // ----- requests from cases (few: one per leverage action) -----
 

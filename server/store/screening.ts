@@ -1,4 +1,3 @@
-import { Partner, SaleRecord } from '../../models/partners';
 import { Registration, Transfer } from '../../models/registrations';
 import { ScreeningClearance, ScreeningEntity, ScreeningHit, ScreeningKey, ScreeningList, ScreeningRun } from '../../models/screening';
 import type { HitStatus, ScreenedSubjectKind } from '../domain/screening';
@@ -192,24 +191,8 @@ export function createScreeningStore(engine: Engine) {
         if (t.newOwner?.organisation) yield { subject: { kind: 'transfer', id: t._id, unitId: t.unitId, role: 'new-owner' }, name: t.newOwner.organisation, country };
         if (t.newOwner?.contactName) yield { subject: { kind: 'transfer', id: t._id, unitId: t.unitId, role: 'new-owner-contact' }, name: t.newOwner.contactName, country };
       }
-      yield* partnerParties();
     },
   };
-}
-
-// Reads of partners and sales: move to server/store/partners.ts at merge
-/**
- * Partner records (a small collection) and every sell-through sale's end customer (the sales
- * ledger: one streamed scan, off the request path). A partner has territories, not a country
- * of its own, so it is screened by name alone.
- */
-async function* partnerParties(): AsyncGenerator<StoredParty> {
-  for await (const p of Partner.find({}, { name: 1 }).lean().cursor({ batchSize: 1_000 })) {
-    yield { subject: { kind: 'partner', id: p._id, unitId: null, role: 'partner' }, name: p.name, country: null };
-  }
-  for await (const s of SaleRecord.find({}, { unitId: 1, customerName: 1, country: 1 }).lean<Array<{ _id: string; unitId: string; customerName: string; country: string }>>().cursor({ batchSize: 1_000 })) {
-    yield { subject: { kind: 'sale', id: s._id, unitId: s.unitId, role: 'end-customer' }, name: s.customerName, country: s.country };
-  }
 }
 
 export type ScreeningStore = ReturnType<typeof createScreeningStore>;

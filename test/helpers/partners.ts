@@ -1,3 +1,4 @@
+import request from 'supertest';
 import type { RiskLevel } from '../../models/catalogue';
 import type { PartnerInput } from '../../server/services/partners';
 import type { TestContext } from './context';
@@ -74,3 +75,13 @@ export const reviewOf = (unit: { modelId: string; serial: string }, fields: Para
   const { soldAt: _soldAt, ...review } = saleOf(unit, fields);
   return review;
 };
+
+/**
+ * Sends a sell-through report with `key` (a header from `partnerKey`) and waits for its fold
+ * (screening, diversion flags, channel records, scorecards), as `sendBatch` does for check-ins.
+ */
+export async function reportSales(ctx: TestContext, key: Record<string, string>, sales: unknown[]) {
+  const res = await request(ctx.app).post('/api/v1/sell-through').set(key).send({ sales });
+  await ctx.services.partners.settleSales();
+  return res;
+}

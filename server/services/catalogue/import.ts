@@ -6,6 +6,7 @@ import { isCountryCode } from '../../countries';
 import { ValidationError } from '../../errors';
 import type { Logger } from '../../logger';
 import type { CatalogueStore, NewUnit } from '../../store/catalogue';
+import type { PartnersStore } from '../../store/partners';
 import { CODE_PATTERN, CODE_RULE, normaliseCode, parseDay } from './codes';
 import { IMPORT_ERRORS_KEPT } from '../../domain/catalogue';
 import { newUnit } from './units';
@@ -64,8 +65,8 @@ export async function openAndUnlink(file: string): Promise<Readable> {
   return handle.createReadStream();
 }
 
-export function createUnitImport(deps: { clock: Clock; logger: Logger; store: CatalogueStore }) {
-  const { clock, logger, store } = deps;
+export function createUnitImport(deps: { clock: Clock; logger: Logger; store: CatalogueStore; partners: Pick<PartnersStore, 'partnerNames' | 'allocateFromVendor'> }) {
+  const { clock, logger, store, partners: partnersStore } = deps;
 
   /** One CSV row → a unit document, or the field and message that refuse it. */
   function checkRow(row: ImportRow, knownModels: ReadonlySet<string>, partners: ReadonlyMap<string, { _id: string; name: string }>): { error: { field: string; message: string } } | { doc: NewUnit; partnerId: string | null } {
@@ -97,7 +98,7 @@ export function createUnitImport(deps: { clock: Clock; logger: Logger; store: Ca
       const partnerId = partnerIds[i];
       if (partnerId && !refused.has(i)) byPartner.set(partnerId, [...(byPartner.get(partnerId) ?? []), d]);
     });
-    for (const [partnerId, units] of byPartner) await store.allocateToPartner(partnerId, units, clock.now());
+    for (const [partnerId, units] of byPartner) await partnersStore.allocateFromVendor(partnerId, units, 'import', clock.now());
     const failed = [...refused].filter(([, m]) => m !== null).map(([index, message]) => ({ index, message: message! }));
     return { imported: docs.length - refused.size, skipped: [...refused.values()].filter((m) => m === null).length, failed };
   }
@@ -110,7 +111,7 @@ export function createUnitImport(deps: { clock: Clock; logger: Logger; store: Ca
   return async function runImport(jobId: string, input: Readable): Promise<void> {
     const knownModels = new Set((await store.modelNames()).map((m) => m._id));
     // A partner is named by its id, its name or a spelling merged into it.
-    const partners = new Map((await store.partnerNames()).flatMap((p) => [p._id, p.nameKey, ...p.aliases.map(nameKey)].map((k) => [k, p] as const)));
+    const partners = new Map((await partnersStore.partnerNames()).flatMap((p) => [p._id, p.nameKey, ...p.aliases.map(nameKey)].map((k) => [k, p] as const)));
     const seen = new Set<string>();
     let batch: Array<{ line: number; doc: NewUnit; partnerId: string | null }> = [];
     let pendingErrors: Array<{ line: number; field: string; message: string }> = [];

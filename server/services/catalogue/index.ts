@@ -6,6 +6,7 @@ import { ConflictError, NotFoundError, ValidationError } from '../../errors';
 import type { Page } from '../../middleware/validate';
 import type { CatalogueStore } from '../../store/catalogue';
 import type { AuditService } from '../audit';
+import type { PartnersStore } from '../../store/partners';
 import { CODE_PATTERN, CODE_RULE, normaliseCode, normaliseGtin, unitId } from './codes';
 import { createUnitImport, IMPORT_BATCH_SIZE, openAndUnlink } from './import';
 import type { RiskLevel } from '../../domain/catalogue';
@@ -45,10 +46,10 @@ const PUBLISH_ATTEMPTS = 5;
 
 const randomId = (prefix: string) => `${prefix}_${crypto.randomBytes(10).toString('hex')}`;
 
-export function createCatalogueService(deps: { clock: Clock; logger: Logger; audit: AuditService; stores: { catalogue: CatalogueStore } }) {
+export function createCatalogueService(deps: { clock: Clock; logger: Logger; audit: AuditService; stores: { catalogue: CatalogueStore; partners: Pick<PartnersStore, 'partnerNames' | 'allocateFromVendor'> } }) {
   const { clock, logger, audit } = deps;
   const store = deps.stores.catalogue;
-  const runImport = createUnitImport({ clock, logger, store });
+  const runImport = createUnitImport({ clock, logger, store, partners: deps.stores.partners });
 
   async function getModel(id: string) {
     const model = await store.modelById(normaliseCode(id));

@@ -1,14 +1,14 @@
+import crypto from 'node:crypto';
 import { parse as parseCsv } from 'csv-parse/sync';
 import { isCountryCode } from '../../countries';
-import { APPROVING_DECISIONS, type ReviewCriterion } from '../../domain/partners';
-import type { FlagRule } from '../../domain/flags';
-import { END_USER_TYPES, HIGH_RISK_END_USER_TYPES, type EndUserType } from '../../domain/registrations';
+import { END_USER_TYPES, type EndUserType } from '../../domain/registrations';
 import { ForbiddenError, NotFoundError, ValidationError } from '../../errors';
 import type { Page } from '../../middleware/validate';
-import type { LeanPartner, StoredSale } from '../../store/partners';
-import { normaliseCode, parseDay, unitId } from '../catalogue/codes';
-import type { FlagHit } from '../flags';
+import type { LedgerSale } from '../../store/partners';
+import { modelOf, normaliseCode, parseDay, serialOf, unitId } from '../catalogue/codes';
 import { auditActor, diversionFlagRaiser, type PartnerActor, type PartnerDeps, partnerScope } from './context';
+import { saleKey } from './sale-rules';
+import { salesFold } from './sales-fold';
 
 /**
  * Units in the channel: what a partner was given, passing units on to child partners, and
@@ -26,39 +26,19 @@ export interface SaleInput {
   soldAt: Date;
 }
 
-/** `held`: the end customer matched a screening list; the sale is recorded but waits for the screening review. */
-export type SaleOutcome = { unitId: string; outcome: 'recorded' | 'repeated'; held: boolean; flags: FlagRule[] };
+/**
+ * What a report's line is answered at once: `recorded` (new) or `repeated` (already in the
+ * ledger: nothing changes). Screening and the diversion rules follow in the fold.
+ */
+export type SaleAnswer = { unitId: string; outcome: 'recorded' | 'repeated' };
+
+type CheckedSale = { unitId: string; modelId: string; sellerId: string; refused: 'unknown-unit' | 'not-your-unit' | null };
+
+const newSaleBatchId = () => `sab_${crypto.randomBytes(12).toString('hex')}`;
 
 /** Lines of a sell-through CSV the portal reads at once (larger files go through the API). */
 export const SALES_CSV_MAX_LINES = 5_000;
 export const SALES_CSV_HEADER = 'sku,serial,customer_name,customer_type,country,end_use,sold_at';
-
-/** Why a sale must be reviewed before delivery: empty when it need not be. */
-export function reviewCriteria(modelRiskLevel: string, customerType: string, country: string, restricted: ReadonlySet<string>): ReviewCriterion[] {
-  const criteria: ReviewCriterion[] = [];
-  if (modelRiskLevel === 'high') criteria.push('high-risk-model');
-  if ((HIGH_RISK_END_USER_TYPES as readonly string[]).includes(customerType)) criteria.push('high-risk-end-user');
-  if (restricted.has(country)) criteria.push('restricted-country');
-  return criteria;
-}
-
-/** The diversion rules that look at one sale by its seller (pure). */
-export const saleRules = {
-  outsideTerritory(partner: Pick<LeanPartner, 'territories'>, country: string): FlagHit | null {
-    if (!partner.territories.length || partner.territories.includes(country)) return null;
-    return { rule: 'sale-outside-territory', evidence: { country, territories: [...partner.territories] } };
-  },
-
-  unauthorisedModel(partner: Pick<LeanPartner, 'authorisedModels' | 'authorisedRiskLevels'>, model: { _id: string; riskLevel: string }): FlagHit | null {
-    const byModel = partner.authorisedModels.length > 0 && !partner.authorisedModels.includes(model._id);
-    const byLevel = partner.authorisedRiskLevels.length > 0 && !partner.authorisedRiskLevels.includes(model.riskLevel as never);
-    if (!byModel && !byLevel) return null;
-    return { rule: 'unauthorised-model-sale', evidence: { modelId: model._id, riskLevel: model.riskLevel, authorisedModels: [...partner.authorisedModels], authorisedRiskLevels: [...partner.authorisedRiskLevels] } };
-  },
-};
-
-/** A sale's idempotency key: the same unit, day and end customer is the same sale. */
-export const saleKey = (id: string, sale: Pick<SaleInput, 'customerName' | 'soldAt'>) => `${id}|${sale.soldAt.toISOString().slice(0, 10)}|${sale.customerName.trim().toLowerCase().replace(/\s+/g, ' ')}`;
 
 /** One CSV line → a sale, or the column and message that refuse it. */
 export function checkSaleRow(row: Record<string, string>): { sale: SaleInput } | { error: { field: string; message: string } } {
@@ -82,6 +62,71 @@ export function partnerChannel(deps: PartnerDeps) {
   const scope = partnerScope(deps);
 
   const raiseOnce = diversionFlagRaiser(deps);
+  const fold = salesFold(deps, raiseOnce);
+
+  /**
+   * Each sale's unit and who may report it: `unknown-unit` when the catalogue has no such unit,
+   * `not-your-unit` when a partner `actor` may not act for holds it. Units only move down the
+   * partner tree (vendor → partner → its child), so a unit in an allocation of `actor` or its
+   * children, and not passed on below them, is held by the latest of those partners to be given
+   * it: read from the allocations (a few `_id` reads, immutable documents). Only the rest (a
+   * unit never allocated, or another partner's) is looked up unit by unit.
+   */
+  async function checkScope(actor: PartnerActor & { kind: 'partner' }, sales: readonly SaleInput[]): Promise<CheckedSale[]> {
+    const partners = await store.allPartners();
+    const visible = new Set([actor.partnerId, ...partners.filter((p) => p.parentId === actor.partnerId).map((p) => p._id)]);
+    const below = partners.filter((p) => p.parentId && visible.has(p.parentId) && !visible.has(p._id));
+    const holderOf = new Map<string, { partnerId: string; at: number }>();
+    // `actor` first, then its children: of two allocations at the same time, the child's is the pass-on.
+    for (const partnerId of visible) {
+      for (const allocation of await store.allocationUnits(partners.find((p) => p._id === partnerId)?.allocationIds ?? [])) {
+        for (const id of allocation.unitIds) {
+          const known = holderOf.get(id);
+          if (!known || known.at <= allocation.at.getTime()) holderOf.set(id, { partnerId, at: allocation.at.getTime() });
+        }
+      }
+    }
+    for (const allocation of await store.allocationUnits(below.flatMap((p) => p.allocationIds))) for (const id of allocation.unitIds) holderOf.delete(id);
+
+    const ids = sales.map((s) => unitId(normaliseCode(s.sku), normaliseCode(s.serial)));
+    const rest = [...new Set(ids.filter((id) => !holderOf.has(id)))];
+    const holders = new Map((await store.holdersOf(rest)).map((u) => [u._id, u]));
+    const outside = rest.filter((id) => !holders.has(id));
+    const catalogued = new Map((await deps.stores.catalogue.unitsByIds(outside, { modelId: 1 })).map((u) => [u._id, u.modelId]));
+    return ids.map((id) => {
+      const inTree = holderOf.get(id);
+      if (inTree) return { unitId: id, modelId: modelOf(id), sellerId: inTree.partnerId, refused: null };
+      const holder = holders.get(id);
+      if (holder) return { unitId: id, modelId: holder.modelId, sellerId: holder.holderId, refused: visible.has(holder.holderId) ? null : 'not-your-unit' };
+      const modelId = catalogued.get(id);
+      // Never allocated: the reporting partner sold it (the fold flags it).
+      return modelId ? { unitId: id, modelId, sellerId: actor.partnerId, refused: null } : { unitId: id, modelId: '', sellerId: actor.partnerId, refused: 'unknown-unit' };
+    });
+  }
+
+  /** A report naming a unit another partner holds raises its flag (once per unit), though nothing is recorded. */
+  async function raiseForeign(actor: PartnerActor & { kind: 'partner' }, sales: readonly SaleInput[], checked: readonly CheckedSale[]) {
+    const seen = new Set<string>();
+    for (const [i, c] of checked.entries()) {
+      if (c.refused !== 'not-your-unit' || seen.has(c.unitId)) continue;
+      seen.add(c.unitId);
+      await raiseOnce({ rule: 'unallocated-unit-sale', evidence: { reportedBy: actor.partnerId } }, actor.partnerId, { _id: c.unitId, modelId: c.modelId, serial: serialOf(c.unitId) }, sales[i]!.country, saleKey(c.unitId, sales[i]!));
+    }
+  }
+
+  /** Appends the (already checked) sales to the ledger with their outbox entry, and says which were new. */
+  async function record(actor: PartnerActor & { kind: 'partner' }, sales: readonly SaleInput[], checked: readonly CheckedSale[]): Promise<SaleAnswer[]> {
+    const receivedAt = clock.now();
+    const batchId = newSaleBatchId();
+    const ledger = sales.map((sale, i): LedgerSale => {
+      const { unitId: id, modelId, sellerId } = checked[i]!;
+      return { _id: saleKey(id, sale), unitId: id, modelId, batchId, partnerId: sellerId, customerName: sale.customerName, customerType: sale.customerType, country: sale.country, endUse: sale.endUse, soldAt: sale.soldAt, reportedAt: receivedAt, reviewId: null, held: false };
+    });
+    const isNew = await store.appendSales({ _id: batchId, reportedBy: actor.partnerId, receivedAt, size: ledger.length, saleIds: ledger.map((s) => s._id) }, ledger);
+    const recorded = isNew.filter(Boolean).length;
+    if (recorded) await audit.record({ ...auditActor(actor), action: 'partner.sales-reported', subjectKind: 'partner', subjectId: actor.partnerId, detail: { recorded, repeated: ledger.length - recorded, batchId } });
+    return ledger.map((s, i) => ({ unitId: s.unitId, outcome: isNew[i] ? 'recorded' : 'repeated' }));
+  }
 
   const channel = {
     /** Gives units (already in the catalogue) to a partner straight from the vendor. */
@@ -115,93 +160,27 @@ export function partnerChannel(deps: PartnerDeps) {
     },
 
     /**
-     * Records sales, idempotently per unit and sale. A unit held by a partner `actor` may not
-     * act for refuses the whole report (403, and the attempt raises its flag); one never
-     * allocated is recorded and flagged. Every recorded sale goes through the diversion rules.
-     * A batch costs a read of its units' channel records, one insert into the sales ledger
-     * (whose `_id`, the sale's key, decides what is new) and bulk appends of the new sales.
+     * Records sales, idempotently per unit and sale, and answers each line `recorded` or
+     * `repeated`. A unit held by a partner `actor` may not act for refuses the whole report
+     * (403, and the attempt raises its flag); a unit not in the catalogue refuses it too (400,
+     * naming the line). Nothing else is checked here: the fold (sales-fold.ts) copies the sales
+     * onto their units, screens their end customers, applies the diversion rules and counts
+     * them on the scorecards, in the background (`settleSales()` waits for it).
      */
-    async reportSales(actor: PartnerActor & { kind: 'partner' }, sales: readonly SaleInput[]): Promise<SaleOutcome[]> {
-      const visible = (await scope.visibleIds(actor))!;
-      const ids = sales.map((s) => unitId(normaliseCode(s.sku), normaliseCode(s.serial)));
-      const held = new Map((await store.channelUnitsByIds(ids)).map((u) => [u._id, u]));
-      // Units outside the channel are looked up in the catalogue: known (flagged) or unknown (refused).
-      const outside = [...new Set(ids.filter((id) => !held.has(id)))];
-      const catalogued = new Map((await deps.stores.catalogue.unitsByIds(outside, { modelId: 1 })).map((u) => [u._id, u.modelId]));
-      const unknown = ids.map((id, i) => (held.has(id) || catalogued.has(id) ? null : i)).filter((i) => i !== null);
-      if (unknown.length) throw new ValidationError(Object.fromEntries(unknown.map((i) => [`sales.${i}`, `No unit ${ids[i]} in the catalogue.`])));
-      const subjectOf = (id: string) => ({ _id: id, modelId: held.get(id)?.modelId ?? catalogued.get(id)!, serial: id.slice(id.indexOf(':') + 1) });
-
-      const foreign = [...new Set(ids.filter((id) => held.has(id) && !visible.includes(held.get(id)!.holderId)))];
-      for (const id of foreign) {
-        const sale = sales[ids.indexOf(id)]!;
-        await raiseOnce({ rule: 'unallocated-unit-sale', evidence: { reportedBy: actor.partnerId } }, actor.partnerId, subjectOf(id), sale.country, saleKey(id, sale));
-      }
+    async reportSales(actor: PartnerActor & { kind: 'partner' }, sales: readonly SaleInput[]): Promise<SaleAnswer[]> {
+      const checked = await checkScope(actor, sales);
+      const unknown = checked.map((c, i) => (c.refused === 'unknown-unit' ? i : null)).filter((i) => i !== null);
+      if (unknown.length) throw new ValidationError(Object.fromEntries(unknown.map((i) => [`sales.${i}`, `No unit ${checked[i]!.unitId} in the catalogue.`])));
+      await raiseForeign(actor, sales, checked);
+      const foreign = [...new Set(checked.filter((c) => c.refused === 'not-your-unit').map((c) => c.unitId))];
       if (foreign.length) throw new ForbiddenError(`These units were not allocated to you: ${foreign.slice(0, 20).join(', ')}.`, 'not_your_units');
-
-      const restricted = await deps.flags.restrictedCountries();
-      const partners = new Map((await store.partnersByIds(visible)).map((p) => [p._id, p]));
-      const models = new Map<string, { _id: string; riskLevel: string }>();
-      for (const modelId of new Set(ids.map((id) => subjectOf(id).modelId))) models.set(modelId, (await deps.stores.catalogue.modelById(modelId))!);
-      const reportedAt = clock.now();
-      const stored = sales.map((sale, i): StoredSale & { criteria: ReturnType<typeof reviewCriteria> } => ({
-        key: saleKey(ids[i]!, sale),
-        partnerId: held.get(ids[i]!)?.holderId ?? actor.partnerId, // never allocated: the reporting partner sold it
-        customerName: sale.customerName,
-        customerType: sale.customerType,
-        country: sale.country,
-        endUse: sale.endUse,
-        soldAt: sale.soldAt,
-        reportedAt,
-        reviewId: null,
-        held: false,
-        criteria: reviewCriteria(models.get(subjectOf(ids[i]!).modelId)!.riskLevel, sale.customerType, sale.country, restricted),
-      }));
-      const needingReview = stored.map((s, i) => (s.criteria.length ? ids[i]! : null)).filter((id) => id !== null);
-      const approvals = await store.approvedReviewsOf(needingReview, APPROVING_DECISIONS);
-      for (const [i, s] of stored.entries()) s.reviewId = approvals.find((r) => r.unitId === ids[i] && r.partnerId === s.partnerId)?._id ?? null;
-      // Screened before recording, so a held sale is stored held (its key is the hits' subject).
-      const screened = await deps.screening.screenRecords(stored.map((s, i) => ({ kind: 'sale', id: s.key, unitId: ids[i]!, parties: [{ role: 'end-customer', name: s.customerName, country: s.country }] })));
-      for (const [i, s] of stored.entries()) s.held = screened[i]!.held;
-
-      const isNew = await store.recordSales(
-        stored.map(({ criteria: _criteria, ...sale }, i) => ({ unitId: ids[i]!, modelId: subjectOf(ids[i]!).modelId, inChannel: held.has(ids[i]!), onUnit: Boolean(held.get(ids[i]!)?.sales.some((s) => s.key === sale.key)), sale })),
-      );
-      const salesBefore = new Map(ids.map((id) => [id, held.get(id)?.sales.length ?? 0]));
-      const completedBefore = new Map(ids.map((id) => [id, held.get(id)?.sales.filter((s) => !s.held).length ?? 0]));
-      const outcomes: SaleOutcome[] = [];
-      const soldPerPartner = new Map<string, number>();
-      for (const [i, sale] of stored.entries()) {
-        const id = ids[i]!;
-        if (!isNew[i]) {
-          outcomes.push({ unitId: id, outcome: 'repeated', held: false, flags: [] });
-          continue;
-        }
-        const earlier = salesBefore.get(id)!;
-        salesBefore.set(id, earlier + 1);
-        // The unit's first completed sale counts; a held one once the screening review releases it (releaseHeldSale).
-        if (!sale.held && !completedBefore.get(id)) soldPerPartner.set(sale.partnerId, (soldPerPartner.get(sale.partnerId) ?? 0) + 1);
-        if (!sale.held) completedBefore.set(id, completedBefore.get(id)! + 1);
-        const seller = partners.get(sale.partnerId)!;
-        const hits = [
-          held.has(id) ? null : { rule: 'unallocated-unit-sale' as const, evidence: { reportedBy: actor.partnerId } },
-          earlier ? { rule: 'unit-sold-twice' as const, evidence: { sales: earlier + 1 } } : null,
-          saleRules.outsideTerritory(seller, sale.country),
-          saleRules.unauthorisedModel(seller, models.get(subjectOf(id).modelId)!),
-          sale.criteria.length && !sale.reviewId ? { rule: 'unapproved-high-risk-sale' as const, evidence: { criteria: sale.criteria } } : null,
-        ].filter((h) => h !== null);
-        for (const hit of hits) await raiseOnce(hit, sale.partnerId, subjectOf(id), sale.country, sale.key);
-        outcomes.push({ unitId: id, outcome: 'recorded', held: sale.held, flags: hits.map((h) => h.rule) });
-      }
-      for (const [partnerId, n] of soldPerPartner) await store.countSales(partnerId, n);
-      const recorded = outcomes.filter((o) => o.outcome === 'recorded').length;
-      if (recorded) await audit.record({ ...auditActor(actor), action: 'partner.sales-reported', subjectKind: 'partner', subjectId: actor.partnerId, detail: { recorded, repeated: outcomes.length - recorded } });
-      return outcomes;
+      return fold.duringIngest(() => record(actor, sales, checked));
     },
 
     /**
-     * A sell-through CSV, read at once: every line is checked, lines in error are named with
-     * their line number and column, the others are reported as sales.
+     * A sell-through CSV, read at once: every line is checked, lines in error (bad fields, a
+     * unit not in the catalogue or not the partner's) are named with their line number and
+     * column, the others are recorded as one report.
      */
     async reportSalesCsv(actor: PartnerActor & { kind: 'partner' }, text: string) {
       let records: string[][];
@@ -219,23 +198,27 @@ export function partnerChannel(deps: PartnerDeps) {
       const good: Array<{ line: number; sale: SaleInput }> = [];
       rows.forEach((record, i) => {
         const line = i + 2;
-        const checked = checkSaleRow(Object.fromEntries(columns.map((c, j) => [c, record[j] ?? ''])));
-        if ('error' in checked) errors.push({ line, ...checked.error });
-        else good.push({ line, sale: checked.sale });
+        const row = checkSaleRow(Object.fromEntries(columns.map((c, j) => [c, record[j] ?? ''])));
+        if ('error' in row) errors.push({ line, ...row.error });
+        else good.push({ line, sale: row.sale });
       });
-      const outcomes: SaleOutcome[] = [];
-      // One line at a time, so a unit that is not the partner's refuses its line, not the file.
-      for (const { line, sale } of good) {
-        try {
-          outcomes.push(...(await channel.reportSales(actor, [sale])));
-        } catch (err) {
-          if (!(err instanceof ValidationError) && !(err instanceof ForbiddenError)) throw err;
-          errors.push({ line, field: 'serial', message: err instanceof ValidationError ? `no unit ${sale.sku}:${sale.serial} in the catalogue.` : `unit ${sale.sku}:${sale.serial} was not allocated to you.` });
-        }
-      }
+      const checked = await checkScope(actor, good.map((g) => g.sale));
+      await raiseForeign(actor, good.map((g) => g.sale), checked);
+      const accepted = good.filter((g, i) => {
+        const refused = checked[i]!.refused;
+        if (refused) errors.push({ line: g.line, field: 'serial', message: refused === 'unknown-unit' ? `no unit ${g.sale.sku}:${g.sale.serial} in the catalogue.` : `unit ${g.sale.sku}:${g.sale.serial} was not allocated to you.` });
+        return !refused;
+      });
+      const answers = accepted.length ? await fold.duringIngest(() => record(actor, accepted.map((g) => g.sale), checked.filter((c) => !c.refused))) : [];
       errors.sort((a, b) => a.line - b.line);
-      return { lines: rows.length, recorded: outcomes.filter((o) => o.outcome === 'recorded').length, repeated: outcomes.filter((o) => o.outcome === 'repeated').length, held: outcomes.filter((o) => o.held).length, flagged: outcomes.filter((o) => o.flags.length).length, errors };
+      return { lines: rows.length, recorded: answers.filter((a) => a.outcome === 'recorded').length, repeated: answers.filter((a) => a.outcome === 'repeated').length, errors };
     },
+
+    /** Folds the sell-through outbox: the `partner-sales` job's run. Resolves true when reports were waiting. */
+    foldSales: () => fold.sweep(),
+
+    /** Folds every report waiting now; for tests and scripts that run no job runner. */
+    settleSales: () => fold.settled(),
 
     /**
      * A sale held by screening takes effect once its hits are cleared (the screening review

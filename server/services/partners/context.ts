@@ -1,5 +1,6 @@
 import type { Clock } from '../../clock';
 import type { Config } from '../../config';
+import type { Logger } from '../../logger';
 import { ForbiddenError, NotFoundError } from '../../errors';
 import type { Stores } from '../../store';
 import type { AuditService } from '../audit';
@@ -10,6 +11,7 @@ import type { ScreeningService } from '../screening';
 export interface PartnerDeps {
   config: Config;
   clock: Clock;
+  logger?: Pick<Logger, 'error' | 'info'>;
   audit: AuditService;
   auth: Pick<AuthService, 'createUser' | 'createApiKey'>;
   flags: Pick<FlagsService, 'raise' | 'restrictedCountries'>;

@@ -27,6 +27,7 @@ export interface PartnerInput {
 
 /** Partner records, their users and API keys, the risk tier and the scorecard figures. */
 type RequestFigures = { overdueRequests: number; medianAnswerDays: number | null };
+type AssessmentInputs = { restricted: ReadonlySet<string>; riskLevels: Map<string, string>; caseStatus: Map<string, string>; figures: Map<string, RequestFigures> };
 
 export function partnerRecords(deps: PartnerDeps, requests: { requestFigures(partnerIds: readonly string[]): Promise<Map<string, RequestFigures>> }) {
   const { clock, audit } = deps;
@@ -60,19 +61,35 @@ export function partnerRecords(deps: PartnerDeps, requests: { requestFigures(par
     dueDiligence: { maturity: input.maturity, lastReviewAt: input.lastReviewAt, nextReviewAt: input.nextReviewAt },
   });
 
+  /**
+   * What the tiers and scorecards of these partners read besides the partners themselves,
+   * read once for all of them: the restricted countries, their authorised models, the status of
+   * the cases their flags opened or joined, and their requests' timing.
+   */
+  async function assessmentInputs(partners: readonly LeanPartner[]): Promise<AssessmentInputs> {
+    const modelIds = [...new Set(partners.flatMap((p) => p.authorisedModels))];
+    const [restricted, models, cases, figures] = await Promise.all([
+      deps.flags.restrictedCountries(),
+      Promise.all(modelIds.map((id) => deps.stores.catalogue.modelById(id))),
+      store.caseStatuses(partners.flatMap((p) => p.caseIds)),
+      requests.requestFigures(partners.map((p) => p._id)),
+    ]);
+    return { restricted, riskLevels: new Map(models.flatMap((m) => (m ? [[m._id, m.riskLevel] as const] : []))), caseStatus: new Map(cases.map((c) => [c._id, c.status])), figures };
+  }
+
   /** The tier with its inputs, and the scorecard's figures (from counters kept on write). */
-  async function assess(partner: LeanPartner, requestFigures?: RequestFigures) {
+  function assess(partner: LeanPartner, inputs: AssessmentInputs) {
     const now = clock.now();
     const levels = partner.authorisedRiskLevels.length ? partner.authorisedRiskLevels : partner.authorisedModels.length ? [] : ['low', 'elevated', 'high'];
-    const models = (await Promise.all(partner.authorisedModels.map((id) => deps.stores.catalogue.modelById(id)))).filter((m) => m !== null);
-    const cases = await deps.stores.cases.casesByIds(partner.caseIds);
+    const modelLevels = partner.authorisedModels.flatMap((id) => inputs.riskLevels.get(id) ?? []);
+    const cases = partner.caseIds.flatMap((id) => inputs.caseStatus.get(id) ?? []);
     const tallies = { allocated: partner.tallies?.allocated ?? 0, passedOn: partner.tallies?.passedOn ?? 0, sold: partner.tallies?.sold ?? 0, flags: partner.tallies?.flags ?? 0 };
     const nextReviewAt = partner.dueDiligence?.nextReviewAt ?? null;
     const questionnaire = partner.dueDiligence?.questionnaire ?? null;
     const risk = riskTier({
       territories: partner.territories,
-      restrictedCountries: await deps.flags.restrictedCountries(),
-      modelRiskLevels: [...levels, ...models.map((m) => m.riskLevel)],
+      restrictedCountries: inputs.restricted,
+      modelRiskLevels: [...levels, ...modelLevels],
       maturity: (partner.dueDiligence?.maturity ?? 'none') as MaturityLevel,
       questionnaire: questionnaire && { status: questionnaire.status as QuestionnaireStatus, no: questionnaire.answers.filter((a) => a.answer === 'no').length, partly: questionnaire.answers.filter((a) => a.answer === 'partly').length },
       nextReviewAt,
@@ -86,12 +103,12 @@ export function partnerRecords(deps: PartnerDeps, requests: { requestFigures(par
       ...tallies,
       completeness: held > 0 ? tallies.sold / held : null,
       flagsPerThousand: tallies.allocated ? (tallies.flags * 1000) / tallies.allocated : null,
-      openCases: cases.filter((c) => c.status !== 'closed').length,
-      closedCases: cases.filter((c) => c.status === 'closed').length,
+      openCases: cases.filter((status) => status !== 'closed').length,
+      closedCases: cases.filter((status) => status === 'closed').length,
       maturity: partner.dueDiligence?.maturity ?? 'none',
       dueDiligenceStatus: questionnaire?.status ?? 'not-answered',
       reviewOverdue: !nextReviewAt || nextReviewAt.getTime() < now.getTime(),
-      ...(requestFigures ?? (await requests.requestFigures([partner._id])).get(partner._id)!),
+      ...inputs.figures.get(partner._id)!,
     };
     return { risk, scorecard };
   }
@@ -99,8 +116,8 @@ export function partnerRecords(deps: PartnerDeps, requests: { requestFigures(par
   /** The ranked scorecard table: highest risk first. */
   async function scorecards(page: Page) {
     const partners = await store.allPartners();
-    const figures = await requests.requestFigures(partners.map((p) => p._id));
-    const rows = await Promise.all(partners.map(async (partner) => ({ partner, ...(await assess(partner, figures.get(partner._id))) })));
+    const inputs = await assessmentInputs(partners);
+    const rows = partners.map((partner) => ({ partner, ...assess(partner, inputs) }));
     rows.sort((a, b) => b.risk.score - a.risk.score || a.partner.name.localeCompare(b.partner.name));
     return { items: rows.slice(page.skip, page.skip + page.limit), total: rows.length };
   }
@@ -136,7 +153,8 @@ export function partnerRecords(deps: PartnerDeps, requests: { requestFigures(par
     /** The partner with its risk tier (and inputs), scorecard and children, if `actor` may see it. */
     async getPartner(id: string, actor: PartnerActor) {
       const partner = await scope.visiblePartner(actor, id);
-      const [assessed, children, parent] = await Promise.all([assess(partner), store.childrenOf(id), partner.parentId ? store.partnerById(partner.parentId) : null]);
+      const [inputs, children, parent] = await Promise.all([assessmentInputs([partner]), store.childrenOf(id), partner.parentId ? store.partnerById(partner.parentId) : null]);
+      const assessed = assess(partner, inputs);
       return { partner, ...assessed, children, parent };
     },
 

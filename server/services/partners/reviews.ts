@@ -3,7 +3,8 @@ import type { ReviewDecision, ReviewStatus } from '../../domain/partners';
 import { ConflictError, ForbiddenError, NotFoundError, ValidationError } from '../../errors';
 import type { Page } from '../../middleware/validate';
 import { normaliseCode, unitId } from '../catalogue/codes';
-import { reviewCriteria, type SaleInput } from './channel';
+import type { SaleInput } from './channel';
+import { reviewCriteria } from './sale-rules';
 import { auditActor, type PartnerActor, type PartnerDeps, partnerScope } from './context';
 
 /**

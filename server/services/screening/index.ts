@@ -5,6 +5,7 @@ import type { ScreenedSubjectKind } from '../../domain/screening';
 import { ValidationError } from '../../errors';
 import type { Page } from '../../middleware/validate';
 import type { ListMeta, NewHit, ScreeningStore, StoredParty } from '../../store/screening';
+import type { PartnersStore } from '../../store/partners';
 import type { AuditService } from '../audit';
 import { detectFormat, parseList, type ListFormat } from './lists';
 import { blockingKeys, clearanceKey, createBlockingIndex, entityFingerprint, keysNeeded, partyFingerprint, screenAgainst, type ListEntity, type Match, type Party } from './matching';
@@ -37,7 +38,7 @@ export interface ScreenedRecord {
 /** Parties screened between two progress reports of a re-screening. */
 const PROGRESS_EVERY = 5_000;
 
-export function createScreeningService(deps: { config: Config; clock: Clock; audit: AuditService; stores: { screening: ScreeningStore } }) {
+export function createScreeningService(deps: { config: Config; clock: Clock; audit: AuditService; stores: { screening: ScreeningStore; partners: Pick<PartnersStore, 'screenedParties'> } }) {
   const { clock, audit } = deps;
   const { threshold, cutoff } = deps.config.screening;
   const store = deps.stores.screening;
@@ -185,12 +186,15 @@ export function createScreeningService(deps: { config: Config; clock: Clock; aud
       const listOf = new Map(lists.map((l) => [l._id, l]));
       let screened = 0;
       let raised = 0;
-      for await (const party of store.storedParties()) {
-        const matches = screenAgainst(party, index.candidates(blockingKeys([party.name])), threshold);
-        raised += await raiseHits(matches.map((m) => hitFor(party.subject, party, m, listOf.get(m.entity.listId)!, false)));
-        if (++screened % PROGRESS_EVERY === 0) {
-          await store.runProgress(screened, raised);
-          progress(screened, raised);
+      // Registrations and transfers, then partner records and sales' end customers.
+      for (const parties of [store.storedParties(), deps.stores.partners.screenedParties()]) {
+        for await (const party of parties) {
+          const matches = screenAgainst(party, index.candidates(blockingKeys([party.name])), threshold);
+          raised += await raiseHits(matches.map((m) => hitFor(party.subject, party, m, listOf.get(m.entity.listId)!, false)));
+          if (++screened % PROGRESS_EVERY === 0) {
+            await store.runProgress(screened, raised);
+            progress(screened, raised);
+          }
         }
       }
       await store.finishRun(clock.now(), screened, raised);

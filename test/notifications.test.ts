@@ -56,6 +56,14 @@ describe('notifications by e-mail', () => {
     expect(fs.readFileSync(mail!.file, 'utf8')).toMatch(/^From: Downstream <no-reply@downstream\.invalid>$/m);
   });
 
+  it("keeps a reporter's address out of DATA_DIR: without SMTP, the news mail's outbox copy names no recipient", async () => {
+    const reporterEmail = `sealed-${crypto.randomBytes(4).toString('hex')}@example.test`;
+    expect(await ctx.services.notifications.tellReporterOfNews(reporterEmail)).toBe(true);
+    const written = outbox(ctx).filter((m) => m.subject === 'There is news about your report');
+    expect(written.length).toBeGreaterThan(0);
+    for (const file of fs.readdirSync(outboxDir(ctx.config))) expect(fs.readFileSync(path.join(outboxDir(ctx.config), file), 'utf8')).not.toContain(reporterEmail);
+  });
+
   it('sends through the SMTP server named by SMTP_URL, and writes nothing to the outbox', async () => {
     const received: Array<{ from: string; to: string[]; data: string }> = [];
     const server = new SMTPServer({

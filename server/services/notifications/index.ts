@@ -98,6 +98,7 @@ export function createNotificationsService(deps: { config: Config; clock: Clock;
     tellReporterOfNews: (email: string) =>
       sender.sendMail({
         to: email,
+        sealedRecipient: true,
         subject: 'There is news about your report',
         text: ['There is news about the report you sent us.', '', `To read it, open ${link('/follow-up')} and enter your receipt.`, '', 'This message says nothing more on purpose.'].join('\n'),
       }),

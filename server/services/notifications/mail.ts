@@ -16,7 +16,15 @@ export interface Mail {
   to: string;
   subject: string;
   text: string;
+  /**
+   * The recipient is a reporter, whose address is kept only sealed with the report: without
+   * SMTP, the outbox file names no recipient, so the address never lands in DATA_DIR in clear.
+   */
+  sealedRecipient?: boolean;
 }
+
+/** What an outbox copy shows instead of a sealed recipient (a reserved, undeliverable domain). */
+export const SEALED_RECIPIENT = 'reporter-address-sealed@downstream.invalid';
 
 export function outboxDir(config: Pick<Config, 'dataDir'>) {
   return path.join(config.dataDir, 'outbox');
@@ -44,7 +52,8 @@ export function mailSender(deps: { config: Config; clock: Clock; logger: Logger 
     async sendMail(mail: Mail): Promise<boolean> {
       const at = clock.now();
       try {
-        const info = await transport.sendMail({ from: config.mail.from, to: mail.to, subject: mail.subject, text: mail.text, date: at });
+        const to = !smtp && mail.sealedRecipient ? SEALED_RECIPIENT : mail.to;
+        const info = await transport.sendMail({ from: config.mail.from, to, subject: mail.subject, text: mail.text, date: at });
         if (!smtp) await toOutbox(info.message as Buffer, at);
         return true;
       } catch (err) {

@@ -14,7 +14,7 @@ import { createReceiptHasher } from '../server/services/reports';
 import { createTestContext, testEnv, type TestContext } from './helpers/context';
 import { User } from '../models/auth';
 import { NotificationInbox, QueuedMail } from '../models/notifications';
-import { makeReportCase, makeStaff } from './helpers/cases';
+import { makeFlagCase, makeReportCase, makeStaff } from './helpers/cases';
 import { makeRegistration } from './helpers/catalogue';
 import { apiUser, csrfFrom, makeUser, signedInAgent } from './helpers/factories';
 import { digitsOf, fileReport } from './helpers/reports';
@@ -198,6 +198,12 @@ describe('notices, delivered to a real SMTP server', () => {
     expect(opened!.text).not.toContain('clinic');
     expect(mail.to(away.email)).toHaveLength(0);
     expect(mail.to(admin.email).filter((m) => m.subject.includes(caseId))).toHaveLength(0);
+
+    // A red flag's case waits in the queue without a notice: a sweep can open hundreds at once.
+    const flagged = await makeFlagCase(ctx, { unitId: `CAM-${crypto.randomBytes(4).toString('hex').toUpperCase()}:SN2`, modelId: 'CAM' });
+    await deliver();
+    expect((await noticesOf(watcher.user._id)).map((n) => n.subject)).not.toContain(`New case ${flagged.caseId} in the queue`);
+    expect((await noticesOf(watcher.user._id)).map((n) => n.subject)).toContain(`New case ${caseId} in the queue`);
     expect((await noticesOf(watcher.actor.id)).map((n) => n.kind)).toContain('case-opened');
 
     const lead = await makeStaff(ctx);

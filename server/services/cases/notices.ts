@@ -42,12 +42,18 @@ export function caseNotices(deps: NoticeDeps) {
     },
 
     /** A new case (from a report or a red flag) is in the unassigned queue. */
+    /**
+     * A misuse report opened a case: a person is waiting, with deadlines, so every investigator
+     * hears of it. A red flag's case does not notify anyone: a check-in sweep can open hundreds
+     * at once, which would bury the reporters' news; they wait in the queue's "New" view.
+     */
     async opened(caseId: string, title: string, source: 'report' | 'flag') {
+      if (source !== 'report') return;
       await notifications.notifyStaff(await notifications.investigators(), {
         kind: 'case-opened',
         subject: `New case ${caseId} in the queue`,
         link: `/cases/${caseId}`,
-        text: `A ${source === 'report' ? 'misuse report' : 'red flag'} opened case ${caseId} ("${title}"). Nobody is assigned yet.`,
+        text: `A misuse report opened case ${caseId} ("${title}"). Nobody is assigned yet.`,
       });
     },
 

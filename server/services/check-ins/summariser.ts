@@ -1,5 +1,5 @@
 import type { Clock } from '../../clock';
-import { eachLimited } from '../../concurrency';
+import { eachLimited, ingestFirst } from '../../concurrency';
 import type { Logger } from '../../logger';
 import { bucketId, periodOf, type BucketWrite, type CheckInHistoryStore } from '../../store/check-in-history';
 import type { CheckInsStore, StoredBatch, SummaryWrite, UnitFacts } from '../../store/check-ins';
@@ -42,9 +42,7 @@ const BATCH_IDS_KEPT = 2 * FOLD_MAX_BATCHES;
 export const ABANDONED_WRITE_MS = 60_000;
 /** /readyz's view of the outbox is re-read when this process has not looked for this long. */
 const BACKLOG_REFRESH_MS = 2_000;
-/** Folding waits for this long without ingest… */
-const INGEST_QUIET_MS = 200;
-/** …unless the oldest waiting batch has waited this long. */
+/** Folding gives way to ingest unless the oldest waiting batch has waited this long. */
 export const SUMMARY_MAX_LAG_MS = 60_000;
 
 type Fold = ReturnType<typeof foldRuns<Entry>>;
@@ -85,9 +83,7 @@ export function createSummariser(deps: SummariserDeps) {
   let draining: Promise<boolean> | null = null;
   let folded = 0;
   /** Ingest calls in flight and when the last one ended: folding gives way to them (see drain). */
-  let ingesting = 0;
-  let lastIngestEnded = 0;
-  let urgent = 0;
+  const gate = ingestFirst(clock, SUMMARY_MAX_LAG_MS);
 
   const viewChanged = () => (seen = { version: seen.version + 1, at: performance.now() });
 
@@ -338,18 +334,6 @@ export function createSummariser(deps: SummariserDeps) {
     logger?.info({ batches: batchIds.length, checkIns: entries.length, units: units.written, refolded: units.refolded, unknown: unknownWrites.length, corrections: corrections.length, flags: units.flags + unknownRaises.reduce((n, r) => n + r.hits.length, 0), ms: Date.now() - started, phases, unitPhases: units.ms }, 'check-in summaries: folded');
   }
 
-  /**
-   * Ingest first: while batches keep arriving here, folding waits (the devices are waiting for
-   * their answers, the summaries are not), unless the oldest waiting batch has waited
-   * SUMMARY_MAX_LAG_MS. On a shared 2-core machine a fold competing with ingest halves both.
-   */
-  async function giveWayToIngest(oldest: Date) {
-    for (;;) {
-      const quiet = ingesting === 0 && performance.now() - lastIngestEnded >= INGEST_QUIET_MS;
-      if (urgent || quiet || clock.now().getTime() - oldest.getTime() >= SUMMARY_MAX_LAG_MS) return;
-      await new Promise((resolve) => setTimeout(resolve, INGEST_QUIET_MS));
-    }
-  }
 
   /**
    * One pass over the outbox as the database holds it, up to FOLD_MAX_CHECK_INS check-ins per
@@ -361,7 +345,7 @@ export function createSummariser(deps: SummariserDeps) {
     viewChanged();
     const queue = [...waiting.keys()];
     while (queue.length) {
-      await giveWayToIngest(waiting.get(queue[0]!)!.receivedAt);
+      await gate.giveWay(waiting.get(queue[0]!)!.receivedAt);
       const take: string[] = [];
       let size = 0;
       for (const id of queue) {
@@ -413,15 +397,7 @@ export function createSummariser(deps: SummariserDeps) {
 
   return {
     /** Wraps an ingest call: folding in this process gives way while any is in flight. */
-    async duringIngest<T>(work: () => Promise<T>): Promise<T> {
-      ingesting++;
-      try {
-        return await work();
-      } finally {
-        ingesting--;
-        lastIngestEnded = performance.now();
-      }
-    },
+    duringIngest: gate.during,
 
     /**
      * A batch this process just stored (`size`: its new entries), for /readyz's view. Only
@@ -444,14 +420,11 @@ export function createSummariser(deps: SummariserDeps) {
      * fold failed: see the log). For tests and scripts that run no job runner.
      */
     async settled(defaultSize: number): Promise<void> {
-      urgent++;
-      try {
+      await gate.urgently(async () => {
         // A pass under way may have listed the outbox before the caller's batches were stored.
         await draining?.catch(() => {});
         await sweep(defaultSize);
-      } finally {
-        urgent--;
-      }
+      });
     },
 
     /**

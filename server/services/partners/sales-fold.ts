@@ -1,4 +1,4 @@
-import { eachLimited } from '../../concurrency';
+import { eachLimited, ingestFirst } from '../../concurrency';
 import { APPROVING_DECISIONS } from '../../domain/partners';
 import type { LeanPartner, LedgerSale, NewSaleBatch, StoredSale } from '../../store/partners';
 import { serialOf } from '../catalogue/codes';
@@ -27,9 +27,7 @@ const FOLD_MAX_SALES = 10_000;
 const RAISING_AT_ONCE = 8;
 /** A report whose ledger insert is not finished is folded once this old (its writer died in between). */
 const ABANDONED_WRITE_MS = 60_000;
-/** Folding waits for this long without sell-through requests in this process… */
-const INGEST_QUIET_MS = 200;
-/** …unless the oldest waiting report has waited this long. */
+/** Folding gives way to sell-through requests unless the oldest waiting report has waited this long. */
 const SALES_MAX_LAG_MS = 60_000;
 
 type Raise = { hits: FlagHit[]; partnerId: string; unit: { _id: string; modelId: string; serial: string }; country: string; saleKey: string };
@@ -38,9 +36,7 @@ export function salesFold(deps: PartnerDeps, raiseOnce: ReturnType<typeof divers
   const { clock } = deps;
   const store = deps.stores.partners;
   let draining: Promise<boolean> | null = null;
-  let ingesting = 0;
-  let lastIngestEnded = 0;
-  let urgent = 0;
+  const gate = ingestFirst(clock, SALES_MAX_LAG_MS);
 
   /**
    * The sales each report stored itself (a replay's lines belong to the report that stored
@@ -128,21 +124,13 @@ export function salesFold(deps: PartnerDeps, raiseOnce: ReturnType<typeof divers
     deps.logger?.info({ reports: ready.length, sales: sales.length, units: perUnit.size, flags: raises.reduce((n, r) => n + r.hits.length, 0) }, 'sell-through: folded');
   }
 
-  /** Sell-through requests first: while they keep coming in this process, folding waits (see check-ins' summariser). */
-  async function giveWayToIngest(oldest: Date) {
-    for (;;) {
-      const quiet = ingesting === 0 && performance.now() - lastIngestEnded >= INGEST_QUIET_MS;
-      if (urgent || quiet || clock.now().getTime() - oldest.getTime() >= SALES_MAX_LAG_MS) return;
-      await new Promise((resolve) => setTimeout(resolve, INGEST_QUIET_MS));
-    }
-  }
 
   /** One pass over the outbox, oldest first, up to FOLD_MAX_SALES sales per fold. Resolves whether reports were waiting. */
   async function drain(): Promise<boolean> {
     const waiting = await store.waitingSaleBatches();
     let at = 0;
     while (at < waiting.length) {
-      await giveWayToIngest(waiting[at]!.receivedAt);
+      await gate.giveWay(waiting[at]!.receivedAt);
       const take: string[] = [];
       let size = 0;
       for (; at < waiting.length && (!take.length || size + waiting[at]!.size <= FOLD_MAX_SALES); at++) {
@@ -168,28 +156,17 @@ export function salesFold(deps: PartnerDeps, raiseOnce: ReturnType<typeof divers
 
   return {
     /** Wraps a sell-through request: folding in this process gives way while any is in flight. */
-    async duringIngest<T>(work: () => Promise<T>): Promise<T> {
-      ingesting++;
-      try {
-        return await work();
-      } finally {
-        ingesting--;
-        lastIngestEnded = performance.now();
-      }
-    },
+    duringIngest: gate.during,
 
     /** Folds what the outbox holds, whoever stored it: the `partner-sales` job's run. */
     sweep,
 
     /** Folds everything waiting now, without giving way to requests; resolves when done. */
     async settled(): Promise<void> {
-      urgent++;
-      try {
+      await gate.urgently(async () => {
         await draining?.catch(() => {});
         await sweep();
-      } finally {
-        urgent--;
-      }
+      });
     },
   };
 }

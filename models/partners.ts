@@ -281,3 +281,36 @@ const partnerRequestSchema = new Schema(
 partnerRequestSchema.index({ partnerId: 1, createdAt: -1 });
 partnerRequestSchema.index({ caseId: 1 });
 export const PartnerRequest = mongoose.model('PartnerRequest', partnerRequestSchema, 'partnerRequests');
+
+/**
+ * Where each partner's units have been seen: one document per partner (`_id` = the partner's
+ * id), each unit counted for its current holder, per country it checked in or was registered
+ * in. A read model for the dashboard, recomputed whole by the `partner-diversion` sweep (which
+ * walks these units anyway) and by `npm run partners:rebuild`: every write `$set`s the whole
+ * tally, so a run repeated never counts twice. One document per partner: a small collection.
+ */
+const footprintCountrySchema = new Schema(
+  {
+    country: { type: String, required: true }, // ISO 3166-1 alpha-2
+    /** Units seen in this country by either source (a unit seen both ways counts once). */
+    units: { type: Number, required: true },
+    checkIns: { type: Number, required: true },
+    registrations: { type: Number, required: true },
+  },
+  { _id: false },
+);
+
+const partnerFootprintSchema = new Schema(
+  {
+    _id: { type: String, required: true }, // the partner's id
+    /** Units the partner holds now. */
+    units: { type: Number, required: true },
+    /** Of those, units seen in at least one country. */
+    observedUnits: { type: Number, required: true },
+    /** Most units first. */
+    countries: { type: [footprintCountrySchema], default: [] },
+    computedAt: { type: Date, required: true },
+  },
+  { versionKey: false },
+);
+export const PartnerFootprint = mongoose.model('PartnerFootprint', partnerFootprintSchema, 'partnerFootprints');

@@ -62,6 +62,7 @@ export function createServices(deps: ServiceDeps) {
     ...deps,
     audit,
     dueDiligence: { certificatesExpiringSoon: () => certificates.expiringSoon(firstPage), unitsDueVerification: () => verification.dueForVerification(firstPage), verificationDueMonths: verification.dueMonths },
+    partners: { dashboardPartners: partners.dashboardPartners },
   });
   const epcis = createEpcisService({ ...deps, audit, flags, webhooks });
   return { audit, auth, cases, catalogue, certificates, checkIns, epcis, files, flags, insight, linker, notifications, partners, registrations, reports, screening, screeningReview, verification, webhooks };

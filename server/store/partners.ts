@@ -1,6 +1,6 @@
 import crypto from 'node:crypto';
 import { Case } from '../../models/cases';
-import { ChannelUnit, DueDiligenceQuestionSet, Partner, PartnerAllocation, PartnerMember, PartnerRequest, SaleBatch, SaleRecord, SaleReview } from '../../models/partners';
+import { ChannelUnit, DueDiligenceQuestionSet, Partner, PartnerAllocation, PartnerFootprint, PartnerMember, PartnerRequest, SaleBatch, SaleRecord, SaleReview } from '../../models/partners';
 import type { AllocationSource, ReviewStatus } from '../domain/partners';
 import { byIds, existingByIds } from './by-ids';
 import type { StoredParty } from './screening';
@@ -72,6 +72,15 @@ export interface NewSaleBatch {
   receivedAt: Date;
   size: number;
   saleIds: string[];
+}
+
+/** Where a partner's units have been seen (models/partners.ts, PartnerFootprint). */
+export interface StoredFootprint {
+  _id: string;
+  units: number;
+  observedUnits: number;
+  countries: Array<{ country: string; units: number; checkIns: number; registrations: number }>;
+  computedAt: Date;
 }
 
 /** Sell-through batches a partner remembers having counted (far more than one fold takes). */
@@ -439,6 +448,21 @@ export function createPartnersStore(engine: Engine) {
       const res = await SaleReview.updateOne({ _id: id, status: 'more-information' }, { $set: { status: 'pending', updatedAt: at }, $push: { notes: { text, at } } });
       return res.modifiedCount === 1;
     },
+
+    // ----- footprints: where each partner's units were seen (one document per partner) -----
+
+    /**
+     * Writes every partner's footprint whole (`$set`, upserted: a run repeated writes the same
+     * figures) and drops those of partners no longer listed (merged away).
+     */
+    async saveFootprints(footprints: readonly StoredFootprint[]) {
+      for (const chunk of chunksOf(footprints)) {
+        await PartnerFootprint.bulkWrite(chunk.map(({ _id, ...tally }) => ({ updateOne: { filter: { _id }, update: { $set: tally as never }, upsert: true } })), { ordered: false });
+      }
+      await PartnerFootprint.deleteMany({ _id: { $nin: footprints.map((f) => f._id) } });
+    },
+
+    footprintsByIds: (ids: readonly string[]) => existingByIds<StoredFootprint>(engine, PartnerFootprint as never, ids),
   };
 }
 

@@ -60,7 +60,30 @@ interface DashboardSnapshot {
 
 const sum = (rows: Array<{ n: number }>) => rows.reduce((a, r) => a + r.n, 0);
 
-export function dashboardFigures(deps: { clock: Clock; logger: Logger; store: InsightStore }) {
+/**
+ * The channel partners' section, read from the partners module when asked (its footprints are a
+ * read model kept by that module's sweep; the scorecards come from counters kept on write).
+ */
+export interface ChannelPartnersPort {
+  dashboardPartners(): Promise<{
+    total: number;
+    rows: Array<{
+      partner: { id: string; name: string; type: string };
+      risk: { tier: string; score: number };
+      scorecard: { allocated: number; sold: number; flags: number; flagsPerThousand: number | null; openCases: number };
+      territories: Array<{ country: string; name: string }>;
+      footprint: {
+        units: number;
+        observedUnits: number;
+        computedAt: Date;
+        outsideCountries: number;
+        countries: Array<{ country: string; name: string; units: number; checkIns: number; registrations: number; outsideTerritory: boolean }>;
+      } | null;
+    }>;
+  }>;
+}
+
+export function dashboardFigures(deps: { clock: Clock; logger: Logger; store: InsightStore; partners?: ChannelPartnersPort }) {
   const { clock, store } = deps;
   const snapshots = sharedSnapshots(deps);
   const tallies = unitTallies(deps);
@@ -192,6 +215,8 @@ export function dashboardFigures(deps: { clock: Clock; logger: Logger; store: In
       const ids = await modelIdsFor(store, filters);
       const [tallied, snapshot] = await Promise.all([within(tallies.ensure().then(() => true), waitMs), within(snapshots.get(DASHBOARD, computeSnapshot), waitMs)]);
       if (!snapshot || !tallied) return null;
+      // For all models: a partner's territories and footprint are not cut by model.
+      const partners = deps.partners ? await deps.partners.dashboardPartners() : null;
       return {
         asOf: snapshot.asOf,
         since: snapshot.since,
@@ -200,6 +225,7 @@ export function dashboardFigures(deps: { clock: Clock; logger: Logger; store: In
         flags: flagFigures(snapshot.flags, ids),
         reports: snapshot.reports,
         cases: caseFigures(snapshot.cases, ids, viewer),
+        partners,
       };
     },
 

@@ -3,7 +3,7 @@ import type { Config } from '../../config';
 import type { Logger } from '../../logger';
 import type { InsightStore } from '../../store/insight';
 import type { AuditService } from '../audit';
-import { dashboardFigures } from './dashboard';
+import { dashboardFigures, type ChannelPartnersPort } from './dashboard';
 import { epcisExports } from './epcis';
 import { exportStreams } from './exports';
 import type { Actor, InsightFilters } from './filters';
@@ -21,6 +21,7 @@ import { endedPeriods, transparencyReports } from './transparency';
 export { csvCell, EXPORT_KINDS, type ExportFilters, type ExportFormat, type ExportKind } from './exports';
 export { DOWNSTREAM_NS, EPCIS_CONTEXT, epcisDocumentHead, epcOf, unitEpcisEvents, type EpcisEvent } from './epcis';
 export { durationStats, monthStarts, percentile, suppressCells, type DurationStats, type PublicCount } from './figures';
+export type { ChannelPartnersPort } from './dashboard';
 export type { Actor, InsightFilters } from './filters';
 export { SNAPSHOT_TTL_MS } from './snapshots';
 export { TALLY_CACHE_MS } from './tallies';
@@ -39,10 +40,10 @@ export interface DueDiligencePorts {
 /** Units due a verification visit listed on the dashboard (the rest are on /visits/due). */
 const DUE_UNITS_SHOWN = 5;
 
-export function createInsightService(deps: { clock: Clock; config: Pick<Config, 'transparencyMinCount'>; audit: AuditService; logger: Logger; stores: { insight: InsightStore }; dueDiligence?: DueDiligencePorts }) {
+export function createInsightService(deps: { clock: Clock; config: Pick<Config, 'transparencyMinCount'>; audit: AuditService; logger: Logger; stores: { insight: InsightStore }; dueDiligence?: DueDiligencePorts; partners?: ChannelPartnersPort }) {
   const { clock, config, audit, logger } = deps;
   const store = deps.stores.insight;
-  const dashboard = dashboardFigures({ clock, logger, store });
+  const dashboard = dashboardFigures({ clock, logger, store, partners: deps.partners });
   const transparency = transparencyReports({ clock, config, logger, store });
   const downloads = exportStreams({ clock, audit, store });
   const epcis = epcisExports({ clock, audit, store });

@@ -1,17 +1,18 @@
 import type { LeanPartner } from '../../store/partners';
 import type { FlagHit } from '../flags';
 import { diversionFlagRaiser, type PartnerDeps } from './context';
+import { footprintTally } from './footprint';
+import { walkChannelUnits } from './unit-walk';
 
 /**
  * The diversion rules that need time to pass, run by a background job (server/jobs,
  * `partner-diversion`): where a unit was sold against where it is registered or checks in,
  * after PARTNER_SALE_GRACE_DAYS; and a unit never reported sold after PARTNER_UNREPORTED_DAYS
  * that checks in outside its partner's territories. Each flag is raised once per unit and rule.
+ * The same walk keeps the partners' footprints (footprint.ts).
  */
 
 const DAY_MS = 86_400_000;
-/** Units read per round of the sweep. */
-const SWEEP_CHUNK = 200;
 
 interface SeenUnit {
   current?: { country?: string | null } | null;
@@ -45,40 +46,29 @@ export function partnerDiversion(deps: PartnerDeps) {
 
   return {
     /**
-     * Walks every partner's units (through its allocations, by `_id`) and applies the rules
-     * above to each unit once, for its current holder. Safe to run again: flags are raised once.
+     * Walks every partner's units and applies the rules above to each unit once, for its
+     * current holder; on the way, counts where the units were seen and writes every partner's
+     * footprint (footprint.ts). Safe to run again: flags are raised once, footprints rewritten whole.
      */
     async sweepDiversion() {
       const { saleGraceDays, unreportedDays } = deps.config.partners;
       const now = deps.clock.now();
-      const partners = new Map<string, LeanPartner>((await store.allPartners()).map((p) => [p._id, p]));
-      const seen = new Set<string>();
-      let units = 0;
+      const all = await store.allPartners();
+      const partners = new Map<string, LeanPartner>(all.map((p) => [p._id, p]));
+      const footprints = footprintTally(all, now);
       let raised = 0;
-      for (const partner of partners.values()) {
-        for (const allocation of await store.allocationsByIds(partner.allocationIds)) {
-          const ids = allocation.unitIds.filter((id) => !seen.has(id));
-          for (const id of ids) seen.add(id);
-          for (let at = 0; at < ids.length; at += SWEEP_CHUNK) {
-            const chunk = ids.slice(at, at + SWEEP_CHUNK);
-            const [records, catalogued] = await Promise.all([store.channelUnitsByIds(chunk), deps.stores.catalogue.unitsByIds(chunk, { modelId: 1, serial: 1, current: 1, checkIns: 1 })]);
-            const unitsById = new Map(catalogued.map((u) => [u._id, u]));
-            for (const record of records) {
-              const unit = unitsById.get(record._id);
-              if (!unit) continue;
-              units++;
-              const holder = partners.get(record.holderId);
-              const lastSale = record.sales.at(-1);
-              const hits = [
-                lastSale ? graceRules.saleCountryMismatch(lastSale, unit, now, saleGraceDays) : null,
-                graceRules.unreportedSale(record, unit, holder?.territories ?? [], now, unreportedDays),
-              ].filter((h) => h !== null);
-              for (const hit of hits) if (await raiseOnce(hit, record.holderId, unit, (hit.evidence.seenIn ?? hit.evidence.checkInCountry) as string, unit._id)) raised++;
-            }
-          }
-        }
-      }
-      return { units, raised };
+      const units = await walkChannelUnits(deps, all, async (walked) => {
+        const { record, unit } = walked;
+        footprints.add(walked);
+        const lastSale = record.sales.at(-1);
+        const hits = [
+          lastSale ? graceRules.saleCountryMismatch(lastSale, unit, now, saleGraceDays) : null,
+          graceRules.unreportedSale(record, unit, partners.get(record.holderId)?.territories ?? [], now, unreportedDays),
+        ].filter((h) => h !== null);
+        for (const hit of hits) if (await raiseOnce(hit, record.holderId, unit, (hit.evidence.seenIn ?? hit.evidence.checkInCountry) as string, unit._id)) raised++;
+      });
+      await store.saveFootprints(footprints.documents());
+      return { units, raised, footprints: all.length };
     },
   };
 }

@@ -113,12 +113,12 @@ export function partnerRecords(deps: PartnerDeps, requests: { requestFigures(par
     return { risk, scorecard };
   }
 
-  /** The ranked scorecard table: highest risk first. */
+  /** The ranked scorecard table: highest risk first, then most flags per 1,000 units. */
   async function scorecards(page: Page) {
     const partners = await store.allPartners();
     const inputs = await assessmentInputs(partners);
     const rows = partners.map((partner) => ({ partner, ...assess(partner, inputs) }));
-    rows.sort((a, b) => b.risk.score - a.risk.score || a.partner.name.localeCompare(b.partner.name));
+    rows.sort((a, b) => b.risk.score - a.risk.score || (b.scorecard.flagsPerThousand ?? 0) - (a.scorecard.flagsPerThousand ?? 0) || a.partner.name.localeCompare(b.partner.name));
     return { items: rows.slice(page.skip, page.skip + page.limit), total: rows.length };
   }
 

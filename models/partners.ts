@@ -284,17 +284,20 @@ export const PartnerRequest = mongoose.model('PartnerRequest', partnerRequestSch
 
 /**
  * Where each partner's units have been seen: one document per partner (`_id` = the partner's
- * id), each unit counted for its current holder, per country it checked in or was registered
- * in. A read model for the dashboard, recomputed whole by the `partner-diversion` sweep (which
- * walks these units anyway) and by `npm run partners:rebuild`: every write `$set`s the whole
- * tally, so a run repeated never counts twice. One document per partner: a small collection.
+ * id), each unit counted for its current holder, in the country it last checked in from and
+ * every country it was registered in. A read model for the dashboard, recomputed whole by the
+ * `partner-diversion` sweep (which walks these units anyway) and by `npm run partners:rebuild`:
+ * every write `$set`s the whole tally, so a run repeated never counts twice. One document per
+ * partner: a small collection.
  */
 const footprintCountrySchema = new Schema(
   {
     country: { type: String, required: true }, // ISO 3166-1 alpha-2
     /** Units seen in this country by either source (a unit seen both ways counts once). */
     units: { type: Number, required: true },
+    /** Units whose last check-in came from this country. */
     checkIns: { type: Number, required: true },
+    /** Units registered (or transferred) to this country. */
     registrations: { type: Number, required: true },
   },
   { _id: false },

@@ -3,7 +3,7 @@ import request from 'supertest';
 import { AuditEntry } from '../models/audit';
 import { Case } from '../models/cases';
 import { Flag } from '../models/flags';
-import { ChannelUnit, Partner, SaleReview } from '../models/partners';
+import { ChannelUnit, Partner, PartnerFootprint, SaleReview } from '../models/partners';
 import { channelPartnersMigration } from '../server/store/migrations/005-channel-partners';
 import { createTestContext, type TestContext } from './helpers/context';
 import { makeModel, makeRegistration, makeUnit } from './helpers/catalogue';
@@ -536,5 +536,63 @@ describe('diversion rules that wait for a grace period (the partner-diversion jo
     expect(await flagOf('unreported-sale', unreported._id)).toMatchObject({ country: 'UG', evidence: { checkInCountry: 'UG', territories: ['KE'] } });
     expect(await Flag.countDocuments({ unitId: { $in: [movedAway._id, unreported._id] }, rule: { $in: ['sale-country-mismatch', 'unreported-sale'] } })).toBe(2);
     expect((await Partner.findById(partner._id).lean())!.tallies?.flags).toBe(2);
+  });
+});
+
+describe('partners on the dashboard: footprints against territories', () => {
+  it('shows a country a partner’s unit checks in from outside its territories, counted once however often the sweep runs, and rebuilt from nothing', async () => {
+    // High-risk models and a flag ahead of the others' partners: among the dashboard's first ten.
+    const partner = await makePartner(ctx, { name: 'Footprint Distributor', territories: ['KE', 'TZ'], authorisedRiskLevels: ['high'] });
+    const { units } = await allocatedUnits(ctx, partner._id, 3);
+    const [abroad, home] = units as [(typeof units)[0], (typeof units)[0]];
+    ctx.clock.advance(86_400_000);
+    const device = await makeApiKey(ctx);
+    await sendCheckIn(ctx, device.auth, checkInItem(abroad, { country: 'UG', observedAt: hoursAgo(ctx, 1) }));
+    await sendCheckIn(ctx, device.auth, checkInItem(home, { country: 'KE', observedAt: hoursAgo(ctx, 1) }));
+
+    const rowOf = async () => (await ctx.services.partners.dashboardPartners()).rows.find((r) => r.partner.id === partner._id);
+    expect((await rowOf())?.footprint).toBeNull(); // not counted before the sweep
+
+    const counted = { units: 3, observedUnits: 2, outsideCountries: 1 };
+    const countries = [
+      { country: 'KE', name: 'Kenya', units: 1, checkIns: 1, registrations: 0, outsideTerritory: false },
+      { country: 'UG', name: 'Uganda', units: 1, checkIns: 1, registrations: 0, outsideTerritory: true },
+    ];
+    await ctx.services.partners.sweepDiversion();
+    expect((await rowOf())?.footprint).toMatchObject({ ...counted, countries });
+    ctx.clock.advance(90 * 86_400_000); // past PARTNER_UNREPORTED_DAYS: the unit in UG is flagged too
+    await ctx.services.partners.sweepDiversion();
+    await ctx.services.partners.sweepDiversion();
+    const row = (await rowOf())!;
+    expect(row.footprint).toMatchObject({ ...counted, countries, computedAt: ctx.clock.now() });
+    expect(row.scorecard).toMatchObject({ allocated: 3, flags: 1 });
+
+    const { agent } = await signedInAgent(ctx, 'investigator');
+    await ctx.services.insight.refreshDashboard();
+    const page = await agent.get('/dashboard');
+    expect(page.status).toBe(200);
+    expect(page.text).toContain('<h2 id="channel-partners">Channel partners</h2>');
+    expect(page.text).toContain('href="/admin/partners/scorecards"');
+    expect(page.text).toMatch(new RegExp(`<a href="/admin/partners/${partner._id}">Footprint Distributor</a>[^]*?<td class="num">333\\.3</td>`));
+    const table = page.text.slice(page.text.indexOf('aria-label="Where Footprint Distributor'));
+    expect(table).toMatch(/^[^]*?authorised in Kenya, Tanzania · 2 of 3 units seen/);
+    expect(table).toMatch(/^[^]*?<tr class="attention"><td>Uganda <span class="muted">UG<\/span><\/td>\s*<td><strong>outside territory<\/strong><\/td>/);
+    expect(table).toMatch(/^[^]*?<tr><td>Kenya <span class="muted">KE<\/span><\/td>\s*<td>in territory<\/td>/);
+
+    const investigator = await apiUser(ctx, 'investigator');
+    const json = await api().get('/api/v1/dashboard').set(investigator.auth);
+    expect(json.status).toBe(200);
+    expect(json.body.partners.rows.find((r: { partner: { id: string } }) => r.partner.id === partner._id)).toMatchObject({
+      territories: [{ country: 'KE', name: 'Kenya' }, { country: 'TZ', name: 'Tanzania' }],
+      footprint: { ...counted, countries },
+    });
+
+    // The rebuild command's work: from no footprint at all to the same figures.
+    await PartnerFootprint.deleteMany({});
+    expect((await rowOf())?.footprint).toBeNull();
+    const rebuilt = await ctx.services.partners.rebuildFootprints();
+    expect(rebuilt.units).toBeGreaterThanOrEqual(3);
+    expect((await rowOf())?.footprint).toMatchObject({ ...counted, countries });
+    expect(await PartnerFootprint.countDocuments({})).toBe(await Partner.countDocuments({}));
   });
 });

@@ -6,8 +6,8 @@ import type { partnerRecords } from './records';
 import { walkChannelUnits, type WalkedUnit } from './unit-walk';
 
 /**
- * Partners' footprints: the countries the units each partner holds have been seen in (their
- * check-ins and registrations, from the unit's country visits), against its authorised
+ * Partners' footprints: the countries the units each partner holds have been seen in (where
+ * they check in from, where they were registered), against its authorised
  * territories. Kept as a read model, one document per partner, recomputed whole by the
  * `partner-diversion` sweep (it walks these units anyway) and by `npm run partners:rebuild`.
  */
@@ -15,10 +15,15 @@ import { walkChannelUnits, type WalkedUnit } from './unit-walk';
 /** Partners shown on the dashboard; the scorecards page lists the rest. */
 export const DASHBOARD_PARTNERS = 10;
 
-/** Where a unit was seen, as the footprint counts it. */
-const SOURCES = { 'check-in': 'checkIns', registration: 'registrations' } as const;
+/** Where a unit was registered: its registrations and transfers in its country history. */
+const REGISTERED = new Set(['registration', 'transfer']);
 
-/** Counts walked units per holder and country, for every partner (a partner with none gets zeros). */
+/**
+ * Counts walked units per holder and country, for every partner (a partner with none gets
+ * zeros). A unit counts where it last checked in from (the unit's summary, as the dashboard's
+ * check-in map; older runs live in history buckets, a read per unit and month this sweep does
+ * not pay) and in every country it was registered or transferred to.
+ */
 export function footprintTally(partners: readonly LeanPartner[], now: Date) {
   const holders = new Map(partners.map((p) => [p._id, { units: 0, observedUnits: 0, countries: new Map<string, { units: number; checkIns: number; registrations: number }>() }]));
   return {
@@ -26,17 +31,16 @@ export function footprintTally(partners: readonly LeanPartner[], now: Date) {
       const holder = holders.get(record.holderId);
       if (!holder) return;
       holder.units++;
-      const seen = new Map<string, Set<keyof typeof SOURCES>>();
-      for (const visit of unit.countries ?? []) {
-        if (!(visit.source in SOURCES)) continue;
-        const sources = seen.get(visit.country) ?? new Set();
-        seen.set(visit.country, sources.add(visit.source as keyof typeof SOURCES));
-      }
+      const seen = new Map<string, { checkIn: boolean; registered: boolean }>();
+      const mark = (country: string, how: 'checkIn' | 'registered') => seen.set(country, { checkIn: false, registered: false, ...seen.get(country), [how]: true });
+      if (unit.checkIns?.lastCountry) mark(unit.checkIns.lastCountry, 'checkIn');
+      for (const visit of unit.countries ?? []) if (REGISTERED.has(visit.source)) mark(visit.country, 'registered');
       if (seen.size) holder.observedUnits++;
       for (const [country, sources] of seen) {
         const row = holder.countries.get(country) ?? { units: 0, checkIns: 0, registrations: 0 };
         row.units++;
-        for (const source of sources) row[SOURCES[source]]++;
+        row.checkIns += +sources.checkIn;
+        row.registrations += +sources.registered;
         holder.countries.set(country, row);
       }
     },

@@ -33,7 +33,7 @@ export interface PartnersBenchDeps {
 }
 
 /** How long the fold may take to empty the outbox after the last report before the phase gives up. */
-const FOLD_WAIT_MS = 900_000;
+const FOLD_WAIT_MS = 300_000;
 
 type Sale = { sku: string; serial: string; customerName: string; customerType: string; country: string; endUse: string; soldAt: string };
 

@@ -26,7 +26,7 @@ import { partnersPhase } from './partners';
 import { mapLimit, runLoad, type LoadResult } from './lib/load';
 import { buildReport, machine, toMarkdown, type BenchReport, type Figure } from './lib/results';
 import { screeningBench } from './screening';
-import { childPids, memorySampler, readMemory, startServer, type RunningServer } from './lib/server';
+import { childPids, memorySampler, readMemory, startServer, untilQuiet, type RunningServer } from './lib/server';
 import { benchEnv, BENCH_DB_NAME, inheritedEnv, readManifest, resultsDir, type Manifest } from './lib/target';
 
 const { values: args } = parseArgs({ options: { profile: { type: 'boolean', default: false }, quick: { type: 'boolean', default: false }, only: { type: 'string', default: '' }, sales: { type: 'string', default: '' } } });
@@ -654,6 +654,8 @@ async function main() {
     const phase = async (name: string, run: () => Promise<Figure[]>) => {
       if (only.size && !only.has(name.split(' ').at(-1)!)) return;
       const peak = memory.window();
+      const calm = await untilQuiet(server.pid);
+      if (calm.waitedS > 5) notes.push(`Before ${name}: waited ${calm.waitedS.toFixed(0)} s for the server and database to go quiet${calm.quiet ? '' : ' (gave up at 300 s)'}.`);
       await settle(server, manifest, investigatorToken, notes, name);
       log(name);
       figures.push(...(await run()));

@@ -139,3 +139,35 @@ export function memorySampler(pid: number, everyMs = 200) {
     stop: () => clearInterval(timer),
   };
 }
+
+/** CPU seconds a process has used so far (user + system), from /proc; 0 once it is gone. */
+function cpuSeconds(pid: number): number {
+  try {
+    const fields = fs.readFileSync(`/proc/${pid}/stat`, 'utf8').split(') ')[1]!.split(' ');
+    // Fields 14 and 15 of stat (utime, stime), counted from the state field (3rd) here.
+    return (Number(fields[11]) + Number(fields[12])) / 100;
+  } catch {
+    return 0;
+  }
+}
+
+/**
+ * Waits until the server and its database use less than `cores` of CPU for `quietS` seconds in
+ * a row (at most `maxS`): background work left running (the jobs every instance runs when it
+ * takes their leases, a fold still catching up) would otherwise be charged to the next phase.
+ * Returns the seconds waited, and whether it went quiet.
+ */
+export async function untilQuiet(pid: number, opts: { cores?: number; quietS?: number; maxS?: number } = {}): Promise<{ waitedS: number; quiet: boolean }> {
+  const { cores = 0.25, quietS = 3, maxS = 300 } = opts;
+  const total = () => [pid, ...childPids(pid)].reduce((sum, p) => sum + cpuSeconds(p), 0);
+  const started = Date.now();
+  let calm = 0;
+  let last = total();
+  while (calm < quietS && Date.now() - started < maxS * 1000) {
+    await new Promise((resolve) => setTimeout(resolve, 1000));
+    const now = total();
+    calm = now - last < cores ? calm + 1 : 0;
+    last = now;
+  }
+  return { waitedS: (Date.now() - started) / 1000, quiet: calm >= quietS };
+}

@@ -8,6 +8,7 @@ import { API_KEY_SCOPES } from '../server/domain/auth';
 import type { ApiKeyDoc, StoredUser } from '../server/store/auth';
 import { LANDING } from '../server/services/auth';
 import type { RouteContext } from './context';
+import { labelled } from './form-labels';
 
 export const signUpInput = z.object({
   email,
@@ -15,6 +16,25 @@ export const signUpInput = z.object({
   name: requiredText(120, 'Name'),
   organisation: shortText(200, 'Organisation').optional(),
 });
+
+// The labels each form shows, by field (see ./form-labels).
+export const signUpLabels = { name: 'Your name', organisation: 'Organisation', email: 'E-mail', password: 'Password' };
+const logInLabels = { email: 'E-mail', password: 'Password' };
+const confirmLabels = { token: 'Confirmation code (from the link in the e-mail)' };
+const codeLabels = { code: 'Code' };
+const enrolLabels = { code: 'Code from the app' };
+const passwordChangeLabels = { currentPassword: 'Current password', newPassword: 'New password' };
+const forgotLabels = { email: 'E-mail' };
+const resetLabels = { token: 'Reset code (from the link in the e-mail)', newPassword: 'New password' };
+/** The account page's two forms: the profile and the e-mail choices. */
+const accountLabels = {
+  name: 'Name',
+  organisation: 'Organisation',
+  caseAssigned: 'When a case or report comes into my queue, a reporter writes on my case, or a transfer waits for a decision',
+  deadlineDigest: 'A daily digest of deadlines 2 days away or passed',
+};
+const staffUserLabels = { name: 'Name', email: 'E-mail', organisation: 'Organisation', role: 'Role', password: 'Initial password' };
+const apiKeyLabels = { name: 'Name', scopes: 'Scopes' };
 
 /** What a reset request answers, whether the e-mail has an account or not. */
 export const RESET_ANSWER = 'If an account uses this address, we have e-mailed it a link to choose a new password. The link works once, for 24 hours.';
@@ -120,7 +140,7 @@ export function authPages({ config, services, middleware }: RouteContext) {
     res.cookie(cookie, token, sessionCookieOptions(config, true));
   }
 
-  router.get('/login', (req, res) => {
+  router.get('/login', labelled(logInLabels), (req, res) => {
     if (req.user) return res.redirect(303, LANDING[req.user.role]);
     res.render('auth/login', { title: 'Sign in', values: { next: safeNextPath(req.query.next) ?? '' } });
   });
@@ -128,6 +148,7 @@ export function authPages({ config, services, middleware }: RouteContext) {
   router.post(
     '/login',
     middleware.limits.login,
+    labelled(logInLabels),
     formAction('auth/login', () => ({ title: 'Sign in' }), async (req, res) => {
       const input = parseBody(logInInput, req);
       const next = safeNextPath(input.next);
@@ -155,7 +176,8 @@ export function authPages({ config, services, middleware }: RouteContext) {
 
   for (const step of ['code', 'enrol'] as const) {
     const view = step === 'code' ? 'auth/second-factor' : 'auth/enrol';
-    router.get(`/login/${step}`, async (req, res) => {
+    const labels = step === 'code' ? codeLabels : enrolLabels;
+    router.get(`/login/${step}`, labelled(labels), async (req, res) => {
       const locals = await secondStepPage(req);
       // Enrolled meanwhile (another tab): the code step it is.
       if (locals.step !== step) return res.redirect(303, `${locals.action}${nextQuery(locals.next || null)}`);
@@ -165,6 +187,7 @@ export function authPages({ config, services, middleware }: RouteContext) {
     router.post(
       `/login/${step}`,
       middleware.limits.login,
+      labelled(labels),
       formAction(view, secondStepPage, async (req, res) => {
         const input = parseBody(codeInput, req);
         const { user, token, recoveryCodes } = await services.auth.completeSignIn(pendingToken(req), input.code);
@@ -176,10 +199,11 @@ export function authPages({ config, services, middleware }: RouteContext) {
     );
   }
 
-  router.get('/signup', (_req, res) => res.render('auth/signup', { title: 'Create an account' }));
+  router.get('/signup', labelled(signUpLabels), (_req, res) => res.render('auth/signup', { title: 'Create an account' }));
 
   router.post(
     '/signup',
+    labelled(signUpLabels),
     formAction('auth/signup', () => ({ title: 'Create an account' }), async (req, res) => {
       // The same answer for a new and a known e-mail: the mail tells the holder which it was.
       await services.auth.signUp(parseBody(signUpInput, req));
@@ -189,12 +213,13 @@ export function authPages({ config, services, middleware }: RouteContext) {
 
   // The link in the e-mail shows a button: the POST confirms, so a mail scanner fetching the
   // link does not use up the one-time token.
-  router.get('/signup/confirm', (req, res) => {
+  router.get('/signup/confirm', labelled(confirmLabels), (req, res) => {
     res.render('auth/confirm', { title: 'Confirm your e-mail', values: { token: typeof req.query.token === 'string' ? req.query.token : '' } });
   });
 
   router.post(
     '/signup/confirm',
+    labelled(confirmLabels),
     formAction('auth/confirm', () => ({ title: 'Confirm your e-mail' }), async (req, res) => {
       await services.auth.confirmEmail(parseBody(confirmInput, req).token);
       res.flash('Your e-mail address is confirmed. You can sign in now.');
@@ -210,11 +235,12 @@ export function authPages({ config, services, middleware }: RouteContext) {
 
   const accountPage = async (req: Request) => ({ title: 'Your account', account: await services.auth.getUser(req.user!.id) });
 
-  router.get('/account', requireSignedIn, async (req, res) => res.render('auth/account', await accountPage(req)));
+  router.get('/account', requireSignedIn, labelled(accountLabels), async (req, res) => res.render('auth/account', await accountPage(req)));
 
   router.post(
     '/account',
     requireSignedIn,
+    labelled(accountLabels),
     formAction('auth/account', accountPage, async (req, res) => {
       await services.auth.updateProfile(req.user!.id, parseBody(profileInput, req));
       res.flash('Your details were saved.');
@@ -225,6 +251,7 @@ export function authPages({ config, services, middleware }: RouteContext) {
   router.post(
     '/account/notifications',
     requireRole('investigator', 'admin'),
+    labelled(accountLabels),
     formAction('auth/account', accountPage, async (req, res) => {
       const input = parseBody(notificationsInput, req);
       await services.auth.setNotificationPreferences(req.user!.id, { caseAssigned: input.caseAssigned === 'on', deadlineDigest: input.deadlineDigest === 'on' });
@@ -233,11 +260,12 @@ export function authPages({ config, services, middleware }: RouteContext) {
     }),
   );
 
-  router.get('/account/password', requireSignedIn, (_req, res) => res.render('auth/password', { title: 'Change your password' }));
+  router.get('/account/password', requireSignedIn, labelled(passwordChangeLabels), (_req, res) => res.render('auth/password', { title: 'Change your password' }));
 
   router.post(
     '/account/password',
     requireSignedIn,
+    labelled(passwordChangeLabels),
     formAction('auth/password', () => ({ title: 'Change your password' }), async (req, res) => {
       const input = parseBody(passwordChangeInput, req);
       const { token } = await services.auth.changePassword(req.user!.id, input.currentPassword, input.newPassword);
@@ -254,11 +282,12 @@ export function authPages({ config, services, middleware }: RouteContext) {
     return { title: 'Two-factor sign-in', account, enrolment, action: '/account/two-factor', next: '' };
   };
 
-  router.get('/account/two-factor', requireSignedIn, async (req, res) => res.render('auth/enrol', await twoFactorPage(req)));
+  router.get('/account/two-factor', requireSignedIn, labelled(enrolLabels), async (req, res) => res.render('auth/enrol', await twoFactorPage(req)));
 
   router.post(
     '/account/two-factor',
     requireSignedIn,
+    labelled(enrolLabels),
     formAction('auth/enrol', twoFactorPage, async (req, res) => {
       const recoveryCodes = await services.auth.confirmTwoFactor(req.user!.id, parseBody(codeInput, req).code);
       res.render('auth/recovery-codes', { title: 'Your recovery codes', recoveryCodes, continueTo: '/account' });
@@ -266,11 +295,12 @@ export function authPages({ config, services, middleware }: RouteContext) {
   );
 
   // Password reset by e-mail: the same answer whether or not the address has an account.
-  router.get('/password/forgot', (_req, res) => res.render('auth/forgot', { title: 'Reset your password' }));
+  router.get('/password/forgot', labelled(forgotLabels), (_req, res) => res.render('auth/forgot', { title: 'Reset your password' }));
 
   router.post(
     '/password/forgot',
     middleware.limits.login,
+    labelled(forgotLabels),
     formAction('auth/forgot', () => ({ title: 'Reset your password' }), async (req, res) => {
       await services.auth.requestPasswordReset(parseBody(forgotInput, req).email);
       res.render('auth/check-email', { title: 'Check your e-mail', message: RESET_ANSWER });
@@ -278,13 +308,14 @@ export function authPages({ config, services, middleware }: RouteContext) {
   );
 
   // Like confirmation, the link shows a form: a mail scanner fetching it does not use it up.
-  router.get('/password/reset', (req, res) => {
+  router.get('/password/reset', labelled(resetLabels), (req, res) => {
     res.render('auth/reset', { title: 'Choose a new password', values: { token: typeof req.query.token === 'string' ? req.query.token : '' } });
   });
 
   router.post(
     '/password/reset',
     middleware.limits.login,
+    labelled(resetLabels),
     formAction('auth/reset', () => ({ title: 'Choose a new password' }), async (req, res) => {
       const input = parseBody(resetInput, req);
       await services.auth.resetPassword(input.token, input.newPassword);
@@ -301,11 +332,12 @@ export function authPages({ config, services, middleware }: RouteContext) {
     return { title: 'Accounts', users: items, total, page };
   };
 
-  router.get('/admin/users', admin, async (req, res) => res.render('auth/users', await usersPage(req)));
+  router.get('/admin/users', admin, labelled(staffUserLabels), async (req, res) => res.render('auth/users', await usersPage(req)));
 
   router.post(
     '/admin/users',
     admin,
+    labelled(staffUserLabels),
     formAction('auth/users', usersPage, async (req, res) => {
       const input = parseBody(staffUserInput, req);
       await services.auth.createUser(input, input.role);
@@ -322,11 +354,12 @@ export function authPages({ config, services, middleware }: RouteContext) {
     return { title: 'API keys', apiKeys: items.map(publicApiKey), total, page, newKey: null };
   };
 
-  router.get('/admin/api-keys', admin, async (req, res) => res.render('auth/api-keys', await apiKeysPage(req)));
+  router.get('/admin/api-keys', admin, labelled(apiKeyLabels), async (req, res) => res.render('auth/api-keys', await apiKeysPage(req)));
 
   router.post(
     '/admin/api-keys',
     admin,
+    labelled(apiKeyLabels),
     formAction('auth/api-keys', apiKeysPage, async (req, res) => {
       const { key, apiKey } = await services.auth.createApiKey(parseBody(apiKeyInput, req), req.user!.id);
       res.set('Cache-Control', 'no-store');

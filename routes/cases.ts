@@ -8,6 +8,7 @@ import { pagination, parseBody, parseQuery, requiredText, shortText, toPage, pag
 import { ACTION_STATUSES, CASE_STATUSES, CLOSURE_REASONS, HARM_CATEGORIES, INVOLVEMENTS, LEVERAGE_ACTIONS, PRIORITY_LEVELS } from '../server/domain/cases';
 import { overdueOf, type Actor, type EvidenceFile } from '../server/services/cases';
 import type { RouteContext } from './context';
+import { labelled, type FieldLabels } from './form-labels';
 
 // ----- input at the edge -----
 
@@ -113,6 +114,33 @@ export const messageInput = z.object({
   message: needed(5000, 'Message'),
 });
 
+/** The labels of each form on the case page (see ./form-labels): the page shows them all, a post names its own form's fields. */
+const CASE_FORMS = {
+  message: { reportId: 'Report', message: 'Message to the reporter' },
+  evidence: { evidence: 'Add evidence to this report' },
+  triage: {
+    harmCategories: 'Harm categories',
+    scale: 'Scale: how grave the harm',
+    scope: 'Scope: how many people',
+    irremediable: 'Irremediable character: how hard to restore',
+    likelihood: 'Likelihood',
+    involvement: 'Involvement',
+    involvementRationale: 'Rationale for the involvement',
+  },
+  transition: { to: 'Next status', closureReason: 'Closure reason (when closing)', reason: 'Why' },
+  assign: { userId: 'Assign' },
+  conflict: { conflictUserId: 'Investigator', conflictReason: 'Reason' },
+  identity: { reason: 'Why do you need the reporter’s identity?' },
+  action: { kind: 'Action', unitIds: 'Units (serials)', customer: 'Customer', channelPartner: 'Channel partner', dueBy: 'Due by', description: 'What exactly' },
+  actionUpdate: { status: 'Status', outcome: 'Outcome' },
+  remediation: { provided: 'What was provided or enabled', toWhom: 'To whom', reporterFeedback: 'Feedback given to the reporter' },
+  note: { note: 'Add a note (never shown to the reporter)' },
+  merge: { intoCaseId: 'Merge this case into case number', mergeReason: 'Why' },
+  split: { reportId: 'Report' },
+  legalHold: { hold: 'Legal hold', holdReason: 'Reason' },
+  linkReview: { confirmed: 'Confirm or reject' },
+} satisfies Record<string, FieldLabels>;
+
 /** The lists the case forms offer, from the model's enums. */
 const VOCABULARY = {
   harmCategories: HARM_CATEGORIES,
@@ -169,16 +197,17 @@ export function casePages(ctx: RouteContext) {
 
   const casePage = async (req: Request) => {
     const dossier = await cases.dossier(String(req.params.id), actorOf(req), { withIdentity: true });
-    return { title: `Case ${dossier.case._id}`, ...dossier, vocab: VOCABULARY };
+    return { title: `Case ${dossier.case._id}`, ...dossier, vocab: VOCABULARY, forms: CASE_FORMS };
   };
 
   router.get('/cases/:id', staff, async (req, res) => res.render('cases/show', await casePage(req)));
 
   /** Every change on the case page: a form post, shown again with its errors, or a redirect back. */
-  const post = (path: string, anchor: string, action: (req: Request, actor: Actor, id: string) => Promise<string>) =>
+  const post = (path: string, anchor: string, labels: FieldLabels, action: (req: Request, actor: Actor, id: string) => Promise<string>) =>
     router.post(
       `/cases/:id${path}`,
       staff,
+      labelled(labels),
       formAction('cases/show', casePage, async (req, res) => {
         const id = String(req.params.id);
         res.flash(await action(req, actorOf(req), id));
@@ -186,57 +215,57 @@ export function casePages(ctx: RouteContext) {
       }),
     );
 
-  post('/triage', 'triage', async (req, actor, id) => {
+  post('/triage', 'triage', CASE_FORMS.triage, async (req, actor, id) => {
     const c = await cases.triage(id, parseBody(triageInput, req), actor);
     return `Triage saved: priority ${c.priorityLevel}.`;
   });
-  post('/transition', 'summary', async (req, actor, id) => {
+  post('/transition', 'summary', CASE_FORMS.transition, async (req, actor, id) => {
     const c = await cases.transition(id, parseBody(transitionInput, req), actor);
     return `The case is now ${c.status}.`;
   });
-  post('/acknowledge', 'summary', async (_req, actor, id) => {
+  post('/acknowledge', 'summary', {}, async (_req, actor, id) => {
     await cases.acknowledge(id, actor);
     return 'Receipt acknowledged; feedback is due within 3 months.';
   });
-  post('/assignees', 'people', async (req, actor, id) => {
+  post('/assignees', 'people', CASE_FORMS.assign, async (req, actor, id) => {
     await cases.assign(id, parseBody(assignInput, req).userId, actor);
     return 'Investigator assigned.';
   });
-  post('/assignees/:userId/remove', 'people', async (req, actor, id) => {
+  post('/assignees/:userId/remove', 'people', {}, async (req, actor, id) => {
     await cases.unassign(id, String(req.params.userId), actor);
     return 'Investigator unassigned.';
   });
-  post('/conflicts', 'people', async (req, actor, id) => {
+  post('/conflicts', 'people', CASE_FORMS.conflict, async (req, actor, id) => {
     const input = parseBody(conflictInput, req);
     await cases.declareConflict(id, input.conflictUserId, input.conflictReason, actor);
     return 'Conflict of interest recorded; that person can no longer see this case.';
   });
-  post('/notes', 'notes', async (req, actor, id) => {
+  post('/notes', 'notes', CASE_FORMS.note, async (req, actor, id) => {
     await cases.addNote(id, parseBody(noteInput, req).note, actor);
     return 'Note added.';
   });
-  post('/actions', 'actions', async (req, actor, id) => {
+  post('/actions', 'actions', CASE_FORMS.action, async (req, actor, id) => {
     await cases.addAction(id, parseBody(actionInput, req), actor);
     return 'Action recorded.';
   });
-  post('/actions/:actionId', 'actions', async (req, actor, id) => {
+  post('/actions/:actionId', 'actions', CASE_FORMS.actionUpdate, async (req, actor, id) => {
     await cases.updateAction(id, String(req.params.actionId), parseBody(actionUpdateInput, req), actor);
     return 'Action updated.';
   });
-  post('/remediation', 'remediation', async (req, actor, id) => {
+  post('/remediation', 'remediation', CASE_FORMS.remediation, async (req, actor, id) => {
     await cases.addRemediation(id, parseBody(remediationInput, req), actor);
     return 'Remediation recorded.';
   });
-  post('/legal-hold', 'retention', async (req, actor, id) => {
+  post('/legal-hold', 'retention', CASE_FORMS.legalHold, async (req, actor, id) => {
     const input = parseBody(legalHoldInput, req);
     await cases.setLegalHold(id, { on: input.hold === 'on', reason: input.holdReason }, actor);
     return input.hold === 'on' ? 'Legal hold placed: reporter data will not be deleted.' : 'Legal hold released.';
   });
-  post('/identity-requests', 'identity', async (req, actor, id) => {
+  post('/identity-requests', 'identity', CASE_FORMS.identity, async (req, actor, id) => {
     await cases.requestIdentity(id, parseBody(identityRequestInput, req).reason, actor);
     return 'Your request is waiting for approval by an admin or identity custodian.';
   });
-  post('/messages', 'reports', async (req, actor, id) => {
+  post('/messages', 'reports', CASE_FORMS.message, async (req, actor, id) => {
     const input = parseBody(messageInput, req);
     await cases.postMessage(id, input.reportId, input.message, actor);
     return 'Message sent to the reporter.';
@@ -246,6 +275,7 @@ export function casePages(ctx: RouteContext) {
   router.post(
     '/cases/:id/merge',
     staff,
+    labelled(CASE_FORMS.merge),
     formAction('cases/show', casePage, async (req, res) => {
       const input = parseBody(mergeInput, req);
       const into = await cases.merge(String(req.params.id), input.intoCaseId, input.mergeReason, actorOf(req));
@@ -256,6 +286,7 @@ export function casePages(ctx: RouteContext) {
   router.post(
     '/cases/:id/split',
     staff,
+    labelled(CASE_FORMS.split),
     formAction('cases/show', casePage, async (req, res) => {
       const created = await cases.split(String(req.params.id), parseBody(splitInput, req).reportId, actorOf(req));
       res.flash(`The report is now case ${created}.`);
@@ -266,6 +297,7 @@ export function casePages(ctx: RouteContext) {
   router.post(
     '/cases/:id/reports/:reportId/evidence',
     staff,
+    labelled(CASE_FORMS.evidence),
     ...uploads(ctx, [{ name: 'evidence' }]),
     formAction('cases/show', casePage, async (req, res) => {
       const id = String(req.params.id);
@@ -274,7 +306,7 @@ export function casePages(ctx: RouteContext) {
       res.redirect(303, `/cases/${encodeURIComponent(id)}#reports`);
     }),
   );
-  post('/reports/:reportId/links/:index', 'reports', async (req, actor, id) => {
+  post('/reports/:reportId/links/:index', 'reports', CASE_FORMS.linkReview, async (req, actor, id) => {
     const { confirmed } = parseBody(linkReviewInput, req);
     await cases.reviewLink(id, String(req.params.reportId), linkIndex(req.params.index), confirmed, actor);
     return confirmed ? 'Link confirmed.' : 'Link rejected.';

@@ -13,6 +13,7 @@ import { pagination, parseBody, parseQuery, requiredText, shortText, toPage, pag
 import { multipart } from '../server/middleware/uploads';
 import { IMPORT_HEADER, parseDay } from '../server/services/catalogue';
 import type { RouteContext } from './context';
+import { labelled } from './form-labels';
 
 // ----- shared field shapes (also used by routes/registrations.ts) -----
 
@@ -178,6 +179,26 @@ const actorOf = (req: Request) => ({ userId: req.user!.id });
 
 // ----- pages -----
 
+/** The catalogue forms' labels (see ./form-labels); a model's page holds three forms, whose fields differ. */
+const modelFieldLabels = {
+  name: 'Name',
+  publicName: 'Public name',
+  gtin: 'GTIN',
+  category: 'Category',
+  riskLevel: 'Risk level',
+  capabilities: 'Capabilities',
+  intendedUses: 'Intended uses',
+};
+const unitFieldLabels = {
+  manufacturedAt: 'Manufacture date',
+  channelPartner: 'First sale: channel partner',
+  shipToCountry: 'First sale: ship-to country',
+  soldAt: 'First sale: date',
+};
+const newModelLabels = { sku: 'SKU', ...modelFieldLabels, endUseTerms: 'End-use terms (version 1)' };
+const modelPageLabels = { ...modelFieldLabels, serial: 'Serial number', ...unitFieldLabels, text: 'Publish a new version' };
+const importLabels = { file: 'CSV file' };
+
 export function cataloguePages(ctx: RouteContext) {
   const { services } = ctx;
   const router = Router();
@@ -191,11 +212,12 @@ export function cataloguePages(ctx: RouteContext) {
     return { title: 'Catalogue', models: items, total, page, ...formOptions };
   };
 
-  router.get('/admin/catalogue', admin, async (req, res) => res.render('catalogue/models', await modelsPage(req)));
+  router.get('/admin/catalogue', admin, labelled(newModelLabels), async (req, res) => res.render('catalogue/models', await modelsPage(req)));
 
   router.post(
     '/admin/catalogue/models',
     admin,
+    labelled(newModelLabels),
     formAction('catalogue/models', modelsPage, async (req, res) => {
       const model = await catalogue.createModel(parseBody(modelInput, req), actorOf(req));
       res.flash(`Product model ${model._id} created.`);
@@ -210,7 +232,7 @@ export function cataloguePages(ctx: RouteContext) {
     return { title: `Model ${model._id}`, model, units: items, total, page, ...formOptions };
   };
 
-  router.get('/admin/catalogue/models/:modelId', admin, async (req, res) => {
+  router.get('/admin/catalogue/models/:modelId', admin, labelled(modelPageLabels), async (req, res) => {
     const locals = await modelPage(req);
     const m = locals.model;
     res.render('catalogue/model', { ...locals, values: { ...m, capabilities: m.capabilities, intendedUses: m.intendedUses.join('\n') } });
@@ -219,6 +241,7 @@ export function cataloguePages(ctx: RouteContext) {
   router.post(
     '/admin/catalogue/models/:modelId',
     admin,
+    labelled(modelPageLabels),
     formAction('catalogue/model', modelPage, async (req, res) => {
       const model = await catalogue.updateModel(String(req.params.modelId), parseBody(modelEdit, req), actorOf(req));
       res.flash('The model was saved.');
@@ -229,6 +252,7 @@ export function cataloguePages(ctx: RouteContext) {
   router.post(
     '/admin/catalogue/models/:modelId/terms',
     admin,
+    labelled(modelPageLabels),
     formAction('catalogue/model', modelPage, async (req, res) => {
       const terms = await catalogue.publishTerms(String(req.params.modelId), parseBody(termsInput, req).text, actorOf(req));
       res.flash(`End-use terms version ${terms.version} published. Earlier registrations keep the version they accepted.`);
@@ -239,6 +263,7 @@ export function cataloguePages(ctx: RouteContext) {
   router.post(
     '/admin/catalogue/models/:modelId/units',
     admin,
+    labelled(modelPageLabels),
     formAction('catalogue/model', modelPage, async (req, res) => {
       const input = parseBody(unitForm, req);
       const unit = await catalogue.createUnit({ sku: String(req.params.modelId), serial: input.serial, ...toUnitInput(input) }, actorOf(req));
@@ -249,7 +274,7 @@ export function cataloguePages(ctx: RouteContext) {
 
   const unitPage = async (req: Request) => ({ title: 'Unit', unit: await catalogue.getUnit(String(String(req.params.unitId))), ...formOptions });
 
-  router.get('/admin/catalogue/units/:unitId', admin, async (req, res) => {
+  router.get('/admin/catalogue/units/:unitId', admin, labelled(unitFieldLabels), async (req, res) => {
     const locals = await unitPage(req);
     const u = locals.unit;
     const day = (d: Date | null | undefined) => (d ? d.toISOString().slice(0, 10) : '');
@@ -262,6 +287,7 @@ export function cataloguePages(ctx: RouteContext) {
   router.post(
     '/admin/catalogue/units/:unitId',
     admin,
+    labelled(unitFieldLabels),
     formAction('catalogue/unit', unitPage, async (req, res) => {
       // The form always sends every field: an emptied one clears the value.
       const input = parseBody(z.object(unitFields), req);
@@ -277,11 +303,12 @@ export function cataloguePages(ctx: RouteContext) {
     return { title: 'Import units', jobs: items, total, page, header: IMPORT_HEADER, maxMb: MAX_IMPORT_BYTES / 1024 / 1024 };
   };
 
-  router.get('/admin/catalogue/import', admin, async (req, res) => res.render('catalogue/imports', await importsPage(req)));
+  router.get('/admin/catalogue/import', admin, labelled(importLabels), async (req, res) => res.render('catalogue/imports', await importsPage(req)));
 
   router.post(
     '/admin/catalogue/import',
     admin,
+    labelled(importLabels),
     ...csvUpload(ctx, { csrf: true }),
     formAction('catalogue/imports', importsPage, async (req, res) => {
       const file = uploadedCsv(req);

@@ -8,6 +8,7 @@ import type { CertificateDoc } from '../server/store/certificates';
 import type { CertifiedSubject } from '../server/services/certificates';
 import { normaliseCode } from '../server/services/catalogue/codes';
 import type { RouteContext } from './context';
+import { labelled } from './form-labels';
 import { Router } from './router';
 
 // ----- input at the edge -----
@@ -85,6 +86,21 @@ const publicCertificate = (c: CertificateDoc) => ({
 
 // ----- pages -----
 
+/** The certificate form's labels (see ./form-labels). */
+const certificateLabels = {
+  registrationId: 'Registration it covers',
+  transferId: 'Or the transfer it covers',
+  saleId: 'Or the partner sale it covers',
+  issuingAuthority: 'Issuing authority',
+  number: 'Certificate number',
+  endUser: 'End user',
+  statedEndUse: 'Stated end use',
+  validFrom: 'Valid from',
+  validUntil: 'Valid until',
+  items: 'Covered models and quantities',
+  certificate: 'Certificate (PDF)',
+};
+
 export function certificatePages(ctx: RouteContext) {
   const { services } = ctx;
   const router = Router();
@@ -96,11 +112,12 @@ export function certificatePages(ctx: RouteContext) {
   });
 
   const newPage = (req: Request) => ({ title: 'Add an end-use certificate', values: { registrationId: req.query.registrationId ?? '', transferId: req.query.transferId ?? '', saleId: req.query.saleId ?? '' } });
-  router.get('/certificates/new', staff, (req, res) => res.render('certificates/new', newPage(req)));
+  router.get('/certificates/new', staff, labelled(certificateLabels), (req, res) => res.render('certificates/new', newPage(req)));
 
   router.post(
     '/certificates/new',
     staff,
+    labelled(certificateLabels),
     ...uploads(ctx, [{ name: 'certificate', maxCount: 1 }]),
     formAction('certificates/new', newPage, async (req, res) => {
       const { registrationId, transferId, saleId, ...input } = parseBody(certificateInput, req);

@@ -6,6 +6,7 @@ import { requireRole } from '../server/middleware/auth';
 import { formAction } from '../server/middleware/forms';
 import { parseBody } from '../server/middleware/validate';
 import type { RouteContext } from './context';
+import { labelled } from './form-labels';
 
 const countryCode = z.string().trim().toUpperCase().refine(isCountryCode, 'Not an ISO 3166-1 alpha-2 country code.');
 
@@ -24,6 +25,8 @@ export const restrictedCountriesForm = z.object({
     }),
 });
 
+const restrictedCountriesLabels = { countries: 'Country codes' };
+
 /** The restricted-country list behind the `restricted-country` red flag (admins). */
 export function flagPages({ services }: RouteContext) {
   const router = Router();
@@ -34,11 +37,12 @@ export function flagPages({ services }: RouteContext) {
     return { title: 'Restricted countries', countries: countries.map((c) => ({ code: c, name: names.get(c) ?? c })), value: countries.join(', ') };
   };
 
-  router.get('/admin/restricted-countries', admin, async (_req, res) => res.render('flags/restricted-countries', await page()));
+  router.get('/admin/restricted-countries', admin, labelled(restrictedCountriesLabels), async (_req, res) => res.render('flags/restricted-countries', await page()));
 
   router.post(
     '/admin/restricted-countries',
     admin,
+    labelled(restrictedCountriesLabels),
     formAction('flags/restricted-countries', page, async (req: Request, res) => {
       const list = await services.flags.setRestrictedCountries(parseBody(restrictedCountriesForm, req).countries, req.user!.id);
       res.flash(list.length ? `Restricted countries saved: ${list.join(', ')}.` : 'The restricted-country list is now empty.');

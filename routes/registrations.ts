@@ -12,6 +12,7 @@ import type { RegistrationInput, TransferInput } from '../server/services/regist
 import { SIGN_UP_ANSWER, signUpInput } from './auth';
 import { countryCode, dayField } from './catalogue';
 import type { RouteContext } from './context';
+import { labelled } from './form-labels';
 
 // ----- inputs -----
 
@@ -39,6 +40,31 @@ export const registrationInput = z.object({
   acceptTerms: accepted,
 }) satisfies z.ZodType<RegistrationInput, unknown>;
 
+/** The register form's labels (see ./form-labels); the model step asks for `model`, the form posts it as `modelSku`. */
+const registrationLabels = {
+  model: 'Model number (SKU)',
+  modelSku: 'Model number (SKU)',
+  serial: 'Serial number',
+  ownerOrganisation: 'Owner organisation (or your name)',
+  contactName: 'Contact person',
+  contactEmail: 'Contact e-mail',
+  contactPhone: 'Contact phone',
+  country: 'Country',
+  region: 'Region',
+  city: 'City',
+  endUserType: 'Who uses it (end user)',
+  intendedUse: 'Use',
+  declaredEndUse: 'Describe the end use',
+  purchaseDate: 'Purchase date',
+  seller: 'Bought from (seller)',
+  proofOfPurchase: 'Proof of purchase (optional)',
+  termsVersion: 'End-use terms',
+  acceptTerms: 'I have read and accept these end-use terms',
+  name: 'Your name',
+  email: 'E-mail (to sign in)',
+  password: 'Password',
+};
+
 /** Shown and required only when nobody is signed in: an account is made in the same step. */
 const newAccountFields = signUpInput.pick({ name: true, email: true, password: true }).shape;
 
@@ -54,6 +80,18 @@ export const transferInput = z.object({
   reason: requiredText(2000, 'Reason'),
   effectiveDate: dayField('Effective date'),
 });
+const transferLabels = {
+  kind: 'What happens',
+  newOwnerOrganisation: 'New owner (organisation or person)',
+  newOwnerContactName: 'Their contact person',
+  newOwnerContactEmail: 'Their e-mail',
+  newOwnerEndUserType: 'Who will use it',
+  country: 'Country',
+  region: 'Region',
+  city: 'City',
+  reason: 'Reason',
+  effectiveDate: 'Date of the resale or move',
+};
 const transferApiInput = transferInput.extend({ unitId: requiredText(200, 'Unit') }).strict();
 
 const toTransfer = (i: z.infer<typeof transferInput>): TransferInput => ({
@@ -73,6 +111,8 @@ const decisionInput = z.object({
   decision: z.enum(['approve', 'refuse'], 'Choose approve or refuse.'),
   reason: requiredText(2000, 'Reason'),
 });
+
+const decisionLabels = { decision: 'Decision', reason: 'Reason for the decision' };
 
 const modelQuery = z.object({ model: shortText(64).optional() });
 
@@ -140,7 +180,7 @@ export function registrationPages(ctx: RouteContext) {
     return { title: 'Register a product', model, askedSku: sku, ...formOptions };
   };
 
-  router.get('/register', async (req, res) => {
+  router.get('/register', labelled(registrationLabels), async (req, res) => {
     const locals = await registerPage(req);
     const errors = locals.askedSku && !locals.model ? { modelSku: 'We do not know this model number. Check the label on the product.' } : {};
     res.status(locals.askedSku && !locals.model ? 400 : 200).render('registrations/register', { ...locals, values: { modelSku: locals.askedSku }, errors });
@@ -148,6 +188,7 @@ export function registrationPages(ctx: RouteContext) {
 
   router.post(
     '/register',
+    labelled(registrationLabels),
     ...uploads(ctx, [{ name: 'proofOfPurchase', maxCount: 1 }]),
     formAction('registrations/register', registerPage, async (req, res) => {
       // One parse, so every bad field (registration and account alike) is named at once.
@@ -178,11 +219,12 @@ export function registrationPages(ctx: RouteContext) {
     ...formOptions,
   });
 
-  router.get('/account/products/:unitId/transfer', requireSignedIn, async (req, res) => res.render('registrations/transfer', await transferPage(req)));
+  router.get('/account/products/:unitId/transfer', requireSignedIn, labelled(transferLabels), async (req, res) => res.render('registrations/transfer', await transferPage(req)));
 
   router.post(
     '/account/products/:unitId/transfer',
     requireSignedIn,
+    labelled(transferLabels),
     formAction('registrations/transfer', transferPage, async (req, res) => {
       const { transfer } = await registrations.requestTransfer(String(req.params.unitId), toTransfer(parseBody(transferInput, req)), req.user!.id);
       res.flash(transfer.status === 'pending' ? 'Thank you. This product needs our approval before the transfer takes effect; we will review it.' : 'Thank you. The transfer is recorded.');
@@ -202,11 +244,12 @@ export function registrationPages(ctx: RouteContext) {
     return { title: 'Transfer', transfer, timeline: await registrations.timeline(transfer.unitId, viewerOf(req)), countryName };
   };
 
-  router.get('/admin/transfers/:transferId', staff, async (req, res) => res.render('registrations/decision', await decisionPage(req)));
+  router.get('/admin/transfers/:transferId', staff, labelled(decisionLabels), async (req, res) => res.render('registrations/decision', await decisionPage(req)));
 
   router.post(
     '/admin/transfers/:transferId',
     staff,
+    labelled(decisionLabels),
     formAction('registrations/decision', decisionPage, async (req, res) => {
       const { decision, reason } = parseBody(decisionInput, req);
       await registrations.decideTransfer(String(req.params.transferId), decision, reason, req.user!.id);

@@ -11,6 +11,7 @@ import { multipart } from '../server/middleware/uploads';
 import { pageBody, pagination, parseBody, parseQuery, requiredText, toPage } from '../server/middleware/validate';
 import type { StoredHit } from '../server/store/screening';
 import type { RouteContext } from './context';
+import { labelled } from './form-labels';
 import { Router } from './router';
 
 // ----- input at the edge -----
@@ -71,13 +72,17 @@ const publicHit = (h: StoredHit) => ({
 
 // ----- pages -----
 
+/** The screening forms' labels (see ./form-labels). */
+const listLabels = { listId: 'List id', name: 'Name', source: 'Source', versionDate: 'Version date', format: 'Format', file: 'List file' };
+const hitDecisionLabels = { decision: 'This is', reason: 'Reason' };
+
 export function screeningPages(ctx: RouteContext) {
   const { services } = ctx;
   const router = Router();
 
   const listsPage = async () => ({ title: 'Screening lists', lists: await services.screening.lists(), run: await services.screening.rescreenRun(), threshold: services.screening.threshold, cutoff: services.screening.cutoff });
 
-  router.get('/admin/screening', admin, async (_req, res) => {
+  router.get('/admin/screening', admin, labelled(listLabels), async (_req, res) => {
     const locals = await listsPage();
     // Progress without JavaScript: the page reloads itself while a re-screening runs.
     if (locals.run && locals.run.status !== 'done') res.set('Refresh', '5');
@@ -87,6 +92,7 @@ export function screeningPages(ctx: RouteContext) {
   router.post(
     '/admin/screening',
     admin,
+    labelled(listLabels),
     ...listUpload(ctx, { csrf: true }),
     formAction('screening/lists', listsPage, async (req, res) => {
       const { entities, skipped, list } = await services.screening.importList(await uploadedList(req), req.user!.id);
@@ -104,11 +110,12 @@ export function screeningPages(ctx: RouteContext) {
 
   const hitPage = async (req: Request) => ({ title: 'Screening hit', hit: await services.screeningReview.hit(String(req.params.hitId)) });
 
-  router.get('/screening/:hitId', staff, async (req, res) => res.render('screening/hit', await hitPage(req)));
+  router.get('/screening/:hitId', staff, labelled(hitDecisionLabels), async (req, res) => res.render('screening/hit', await hitPage(req)));
 
   router.post(
     '/screening/:hitId',
     staff,
+    labelled(hitDecisionLabels),
     formAction('screening/hit', hitPage, async (req, res) => {
       const { decision, reason } = parseBody(decisionInput, req);
       const decided = await services.screeningReview.decide(String(req.params.hitId), decision, reason, req.user!.id);

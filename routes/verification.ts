@@ -9,6 +9,7 @@ import type { OutcomeInput } from '../server/services/verification';
 import { MAX_UNITS_PER_VISIT } from '../server/services/verification';
 import type { VisitDoc } from '../server/store/verification';
 import type { RouteContext } from './context';
+import { labelled } from './form-labels';
 import { Router } from './router';
 
 // ----- input at the edge -----
@@ -73,6 +74,15 @@ const publicVisit = (v: Omit<VisitDoc, 'outcome'> & { outcome?: VisitDoc['outcom
 
 // ----- pages -----
 
+/** The visit forms' labels (see ./form-labels). */
+const planLabels = { plannedFor: 'Date', inspector: 'Inspector', site: 'Site', partner: 'Channel partner', caseId: 'From case', unitIds: 'Units to verify', checklist: 'Checklist' };
+const outcomeLabels = {
+  locationConfirmed: 'Location confirmed',
+  endUseConsistent: 'End use consistent with the declaration',
+  findings: 'Findings',
+  photos: 'Photos',
+};
+
 export function verificationPages(ctx: RouteContext) {
   const { services } = ctx;
   const router = Router();
@@ -90,10 +100,11 @@ export function verificationPages(ctx: RouteContext) {
   });
 
   const planPage = (req: Request) => ({ title: 'Plan a verification visit', values: { unitIds: req.query.unitId ?? '', caseId: req.query.caseId ?? '' } });
-  router.get('/visits/new', staff, (req, res) => res.render('verification/new', planPage(req)));
+  router.get('/visits/new', staff, labelled(planLabels), (req, res) => res.render('verification/new', planPage(req)));
   router.post(
     '/visits/new',
     staff,
+    labelled(planLabels),
     formAction('verification/new', planPage, async (req, res) => {
       const visit = await services.verification.plan(parseBody(planInput, req), req.user!.id);
       res.flash('Visit planned.');
@@ -102,10 +113,11 @@ export function verificationPages(ctx: RouteContext) {
   );
 
   const visitPage = async (req: Request) => ({ title: 'Verification visit', visit: await services.verification.getVisit(String(req.params.visitId)), findings: UNIT_FINDINGS });
-  router.get('/visits/:visitId', staff, async (req, res) => res.render('verification/show', await visitPage(req)));
+  router.get('/visits/:visitId', staff, labelled(outcomeLabels), async (req, res) => res.render('verification/show', await visitPage(req)));
   router.post(
     '/visits/:visitId',
     staff,
+    labelled(outcomeLabels),
     ...uploads(ctx, [{ name: 'photos' }]),
     formAction('verification/show', visitPage, async (req, res) => {
       const visit = await services.verification.getVisit(String(req.params.visitId));

@@ -7,6 +7,7 @@ import { formAction } from '../server/middleware/forms';
 import { pageBody, pagination, parse, parseBody, parseQuery, shortText, toPage } from '../server/middleware/validate';
 import { DEFAULT_OVERLAP_HOURS } from '../server/services/webhooks';
 import type { RouteContext } from './context';
+import { labelled } from './form-labels';
 
 /** Webhook subscriptions and their delivery logs (admins): JSON API and admin pages. */
 
@@ -17,6 +18,7 @@ const subscriptionFields = z.object({
   eventTypes: eventTypeList.refine((l) => l.length > 0, 'Choose at least one event type.'),
   description: shortText(200, 'Description').default(''),
 });
+const subscriptionLabels = { url: 'URL', eventTypes: 'Event types', description: 'Description' };
 /** A saved EPCIS query: `GET /api/v1/epcis/events`'s filters (not its times or paging), each a list meaning "any of". */
 const savedValues = (label: string) => z.array(z.string(`${label}: a list of strings.`).trim().min(1, `${label}: no empty values.`).max(500, `${label}: values of at most 500 characters.`), `${label}: a list of strings.`).max(100, `${label}: at most 100 values.`).default([]);
 const epcisQueryInput = z
@@ -27,6 +29,7 @@ const rotateFields = z.object({ overlapHours: z.coerce.number('Overlap: a number
 // An EPCIS query subscription (API only) may have no event types: its saved query is what it wants.
 const subscriptionInput = subscriptionFields.extend({ eventTypes: eventTypeList, epcisQuery: epcisQueryInput.optional() }).strict();
 const rotateInput = rotateFields.strict();
+const rotateLabels = { overlapHours: 'Overlap (hours)' };
 const ids = z.object({ id: z.string().regex(/^whs_[0-9a-f]{20}$/, 'No such webhook subscription.') });
 const deliveryIds = ids.extend({ deliveryId: z.string().min(1).max(200) });
 
@@ -90,11 +93,12 @@ export function webhookPages({ services }: RouteContext) {
     return { title: `Webhook ${subscription.url}`, subscription, deliveries: deliveries.items, total: deliveries.total, page, newSecret: null };
   };
 
-  router.get('/admin/webhooks', admin, async (req, res) => res.render('webhooks/index', await listPage(req)));
+  router.get('/admin/webhooks', admin, labelled(subscriptionLabels), async (req, res) => res.render('webhooks/index', await listPage(req)));
 
   router.post(
     '/admin/webhooks',
     admin,
+    labelled(subscriptionLabels),
     formAction('webhooks/index', listPage, async (req, res) => {
       const { subscription, secret } = await services.webhooks.subscribe(parseBody(subscriptionFields, req), actor(req));
       // The secret is shown this once, on this answer (never in a redirect or a flash).
@@ -103,17 +107,24 @@ export function webhookPages({ services }: RouteContext) {
     }),
   );
 
-  router.get('/admin/webhooks/:id', admin, async (req, res) => res.render('webhooks/show', await detailPage(req)));
+  router.get('/admin/webhooks/:id', admin, labelled(rotateLabels), async (req, res) => res.render('webhooks/show', await detailPage(req)));
 
   router.post(
     '/admin/webhooks/:id/rotate-secret',
     admin,
+    labelled(rotateLabels),
     formAction('webhooks/show', detailPage, async (req, res) => {
       const { secret } = await services.webhooks.rotateSecret(parse(ids, req.params).id, parseBody(rotateFields, req).overlapHours, actor(req));
       res.set('Cache-Control', 'no-store');
       res.render('webhooks/show', { ...(await detailPage(req)), newSecret: secret });
     }),
   );
+
+  // Removing shows a confirmation page first; the POST from it removes.
+  router.get('/admin/webhooks/:id/remove', admin, async (req, res) => {
+    const subscription = await services.webhooks.subscription(parse(ids, req.params).id);
+    res.render('webhooks/remove', { title: 'Remove a webhook', subscription });
+  });
 
   router.post('/admin/webhooks/:id/remove', admin, async (req, res) => {
     const removed = await services.webhooks.unsubscribe(parse(ids, req.params).id, actor(req));

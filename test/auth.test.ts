@@ -141,6 +141,10 @@ describe('accounts and sessions', () => {
       expect(res.text).toContain('value="Kept Name"');
       expect(res.text).toContain('value="Kept Org"');
       expect(res.text).not.toContain('value="short"');
+      // The summary names each field as its label does, not by its code.
+      expect(res.text).toContain('<a href="#f-email">E-mail: Enter a valid e-mail address.</a>');
+      expect(res.text).toContain('<a href="#f-password">Password: Use at least 12 characters.</a>');
+      expect(res.text).not.toMatch(/>(email|password):/);
       expect(await User.countDocuments({ name: 'Kept Name' })).toBe(0);
     });
 

@@ -79,6 +79,22 @@ describe('investigation cases', () => {
       expect(res.text).toMatch(/value="labour-rights" checked/);
       expect((await Case.findById(caseId).lean())!.triage).toBeNull();
     });
+
+    it('names the refused triage fields in the error summary by the labels the form shows, never by their codes', async () => {
+      const { agent, user } = await signedInAgent(ctx, 'investigator');
+      const { caseId } = await makeReportCase(ctx);
+      await ctx.services.cases.assign(caseId, String(user._id), actorOf(user));
+      const res = await agent.form(`/cases/${caseId}/triage`, { scale: '3', scope: '9', irremediable: '2', likelihood: '2', involvement: 'cause', involvementRationale: '' }, `/cases/${caseId}`);
+      expect(res.status).toBe(400);
+      const summary = /<div class="error-summary"[\s\S]*?<\/div>/.exec(res.text)![0];
+      expect(summary).toContain('<a href="#f-harmCategories">Harm categories: Choose at least one harm category.</a>');
+      expect(summary).toContain('<a href="#f-involvementRationale">Rationale for the involvement: ');
+      // A message that names its field already is not named twice.
+      expect(summary).toContain('<a href="#f-scope">Scope: choose 1 to 4.</a>');
+      expect(summary).not.toMatch(/harmCategories:|involvementRationale:/);
+      expect(res.text).toContain('<legend>Harm categories</legend>');
+      expect((await Case.findById(caseId).lean())!.triage).toBeNull();
+    });
   });
 
   describe('status workflow', () => {

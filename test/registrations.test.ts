@@ -138,7 +138,8 @@ describe('registrations, transfers and the unit timeline', () => {
       const email = `${unique('reg')}@example.test`;
       const res = await submitRegistration(agent, formFields(unit, { serial: 'NO-SUCH-SERIAL', name: 'Kept Visitor', email, password: TEST_PASSWORD }));
       expect(res.status).toBe(400);
-      expect(res.text).toContain('No unit of this model has this serial number.');
+      expect(res.text).toContain('<a href="#f-serial">Serial number: No unit of this model has this serial number.');
+      expect(res.text).not.toContain('serial: No unit');
       expect(res.text).toContain('value="Kept Visitor"');
       expect(res.text).toContain('value="Lagos Logistics Ltd"');
       expect(res.text).not.toContain(TEST_PASSWORD);

@@ -308,6 +308,7 @@ describe('webhooks', () => {
     expect(bad.status).toBe(400);
     expect(bad.text).toContain('value="http://10.1.2.3/hook"');
     expect(bad.text).toContain('private, loopback, link-local or metadata address');
+    expect(bad.text).toMatch(/<a href="#f-url">URL: [^<]*private, loopback/);
     const made = await agent.form('/admin/webhooks', { url: receiver.url('/ok/page'), eventTypes: ['case.opened', 'flag.raised'], description: 'Ticketing' }, '/admin/webhooks');
     expect(made.status).toBe(201);
     const secret = /whsec_[A-Za-z0-9+/=]+/.exec(made.text)?.[0];
@@ -322,5 +323,25 @@ describe('webhooks', () => {
     const logged = await agent.get(`/admin/webhooks/${id}`);
     expect(logged.text).toContain('delivered');
     expect(logged.text).toContain('204');
+  });
+
+  it('asks for confirmation before removing a subscription, and removes it only from the confirmation page', async () => {
+    const { agent, user } = await signedInAgent(ctx, 'admin');
+    const { subscription } = await ctx.services.webhooks.subscribe({ url: receiver.url('/ok/removed'), eventTypes: ['case.opened'], description: 'Old ticketing' }, { userId: String(user._id) });
+    const page = await agent.get(`/admin/webhooks/${subscription.id}`);
+    expect(page.text).toContain(`href="/admin/webhooks/${subscription.id}/remove"`);
+    expect(page.text).not.toContain(`action="/admin/webhooks/${subscription.id}/remove"`);
+
+    const confirm = await agent.get(`/admin/webhooks/${subscription.id}/remove`);
+    expect(confirm.status).toBe(200);
+    expect(confirm.text).toContain(receiver.url('/ok/removed'));
+    expect(confirm.text).toContain(`action="/admin/webhooks/${subscription.id}/remove"`);
+    expect((await WebhookSubscription.findById(subscription.id).lean())!.active).toBe(true);
+
+    const removed = await agent.form(`/admin/webhooks/${subscription.id}/remove`, {}, `/admin/webhooks/${subscription.id}/remove`);
+    expect(removed.status).toBe(303);
+    expect(removed.headers.location).toBe('/admin/webhooks');
+    expect((await WebhookSubscription.findById(subscription.id).lean())!.active).toBe(false);
+    expect((await agent.get(`/admin/webhooks/${subscription.id}/remove`)).text).toContain('was already removed');
   });
 });

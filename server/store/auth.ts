@@ -12,6 +12,9 @@ export interface Confirmation {
 }
 
 /** Users, sessions and API keys: small collections, read by `_id` on every request. */
+/** What a notice to a staff member needs of their account. */
+const NOTICE_FIELDS = { name: 1, email: 1, role: 1, disabled: 1, notifications: 1 } as const;
+
 export function createAuthStore(engine: Engine) {
   /** Users by id, in no particular order: one `$in` on MongoDB, `_id` reads on FerretDB. */
   async function usersByIds(ids: readonly string[], fields: Record<string, 1>) {
@@ -141,7 +144,13 @@ export function createAuthStore(engine: Engine) {
     },
 
     /** Active staff with their e-mail and preferences, for notices (users are a small collection). */
-    staffForNotices: (ids: readonly string[]) => usersByIds(ids, { name: 1, email: 1, role: 1, disabled: 1, notifications: 1 }),
+    staffForNotices: (ids: readonly string[]) => usersByIds(ids, NOTICE_FIELDS),
+
+    /** Active investigators with their e-mail and preferences, for notices (users are a small collection). */
+    activeInvestigators: () => User.find({ role: 'investigator', disabled: { $ne: true } }, NOTICE_FIELDS).limit(1000).lean(),
+
+    /** Active staff who may decide transfers, for notices (users are a small collection). */
+    activeStaff: () => User.find({ role: { $in: ['investigator', 'admin'] }, disabled: { $ne: true } }, NOTICE_FIELDS).limit(1000).lean(),
 
     /** Active investigators and admins by name (users are a small collection). */
     staff: () =>

@@ -1,6 +1,5 @@
 import crypto from 'node:crypto';
 import { NotificationInbox, QueuedMail } from '../../models/notifications';
-import { User } from '../../models/auth';
 import { INBOX_KEEPS, type NoticeKind } from '../domain/notifications';
 import { chunksOf, type Engine } from './engine';
 
@@ -88,15 +87,6 @@ export function createNotificationsStore(engine: Engine) {
       QueuedMail.updateOne({ _id: id, attempts }, { $set: { nextAttemptAt }, $inc: { attempts: 1 } }).then(() => undefined),
 
     pendingMailCount: () => QueuedMail.countDocuments({}),
-
-    // Reads of users: move to server/store/auth.ts at merge.
-    /** Active investigators with their e-mail and preferences (users are a small collection). */
-    activeInvestigators: () =>
-      User.find({ role: 'investigator', disabled: { $ne: true } }, { name: 1, email: 1, role: 1, disabled: 1, notifications: 1 }).limit(1000).lean(),
-
-    /** Active staff who may decide transfers (users are a small collection). */
-    activeStaff: () =>
-      User.find({ role: { $in: ['investigator', 'admin'] }, disabled: { $ne: true } }, { name: 1, email: 1, role: 1, disabled: 1, notifications: 1 }).limit(1000).lean(),
   };
 }
 

@@ -3,6 +3,7 @@ import type { Config } from '../../config';
 import type { NoticeKind } from '../../domain/notifications';
 import type { Logger } from '../../logger';
 import type { Page } from '../../middleware/validate';
+import type { AuthStore } from '../../store/auth';
 import type { NotificationsStore } from '../../store/notifications';
 import { mailSender, type Mail } from './mail';
 import { outboxFolder } from './outbox-folder';
@@ -52,7 +53,7 @@ export interface Notice {
  * for), so their e-mail is queued in the database in the same call and sent by the leased
  * `notification-mail` job: the caller's answer never waits on, or fails with, a mail server.
  */
-export function createNotificationsService(deps: { config: Config; clock: Clock; logger: Logger; stores: { notifications: NotificationsStore } }) {
+export function createNotificationsService(deps: { config: Config; clock: Clock; logger: Logger; stores: { notifications: NotificationsStore; auth: AuthStore } }) {
   const { config, clock, logger } = deps;
   const store = deps.stores.notifications;
   const sender = mailSender(deps);
@@ -85,10 +86,10 @@ export function createNotificationsService(deps: { config: Config; clock: Clock;
     },
 
     /** Every active investigator: the unassigned queue is theirs. */
-    investigators: () => store.activeInvestigators(),
+    investigators: () => deps.stores.auth.activeInvestigators(),
 
     /** Every active investigator and admin: who may decide a customer's transfer. */
-    transferDeciders: () => store.activeStaff(),
+    transferDeciders: () => deps.stores.auth.activeStaff(),
 
     /**
      * A reporter who gave an address and asked for news: told only that there is news, never

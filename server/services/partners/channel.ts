@@ -76,11 +76,15 @@ export function partnerChannel(deps: PartnerDeps) {
     const partners = await store.allPartners();
     const visible = new Set([actor.partnerId, ...partners.filter((p) => p.parentId === actor.partnerId).map((p) => p._id)]);
     const below = partners.filter((p) => p.parentId && visible.has(p.parentId) && !visible.has(p._id));
+    const ids = sales.map((s) => unitId(normaliseCode(s.sku), normaliseCode(s.serial)));
+    // Only the report's units are looked for: a distributor's allocations may hold 100,000.
+    const named = new Set(ids);
     const holderOf = new Map<string, { partnerId: string; at: number }>();
     // `actor` first, then its children: of two allocations at the same time, the child's is the pass-on.
     for (const partnerId of visible) {
       for (const allocation of await store.allocationUnits(partners.find((p) => p._id === partnerId)?.allocationIds ?? [])) {
         for (const id of allocation.unitIds) {
+          if (!named.has(id)) continue;
           const known = holderOf.get(id);
           if (!known || known.at <= allocation.at.getTime()) holderOf.set(id, { partnerId, at: allocation.at.getTime() });
         }
@@ -88,7 +92,6 @@ export function partnerChannel(deps: PartnerDeps) {
     }
     for (const allocation of await store.allocationUnits(below.flatMap((p) => p.allocationIds))) for (const id of allocation.unitIds) holderOf.delete(id);
 
-    const ids = sales.map((s) => unitId(normaliseCode(s.sku), normaliseCode(s.serial)));
     const rest = [...new Set(ids.filter((id) => !holderOf.has(id)))];
     const holders = new Map((await store.holdersOf(rest)).map((u) => [u._id, u]));
     const outside = rest.filter((id) => !holders.has(id));

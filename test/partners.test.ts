@@ -574,8 +574,8 @@ describe('partners on the dashboard: footprints against territories', () => {
     expect(page.text).toContain('<h2 id="channel-partners">Channel partners</h2>');
     expect(page.text).toContain('href="/admin/partners/scorecards"');
     expect(page.text).toMatch(new RegExp(`<a href="/admin/partners/${partner._id}">Footprint Distributor</a>[^]*?<td class="num">333\\.3</td>`));
-    const table = page.text.slice(page.text.indexOf('aria-label="Where Footprint Distributor'));
-    expect(table).toMatch(/^[^]*?authorised in Kenya, Tanzania · 2 of 3 units seen/);
+    const table = page.text.slice(page.text.indexOf(`id="footprint-${partner._id}"`));
+    expect(table).toMatch(/^[^]*?<strong>Footprint Distributor<\/strong>: authorised in Kenya, Tanzania · 2 of 3 units seen/);
     expect(table).toMatch(/^[^]*?<tr class="attention"><td>Uganda <span class="muted">UG<\/span><\/td>\s*<td><strong>outside territory<\/strong><\/td>/);
     expect(table).toMatch(/^[^]*?<tr><td>Kenya <span class="muted">KE<\/span><\/td>\s*<td>in territory<\/td>/);
 

@@ -39,6 +39,14 @@ describe('the dashboard on seeded data (headless Chromium)', () => {
     expect(await page.locator('script').count()).toBe(0);
     await screenshot(page, 'insight-dashboard');
 
+    // On a phone nothing is wider than the screen: wide tables scroll inside their own box.
+    await page.setViewportSize({ width: 390, height: 844 });
+    await page.reload();
+    expect(await page.textContent('#channel-partners')).toBe('Channel partners');
+    expect(await page.evaluate<number>('document.documentElement.scrollWidth')).toBeLessThanOrEqual(390);
+    await screenshot(page, 'insight-dashboard-390');
+    await page.setViewportSize({ width: 1366, height: 900 });
+
     await Promise.all([page.waitForNavigation(), page.click('a[href*="map=check-in"]')]);
     expect(await page.locator('tr.attention').count()).toBeGreaterThan(0); // units checking in where none is registered
     await page.locator('#where').scrollIntoViewIfNeeded();

@@ -4,6 +4,7 @@
  * Built from jest.config.js, so the two cannot drift (a copied transform list once left out the
  * ES-module packages and the soak stopped compiling).
  */
+// eslint-disable-next-line @typescript-eslint/no-require-imports -- a CommonJS config reading its sibling
 const base = require('./jest.config.js');
 
 /** @type {import('jest').Config} */

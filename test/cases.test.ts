@@ -192,6 +192,8 @@ describe('investigation cases', () => {
       expect(moves.filter((r) => r.status === 'fulfilled')).toHaveLength(1);
       const lost = moves.find((r) => r.status === 'rejected') as PromiseRejectedResult;
       expect(lost.reason).toMatchObject({ status: 409 });
+      // The same move asked once the other's is stored (read after, not before) is the same conflict.
+      await expect(other.cases.transition(caseId, { to: 'closed', reason: 'third', closureReason: 'referred' }, investigator.actor)).rejects.toMatchObject({ status: 409 });
       const closed = (await Case.findById(caseId).lean())!;
       expect(closed.status).toBe('closed');
       expect(closed.history.filter((h) => h.action === 'status-changed')).toHaveLength(1);

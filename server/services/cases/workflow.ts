@@ -91,6 +91,9 @@ export function caseWorkflow(deps: CaseDeps, reports: ReportsPort, endAction: En
     async transition(caseId: string, input: TransitionInput, actor: Actor) {
       const c = await writableCase(caseId, actor);
       const from = c.status as CaseStatus;
+      // Someone (another tab, another instance) made this very move first: a conflict with the
+      // case as it now is, as when both read it before either wrote (the guarded write's 409).
+      if (from === input.to) throw new ConflictError(`The case is already ${input.to.replace(/-/g, ' ')}: someone changed it meanwhile. Reload it to see.`);
       if (!canTransition(from, input.to)) {
         throw new ValidationError({ to: `A ${from} case cannot move to ${input.to}; it can move to ${TRANSITIONS[from].join(' or ')}.` });
       }

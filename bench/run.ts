@@ -348,7 +348,10 @@ async function epcisCapture(server: RunningServer, manifest: Manifest, adminToke
   const deadline = started + EPCIS_WAIT_S * 1000;
   let views: Job[] = [];
   for (;;) {
-    views = await Promise.all(jobs.map(async (job) => (await api<Job>(server, 'GET', job, { token: key })).body));
+    // A poll the busy server answers late keeps the job's last view (it stopped the phase before).
+    const last = views;
+    const unread: Job = { running: true, success: false, status: 'running', counts: { stored: 0, processed: 0 } };
+    views = await Promise.all(jobs.map(async (job, i) => (await api<Job>(server, 'GET', job, { token: key, timeoutMs: 30_000 }).catch(() => null))?.body ?? last[i] ?? unread));
     if (!views.some((v) => v.running) || Date.now() > deadline) break;
     await new Promise((r) => setTimeout(r, 1_000));
   }

@@ -365,9 +365,8 @@ export function createPartnersStore(engine: Engine) {
      * older one never comes back).
      */
     async countBatchSales(partnerId: string, batchId: string, n: number) {
-      const partner = await Partner.findOneAndUpdate({ _id: partnerId, saleBatchIds: { $ne: batchId } }, { $inc: { 'tallies.sold': n }, $push: { saleBatchIds: batchId } }, { new: true }).lean();
-      const stale = (partner?.saleBatchIds ?? []).slice(0, -SALE_BATCHES_KEPT);
-      if (stale.length) await Partner.updateOne({ _id: partnerId }, { $pull: { saleBatchIds: { $in: stale } } });
+      // One guarded update: the count and the batch's id, the list kept to its newest ids by $slice.
+      await Partner.updateOne({ _id: partnerId, saleBatchIds: { $ne: batchId } }, { $inc: { 'tallies.sold': n }, $push: { saleBatchIds: { $each: [batchId], $slice: -SALE_BATCHES_KEPT } } });
     },
 
     deleteSaleBatches: (ids: readonly string[]) => SaleBatch.deleteMany({ _id: { $in: [...ids] } }),

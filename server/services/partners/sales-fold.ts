@@ -66,9 +66,8 @@ export function salesFold(deps: PartnerDeps, raiseOnce: ReturnType<typeof divers
     const records = new Map((await store.channelUnitsByIds(unitIds)).map((u) => [u._id, u]));
     const partners = new Map<string, LeanPartner>((await store.partnersByIds([...new Set(sales.map((s) => s.partnerId))])).map((p) => [p._id, p]));
     const models = new Map<string, { _id: string; riskLevel: string }>();
-    for (const modelId of new Set(sales.map((s) => s.modelId))) {
-      const model = await deps.stores.catalogue.modelById(modelId);
-      if (model) models.set(modelId, model);
+    for (const model of await Promise.all([...new Set(sales.map((s) => s.modelId))].map((id) => deps.stores.catalogue.modelById(id)))) {
+      if (model) models.set(String(model._id), model);
     }
     const restricted = await deps.flags.restrictedCountries();
     const criteria = sales.map((s) => reviewCriteria(models.get(s.modelId)?.riskLevel ?? '', s.customerType, s.country, restricted));

@@ -170,11 +170,18 @@ const reportSchema = new Schema(
 // For MongoDB deployments; the embedded engine scans regardless (server/store/reports.ts says where).
 reportSchema.index({ caseId: 1 }); // a merge re-points a case's reports
 reportSchema.index({ status: 1, receivedAt: -1 }); // staff lists
-reportSchema.index({ linking: 1 }); // the report-links job's few pending reports
 reportSchema.index({ 'evidence.fileId': 1 }); // the unclaimed-evidence clean-up: is a file held by a report?
 reportSchema.index({ sealed: 1 }); // the encryption migration's reports still in the clear
 
 export const Report = mongoose.model('Report', reportSchema);
+
+/**
+ * A report waiting for the linker's second step (`_id` = the report's): the report-links job
+ * reads this small collection rather than filtering the reports, which grow without end and
+ * which the embedded engine can only scan. Removed once the report's `linking` is done.
+ */
+const reportLinkWaitSchema = new Schema({ _id: { type: String, required: true }, queuedAt: { type: Date, required: true } }, { versionKey: false });
+export const ReportLinkWait = mongoose.model('ReportLinkWait', reportLinkWaitSchema, 'reportlinkwaits');
 export type ReportDoc = InstanceType<typeof Report>;
 export type ReportRecord = mongoose.InferSchemaType<typeof reportSchema> & { _id: string };
 

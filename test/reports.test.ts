@@ -10,7 +10,8 @@ import { AuditEntry } from '../models/audit';
 import { Limit } from '../models/limits';
 import { Case } from '../models/cases';
 import { Flag } from '../models/flags';
-import { MAX_EVIDENCE, Report, UnclaimedEvidence } from '../models/reports';
+import mongoose from 'mongoose';
+import { MAX_EVIDENCE, Report, ReportLinkWait, UnclaimedEvidence } from '../models/reports';
 import { createApp } from '../server/app';
 import { createLogger } from '../server/logger';
 import { viewsDir } from '../server/paths';
@@ -20,6 +21,7 @@ import { backgroundJobs } from '../server/jobs';
 import { startJobs } from '../server/jobs/runner';
 import { createStores } from '../server/store';
 import { createJobsStore } from '../server/store/jobs';
+import { runMigrations } from '../server/store/migrations';
 import { makeStaff } from './helpers/cases';
 import { makeModel, makeRegistration } from './helpers/catalogue';
 import { createTestContext, type TestContext } from './helpers/context';
@@ -503,6 +505,36 @@ describe('public misuse reports', () => {
       expect([a.linking, b.linking]).toEqual(['done', 'done']);
       expect(a.links.filter((l) => l.kind === 'registration').map((l) => l.targetId)).toEqual([regs[0]!.registration._id]);
       expect(b.links.filter((l) => l.kind === 'registration').map((l) => l.targetId)).toEqual([regs[1]!.registration._id]);
+    });
+
+    it('finishes reports filed before the pass had its queue once npm run migrate queued them', async () => {
+      const model = await makeModel(ctx, { sku: unique('OLDQ').toUpperCase(), name: 'Queued Late Sensor' });
+      const { registration } = await makeRegistration(ctx, { model, country: 'MW' });
+      const reportId = await reportIdOf(ctx, (await fileAbout(model._id, 'MW')).body.receipt);
+      // Written the old way: pending, with nothing but the report saying so.
+      await ReportLinkWait.deleteOne({ _id: reportId });
+      await ctx.services.reports.completePendingLinks();
+      expect((await linksOf(reportId)).linking).toBe('pending');
+
+      await mongoose.connection.collection('migrations').deleteOne({ _id: '006-report-link-waits' as never });
+      await runMigrations(ctx.db.engine);
+      await ctx.services.reports.completePendingLinks();
+      const done = await linksOf(reportId);
+      expect(done.linking).toBe('done');
+      expect(done.links.filter((l) => l.targetId === registration._id)).toHaveLength(1);
+      expect(await ReportLinkWait.findById(reportId).lean()).toBeNull();
+    });
+
+    it('keeps a queued report whose document is not written yet, and drops the wait once it is clearly never coming', async () => {
+      // A filing that queued its report and then died before writing it (or is still writing it).
+      const ghost = `rpt_${unique('ghost')}`;
+      await ReportLinkWait.create({ _id: ghost, queuedAt: ctx.clock.now() });
+      await ctx.services.reports.completePendingLinks();
+      expect(await ReportLinkWait.findById(ghost).lean()).not.toBeNull();
+
+      ctx.clock.advance(11 * 60_000);
+      await ctx.services.reports.completePendingLinks();
+      expect(await ReportLinkWait.findById(ghost).lean()).toBeNull();
     });
 
     it('appends a report\'s country links once when a second instance\'s pass finishes after the first', async () => {

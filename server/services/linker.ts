@@ -189,9 +189,8 @@ export function createLinkerService(deps: { stores: { catalogue: Pick<CatalogueS
   /**
    * The second step, for many reports at once: registrations of their models in their
    * countries, at most MAX_REGISTRATION_LINKS each, as low-confidence links (`result[i]` for
-   * `queries[i]`). It runs off the request path, where the store's one pass over active
-   * registrations (a scan on the embedded engine, the { country, modelId } index on MongoDB)
-   * serves every report waiting for it.
+   * `queries[i]`). It runs off the request path, where one read of each model-and-country
+   * list serves every report waiting for it.
    */
   async function registrationLinksFor(queries: readonly CountryQuery[]): Promise<LinkProposal[][]> {
     const found: Array<Array<{ _id: string; modelId: string; unitId: string }>> = queries.map(() => []);

@@ -207,9 +207,8 @@ export function createRegistrationsStore(engine: Engine) {
     },
 
     /**
-     * Active registrations of these models in these countries, one at a time to `take` until it
-     * returns false. Off the request path only: the embedded engine scans the registrations
-     * for it; MongoDB answers from the { country, modelId } index.
+     * Active registrations of these models in these countries, newest first, one at a time to
+     * `take` until it returns false: one `_id` read of each model-and-country list.
      */
     async activeRegistrationsIn(countries: readonly string[], modelIds: readonly string[], take: (r: { _id: string; modelId: string; unitId: string; country: string }) => boolean) {
       const places = modelIds.flatMap((modelId) => countries.map((country) => ({ modelId, country })));

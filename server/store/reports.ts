@@ -1,5 +1,5 @@
 import type { Model } from 'mongoose';
-import { Report, ReportKey, UnclaimedEvidence, type ReportRecord as InferredReport } from '../../models/reports';
+import { Report, ReportKey, ReportLinkWait, UnclaimedEvidence, type ReportRecord as InferredReport } from '../../models/reports';
 import type { WrappedKey } from '../crypto/envelope';
 import type { LinkKind, Confidence, MessageKind, ReportParty, ReportStatus } from '../domain/reports';
 import { byIds } from './by-ids';
@@ -13,9 +13,17 @@ import { type Engine, isDuplicateKey } from './engine';
  * any number of app instances may write at once.
  *
  * Scans (any filter but `_id` on FerretDB; declared indexes on MongoDB) only off the request
- * path: the report-links job's pending reports, the hourly unclaimed-evidence clean-up, and a
- * case merge (rare, by hand).
+ * path and never of the reports on a timer: the hourly unclaimed-evidence clean-up and a case
+ * merge (rare, by hand). The reports waiting for the link pass are queued in a collection of
+ * their own (ReportLinkWait), since filtering the reports for them cost 2–11 s per run on the
+ * embedded engine at 500–2,400 reports, and grew with every report filed.
  */
+
+/**
+ * A wait whose report cannot be read is dropped only after this long: the wait is written
+ * before its report, so a report still being filed must not lose it.
+ */
+const ORPHAN_WAIT_MS = 10 * 60_000;
 
 /** A report as `.lean()` reads it back: its embedded arrays are plain arrays of plain objects. */
 export type ReportRecord = Omit<InferredReport, 'evidence' | 'links' | 'messages'> & { evidence: NewEvidence[]; links: StoredLink[]; messages: StoredMessage[] };
@@ -96,6 +104,9 @@ export function createReportsStore(engine: Engine) {
 
     /** False when the `_id` is taken: a receipt collision, for the caller to draw again. */
     async insertReport(report: NewReport): Promise<boolean> {
+      // The wait first: a crash between the two leaves a wait without a report (dropped by the
+      // pass), never a pending report that no pass will find.
+      if (report.linking === 'pending') await ReportLinkWait.updateOne({ _id: report._id }, { $setOnInsert: { queuedAt: report.receivedAt } }, { upsert: true });
       try {
         await Report.create(report);
         return true;
@@ -151,14 +162,22 @@ export function createReportsStore(engine: Engine) {
 
     // -- the linker's second step
 
-    /** Reports whose linking step is still to run, at most `limit` (a scan on FerretDB; the `linking` index on MongoDB). */
+    /** Reports whose linking step is still to run, oldest first, at most `limit`. */
     async pendingLinks(limit: number): Promise<string[]> {
-      return (await Report.find({ linking: 'pending' }, { _id: 1 }).limit(limit).lean()).map((r) => r._id);
+      return (await ReportLinkWait.find({}, { _id: 1 }).sort({ queuedAt: 1, _id: 1 }).limit(limit).lean()).map((w) => w._id);
     },
 
-    /** The reports among `ids` still pending, with what the pass needs of them. */
-    async reportsToLink(ids: readonly string[]): Promise<ReportToLink[]> {
+    /**
+     * The reports among `ids` still pending, with what the pass needs of them. Waits of reports
+     * already done (a pass that stopped after finishing them) go; so do those whose report
+     * never came, once ORPHAN_WAIT_MS old.
+     */
+    async reportsToLink(ids: readonly string[], now: Date): Promise<ReportToLink[]> {
       const found = await byIds<ReportToLink>(engine, Report as unknown as Model<never>, ids, { links: 1, where: 1, linking: 1 });
+      const done = ids.filter((_, i) => found[i] && found[i]!.linking !== 'pending');
+      const missing = ids.filter((_, i) => !found[i]);
+      if (done.length) await ReportLinkWait.deleteMany({ _id: { $in: done } });
+      if (missing.length) await ReportLinkWait.deleteMany({ _id: { $in: missing }, queuedAt: { $lt: new Date(now.getTime() - ORPHAN_WAIT_MS) } });
       return found.filter((r): r is ReportToLink => r !== null && r.linking === 'pending');
     },
 
@@ -170,6 +189,7 @@ export function createReportsStore(engine: Engine) {
      */
     async finishLinking(reportId: string, fresh: NewLink[], at: Date): Promise<boolean> {
       const updated = await Report.updateOne({ _id: reportId, linking: 'pending' }, { $push: { links: { $each: fresh } }, $set: { linking: 'done', updatedAt: at } });
+      await ReportLinkWait.deleteOne({ _id: reportId });
       return updated.matchedCount === 1;
     },
 

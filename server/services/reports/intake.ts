@@ -236,7 +236,7 @@ export function reportIntake(deps: ReportsDeps, parts: { evidence: ReportEvidenc
       const contact = { name: input.contactName ?? '', organisation: input.contactOrganisation ?? '', email: input.contactEmail ?? '', newsByEmail: Boolean(input.contactEmail && input.contactNews) };
       const anonymous = !contact.name && !contact.organisation && !contact.email;
       // Unit, registration and model links now (`_id` lookups); registrations of those models
-      // in the country later, by the report-links job (a scan on the embedded engine): `linking` says which.
+      // in the country later, by the report-links job: `linking` says which.
       const linked = await linker.linkDirect({ serials: input.serials, modelText: input.modelText ?? '', country: input.country });
 
       let receipt = '';

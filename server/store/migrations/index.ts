@@ -5,6 +5,7 @@ import { registrationPlacesMigration } from './002-registration-places';
 import { checkInOutboxMigration } from './003-check-in-outbox';
 import { reportEncryptionMigration, type ClearReports } from './004-report-encryption';
 import { channelPartnersMigration } from './005-channel-partners';
+import { reportLinkWaitsMigration } from './006-report-link-waits';
 
 /**
  * Changes of the stored shape, applied in order and recorded in the `migrations` collection
@@ -52,6 +53,7 @@ const migrationsFor = (engine: Engine, context: MigrationContext): Migration[] =
   checkInOutboxMigration(),
   ...(context.clearReports ? [reportEncryptionMigration(context.clearReports)] : []),
   channelPartnersMigration(),
+  reportLinkWaitsMigration(),
 ];
 
 /** Migrations not yet recorded as applied, with how much each still has to convert. */

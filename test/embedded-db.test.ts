@@ -68,6 +68,34 @@ describe('embedded FerretDB', () => {
     }
   });
 
+  it('keeps a pushed-to list to its `$slice`, as MongoDB does, trimming one grown before (patched FerretDB)', async () => {
+    const server = await startEmbedded({ dir: tmpDir() });
+    const conn = await mongoose.createConnection(server.uri, { dbName: 'slice' }).asPromise();
+    try {
+      const lists = conn.collection<{ _id: string; items: number[] }>('lists');
+      const push = (_id: string, values: number[], slice: unknown) => lists.updateOne({ _id }, { $push: { items: { $each: values, $slice: slice as number } } }, { upsert: true });
+      const items = async (_id: string) => (await lists.findOne({ _id }))?.items;
+
+      for (let i = 1; i <= 5; i++) await push('newest', [i], -3);
+      expect(await items('newest')).toEqual([3, 4, 5]);
+      await push('oldest', [1, 2, 3, 4], 2);
+      expect(await items('oldest')).toEqual([1, 2]);
+      await push('oldest', [], 0);
+      expect(await items('oldest')).toEqual([]);
+
+      // A list that grew while `$slice` was ignored is trimmed by its next push.
+      await lists.insertOne({ _id: 'grown', items: Array.from({ length: 50 }, (_, i) => i) });
+      await push('grown', [50], -10);
+      expect(await items('grown')).toEqual([41, 42, 43, 44, 45, 46, 47, 48, 49, 50]);
+
+      await expect(push('newest', [6], 1.5)).rejects.toThrow(/\$slice must be an integer/);
+      expect(await items('newest')).toEqual([3, 4, 5]);
+    } finally {
+      await conn.close();
+      await server.stop();
+    }
+  });
+
   it('exits by itself when its parent is killed without warning (no orphan)', async () => {
     const parent = runTs('test/fixtures/embedded-parent.ts', [tmpDir()], {});
     await waitFor(() => /^\d+\n/.test(parent.output()), 20_000);

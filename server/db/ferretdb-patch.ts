@@ -35,6 +35,16 @@ import path from 'node:path';
  * (its filter has no plain `_id`, or names one held) writes the held ones first, so every
  * statement sees the ones before it, as before. Measured with the fold bench (README,
  * Performance); test/concurrent-updates.test.ts checks that statements see the ones before them.
+ *
+ * 4. `$push` with `$slice`. FerretDB v1 accepted `{ $push: { list: { $each: [...], $slice: -N } } }`
+ * and ignored the `$slice`, without an error: every list meant to stay bounded (the case change
+ * log, notification inboxes, lease histories, per-place registration lists) grew with every
+ * write, and every write rewrote the whole of it. Measured on the scale-1 bench data: the case
+ * change log, meant to keep 200 ids, held 20,327 (325 KB), rewritten by every case change and
+ * read by every case queue request. The push handler now applies `$slice` as MongoDB does
+ * (after the append, to the whole array: a positive N keeps the first N, a negative one the
+ * last N, 0 empties it; an integer is required), so the next push trims a list grown before.
+ * test/embedded-db.test.ts checks it.
  */
 const LOCK_COLLECTION_WRITES = '\tdefer lockCollectionWrites(params.DB, params.Collection)() // Downstream: FerretDB #3040\n';
 
@@ -95,6 +105,41 @@ const COMMAND_WRITES =
   '\tw.docs, w.ids = nil, map[any]struct{}{}\n\n' +
   '\treturn err\n' +
   '}\n\n';
+
+/** Applied after `$push` appended its values (patch 4). */
+const PUSH_SLICE =
+  '\t// Downstream: $push\'s $slice, which FerretDB v1 ignored (bounded lists grew without end).\n' +
+  '\tif pushDoc, ok := pushVal.(*types.Document); ok && each != nil && pushDoc.Has("$slice") {\n' +
+  '\t\tvar n int64\n\n' +
+  '\t\tswitch v := must.NotFail(pushDoc.Get("$slice")).(type) {\n' +
+  '\t\tcase int32:\n' +
+  '\t\t\tn = int64(v)\n' +
+  '\t\tcase int64:\n' +
+  '\t\t\tn = v\n' +
+  '\t\tcase float64:\n' +
+  '\t\t\tif v != float64(int64(v)) {\n' +
+  '\t\t\t\treturn false, NewUpdateError(handlererrors.ErrBadValue, "The value for $slice must be an integer value", command)\n' +
+  '\t\t\t}\n\n' +
+  '\t\t\tn = int64(v)\n' +
+  '\t\tdefault:\n' +
+  '\t\t\treturn false, NewUpdateError(handlererrors.ErrBadValue, "The value for $slice must be an integer value", command)\n' +
+  '\t\t}\n\n' +
+  '\t\tfrom, to := int64(0), int64(array.Len())\n' +
+  '\t\tif n >= 0 && n < to {\n' +
+  '\t\t\tto = n\n' +
+  '\t\t} else if n < 0 && -n < to {\n' +
+  '\t\t\tfrom = to + n\n' +
+  '\t\t}\n\n' +
+  '\t\tif from > 0 || to < int64(array.Len()) {\n' +
+  '\t\t\tkept := types.MakeArray(int(to - from))\n' +
+  '\t\t\tfor i := from; i < to; i++ {\n' +
+  '\t\t\t\tkept.Append(must.NotFail(array.Get(int(i))))\n' +
+  '\t\t\t}\n\n' +
+  '\t\t\tarray, changed = kept, true\n' +
+  '\t\t}\n' +
+  '\t}\n\n';
+
+const PUSH_APPENDED = '\tfor i := range each.Len() {\n\t\tarray.Append(must.NotFail(each.Get(i)))\n\t\tchanged = true\n\t}\n\n';
 
 export const FERRETDB_PATCHES = [
   {
@@ -162,6 +207,7 @@ export const FERRETDB_PATCHES = [
   },
   { file: 'internal/handler/msg_findandmodify.go', from: afterParams('FindAndModify', 'err'), to: afterParams('FindAndModify', 'err') + LOCK_COLLECTION_WRITES, count: 1 },
   { file: 'internal/handler/msg_delete.go', from: afterParams('Delete', 'lazyerrors.Error(err)'), to: afterParams('Delete', 'lazyerrors.Error(err)') + LOCK_COLLECTION_WRITES, count: 1 },
+  { file: 'internal/handler/common/update_array_operators.go', from: PUSH_APPENDED + '\tif err = doc.SetByPath(path, array); err != nil {\n', to: PUSH_APPENDED + PUSH_SLICE + '\tif err = doc.SetByPath(path, array); err != nil {\n', count: 1 },
 ] as const;
 
 const FERRETDB_MODULE = 'github.com/FerretDB/FerretDB';

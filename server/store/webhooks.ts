@@ -130,14 +130,9 @@ export function createWebhooksStore(_engine: Engine) {
         {
           $set: { status: outcome.status, nextAttemptAt: outcome.nextAttemptAt, lastResponseCode: attempt.responseCode, lastError: attempt.error, ...(outcome.status === 'delivered' ? { deliveredAt: attempt.at } : {}) },
           $inc: { attemptCount: 1 },
-          $push: { attempts: attempt },
+          $push: { attempts: { $each: [attempt], $slice: -ATTEMPTS_KEPT } },
         },
       );
-      if (res.modifiedCount === 1 && attemptCountSeen + 1 > ATTEMPTS_KEPT) {
-        // Trim the log to the latest attempts (FerretDB v1 has no `$push` `$slice`).
-        const doc = await WebhookDelivery.findById(id, { attempts: 1 }).lean<{ attempts: Attempt[] }>();
-        if (doc && doc.attempts.length > ATTEMPTS_KEPT) await WebhookDelivery.updateOne({ _id: id, attemptCount: attemptCountSeen + 1 }, { $set: { attempts: doc.attempts.slice(-ATTEMPTS_KEPT) } });
-      }
       return res.modifiedCount === 1;
     },
 

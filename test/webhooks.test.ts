@@ -8,6 +8,7 @@ import { WEBHOOK_EVENT_TYPES } from '../server/domain/webhooks';
 import { createLogger } from '../server/logger';
 import { createServices } from '../server/services';
 import { createStores } from '../server/store';
+import { noteCaseChanged, RECENT_CASE_CHANGES } from '../server/store/case-queue';
 import { createTestContext, type TestContext } from './helpers/context';
 import { freshAuth, makeFlagCase, makeStaff, triageFields } from './helpers/cases';
 import { makeRegistration } from './helpers/catalogue';
@@ -249,6 +250,18 @@ describe('webhooks', () => {
     expect(got.find((e) => e.type === 'case.status_changed')!.data).toMatchObject({ from: 'triaged', to: 'investigating' });
     expect((await deliveriesOf(body.subscription.id)).every((d) => d.status === 'delivered')).toBe(true);
   });
+
+  it('delivers the events of a case change made while more cases changed than the change log keeps', async () => {
+    await subscribe(receiver.url('/ok/behind'), ['case.opened']);
+    await deliver();
+    const { unit } = await makeRegistration(ctx);
+    const { caseId } = await makeFlagCase(ctx, { unitId: unit._id, modelId: unit.modelId });
+    // Other cases changed since, past the log's window: the job cannot list what changed and reads all.
+    for (let i = 0; i <= RECENT_CASE_CHANGES; i += 25) await Promise.all(Array.from({ length: 25 }, (_, n) => noteCaseChanged(`C-1999-${String(i + n).padStart(6, '0')}`)));
+    await deliver();
+    const opened = receiver.received.filter((r) => r.path === '/ok/behind').map((r) => JSON.parse(r.body) as { type: string; data: { caseId: string } });
+    expect(opened.map((e) => [e.type, e.data.caseId])).toEqual([['case.opened', caseId]]);
+  }, 60_000);
 
   it('refuses private, loopback, link-local and metadata targets that are not allowed', async () => {
     for (const url of ['http://10.0.0.5/hook', 'http://127.0.0.2/hook', 'http://169.254.169.254/latest/meta-data', 'http://[::1]/hook', 'http://192.168.1.10/hook', 'ftp://example.org/hook']) {

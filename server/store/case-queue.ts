@@ -17,6 +17,31 @@ export async function noteCaseChanged(caseId: string): Promise<void> {
   await CaseChanges.updateOne({ _id: CHANGE_LOG_ID }, { $inc: { seq: 1 }, $push: { recent: { $each: [caseId], $slice: -RECENT_CASE_CHANGES } } }, { upsert: true });
 }
 
+/**
+ * A reader that wants the cases changed since it last looked (the webhook job, for the events
+ * changes wrote into cases): their ids, or null when it must read them all (its first look,
+ * fallen behind the log's window, or MAX_ROW_AGE_MS since its last full read: the same
+ * safety net as the queue's rows). `forget` after a failed read makes the next look a full one.
+ */
+export function createCaseChangeFollower() {
+  let seq = -1;
+  let fullAt = 0;
+  return {
+    async changedSince(): Promise<string[] | null> {
+      const log = await CaseChanges.findById(CHANGE_LOG_ID).lean();
+      const currentSeq = log?.seq ?? 0;
+      const recent = log?.recent ?? [];
+      const behind = currentSeq - seq;
+      const readAll = seq < 0 || behind < 0 || behind > recent.length || Date.now() - fullAt >= MAX_ROW_AGE_MS;
+      seq = currentSeq;
+      if (!readAll) return [...new Set(recent.slice(recent.length - behind))];
+      fullAt = Date.now();
+      return null;
+    },
+    forget: () => (seq = -1),
+  };
+}
+
 type Row = Record<string, unknown> & { _id: string };
 /** A case as the queue shows it, and the same with ids as strings for matching. */
 type Entry = { doc: CaseRow; row: Row };

@@ -3,7 +3,7 @@ import { Case, Counter, OpenCaseKey, UnitCases, type CaseDoc } from '../../model
 import { CASE_STATUSES, type CaseStatus, type HarmCategory, type PriorityLevel } from '../domain/cases';
 import type { FlagRule } from '../domain/flags';
 import { existingByIds } from './by-ids';
-import { createCaseQueueRows, noteCaseChanged, type CaseRow } from './case-queue';
+import { createCaseChangeFollower, createCaseQueueRows, noteCaseChanged, type CaseRow } from './case-queue';
 import { chunksOf, type Engine, isDuplicateKey } from './engine';
 import type { OutboxEvent } from './webhooks';
 
@@ -155,6 +155,41 @@ function queueFilter(q: QueueQuery): FilterQuery<CaseDoc> {
   return filter;
 }
 
+type PendingCaseEvents = { _id: string; rev?: number; pendingEvents: OutboxEvent[] };
+const HAS_PENDING_EVENTS = { 'pendingEvents._id': { $exists: true } };
+const PENDING_EVENTS_PROJECTION = { pendingEvents: 1, rev: 1 } as const;
+
+/**
+ * The cases holding webhook events, on an engine without secondary indexes. Filtering the
+ * cases for them is a scan there (measured 4–15 s at 4,000–6,700 cases on a loaded machine),
+ * and the webhook job asks every few seconds, so it follows the case change log instead and
+ * reads by `_id` only the cases changed since its last look, plus those it last found holding
+ * events (the job may have cleared them or not). A full scan only on its first look, after
+ * falling behind the log, and every ten minutes (a change whose log entry was lost to a crash).
+ */
+function createPendingEventsReader() {
+  const follower = createCaseChangeFollower();
+  let holding = new Set<string>();
+  return {
+    async read(limit: number): Promise<PendingCaseEvents[]> {
+      try {
+        const changed = await follower.changedSince();
+        const found =
+          changed === null
+            ? await Case.find(HAS_PENDING_EVENTS, PENDING_EVENTS_PROJECTION).lean<PendingCaseEvents[]>()
+            : (await Promise.all([...new Set([...holding, ...changed])].map((id) => Case.findById(id, PENDING_EVENTS_PROJECTION).lean<PendingCaseEvents>()))).filter(
+                (c): c is PendingCaseEvents => Boolean(c?.pendingEvents?.length),
+              );
+        holding = new Set(found.map((c) => c._id));
+        return found.slice(0, limit);
+      } catch (err) {
+        follower.forget();
+        throw err;
+      }
+    },
+  };
+}
+
 /**
  * Cases, their open-case keys and the case-number counter. Cases are a small collection (a
  * few thousand): the queue is a query over it, served by the declared indexes on MongoDB and
@@ -165,6 +200,7 @@ export function createCasesStore(engine: Engine) {
   // process and followed through the change log instead (server/store/case-queue.ts).
   const queueRows = engine.secondaryIndexes ? null : createCaseQueueRows(QUEUE_PROJECTION);
   const noteChanged = (caseId: string) => (queueRows ? noteCaseChanged(caseId) : Promise.resolve());
+  const pendingEvents = engine.secondaryIndexes ? null : createPendingEventsReader();
 
   /**
    * On FerretDB a unit's timeline reads its cases by `_id` (measured: a scan of 1,500 cases
@@ -264,9 +300,9 @@ export function createCasesStore(engine: Engine) {
 
     // ----- webhook events written with the changes (the webhook job's outbox) -----
 
-    /** Cases with webhook events waiting, and those events (a small collection: scanned on the embedded engine). */
-    pendingWebhookEvents: (limit: number) =>
-      Case.find({ 'pendingEvents._id': { $exists: true } }, { pendingEvents: 1, rev: 1 }).limit(limit).lean<Array<{ _id: string; rev?: number; pendingEvents: OutboxEvent[] }>>(),
+    /** Cases with webhook events waiting, and those events (the sparse index on MongoDB; the change log on the embedded engine). */
+    pendingWebhookEvents: (limit: number): Promise<PendingCaseEvents[]> =>
+      pendingEvents ? pendingEvents.read(limit) : Case.find(HAS_PENDING_EVENTS, PENDING_EVENTS_PROJECTION).limit(limit).lean<PendingCaseEvents[]>(),
 
     /**
      * Takes the events moved to the webhook outbox out of the case, unless the case changed

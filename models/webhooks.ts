@@ -96,7 +96,15 @@ const deliverySchema = new Schema(
   },
   { versionKey: false, minimize: false },
 );
-deliverySchema.index({ status: 1, nextAttemptAt: 1 });
 deliverySchema.index({ subscriptionId: 1, createdAt: -1 });
 
 export const WebhookDelivery = mongoose.model('WebhookDelivery', deliverySchema, 'webhookDeliveries');
+
+/**
+ * A delivery still to attempt and when (`_id` = the delivery's): the delivery job, every few
+ * seconds, reads this small collection rather than filtering the deliveries, which are kept
+ * for the subscriptions' logs and grow without end (a scan each time on the embedded engine).
+ */
+const deliveryDueSchema = new Schema({ _id: { type: String, required: true }, nextAttemptAt: { type: Date, required: true } }, { versionKey: false });
+deliveryDueSchema.index({ nextAttemptAt: 1 });
+export const WebhookDeliveryDue = mongoose.model('WebhookDeliveryDue', deliveryDueSchema, 'webhookDeliveriesDue');

@@ -3,12 +3,14 @@ import http from 'node:http';
 import type { AddressInfo } from 'node:net';
 import path from 'node:path';
 import request from 'supertest';
-import { WebhookDelivery, WebhookSubscription } from '../models/webhooks';
+import mongoose from 'mongoose';
+import { WebhookDelivery, WebhookDeliveryDue, WebhookSubscription } from '../models/webhooks';
 import { WEBHOOK_EVENT_TYPES } from '../server/domain/webhooks';
 import { createLogger } from '../server/logger';
 import { createServices } from '../server/services';
 import { createStores } from '../server/store';
 import { noteCaseChanged, RECENT_CASE_CHANGES } from '../server/store/case-queue';
+import { runMigrations } from '../server/store/migrations';
 import { createTestContext, type TestContext } from './helpers/context';
 import { freshAuth, makeFlagCase, makeStaff, triageFields } from './helpers/cases';
 import { makeRegistration } from './helpers/catalogue';
@@ -189,6 +191,25 @@ describe('webhooks', () => {
     const [d] = await deliveriesOf(body.subscription.id);
     expect(d).toMatchObject({ status: 'delivered', attemptCount: 4, lastResponseCode: 200 });
     expect(d!.attempts.map((a) => a.responseCode)).toEqual([500, 500, 500, 200]);
+  });
+
+  it('attempts a delivery queued by an earlier version once npm run migrate put it on the due list', async () => {
+    const { body } = await subscribe(receiver.url('/ok/older'), ['flag.raised']);
+    await ctx.services.webhooks.emit('flag.raised', 'test-older', { flagId: 'flg_older' });
+    await ctx.services.webhooks.deliverDue();
+    const [queued] = await deliveriesOf(body.subscription.id);
+    expect(queued).toMatchObject({ status: 'delivered' });
+    // The same delivery as an earlier version left it: pending, with nothing but the delivery saying so.
+    await WebhookDelivery.updateOne({ _id: queued!.id }, { $set: { status: 'pending', nextAttemptAt: ctx.clock.now() } });
+    await WebhookDeliveryDue.deleteOne({ _id: queued!.id });
+    await deliver();
+    expect((await deliveriesOf(body.subscription.id))[0]).toMatchObject({ status: 'pending', attemptCount: 1 });
+
+    await mongoose.connection.collection('migrations').deleteOne({ _id: '007-webhook-deliveries-due' as never });
+    await runMigrations(ctx.db.engine);
+    await deliver();
+    expect((await deliveriesOf(body.subscription.id))[0]).toMatchObject({ status: 'delivered', attemptCount: 2 });
+    expect(receiver.received.filter((r) => r.path === '/ok/older')).toHaveLength(2);
   });
 
   it('dead-letters a delivery to a receiver that never answers once the retry window has passed, and retries it on request', async () => {

@@ -1,5 +1,6 @@
 import type { DeliveryStatus, OutboxEventType, SavedEpcisQuery, WebhookEventType } from '../domain/webhooks';
-import { WebhookDelivery, WebhookEvent, WebhookSubscription } from '../../models/webhooks';
+import { WebhookDelivery, WebhookDeliveryDue, WebhookEvent, WebhookSubscription } from '../../models/webhooks';
+import { byIds } from './by-ids';
 import { chunksOf, type Engine, isDuplicateKey } from './engine';
 
 /**
@@ -56,9 +57,19 @@ export interface StoredDelivery {
 /** Attempts a delivery keeps in its log (the count says how many there were). */
 const ATTEMPTS_KEPT = 20;
 
-// One path on both engines: subscriptions and the outbox are small; the deliveries due and a
-// subscription's log are index reads on MongoDB and scans of the deliveries on the embedded engine.
-export function createWebhooksStore(_engine: Engine) {
+/**
+ * A due entry whose delivery cannot be read is dropped only after this long: the entry is
+ * written before its delivery, so a fan-out still writing must not lose it.
+ */
+const ORPHAN_DUE_MS = 10 * 60_000;
+
+// One path on both engines: subscriptions, the outbox and the deliveries due are small; a
+// subscription's log is an index read on MongoDB and a scan of the deliveries on the embedded engine.
+export function createWebhooksStore(engine: Engine) {
+  /** Keeps a delivery's due entry in step with what was recorded: its next attempt, or none. */
+  const setDue = (id: string, nextAttemptAt: Date | null) =>
+    nextAttemptAt ? WebhookDeliveryDue.updateOne({ _id: id }, { $set: { nextAttemptAt } }, { upsert: true }) : WebhookDeliveryDue.deleteOne({ _id: id });
+
   return {
     // ----- subscriptions (a small collection) -----
 
@@ -97,6 +108,11 @@ export function createWebhooksStore(_engine: Engine) {
     /** Inserts deliveries; those that exist already (a fan-out run again) are left as they are. */
     async insertDeliveries(docs: readonly StoredDelivery[]) {
       for (const group of chunksOf(docs)) {
+        // Due first: a crash before the delivery leaves an entry the job drops, never a delivery it misses.
+        await WebhookDeliveryDue.bulkWrite(
+          group.map((d) => ({ updateOne: { filter: { _id: d._id }, update: { $setOnInsert: { nextAttemptAt: d.nextAttemptAt ?? d.createdAt } }, upsert: true } })),
+          { ordered: false },
+        );
         try {
           await WebhookDelivery.collection.insertMany(group as never[], { ordered: false });
         } catch (err) {
@@ -107,8 +123,24 @@ export function createWebhooksStore(_engine: Engine) {
       }
     },
 
-    /** Pending deliveries due by `now`, oldest first (on the embedded engine a scan of the deliveries). */
-    dueDeliveries: (now: Date, limit: number) => WebhookDelivery.find({ status: 'pending', nextAttemptAt: { $lte: now } }).sort({ nextAttemptAt: 1 }).limit(limit).lean<StoredDelivery[]>(),
+    /**
+     * Pending deliveries due by `now`, oldest first. Due entries that no longer match their
+     * delivery (recorded, but the entry's update lost to a crash) are put right on the way.
+     */
+    async dueDeliveries(now: Date, limit: number): Promise<StoredDelivery[]> {
+      const due = await WebhookDeliveryDue.find({ nextAttemptAt: { $lte: now } }).sort({ nextAttemptAt: 1, _id: 1 }).limit(limit).lean();
+      const found = await byIds<StoredDelivery>(engine, WebhookDelivery as never, due.map((d) => d._id));
+      const ready: StoredDelivery[] = [];
+      for (const [i, entry] of due.entries()) {
+        const delivery = found[i];
+        if (!delivery) {
+          if (entry.nextAttemptAt.getTime() < now.getTime() - ORPHAN_DUE_MS) await setDue(entry._id, null);
+        } else if (delivery.status !== 'pending') await setDue(entry._id, null);
+        else if (delivery.nextAttemptAt && delivery.nextAttemptAt > now) await setDue(entry._id, delivery.nextAttemptAt);
+        else ready.push(delivery);
+      }
+      return ready;
+    },
 
     deliveryById: (id: string) => WebhookDelivery.findById(id).lean<StoredDelivery>(),
 
@@ -133,11 +165,14 @@ export function createWebhooksStore(_engine: Engine) {
           $push: { attempts: { $each: [attempt], $slice: -ATTEMPTS_KEPT } },
         },
       );
+      if (res.modifiedCount === 1) await setDue(id, outcome.status === 'pending' ? outcome.nextAttemptAt : null);
       return res.modifiedCount === 1;
     },
 
     /** A dead delivery back in the queue, with a fresh retry window (false: it was not dead). */
     async requeue(id: string, subscriptionId: string, now: Date): Promise<boolean> {
+      // Due first, as on insert (an entry for a delivery that stayed dead is dropped by the job).
+      await setDue(id, now);
       const res = await WebhookDelivery.updateOne({ _id: id, subscriptionId, status: 'dead' }, { $set: { status: 'pending', nextAttemptAt: now, windowStartedAt: now } });
       return res.modifiedCount === 1;
     },

@@ -6,6 +6,7 @@ import { checkInOutboxMigration } from './003-check-in-outbox';
 import { reportEncryptionMigration, type ClearReports } from './004-report-encryption';
 import { channelPartnersMigration } from './005-channel-partners';
 import { reportLinkWaitsMigration } from './006-report-link-waits';
+import { webhookDeliveriesDueMigration } from './007-webhook-deliveries-due';
 
 /**
  * Changes of the stored shape, applied in order and recorded in the `migrations` collection
@@ -54,6 +55,7 @@ const migrationsFor = (engine: Engine, context: MigrationContext): Migration[] =
   ...(context.clearReports ? [reportEncryptionMigration(context.clearReports)] : []),
   channelPartnersMigration(),
   reportLinkWaitsMigration(),
+  webhookDeliveriesDueMigration(),
 ];
 
 /** Migrations not yet recorded as applied, with how much each still has to convert. */

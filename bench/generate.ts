@@ -29,7 +29,8 @@ async function main() {
   const jwtSecret = newSecret();
   const config = loadConfig(benchEnv(inheritedEnv(), jwtSecret));
   const logger = createLogger('warn');
-  const db = await connectDatabase(config, logger);
+  // A maintenance connection: the generator's long scans must not meet the portal's socket timeout.
+  const db = await connectDatabase(config, logger, { maintenance: true });
   try {
     const started = Date.now();
     process.stdout.write(`database: ${db.describe()}\n`);

@@ -222,16 +222,25 @@ export function createRegistrationsStore(engine: Engine) {
 
     /** Rebuilds every model-and-country list from the active registrations (a repair, and data loaded outside the app). */
     async rebuildPlaceLists(progress?: (n: number) => void): Promise<number> {
-      const lists = new Map<string, Array<{ _id: string; unitId: string }>>();
+      // Ordered here, list by list: a sort of every registration by the engine took more than a
+      // minute at 150,000 on the embedded engine, past the driver's socket timeout.
+      const lists = new Map<string, Array<{ _id: string; unitId: string; createdAt: Date }>>();
       let n = 0;
-      for await (const r of Registration.find({ status: 'active' }, { modelId: 1, country: 1, unitId: 1 }).sort({ createdAt: 1 }).lean().cursor({ batchSize: 1_000 })) {
+      for await (const r of Registration.find({ status: 'active' }, { modelId: 1, country: 1, unitId: 1, createdAt: 1 }).lean().cursor({ batchSize: 1_000 })) {
         const key = placeOf(r);
-        lists.set(key, [...(lists.get(key) ?? []), { _id: r._id, unitId: r.unitId }].slice(-REGISTRATION_PLACE_MAX));
+        const list = lists.get(key) ?? [];
+        list.push({ _id: r._id, unitId: r.unitId, createdAt: r.createdAt });
+        lists.set(key, list);
         if (++n % 50_000 === 0) progress?.(n);
       }
+      const newest = (list: Array<{ _id: string; unitId: string; createdAt: Date }>) =>
+        list
+          .sort((a, b) => a.createdAt.getTime() - b.createdAt.getTime() || (a._id < b._id ? -1 : 1))
+          .slice(-REGISTRATION_PLACE_MAX)
+          .map(({ _id, unitId }) => ({ _id, unitId }));
       await RegistrationPlace.deleteMany({});
       for (const chunk of chunksOf([...lists])) {
-        await RegistrationPlace.bulkWrite(chunk.map(([_id, registrations]) => ({ updateOne: { filter: { _id }, update: { $set: { registrations } }, upsert: true } })) as never, { ordered: false });
+        await RegistrationPlace.bulkWrite(chunk.map(([_id, list]) => ({ updateOne: { filter: { _id }, update: { $set: { registrations: newest(list) } }, upsert: true } })) as never, { ordered: false });
       }
       return n;
     },

@@ -167,7 +167,7 @@ const PENDING_EVENTS_PROJECTION = { pendingEvents: 1, rev: 1 } as const;
  * events (the job may have cleared them or not). A full scan only on its first look, after
  * falling behind the log, and every ten minutes (a change whose log entry was lost to a crash).
  */
-function createPendingEventsReader() {
+function createPendingEventsReader(engine: Engine) {
   const follower = createCaseChangeFollower();
   let holding = new Set<string>();
   return {
@@ -177,9 +177,7 @@ function createPendingEventsReader() {
         const found =
           changed === null
             ? await Case.find(HAS_PENDING_EVENTS, PENDING_EVENTS_PROJECTION).lean<PendingCaseEvents[]>()
-            : (await Promise.all([...new Set([...holding, ...changed])].map((id) => Case.findById(id, PENDING_EVENTS_PROJECTION).lean<PendingCaseEvents>()))).filter(
-                (c): c is PendingCaseEvents => Boolean(c?.pendingEvents?.length),
-              );
+            : (await existingByIds<PendingCaseEvents>(engine, Case as never, [...new Set([...holding, ...changed])], PENDING_EVENTS_PROJECTION)).filter((c) => c.pendingEvents?.length);
         holding = new Set(found.map((c) => c._id));
         return found.slice(0, limit);
       } catch (err) {
@@ -200,7 +198,7 @@ export function createCasesStore(engine: Engine) {
   // process and followed through the change log instead (server/store/case-queue.ts).
   const queueRows = engine.secondaryIndexes ? null : createCaseQueueRows(QUEUE_PROJECTION);
   const noteChanged = (caseId: string) => (queueRows ? noteCaseChanged(caseId) : Promise.resolve());
-  const pendingEvents = engine.secondaryIndexes ? null : createPendingEventsReader();
+  const pendingEvents = engine.secondaryIndexes ? null : createPendingEventsReader(engine);
 
   /**
    * On FerretDB a unit's timeline reads its cases by `_id` (measured: a scan of 1,500 cases

@@ -53,7 +53,11 @@ export async function startServer(env: Env, nodeArgs: string[] = []): Promise<Ru
   });
   const banner = await new Promise<{ url: string; databaseUri: string | null }>((resolve, reject) => {
     let url = '';
-    const timer = setTimeout(() => reject(new Error(`the server did not start within 60 s:\n${errors.join('\n')}`)), 60_000);
+    const timer = setTimeout(() => {
+      // Not left running on its own: it would hold the data set's engine for the next run.
+      child.kill('SIGTERM');
+      reject(new Error(`the server did not start within 60 s (data written in an older shape? run \`npm run migrate\` on the data set first):\n${errors.join('\n')}`));
+    }, 60_000);
     readline.createInterface({ input: child.stdout! }).on('line', (line) => {
       const running = /running at http:\/\/[^:]+:(\d+)/.exec(line);
       if (running) url = `http://127.0.0.1:${running[1]}`;

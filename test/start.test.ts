@@ -1,6 +1,8 @@
 import fs from 'node:fs';
+import net, { type AddressInfo } from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
+import { startEmbedded } from '../server/db/embedded';
 import { confirmationTokenFor } from './helpers/mail';
 import { childPids, descendantPids, exitOf, isAlive, killSpawned, runNpm, runTs, waitFor } from './helpers/processes';
 
@@ -144,17 +146,53 @@ describe('npm start', () => {
     expect((await signUp(url, 'after-crash@example.test', dir)).status).toBe(200);
   });
 
-  it('takes over a lock whose process lives but whose database does not answer', async () => {
+  /** When a process started, as the lock records it (Linux: /proc/<pid>/stat, field 22). */
+  const startTicksOf = (pid: number) => {
+    const stat = fs.readFileSync(`/proc/${pid}/stat`, 'utf8');
+    return stat.slice(stat.lastIndexOf(')') + 2).split(' ')[19];
+  };
+  const freePort = () =>
+    new Promise<number>((resolve) => {
+      const probe = net.createServer().listen(0, '127.0.0.1', () => {
+        const { port } = probe.address() as AddressInfo;
+        probe.close(() => resolve(port));
+      });
+    });
+
+  it('takes over a lock whose pid now belongs to another process', async () => {
     const dir = freshDataDir();
     fs.mkdirSync(path.join(dir, 'db'), { recursive: true, mode: 0o700 });
-    // A live pid that runs no database (this test's own: a pid reused after a crash looks so).
-    fs.writeFileSync(path.join(dir, 'db', 'engine.lock'), JSON.stringify({ pid: process.pid, uri: 'mongodb://127.0.0.1:9/', startedAt: '2026-01-01T00:00:00.000Z' }));
+    // This test's own pid, live but started at another time than the lock says: a pid reused after a crash.
+    fs.writeFileSync(path.join(dir, 'db', 'engine.lock'), JSON.stringify({ pid: process.pid, pidStartedAt: '1', uri: 'mongodb://127.0.0.1:9/', startedAt: '2026-01-01T00:00:00.000Z' }));
 
     const { server, url } = await start(envFor(dir));
-    expect(server.output()).toContain('does not answer: taking it over');
+    expect(server.output()).toContain('is gone: taking it over');
     expect(lockOf(dir).pid).toBe(server.pid);
-    expect((await signUp(url, 'silent-owner@example.test', dir)).status).toBe(200);
+    expect((await signUp(url, 'reused-pid@example.test', dir)).status).toBe(200);
   });
+
+  it('waits for a live owner whose database is slow to answer (a restart) rather than starting a second one on the same files', async () => {
+    const dir = freshDataDir();
+    fs.mkdirSync(path.join(dir, 'db'), { recursive: true, mode: 0o700 });
+    const port = await freePort();
+    // The owner (this test process) holds the lock; its database answers only after 14 s (the
+    // joiner's own start takes a few of them; the old rule took over after 5 s of silence).
+    fs.writeFileSync(path.join(dir, 'db', 'engine.lock'), JSON.stringify({ pid: process.pid, pidStartedAt: startTicksOf(process.pid), uri: `mongodb://127.0.0.1:${port}/`, startedAt: new Date().toISOString() }));
+    const server = runTs('server/index.ts', [], envFor(dir));
+    await new Promise((r) => setTimeout(r, 14_000));
+    const owners = await startEmbedded({ dir: path.join(dir, 'db'), port });
+    try {
+      const url = await urlOf(server);
+      expect(server.output()).toContain(`joined, run by process ${process.pid}`);
+      expect(server.output()).not.toContain('taking it over');
+      expect(childPids(server.pid!, 'ferretdb-embedded')).toHaveLength(0);
+      expect((await signUp(url, 'patient-joiner@example.test', dir)).status).toBe(200);
+    } finally {
+      server.kill('SIGTERM');
+      await exitOf(server);
+      await owners.stop();
+    }
+  }, 60_000);
 
   it('stops node and the database when a process manager sends SIGTERM to npm itself', async () => {
     const npm = runNpm(['start'], envFor(freshDataDir()));

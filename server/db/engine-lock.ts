@@ -17,12 +17,17 @@ import { superviseEmbedded } from './supervisor';
  * FerretDB dies with the process that started it (its stdin lifeline), so no orphan outlives
  * the last app process. When that owner dies while others still run, one of them takes the
  * lock over and starts FerretDB on the same port from the same files: every driver, pointed at
- * that port, reconnects by itself. A lock whose owner is dead, or whose URI stays silent, is
- * stale and taken over the same way.
+ * that port, reconnects by itself. A lock whose owner is dead is stale and taken over the same
+ * way; so is one whose pid now belongs to another process (the start time the lock records
+ * differs). A live owner is never taken over because its database is slow to answer: its
+ * supervisor may be restarting it, and a second engine on the same files would share them with
+ * the restarted one (seen under a load average of 24: two engines on one DATA_DIR).
  */
 
 interface LockRecord {
   pid: number;
+  /** The owner's start time (Linux clock ticks since boot): a pid reused by another process has another. */
+  pidStartedAt?: string | null;
   /** Null while the owner is still starting FerretDB. */
   uri: string | null;
   startedAt: string;
@@ -39,7 +44,7 @@ export interface SharedEmbedded {
 
 /** How often a joined process checks that the owner is still there. */
 const WATCH_INTERVAL_MS = 500;
-/** A live owner whose URI does not answer this long (a reused pid, a hung engine) is stale. */
+/** A lock of an earlier version (no owner start time) whose URI does not answer this long is stale. */
 const SILENT_OWNER_MS = 5_000;
 /** How long to wait for an owner that has the lock but has not written its URI yet. */
 const OWNER_START_WAIT_MS = 30_000;
@@ -73,7 +78,7 @@ export async function openSharedEmbedded(opts: StartOptions, logger: Logger): Pr
           removeLockIf(lockFile, ownLock);
           throw err;
         }
-        lock = { pid: process.pid, uri: server.uri, startedAt: new Date().toISOString() };
+        lock = { pid: process.pid, pidStartedAt: startTicksOf(process.pid), uri: server.uri, startedAt: new Date().toISOString() };
         writeLock(lockFile, lock);
         return;
       }
@@ -85,7 +90,7 @@ export async function openSharedEmbedded(opts: StartOptions, logger: Logger): Pr
         else await sleep(100);
         continue;
       }
-      if (!isAlive(found.pid)) {
+      if (!ownerAlive(found)) {
         logger.warn({ lockFile, deadPid: found.pid }, 'the embedded database lock names a process that is gone: taking it over');
         if (!portRequired && found.uri) port = portOf(found.uri);
         removeLockIf(lockFile, (l) => sameLock(l, found));
@@ -100,7 +105,8 @@ export async function openSharedEmbedded(opts: StartOptions, logger: Logger): Pr
         return;
       }
       silentSince ??= Date.now();
-      if (Date.now() - silentSince > SILENT_OWNER_MS) {
+      // A live owner (same pid, same start time) is waited for, up to OWNER_START_WAIT_MS.
+      if (found.pidStartedAt === undefined && Date.now() - silentSince > SILENT_OWNER_MS) {
         logger.warn({ lockFile, ownerPid: found.pid, uri: found.uri }, 'the embedded database named by the lock does not answer: taking it over');
         if (!portRequired) port = portOf(found.uri);
         removeLockIf(lockFile, (l) => sameLock(l, found));
@@ -139,7 +145,7 @@ export async function openSharedEmbedded(opts: StartOptions, logger: Logger): Pr
     watcher = setInterval(() => {
       if (closed || takingOver) return;
       const current = readLock(lockFile);
-      if (typeof current === 'object' && (isAlive(current.pid) || current.pid === process.pid)) {
+      if (typeof current === 'object' && (ownerAlive(current) || current.pid === process.pid)) {
         if (current.uri && current.uri !== lock.uri) {
           logger.error({ uri: current.uri, connectedTo: lock.uri }, 'the embedded database moved to another port: restart this process');
         }
@@ -201,7 +207,7 @@ function createLock(file: string): boolean {
     throw new EmbeddedDatabaseError(`Cannot create ${file} (${(err as Error).message}). Check DATA_DIR.`);
   }
   try {
-    fs.writeSync(fd, JSON.stringify({ pid: process.pid, uri: null, startedAt: new Date().toISOString() } satisfies LockRecord));
+    fs.writeSync(fd, JSON.stringify({ pid: process.pid, pidStartedAt: startTicksOf(process.pid), uri: null, startedAt: new Date().toISOString() } satisfies LockRecord));
   } finally {
     fs.closeSync(fd);
   }
@@ -260,6 +266,24 @@ function isAlive(pid: number): boolean {
   } catch {
     return true; // no /proc (not Linux): the signal check is all there is
   }
+}
+
+/** When a process started, from /proc (field 22, after the command in parentheses); null where there is no /proc. */
+function startTicksOf(pid: number): string | null {
+  try {
+    const stat = fs.readFileSync(`/proc/${pid}/stat`, 'utf8');
+    return stat.slice(stat.lastIndexOf(')') + 2).split(' ')[19] ?? null;
+  } catch {
+    return null;
+  }
+}
+
+/** The lock's owner still runs: its pid is alive and, where the lock says when it started, is the same process. */
+function ownerAlive(record: LockRecord): boolean {
+  if (!isAlive(record.pid)) return false;
+  if (!record.pidStartedAt) return true;
+  const now = startTicksOf(record.pid);
+  return now === null || now === record.pidStartedAt;
 }
 
 const portOf = (uri: string) => Number(new URL(uri).port);

@@ -97,6 +97,9 @@ describe('due-diligence questionnaire', () => {
     const assessed = await api().get(`/api/v1/partners/${partner._id}`).set(investigator.auth);
     expect(assessed.body.risk.factors).toEqual(expect.arrayContaining([{ factor: 'Due-diligence answers', value: 'accepted: 2 "no", 0 "partly"', points: 2 }, expect.objectContaining({ factor: 'Due-diligence review', points: 0 })]));
     expect(assessed.body.scorecard).toMatchObject({ dueDiligenceStatus: 'accepted', reviewOverdue: false, maturity: 'established' });
+    // The ranked table reads less of each partner than its page does, and comes to the same tier and figures.
+    const ranked = await api().get('/api/v1/partners/scorecards?perPage=100').set(investigator.auth);
+    expect(ranked.body.items.find((r: { partner: { id: string } }) => r.partner.id === partner._id)).toEqual({ partner: { id: partner._id, name: partner.name, type: partner.type }, risk: assessed.body.risk, scorecard: assessed.body.scorecard });
 
     // Review age: a year and a day on, the review is overdue and the tier says so.
     ctx.clock.advance(366 * DAY);

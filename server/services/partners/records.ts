@@ -4,7 +4,7 @@ import { ConflictError, ForbiddenError, NotFoundError, ValidationError } from '.
 import type { Page } from '../../middleware/validate';
 import type { ClauseKind, MaturityLevel, PartnerType, QuestionnaireStatus } from '../../domain/partners';
 import type { RiskLevel } from '../../domain/catalogue';
-import type { LeanPartner } from '../../store/partners';
+import type { ScoredPartner } from '../../store/partners';
 import { type PartnerActor, type PartnerDeps, partnerScope } from './context';
 import { nameKey } from '../../domain/partners';
 import { riskTier } from './risk';
@@ -66,7 +66,7 @@ export function partnerRecords(deps: PartnerDeps, requests: { requestFigures(par
    * read once for all of them: the restricted countries, their authorised models, the status of
    * the cases their flags opened or joined, and their requests' timing.
    */
-  async function assessmentInputs(partners: readonly LeanPartner[]): Promise<AssessmentInputs> {
+  async function assessmentInputs(partners: readonly ScoredPartner[]): Promise<AssessmentInputs> {
     const modelIds = [...new Set(partners.flatMap((p) => p.authorisedModels))];
     const [restricted, models, cases, figures] = await Promise.all([
       deps.flags.restrictedCountries(),
@@ -78,7 +78,7 @@ export function partnerRecords(deps: PartnerDeps, requests: { requestFigures(par
   }
 
   /** The tier with its inputs, and the scorecard's figures (from counters kept on write). */
-  function assess(partner: LeanPartner, inputs: AssessmentInputs) {
+  function assess(partner: ScoredPartner, inputs: AssessmentInputs) {
     const now = clock.now();
     const levels = partner.authorisedRiskLevels.length ? partner.authorisedRiskLevels : partner.authorisedModels.length ? [] : ['low', 'elevated', 'high'];
     const modelLevels = partner.authorisedModels.flatMap((id) => inputs.riskLevels.get(id) ?? []);
@@ -115,7 +115,7 @@ export function partnerRecords(deps: PartnerDeps, requests: { requestFigures(par
 
   /** The ranked scorecard table: highest risk first, then most flags per 1,000 units. */
   async function scorecards(page: Page) {
-    const partners = await store.allPartners();
+    const partners = await store.scoredPartners();
     const inputs = await assessmentInputs(partners);
     const rows = partners.map((partner) => ({ partner, ...assess(partner, inputs) }));
     rows.sort((a, b) => b.risk.score - a.risk.score || (b.scorecard.flagsPerThousand ?? 0) - (a.scorecard.flagsPerThousand ?? 0) || a.partner.name.localeCompare(b.partner.name));

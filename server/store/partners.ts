@@ -434,7 +434,7 @@ export function createPartnersStore(engine: Engine) {
     },
 
     /** The timing of every request to these partners, for their scorecards (requests are few: one per leverage action). */
-    requestTimesOf: (partnerIds: readonly string[]) => PartnerRequest.find({ partnerId: { $in: [...partnerIds] } }, { partnerId: 1, status: 1, dueBy: 1, createdAt: 1, answeredAt: 1 }).lean(),
+    requestTimesOf: (partnerIds: readonly string[] | null) => PartnerRequest.find(partnerIds ? { partnerId: { $in: [...partnerIds] } } : {}, { partnerId: 1, status: 1, dueBy: 1, createdAt: 1, answeredAt: 1 }).lean(),
 
     /** Records the answer once: false when the request was answered already. */
     async answerRequest(id: string, answer: string, at: Date, byUserId: string | null) {

@@ -177,7 +177,7 @@ const PARTNER_LABELS = {
 const PARTNER_FORMS = {
   list: PARTNER_LABELS,
   partner: { ...PARTNER_LABELS, memberName: 'The user’s name', memberEmail: 'E-mail', memberPassword: 'First password', keyName: 'Key name' },
-  questions: { questions: 'Questions, one per line' },
+  questions: { questions: 'Questions' },
   merge: { fromId: 'Partner merged away', intoId: 'Partner kept' },
   saleReview: { decision: 'Decision', reasons: 'Reasons', conditions: 'Conditions', text: 'Your answer' },
   dueDiligence: { answers: 'Answers', version: 'Version', decision: 'Decision', reason: 'Reason', maturity: 'Maturity level (when accepting)', nextReviewAt: 'Next review (when accepting)', person: 'Who', training: 'Training', completedAt: 'Completed on' },

@@ -2,6 +2,7 @@ import fs from 'node:fs';
 import express, { type Request } from 'express';
 import { z } from 'zod';
 import { Router } from './router';
+import { labelled, type FieldLabels } from './form-labels';
 import type { RouteContext } from './context';
 import { countryCode, dayField } from './catalogue';
 import { COUNTRY_OPTIONS } from '../server/countries';
@@ -53,28 +54,39 @@ const partnerForm = z.preprocess((body) => {
   return b;
 }, partnerInput);
 
-/**
- * The form's errors under the inputs that show them: a list's bad item (`territories.2`) by
- * its list's field, a clause's date by that clause's row.
- */
-function parsePartnerForm(req: Request) {
+type FieldErrorAt = (path: string[], message: string) => [field: string, message: string];
+
+/** A form shows a list in one input: a bad item's error (`units.3`) goes under the list's field. */
+const underList: FieldErrorAt = ([list], message) => [list!, message];
+
+/** A form post parsed with `schema`, its errors moved by `errorAt` under the inputs that show them. */
+function parseForm<S extends z.ZodType>(schema: S, req: Request, errorAt: FieldErrorAt = underList): z.infer<S> {
   try {
-    return parseBody(partnerForm, req);
+    return parseBody(schema, req);
   } catch (err) {
     if (!(err instanceof ValidationError)) throw err;
-    const body = req.body as Record<string, unknown>;
-    const clauseKinds = CLAUSE_KINDS.filter((k) => body[`clause_${k}`]);
     const fields: Record<string, string> = {};
     for (const [key, message] of Object.entries(err.fields ?? {})) {
-      const [list, index, sub] = key.split('.');
-      const field = list === 'clauses' && index !== undefined && sub ? `clause_${clauseKinds[Number(index)]}_${sub}` : list!;
-      fields[field] ??= message;
+      const [field, shown] = errorAt(key.split('.'), message);
+      fields[field] ??= shown;
     }
     throw new ValidationError(fields);
   }
 }
 
-const partnerUserInput = z.object({ memberEmail: email, memberPassword: password, memberName: requiredText(120, 'Name') }).transform((i) => ({ email: i.memberEmail, password: i.memberPassword, name: i.memberName }));
+/** The partner form: a list's bad item by its list's field, a clause's date by that clause's row. */
+function parsePartnerForm(req: Request) {
+  const body = req.body as Record<string, unknown>;
+  const clauseKinds = CLAUSE_KINDS.filter((k) => body[`clause_${k}`]);
+  return parseForm(partnerForm, req, (path, message) => {
+    const [list, index, date] = path;
+    if (list !== 'clauses' || index === undefined || !date) return underList(path, message);
+    // The row's label names the clause and the date ("In force since (no re-export)"): the message need not.
+    return [`clause_${clauseKinds[Number(index)]}_${date}`, message.replace(/^Clause in force (since|until): e/, 'E')];
+  });
+}
+
+const partnerUserInput = z.object({ memberEmail: email, memberPassword: password, memberName: requiredText(120, 'The user’s name') }).transform((i) => ({ email: i.memberEmail, password: i.memberPassword, name: i.memberName }));
 const apiKeyInput = z.object({ keyName: requiredText(120, 'Key name') });
 
 const saleFields = {
@@ -125,18 +137,13 @@ function parseQuestionnaireForm(req: Request) {
   const body = req.body as Record<string, unknown>;
   const ids = Object.keys(body).filter((k) => k.startsWith('answer_') || k.startsWith('comment_')).map((k) => k.slice(k.indexOf('_') + 1));
   const questionIds = [...new Set(ids)].filter((id) => body[`answer_${id}`]);
-  try {
-    return parseBody(questionnaireInput, { body: { version: body.version, answers: questionIds.map((id) => ({ questionId: id, answer: body[`answer_${id}`], comment: body[`comment_${id}`] ?? '' })) } } as Request);
-  } catch (err) {
-    if (!(err instanceof ValidationError)) throw err;
-    const fields: Record<string, string> = {};
-    for (const [key, message] of Object.entries(err.fields ?? {})) {
-      const [list, index, sub] = key.split('.');
-      fields[list === 'answers' && index !== undefined ? `${sub === 'comment' ? 'comment' : 'answer'}_${questionIds[Number(index)]}` : list!] ??= message;
-    }
-    throw new ValidationError(fields);
-  }
+  const form = { body: { version: body.version, answers: questionIds.map((id) => ({ questionId: id, answer: body[`answer_${id}`], comment: body[`comment_${id}`] ?? '' })) } } as Request;
+  return parseForm(questionnaireInput, form, (path, message) => {
+    const [list, index, sub] = path;
+    return [list === 'answers' && index !== undefined ? `${sub === 'comment' ? 'comment' : 'answer'}_${questionIds[Number(index)]}` : list!, message];
+  });
 }
+
 export const questionnaireReviewInput = z.object({
   decision: z.enum(QUESTIONNAIRE_DECISIONS, `Choose a decision: ${QUESTIONNAIRE_DECISIONS.join(', ')}.`),
   reason: shortText(2000, 'Reason').default(''),
@@ -144,6 +151,45 @@ export const questionnaireReviewInput = z.object({
   nextReviewAt: optionalDay('Next review').default(null),
 });
 export const trainingInput = z.object({ person: requiredText(200, 'Who'), training: requiredText(200, 'Training'), completedAt: dayField('Completed on') });
+
+// ----- the forms' labels -----
+
+const clauseName = (kind: string) => kind.replace(/-/g, ' ');
+const SALE_LABELS = { sku: 'SKU', serial: 'Serial number', customerName: 'End customer', customerType: 'End-user type', country: 'End customer country', endUse: 'Declared end use' };
+const PARTNER_LABELS = {
+  name: 'Name',
+  type: 'Type',
+  parentId: 'Parent distributor',
+  territories: 'Authorised territories',
+  authorisedModels: 'Authorised models',
+  authorisedRiskLevels: 'Authorised risk levels',
+  ...Object.fromEntries(CLAUSE_KINDS.flatMap((k) => [[`clause_${k}_since`, `In force since (${clauseName(k)})`], [`clause_${k}_until`, `In force until (${clauseName(k)}, optional)`]])),
+  maturity: 'Due-diligence maturity',
+  lastReviewAt: 'Last due-diligence review',
+  nextReviewAt: 'Next review due',
+};
+
+/**
+ * Each page's labels, for its `<label>`s and its error summary alike (routes/form-labels.ts).
+ * A page with several forms has one map for all of them: their field names differ, and the
+ * page shown again after one form's error still labels the others.
+ */
+const PARTNER_FORMS = {
+  list: PARTNER_LABELS,
+  partner: { ...PARTNER_LABELS, memberName: 'The user’s name', memberEmail: 'E-mail', memberPassword: 'First password', keyName: 'Key name' },
+  questions: { questions: 'Questions' },
+  merge: { fromId: 'Partner merged away', intoId: 'Partner kept' },
+  saleReview: { decision: 'Decision', reasons: 'Reasons', conditions: 'Conditions', text: 'Your answer' },
+  dueDiligence: { answers: 'Answers', version: 'Version', decision: 'Decision', reason: 'Reason', maturity: 'Maturity level (when accepting)', nextReviewAt: 'Next review (when accepting)', person: 'Who', training: 'Training', completedAt: 'Completed on' },
+  portal: { toId: 'Pass to', units: 'Units' },
+  sales: { file: 'CSV file', ...SALE_LABELS, soldAt: 'Sale date' },
+  reviews: { ...SALE_LABELS, plannedAt: 'Planned delivery date' },
+  request: { answer: 'Your answer' },
+} satisfies Record<string, FieldLabels>;
+
+/** The questionnaire's fields are its questions': `answer_<id>` and `comment_<id>`, numbered as the form shows them. */
+const questionnaireLabels = (set: { questions: Array<{ id: string }> } | null): FieldLabels =>
+  Object.fromEntries((set?.questions ?? []).flatMap((q, i) => [[`answer_${q.id}`, `Question ${i + 1}`], [`comment_${q.id}`, `Comment on question ${i + 1} (optional)`]]));
 
 // ----- output shapes -----
 
@@ -248,6 +294,26 @@ const formOptions = {
   salesCsvHeader: SALES_CSV_HEADER,
 };
 
+/** The due-diligence page, staff's or the partner's: its labels include the questions of the version shown. */
+const dueDiligenceLocals = (profile: Awaited<ReturnType<PartnersService['dueDiligenceOf']>>, staffView: boolean) => ({
+  title: 'Due diligence',
+  ...profile,
+  staffView,
+  fieldLabels: { ...PARTNER_FORMS.dueDiligence, ...questionnaireLabels(profile.questionSet) },
+  ...formOptions,
+});
+
+/** The one-sale form names an unknown unit by its serial field, where the API names it by the sale's index. */
+async function reportOneSale(partners: PartnersService, actor: Parameters<PartnersService['reportSales']>[0], sale: z.infer<typeof saleInput>) {
+  try {
+    const [outcome] = await partners.reportSales(actor, [sale]);
+    return outcome!;
+  } catch (err) {
+    const unknownUnit = err instanceof ValidationError ? err.fields?.['sales.0'] : undefined;
+    throw unknownUnit ? new ValidationError({ serial: unknownUnit }) : err;
+  }
+}
+
 /** The uploaded CSV of sales (small: the portal reads it at once). */
 function uploadedText(req: Request): string {
   const file = (req.files as Record<string, Express.Multer.File[]> | undefined)?.file?.[0];
@@ -268,11 +334,12 @@ export function partnerPages(ctx: RouteContext) {
     return { title: 'Channel partners', partners: items, total, page, parents: all.filter((p) => p.type === 'distributor'), ...formOptions };
   };
 
-  router.get('/admin/partners', staffRoles, async (req, res) => res.render('partners/list', await listPage(req)));
+  router.get('/admin/partners', staffRoles, labelled(PARTNER_FORMS.list), async (req, res) => res.render('partners/list', await listPage(req)));
 
   router.post(
     '/admin/partners',
     adminOnly,
+    labelled(PARTNER_FORMS.list),
     formAction('partners/list', listPage, async (req, res) => {
       const partner = await partners.createPartner(parsePartnerForm(req), staffActor(req));
       res.flash(`Partner ${partner.name} created.`);
@@ -292,18 +359,19 @@ export function partnerPages(ctx: RouteContext) {
     const { items, total } = await partners.questionSets(page);
     return { title: 'Due-diligence questions', sets: items, total, page, current: items[0] && page.page === 1 ? items[0] : await partners.currentQuestionSet() };
   };
-  router.get('/admin/partners/questions', staffRoles, async (req, res) => res.render('partners/questions', await questionsPage(req)));
+  router.get('/admin/partners/questions', staffRoles, labelled(PARTNER_FORMS.questions), async (req, res) => res.render('partners/questions', await questionsPage(req)));
   router.post(
     '/admin/partners/questions',
     adminOnly,
+    labelled(PARTNER_FORMS.questions),
     formAction('partners/questions', questionsPage, async (req, res) => {
-      const set = await partners.publishQuestionSet(parseBody(questionSetInput, req).questions, staffActor(req));
+      const set = await partners.publishQuestionSet(parseForm(questionSetInput, req).questions, staffActor(req));
       res.flash(`Version ${set._id} published: partners answer it from now on; answers already given keep their questions.`);
       res.redirect(303, '/admin/partners/questions');
     }),
   );
 
-  const staffDueDiligencePage = async (req: Request) => ({ title: 'Due diligence', ...(await partners.dueDiligenceOf(String(req.params.partnerId), staffActor(req))), staffView: true, ...formOptions });
+  const staffDueDiligencePage = async (req: Request) => dueDiligenceLocals(await partners.dueDiligenceOf(String(req.params.partnerId), staffActor(req)), true);
   router.get('/admin/partners/:partnerId/due-diligence', staffRoles, async (req, res) => res.render('partners/due-diligence', await staffDueDiligencePage(req)));
   router.post(
     '/admin/partners/:partnerId/due-diligence/review',
@@ -325,10 +393,11 @@ export function partnerPages(ctx: RouteContext) {
   );
 
   const mergePage = async () => ({ title: 'Merge near-duplicate partners', pairs: await partners.nearDuplicates(), threshold: MERGE_THRESHOLD });
-  router.get('/admin/partners/merge', adminOnly, async (_req, res) => res.render('partners/merge', await mergePage()));
+  router.get('/admin/partners/merge', adminOnly, labelled(PARTNER_FORMS.merge), async (_req, res) => res.render('partners/merge', await mergePage()));
   router.post(
     '/admin/partners/merge',
     adminOnly,
+    labelled(PARTNER_FORMS.merge),
     formAction('partners/merge', mergePage, async (req, res) => {
       const { fromId, intoId } = parseBody(mergeInput, req);
       const into = await partners.mergePartners(fromId, intoId, staffActor(req));
@@ -344,7 +413,7 @@ export function partnerPages(ctx: RouteContext) {
     return { title: detail.partner.name, ...detail, partnerValues: formValues(detail.partner), units: units.items, total: units.total, page, parents: all.filter((p) => p.type === 'distributor' && p._id !== id), createdKey: null, ...formOptions };
   };
 
-  router.get('/admin/partners/:partnerId', staffRoles, async (req, res) => {
+  router.get('/admin/partners/:partnerId', staffRoles, labelled(PARTNER_FORMS.partner), async (req, res) => {
     const locals = await detailPage(req);
     res.render('partners/partner', locals);
   });
@@ -352,6 +421,7 @@ export function partnerPages(ctx: RouteContext) {
   router.post(
     '/admin/partners/:partnerId',
     adminOnly,
+    labelled(PARTNER_FORMS.partner),
     formAction('partners/partner', detailPage, async (req, res) => {
       const partner = await partners.updatePartner(String(req.params.partnerId), parsePartnerForm(req), staffActor(req));
       res.flash('The partner was saved.');
@@ -362,6 +432,7 @@ export function partnerPages(ctx: RouteContext) {
   router.post(
     '/admin/partners/:partnerId/users',
     adminOnly,
+    labelled(PARTNER_FORMS.partner),
     formAction('partners/partner', detailPage, async (req, res) => {
       const user = await partners.addPartnerUser(String(req.params.partnerId), parseBody(partnerUserInput, req), staffActor(req));
       res.flash(`${user.email} can now sign in to the partner portal.`);
@@ -372,6 +443,7 @@ export function partnerPages(ctx: RouteContext) {
   router.post(
     '/admin/partners/:partnerId/api-keys',
     adminOnly,
+    labelled(PARTNER_FORMS.partner),
     formAction('partners/partner', detailPage, async (req, res) => {
       const created = await partners.createPartnerKey(String(req.params.partnerId), parseBody(apiKeyInput, req).keyName, staffActor(req));
       // Shown once, on this response only: never stored in the clear.
@@ -392,12 +464,13 @@ export function partnerPages(ctx: RouteContext) {
     const detail = await partners.getPartner(review.partnerId, staffActor(req));
     return { title: 'Sale review', review, partner: detail.partner, risk: detail.risk, staffView: true, ...formOptions };
   };
-  router.get('/admin/sale-reviews/:reviewId', staffRoles, async (req, res) => res.render('partners/review', await reviewPage(req)));
+  router.get('/admin/sale-reviews/:reviewId', staffRoles, labelled(PARTNER_FORMS.saleReview), async (req, res) => res.render('partners/review', await reviewPage(req)));
   router.post(
     '/admin/sale-reviews/:reviewId/decision',
     staffRoles,
+    labelled(PARTNER_FORMS.saleReview),
     formAction('partners/review', reviewPage, async (req, res) => {
-      const review = await partners.decide(String(req.params.reviewId), parseBody(decisionInput, req), staffActor(req));
+      const review = await partners.decide(String(req.params.reviewId), parseForm(decisionInput, req), staffActor(req));
       res.flash(`Decision recorded: ${review.status}.`);
       res.redirect(303, `/admin/sale-reviews/${review._id}`);
     }),
@@ -420,13 +493,14 @@ export function partnerPortalPages(ctx: RouteContext) {
     return { title: 'Partner portal', ...detail, units: units.items, total: units.total, page, ...formOptions };
   };
 
-  router.get('/partner', partnerOnly, async (req, res) => res.render('partners/portal', await portalPage(req)));
+  router.get('/partner', partnerOnly, labelled(PARTNER_FORMS.portal), async (req, res) => res.render('partners/portal', await portalPage(req)));
 
   router.post(
     '/partner/pass-on',
     partnerOnly,
+    labelled(PARTNER_FORMS.portal),
     formAction('partners/portal', portalPage, async (req, res) => {
-      const input = parseBody(passOnInput, req);
+      const input = parseForm(passOnInput, req);
       const actor = await partnerActorOf(partners, req);
       const { moved, notHeld } = await partners.passOn(
         actor,
@@ -447,14 +521,15 @@ export function partnerPortalPages(ctx: RouteContext) {
   });
 
   const salesPage = async () => ({ title: 'Report sales', result: null, ...formOptions });
-  router.get('/partner/sales', partnerOnly, async (_req, res) => res.render('partners/sales', await salesPage()));
+  router.get('/partner/sales', partnerOnly, labelled(PARTNER_FORMS.sales), async (_req, res) => res.render('partners/sales', await salesPage()));
 
   router.post(
     '/partner/sales',
     partnerOnly,
+    labelled(PARTNER_FORMS.sales),
     formAction('partners/sales', salesPage, async (req, res) => {
-      const [outcome] = await partners.reportSales(await partnerActorOf(partners, req), [parseBody(saleInput, req)]);
-      res.flash(outcome!.outcome === 'repeated' ? `The sale of ${outcome!.unitId} was already reported: nothing changed.` : `Sale of ${outcome!.unitId} recorded. Its checks (screening, diversion rules) follow within a minute: see Your units.`);
+      const outcome = await reportOneSale(partners, await partnerActorOf(partners, req), parseBody(saleInput, req));
+      res.flash(outcome.outcome === 'repeated' ? `The sale of ${outcome.unitId} was already reported: nothing changed.` : `Sale of ${outcome.unitId} recorded. Its checks (screening, diversion rules) follow within a minute: see Your units.`);
       res.redirect(303, '/partner/sales');
     }),
   );
@@ -462,6 +537,7 @@ export function partnerPortalPages(ctx: RouteContext) {
   router.post(
     '/partner/sales/csv',
     partnerOnly,
+    labelled(PARTNER_FORMS.sales),
     ...uploads(ctx, [{ name: 'file', maxCount: 1 }]),
     formAction('partners/sales', salesPage, async (req, res) => {
       const result = await partners.reportSalesCsv(await partnerActorOf(partners, req), uploadedText(req));
@@ -475,10 +551,11 @@ export function partnerPortalPages(ctx: RouteContext) {
     const { items, total } = await partners.listReviews(actor, page);
     return { title: 'High-risk sale reviews', reviews: items, total, page, staffView: false, ...formOptions };
   };
-  router.get('/partner/reviews', partnerOnly, async (req, res) => res.render('partners/reviews', await reviewsPage(req)));
+  router.get('/partner/reviews', partnerOnly, labelled(PARTNER_FORMS.reviews), async (req, res) => res.render('partners/reviews', await reviewsPage(req)));
   router.post(
     '/partner/reviews',
     partnerOnly,
+    labelled(PARTNER_FORMS.reviews),
     formAction('partners/reviews', reviewsPage, async (req, res) => {
       const review = await partners.submitReview(await partnerActorOf(partners, req), parseBody(reviewInput, req));
       res.flash('Submitted for review: do not deliver until compliance has decided.');
@@ -487,10 +564,11 @@ export function partnerPortalPages(ctx: RouteContext) {
   );
 
   const partnerReviewPage = async (req: Request) => ({ title: 'Sale review', review: await partners.getReview(String(req.params.reviewId), await partnerActorOf(partners, req)), staffView: false, risk: null, partner: null, ...formOptions });
-  router.get('/partner/reviews/:reviewId', partnerOnly, async (req, res) => res.render('partners/review', await partnerReviewPage(req)));
+  router.get('/partner/reviews/:reviewId', partnerOnly, labelled(PARTNER_FORMS.saleReview), async (req, res) => res.render('partners/review', await partnerReviewPage(req)));
   router.post(
     '/partner/reviews/:reviewId/answer',
     partnerOnly,
+    labelled(PARTNER_FORMS.saleReview),
     formAction('partners/review', partnerReviewPage, async (req, res) => {
       const review = await partners.answer(String(req.params.reviewId), parseBody(answerInput, req).text, await partnerActorOf(partners, req));
       res.flash('Your answer was sent to compliance.');
@@ -500,7 +578,7 @@ export function partnerPortalPages(ctx: RouteContext) {
 
   const dueDiligencePage = async (req: Request) => {
     const actor = await partnerActorOf(partners, req);
-    return { title: 'Due diligence', ...(await partners.dueDiligenceOf(actor.partnerId, actor)), staffView: false, ...formOptions };
+    return dueDiligenceLocals(await partners.dueDiligenceOf(actor.partnerId, actor), false);
   };
   router.get('/partner/due-diligence', partnerOnly, async (req, res) => res.render('partners/due-diligence', await dueDiligencePage(req)));
   router.post(
@@ -532,10 +610,11 @@ export function partnerPortalPages(ctx: RouteContext) {
   router.get('/partner/requests', partnerOnly, async (req, res) => res.render('partners/requests', await requestsPage(req)));
 
   const requestPage = async (req: Request) => ({ title: 'Request', request: await partners.getRequest(String(req.params.requestId), await partnerActorOf(partners, req)), now: ctx.clock.now() });
-  router.get('/partner/requests/:requestId', partnerOnly, async (req, res) => res.render('partners/request', await requestPage(req)));
+  router.get('/partner/requests/:requestId', partnerOnly, labelled(PARTNER_FORMS.request), async (req, res) => res.render('partners/request', await requestPage(req)));
   router.post(
     '/partner/requests/:requestId/answer',
     partnerOnly,
+    labelled(PARTNER_FORMS.request),
     formAction('partners/request', requestPage, async (req, res) => {
       const request = await partners.answerRequest(String(req.params.requestId), parseBody(requestAnswerInput, req).answer, await partnerActorOf(partners, req));
       res.flash('Thank you: your answer is on the case.');

@@ -13,6 +13,8 @@ afterAll(() => ctx.close());
 
 const api = () => request(ctx.app);
 const DAY = 86_400_000;
+/** The error summary at the top of a form shown again. */
+const summaryOf = (html: string) => /<div class="error-summary"[\s\S]*?<\/div>/.exec(html)?.[0] ?? '';
 
 /** Publishes a new version of the questions (the set is shared: each test reads the version it made). */
 async function publish(questions: string[]) {
@@ -95,6 +97,9 @@ describe('due-diligence questionnaire', () => {
     const assessed = await api().get(`/api/v1/partners/${partner._id}`).set(investigator.auth);
     expect(assessed.body.risk.factors).toEqual(expect.arrayContaining([{ factor: 'Due-diligence answers', value: 'accepted: 2 "no", 0 "partly"', points: 2 }, expect.objectContaining({ factor: 'Due-diligence review', points: 0 })]));
     expect(assessed.body.scorecard).toMatchObject({ dueDiligenceStatus: 'accepted', reviewOverdue: false, maturity: 'established' });
+    // The ranked table reads less of each partner than its page does, and comes to the same tier and figures.
+    const ranked = await api().get('/api/v1/partners/scorecards?perPage=100').set(investigator.auth);
+    expect(ranked.body.items.find((r: { partner: { id: string } }) => r.partner.id === partner._id)).toEqual({ partner: { id: partner._id, name: partner.name, type: partner.type }, risk: assessed.body.risk, scorecard: assessed.body.scorecard });
 
     // Review age: a year and a day on, the review is overdue and the tier says so.
     ctx.clock.advance(366 * DAY);
@@ -135,6 +140,10 @@ describe('due-diligence questionnaire', () => {
     const missing = await member.agent.form('/partner/due-diligence', { form: 'answers', version: String(v.version), answer_q1: 'partly', comment_q1: 'Only new customers', comment_q2: 'We ask for proof' });
     expect(missing.status).toBe(400);
     expect(missing.text).toMatch(/id="f-answer_q2-error">Question 2 needs an answer/);
+    // The summary names the question as the form numbers it, and a comment's field by its question.
+    expect(summaryOf(missing.text)).toContain('<a href="#f-answer_q2">Question 2 needs an answer: yes, partly or no.</a>');
+    expect(missing.text).toContain('<legend>Question 2: Do you check delivery addresses?');
+    expect(missing.text).toContain('<label for="f-comment_q2">Comment on question 2 (optional)</label>');
     expect(missing.text).toContain('value="partly" checked');
     expect(missing.text).toContain('Only new customers');
     expect(missing.text).toContain('We ask for proof');
@@ -148,6 +157,8 @@ describe('due-diligence questionnaire', () => {
     const noReason = await staff.agent.form(`/admin/partners/${partner._id}/due-diligence/review`, { form: 'review', decision: 'send-back', reason: '' }, `/admin/partners/${partner._id}/due-diligence`);
     expect(noReason.status).toBe(400);
     expect(noReason.text).toMatch(/id="f-reason-error">Say why/);
+    expect(summaryOf(noReason.text)).toContain('<a href="#f-reason">Reason: Say why it is sent back, so the partner knows what to change.</a>');
+    expect(noReason.text).toContain('<option value="send-back" selected>');
     const back = await staff.agent.form(`/admin/partners/${partner._id}/due-diligence/review`, { form: 'review', decision: 'send-back', reason: 'Which addresses?' }, `/admin/partners/${partner._id}/due-diligence`);
     expect(back.status).toBe(303);
     const shown = await member.agent.get('/partner/due-diligence');

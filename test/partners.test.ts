@@ -67,6 +67,55 @@ describe('partner records', () => {
   });
 });
 
+/** The error summary at the top of a form shown again. */
+const summaryOf = (html: string) => /<div class="error-summary"[\s\S]*?<\/div>/.exec(html)?.[0] ?? '';
+
+describe('partner forms name their errors by the labels they show', () => {
+  it('the admin’s new-partner form: a clause’s date by its clause, a bad territory by the list, never a field code; nothing created', async () => {
+    const { agent } = await signedInAgent(ctx, 'admin');
+    const name = `Labelled Distributor ${Date.now()}`;
+    const res = await agent.form('/admin/partners', { name, type: 'distributor', territories: 'KE, XX', 'clause_no-re-export': 'on', 'clause_no-re-export_since': '' }, '/admin/partners');
+    expect(res.status).toBe(400);
+    const summary = summaryOf(res.text);
+    expect(summary).toContain('<a href="#f-territories">Authorised territories: Choose a country from the list');
+    expect(summary).toContain('<a href="#f-clause_no-re-export_since">In force since (no re export): Enter a date as YYYY-MM-DD.</a>');
+    expect(summary).not.toMatch(/">(territories|clause_|clauses)/);
+    expect(res.text).toContain('<label for="f-clause_no-re-export_since">In force since (no re export)</label>');
+    expect(res.text).toContain('value="KE, XX"');
+    expect(res.text).toContain(`value="${name}"`);
+    expect(await Partner.countDocuments({ name })).toBe(0);
+  });
+
+  it('the portal’s one-sale form: bad fields, then a unit not in the catalogue by the serial field; what was typed is kept', async () => {
+    const partner = await makePartner(ctx);
+    const { units } = await allocatedUnits(ctx, partner._id, 1);
+    const user = await partnerUser(ctx, partner._id);
+    const typed = { ...saleOf(units[0]!, { customerName: 'Kept Customer Ltd' }), customerType: '', soldAt: '2026-02-30' };
+    const bad = await user.agent.form('/partner/sales', typed, '/partner/sales');
+    expect(bad.status).toBe(400);
+    expect(summaryOf(bad.text)).toContain('<a href="#f-customerType">End-user type: Choose an end-user type');
+    expect(summaryOf(bad.text)).toContain('<a href="#f-soldAt">Sale date: enter a date as YYYY-MM-DD.</a>');
+    expect(bad.text).toContain('value="Kept Customer Ltd"');
+
+    const unknown = await user.agent.form('/partner/sales', { ...saleOf(units[0]!, { customerName: 'Kept Customer Ltd' }), serial: 'NO-SUCH-SERIAL' }, '/partner/sales');
+    expect(unknown.status).toBe(400);
+    expect(summaryOf(unknown.text)).toMatch(/<a href="#f-serial">Serial number: No unit [^<]*NO-SUCH-SERIAL in the catalogue\.<\/a>/);
+    expect(unknown.text).toContain('value="Kept Customer Ltd"');
+    expect((await ChannelUnit.findById(units[0]!._id).lean())!.sales).toHaveLength(0);
+  });
+
+  it('the pass-on form names the partner and the units by their labels and keeps the units typed', async () => {
+    const distributor = await makePartner(ctx);
+    await makePartner(ctx, { type: 'reseller', parentId: distributor._id });
+    const user = await partnerUser(ctx, distributor._id);
+    const res = await user.agent.form('/partner/pass-on', { toId: '', units: 'not a unit' }, '/partner');
+    expect(res.status).toBe(400);
+    expect(summaryOf(res.text)).toContain('<a href="#f-toId">Pass to: Choose a partner from the list.</a>');
+    expect(summaryOf(res.text)).toContain('<a href="#f-units">Units: Write each unit as SKU:SERIAL.</a>');
+    expect(res.text).toContain('>not a unit</textarea>');
+  });
+});
+
 describe('object-level checks: a partner sees its own and its children’s records, nothing else', () => {
   let distributor: { _id: string };
   let reseller: { _id: string };
@@ -352,7 +401,7 @@ describe('high-risk sale review', () => {
     const investigator = await signedInAgent(ctx, 'investigator');
     const noConditions = await investigator.agent.form(`/admin/sale-reviews/${id}/decision`, { decision: 'approved-with-conditions', reasons: 'Border-control use only.', conditions: '' }, `/admin/sale-reviews/${id}`);
     expect(noConditions.status).toBe(400);
-    expect(noConditions.text).toContain('Name at least one condition');
+    expect(summaryOf(noConditions.text)).toContain('<a href="#f-conditions">Conditions: Name at least one condition, one per line.</a>');
     expect(noConditions.text).toContain('Border-control use only.');
     const decided = await investigator.agent.form(`/admin/sale-reviews/${id}/decision`, { decision: 'approved-with-conditions', reasons: 'Border-control use only.', conditions: 'Firmware updates only via the vendor\nSite visit within 6 months' }, `/admin/sale-reviews/${id}`);
     expect(decided.status).toBe(303);

@@ -18,6 +18,24 @@ const reviewById = (id: string) => SaleReview.findById(id).lean();
 const requestById = (id: string) => PartnerRequest.findById(id).lean();
 export type LeanRequest = NonNullable<Awaited<ReturnType<typeof requestById>>>;
 export type LeanPartner = NonNullable<Awaited<ReturnType<typeof partnerById>>>;
+/** The fields of a partner its scorecard and risk tier read (`scoredPartners`). */
+const SCORED_FIELDS = {
+  name: 1,
+  type: 1,
+  parentId: 1,
+  territories: 1,
+  authorisedModels: 1,
+  authorisedRiskLevels: 1,
+  caseIds: 1,
+  tallies: 1,
+  'dueDiligence.maturity': 1,
+  'dueDiligence.nextReviewAt': 1,
+  'dueDiligence.questionnaire.status': 1,
+  'dueDiligence.questionnaire.answers': 1,
+} as const;
+export type ScoredPartner = Pick<LeanPartner, '_id' | 'name' | 'type' | 'parentId' | 'territories' | 'authorisedModels' | 'authorisedRiskLevels' | 'caseIds' | 'tallies'> & {
+  dueDiligence?: { maturity?: string | null; nextReviewAt?: Date | null; questionnaire?: { status: string; answers: Array<{ answer: string }> } | null } | null;
+};
 export type LeanReview = NonNullable<Awaited<ReturnType<typeof reviewById>>>;
 type LeanChannelUnit = { _id: string; modelId: string; holderId: string; chain: string[]; allocatedAt: Date; sales: StoredSale[] };
 type LeanAllocation = { _id: string; partnerId: string; fromPartnerId: string | null; source: AllocationSource; unitIds: string[]; at: Date };
@@ -164,6 +182,16 @@ export function createPartnersStore(engine: Engine) {
 
     /** Every partner (ids, names, tree): for name matching, the parent picker and the scorecard table. */
     allPartners: () => Partner.find({}).sort({ name: 1, _id: 1 }).lean(),
+
+    /**
+     * Every partner as its scorecard and risk tier read it, in one read per request: not its
+     * allocation and batch lists, which grow with its units and reports, nor its
+     * questionnaire's texts and trainings. The scorecards rank them, so no sort here.
+     */
+    scoredPartners: () => Partner.find({}, SCORED_FIELDS).lean<ScoredPartner[]>(),
+
+    /** The partner tree with each partner's allocations, for a sell-through report's scope check: nothing else of the partners. */
+    channelTree: () => Partner.find({}, { parentId: 1, allocationIds: 1 }).lean<Array<{ _id: string; parentId: string | null; allocationIds: string[] }>>(),
 
     /** Partners' ids, folded names and merged spellings, for the catalogue import's `partner` column. */
     partnerNames: () => Partner.find({}, { nameKey: 1, name: 1, aliases: 1 }).lean<Array<{ _id: string; name: string; nameKey: string; aliases: string[] }>>(),
@@ -390,8 +418,8 @@ export function createPartnersStore(engine: Engine) {
     countSales: (id: string, n: number) => Partner.updateOne({ _id: id }, { $inc: { 'tallies.sold': n } }),
 
     // Reads of cases: move to server/store/cases.ts at merge
-    /** The status of these cases, for partners' scorecards: one read for every partner's cases (a small collection), without their history. */
-    caseStatuses: async (ids: readonly string[]) => (ids.length ? Case.find({ _id: { $in: [...new Set(ids)] } }, { status: 1 }).lean<Array<{ _id: string; status: string }>>() : []),
+    /** The status of these cases, for partners' scorecards, by `_id` (the embedded engine would scan every case for an `$in`), without their history. */
+    caseStatuses: (ids: readonly string[]) => existingByIds<{ _id: string; status: string }>(engine, Case as never, [...new Set(ids)], { status: 1 }),
 
     // ----- requests from cases (few: one per leverage action) -----
 
@@ -406,7 +434,7 @@ export function createPartnersStore(engine: Engine) {
     },
 
     /** The timing of every request to these partners, for their scorecards (requests are few: one per leverage action). */
-    requestTimesOf: (partnerIds: readonly string[]) => PartnerRequest.find({ partnerId: { $in: [...partnerIds] } }, { partnerId: 1, status: 1, dueBy: 1, createdAt: 1, answeredAt: 1 }).lean(),
+    requestTimesOf: (partnerIds: readonly string[] | null) => PartnerRequest.find(partnerIds ? { partnerId: { $in: [...partnerIds] } } : {}, { partnerId: 1, status: 1, dueBy: 1, createdAt: 1, answeredAt: 1 }).lean(),
 
     /** Records the answer once: false when the request was answered already. */
     async answerRequest(id: string, answer: string, at: Date, byUserId: string | null) {

@@ -73,7 +73,7 @@ export function partnerChannel(deps: PartnerDeps) {
    * unit never allocated, or another partner's) is looked up unit by unit.
    */
   async function checkScope(actor: PartnerActor & { kind: 'partner' }, sales: readonly SaleInput[]): Promise<CheckedSale[]> {
-    const partners = await store.allPartners();
+    const partners = await store.channelTree();
     const visible = new Set([actor.partnerId, ...partners.filter((p) => p.parentId === actor.partnerId).map((p) => p._id)]);
     const below = partners.filter((p) => p.parentId && visible.has(p.parentId) && !visible.has(p._id));
     const ids = sales.map((s) => unitId(normaliseCode(s.sku), normaliseCode(s.serial)));

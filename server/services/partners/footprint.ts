@@ -21,8 +21,9 @@ const REGISTERED = new Set(['registration', 'transfer']);
 /**
  * Counts walked units per holder and country, for every partner (a partner with none gets
  * zeros). A unit counts where it last checked in from (the unit's summary, as the dashboard's
- * check-in map; older runs live in history buckets, a read per unit and month this sweep does
- * not pay) and in every country it was registered or transferred to.
+ * check-in map; its earlier countries live only in its history buckets, a read per unit and
+ * year this sweep does not pay, since the unit's `countries` list records no check-in) and in
+ * every country it was registered or transferred to.
  */
 export function footprintTally(partners: readonly LeanPartner[], now: Date) {
   const holders = new Map(partners.map((p) => [p._id, { units: 0, observedUnits: 0, countries: new Map<string, { units: number; checkIns: number; registrations: number }>() }]));

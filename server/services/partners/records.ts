@@ -4,10 +4,14 @@ import { ConflictError, ForbiddenError, NotFoundError, ValidationError } from '.
 import type { Page } from '../../middleware/validate';
 import type { ClauseKind, MaturityLevel, PartnerType, QuestionnaireStatus } from '../../domain/partners';
 import type { RiskLevel } from '../../domain/catalogue';
-import type { LeanPartner } from '../../store/partners';
+import type { ScoredPartner } from '../../store/partners';
 import { type PartnerActor, type PartnerDeps, partnerScope } from './context';
 import { nameKey } from '../../domain/partners';
 import { riskTier } from './risk';
+import type { RequestFigures } from './requests';
+
+/** A partner no case has sent a request. */
+const NO_REQUESTS: RequestFigures = { overdueRequests: 0, medianAnswerDays: null };
 
 /** Near-duplicate names: fuzzy ratio (0–100) of the folded names at or above this. */
 export const MERGE_THRESHOLD = 85;
@@ -26,10 +30,9 @@ export interface PartnerInput {
 }
 
 /** Partner records, their users and API keys, the risk tier and the scorecard figures. */
-type RequestFigures = { overdueRequests: number; medianAnswerDays: number | null };
 type AssessmentInputs = { restricted: ReadonlySet<string>; riskLevels: Map<string, string>; caseStatus: Map<string, string>; figures: Map<string, RequestFigures> };
 
-export function partnerRecords(deps: PartnerDeps, requests: { requestFigures(partnerIds: readonly string[]): Promise<Map<string, RequestFigures>> }) {
+export function partnerRecords(deps: PartnerDeps, requests: { requestFigures(partnerIds: readonly string[] | null): Promise<Map<string, RequestFigures>> }) {
   const { clock, audit } = deps;
   const store = deps.stores.partners;
   const scope = partnerScope(deps);
@@ -66,19 +69,19 @@ export function partnerRecords(deps: PartnerDeps, requests: { requestFigures(par
    * read once for all of them: the restricted countries, their authorised models, the status of
    * the cases their flags opened or joined, and their requests' timing.
    */
-  async function assessmentInputs(partners: readonly LeanPartner[]): Promise<AssessmentInputs> {
+  async function assessmentInputs(partners: readonly ScoredPartner[], requestFigures?: Map<string, RequestFigures>): Promise<AssessmentInputs> {
     const modelIds = [...new Set(partners.flatMap((p) => p.authorisedModels))];
     const [restricted, models, cases, figures] = await Promise.all([
       deps.flags.restrictedCountries(),
       Promise.all(modelIds.map((id) => deps.stores.catalogue.modelById(id))),
       store.caseStatuses(partners.flatMap((p) => p.caseIds)),
-      requests.requestFigures(partners.map((p) => p._id)),
+      requestFigures ?? requests.requestFigures(partners.map((p) => p._id)),
     ]);
     return { restricted, riskLevels: new Map(models.flatMap((m) => (m ? [[m._id, m.riskLevel] as const] : []))), caseStatus: new Map(cases.map((c) => [c._id, c.status])), figures };
   }
 
   /** The tier with its inputs, and the scorecard's figures (from counters kept on write). */
-  function assess(partner: LeanPartner, inputs: AssessmentInputs) {
+  function assess(partner: ScoredPartner, inputs: AssessmentInputs) {
     const now = clock.now();
     const levels = partner.authorisedRiskLevels.length ? partner.authorisedRiskLevels : partner.authorisedModels.length ? [] : ['low', 'elevated', 'high'];
     const modelLevels = partner.authorisedModels.flatMap((id) => inputs.riskLevels.get(id) ?? []);
@@ -108,15 +111,16 @@ export function partnerRecords(deps: PartnerDeps, requests: { requestFigures(par
       maturity: partner.dueDiligence?.maturity ?? 'none',
       dueDiligenceStatus: questionnaire?.status ?? 'not-answered',
       reviewOverdue: !nextReviewAt || nextReviewAt.getTime() < now.getTime(),
-      ...inputs.figures.get(partner._id)!,
+      ...(inputs.figures.get(partner._id) ?? NO_REQUESTS),
     };
     return { risk, scorecard };
   }
 
   /** The ranked scorecard table: highest risk first, then most flags per 1,000 units. */
   async function scorecards(page: Page) {
-    const partners = await store.allPartners();
-    const inputs = await assessmentInputs(partners);
+    // Every partner's requests are read beside the partners, not after them: one round trip fewer.
+    const [partners, figures] = await Promise.all([store.scoredPartners(), requests.requestFigures(null)]);
+    const inputs = await assessmentInputs(partners, figures);
     const rows = partners.map((partner) => ({ partner, ...assess(partner, inputs) }));
     rows.sort((a, b) => b.risk.score - a.risk.score || (b.scorecard.flagsPerThousand ?? 0) - (a.scorecard.flagsPerThousand ?? 0) || a.partner.name.localeCompare(b.partner.name));
     return { items: rows.slice(page.skip, page.skip + page.limit), total: rows.length };

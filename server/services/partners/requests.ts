@@ -15,6 +15,8 @@ import { nameKey } from '../../domain/partners';
 const CASE_WRITE_ATTEMPTS = 5;
 const DAY_MS = 86_400_000;
 
+export type RequestFigures = { overdueRequests: number; medianAnswerDays: number | null };
+
 export function median(values: readonly number[]): number | null {
   if (!values.length) return null;
   const sorted = [...values].sort((a, b) => a - b);
@@ -85,12 +87,16 @@ export function partnerRequests(deps: PartnerDeps) {
       return store.requestsOf((await scope.visibleIds(actor))!, page);
     },
 
-    /** The scorecards' request figures per partner: open past their deadline, and the median days to answer. */
-    async requestFigures(partnerIds: readonly string[]) {
+    /**
+     * The scorecards' request figures per partner: open past their deadline, and the median
+     * days to answer. `null`: every partner with a request (the ranked table, which reads them
+     * beside the partners rather than after).
+     */
+    async requestFigures(partnerIds: readonly string[] | null): Promise<Map<string, RequestFigures>> {
       const now = clock.now().getTime();
       const all = await store.requestTimesOf(partnerIds);
       return new Map(
-        partnerIds.map((id) => {
+        (partnerIds ?? [...new Set(all.map((r) => r.partnerId))]).map((id) => {
           const requests = all.filter((r) => r.partnerId === id);
           return [
             id,

@@ -229,7 +229,7 @@ describe('webhooks', () => {
     const died = async () => {
       throw new Error('the process died');
     };
-    const dying = createServices({ config: ctx.config, clock: ctx.clock, logger: createLogger('silent'), stores: { ...stores, audit: { ...stores.audit, head: died as never }, flags: { ...stores.flags, insertFlag: died } } });
+    const dying = createServices({ config: ctx.config, clock: ctx.clock, logger: createLogger('silent'), stores: { ...stores, audit: { ...stores.audit, head: died as never }, flags: { ...stores.flags, insertFlags: died } } });
     const hit = { rule: 'restricted-country' as const, evidence: { country: 'KP' } };
     await expect(dying.flags.raise(hit, { unitId: unit._id, modelId: unit.modelId, country: 'KP' }, { kind: 'check-in', id: 'chk-crash' })).rejects.toThrow('the process died');
     const [caseId] = (await ctx.services.cases.casesOfUnit(unit._id, investigator.actor)).map((c) => c._id);

@@ -195,10 +195,10 @@ export function caseOpening(deps: Pick<CaseDeps, 'clock' | 'stores'>, notices: P
       }
 
       const opened = claimed.map((g) => flagCase(g, now));
-      const [unsure] = await Promise.all([
-        store.attachSources(joining.map((g) => ({ caseId: g.caseId, rev: g.rev, sources: g.flags.map((f) => sourceOf(f, now)), subjects: subjectsOf(g.flags), lines: g.flags.map((f) => lineOf(f, 'source-added', now)), announce: g.flags.map((f) => raised(f, g.caseId, now)) }))),
-        store.insertCases(opened),
-      ]);
+      // One bulk command at a time: the embedded engine holds a pooled connection per statement
+      // of every command in flight, and hangs once they outnumber its pool (server/store/engine.ts).
+      const unsure = await store.attachSources(joining.map((g) => ({ caseId: g.caseId, rev: g.rev, sources: g.flags.map((f) => sourceOf(f, now)), subjects: subjectsOf(g.flags), lines: g.flags.map((f) => lineOf(f, 'source-added', now)), announce: g.flags.map((f) => raised(f, g.caseId, now)) })));
+      await store.insertCases(opened);
       for (const [i, c] of opened.entries()) {
         settle(c._id, claimed[i]!.flags);
         changed.push(c._id);

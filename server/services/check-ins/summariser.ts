@@ -232,8 +232,11 @@ export function createSummariser(deps: SummariserDeps) {
         if (hits.length) raises.push({ hits, subject: { unitId: unit._id, modelId: unit.modelId, serial: unit.serial } });
         flagged += hits.length;
       }
-      // Flags and history touch different documents and are both idempotent: at once.
-      await Promise.all([timed('flags', () => raiseEach(raises)), timed('history', () => foldHistory(todo))]);
+      // Both bulk-written, one after the other: the embedded engine holds a pooled connection
+      // per statement of every command in flight and hangs once they outnumber its pool (a fold
+      // raising its flags beside the history buckets did).
+      await timed('flags', () => raiseEach(raises));
+      await timed('history', () => foldHistory(todo));
       const conflicts = new Set(await timed('summaries', () => store.writeSummaries(writes)));
       written += writes.length - conflicts.size;
       if (!conflicts.size) break;
@@ -316,10 +319,12 @@ export function createSummariser(deps: SummariserDeps) {
     const unknown = await Promise.all([...perUnknown].map(async ([key, mine]) => ({ mine, ...(await unknownFold(key, mine, restricted)) })));
     const unknownRaises: Raise[] = unknown.flatMap(({ mine, hits }) => (hits.length ? [{ hits, subject: { unitId: null, modelId: mine[0]!.model || null, serial: mine[0]!.serial } }] : []));
     lap('rules');
-    // Unknown serials open or join their own cases (by serial), apart from the units': at once.
-    // Each summary is written after its flags, as a unit's is.
+    // Unknown serials open or join their own cases (by serial), after the units' (bulk writes go
+    // one at a time, as in foldUnits). Each summary is written after its flags, as a unit's is.
     const unknownWrites = unknown.flatMap(({ write }) => (write ? [write] : []));
-    const [units] = await Promise.all([foldUnits([...perUnit.values()], restricted), raiseEach(unknownRaises).then(() => store.writeUnknownSerials(unknownWrites))]);
+    const units = await foldUnits([...perUnit.values()], restricted);
+    await raiseEach(unknownRaises);
+    await store.writeUnknownSerials(unknownWrites);
     lap('units');
     await store.deleteBatches(batchIds);
     folded += entries.length;

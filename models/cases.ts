@@ -202,6 +202,8 @@ const openCaseKeySchema = new Schema(
   {
     _id: { type: String, required: true },
     caseId: { type: String, required: true },
+    /** When the opener claimed it: its case is written just after, so a key without its case is stale only once old. */
+    claimedAt: { type: Date, default: null },
   },
   { versionKey: false },
 );

@@ -4,10 +4,15 @@ import { CheckIn } from '../models/check-ins';
 import { Flag, FlagSetting } from '../models/flags';
 import { Transfer } from '../models/registrations';
 import { AuditEntry } from '../models/audit';
+import { OPENER_GRACE_MS } from '../server/services/cases/opening';
 import { SETTLED_AFTER_CHECK_INS } from '../server/services/flags';
+import { makeStaff } from './helpers/cases';
 import { createTestContext, type TestContext } from './helpers/context';
 import { checkInItem, hoursAgo, makeApiKey, makeCheckInUnit, sendBatch } from './helpers/check-ins';
-import { apiUser, signedInAgent } from './helpers/factories';
+import { apiUser, signedInAgent, unique } from './helpers/factories';
+import { createLogger } from '../server/logger';
+import { createServices } from '../server/services';
+import { createStores } from '../server/store';
 
 describe('with the database', () => {
   let ctx: TestContext;
@@ -113,6 +118,121 @@ describe('with the database', () => {
       });
       await sendBatch(ctx, device.auth, visit(pending, 'RW', 4, 10));
       expect(await rulesOf(pending._id)).toEqual(['country-mismatch']);
+    });
+  });
+
+  describe('raising many flags at once', () => {
+    type Unit = Awaited<ReturnType<typeof makeCheckInUnit>>;
+    const hit = (country: string) => ({ rule: 'restricted-country' as const, evidence: { country, where: 'check-in' } });
+    /** A restricted-country hit on `unit`, seen in check-in `checkInId`, with the id the summariser would give it. */
+    const item = (unit: Unit, checkInId: string, country = 'KP') => ({
+      hit: hit(country),
+      subject: { unitId: unit._id, modelId: unit.modelId, serial: unit.serial, country },
+      source: { kind: 'check-in' as const, id: checkInId },
+      id: `flg_${checkInId}_restricted-country`,
+    });
+    const openCasesOf = async (unitId: string) => (await Case.find({ unitIds: unitId, status: { $ne: 'closed' } }).lean()).map((c) => c._id);
+    const sourceIdsOf = async (caseId: string) => (await Case.findById(caseId).lean())!.sources.map((s) => s.id);
+
+    it('opens one case for many hits on the same unit and rule, holding every flag in order', async () => {
+      const unit = await makeCheckInUnit(ctx);
+      const items = [item(unit, unique('chk')), item(unit, unique('chk'), 'IR'), item(unit, unique('chk'))];
+      const raised = await ctx.services.flags.raiseMany(items);
+
+      expect(raised.map((r) => r.flagId)).toEqual(items.map((i) => i.id));
+      const [caseId] = await openCasesOf(unit._id);
+      expect(raised.every((r) => r.caseId === caseId)).toBe(true);
+      const stored = await Case.findById(caseId).lean();
+      expect(stored).toMatchObject({ status: 'new', rules: ['restricted-country'], unitIds: [unit._id], countries: ['KP', 'IR'], title: `Red flag restricted-country on ${unit._id}` });
+      expect(stored!.sources.map((s) => s.id)).toEqual(items.map((i) => i.id));
+      expect(stored!.history.map((h) => h.action)).toEqual(['opened', 'source-added', 'source-added']);
+      const flags = await Flag.find({ _id: { $in: items.map((i) => i.id) } }).lean();
+      expect(flags).toHaveLength(3);
+      expect(flags.every((f) => f.caseId === caseId && f.unitId === unit._id)).toBe(true);
+      // The case is in the unit's timeline.
+      const investigator = await makeStaff(ctx);
+      expect((await ctx.services.cases.casesOfUnit(unit._id, investigator.actor)).map((c) => c._id)).toEqual([caseId]);
+    });
+
+    it('joins open cases, opens new ones, and replaces a case that closed under its key, in one call', async () => {
+      const [open, closing, fresh] = [await makeCheckInUnit(ctx), await makeCheckInUnit(ctx), await makeCheckInUnit(ctx)];
+      const [earlier] = await ctx.services.flags.raiseMany([item(open, unique('chk'))]);
+      const [closed] = await ctx.services.flags.raiseMany([item(closing, unique('chk'))]);
+      // Closed by an investigator while its key still names it (a close racing the raise).
+      await Case.updateOne({ _id: closed!.caseId }, { $set: { status: 'closed' } });
+
+      const items = [item(open, unique('chk')), item(closing, unique('chk')), item(fresh, unique('chk')), item(open, unique('chk'))];
+      const raised = await ctx.services.flags.raiseMany(items);
+
+      expect(raised[0]!.caseId).toBe(earlier!.caseId);
+      expect(raised[3]!.caseId).toBe(earlier!.caseId);
+      expect(await sourceIdsOf(earlier!.caseId)).toEqual([earlier!.flagId, items[0]!.id, items[3]!.id]);
+      expect(raised[1]!.caseId).not.toBe(closed!.caseId);
+      expect(await openCasesOf(closing._id)).toEqual([raised[1]!.caseId]);
+      expect(await sourceIdsOf(closed!.caseId)).toEqual([closed!.flagId]);
+      expect(await OpenCaseKey.findById(`unit:${closing._id}|restricted-country`).lean()).toMatchObject({ caseId: raised[1]!.caseId });
+      expect(await openCasesOf(fresh._id)).toEqual([raised[2]!.caseId]);
+      expect(new Set(raised.map((r) => r.caseId)).size).toBe(3);
+      for (const [i, r] of raised.entries()) expect((await Flag.findById(items[i]!.id).lean())!.caseId).toBe(r.caseId);
+    });
+
+    it('raises nothing twice when the same call is replayed, even after dying between the case and the flags', async () => {
+      const [a, b] = [await makeCheckInUnit(ctx), await makeCheckInUnit(ctx)];
+      const existing = await ctx.services.flags.raiseMany([item(a, unique('chk'))]);
+      const items = [item(a, unique('chk')), item(b, unique('chk')), item(b, unique('chk'))];
+      // Another instance dies as soon as the cases are written: its flags are never stored.
+      const stores = createStores(ctx.db.engine);
+      const died = async () => {
+        throw new Error('the process died');
+      };
+      const dying = createServices({ config: ctx.config, clock: ctx.clock, logger: createLogger('silent'), stores: { ...stores, flags: { ...stores.flags, insertFlags: died } } });
+      await expect(dying.flags.raiseMany(items)).rejects.toThrow('the process died');
+      expect(await Flag.countDocuments({ _id: { $in: items.map((i) => i.id) } })).toBe(0);
+
+      const replayed = await ctx.services.flags.raiseMany(items);
+      const again = await ctx.services.flags.raiseMany(items);
+      expect(again).toEqual(replayed);
+      expect(replayed[0]!.caseId).toBe(existing[0]!.caseId);
+      expect(await sourceIdsOf(existing[0]!.caseId)).toEqual([existing[0]!.flagId, items[0]!.id]);
+      expect(await openCasesOf(b._id)).toEqual([replayed[1]!.caseId]);
+      expect(await sourceIdsOf(replayed[1]!.caseId)).toEqual([items[1]!.id, items[2]!.id]);
+      expect(await Flag.countDocuments({ _id: { $in: items.map((i) => i.id) } })).toBe(3);
+    });
+
+    it('waits for an opener between claiming a key and writing its case, and takes the key over once the opener is surely dead', async () => {
+      const unit = await makeCheckInUnit(ctx);
+      // An opener that claimed the key and died before writing its case.
+      await OpenCaseKey.create({ _id: `unit:${unit._id}|restricted-country`, caseId: 'C-2026-999999', claimedAt: ctx.clock.now() });
+      const items = [item(unit, unique('chk'))];
+      await expect(ctx.services.flags.raiseMany(items)).rejects.toThrow('could not open or attach');
+      expect(await Flag.countDocuments({ _id: items[0]!.id })).toBe(0);
+
+      ctx.clock.advance(OPENER_GRACE_MS + 1);
+      const [raised] = await ctx.services.flags.raiseMany(items);
+      expect(raised!.caseId).not.toBe('C-2026-999999');
+      expect(await openCasesOf(unit._id)).toEqual([raised!.caseId]);
+      expect(await sourceIdsOf(raised!.caseId)).toEqual([items[0]!.id]);
+    });
+
+    it('keeps one open case per unit and rule when two instances raise overlapping flags at once', async () => {
+      const units = [await makeCheckInUnit(ctx), await makeCheckInUnit(ctx), await makeCheckInUnit(ctx), await makeCheckInUnit(ctx)];
+      const other = createServices({ config: ctx.config, clock: ctx.clock, logger: createLogger('silent'), stores: createStores(ctx.db.engine) });
+      const mine = units.flatMap((u) => [item(u, unique('chk')), item(u, unique('chk'))]);
+      const theirs = units.flatMap((u) => [item(u, unique('chk'))]);
+      // Some hits are in both calls (the same check-in folded by both): one flag each.
+      const shared = [item(units[0]!, unique('chk')), item(units[3]!, unique('chk'))];
+      const [a, b] = await Promise.all([ctx.services.flags.raiseMany([...mine, ...shared]), other.flags.raiseMany([...shared, ...theirs])]);
+
+      for (const [i, u] of units.entries()) {
+        const open = await openCasesOf(u._id);
+        expect(open).toHaveLength(1);
+        const flags = await Flag.find({ unitId: u._id }).lean();
+        expect(flags).toHaveLength(i === 0 || i === 3 ? 4 : 3);
+        expect(flags.every((f) => f.caseId === open[0])).toBe(true);
+        const sources = await sourceIdsOf(open[0]!);
+        expect([...sources].sort()).toEqual(flags.map((f) => f._id).sort());
+      }
+      expect(a.slice(-2)).toEqual(b.slice(0, 2));
     });
   });
 

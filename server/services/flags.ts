@@ -6,6 +6,7 @@ import type { FlagRule, FlagSourceKind } from '../domain/flags';
 import { HIGH_RISK_END_USER_TYPES, type EndUserType } from '../domain/registrations';
 import type { AuditService } from './audit';
 import type { Stores } from '../store';
+import type { NewFlag } from '../store/flags';
 import type { CasesService } from './cases';
 
 /**
@@ -98,6 +99,14 @@ const RESTRICTED_CACHE_MS = 10_000;
 /** What raised a flag: the record it was found in. */
 export type FlagSource = { kind: FlagSourceKind; id: string };
 
+/** A hit to raise; `id`, when given, makes raising it idempotent (see `raiseMany`). */
+export interface FlagToRaise {
+  hit: FlagHit;
+  subject: FlagSubject;
+  source: FlagSource;
+  id?: string;
+}
+
 export function createFlagsService(deps: { clock: Clock; config: Config; cases: CasesService; audit: AuditService; stores: Pick<Stores, 'flags'> }) {
   const { clock, config, cases, audit } = deps;
   const store = deps.stores.flags;
@@ -106,19 +115,41 @@ export function createFlagsService(deps: { clock: Clock; config: Config; cases: 
   let restricted: Promise<Set<string>> | null = null;
   let readAt = 0;
 
-  const storeFlag = (id: string, hit: FlagHit, subject: FlagSubject, source: FlagSource, caseId: string) =>
-    store.insertFlag({
-      _id: id,
-      rule: hit.rule,
-      unitId: subject.unitId ?? null,
-      modelId: subject.modelId ?? null,
-      serial: subject.serial ?? null,
-      country: subject.country ?? null,
-      evidence: hit.evidence,
-      source,
-      caseId,
-      raisedAt: clock.now(),
-    });
+  const flagDoc = (id: string, { hit, subject, source }: FlagToRaise, caseId: string): NewFlag => ({
+    _id: id,
+    rule: hit.rule,
+    unitId: subject.unitId ?? null,
+    modelId: subject.modelId ?? null,
+    serial: subject.serial ?? null,
+    country: subject.country ?? null,
+    evidence: hit.evidence,
+    source,
+    caseId,
+    raisedAt: clock.now(),
+  });
+
+  /**
+   * Stores hits and opens or updates their cases (one open case per unit and rule), all in a
+   * few bulk commands: a fold of check-ins raises hundreds at once. A hit with an `id` already
+   * raised is returned as it is (the check-in summariser derives it from the check-in and the
+   * rule, so folding a batch again after a crash raises nothing twice). A flag is stored only
+   * after its case holds it, so a stored flag has its case; the case's update carries the
+   * flag.raised webhook event. Returns each hit's flag and case, in order.
+   */
+  async function raiseMany(items: readonly FlagToRaise[]): Promise<Array<{ flagId: string; caseId: string }>> {
+    const ids = items.map((item) => item.id ?? `flg_${crypto.randomBytes(10).toString('hex')}`);
+    const given = [...new Set(items.flatMap((item) => (item.id ? [item.id] : [])))];
+    const caseOfGiven = await store.caseIdsOfFlags(given);
+    const caseOf = new Map(given.flatMap((id, i) => (caseOfGiven[i] ? [[id, caseOfGiven[i]] as const] : [])));
+    // The new ones, each id once (a hit named twice in one call is one flag).
+    const fresh = [...new Map(items.map((item, i) => [ids[i]!, item] as const)).entries()].filter(([id]) => !caseOf.has(id));
+    if (fresh.length) {
+      const caseIds = await cases.openOrUpdateForFlags(fresh.map(([id, { hit, subject, source }]) => ({ id, rule: hit.rule, source: source.kind, ...subject })));
+      fresh.forEach(([id], i) => caseOf.set(id, caseIds[i]!));
+      await store.insertFlags(fresh.map(([id, item]) => flagDoc(id, item, caseOf.get(id)!)));
+    }
+    return ids.map((id) => ({ flagId: id, caseId: caseOf.get(id)! }));
+  }
 
   return {
     rules,
@@ -146,23 +177,12 @@ export function createFlagsService(deps: { clock: Clock; config: Config; cases: 
       return list;
     },
 
-    /**
-     * Stores a hit and opens or updates its case (one open case per unit and rule). `id`, when
-     * given, makes raising idempotent: a flag with that id already raised is returned as it is
-     * (the check-in summariser derives it from the check-in and the rule, so folding a batch
-     * again after a crash raises nothing twice).
-     */
+    raiseMany,
+
+    /** One hit, as `raiseMany` raises it. */
     async raise(hit: FlagHit, subject: FlagSubject, source: FlagSource, given?: { id: string }) {
-      if (given) {
-        // A flag is stored only after its case is opened, so a stored flag has its case.
-        const caseId = await store.caseIdOfFlag(given.id);
-        if (caseId) return { flagId: given.id, caseId };
-      }
-      const id = given?.id ?? `flg_${crypto.randomBytes(10).toString('hex')}`;
-      // The case's update carries the flag.raised webhook event (written with the change).
-      const { caseId } = await cases.openOrUpdateForFlag({ id, rule: hit.rule, source: source.kind, ...subject });
-      await storeFlag(id, hit, subject, source, caseId);
-      return { flagId: id, caseId };
+      const [raised] = await raiseMany([{ hit, subject, source, id: given?.id }]);
+      return raised!;
     },
 
     /**
@@ -171,19 +191,15 @@ export function createFlagsService(deps: { clock: Clock; config: Config; cases: 
      * opening a second one. Idempotent by `id`.
      */
     async recordOnCase(hit: FlagHit, subject: FlagSubject, source: { kind: 'report'; id: string }, caseId: string, id: string) {
-      await storeFlag(id, hit, subject, source, caseId);
+      await store.insertFlag(flagDoc(id, { hit, subject, source }, caseId));
       return { flagId: id, caseId };
     },
 
     /** Raises every non-null hit; returns the rules that fired. */
     async raiseAll(hits: Array<FlagHit | null>, subject: FlagSubject, source: FlagSource) {
-      const fired: FlagRule[] = [];
-      for (const hit of hits) {
-        if (!hit) continue;
-        await this.raise(hit, subject, source);
-        fired.push(hit.rule);
-      }
-      return fired;
+      const fired = hits.filter((hit): hit is FlagHit => !!hit);
+      await raiseMany(fired.map((hit) => ({ hit, subject, source })));
+      return fired.map((hit) => hit.rule);
     },
   };
 }

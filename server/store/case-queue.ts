@@ -12,9 +12,13 @@ export const RECENT_CASE_CHANGES = 200;
 const MAX_ROW_AGE_MS = 10 * 60_000;
 const CHANGE_LOG_ID = 'cases';
 
-/** Records that a case changed, after the change itself (so a reader never caches a write not yet made). */
-export async function noteCaseChanged(caseId: string): Promise<void> {
-  await CaseChanges.updateOne({ _id: CHANGE_LOG_ID }, { $inc: { seq: 1 }, $push: { recent: { $each: [caseId], $slice: -RECENT_CASE_CHANGES } } }, { upsert: true });
+/**
+ * Records that cases changed, after the changes themselves (so a reader never caches a write
+ * not yet made): one update of the log for any number of cases, as `seq` counts the ids pushed.
+ */
+export async function noteCaseChanged(caseIds: readonly string[]): Promise<void> {
+  if (!caseIds.length) return;
+  await CaseChanges.updateOne({ _id: CHANGE_LOG_ID }, { $inc: { seq: caseIds.length }, $push: { recent: { $each: [...caseIds], $slice: -RECENT_CASE_CHANGES } } }, { upsert: true });
 }
 
 /**

@@ -2,9 +2,10 @@ import mongoose, { type FilterQuery, type UpdateQuery } from 'mongoose';
 import { Case, Counter, OpenCaseKey, UnitCases, type CaseDoc } from '../../models/cases';
 import { CASE_STATUSES, type CaseStatus, type HarmCategory, type PriorityLevel } from '../domain/cases';
 import type { FlagRule } from '../domain/flags';
-import { existingByIds } from './by-ids';
+import { byIds, existingByIds } from './by-ids';
 import { createCaseChangeFollower, createCaseQueueRows, noteCaseChanged, type CaseRow } from './case-queue';
 import { chunksOf, type Engine, isDuplicateKey } from './engine';
+import { guardedBulkWrite } from './guarded-writes';
 import type { OutboxEvent } from './webhooks';
 
 const oid = (id: string) => new mongoose.Types.ObjectId(id);
@@ -44,6 +45,17 @@ export interface NewCase {
   history: HistoryLine[];
   /** Webhook events of the opening (case.opened, flag.raised…), written with the case. */
   pendingEvents?: OutboxEvent[];
+}
+
+/** Sources joining an open case in one update, with their subjects, history lines and webhook events. */
+export interface Attachment {
+  caseId: string;
+  /** The case's revision when it was read (null: a case never changed since it was written). */
+  rev: number | null;
+  sources: CaseSource[];
+  subjects: { rules: FlagRule[]; unitIds: string[]; modelIds: string[]; countries: string[] };
+  lines: HistoryLine[];
+  announce: OutboxEvent[];
 }
 
 /**
@@ -197,7 +209,7 @@ export function createCasesStore(engine: Engine) {
   // Without secondary indexes every queue filter is a scan of the cases: rows kept per
   // process and followed through the change log instead (server/store/case-queue.ts).
   const queueRows = engine.secondaryIndexes ? null : createCaseQueueRows(QUEUE_PROJECTION);
-  const noteChanged = (caseId: string) => (queueRows ? noteCaseChanged(caseId) : Promise.resolve());
+  const noteChanged = (caseIds: readonly string[]) => (queueRows ? noteCaseChanged(caseIds) : Promise.resolve());
   const pendingEvents = engine.secondaryIndexes ? null : createPendingEventsReader(engine);
 
   /**
@@ -207,12 +219,29 @@ export function createCasesStore(engine: Engine) {
    */
   // Indexed before the case is written, so a crash in between leaves an extra id (dropped on
   // read: the case does not name the unit) rather than a case missing from the timeline.
-  async function indexUnits(caseId: string, unitIds: readonly string[]) {
-    if (engine.secondaryIndexes) return;
-    for (const chunk of chunksOf(unitIds)) {
-      await UnitCases.bulkWrite(chunk.map((unitId) => ({ updateOne: { filter: { _id: unitId }, update: { $addToSet: { caseIds: caseId } }, upsert: true } })));
+  // Returns the number of units written.
+  async function indexUnits(cases: ReadonlyArray<{ caseId: string; unitIds: readonly string[] }>): Promise<number> {
+    if (engine.secondaryIndexes) return 0;
+    const perUnit = new Map<string, string[]>();
+    for (const { caseId, unitIds } of cases) for (const u of unitIds) perUnit.set(u, [...(perUnit.get(u) ?? []), caseId]);
+    for (const chunk of chunksOf([...perUnit])) {
+      await UnitCases.bulkWrite(chunk.map(([unitId, caseIds]) => ({ updateOne: { filter: { _id: unitId }, update: { $addToSet: { caseIds: { $each: caseIds } } }, upsert: true } })));
     }
+    return perUnit.size;
   }
+
+  /** Counter of `year`'s case numbers moved on by `n`: the last number reserved. */
+  async function reserveNumbers(year: number, n: number): Promise<number> {
+    const bump = () => Counter.findOneAndUpdate({ _id: `case-${year}` }, { $inc: { seq: n } }, { upsert: true, new: true }).lean();
+    // Two first-of-the-year upserts may both insert: the loser's retry then increments.
+    const counter = await bump().catch((err: unknown) => {
+      if (isDuplicateKey(err)) return bump();
+      throw err;
+    });
+    return counter!.seq;
+  }
+
+  const newCaseDoc = (c: NewCase) => ({ status: 'new', updatedAt: c.openedAt, ...c });
 
   return {
     caseById: readCase,
@@ -221,25 +250,40 @@ export function createCasesStore(engine: Engine) {
     casesByIds: (ids: readonly string[]) => existingByIds<StoredCase>(engine, Case as never, ids, { pendingEvents: 0 }),
 
     /** The next number of `year`'s sequence (1, 2, …), atomically. */
-    async nextCaseNumber(year: number): Promise<number> {
-      const bump = () => Counter.findOneAndUpdate({ _id: `case-${year}` }, { $inc: { seq: 1 } }, { upsert: true, new: true }).lean();
-      // Two first-of-the-year upserts may both insert: the loser's retry then increments.
-      const counter = await bump().catch((err: unknown) => {
-        if (isDuplicateKey(err)) return bump();
-        throw err;
-      });
-      return counter!.seq;
-    },
+    nextCaseNumber: (year: number) => reserveNumbers(year, 1),
+
+    /**
+     * `n` consecutive numbers of `year`'s sequence in one atomic increment: the first of them.
+     * Numbers reserved but not used (a crash, a key another process claimed first) are gaps
+     * in the sequence, which case numbers allow: they identify, they do not count.
+     */
+    reserveCaseNumbers: async (year: number, n: number) => (await reserveNumbers(year, n)) - n + 1,
 
     async insertCase(c: NewCase) {
-      await indexUnits(c._id, c.unitIds);
-      await Case.create({ status: 'new', updatedAt: c.openedAt, ...c });
-      await noteChanged(c._id);
+      await indexUnits([{ caseId: c._id, unitIds: c.unitIds }]);
+      await Case.create(newCaseDoc(c));
+      await noteChanged([c._id]);
     },
+
+    /**
+     * New cases in bulk, each already holding its key. The change log is left to the caller
+     * (`noteCasesChanged`), so that one update of it covers every case a raise touched.
+     */
+    async insertCases(cases: readonly NewCase[]) {
+      await indexUnits(cases.map((c) => ({ caseId: c._id, unitIds: c.unitIds })));
+      for (const chunk of chunksOf(cases)) await Case.insertMany(chunk.map(newCaseDoc), { ordered: false });
+    },
+
+    /** After changes made by the bulk verbs: the queue's readers re-read these cases. */
+    noteCasesChanged: (caseIds: readonly string[]) => noteChanged([...new Set(caseIds)]),
 
     // ----- "one open case per subject": keys with a unique `_id` -----
 
     caseIdUnderKey: async (key: string) => (await OpenCaseKey.findById(key).lean())?.caseId ?? null,
+
+    /** The case under each key and when it was claimed, in the order asked (null: no open case). */
+    openCaseKeys: async (keys: readonly string[]) =>
+      (await byIds<{ _id: string; caseId: string; claimedAt?: Date | null }>(engine, OpenCaseKey as never, keys)).map((k) => (k ? { caseId: k.caseId, claimedAt: k.claimedAt ?? null } : null)),
 
     /** True when this call took the key; false when another case holds it. */
     async claimKey(key: string, caseId: string): Promise<boolean> {
@@ -250,6 +294,22 @@ export function createCasesStore(engine: Engine) {
         if (isDuplicateKey(err)) return false;
         throw err;
       }
+    },
+
+    /** Claims keys in unordered bulk inserts: the keys another case holds already (not claimed). */
+    async claimKeys(claims: ReadonlyArray<{ key: string; caseId: string }>, claimedAt: Date): Promise<string[]> {
+      const taken: string[] = [];
+      for (const chunk of chunksOf(claims)) {
+        try {
+          await OpenCaseKey.collection.insertMany(chunk.map((c) => ({ _id: c.key, caseId: c.caseId, claimedAt })) as never[], { ordered: false });
+        } catch (err) {
+          const raw = (err as { writeErrors?: Array<{ index: number; code?: number }> | { index: number; code?: number } }).writeErrors;
+          const list = Array.isArray(raw) ? raw : raw ? [raw] : [];
+          if (!list.length || !list.every(isDuplicateKey)) throw err;
+          taken.push(...list.map((e) => chunk[e.index]!.key));
+        }
+      }
+      return taken;
     },
 
     /** Drops a key still pointing at a case that closed under it. */
@@ -263,7 +323,7 @@ export function createCasesStore(engine: Engine) {
 
     /** Adds a source (and its subjects) to a case unless it closed meanwhile; false if it did. */
     async attachSource(caseId: string, source: CaseSource, subjects: { rules?: FlagRule; unitIds?: string; modelIds?: string; countries?: string }, line: HistoryLine, announce: readonly OutboxEvent[] = []): Promise<boolean> {
-      if (subjects.unitIds) await indexUnits(caseId, [subjects.unitIds]);
+      if (subjects.unitIds) await indexUnits([{ caseId, unitIds: [subjects.unitIds] }]);
       const res = await Case.updateOne(
         { _id: caseId, status: { $ne: 'closed' } },
         {
@@ -273,8 +333,39 @@ export function createCasesStore(engine: Engine) {
           $inc: { rev: 1 }, // a concurrent rewrite of the sources then fails its revision guard
         },
       );
-      if (res.matchedCount === 1) await noteChanged(caseId);
+      if (res.matchedCount === 1) await noteChanged([caseId]);
       return res.matchedCount === 1;
+    },
+
+    /**
+     * Adds each attachment's sources to its case in one update guarded by the revision the
+     * caller read (`sourcesOfCases`), sent as bulk commands. Returns the cases whose update may
+     * not have applied (the case changed or closed meanwhile), for the caller to read again: a
+     * bulk result does not say which filter missed.
+     */
+    async attachSources(attachments: readonly Attachment[]): Promise<string[]> {
+      await indexUnits(attachments.map((a) => ({ caseId: a.caseId, unitIds: a.subjects.unitIds })));
+      return guardedBulkWrite(
+        Case.collection,
+        attachments.map((a) => ({
+          id: a.caseId,
+          update: {
+            filter: { _id: a.caseId, status: { $ne: 'closed' }, rev: a.rev ?? { $exists: false } },
+            update: {
+              $push: { sources: { $each: a.sources }, history: { $each: a.lines }, ...(a.announce.length ? { pendingEvents: { $each: a.announce } } : {}) },
+              $addToSet: { sourceKinds: { $each: [...new Set(a.sources.map((s) => s.kind))] }, ...Object.fromEntries(Object.entries(a.subjects).filter(([, v]) => v.length).map(([field, values]) => [field, { $each: values }])) },
+              $set: { updatedAt: a.lines.at(-1)!.at },
+              $inc: { rev: 1 }, // a concurrent rewrite of the sources then fails its revision guard
+            },
+          },
+        })),
+      );
+    },
+
+    /** Whether each case is open, the ids of its sources and its revision (null: no such case), in the order asked. */
+    async sourcesOfCases(caseIds: readonly string[]) {
+      const found = await byIds<{ _id: string; status: CaseStatus; sources: CaseSource[]; rev?: number }>(engine, Case as never, caseIds, { status: 1, sources: 1, rev: 1 });
+      return found.map((c) => (c ? { open: c.status !== 'closed', sourceIds: new Set(c.sources.map((s) => s.id)), rev: c.rev ?? null } : null));
     },
 
     /**
@@ -290,9 +381,9 @@ export function createCasesStore(engine: Engine) {
       const sets = Object.entries(change.addToSets ?? {});
       if (sets.length) update.$addToSet = Object.fromEntries(sets.map(([field, values]) => [field, { $each: values }]));
       if (change.removeFromSets) update.$pull = change.removeFromSets;
-      if (change.addToSets?.unitIds) await indexUnits(caseId, change.addToSets.unitIds as string[]);
+      if (change.addToSets?.unitIds) await indexUnits([{ caseId, unitIds: change.addToSets.unitIds as string[] }]);
       const res = await Case.updateOne(guardFilter(caseId, guard), update);
-      if (res.matchedCount === 1) await noteChanged(caseId);
+      if (res.matchedCount === 1) await noteChanged([caseId]);
       return res.matchedCount === 1;
     },
 
@@ -353,12 +444,9 @@ export function createCasesStore(engine: Engine) {
      */
     async rebuildUnitCases() {
       if (engine.secondaryIndexes) return 0;
-      const perUnit = new Map<string, string[]>();
-      for await (const c of Case.find({}, { unitIds: 1 }).lean().cursor()) for (const u of c.unitIds) perUnit.set(u, [...(perUnit.get(u) ?? []), c._id]);
-      for (const chunk of chunksOf([...perUnit])) {
-        await UnitCases.bulkWrite(chunk.map(([unitId, caseIds]) => ({ updateOne: { filter: { _id: unitId }, update: { $addToSet: { caseIds: { $each: caseIds } } }, upsert: true } })));
-      }
-      return perUnit.size;
+      const cases: Array<{ caseId: string; unitIds: string[] }> = [];
+      for await (const c of Case.find({}, { unitIds: 1 }).lean().cursor()) cases.push({ caseId: c._id, unitIds: c.unitIds });
+      return indexUnits(cases);
     },
 
     /** Open, assigned cases with their deadlines, for the daily digest (a small, off-path scan). */

@@ -1,9 +1,8 @@
 import type { InferSchemaType } from 'mongoose';
 import { Flag, FlagSetting } from '../../models/flags';
 import type { FlagRule, FlagSourceKind } from '../domain/flags';
-import { existingByIds } from './by-ids';
-import { type Engine, isDuplicateKey } from './engine';
-
+import { byIds, existingByIds } from './by-ids';
+import { chunksOf, type Engine, isDuplicateKey } from './engine';
 
 export interface NewFlag {
   _id: string;
@@ -34,7 +33,23 @@ export function createFlagsStore(engine: Engine) {
       }
     },
 
+    /** Stores flags in unordered bulk inserts; a flag whose `_id` is already there stays as it is. */
+    async insertFlags(flags: readonly NewFlag[]) {
+      for (const chunk of chunksOf(flags)) {
+        try {
+          await Flag.collection.insertMany(chunk as never[], { ordered: false });
+        } catch (err) {
+          const raw = (err as { writeErrors?: Array<{ code?: number }> | { code?: number } }).writeErrors;
+          const list = Array.isArray(raw) ? raw : raw ? [raw] : [];
+          if (!list.length || !list.every(isDuplicateKey)) throw err;
+        }
+      }
+    },
+
     caseIdOfFlag: async (id: string) => (await Flag.findById(id, { caseId: 1 }).lean())?.caseId ?? null,
+
+    /** The case of each flag already raised, in the order asked (null: not raised). */
+    caseIdsOfFlags: async (ids: readonly string[]) => (await byIds<{ _id: string; caseId: string | null }>(engine, Flag as never, ids, { caseId: 1 })).map((f) => f?.caseId ?? null),
 
     /** Flags by id, in the order asked (missing ones left out). */
     flagsByIds: (ids: readonly string[]) => existingByIds<LeanFlag>(engine, Flag as never, ids),

@@ -33,10 +33,10 @@ export { overdueFilter } from '../../store/cases';
 export function createCaseIntake(deps: CaseDeps & { notifications: NotificationsService }) {
   const { getCase } = caseAccess(deps);
   const notices = caseNotices(deps);
-  const { openOrUpdateForFlag, openOrAttachForReport } = caseOpening(deps, notices);
+  const { openOrUpdateForFlags, openOrAttachForReport } = caseOpening(deps, notices);
   const { casesOfUnit } = caseQueue(deps);
   return {
-    openOrUpdateForFlag,
+    openOrUpdateForFlags,
     openOrAttachForReport,
     casesOfUnit,
     getCase,

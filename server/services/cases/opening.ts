@@ -1,4 +1,5 @@
 import type { FlagRule, FlagSourceKind } from '../../domain/flags';
+import type { NewCase } from '../../store/cases';
 import type { OutboxEvent } from '../../store/webhooks';
 import { webhookEvent } from '../webhooks';
 import type { CaseDeps } from './context';
@@ -22,13 +23,33 @@ export interface CaseSubject {
 const subjectKey = (subject: CaseSubject) =>
   subject.unitId ? `unit:${subject.unitId}` : subject.serial ? `serial:${subject.serial}` : `model:${subject.modelId ?? 'none'}`;
 
+/** A raised red flag, as its case records it. */
+export type RaisedFlag = { id: string; rule: FlagRule; source: FlagSourceKind } & CaseSubject;
+
+/** Flags of one key in one pass: the open case they join, if there is one. */
+type KeyGroup = { key: string; caseId: string; flags: RaisedFlag[] };
+
+/** How often a key's flags may find their case gone, unwritten yet or their key taken before a raise gives up. */
+const OPENING_ROUNDS = 5;
+/**
+ * A key whose case is not there yet is an opener at work between claiming it and writing the
+ * case (a bulk of cases, so up to seconds under load): its flags wait for it, a round later.
+ * Past this age the opener died in between, and the key is dropped as stale.
+ */
+export const OPENER_GRACE_MS = 60_000;
+const OPENER_WAIT_MS = 100;
+
+const caseIdOf = (year: number, n: number) => `C-${year}-${String(n).padStart(6, '0')}`;
+
 /** `C-2026-000123`: the year's counter, incremented atomically. */
 export function caseNumbers(deps: Pick<CaseDeps, 'stores'>) {
   return async function nextCaseId(now: Date): Promise<string> {
     const year = now.getUTCFullYear();
-    return `C-${year}-${String(await deps.stores.cases.nextCaseNumber(year)).padStart(6, '0')}`;
+    return caseIdOf(year, await deps.stores.cases.nextCaseNumber(year));
   };
 }
+
+const uniq = <T>(values: ReadonlyArray<T | null | undefined>) => [...new Set(values.filter((v): v is T => v != null))];
 
 export function caseOpening(deps: Pick<CaseDeps, 'clock' | 'stores'>, notices: Pick<CaseNotices, 'opened' | 'reportAdded'>) {
   const { clock } = deps;
@@ -86,16 +107,121 @@ export function caseOpening(deps: Pick<CaseDeps, 'clock' | 'stores'>, notices: P
     throw new Error(`could not open or attach a case for ${key}`);
   }
 
+  const raised = (flag: RaisedFlag, caseId: string, now: Date) =>
+    webhookEvent('flag.raised', flag.id, { flagId: flag.id, rule: flag.rule, caseId, unitId: flag.unitId ?? null, modelId: flag.modelId ?? null, country: flag.country ?? null, source: flag.source, raisedAt: now.toISOString() }, now);
+  const sourceOf = (flag: RaisedFlag, now: Date) => ({ kind: 'flag' as const, id: flag.id, rule: flag.rule, at: now });
+  const lineOf = (flag: RaisedFlag, action: string, now: Date) => ({ at: now, byUserId: null, action, detail: `flag ${flag.id}` });
+  const subjectsOf = (flags: readonly RaisedFlag[]) => ({
+    rules: uniq(flags.map((f) => f.rule)),
+    unitIds: uniq(flags.map((f) => f.unitId)),
+    modelIds: uniq(flags.map((f) => f.modelId)),
+    countries: uniq(flags.map((f) => f.country)),
+  });
+
+  /** A new case holding a key's flags, in order: the first opened it, the others joined. */
+  function flagCase({ caseId, flags }: KeyGroup, now: Date): NewCase {
+    const [first] = flags as [RaisedFlag];
+    return {
+      _id: caseId,
+      title: `Red flag ${first.rule} on ${first.unitId ?? first.serial ?? first.modelId ?? 'unknown unit'}`,
+      sources: flags.map((f) => sourceOf(f, now)),
+      sourceKinds: ['flag'],
+      ...subjectsOf(flags),
+      deadlines: flagDeadlines(now),
+      openedAt: now,
+      history: flags.map((f, i) => lineOf(f, i ? 'source-added' : 'opened', now)),
+      pendingEvents: [webhookEvent('case.opened', caseId, { caseId, openedAt: now.toISOString(), source: 'flag', rule: first.rule }, now), ...flags.map((f) => raised(f, caseId, now))],
+    };
+  }
+
+  /**
+   * Flags raised together (a fold of check-ins): each joins the open case of its unit (or
+   * serial) and rule, or opens it, in a few bulk commands rather than half a dozen round
+   * trips per flag, with the guarantees of `openOrAttach`: the key's unique `_id` keeps one
+   * open case per key across processes; a case gains a flag, its subjects, history line and
+   * `flag.raised` event in one guarded update; a flag already on its case (a raise replayed
+   * after a crash) is not added again. Returns the case of each flag, in order.
+   */
+  async function openOrUpdateForFlags(flags: readonly RaisedFlag[]): Promise<string[]> {
+    const now = clock.now();
+    const year = now.getUTCFullYear();
+    const caseOfFlag = new Map<string, string>();
+    const changed: string[] = [];
+    const settle = (caseId: string, settled: readonly RaisedFlag[]) => {
+      for (const f of settled) caseOfFlag.set(f.id, caseId);
+    };
+    let pending = new Map<string, RaisedFlag[]>();
+    for (const flag of flags) {
+      const key = `${subjectKey(flag)}|${flag.rule}`;
+      pending.set(key, [...(pending.get(key) ?? []), flag]);
+    }
+    for (let round = 0; pending.size; round++) {
+      if (round === OPENING_ROUNDS) throw new Error(`could not open or attach cases for ${[...pending.keys()].join(', ')}`);
+      if (round) await new Promise((resolve) => setTimeout(resolve, OPENER_WAIT_MS * round));
+      const next = new Map<string, RaisedFlag[]>();
+      const keys = [...pending.keys()];
+      const under = await store.openCaseKeys(keys);
+
+      // What the open cases hold already: a flag a replay finds on its case is not added again.
+      const found = keys.flatMap((key, i) => (under[i] ? [{ key, ...under[i], flags: pending.get(key)! }] : []));
+      const seen = await store.sourcesOfCases(found.map((g) => g.caseId));
+      const joining: Array<KeyGroup & { rev: number | null }> = [];
+      for (const [i, g] of found.entries()) {
+        const held = seen[i];
+        settle(g.caseId, g.flags.filter((f) => held?.sourceIds.has(f.id)));
+        const rest = g.flags.filter((f) => !held?.sourceIds.has(f.id));
+        if (!rest.length) continue;
+        if (held?.open) {
+          joining.push({ key: g.key, caseId: g.caseId, flags: rest, rev: held.rev });
+          continue;
+        }
+        next.set(g.key, rest);
+        const beingWritten = !held && !!g.claimedAt && now.getTime() - g.claimedAt.getTime() < OPENER_GRACE_MS;
+        // The case closed, or its opener died before writing it: drop the stale key, open a new one.
+        if (!beingWritten) await store.dropStaleKey(g.key, g.caseId);
+      }
+
+      const opening = keys.filter((_, i) => !under[i]);
+      const claimed: KeyGroup[] = [];
+      if (opening.length) {
+        const first = await store.reserveCaseNumbers(year, opening.length);
+        const claims = opening.map((key, i) => ({ key, caseId: caseIdOf(year, first + i), flags: pending.get(key)! }));
+        // A key another process claimed first: its flags join that case in the next round.
+        const taken = new Set(await store.claimKeys(claims, now));
+        for (const c of claims) {
+          if (taken.has(c.key)) next.set(c.key, c.flags);
+          else claimed.push(c);
+        }
+      }
+
+      const opened = claimed.map((g) => flagCase(g, now));
+      // One bulk command at a time: the embedded engine holds a pooled connection per statement
+      // of every command in flight, and hangs once they outnumber its pool (server/store/engine.ts).
+      const unsure = await store.attachSources(joining.map((g) => ({ caseId: g.caseId, rev: g.rev, sources: g.flags.map((f) => sourceOf(f, now)), subjects: subjectsOf(g.flags), lines: g.flags.map((f) => lineOf(f, 'source-added', now)), announce: g.flags.map((f) => raised(f, g.caseId, now)) })));
+      await store.insertCases(opened);
+      for (const [i, c] of opened.entries()) {
+        settle(c._id, claimed[i]!.flags);
+        changed.push(c._id);
+        await notices.opened(c._id, c.title, 'flag');
+      }
+      // An update a bulk result cannot vouch for (the case changed since it was read): the next
+      // round reads what the case holds now.
+      const suspects = new Set(unsure);
+      for (const g of joining) {
+        if (suspects.has(g.caseId)) next.set(g.key, g.flags);
+        else {
+          settle(g.caseId, g.flags);
+          changed.push(g.caseId);
+        }
+      }
+      pending = next;
+    }
+    await store.noteCasesChanged(changed);
+    return flags.map((f) => caseOfFlag.get(f.id)!);
+  }
+
   return {
-    /** A raised red flag: one open case per unit (or serial) and rule; further hits add to it. */
-    openOrUpdateForFlag(flag: { id: string; rule: FlagRule; source: FlagSourceKind } & CaseSubject) {
-      const what = flag.unitId ?? flag.serial ?? flag.modelId ?? 'unknown unit';
-      const now = clock.now();
-      const raised = (caseId: string) => [
-        webhookEvent('flag.raised', flag.id, { flagId: flag.id, rule: flag.rule, caseId, unitId: flag.unitId ?? null, modelId: flag.modelId ?? null, country: flag.country ?? null, source: flag.source, raisedAt: now.toISOString() }, now),
-      ];
-      return openOrAttach(`${subjectKey(flag)}|${flag.rule}`, { kind: 'flag', id: flag.id, rule: flag.rule }, flag, { title: `Red flag ${flag.rule} on ${what}`, deadlines: flagDeadlines(now) }, raised);
-    },
+    openOrUpdateForFlags,
 
     /**
      * A misuse report: attached to the open report case of the same unit, or a new case with

@@ -4,7 +4,7 @@ import { CASE_STATUSES, type CaseStatus, type HarmCategory, type PriorityLevel }
 import type { FlagRule } from '../domain/flags';
 import { byIds, existingByIds } from './by-ids';
 import { createCaseChangeFollower, createCaseQueueRows, noteCaseChanged, type CaseRow } from './case-queue';
-import { chunksOf, type Engine, isDuplicateKey } from './engine';
+import { chunksOf, type Engine, isDuplicateKey, duplicateKeyIndexes } from './engine';
 import { guardedBulkWrite } from './guarded-writes';
 import type { OutboxEvent } from './webhooks';
 
@@ -303,10 +303,7 @@ export function createCasesStore(engine: Engine) {
         try {
           await OpenCaseKey.collection.insertMany(chunk.map((c) => ({ _id: c.key, caseId: c.caseId, claimedAt })) as never[], { ordered: false });
         } catch (err) {
-          const raw = (err as { writeErrors?: Array<{ index: number; code?: number }> | { index: number; code?: number } }).writeErrors;
-          const list = Array.isArray(raw) ? raw : raw ? [raw] : [];
-          if (!list.length || !list.every(isDuplicateKey)) throw err;
-          taken.push(...list.map((e) => chunk[e.index]!.key));
+          taken.push(...duplicateKeyIndexes(err).map((i) => chunk[i]!.key));
         }
       }
       return taken;

@@ -2,7 +2,7 @@ import type { Model } from 'mongoose';
 import { ImportJob, ModelGtin, ProductModel, SerialIndex, Unit } from '../../models/catalogue';
 import { tallyUnits, unitStateChange } from './insight';
 import { byIds, existingByIds } from './by-ids';
-import { chunksOf, type Engine, isDuplicateKey, DUPLICATE_KEY } from './engine';
+import { chunksOf, type Engine, isDuplicateKey, DUPLICATE_KEY, writeErrorsOf } from './engine';
 
 /**
  * Product models, units, the serial lookup and import jobs. Every write here is one
@@ -56,8 +56,8 @@ async function insertUnordered(model: Model<never>, docs: object[]): Promise<Map
   try {
     await model.collection.insertMany(docs as never[], { ordered: false });
   } catch (err) {
-    const writeErrors = (err as { writeErrors?: Array<{ index: number; code: number; errmsg?: string }> }).writeErrors;
-    if (!writeErrors) throw err;
+    const writeErrors = writeErrorsOf(err);
+    if (!writeErrors.length) throw err;
     for (const e of writeErrors) refused.set(e.index, e.code === DUPLICATE_KEY ? null : (e.errmsg ?? 'could not be stored.'));
   }
   return refused;

@@ -3,7 +3,7 @@ import { CheckIn, CheckInBatch, UnknownSerial, WITHHELD_UNITS_ID, WithheldUnits 
 import { tallyUnits, unitCheckInChange } from './insight';
 import type { CheckInRun } from '../domain/catalogue';
 import { byIds } from './by-ids';
-import { chunksOf, type Engine, isDuplicateKey } from './engine';
+import { chunksOf, type Engine, isDuplicateKey, duplicateKeyIndexes } from './engine';
 import { guardedBulkWrite } from './guarded-writes';
 
 /**
@@ -118,12 +118,7 @@ export function createCheckInsStore(engine: Engine) {
       try {
         await CheckIn.collection.insertMany(docs as never[], { ordered: false });
       } catch (err) {
-        const writeErrors = (err as { writeErrors?: Array<{ index: number; code?: number }> | { index: number; code?: number } }).writeErrors;
-        const list = Array.isArray(writeErrors) ? writeErrors : writeErrors ? [writeErrors] : null;
-        // An empty list is no proof: a connection lost mid-batch comes as a bulk error with no
-        // write errors, and was answered as stored (acknowledged, then missing; found by test/soak).
-        if (!list?.length || !list.every(isDuplicateKey)) throw err;
-        for (const e of list) inserted[e.index] = false;
+        for (const i of duplicateKeyIndexes(err)) inserted[i] = false;
       }
       return inserted;
     },

@@ -43,3 +43,23 @@ export function chunksOf<T>(list: readonly T[], size = STATEMENTS_PER_COMMAND): 
 /** MongoDB's (and FerretDB's) duplicate key error: a unique `_id` or index refused an insert or upsert. */
 export const DUPLICATE_KEY = 11000;
 export const isDuplicateKey = (err: unknown): boolean => (err as { code?: number } | null)?.code === DUPLICATE_KEY;
+
+type WriteError = { index: number; code?: number; errmsg?: string };
+
+/** The statements a failed bulk write or `insertMany` refused (the driver gives a lone one as an object). */
+export function writeErrorsOf(err: unknown): WriteError[] {
+  const raw = (err as { writeErrors?: WriteError[] | WriteError } | null)?.writeErrors;
+  return Array.isArray(raw) ? raw : raw ? [raw] : [];
+}
+
+/**
+ * The indexes of the statements an unordered bulk write refused as duplicate keys; any other
+ * failure is rethrown. So is a bulk error without write errors: a connection lost mid-batch
+ * comes so, and is no proof that anything was stored (answered as stored once: acknowledged,
+ * then missing; found by test/soak).
+ */
+export function duplicateKeyIndexes(err: unknown): number[] {
+  const list = writeErrorsOf(err);
+  if (!list.length || !list.every(isDuplicateKey)) throw err;
+  return list.map((e) => e.index);
+}

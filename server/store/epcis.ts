@@ -1,7 +1,7 @@
 import type { CaptureStatus } from '../domain/epcis';
 import { EpcisCapture, EpcisCaptureChunk, EpcisEvent, EpcisLocation, UnitEpcisEvents } from '../../models/epcis';
 import { byIds } from './by-ids';
-import { chunksOf, type Engine, isDuplicateKey, STATEMENTS_PER_COMMAND } from './engine';
+import { chunksOf, type Engine, isDuplicateKey, STATEMENTS_PER_COMMAND, duplicateKeyIndexes } from './engine';
 
 /**
  * EPCIS captures, captured events, a unit's captured events and the location master data.
@@ -78,10 +78,7 @@ async function duplicatesIn(write: () => Promise<unknown>): Promise<number[]> {
     await write();
     return [];
   } catch (err) {
-    const writeErrors = (err as { writeErrors?: Array<{ index: number; code?: number }> | { index: number; code?: number } }).writeErrors;
-    const list = Array.isArray(writeErrors) ? writeErrors : writeErrors ? [writeErrors] : null;
-    if (!list?.length || !list.every(isDuplicateKey)) throw err;
-    return list.map((e) => e.index);
+    return duplicateKeyIndexes(err);
   }
 }
 

@@ -2,7 +2,7 @@ import type { InferSchemaType } from 'mongoose';
 import { Flag, FlagSetting } from '../../models/flags';
 import type { FlagRule, FlagSourceKind } from '../domain/flags';
 import { byIds, existingByIds } from './by-ids';
-import { chunksOf, type Engine, isDuplicateKey } from './engine';
+import { chunksOf, type Engine, isDuplicateKey, duplicateKeyIndexes } from './engine';
 
 export interface NewFlag {
   _id: string;
@@ -39,9 +39,7 @@ export function createFlagsStore(engine: Engine) {
         try {
           await Flag.collection.insertMany(chunk as never[], { ordered: false });
         } catch (err) {
-          const raw = (err as { writeErrors?: Array<{ code?: number }> | { code?: number } }).writeErrors;
-          const list = Array.isArray(raw) ? raw : raw ? [raw] : [];
-          if (!list.length || !list.every(isDuplicateKey)) throw err;
+          duplicateKeyIndexes(err);
         }
       }
     },

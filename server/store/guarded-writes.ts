@@ -1,5 +1,5 @@
 import type { mongo } from 'mongoose';
-import { chunksOf, isDuplicateKey } from './engine';
+import { chunksOf, duplicateKeyIndexes } from './engine';
 
 /** One guarded write: an update whose filter holds the guard, or an insert that a unique `_id` guards. */
 export type GuardedWrite = { id: string; update: { filter: mongo.Document; update: mongo.Document } } | { id: string; insert: mongo.Document };
@@ -23,11 +23,7 @@ export async function guardedBulkWrite(collection: mongo.Collection, writes: rea
     try {
       matched = (await collection.bulkWrite(ops, { ordered: false })).matchedCount;
     } catch (err) {
-      const raw = (err as { writeErrors?: Array<{ index: number; code?: number }> | { index: number; code?: number } }).writeErrors;
-      const list = Array.isArray(raw) ? raw : raw ? [raw] : [];
-      // As in the log's insert: a bulk error without write errors (a lost connection) is no proof of anything.
-      if (!list.length || !list.every(isDuplicateKey)) throw err;
-      for (const e of list) suspects.push(chunk[e.index]!.id);
+      for (const i of duplicateKeyIndexes(err)) suspects.push(chunk[i]!.id);
       matched = (err as { result?: { matchedCount?: number } }).result?.matchedCount ?? 0;
     }
     if (matched < updates.length) suspects.push(...updates.map((w) => w.id));

@@ -4,7 +4,7 @@ import { ChannelUnit, DueDiligenceQuestionSet, Partner, PartnerAllocation, Partn
 import type { AllocationSource, ReviewStatus } from '../domain/partners';
 import { byIds, existingByIds } from './by-ids';
 import type { StoredParty } from './screening';
-import { chunksOf, DUPLICATE_KEY, type Engine, isDuplicateKey } from './engine';
+import { chunksOf, type Engine, isDuplicateKey, duplicateKeyIndexes } from './engine';
 
 /**
  * Channel partners, their members (users and API keys), allocations of units, each unit's
@@ -134,9 +134,7 @@ export async function allocateFromVendor(partnerId: string, units: ReadonlyArray
   try {
     await ChannelUnit.collection.insertMany(units.map((u) => ({ _id: u._id, modelId: u.modelId, holderId: partnerId, chain: [partnerId], allocatedAt: at, sales: [] })) as never[], { ordered: false });
   } catch (err) {
-    const writeErrors = (err as { writeErrors?: Array<{ index: number; code: number }> }).writeErrors;
-    if (!writeErrors || writeErrors.some((e) => e.code !== DUPLICATE_KEY)) throw err;
-    for (const e of writeErrors) taken.add(e.index);
+    for (const i of duplicateKeyIndexes(err)) taken.add(i);
   }
   const allocated = units.filter((_, i) => !taken.has(i)).map((u) => u._id);
   if (allocated.length) await recordAllocation(partnerId, null, source, allocated, at);
@@ -339,9 +337,7 @@ export function createPartnersStore(engine: Engine) {
       try {
         await SaleRecord.collection.insertMany(sales as never[], { ordered: false });
       } catch (err) {
-        const writeErrors = (err as { writeErrors?: Array<{ index: number; code: number }> }).writeErrors;
-        if (!writeErrors || writeErrors.some((e) => e.code !== DUPLICATE_KEY)) throw err;
-        for (const e of writeErrors) isNew[e.index] = false;
+        for (const i of duplicateKeyIndexes(err)) isNew[i] = false;
       }
       return isNew;
     },
@@ -373,10 +369,8 @@ export function createPartnersStore(engine: Engine) {
         try {
           await ChannelUnit.collection.insertMany(chunk.map((u) => ({ _id: u.unitId, modelId: u.modelId, holderId: u.sales[0]!.partnerId, chain: [], allocatedAt: u.sales[0]!.reportedAt, sales: u.sales })) as never[], { ordered: false });
         } catch (err) {
-          const writeErrors = (err as { writeErrors?: Array<{ index: number; code: number }> }).writeErrors;
-          if (!writeErrors || writeErrors.some((e) => e.code !== DUPLICATE_KEY)) throw err;
           // Allocated, or created by an earlier run of this fold, meanwhile: appended to instead.
-          for (const e of writeErrors) existing.push(chunk[e.index]!);
+          for (const i of duplicateKeyIndexes(err)) existing.push(chunk[i]!);
         }
       }
       for (const chunk of chunksOf(existing)) {

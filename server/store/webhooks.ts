@@ -1,7 +1,7 @@
 import type { DeliveryStatus, OutboxEventType, SavedEpcisQuery, WebhookEventType } from '../domain/webhooks';
 import { WebhookDelivery, WebhookDeliveryDue, WebhookEvent, WebhookSubscription } from '../../models/webhooks';
 import { byIds } from './by-ids';
-import { chunksOf, type Engine, isDuplicateKey } from './engine';
+import { chunksOf, type Engine, isDuplicateKey, duplicateKeyIndexes } from './engine';
 
 /**
  * Webhook subscriptions, the outbox of events and the deliveries. Every write is one
@@ -116,9 +116,7 @@ export function createWebhooksStore(engine: Engine) {
         try {
           await WebhookDelivery.collection.insertMany(group as never[], { ordered: false });
         } catch (err) {
-          const writeErrors = (err as { writeErrors?: Array<{ code?: number }> | { code?: number } }).writeErrors;
-          const list = Array.isArray(writeErrors) ? writeErrors : writeErrors ? [writeErrors] : null;
-          if (!list?.length || !list.every(isDuplicateKey)) throw err;
+          duplicateKeyIndexes(err);
         }
       }
     },

@@ -191,12 +191,12 @@ export function createSummariser(deps: SummariserDeps) {
    * the rest for good. Each summary write is guarded by the count it was computed from; a unit
    * another process folded into meanwhile is read and folded again for what it still lacks.
    */
-  async function foldUnits(groups: Array<{ unit: UnitFacts; entries: Entry[] }>, restricted: ReadonlySet<string>) {
+  async function foldUnits(groups: Array<{ unit: UnitFacts; entries: Entry[] }>, restricted: ReadonlySet<string>, giveWay: () => Promise<void>) {
     let todo = groups;
     let written = 0;
     let refolded = 0;
     let flagged = 0;
-    const ms = { flags: 0, history: 0, summaries: 0 };
+    const ms = { flags: 0, history: 0, summaries: 0, gaveWay: 0 };
     const timed = async <T>(phase: keyof typeof ms, work: () => Promise<T>) => {
       const t0 = performance.now();
       try {
@@ -235,8 +235,13 @@ export function createSummariser(deps: SummariserDeps) {
       // Both bulk-written, one after the other: the embedded engine holds a pooled connection
       // per statement of every command in flight and hangs once they outnumber its pool (a fold
       // raising its flags beside the history buckets did).
+      // Between phases (seconds each) the fold waits for ingest requests to pass, as it does
+      // before it starts: a fold begun in a lull would otherwise take the engine from them.
+      await timed('gaveWay', giveWay);
       await timed('flags', () => raiseEach(raises));
+      await timed('gaveWay', giveWay);
       await timed('history', () => foldHistory(todo));
+      await timed('gaveWay', giveWay);
       const conflicts = new Set(await timed('summaries', () => store.writeSummaries(writes)));
       written += writes.length - conflicts.size;
       if (!conflicts.size) break;
@@ -286,7 +291,8 @@ export function createSummariser(deps: SummariserDeps) {
   }
 
   /** Folds the entries of stored batches into unit and unknown-serial summaries, raises their flags, then deletes the batches. */
-  async function fold(batchIds: string[], entries: Entry[]) {
+  async function fold(batchIds: string[], entries: Entry[], oldest: Date) {
+    const giveWay = () => gate.giveWay(oldest);
     const started = Date.now();
     const phases: Record<string, number> = {};
     const lap = (name: string) => (phases[name] = Date.now() - started - Object.values(phases).reduce((a, b) => a + b, 0));
@@ -322,7 +328,7 @@ export function createSummariser(deps: SummariserDeps) {
     // Unknown serials open or join their own cases (by serial), after the units' (bulk writes go
     // one at a time, as in foldUnits). Each summary is written after its flags, as a unit's is.
     const unknownWrites = unknown.flatMap(({ write }) => (write ? [write] : []));
-    const units = await foldUnits([...perUnit.values()], restricted);
+    const units = await foldUnits([...perUnit.values()], restricted, giveWay);
     await raiseEach(unknownRaises);
     await store.writeUnknownSerials(unknownWrites);
     lap('units');
@@ -356,7 +362,7 @@ export function createSummariser(deps: SummariserDeps) {
         const docs = (await store.batches(take)).filter((b): b is StoredBatch => !!b);
         const stored = await storedEntriesOf(docs);
         const ready = docs.filter((b) => stored.get(b._id));
-        if (ready.length) await fold(ready.map((b) => b._id), ready.flatMap((b) => stored.get(b._id)!));
+        if (ready.length) await fold(ready.map((b) => b._id), ready.flatMap((b) => stored.get(b._id)!), waiting.get(take[0]!)!.receivedAt);
       } catch (err) {
         // They stay in the outbox and the next pass folds them again; one bad fold must not
         // hold up the batches behind it.

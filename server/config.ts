@@ -81,7 +81,7 @@ const envSchema = z.object({
     .default('BY,CU,IR,KP,RU,SY')
     .transform((v) => v.split(',').map((c) => c.trim().toUpperCase()).filter(Boolean))
     .refine((list) => list.every((c) => /^[A-Z]{2}$/.test(c)), 'a comma-separated list of ISO 3166-1 alpha-2 codes'),
-  FERRETDB_LOG_LEVEL: z.enum(['debug', 'info', 'warn', 'error']).default('warn'),
+  EMBEDDED_DB_LOG_LEVEL: z.enum(['debug', 'info', 'warn', 'error']).default('warn'),
   /** Months after a case closes before reporter data (contact, messages, evidence) is deleted. */
   RETENTION_MONTHS: z.coerce.number().int().min(1, 'must be at least 1 month').max(1200).default(24),
   /** Public transparency report: any count below this is shown as "fewer than N". */
@@ -163,7 +163,7 @@ export interface Config {
   env: 'development' | 'test' | 'production';
   host: string;
   port: number;
-  /** null: start the embedded FerretDB under `dataDir/db`. */
+  /** null: start the embedded database under `dataDir/db`. */
   mongodbUri: string | null;
   databaseName: string;
   dataDir: string;
@@ -180,7 +180,7 @@ export interface Config {
   onionAddress: string | null;
   /** Initial restricted-country list; admins can change it at run time (flags settings). */
   restrictedCountries: string[];
-  ferretdbLogLevel: 'debug' | 'info' | 'warn' | 'error';
+  embeddedDbLogLevel: 'debug' | 'info' | 'warn' | 'error';
   /** Months after closure before a case's reporter data is deleted (legal hold suspends it). */
   retentionMonths: number;
   /** Counts below this are hidden on the public transparency report (small numbers can identify people). */
@@ -321,7 +321,7 @@ export function loadConfig(env: Env = process.env): Config {
       submissionsPer10Min: e.REPORT_SUBMISSIONS_PER_10MIN,
       messagesAfterClosureDays: e.REPORT_MESSAGES_AFTER_CLOSURE_DAYS,
     },
-    ferretdbLogLevel: e.FERRETDB_LOG_LEVEL,
+    embeddedDbLogLevel: e.EMBEDDED_DB_LOG_LEVEL,
     retentionMonths: e.RETENTION_MONTHS,
     transparencyMinCount: e.TRANSPARENCY_MIN_COUNT,
     jobs: {

@@ -62,7 +62,7 @@ export async function connectDatabase(config: Config, logger: Logger, options: C
     embedded = await openSharedEmbedded(
       {
         dir: dbDir,
-        logLevel: config.ferretdbLogLevel,
+        logLevel: config.embeddedDbLogLevel,
         onLog: (line) => logger.debug({ ferretdb: line }, 'ferretdb'),
         onBuildProgress: (line) => process.stdout.write(`${line}\n`),
       },

@@ -33,10 +33,13 @@ type KeyGroup = { key: string; caseId: string; flags: RaisedFlag[] };
 const OPENING_ROUNDS = 5;
 /**
  * A key whose case is not there yet is an opener at work between claiming it and writing the
- * case (a bulk of cases, so up to seconds under load): its flags wait for it, a round later.
- * Past this age the opener died in between, and the key is dropped as stale.
+ * case (the next bulk command it sends, a few seconds at most under load): its flags wait for
+ * it, a round later. Past this age the opener failed in between (its database connection lost,
+ * or its process gone), and the key is dropped as stale. Every fold that names such a key fails
+ * and is retried until then, so the grace is kept short: the soak test's database kills left
+ * the check-in outbox stuck for the whole of a 60 s grace.
  */
-export const OPENER_GRACE_MS = 60_000;
+export const OPENER_GRACE_MS = 15_000;
 const OPENER_WAIT_MS = 100;
 
 const caseIdOf = (year: number, n: number) => `C-${year}-${String(n).padStart(6, '0')}`;
@@ -195,10 +198,16 @@ export function caseOpening(deps: Pick<CaseDeps, 'clock' | 'stores'>, notices: P
       }
 
       const opened = claimed.map((g) => flagCase(g, now));
-      // One bulk command at a time: the embedded engine holds a pooled connection per statement
-      // of every command in flight, and hangs once they outnumber its pool (server/store/engine.ts).
+      // The claimed keys' cases first, so that other openers wait on them as briefly as can be; a
+      // failure gives the keys back where it still can. One bulk command at a time: the embedded
+      // engine holds a pooled connection per statement of every command in flight, and hangs once
+      // they outnumber its pool (server/store/engine.ts).
+      await store.insertCases(opened).catch(async (err: unknown) => {
+        // Only keys whose case is not there: a bulk insert may have written some before it failed.
+        await Promise.allSettled(claimed.map(async (g) => (await store.caseById(g.caseId)) ?? store.dropStaleKey(g.key, g.caseId)));
+        throw err;
+      });
       const unsure = await store.attachSources(joining.map((g) => ({ caseId: g.caseId, rev: g.rev, sources: g.flags.map((f) => sourceOf(f, now)), subjects: subjectsOf(g.flags), lines: g.flags.map((f) => lineOf(f, 'source-added', now)), announce: g.flags.map((f) => raised(f, g.caseId, now)) })));
-      await store.insertCases(opened);
       for (const [i, c] of opened.entries()) {
         settle(c._id, claimed[i]!.flags);
         changed.push(c._id);

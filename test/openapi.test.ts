@@ -2,6 +2,7 @@ import request from 'supertest';
 import { loadOpenApi } from '../server/openapi';
 import { apiModules } from '../routes';
 import { PUBLIC_WRITE_PATHS } from '../server/middleware/rate-limit';
+import { API_KEY_SCOPES } from '../server/domain/auth';
 import type { RouteContext } from '../routes/context';
 import { createTestContext, type TestContext } from './helpers/context';
 
@@ -86,6 +87,14 @@ describe('OpenAPI document', () => {
       }
     }
     expect(missing).toEqual([]);
+  });
+
+  it('names every API key scope the service accepts, in the key and in the request that creates it', () => {
+    // The fuzzer found keys with the sell-through scope answered against a schema that allowed check-ins only.
+    const doc = loadOpenApi() as { components: { schemas: { ApiKey: { properties: { scopes: { items: { enum: string[] } } } } } }; paths: Record<string, Record<string, { requestBody?: { content: Record<string, { schema: { properties: { scopes: { items: { enum: string[] } } } } }> } }>> };
+    expect([...doc.components.schemas.ApiKey.properties.scopes.items.enum].sort()).toEqual([...API_KEY_SCOPES].sort());
+    const create = doc.paths['/api-keys']!.post!.requestBody!.content['application/json']!.schema;
+    expect([...create.properties.scopes.items.enum].sort()).toEqual([...API_KEY_SCOPES].sort());
   });
 
   it('answers TRACE on an API path with 405', async () => {

@@ -3,6 +3,7 @@ import os from 'node:os';
 import path from 'node:path';
 import mongoose from 'mongoose';
 import { startEmbedded } from '../server/db/embedded';
+import { buildDeclaredIndexes } from '../server/db/indexes';
 import { exitOf, isAlive, killSpawned, runTs, waitFor } from './helpers/processes';
 
 const tmpDir = () => fs.mkdtempSync(path.join(os.tmpdir(), 'downstream-embedded-'));
@@ -62,6 +63,43 @@ describe('embedded FerretDB', () => {
         { _id: 'a', status: 'open', n: 1 },
         { _id: 'b', status: 'closed', n: 3 },
       ]);
+    } finally {
+      await conn.close();
+      await server.stop();
+    }
+  });
+
+  it('builds only the unique declared indexes (no query reaches the others) and drops the others an older version built', async () => {
+    const server = await startEmbedded({ dir: tmpDir() });
+    const conn = await mongoose.createConnection(server.uri, { dbName: 'indexes', autoIndex: false }).asPromise();
+    try {
+      const schema = new mongoose.Schema({ _id: String, email: String, status: String, at: Date }, { versionKey: false });
+      schema.index({ email: 1 }, { unique: true });
+      schema.index({ status: 1, at: -1 });
+      const Account = conn.model('Account', schema);
+      await Account.init();
+      await Account.collection.createIndex({ status: 1, at: -1 }, { name: 'status_1_at_-1' }); // as an older version built it
+      const names = async () => (await Account.collection.indexes()).map((i) => i.name).sort();
+      expect(await names()).toEqual(['_id_', 'status_1_at_-1']);
+
+      const said: unknown[] = [];
+      await buildDeclaredIndexes([Account as never], { kind: 'ferretdb', version: 'test', secondaryIndexes: false, statementsPerCommand: 50 }, { info: (o: unknown) => said.push(o) });
+      expect(await names()).toEqual(['_id_', 'email_1']);
+      expect(said).toEqual([{ dropped: 1 }]);
+      await Account.create({ _id: 'a', email: 'one@example.test', status: 'open', at: new Date() });
+      await expect(Account.create({ _id: 'b', email: 'one@example.test', status: 'open', at: new Date() })).rejects.toMatchObject({ code: 11000 });
+      // What the dropped index was for: a filter on `status`, which this engine never pushes down.
+      expect((await conn.db!.command({ explain: { find: 'accounts', filter: { status: 'open' } } })).filterPushdown).toBe(false);
+      expect(await Account.countDocuments({ status: 'open' })).toBe(1);
+
+      // Run again (a second instance starting): nothing left to drop, nothing fails.
+      await buildDeclaredIndexes([Account as never], { kind: 'ferretdb', version: 'test', secondaryIndexes: false, statementsPerCommand: 50 }, { info: (o: unknown) => said.push(o) });
+      expect(await names()).toEqual(['_id_', 'email_1']);
+      expect(said).toHaveLength(1);
+
+      // An engine whose indexes answer queries (MongoDB) gets every declared index.
+      await buildDeclaredIndexes([Account as never], { kind: 'mongodb', version: 'test', secondaryIndexes: true, statementsPerCommand: 50 }, { info: () => {} });
+      expect(await names()).toEqual(['_id_', 'email_1', 'status_1_at_-1']);
     } finally {
       await conn.close();
       await server.stop();

@@ -4,6 +4,7 @@ import type { Config } from '../config';
 import type { Logger } from '../logger';
 import { detectEngine, type Engine } from '../store/engine';
 import { firstLooseEntry, restrictDataDir } from './data-dir';
+import { buildDeclaredIndexes } from './indexes';
 import { openSharedEmbedded, type SharedEmbedded } from './engine-lock';
 
 // Operator injection is stopped at the edge (reject-operators middleware + zod schemas that
@@ -78,8 +79,9 @@ export async function connectDatabase(config: Config, logger: Logger, options: C
 
   const engine = await detectEngine(connection);
 
-  // Declared indexes exist before the first request; uniqueness carries correctness here.
+  // Collections and declared indexes exist before the first request; uniqueness carries correctness here.
   await Promise.all(Object.values(connection.models).map((model) => model.init()));
+  await buildDeclaredIndexes(Object.values(connection.models), engine, logger);
 
   return {
     connection,
@@ -128,6 +130,8 @@ async function connectWithRetry(uri: string, dbName: string, socketTimeoutMS: nu
         socketTimeoutMS,
         // Fail fast while the database is down instead of queueing requests for minutes.
         bufferCommands: false,
+        // Built by buildDeclaredIndexes once the engine is known: which ones depends on it.
+        autoIndex: false,
       });
       return m.connection;
     } catch (err) {

@@ -83,14 +83,14 @@ export function partnerChannel(deps: PartnerDeps) {
     // `actor` first, then its children: of two allocations at the same time, the child's is the pass-on.
     for (const partnerId of visible) {
       for (const allocation of await store.allocationUnits(partners.find((p) => p._id === partnerId)?.allocationIds ?? [])) {
-        for (const id of allocation.unitIds) {
-          if (!named.has(id)) continue;
+        for (const id of named) {
+          if (!allocation.unitIds.has(id)) continue;
           const known = holderOf.get(id);
           if (!known || known.at <= allocation.at.getTime()) holderOf.set(id, { partnerId, at: allocation.at.getTime() });
         }
       }
     }
-    for (const allocation of await store.allocationUnits(below.flatMap((p) => p.allocationIds))) for (const id of allocation.unitIds) holderOf.delete(id);
+    for (const allocation of await store.allocationUnits(below.flatMap((p) => p.allocationIds))) for (const id of holderOf.keys()) if (allocation.unitIds.has(id)) holderOf.delete(id);
 
     const rest = [...new Set(ids.filter((id) => !holderOf.has(id)))];
     const holders = new Map((await store.holdersOf(rest)).map((u) => [u._id, u]));

@@ -116,6 +116,11 @@ const unitSchema = new Schema(
       lastAt: { type: Date, default: null },
       lastCountry: { type: String, default: null },
       lastFirmware: { type: String, default: null },
+      /**
+       * Every country it checked in from (ISO codes, in code order): the partners' footprints
+       * count a unit in each. Units folded before this list existed start it at their last country.
+       */
+      countries: { type: [String], default: undefined },
       /** The unit's current run (its last one): the red-flag rules continue it on the next fold. */
       lastRun: { type: checkInRunSchema, default: null },
       /** The periods (`YYYY-MM`) with a history bucket (UnitCheckInHistory), oldest first. */

@@ -1,6 +1,7 @@
 import { Readable } from 'node:stream';
 import request from 'supertest';
 import { AuditEntry } from '../models/audit';
+import { Unit } from '../models/catalogue';
 import { Case } from '../models/cases';
 import { Flag } from '../models/flags';
 import { ChannelUnit, Partner, PartnerFootprint, SaleReview } from '../models/partners';
@@ -643,5 +644,26 @@ describe('partners on the dashboard: footprints against territories', () => {
     expect(rebuilt.units).toBeGreaterThanOrEqual(3);
     expect((await rowOf())?.footprint).toMatchObject({ ...counted, countries });
     expect(await PartnerFootprint.countDocuments({})).toBe(await Partner.countDocuments({}));
+  });
+
+  it('counts a unit in every country it checked in from, not only the last one', async () => {
+    const partner = await makePartner(ctx, { name: 'Roaming Distributor', territories: ['KE'] });
+    const { units } = await allocatedUnits(ctx, partner._id, 1);
+    const unit = units[0]!;
+    const device = await makeApiKey(ctx);
+    await sendCheckIn(ctx, device.auth, checkInItem(unit, { country: 'UG', observedAt: hoursAgo(ctx, 3) }));
+    await sendCheckIn(ctx, device.auth, checkInItem(unit, { country: 'KE', observedAt: hoursAgo(ctx, 2) }));
+    await sendCheckIn(ctx, device.auth, checkInItem(unit, { country: 'KE', observedAt: hoursAgo(ctx, 1) }));
+
+    expect((await Unit.findById(unit._id, { checkIns: 1 }).lean())?.checkIns).toMatchObject({ count: 3, lastCountry: 'KE', countries: ['KE', 'UG'] });
+    await ctx.services.partners.rebuildFootprints();
+    expect(await PartnerFootprint.findById(partner._id).lean()).toMatchObject({
+      units: 1,
+      observedUnits: 1,
+      countries: [
+        { country: 'KE', units: 1, checkIns: 1, registrations: 0 },
+        { country: 'UG', units: 1, checkIns: 1, registrations: 0 },
+      ],
+    });
   });
 });

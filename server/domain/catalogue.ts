@@ -21,3 +21,13 @@ export interface CheckInRun {
   firstFirmware: string;
   lastFirmware: string;
 }
+
+/**
+ * The countries a unit checked in from, as its summary lists them. A unit summarised before
+ * the summary kept that list names only its last country (its earlier ones live in its
+ * history buckets, a read per unit and year).
+ */
+export function checkInCountriesOf(summary: { countries?: readonly string[] | null; lastCountry?: string | null } | null | undefined): readonly string[] {
+  if (summary?.countries) return summary.countries;
+  return summary?.lastCountry ? [summary.lastCountry] : [];
+}

@@ -20,7 +20,7 @@ export interface UnitFacts {
   status: string;
   current?: { country?: string | null } | null;
   countries?: Array<{ country: string; source: string }>;
-  checkIns?: { count?: number; lastAt?: Date | null; lastCountry?: string | null; lastFirmware?: string | null; lastRun?: CheckInRun | null; periods?: string[]; batchIds?: string[] } | null;
+  checkIns?: { count?: number; lastAt?: Date | null; lastCountry?: string | null; lastFirmware?: string | null; lastRun?: CheckInRun | null; countries?: string[]; periods?: string[]; batchIds?: string[] } | null;
   controls?: { updates?: 'allowed' | 'withheld' } | null;
 }
 const UNIT_FACTS = { modelId: 1, serial: 1, status: 1, current: 1, countries: 1, checkIns: 1, controls: 1 } as const;
@@ -57,6 +57,7 @@ export interface SummaryWrite {
   countSeen: number;
   count: number;
   lastRun: CheckInRun;
+  countries: string[];
   periods: string[];
   batchIds: string[];
   /** The newest check-in, when newer than the one the summary had. */
@@ -96,6 +97,7 @@ export function createCheckInsStore(engine: Engine) {
               $set: {
                 'checkIns.count': w.count,
                 'checkIns.lastRun': w.lastRun,
+                'checkIns.countries': w.countries,
                 'checkIns.periods': w.periods,
                 'checkIns.batchIds': w.batchIds,
                 ...(w.latest ? { 'checkIns.lastAt': w.latest.at, 'checkIns.lastCountry': w.latest.country, 'checkIns.lastFirmware': w.latest.firmware } : {}),

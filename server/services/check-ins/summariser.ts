@@ -1,4 +1,5 @@
 import type { Clock } from '../../clock';
+import { checkInCountriesOf } from '../../domain/catalogue';
 import { ingestFirst } from '../../concurrency';
 import type { Logger } from '../../logger';
 import { bucketId, periodOf, type BucketWrite, type CheckInHistoryStore } from '../../store/check-in-history';
@@ -222,6 +223,7 @@ export function createSummariser(deps: SummariserDeps) {
           countSeen: summary?.count ?? 0,
           count: (summary?.count ?? 0) + entries.length,
           lastRun: fold.runs.at(-1)!,
+          countries: [...new Set([...checkInCountriesOf(summary), ...entries.map((e) => e.country)])].sort(),
           periods: [...new Set([...(summary?.periods ?? []), ...entries.map((e) => periodOf(e.observedAt))])].sort(),
           batchIds: batchIdsAfter(summary?.batchIds, entries),
           latest: newer ? { at: latest.observedAt, country: latest.country, firmware: latest.firmware } : null,

@@ -1,4 +1,5 @@
 import { countryName } from '../../countries';
+import { checkInCountriesOf } from '../../domain/catalogue';
 import type { LeanPartner, StoredFootprint } from '../../store/partners';
 import type { Page } from '../../middleware/validate';
 import type { PartnerDeps } from './context';
@@ -20,9 +21,7 @@ const REGISTERED = new Set(['registration', 'transfer']);
 
 /**
  * Counts walked units per holder and country, for every partner (a partner with none gets
- * zeros). A unit counts where it last checked in from (the unit's summary, as the dashboard's
- * check-in map; its earlier countries live only in its history buckets, a read per unit and
- * year this sweep does not pay, since the unit's `countries` list records no check-in) and in
+ * zeros). A unit counts in every country it checked in from (its check-in summary's list) and
  * every country it was registered or transferred to.
  */
 export function footprintTally(partners: readonly LeanPartner[], now: Date) {
@@ -34,7 +33,7 @@ export function footprintTally(partners: readonly LeanPartner[], now: Date) {
       holder.units++;
       const seen = new Map<string, { checkIn: boolean; registered: boolean }>();
       const mark = (country: string, how: 'checkIn' | 'registered') => seen.set(country, { checkIn: false, registered: false, ...seen.get(country), [how]: true });
-      if (unit.checkIns?.lastCountry) mark(unit.checkIns.lastCountry, 'checkIn');
+      for (const country of checkInCountriesOf(unit.checkIns)) mark(country, 'checkIn');
       for (const visit of unit.countries ?? []) if (REGISTERED.has(visit.source)) mark(visit.country, 'registered');
       if (seen.size) holder.observedUnits++;
       for (const [country, sources] of seen) {

@@ -12,7 +12,7 @@ export interface WalkedUnit {
     modelId: string;
     serial: string;
     current?: { country?: string | null } | null;
-    checkIns?: { lastCountry?: string | null; lastAt?: Date | null } | null;
+    checkIns?: { lastCountry?: string | null; lastAt?: Date | null; countries?: string[] | null } | null;
     countries?: Array<{ country: string; source: string }> | null;
   };
 }

@@ -193,6 +193,11 @@ const saleBatchSchema = new Schema(
     size: { type: Number, required: true },
     /** The keys of the report's sales, in the ledger (a small document: the request writes the sales once). */
     saleIds: { type: [String], default: [] },
+    /** Who sent the report: the fold records it in the audit log under this actor. */
+    actor: {
+      type: new Schema({ actorKind: { type: String, enum: ['user', 'api-key'], required: true }, actorId: { type: String, default: null } }, { _id: false }),
+      default: null,
+    },
   },
   { versionKey: false },
 );

@@ -252,12 +252,18 @@ describe('sell-through by API key', () => {
       { unitId: units[1]!._id, outcome: 'repeated' },
     ]);
     // Before the fold: in the ledger only.
+    const reported = () => AuditEntry.find({ action: 'partner.sales-reported', subjectId: partner._id }).lean();
     expect((await ChannelUnit.findById(units[0]!._id).lean())!.sales).toHaveLength(0);
     expect(await Flag.findById(`flg_sale-outside-territory_${units[0]!._id}`).lean()).toBeNull();
     expect((await Partner.findById(partner._id).lean())!.tallies?.sold).toBe(0);
+    expect(await reported()).toEqual([]);
 
     await ctx.services.partners.settleSales();
     await ctx.services.partners.settleSales();
+    // The report in the audit log, under the key that sent it, once however often the fold runs.
+    const keyId = (await AuditEntry.findOne({ action: 'partner.api-key-created', subjectId: partner._id }).lean())?.detail.apiKeyId;
+    expect(keyId).toEqual(expect.any(String));
+    expect(await reported()).toEqual([expect.objectContaining({ actorKind: 'api-key', actorId: keyId, detail: expect.objectContaining({ recorded: 2, repeated: 1 }) })]);
     expect((await ChannelUnit.findById(units[0]!._id).lean())!.sales).toMatchObject([{ country: 'RU', held: false }]);
     expect((await ChannelUnit.findById(units[1]!._id).lean())!.sales).toHaveLength(1);
     expect(await Flag.countDocuments({ rule: 'sale-outside-territory', unitId: units[0]!._id })).toBe(1);

@@ -90,6 +90,8 @@ export interface NewSaleBatch {
   receivedAt: Date;
   size: number;
   saleIds: string[];
+  /** Absent on reports stored before the fold wrote their audit entry (their request did). */
+  actor?: { actorKind: 'user' | 'api-key'; actorId: string | null } | null;
 }
 
 /** Where a partner's units have been seen (models/partners.ts, PartnerFootprint). */

@@ -125,9 +125,7 @@ export function partnerChannel(deps: PartnerDeps) {
       const { unitId: id, modelId, sellerId } = checked[i]!;
       return { _id: saleKey(id, sale), unitId: id, modelId, batchId, partnerId: sellerId, customerName: sale.customerName, customerType: sale.customerType, country: sale.country, endUse: sale.endUse, soldAt: sale.soldAt, reportedAt: receivedAt, reviewId: null, held: false };
     });
-    const isNew = await store.appendSales({ _id: batchId, reportedBy: actor.partnerId, receivedAt, size: ledger.length, saleIds: ledger.map((s) => s._id) }, ledger);
-    const recorded = isNew.filter(Boolean).length;
-    if (recorded) await audit.record({ ...auditActor(actor), action: 'partner.sales-reported', subjectKind: 'partner', subjectId: actor.partnerId, detail: { recorded, repeated: ledger.length - recorded, batchId } });
+    const isNew = await store.appendSales({ _id: batchId, reportedBy: actor.partnerId, receivedAt, size: ledger.length, saleIds: ledger.map((s) => s._id), actor: auditActor(actor) }, ledger);
     return ledger.map((s, i) => ({ unitId: s.unitId, outcome: isNew[i] ? 'recorded' : 'repeated' }));
   }
 
@@ -167,8 +165,9 @@ export function partnerChannel(deps: PartnerDeps) {
      * `repeated`. A unit held by a partner `actor` may not act for refuses the whole report
      * (403, and the attempt raises its flag); a unit not in the catalogue refuses it too (400,
      * naming the line). Nothing else is checked here: the fold (sales-fold.ts) copies the sales
-     * onto their units, screens their end customers, applies the diversion rules and counts
-     * them on the scorecards, in the background (`settleSales()` waits for it).
+     * onto their units, screens their end customers, applies the diversion rules, counts them
+     * on the scorecards and records the report in the audit log, in the background
+     * (`settleSales()` waits for it).
      */
     async reportSales(actor: PartnerActor & { kind: 'partner' }, sales: readonly SaleInput[]): Promise<SaleAnswer[]> {
       const checked = await checkScope(actor, sales);

@@ -15,10 +15,12 @@ import { reviewCriteria, saleRules } from './sale-rules';
  *     required approval, a unit never allocated or sold twice) and raises their flags,
  *  3. copies the sales onto their units' channel records (one write per unit),
  *  4. counts each unit's first completed sale on its seller's scorecard (once per report),
- *  5. deletes the reports from the outbox.
- * Run again after a crash at any step it adds nothing: flags are raised once per unit and
- * rule, a channel record takes a unit's sales only if it holds none of them, a partner
- * remembers the reports it counted. Sales trail their report by the outbox's backlog.
+ *  5. records each report in the audit log (who sent it, how many sales were new),
+ *  6. deletes the reports from the outbox.
+ * Run again after a crash at any step it adds nothing (but a second audit entry, see step 5):
+ * flags are raised once per unit and rule, a channel record takes a unit's sales only if it
+ * holds none of them, a partner remembers the reports it counted. Sales trail their report by
+ * the outbox's backlog, and so do the reports' audit entries.
  */
 
 /** At most this many sales are folded together (bounds memory and one fold's length). */
@@ -118,6 +120,15 @@ export function salesFold(deps: PartnerDeps, raiseOnce: ReturnType<typeof divers
     for (const [at, n] of counted) {
       const [partnerId, batchId] = at.split(' ') as [string, string];
       await store.countBatchSales(partnerId, batchId, n);
+    }
+    // Last before the reports leave the outbox: a crash in between records a report twice (its
+    // batchId tells), never not at all. Not in the request: with four clients contending for
+    // the chain's tip, each report's entry cost the engine 7–21 ms of CPU, 6–17 % of the ledger
+    // insert it came with (measured at scale 1).
+    for (const batch of ready) {
+      const recorded = stored.get(batch._id)!.length;
+      if (!batch.actor || !recorded) continue;
+      await deps.audit.record({ ...batch.actor, action: 'partner.sales-reported', subjectKind: 'partner', subjectId: batch.reportedBy, detail: { recorded, repeated: batch.size - recorded, batchId: batch._id, receivedAt: batch.receivedAt } });
     }
     await store.deleteSaleBatches(ready.map((b) => b._id));
     deps.logger?.info({ reports: ready.length, sales: sales.length, units: perUnit.size, flags: raises.reduce((n, r) => n + r.hits.length, 0) }, 'sell-through: folded');

@@ -8,6 +8,7 @@ import { Flag } from '../models/flags';
 import { Registration } from '../models/registrations';
 import { Report } from '../models/reports';
 import { addMonths, priorityOf } from '../server/services/cases';
+import { OPENER_GRACE_MS } from '../server/services/cases/opening';
 import { actorOf, freshAuth, makeFlagCase, makeReportCase, makeStaff, triageFields } from './helpers/cases';
 import { makeRegistration, makeUnit } from './helpers/catalogue';
 import { jpegWithGps, notAnImage, pngImage, sha256 } from './helpers/reports';
@@ -210,6 +211,44 @@ describe('investigation cases', () => {
       // The lead's own assignment, and the newcomer's once.
       expect(assigned.history.filter((h) => h.action === 'assigned')).toHaveLength(2);
       expect((await auditFor(caseId, 'case.assigned')).map((e) => e.detail.userId)).toEqual([investigator.actor.id, newcomer.actor.id]);
+    });
+  });
+
+  describe('report cases opened from two instances', () => {
+    it('a report waits for another instance between claiming its unit’s case key and writing the case, and joins that case', async () => {
+      const { unit } = await makeUnit(ctx);
+      const template = (await Case.findById((await makeReportCase(ctx, { country: 'UG' })).caseId).lean())!;
+      const theirs = `C-2026-9${String(Date.now() % 100_000).padStart(5, '0')}`;
+      // The other instance claimed the key just now, and writes its case right after this
+      // instance finds the key without one.
+      await OpenCaseKey.create({ _id: `unit:${unit._id}|report`, caseId: theirs, claimedAt: ctx.clock.now() });
+      const stores = createStores(ctx.db.engine);
+      let written = false;
+      const caseExists = async (caseId: string) => {
+        const exists = await stores.cases.caseExists(caseId);
+        if (!exists && !written) {
+          written = true;
+          await Case.create({ ...template, _id: theirs, sources: [], sourceKinds: [], history: [], pendingEvents: [], unitIds: [unit._id], modelIds: [unit.modelId] });
+        }
+        return exists;
+      };
+      const services = createServices({ config: ctx.config, clock: ctx.clock, logger: createLogger('silent'), stores: { ...stores, cases: { ...stores.cases, caseExists } } });
+
+      const { caseId, opened } = await services.cases.openOrAttachForReport({ id: 'rpt_waits', receivedAt: ctx.clock.now(), title: 'Misuse report', unitId: unit._id, modelId: unit.modelId, country: 'KE' });
+      expect(written).toBe(true);
+      expect({ caseId, opened }).toEqual({ caseId: theirs, opened: false });
+      expect((await Case.findById(theirs).lean())!.sources.map((s) => s.id)).toEqual(['rpt_waits']);
+      expect(await Case.countDocuments({ unitIds: unit._id })).toBe(1);
+    });
+
+    it('a report takes a unit’s case key over once the instance that claimed it is surely dead', async () => {
+      const { unit } = await makeUnit(ctx);
+      await OpenCaseKey.create({ _id: `unit:${unit._id}|report`, caseId: 'C-2026-999998', claimedAt: ctx.clock.now() });
+      ctx.clock.advance(OPENER_GRACE_MS + 1);
+      const { reportId, caseId } = await makeReportCase(ctx, { unitId: unit._id, modelId: unit.modelId });
+      expect(caseId).not.toBe('C-2026-999998');
+      expect((await Case.findById(caseId).lean())!.sources.map((s) => s.id)).toEqual([reportId]);
+      expect(await OpenCaseKey.findById(`unit:${unit._id}|report`).lean()).toMatchObject({ caseId });
     });
   });
 

@@ -279,16 +279,22 @@ export function createCasesStore(engine: Engine) {
 
     // ----- "one open case per subject": keys with a unique `_id` -----
 
-    caseIdUnderKey: async (key: string) => (await OpenCaseKey.findById(key).lean())?.caseId ?? null,
+    /** The case under a key and when the key was claimed (null: no open case). */
+    async caseUnderKey(key: string): Promise<{ caseId: string; claimedAt: Date | null } | null> {
+      const found = await OpenCaseKey.findById(key).lean<{ caseId: string; claimedAt?: Date | null } | null>();
+      return found ? { caseId: found.caseId, claimedAt: found.claimedAt ?? null } : null;
+    },
+
+    caseExists: async (caseId: string) => (await Case.exists({ _id: caseId })) !== null,
 
     /** The case under each key and when it was claimed, in the order asked (null: no open case). */
     openCaseKeys: async (keys: readonly string[]) =>
       (await byIds<{ _id: string; caseId: string; claimedAt?: Date | null }>(engine, OpenCaseKey as never, keys)).map((k) => (k ? { caseId: k.caseId, claimedAt: k.claimedAt ?? null } : null)),
 
     /** True when this call took the key; false when another case holds it. */
-    async claimKey(key: string, caseId: string): Promise<boolean> {
+    async claimKey(key: string, caseId: string, claimedAt: Date): Promise<boolean> {
       try {
-        await OpenCaseKey.create({ _id: key, caseId });
+        await OpenCaseKey.create({ _id: key, caseId, claimedAt });
         return true;
       } catch (err) {
         if (isDuplicateKey(err)) return false;

@@ -86,7 +86,7 @@ export function caseMerging(deps: CaseDeps) {
         openedAt: now,
         history: [{ at: now, byUserId: actor.id, action: 'opened', detail: `split from ${caseId}` }],
       });
-      await store.claimKey(`report:${reportId}`, newCaseId);
+      await store.claimKey(`report:${reportId}`, newCaseId, now);
       await deps.stores.reports.setCaseOfReport(reportId, newCaseId);
       await record(actor, 'case.opened-by-split', newCaseId, { from: caseId, reportId });
       return newCaseId;

@@ -71,9 +71,11 @@ export function caseOpening(deps: Pick<CaseDeps, 'clock' | 'stores'>, notices: P
     const now = clock.now();
     const sourceDoc = { ...source, at: now };
     const line = { at: now, byUserId: null, detail: `${source.kind} ${source.id}` };
-    for (let attempt = 0; attempt < 3; attempt++) {
-      const existing = await store.caseIdUnderKey(key);
-      if (existing) {
+    for (let round = 0; round < OPENING_ROUNDS; round++) {
+      if (round) await new Promise((resolve) => setTimeout(resolve, OPENER_WAIT_MS * round));
+      const under = await store.caseUnderKey(key);
+      if (under) {
+        const existing = under.caseId;
         const subjects = {
           ...(source.rule ? { rules: source.rule } : {}),
           ...(subject.unitId ? { unitIds: subject.unitId } : {}),
@@ -84,12 +86,14 @@ export function caseOpening(deps: Pick<CaseDeps, 'clock' | 'stores'>, notices: P
           if (source.kind === 'report') await notices.reportAdded(existing);
           return { caseId: existing, opened: false };
         }
-        // The case closed under us: drop the stale key and open a new case.
-        await store.dropStaleKey(key, existing);
+        // Not open: an opener between claiming the key and writing its case (wait for it, as the
+        // flag path does), or the case closed under us or its opener died: drop the stale key.
+        const beingWritten = !!under.claimedAt && now.getTime() - under.claimedAt.getTime() < OPENER_GRACE_MS && !(await store.caseExists(existing));
+        if (!beingWritten) await store.dropStaleKey(key, existing);
         continue;
       }
       const caseId = await nextCaseId(now);
-      if (!(await store.claimKey(key, caseId))) continue; // someone else opened it
+      if (!(await store.claimKey(key, caseId, now))) continue; // someone else opened it
       await store.insertCase({
         _id: caseId,
         title: init.title,

@@ -4,7 +4,7 @@ import { CASE_STATUSES, type CaseStatus, type HarmCategory, type PriorityLevel }
 import type { FlagRule } from '../domain/flags';
 import { byIds, existingByIds } from './by-ids';
 import { createCaseChangeFollower, createCaseQueueRows, noteCaseChanged, type CaseRow } from './case-queue';
-import { chunksOf, type Engine, isDuplicateKey, duplicateKeyIndexes } from './engine';
+import { chunksOf, duplicatesIn, type Engine, isDuplicateKey } from './engine';
 import { guardedBulkWrite } from './guarded-writes';
 import type { OutboxEvent } from './webhooks';
 
@@ -306,11 +306,8 @@ export function createCasesStore(engine: Engine) {
     async claimKeys(claims: ReadonlyArray<{ key: string; caseId: string }>, claimedAt: Date): Promise<string[]> {
       const taken: string[] = [];
       for (const chunk of chunksOf(claims)) {
-        try {
-          await OpenCaseKey.collection.insertMany(chunk.map((c) => ({ _id: c.key, caseId: c.caseId, claimedAt })) as never[], { ordered: false });
-        } catch (err) {
-          taken.push(...duplicateKeyIndexes(err).map((i) => chunk[i]!.key));
-        }
+        const refused = await duplicatesIn(() => OpenCaseKey.collection.insertMany(chunk.map((c) => ({ _id: c.key, caseId: c.caseId, claimedAt })) as never[], { ordered: false }));
+        taken.push(...refused.map((i) => chunk[i]!.key));
       }
       return taken;
     },

@@ -3,7 +3,7 @@ import { CheckIn, CheckInBatch, UnknownSerial, WITHHELD_UNITS_ID, WithheldUnits 
 import { tallyUnits, unitCheckInChange } from './insight';
 import type { CheckInRun } from '../domain/catalogue';
 import { byIds } from './by-ids';
-import { chunksOf, type Engine, isDuplicateKey, duplicateKeyIndexes } from './engine';
+import { chunksOf, duplicatesIn, type Engine, isDuplicateKey } from './engine';
 import { guardedBulkWrite } from './guarded-writes';
 
 /**
@@ -117,11 +117,7 @@ export function createCheckInsStore(engine: Engine) {
     /** Inserts log entries; returns, per entry, whether it was new (the rest were already stored). */
     async insertLog(docs: readonly LogEntry[]): Promise<boolean[]> {
       const inserted = docs.map(() => true);
-      try {
-        await CheckIn.collection.insertMany(docs as never[], { ordered: false });
-      } catch (err) {
-        for (const i of duplicateKeyIndexes(err)) inserted[i] = false;
-      }
+      for (const i of await duplicatesIn(() => CheckIn.collection.insertMany(docs as never[], { ordered: false }))) inserted[i] = false;
       return inserted;
     },
 

@@ -63,3 +63,16 @@ export function duplicateKeyIndexes(err: unknown): number[] {
   if (!list.length || !list.every(isDuplicateKey)) throw err;
   return list.map((e) => e.index);
 }
+
+/**
+ * Runs an unordered bulk write (an `insertMany` whose unique `_id`s are its idempotency check)
+ * and answers the indexes its duplicate keys refused; any other failure is thrown.
+ */
+export async function duplicatesIn(write: () => Promise<unknown>): Promise<number[]> {
+  try {
+    await write();
+    return [];
+  } catch (err) {
+    return duplicateKeyIndexes(err);
+  }
+}

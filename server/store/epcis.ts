@@ -1,7 +1,7 @@
 import type { CaptureStatus } from '../domain/epcis';
 import { EpcisCapture, EpcisCaptureChunk, EpcisEvent, EpcisLocation, UnitEpcisEvents } from '../../models/epcis';
 import { byIds } from './by-ids';
-import { chunksOf, type Engine, isDuplicateKey, STATEMENTS_PER_COMMAND, duplicateKeyIndexes } from './engine';
+import { chunksOf, duplicatesIn, type Engine, isDuplicateKey, STATEMENTS_PER_COMMAND } from './engine';
 
 /**
  * EPCIS captures, captured events, a unit's captured events and the location master data.
@@ -67,19 +67,6 @@ export interface EventFilter {
   bizLocations?: string[];
   /** Events after this one in (eventTime, id) order. */
   after?: { at: Date; id: string };
-}
-
-/**
- * Runs an unordered bulk write and answers the indexes its duplicate keys refused; any other
- * failure is thrown.
- */
-async function duplicatesIn(write: () => Promise<unknown>): Promise<number[]> {
-  try {
-    await write();
-    return [];
-  } catch (err) {
-    return duplicateKeyIndexes(err);
-  }
 }
 
 /**

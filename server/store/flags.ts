@@ -2,7 +2,7 @@ import type { InferSchemaType } from 'mongoose';
 import { Flag, FlagSetting } from '../../models/flags';
 import type { FlagRule, FlagSourceKind } from '../domain/flags';
 import { byIds, existingByIds } from './by-ids';
-import { chunksOf, type Engine, isDuplicateKey, duplicateKeyIndexes } from './engine';
+import { chunksOf, duplicatesIn, type Engine, isDuplicateKey } from './engine';
 
 export interface NewFlag {
   _id: string;
@@ -35,13 +35,7 @@ export function createFlagsStore(engine: Engine) {
 
     /** Stores flags in unordered bulk inserts; a flag whose `_id` is already there stays as it is. */
     async insertFlags(flags: readonly NewFlag[]) {
-      for (const chunk of chunksOf(flags)) {
-        try {
-          await Flag.collection.insertMany(chunk as never[], { ordered: false });
-        } catch (err) {
-          duplicateKeyIndexes(err);
-        }
-      }
+      for (const chunk of chunksOf(flags)) await duplicatesIn(() => Flag.collection.insertMany(chunk as never[], { ordered: false }));
     },
 
     caseIdOfFlag: async (id: string) => (await Flag.findById(id, { caseId: 1 }).lean())?.caseId ?? null,

@@ -4,7 +4,7 @@ import { ChannelUnit, DueDiligenceQuestionSet, Partner, PartnerAllocation, Partn
 import type { AllocationSource, ReviewStatus } from '../domain/partners';
 import { byIds, existingByIds } from './by-ids';
 import type { StoredParty } from './screening';
-import { chunksOf, type Engine, isDuplicateKey, duplicateKeyIndexes } from './engine';
+import { chunksOf, duplicatesIn, type Engine, isDuplicateKey } from './engine';
 
 /**
  * Channel partners, their members (users and API keys), allocations of units, each unit's
@@ -132,12 +132,7 @@ const allocationId = () => `alc_${crypto.randomBytes(10).toString('hex')}`;
  */
 export async function allocateFromVendor(partnerId: string, units: ReadonlyArray<{ _id: string; modelId: string }>, source: AllocationSource, at: Date): Promise<string[]> {
   if (!units.length) return [];
-  const taken = new Set<number>();
-  try {
-    await ChannelUnit.collection.insertMany(units.map((u) => ({ _id: u._id, modelId: u.modelId, holderId: partnerId, chain: [partnerId], allocatedAt: at, sales: [] })) as never[], { ordered: false });
-  } catch (err) {
-    for (const i of duplicateKeyIndexes(err)) taken.add(i);
-  }
+  const taken = new Set(await duplicatesIn(() => ChannelUnit.collection.insertMany(units.map((u) => ({ _id: u._id, modelId: u.modelId, holderId: partnerId, chain: [partnerId], allocatedAt: at, sales: [] })) as never[], { ordered: false })));
   const allocated = units.filter((_, i) => !taken.has(i)).map((u) => u._id);
   if (allocated.length) await recordAllocation(partnerId, null, source, allocated, at);
   return allocated;
@@ -352,11 +347,7 @@ export function createPartnersStore(engine: Engine) {
     async appendSales(batch: NewSaleBatch, sales: readonly LedgerSale[]): Promise<boolean[]> {
       await SaleBatch.collection.insertOne(batch as never);
       const isNew = sales.map(() => true);
-      try {
-        await SaleRecord.collection.insertMany(sales as never[], { ordered: false });
-      } catch (err) {
-        for (const i of duplicateKeyIndexes(err)) isNew[i] = false;
-      }
+      for (const i of await duplicatesIn(() => SaleRecord.collection.insertMany(sales as never[], { ordered: false }))) isNew[i] = false;
       return isNew;
     },
 
@@ -384,12 +375,9 @@ export function createPartnersStore(engine: Engine) {
       const fresh = units.filter((u) => !u.exists);
       const existing = units.filter((u) => u.exists);
       for (const chunk of chunksOf(fresh)) {
-        try {
-          await ChannelUnit.collection.insertMany(chunk.map((u) => ({ _id: u.unitId, modelId: u.modelId, holderId: u.sales[0]!.partnerId, chain: [], allocatedAt: u.sales[0]!.reportedAt, sales: u.sales })) as never[], { ordered: false });
-        } catch (err) {
-          // Allocated, or created by an earlier run of this fold, meanwhile: appended to instead.
-          for (const i of duplicateKeyIndexes(err)) existing.push(chunk[i]!);
-        }
+        const refused = await duplicatesIn(() => ChannelUnit.collection.insertMany(chunk.map((u) => ({ _id: u.unitId, modelId: u.modelId, holderId: u.sales[0]!.partnerId, chain: [], allocatedAt: u.sales[0]!.reportedAt, sales: u.sales })) as never[], { ordered: false }));
+        // Allocated, or created by an earlier run of this fold, meanwhile: appended to instead.
+        for (const i of refused) existing.push(chunk[i]!);
       }
       for (const chunk of chunksOf(existing)) {
         await ChannelUnit.bulkWrite(

@@ -1,7 +1,7 @@
 import type { DeliveryStatus, OutboxEventType, SavedEpcisQuery, WebhookEventType } from '../domain/webhooks';
 import { WebhookDelivery, WebhookDeliveryDue, WebhookEvent, WebhookSubscription } from '../../models/webhooks';
 import { byIds } from './by-ids';
-import { chunksOf, type Engine, isDuplicateKey, duplicateKeyIndexes } from './engine';
+import { chunksOf, duplicatesIn, type Engine, isDuplicateKey } from './engine';
 
 /**
  * Webhook subscriptions, the outbox of events and the deliveries. Every write is one
@@ -113,11 +113,7 @@ export function createWebhooksStore(engine: Engine) {
           group.map((d) => ({ updateOne: { filter: { _id: d._id }, update: { $setOnInsert: { nextAttemptAt: d.nextAttemptAt ?? d.createdAt } }, upsert: true } })),
           { ordered: false },
         );
-        try {
-          await WebhookDelivery.collection.insertMany(group as never[], { ordered: false });
-        } catch (err) {
-          duplicateKeyIndexes(err);
-        }
+        await duplicatesIn(() => WebhookDelivery.collection.insertMany(group as never[], { ordered: false }));
       }
     },
 

@@ -42,6 +42,11 @@ const OPENING_ROUNDS = 5;
 export const OPENER_GRACE_MS = 15_000;
 const OPENER_WAIT_MS = 100;
 
+/** A key claimed this recently whose case is missing is an opener at work, not a stale key. */
+const openerAtWork = (claimedAt: Date | null, now: Date) => !!claimedAt && now.getTime() - claimedAt.getTime() < OPENER_GRACE_MS;
+/** Before each round after the first: a little longer each time, for an opener to write its case. */
+const nextRound = (round: number) => (round ? new Promise((resolve) => setTimeout(resolve, OPENER_WAIT_MS * round)) : Promise.resolve());
+
 const caseIdOf = (year: number, n: number) => `C-${year}-${String(n).padStart(6, '0')}`;
 
 /** `C-2026-000123`: the year's counter, incremented atomically. */
@@ -72,7 +77,7 @@ export function caseOpening(deps: Pick<CaseDeps, 'clock' | 'stores'>, notices: P
     const sourceDoc = { ...source, at: now };
     const line = { at: now, byUserId: null, detail: `${source.kind} ${source.id}` };
     for (let round = 0; round < OPENING_ROUNDS; round++) {
-      if (round) await new Promise((resolve) => setTimeout(resolve, OPENER_WAIT_MS * round));
+      await nextRound(round);
       const under = await store.caseUnderKey(key);
       if (under) {
         const existing = under.caseId;
@@ -88,7 +93,7 @@ export function caseOpening(deps: Pick<CaseDeps, 'clock' | 'stores'>, notices: P
         }
         // Not open: an opener between claiming the key and writing its case (wait for it, as the
         // flag path does), or the case closed under us or its opener died: drop the stale key.
-        const beingWritten = !!under.claimedAt && now.getTime() - under.claimedAt.getTime() < OPENER_GRACE_MS && !(await store.caseExists(existing));
+        const beingWritten = openerAtWork(under.claimedAt, now) && !(await store.caseExists(existing));
         if (!beingWritten) await store.dropStaleKey(key, existing);
         continue;
       }
@@ -164,7 +169,7 @@ export function caseOpening(deps: Pick<CaseDeps, 'clock' | 'stores'>, notices: P
     }
     for (let round = 0; pending.size; round++) {
       if (round === OPENING_ROUNDS) throw new Error(`could not open or attach cases for ${[...pending.keys()].join(', ')}`);
-      if (round) await new Promise((resolve) => setTimeout(resolve, OPENER_WAIT_MS * round));
+      await nextRound(round);
       const next = new Map<string, RaisedFlag[]>();
       const keys = [...pending.keys()];
       const under = await store.openCaseKeys(keys);
@@ -183,7 +188,7 @@ export function caseOpening(deps: Pick<CaseDeps, 'clock' | 'stores'>, notices: P
           continue;
         }
         next.set(g.key, rest);
-        const beingWritten = !held && !!g.claimedAt && now.getTime() - g.claimedAt.getTime() < OPENER_GRACE_MS;
+        const beingWritten = !held && openerAtWork(g.claimedAt, now);
         // The case closed, or its opener died before writing it: drop the stale key, open a new one.
         if (!beingWritten) await store.dropStaleKey(g.key, g.caseId);
       }
@@ -208,7 +213,7 @@ export function caseOpening(deps: Pick<CaseDeps, 'clock' | 'stores'>, notices: P
       // they outnumber its pool (server/store/engine.ts).
       await store.insertCases(opened).catch(async (err: unknown) => {
         // Only keys whose case is not there: a bulk insert may have written some before it failed.
-        await Promise.allSettled(claimed.map(async (g) => (await store.caseById(g.caseId)) ?? store.dropStaleKey(g.key, g.caseId)));
+        await Promise.allSettled(claimed.map(async (g) => (await store.caseExists(g.caseId)) || store.dropStaleKey(g.key, g.caseId)));
         throw err;
       });
       const unsure = await store.attachSources(joining.map((g) => ({ caseId: g.caseId, rev: g.rev, sources: g.flags.map((f) => sourceOf(f, now)), subjects: subjectsOf(g.flags), lines: g.flags.map((f) => lineOf(f, 'source-added', now)), announce: g.flags.map((f) => raised(f, g.caseId, now)) })));
